@@ -1,0 +1,279 @@
+/*
+ * main.c - semcachefs: parse options, open the cache, mount, serve, clean up.
+ *
+ * Our options (-o store=, sync=, session_ttl=, log=) are taken out of the
+ * argument list; everything else is standard FUSE and passes through. The
+ * cache is opened before mounting so that a bad store is reported on the
+ * terminal; background threads start only after daemonising (fs_init).
+ */
+#define FUSE_USE_VERSION 312
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "fs.h"
+#include "log.h"
+
+struct options {
+	char *store;
+	char *sync;
+	char *log;
+	int session_ttl;
+	int show_help;
+	int show_version;
+	int debug_log;
+};
+
+#define OPT(t, p) { t, offsetof(struct options, p), 1 }
+static const struct fuse_opt option_spec[] = {
+	OPT("store=%s", store),
+	OPT("sync=%s", sync),
+	OPT("log=%s", log),
+	OPT("session_ttl=%d", session_ttl),
+	OPT("verbose", debug_log),
+	OPT("-h", show_help),
+	OPT("--help", show_help),
+	OPT("-V", show_version),
+	OPT("--version", show_version),
+	FUSE_OPT_END
+};
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] MOUNTPOINT\n\n"
+	       "A semantic cache for LLM responses, mounted as a file system.\n"
+	       "Categories are directories; write NAME.query, read NAME.status and\n"
+	       "NAME.response; after a miss write the answer to NAME.response.\n\n"
+	       "semcachefs options:\n"
+	       "    -o store=DIR         where the cache lives (default\n"
+	       "                         $XDG_DATA_HOME/semcachefs or ~/.local/share/semcachefs)\n"
+	       "    -o sync=normal|full  normal: a fill survives a crash of the daemon;\n"
+	       "                         full: also of the machine (fsync per fill)\n"
+	       "    -o session_ttl=SECS  remove idle session and scratch files after\n"
+	       "                         SECS seconds (default 600)\n"
+	       "    -o log=FILE          log file (default: stderr with -f, else\n"
+	       "                         STORE/semcachefs.log)\n"
+	       "    -o verbose           debug logging\n"
+	       "    -h, --help           this help\n"
+	       "    -V, --version        version\n\n", prog);
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/*
+ * Leave the terminal before anything opens files or starts threads: the
+ * parent waits until the child reports that the mount is ready (one zero
+ * byte on the pipe) and exits 0, or 1 if the child died first. The child's
+ * errors still reach the terminal because it keeps stderr until ready.
+ */
+static int daemon_start(void)
+{
+	int pfd[2];
+	pid_t pid;
+	char c;
+
+	if (pipe(pfd)) {
+		perror("semcachefs: pipe");
+		return -1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("semcachefs: fork");
+		return -1;
+	}
+	if (pid > 0) {
+		close(pfd[1]);
+		_exit(read(pfd[0], &c, 1) == 1 && c == 0 ? 0 : 1);
+	}
+	close(pfd[0]);
+	setsid();
+	return pfd[1];
+}
+
+static void daemon_ready(int fd)
+{
+	int null = open("/dev/null", O_RDWR);
+	char c = 0;
+
+	if (chdir("/")) {
+		/* not fatal: only keeps a directory busy */
+	}
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		if (null > 2)
+			close(null);
+	}
+	if (write(fd, &c, 1) != 1) {
+		/* the parent is gone; nothing to tell */
+	}
+	close(fd);
+}
+
+static char *default_store(void)
+{
+	const char *xdg = getenv("XDG_DATA_HOME");
+	const char *home = getenv("HOME");
+	char buf[PATH_MAX];
+
+	if (xdg && xdg[0] == '/')
+		snprintf(buf, sizeof(buf), "%s/semcachefs", xdg);
+	else if (home && home[0])
+		snprintf(buf, sizeof(buf), "%s/.local/share/semcachefs", home);
+	else
+		return NULL;
+	return strdup(buf);
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct options opts = { .session_ttl = 600 };
+	struct fuse_cmdline_opts cl = { 0 };
+	struct fs_state state = { 0 };
+	struct cache_options co = { 0 };
+	struct fuse_loop_config *lc = NULL;
+	struct fuse *fuse = NULL;
+	char err[512] = "";
+	char *store = NULL;
+	int notify_fd = -1;
+	int rc = 1;
+
+	if (fuse_opt_parse(&args, &opts, option_spec, NULL) == -1)
+		return 2;
+	if (opts.show_version) {
+		printf("semcachefs %s (FAISS: %s, libfuse %s)\n", SEMCACHE_VERSION,
+		       SEMCACHE_FAISS_KIND, fuse_pkgversion());
+		return 0;
+	}
+	if (opts.show_help) {
+		usage(argv[0]);
+		printf("FUSE options:\n");
+		fuse_lib_help(&args);
+		return 0;
+	}
+	if (fuse_parse_cmdline(&args, &cl) != 0)
+		return 2;
+	if (!cl.mountpoint) {
+		fprintf(stderr, "semcachefs: no mountpoint given (see 'semcachefs --help')\n");
+		return 2;
+	}
+	if (opts.sync && strcmp(opts.sync, "normal") && strcmp(opts.sync, "full")) {
+		fprintf(stderr, "semcachefs: -o sync='%s' is not 'normal' or 'full'\n", opts.sync);
+		return 2;
+	}
+	if (opts.session_ttl < 1) {
+		fprintf(stderr, "semcachefs: -o session_ttl must be at least 1 second\n");
+		return 2;
+	}
+	if (opts.debug_log)
+		log_set_level(LOG_DEBUG);
+	if (!cl.foreground) {
+		notify_fd = daemon_start();
+		if (notify_fd < 0)
+			goto out;
+	}
+	store = opts.store ? realpath(opts.store, NULL) : NULL;
+	if (opts.store && !store) {
+		if (mkdir_p(opts.store, 0700) == 0)
+			store = realpath(opts.store, NULL);
+		if (!store) {
+			fprintf(stderr, "semcachefs: cannot use store '%s': %s\n",
+				opts.store, strerror(errno));
+			goto out;
+		}
+	}
+	if (!store) {
+		store = default_store();
+		if (!store || mkdir_p(store, 0700)) {
+			fprintf(stderr, "semcachefs: cannot create the default store (set -o store=DIR)\n");
+			goto out;
+		}
+	}
+	if (opts.log && log_open_file(opts.log)) {
+		fprintf(stderr, "semcachefs: cannot open log '%s': %s\n", opts.log,
+			strerror(errno));
+		goto out;
+	}
+	co.store_dir = store;
+	co.sync_full = opts.sync && !strcmp(opts.sync, "full");
+	if (cache_open(&co, &state.cache, err, sizeof(err))) {
+		fprintf(stderr, "semcachefs: %s\n", err);
+		goto out;
+	}
+	state.store_dir = store;
+	state.session_ttl_ms = (int64_t)opts.session_ttl * 1000;
+
+	fuse = fuse_new(&args, &semcache_ops, sizeof(semcache_ops), &state);
+	if (!fuse)
+		goto out_cache;
+	if (fuse_mount(fuse, cl.mountpoint) != 0)
+		goto out_fuse;
+	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
+		goto out_unmount;
+	if (notify_fd >= 0) {
+		if (!opts.log) {
+			char path[PATH_MAX];
+
+			snprintf(path, sizeof(path), "%s/semcachefs.log", store);
+			log_open_file(path);
+		}
+		daemon_ready(notify_fd);
+		notify_fd = -1;
+	}
+	if (cl.singlethread) {
+		rc = fuse_loop(fuse);
+	} else {
+		lc = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(lc, cl.clone_fd);
+		fuse_loop_cfg_set_max_threads(lc, cl.max_threads);
+		rc = fuse_loop_mt(fuse, lc);
+		fuse_loop_cfg_destroy(lc);
+	}
+	rc = rc ? 1 : 0;
+	fuse_remove_signal_handlers(fuse_get_session(fuse));
+out_unmount:
+	fuse_unmount(fuse);
+out_fuse:
+	fuse_destroy(fuse);
+out_cache:
+	cache_close(state.cache);
+out:
+	free(store);
+	free(cl.mountpoint);
+	fuse_opt_free_args(&args);
+	free(opts.store);
+	free(opts.sync);
+	free(opts.log);
+	return rc;
+}

@@ -1,0 +1,1089 @@
+/*
+ * ops.c - the FUSE surface: maps paths and file handles onto the engine.
+ *
+ * Every directory is a category. In a category:
+ *   NAME.context, NAME.query   written by the client (context first)
+ *   NAME.status, NAME.response the answer, ready when close() of NAME.query
+ *                              returns (the lookup runs in flush); writing
+ *                              NAME.response after a lookup is a fill,
+ *                              durable when its close() returns 0
+ *   policy.yaml                the directory's policy (validated at close)
+ *   .policy .stats .errors     read-only views
+ *   any other file name        an in-memory scratch file (editors' temp and
+ *                              backup files); renaming one onto policy.yaml
+ *                              installs it
+ * Files whose content changes are opened with direct_io and all kernel
+ * timeouts are zero, so nothing stale is ever shown.
+ *
+ * Not here: matching, storage and policy semantics (index/, policy/).
+ */
+#define FUSE_USE_VERSION 312
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <fuse.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "log.h"
+#include "session.h"
+
+#define NAME_MAX_BYTES 200
+#define SCRATCH_MAX_BYTES (1 << 20)
+#define CONTEXT_MAX_BYTES (1 << 20)
+
+enum fkind {
+	F_NONE,
+	F_DIR,
+	F_SESSION,      /* sfile says which */
+	F_POLICY,       /* policy.yaml */
+	F_VIEW_POLICY,  /* .policy */
+	F_VIEW_STATS,   /* .stats */
+	F_VIEW_ERRORS,  /* .errors */
+	F_SCRATCH,
+};
+
+static const char *const sfile_suffix[SF_N] = {
+	[SF_QUERY] = ".query", [SF_RESPONSE] = ".response",
+	[SF_STATUS] = ".status", [SF_CONTEXT] = ".context",
+};
+
+struct fpath {
+	enum fkind kind;
+	enum sfile sf;
+	char dir[4096];          /* category path */
+	char name[256];          /* base name (NAME for sessions) */
+};
+
+struct handle {
+	enum fkind kind;
+	enum sfile sf;
+	struct node *node;       /* session or scratch, referenced */
+	char dir[4096];
+	bool writable;
+	bool dirty;              /* written or truncated since the last flush */
+	struct buf data;         /* write buffer, or read snapshot */
+	int64_t limit;           /* max bytes a write may reach */
+};
+
+static struct fs_state *st(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+/* ---- paths ---- */
+
+static bool name_ok(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > NAME_MAX_BYTES)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+	return strcmp(name, ".") && strcmp(name, "..");
+}
+
+static bool is_reserved_dir_name(const char *name)
+{
+	static const char *const reserved[] = { "entries", "policy.yaml",
+		".policy", ".stats", ".errors", ".metrics", ".load" };
+	size_t len = strlen(name);
+
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(*reserved); i++)
+		if (!strcmp(name, reserved[i]))
+			return true;
+	for (int i = 0; i < SF_N; i++) {
+		size_t sl = strlen(sfile_suffix[i]);
+
+		if (len >= sl && !strcmp(name + len - sl, sfile_suffix[i]))
+			return true;
+	}
+	return false;
+}
+
+/* Split path into parent directory and base name. */
+static int split(const char *path, char *dir, size_t dsize, char *base,
+		 size_t bsize)
+{
+	const char *slash = strrchr(path, '/');
+	size_t dl = slash == path ? 1 : (size_t)(slash - path);
+
+	if (!slash || dl >= dsize || strlen(slash + 1) >= bsize)
+		return -ENAMETOOLONG;
+	memcpy(dir, path, dl);
+	dir[dl] = '\0';
+	strcpy(base, slash + 1);
+	return 0;
+}
+
+/* Classify a name inside a category directory (not checking existence). */
+static void classify_name(struct fpath *fp, const char *base)
+{
+	size_t len = strlen(base);
+
+	snprintf(fp->name, sizeof(fp->name), "%s", base);
+	if (!strcmp(base, "policy.yaml")) {
+		fp->kind = F_POLICY;
+		return;
+	}
+	if (!strcmp(base, ".policy")) {
+		fp->kind = F_VIEW_POLICY;
+		return;
+	}
+	if (!strcmp(base, ".stats")) {
+		fp->kind = F_VIEW_STATS;
+		return;
+	}
+	if (!strcmp(base, ".errors")) {
+		fp->kind = F_VIEW_ERRORS;
+		return;
+	}
+	for (int i = 0; i < SF_N; i++) {
+		size_t sl = strlen(sfile_suffix[i]);
+
+		if (len > sl && !strcmp(base + len - sl, sfile_suffix[i])) {
+			fp->kind = F_SESSION;
+			fp->sf = i;
+			fp->name[len - sl] = '\0';
+			return;
+		}
+	}
+	fp->kind = F_SCRATCH;
+}
+
+/*
+ * Resolve path: a category (F_DIR), or a file kind inside an existing
+ * category. Returns -ENOENT when the parent is not a category.
+ */
+static int resolve(const char *path, struct fpath *fp)
+{
+	char base[256];
+
+	memset(fp, 0, sizeof(*fp));
+	if (strlen(path) >= sizeof(fp->dir))
+		return -ENAMETOOLONG;
+	if (cache_category_stat(st()->cache, path, NULL) == 0) {
+		fp->kind = F_DIR;
+		strcpy(fp->dir, path);
+		return 0;
+	}
+	if (split(path, fp->dir, sizeof(fp->dir), base, sizeof(base)))
+		return -ENAMETOOLONG;
+	if (cache_category_stat(st()->cache, fp->dir, NULL))
+		return -ENOENT;
+	classify_name(fp, base);
+	return 0;
+}
+
+/* ---- generated views ---- */
+
+static int view_text(const struct fpath *fp, struct buf *out)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	switch (fp->kind) {
+	case F_VIEW_POLICY:
+		rc = cache_policy_text(st()->cache, fp->dir, &text, &len);
+		break;
+	case F_VIEW_STATS:
+		rc = cache_stats_text(st()->cache, fp->dir, &text, &len);
+		break;
+	case F_VIEW_ERRORS:
+		rc = cache_policy_errors(st()->cache, fp->dir, &text, &len);
+		break;
+	case F_POLICY:
+		rc = cache_policy_get(st()->cache, fp->dir, &text, &len);
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (rc)
+		return rc;
+	free(out->data);
+	out->data = text;
+	out->len = out->cap = len;
+	return 0;
+}
+
+/* Copy a session file's current content. Called with node->lock held. */
+static int session_content(struct node *n, enum sfile sf, struct buf *out)
+{
+	switch (sf) {
+	case SF_QUERY:
+		return buf_set(out, n->query.data, n->query.len);
+	case SF_CONTEXT:
+		return buf_set(out, n->context.data, n->context.len);
+	case SF_RESPONSE:
+		return buf_set(out, n->response.data, n->response.len);
+	case SF_STATUS:
+		return buf_set(out, n->status, strlen(n->status));
+	default:
+		return -EINVAL;
+	}
+}
+
+static size_t session_size(struct node *n, enum sfile sf)
+{
+	switch (sf) {
+	case SF_QUERY:
+		return n->query.len;
+	case SF_CONTEXT:
+		return n->context.len;
+	case SF_RESPONSE:
+		return n->response.len;
+	default:
+		return strlen(n->status);
+	}
+}
+
+/* ---- attributes ---- */
+
+static void fill_times(struct stat *s, int64_t ms)
+{
+	s->st_mtim.tv_sec = ms / 1000;
+	s->st_mtim.tv_nsec = (ms % 1000) * 1000000;
+	s->st_atim = s->st_mtim;
+	s->st_ctim = s->st_mtim;
+}
+
+static int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *fi)
+{
+	struct cache_cat_info ci;
+	struct fpath fp;
+	struct node *n;
+	struct buf b = { 0 };
+	int rc = resolve(path, &fp);
+
+	if (rc)
+		return rc;
+	memset(s, 0, sizeof(*s));
+	if (fp.kind == F_DIR) {
+		rc = cache_category_stat(st()->cache, fp.dir, &ci);
+		if (rc)
+			return rc;
+		s->st_mode = S_IFDIR | ci.mode;
+		s->st_nlink = 2;
+		s->st_uid = ci.uid;
+		s->st_gid = ci.gid;
+		s->st_size = ci.bytes;
+		s->st_blocks = (ci.bytes + 511) / 512;
+		fill_times(s, ci.created_ms);
+		return 0;
+	}
+	rc = cache_category_stat(st()->cache, fp.dir, &ci);
+	if (rc)
+		return rc;
+	s->st_uid = ci.uid;
+	s->st_gid = ci.gid;
+	s->st_nlink = 1;
+	fill_times(s, fs_now_ms());
+	switch (fp.kind) {
+	case F_SESSION:
+		n = node_get(NODE_SESSION, fp.dir, fp.name, false);
+		if (!n)
+			return -ENOENT;
+		pthread_mutex_lock(&n->lock);
+		rc = n->present[fp.sf] ? 0 : -ENOENT;
+		s->st_mode = S_IFREG | (fp.sf == SF_STATUS ? 0444 : 0644);
+		s->st_size = session_size(n, fp.sf);
+		fill_times(s, n->mtime_ms[fp.sf]);
+		pthread_mutex_unlock(&n->lock);
+		node_put(n);
+		return rc;
+	case F_SCRATCH:
+		n = node_get(NODE_SCRATCH, fp.dir, fp.name, false);
+		if (!n)
+			return -ENOENT;
+		pthread_mutex_lock(&n->lock);
+		s->st_mode = S_IFREG | n->mode;
+		s->st_size = n->data.len;
+		fill_times(s, n->mtime_scratch);
+		pthread_mutex_unlock(&n->lock);
+		node_put(n);
+		return 0;
+	case F_POLICY:
+	case F_VIEW_POLICY:
+	case F_VIEW_STATS:
+	case F_VIEW_ERRORS:
+		rc = view_text(&fp, &b);
+		if (rc)
+			return rc;
+		s->st_mode = S_IFREG | (fp.kind == F_POLICY ? 0644 : 0444);
+		s->st_size = b.len;
+		buf_release(&b);
+		return 0;
+	default:
+		return -ENOENT;
+	}
+}
+
+/* ---- directories ---- */
+
+struct dirfill {
+	void *buf;
+	fuse_fill_dir_t filler;
+};
+
+static int add_child(void *arg, const char *name)
+{
+	struct dirfill *df = arg;
+
+	df->filler(df->buf, name, NULL, 0, 0);
+	return 0;
+}
+
+static void add_node(void *arg, struct node *n)
+{
+	struct dirfill *df = arg;
+	char name[300];
+
+	if (n->kind == NODE_SCRATCH) {
+		df->filler(df->buf, n->name, NULL, 0, 0);
+		return;
+	}
+	/* present[] is read without n->lock: a listing is a snapshot anyway,
+	 * and taking node locks under the table lock would invert the order. */
+	for (int i = 0; i < SF_N; i++) {
+		if (!n->present[i])
+			continue;
+		snprintf(name, sizeof(name), "%s%s", n->name, sfile_suffix[i]);
+		df->filler(df->buf, name, NULL, 0, 0);
+	}
+}
+
+static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
+		      off_t off, struct fuse_file_info *fi,
+		      enum fuse_readdir_flags flags)
+{
+	struct dirfill df = { buf, filler };
+	struct fpath fp;
+	char *yaml;
+	size_t len;
+	int rc = resolve(path, &fp);
+
+	if (rc)
+		return rc;
+	if (fp.kind != F_DIR)
+		return -ENOTDIR;
+	filler(buf, ".", NULL, 0, 0);
+	filler(buf, "..", NULL, 0, 0);
+	filler(buf, ".policy", NULL, 0, 0);
+	filler(buf, ".stats", NULL, 0, 0);
+	filler(buf, ".errors", NULL, 0, 0);
+	if (cache_policy_get(st()->cache, fp.dir, &yaml, &len) == 0) {
+		free(yaml);
+		filler(buf, "policy.yaml", NULL, 0, 0);
+	}
+	rc = cache_category_children(st()->cache, fp.dir, add_child, &df);
+	if (rc)
+		return rc;
+	node_foreach(fp.dir, add_node, &df);
+	return 0;
+}
+
+static int fs_mkdir(const char *path, mode_t mode)
+{
+	struct fuse_context *fc = fuse_get_context();
+	char dir[4096], base[256];
+	struct node *n;
+
+	if (split(path, dir, sizeof(dir), base, sizeof(base)))
+		return -ENAMETOOLONG;
+	if (!name_ok(base) || is_reserved_dir_name(base))
+		return -EINVAL;
+	if (cache_category_stat(st()->cache, dir, NULL))
+		return -ENOENT;
+	n = node_get(NODE_SCRATCH, dir, base, false);
+	if (n) {
+		node_put(n);
+		return -EEXIST;
+	}
+	return cache_category_create(st()->cache, path, mode & ~fc->umask & 07777,
+				     fc->uid, fc->gid);
+}
+
+static int fs_rmdir(const char *path)
+{
+	struct fpath fp;
+	int rc = resolve(path, &fp);
+
+	if (rc)
+		return rc;
+	if (fp.kind != F_DIR)
+		return -ENOTDIR;
+	if (node_dir_busy(fp.dir))
+		return -ENOTEMPTY;
+	return cache_category_remove(st()->cache, fp.dir);
+}
+
+/* ---- opening files ---- */
+
+static int64_t policy_limit(const char *dir, bool response)
+{
+	struct policy p;
+
+	if (cache_policy(st()->cache, dir, &p))
+		return 0;
+	return response ? p.response_bytes : p.query_bytes;
+}
+
+static int open_session(struct fpath *fp, struct handle *h, int flags,
+			bool create)
+{
+	bool wr = (flags & O_ACCMODE) != O_RDONLY;
+	struct node *n;
+	int rc = 0;
+
+	if (wr && fp->sf == SF_STATUS)
+		return -EACCES;
+	if (wr && !name_ok(fp->name))
+		return -EINVAL;
+	n = node_get(NODE_SESSION, fp->dir, fp->name,
+		     wr && (fp->sf == SF_QUERY || fp->sf == SF_CONTEXT));
+	if (!n)
+		return wr && fp->sf == SF_RESPONSE ? -ENOENT : (wr ? -ENOMEM : -ENOENT);
+	pthread_mutex_lock(&n->lock);
+	if (fp->sf == SF_RESPONSE && wr && !n->looked_up)
+		rc = -ENOENT; /* a fill needs a query looked up first */
+	else if (!wr && !n->present[fp->sf])
+		rc = -ENOENT;
+	else if (!(flags & O_TRUNC))
+		rc = session_content(n, fp->sf, &h->data);
+	if (!rc && wr && (flags & O_TRUNC))
+		h->dirty = true;
+	if (!rc && wr && !n->present[fp->sf]) {
+		/* the file exists from its creation on */
+		n->present[fp->sf] = true;
+		n->mtime_ms[fp->sf] = fs_now_ms();
+	}
+	pthread_mutex_unlock(&n->lock);
+	if (rc) {
+		node_put(n);
+		return rc;
+	}
+	if (wr) {
+		if (fp->sf == SF_QUERY)
+			h->limit = policy_limit(fp->dir, false);
+		else if (fp->sf == SF_RESPONSE)
+			h->limit = policy_limit(fp->dir, true);
+		else
+			h->limit = CONTEXT_MAX_BYTES;
+	}
+	h->node = n;
+	(void)create;
+	return 0;
+}
+
+static int open_scratch(struct fpath *fp, struct handle *h, int flags,
+			bool create, mode_t mode)
+{
+	bool wr = (flags & O_ACCMODE) != O_RDONLY;
+	struct node *n;
+
+	if (create && !name_ok(fp->name))
+		return -EINVAL;
+	n = node_get(NODE_SCRATCH, fp->dir, fp->name, create);
+	if (!n)
+		return create ? -ENOMEM : -ENOENT;
+	pthread_mutex_lock(&n->lock);
+	if (create && !n->mtime_scratch) {
+		n->mode = mode & 0777;
+		n->mtime_scratch = fs_now_ms();
+	}
+	if (flags & O_TRUNC) {
+		n->data.len = 0;
+		n->mtime_scratch = fs_now_ms();
+	}
+	pthread_mutex_unlock(&n->lock);
+	h->node = n;
+	h->limit = SCRATCH_MAX_BYTES;
+	(void)wr;
+	return 0;
+}
+
+static int do_open(const char *path, struct fuse_file_info *fi, bool create,
+		   mode_t mode)
+{
+	bool wr = (fi->flags & O_ACCMODE) != O_RDONLY;
+	struct handle *h;
+	struct fpath fp;
+	int rc = resolve(path, &fp);
+
+	if (rc)
+		return rc;
+	if (fp.kind == F_DIR)
+		return create ? -EEXIST : -EISDIR;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->kind = fp.kind;
+	h->sf = fp.sf;
+	h->writable = wr;
+	strcpy(h->dir, fp.dir);
+	switch (fp.kind) {
+	case F_SESSION:
+		rc = open_session(&fp, h, fi->flags, create);
+		fi->direct_io = 1;
+		break;
+	case F_SCRATCH:
+		if (cache_category_stat(st()->cache, path, NULL) == 0) {
+			rc = -EEXIST;
+			break;
+		}
+		rc = open_scratch(&fp, h, fi->flags, create, mode);
+		fi->direct_io = 1;
+		break;
+	case F_POLICY:
+		if (!wr || !(fi->flags & O_TRUNC)) {
+			rc = view_text(&fp, &h->data);
+			if (rc == -ENOENT && (create || wr))
+				rc = 0;
+		}
+		if (wr && (fi->flags & O_TRUNC))
+			h->dirty = true;
+		h->limit = SCRATCH_MAX_BYTES;
+		fi->direct_io = 1;
+		break;
+	default:
+		if (wr) {
+			rc = -EACCES;
+			break;
+		}
+		rc = view_text(&fp, &h->data);
+		fi->direct_io = 1;
+		break;
+	}
+	if (rc) {
+		buf_release(&h->data);
+		free(h);
+		return rc;
+	}
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+static int fs_open(const char *path, struct fuse_file_info *fi)
+{
+	return do_open(path, fi, false, 0);
+}
+
+static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	return do_open(path, fi, true, mode);
+}
+
+/* ---- reading and writing ---- */
+
+static int fs_read(const char *path, char *out, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct buf *src = &h->data;
+	size_t n;
+
+	if (h->kind == F_SCRATCH) {
+		pthread_mutex_lock(&h->node->lock);
+		src = &h->node->data;
+	} else if (h->kind == F_SESSION && !h->writable) {
+		/* read-only session handles read the live content */
+		pthread_mutex_lock(&h->node->lock);
+		buf_release(&h->data);
+		session_content(h->node, h->sf, &h->data);
+		pthread_mutex_unlock(&h->node->lock);
+	}
+	n = (size_t)off >= src->len ? 0 : src->len - off;
+	if (n > size)
+		n = size;
+	if (n)
+		memcpy(out, src->data + off, n);
+	if (h->kind == F_SCRATCH)
+		pthread_mutex_unlock(&h->node->lock);
+	return (int)n;
+}
+
+static int fs_write(const char *path, const char *data, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	int rc;
+
+	if (!h->writable)
+		return -EBADF;
+	if (h->limit && (int64_t)(off + size) > h->limit)
+		return -EFBIG;
+	if (h->kind == F_SCRATCH) {
+		pthread_mutex_lock(&h->node->lock);
+		rc = buf_write(&h->node->data, data, size, off);
+		h->node->mtime_scratch = fs_now_ms();
+		pthread_mutex_unlock(&h->node->lock);
+	} else {
+		rc = buf_write(&h->data, data, size, off);
+		h->dirty = true;
+	}
+	return rc ? rc : (int)size;
+}
+
+static void set_status(struct node *n, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void set_status(struct node *n, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(n->status, sizeof(n->status), fmt, ap);
+	va_end(ap);
+}
+
+/* The lookup of NAME.query: runs when its writer closes. node->lock held. */
+static int run_lookup(struct handle *h)
+{
+	struct node *n = h->node;
+	struct cache_query q = { h->data.data, h->data.len, NULL, 0 };
+	struct cache_result r;
+	int64_t now = fs_now_ms();
+	int rc;
+
+	if (n->present[SF_CONTEXT]) {
+		q.context = n->context.data;
+		q.context_len = n->context.len;
+	}
+	rc = buf_set(&n->query, h->data.data, h->data.len);
+	if (rc)
+		return rc;
+	cache_result_release(&n->result);
+	n->looked_up = false;
+	n->response.len = 0;
+	n->present[SF_QUERY] = n->present[SF_STATUS] = n->present[SF_RESPONSE] = true;
+	for (int i = SF_QUERY; i <= SF_STATUS; i++)
+		n->mtime_ms[i] = now;
+	rc = cache_lookup(st()->cache, h->dir, &q, &r);
+	if (rc) {
+		set_status(n, "error %s\n", rc == -EINVAL ? "empty query" :
+			   rc == -EFBIG ? "query over limits.query_bytes" : strerror(-rc));
+		return rc;
+	}
+	if (r.outcome == CACHE_HIT) {
+		set_status(n, "hit score=%.3f entry=%" PRId64 " age=%" PRId64 " match=%s\n",
+			   r.score, r.entry_id, r.age_s, r.exact ? "exact" : "semantic");
+		/* hand the answer over without a copy */
+		free(n->response.data);
+		n->response.data = r.response;
+		n->response.len = n->response.cap = r.response_len;
+		r.response = NULL;
+	} else if (r.note[0]) {
+		set_status(n, "miss reason=%s\n", r.note);
+	} else {
+		set_status(n, "miss\n");
+	}
+	n->result = r;
+	n->looked_up = true;
+	return 0;
+}
+
+/* The fill through NAME.response. node->lock held. */
+static int run_fill(struct handle *h)
+{
+	struct node *n = h->node;
+	struct cache_query q = { n->query.data, n->query.len, NULL, 0 };
+	int64_t id = 0;
+	bool stored;
+	int rc;
+
+	if (!n->looked_up)
+		return -ENOENT;
+	if (n->present[SF_CONTEXT]) {
+		q.context = n->context.data;
+		q.context_len = n->context.len;
+	}
+	rc = cache_fill(st()->cache, h->dir, &q, &n->result, h->data.data,
+			h->data.len, &id, &stored);
+	if (rc)
+		return rc;
+	rc = buf_set(&n->response, h->data.data, h->data.len);
+	if (rc)
+		return rc;
+	n->mtime_ms[SF_RESPONSE] = n->mtime_ms[SF_STATUS] = fs_now_ms();
+	if (stored)
+		set_status(n, "stored entry=%" PRId64 "\n", id);
+	else
+		set_status(n, "not-stored reason=cache disabled by policy\n");
+	return 0;
+}
+
+static int fs_flush(const char *path, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+	struct node *n = h->node;
+	int rc = 0;
+
+	if (!h->writable || !h->dirty)
+		return 0;
+	h->dirty = false;
+	switch (h->kind) {
+	case F_SESSION:
+		pthread_mutex_lock(&n->lock);
+		if (h->sf == SF_QUERY) {
+			rc = run_lookup(h);
+		} else if (h->sf == SF_RESPONSE) {
+			rc = run_fill(h);
+		} else if (h->sf == SF_CONTEXT) {
+			rc = buf_set(&n->context, h->data.data, h->data.len);
+			n->present[SF_CONTEXT] = true;
+			n->mtime_ms[SF_CONTEXT] = fs_now_ms();
+		}
+		pthread_mutex_unlock(&n->lock);
+		break;
+	case F_POLICY:
+		rc = cache_policy_put(st()->cache, h->dir,
+				      h->data.data ? h->data.data : "", h->data.len);
+		break;
+	default:
+		break;
+	}
+	return rc;
+}
+
+static int fs_release(const char *path, struct fuse_file_info *fi)
+{
+	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+
+	if (h->node)
+		node_put(h->node);
+	buf_release(&h->data);
+	free(h);
+	return 0;
+}
+
+static int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	return fs_flush(path, fi);
+}
+
+/* ---- changing files ---- */
+
+static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+	struct fpath fp;
+	struct node *n;
+	int rc;
+
+	if (size < 0)
+		return -EINVAL;
+	if (h && h->writable && h->kind != F_SCRATCH) {
+		if (h->limit && size > h->limit)
+			return -EFBIG;
+		h->dirty = true;
+		return buf_truncate(&h->data, size);
+	}
+	rc = resolve(path, &fp);
+	if (rc)
+		return rc;
+	switch (fp.kind) {
+	case F_DIR:
+		return -EISDIR;
+	case F_SCRATCH:
+		if (size > SCRATCH_MAX_BYTES)
+			return -EFBIG;
+		n = node_get(NODE_SCRATCH, fp.dir, fp.name, false);
+		if (!n)
+			return -ENOENT;
+		pthread_mutex_lock(&n->lock);
+		rc = buf_truncate(&n->data, size);
+		n->mtime_scratch = fs_now_ms();
+		pthread_mutex_unlock(&n->lock);
+		node_put(n);
+		return rc;
+	case F_SESSION:
+		if (fp.sf == SF_STATUS)
+			return -EACCES;
+		n = node_get(NODE_SESSION, fp.dir, fp.name, false);
+		if (!n)
+			return -ENOENT;
+		/* the content changes when the writer that follows closes */
+		node_put(n);
+		return 0;
+	case F_POLICY: {
+		struct buf b = { 0 };
+
+		rc = view_text(&fp, &b);
+		if (rc == -ENOENT)
+			rc = 0;
+		if (!rc)
+			rc = buf_truncate(&b, size);
+		if (!rc)
+			rc = cache_policy_put(st()->cache, fp.dir, b.data ? b.data : "", b.len);
+		buf_release(&b);
+		return rc;
+	}
+	default:
+		return -EACCES;
+	}
+}
+
+static int fs_unlink(const char *path)
+{
+	struct fpath fp;
+	struct node *n;
+	bool any = false;
+	int rc = resolve(path, &fp);
+
+	if (rc)
+		return rc;
+	switch (fp.kind) {
+	case F_DIR:
+		return -EISDIR;
+	case F_SESSION:
+		n = node_get(NODE_SESSION, fp.dir, fp.name, false);
+		if (!n)
+			return -ENOENT;
+		pthread_mutex_lock(&n->lock);
+		rc = n->present[fp.sf] ? 0 : -ENOENT;
+		n->present[fp.sf] = false;
+		if (fp.sf == SF_CONTEXT)
+			n->context.len = 0;
+		for (int i = 0; i < SF_N; i++)
+			any |= n->present[i];
+		pthread_mutex_unlock(&n->lock);
+		if (!any)
+			node_unlink(n);
+		node_put(n);
+		return rc;
+	case F_SCRATCH:
+		n = node_get(NODE_SCRATCH, fp.dir, fp.name, false);
+		if (!n)
+			return -ENOENT;
+		node_unlink(n);
+		node_put(n);
+		return 0;
+	case F_POLICY:
+		return cache_policy_put(st()->cache, fp.dir, NULL, 0);
+	default:
+		return -EACCES;
+	}
+}
+
+static int fs_rename(const char *from, const char *to, unsigned int flags)
+{
+	struct fpath a, b;
+	struct node *n, *m;
+	struct buf data = { 0 };
+	int rc;
+
+	if (flags & RENAME_EXCHANGE)
+		return -EINVAL;
+	rc = resolve(from, &a);
+	if (rc)
+		return rc;
+	rc = resolve(to, &b);
+	if (rc)
+		return rc;
+	if (a.kind == F_DIR || b.kind == F_DIR)
+		return -EPERM; /* categories keep their path (indexes, policies) */
+	if (strcmp(a.dir, b.dir))
+		return -EXDEV;
+	if (!name_ok(b.name))
+		return -EINVAL;
+	if (a.kind == F_SCRATCH && b.kind == F_POLICY) {
+		/* an editor saving policy.yaml: validate, then install */
+		n = node_get(NODE_SCRATCH, a.dir, a.name, false);
+		if (!n)
+			return -ENOENT;
+		pthread_mutex_lock(&n->lock);
+		rc = buf_set(&data, n->data.data, n->data.len);
+		pthread_mutex_unlock(&n->lock);
+		if (!rc)
+			rc = cache_policy_put(st()->cache, a.dir, data.data ? data.data : "",
+					      data.len);
+		if (!rc)
+			node_unlink(n);
+		node_put(n);
+		buf_release(&data);
+		return rc;
+	}
+	if (a.kind == F_POLICY && b.kind == F_SCRATCH) {
+		/* an editor keeping a backup of policy.yaml */
+		rc = view_text(&a, &data);
+		if (rc)
+			return rc;
+		m = node_get(NODE_SCRATCH, b.dir, b.name, true);
+		if (!m) {
+			buf_release(&data);
+			return -ENOMEM;
+		}
+		pthread_mutex_lock(&m->lock);
+		rc = buf_set(&m->data, data.data, data.len);
+		m->mode = 0644;
+		m->mtime_scratch = fs_now_ms();
+		pthread_mutex_unlock(&m->lock);
+		node_put(m);
+		buf_release(&data);
+		return rc ? rc : cache_policy_put(st()->cache, a.dir, NULL, 0);
+	}
+	if (a.kind == F_SCRATCH && b.kind == F_SCRATCH) {
+		if (cache_category_stat(st()->cache, to, NULL) == 0)
+			return -EISDIR;
+		n = node_get(NODE_SCRATCH, a.dir, a.name, false);
+		if (!n)
+			return -ENOENT;
+		m = node_get(NODE_SCRATCH, b.dir, b.name, false);
+		if (m) {
+			if (flags & RENAME_NOREPLACE) {
+				node_put(m);
+				node_put(n);
+				return -EEXIST;
+			}
+			node_unlink(m);
+			node_put(m);
+		}
+		rc = node_rename(n, b.name);
+		node_put(n);
+		return rc;
+	}
+	return -EPERM; /* session files and views are not renamed */
+}
+
+static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct fpath fp;
+	struct node *n;
+	int rc = resolve(path, &fp);
+
+	if (rc)
+		return rc;
+	if (fp.kind == F_DIR)
+		return cache_category_setattr(st()->cache, fp.dir, mode & 07777,
+					      (uid_t)-1, (gid_t)-1);
+	if (fp.kind == F_SCRATCH) {
+		n = node_get(NODE_SCRATCH, fp.dir, fp.name, false);
+		if (!n)
+			return -ENOENT;
+		pthread_mutex_lock(&n->lock);
+		n->mode = mode & 0777;
+		pthread_mutex_unlock(&n->lock);
+		node_put(n);
+	}
+	return 0; /* other files keep their fixed modes; editors need success */
+}
+
+static int fs_chown(const char *path, uid_t uid, gid_t gid,
+		    struct fuse_file_info *fi)
+{
+	struct fpath fp;
+	int rc = resolve(path, &fp);
+
+	if (rc)
+		return rc;
+	if (fp.kind == F_DIR)
+		return cache_category_setattr(st()->cache, fp.dir, -1, uid, gid);
+	return 0;
+}
+
+static int fs_utimens(const char *path, const struct timespec tv[2],
+		      struct fuse_file_info *fi)
+{
+	struct fpath fp;
+
+	return resolve(path, &fp);
+}
+
+static int fs_statfs(const char *path, struct statvfs *sv)
+{
+	if (statvfs(st()->store_dir, sv))
+		return -errno;
+	sv->f_namemax = NAME_MAX_BYTES;
+	return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static void *gc_main(void *arg)
+{
+	struct fs_state *s = arg;
+
+	pthread_mutex_lock(&s->gc_mu);
+	while (!s->gc_stop) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&s->gc_cv, &s->gc_mu, &ts);
+		if (s->gc_stop)
+			break;
+		pthread_mutex_unlock(&s->gc_mu);
+		node_gc(s->session_ttl_ms);
+		pthread_mutex_lock(&s->gc_mu);
+	}
+	pthread_mutex_unlock(&s->gc_mu);
+	return NULL;
+}
+
+static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	struct fs_state *s = fuse_get_context()->private_data;
+
+	cfg->entry_timeout = 0;
+	cfg->attr_timeout = 0;
+	cfg->negative_timeout = 0;
+	cfg->hard_remove = 1;
+	cfg->use_ino = 0;
+	cfg->nullpath_ok = 0;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (cache_start(s->cache))
+		semlog(LOG_ERR, "cannot start the maintenance thread");
+	pthread_mutex_init(&s->gc_mu, NULL);
+	pthread_cond_init(&s->gc_cv, NULL);
+	if (pthread_create(&s->gc, NULL, gc_main, s) == 0)
+		s->gc_started = true;
+	semlog(LOG_INFO, "mounted");
+	return s;
+}
+
+static void fs_destroy(void *private_data)
+{
+	struct fs_state *s = private_data;
+
+	if (s->gc_started) {
+		pthread_mutex_lock(&s->gc_mu);
+		s->gc_stop = true;
+		pthread_cond_signal(&s->gc_cv);
+		pthread_mutex_unlock(&s->gc_mu);
+		pthread_join(s->gc, NULL);
+		s->gc_started = false;
+	}
+	node_table_release();
+}
+
+const struct fuse_operations semcache_ops = {
+	.init = fs_init,
+	.destroy = fs_destroy,
+	.getattr = fs_getattr,
+	.readdir = fs_readdir,
+	.mkdir = fs_mkdir,
+	.rmdir = fs_rmdir,
+	.open = fs_open,
+	.create = fs_create,
+	.read = fs_read,
+	.write = fs_write,
+	.flush = fs_flush,
+	.release = fs_release,
+	.fsync = fs_fsync,
+	.truncate = fs_truncate,
+	.unlink = fs_unlink,
+	.rename = fs_rename,
+	.chmod = fs_chmod,
+	.chown = fs_chown,
+	.utimens = fs_utimens,
+	.statfs = fs_statfs,
+};

@@ -1,0 +1,263 @@
+/*
+ * session.c - the table of in-memory session and scratch files (session.h).
+ *
+ * One hash table keyed by (kind, directory, name) with chaining; a node is
+ * freed when it is unlinked and its last reference is put.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hash.h"
+#include "session.h"
+
+#define NBUCKETS 4096
+
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct node *buckets[NBUCKETS];      /* table_lock */
+static struct node *unlinked_free_list;     /* not used: freed directly */
+
+int64_t fs_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int buf_write(struct buf *b, const char *data, size_t size, off_t off)
+{
+	size_t end = (size_t)off + size;
+
+	if (off < 0)
+		return -EINVAL;
+	if (end > b->cap) {
+		size_t ncap = b->cap ? b->cap : 256;
+		char *n;
+
+		while (ncap < end)
+			ncap *= 2;
+		n = realloc(b->data, ncap);
+		if (!n)
+			return -ENOMEM;
+		b->data = n;
+		b->cap = ncap;
+	}
+	if ((size_t)off > b->len)
+		memset(b->data + b->len, 0, off - b->len);
+	memcpy(b->data + off, data, size);
+	if (end > b->len)
+		b->len = end;
+	return 0;
+}
+
+int buf_truncate(struct buf *b, size_t size)
+{
+	if (size > b->len) {
+		static const char zero[1];
+		int rc = buf_write(b, zero, 0, (off_t)size);
+
+		if (rc)
+			return rc;
+		memset(b->data + b->len, 0, size - b->len);
+	}
+	b->len = size;
+	return 0;
+}
+
+int buf_set(struct buf *b, const char *data, size_t size)
+{
+	b->len = 0;
+	return size ? buf_write(b, data, size, 0) : 0;
+}
+
+void buf_release(struct buf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+static uint64_t node_hash(enum node_kind kind, const char *dir, const char *name)
+{
+	uint64_t h = hash64(dir, strlen(dir), 0x5e5510) ^ (uint64_t)kind;
+
+	return hash64(name, strlen(name), h);
+}
+
+static void node_free(struct node *n)
+{
+	buf_release(&n->query);
+	buf_release(&n->context);
+	buf_release(&n->response);
+	buf_release(&n->data);
+	cache_result_release(&n->result);
+	pthread_mutex_destroy(&n->lock);
+	free(n->dir);
+	free(n->name);
+	free(n);
+}
+
+struct node *node_get(enum node_kind kind, const char *dir, const char *name,
+		      bool create)
+{
+	uint64_t h = node_hash(kind, dir, name);
+	struct node *n;
+
+	pthread_mutex_lock(&table_lock);
+	for (n = buckets[h % NBUCKETS]; n; n = n->next)
+		if (n->hkey == h && n->kind == kind && !strcmp(n->dir, dir) &&
+		    !strcmp(n->name, name))
+			break;
+	if (!n && create) {
+		n = calloc(1, sizeof(*n));
+		if (n) {
+			n->dir = strdup(dir);
+			n->name = strdup(name);
+			if (!n->dir || !n->name) {
+				free(n->dir);
+				free(n->name);
+				free(n);
+				n = NULL;
+			}
+		}
+		if (n) {
+			n->kind = kind;
+			n->hkey = h;
+			n->mode = 0644;
+			pthread_mutex_init(&n->lock, NULL);
+			n->next = buckets[h % NBUCKETS];
+			buckets[h % NBUCKETS] = n;
+			n->refs = 1; /* the table's own */
+		}
+	}
+	if (n) {
+		n->refs++;
+		n->used_ms = fs_now_ms();
+	}
+	pthread_mutex_unlock(&table_lock);
+	return n;
+}
+
+void node_put(struct node *n)
+{
+	bool last;
+
+	pthread_mutex_lock(&table_lock);
+	n->used_ms = fs_now_ms();
+	last = --n->refs == 0;
+	pthread_mutex_unlock(&table_lock);
+	if (last)
+		node_free(n);
+}
+
+/* Called with table_lock held; drops the table's reference. */
+static bool detach(struct node *n)
+{
+	struct node **pp = &buckets[n->hkey % NBUCKETS];
+
+	for (; *pp; pp = &(*pp)->next) {
+		if (*pp == n) {
+			*pp = n->next;
+			n->next = NULL;
+			return --n->refs == 0;
+		}
+	}
+	return false;
+}
+
+void node_unlink(struct node *n)
+{
+	bool last;
+
+	pthread_mutex_lock(&table_lock);
+	last = detach(n);
+	pthread_mutex_unlock(&table_lock);
+	if (last)
+		node_free(n);
+}
+
+int node_rename(struct node *n, const char *name)
+{
+	char *nn = strdup(name);
+	struct node **pp;
+
+	if (!nn)
+		return -ENOMEM;
+	pthread_mutex_lock(&table_lock);
+	for (pp = &buckets[n->hkey % NBUCKETS]; *pp; pp = &(*pp)->next) {
+		if (*pp == n) {
+			*pp = n->next;
+			break;
+		}
+	}
+	free(n->name);
+	n->name = nn;
+	n->hkey = node_hash(n->kind, n->dir, nn);
+	n->next = buckets[n->hkey % NBUCKETS];
+	buckets[n->hkey % NBUCKETS] = n;
+	pthread_mutex_unlock(&table_lock);
+	return 0;
+}
+
+void node_foreach(const char *dir, void (*cb)(void *arg, struct node *n),
+		  void *arg)
+{
+	pthread_mutex_lock(&table_lock);
+	for (size_t i = 0; i < NBUCKETS; i++)
+		for (struct node *n = buckets[i]; n; n = n->next)
+			if (!strcmp(n->dir, dir))
+				cb(arg, n);
+	pthread_mutex_unlock(&table_lock);
+}
+
+bool node_dir_busy(const char *dir)
+{
+	bool busy = false;
+
+	pthread_mutex_lock(&table_lock);
+	for (size_t i = 0; i < NBUCKETS && !busy; i++)
+		for (struct node *n = buckets[i]; n && !busy; n = n->next)
+			busy = !strcmp(n->dir, dir);
+	pthread_mutex_unlock(&table_lock);
+	return busy;
+}
+
+size_t node_gc(int64_t idle_ms)
+{
+	int64_t now = fs_now_ms();
+	struct node *dead = NULL;
+	size_t count = 0;
+
+	pthread_mutex_lock(&table_lock);
+	for (size_t i = 0; i < NBUCKETS; i++) {
+		struct node **pp = &buckets[i];
+
+		while (*pp) {
+			struct node *n = *pp;
+
+			if (n->refs == 1 && now - n->used_ms > idle_ms) {
+				*pp = n->next;
+				n->next = dead;
+				dead = n;
+				count++;
+			} else {
+				pp = &n->next;
+			}
+		}
+	}
+	pthread_mutex_unlock(&table_lock);
+	while (dead) {
+		struct node *n = dead;
+
+		dead = n->next;
+		node_free(n);
+	}
+	return count;
+}
+
+void node_table_release(void)
+{
+	(void)unlinked_free_list;
+	node_gc(-1);
+}

@@ -1,0 +1,81 @@
+/*
+ * session.h - the in-memory files of the mount: query sessions and scratch.
+ *
+ * A session is what a client builds under one NAME in a category:
+ * NAME.context, NAME.query, and the daemon's answer NAME.status and
+ * NAME.response. A scratch file is any other regular file a client creates
+ * (editors' temporary and backup files, e.g. while saving policy.yaml).
+ * Both live only in memory, disappear at unmount, and are removed after
+ * being idle (no open handle, no access) for a while.
+ *
+ * Locks: table.lock (the map and every node's refs) -> node.lock (content).
+ */
+#ifndef SEMCACHE_SESSION_H
+#define SEMCACHE_SESSION_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cache.h"
+
+enum sfile { SF_QUERY, SF_RESPONSE, SF_STATUS, SF_CONTEXT, SF_N };
+enum node_kind { NODE_SESSION, NODE_SCRATCH };
+
+struct buf {
+	char *data;
+	size_t len, cap;
+};
+
+int buf_write(struct buf *b, const char *data, size_t size, off_t off);
+int buf_truncate(struct buf *b, size_t size);
+int buf_set(struct buf *b, const char *data, size_t size);
+void buf_release(struct buf *b);
+
+struct node {
+	enum node_kind kind;
+	char *dir;                 /* category path; immutable */
+	char *name;                /* NAME (session) or file name (scratch) */
+	uint64_t hkey;
+	struct node *next;         /* hash chain; table.lock */
+	unsigned refs;             /* open handles + lookups in flight; table.lock */
+	int64_t used_ms;           /* table.lock */
+
+	pthread_mutex_t lock;      /* guards everything below */
+	bool present[SF_N];        /* session: which files exist */
+	struct buf query, context, response;
+	char status[256];
+	bool looked_up;            /* a lookup ran for the current query */
+	struct cache_result result;/* its vector, for a fill */
+	int64_t mtime_ms[SF_N];
+	struct buf data;           /* scratch content */
+	mode_t mode;               /* scratch permission bits */
+	int64_t mtime_scratch;
+};
+
+/* Find (and reference) a node; create it when create is set. NULL if
+ * absent (or on allocation failure when creating). */
+struct node *node_get(enum node_kind kind, const char *dir, const char *name,
+		      bool create);
+void node_put(struct node *n);
+/* Drop a node from the table (it is freed once unreferenced). */
+void node_unlink(struct node *n);
+/* Rename a scratch node; -EEXIST handled by the caller. */
+int node_rename(struct node *n, const char *name);
+
+/* Call cb(arg, node) for every node of dir, with table.lock held: cb must
+ * not call back into the table. */
+void node_foreach(const char *dir, void (*cb)(void *arg, struct node *n),
+		  void *arg);
+/* Is there any node in dir? */
+bool node_dir_busy(const char *dir);
+/* Remove nodes idle longer than idle_ms. Returns how many. */
+size_t node_gc(int64_t idle_ms);
+/* Free everything (at unmount). */
+void node_table_release(void);
+
+int64_t fs_now_ms(void);
+
+#endif

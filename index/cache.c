@@ -1,0 +1,1349 @@
+/*
+ * cache.c - the semantic cache engine (see cache.h for the contract).
+ *
+ * Design: the store holds the truth; each category keeps in memory a small
+ * record per entry (id, times, counters, exact key) in two hash maps and its
+ * vectors in a vindex. Lookups take the cache lock for reading (so categories
+ * and policy files cannot change under them), compute the effective policy
+ * by walking the category's ancestors, try the exact map, then embed and
+ * search. Fills write the store first and only then publish the entry in
+ * memory, so nothing is served that is not durable.
+ *
+ * A background thread merges recent vectors into HNSW, writes hit counters
+ * back to the store, deletes expired entries and compacts indexes whose
+ * tombstones pass a fraction. Index snapshots are written at clean shutdown;
+ * at start a snapshot is loaded and entries newer than it are added from the
+ * store (entry ids only grow), else the index is rebuilt from the store.
+ *
+ * Not here: FUSE, sessions and file names (fs/), YAML (policy/).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "embed.h"
+#include "hash.h"
+#include "log.h"
+#include "store.h"
+#include "textnorm.h"
+#include "vindex.h"
+
+#define KEY_SEED_A 0x5e3ac4cef5a11e01ULL
+#define KEY_SEED_B 0x0b5e55edca7e9a72ULL
+#define CTX_SEED 0xc0a7e47c0a7e47c1ULL
+#define MAX_DEPTH 64
+#define MERGE_BATCH 128
+#define SWEEP_BATCH 1024
+
+struct centry {
+	int64_t id;
+	int64_t created_ms;
+	int64_t last_hit_ms;
+	int64_t hits;
+	int64_t bytes;
+	uint64_t key[2];
+	uint64_t ctx_hash;
+	bool dirty;               /* hit counters not yet in the store */
+};
+
+struct cat {
+	char *path;
+	struct cat *parent;
+	int64_t id;               /* store id; immutable */
+	/* Guarded by cache.lock (write to change). */
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	int64_t created_ms;
+	struct policy_file *pfile;
+	char *pyaml;
+	size_t pyaml_len;
+	char *perrors;
+	struct vindex *vi;        /* internally synchronised */
+
+	pthread_mutex_t lock;     /* guards the fields below */
+	struct u64map by_id;      /* id -> centry */
+	struct u64map by_key;     /* key[0] -> centry */
+	int64_t bytes;
+	int64_t *dirty;           /* ids with unsaved hit counters */
+	size_t ndirty, dirty_cap;
+
+	_Atomic uint64_t lookups, hits, exact_hits, semantic_hits, misses;
+	_Atomic uint64_t fills, expired, evicted, dropped;
+};
+
+struct cache {
+	struct cache_options opts;
+	char *store_dir;
+	struct store *store;
+	struct embedder *emb;
+	struct store_report report;
+
+	pthread_rwlock_t lock;    /* guards cats, and what struct cat says */
+	struct cat **cats;
+	size_t ncats, cats_cap;
+
+	pthread_t maint;
+	bool maint_started;
+	pthread_mutex_t maint_mu; /* guards stopping */
+	pthread_cond_t maint_cv;
+	bool stopping;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- categories ---- */
+
+static struct cat *cat_find(struct cache *c, const char *path)
+{
+	for (size_t i = 0; i < c->ncats; i++)
+		if (!strcmp(c->cats[i]->path, path))
+			return c->cats[i];
+	return NULL;
+}
+
+static char *parent_path(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash || !strcmp(path, "/"))
+		return NULL;
+	if (slash == path)
+		return strdup("/");
+	return strndup(path, slash - path);
+}
+
+static void cat_free(struct cat *cat)
+{
+	if (!cat)
+		return;
+	for (size_t i = 0; i < cat->by_id.cap; i++)
+		if (cat->by_id.keys[i])
+			free(cat->by_id.vals[i]);
+	u64map_release(&cat->by_id);
+	u64map_release(&cat->by_key);
+	vindex_free(cat->vi);
+	policy_file_free(cat->pfile);
+	free(cat->pyaml);
+	free(cat->perrors);
+	free(cat->dirty);
+	pthread_mutex_destroy(&cat->lock);
+	free(cat->path);
+	free(cat);
+}
+
+static void effective_policy(const struct cat *cat, struct policy *p)
+{
+	const struct cat *chain[MAX_DEPTH];
+	int n = 0;
+
+	for (const struct cat *x = cat; x && n < MAX_DEPTH; x = x->parent)
+		chain[n++] = x;
+	policy_defaults(p);
+	while (n--)
+		if (chain[n]->pfile)
+			policy_apply(p, chain[n]->pfile);
+}
+
+static void vparams(struct cache *c, const struct policy *p,
+		    struct vindex_params *vp)
+{
+	vp->dim = c->emb->dim;
+	vp->m = p->hnsw_m;
+	vp->ef_construction = p->hnsw_ef_construction;
+	vp->ef_search = p->hnsw_ef_search;
+}
+
+static int cats_append(struct cache *c, struct cat *cat)
+{
+	if (c->ncats == c->cats_cap) {
+		size_t ncap = c->cats_cap ? c->cats_cap * 2 : 16;
+		struct cat **n = realloc(c->cats, ncap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		c->cats = n;
+		c->cats_cap = ncap;
+	}
+	c->cats[c->ncats++] = cat;
+	return 0;
+}
+
+static struct cat *cat_new(const struct store_category *sc)
+{
+	struct cat *cat = calloc(1, sizeof(*cat));
+
+	if (!cat)
+		return NULL;
+	cat->path = strdup(sc->path);
+	if (!cat->path) {
+		free(cat);
+		return NULL;
+	}
+	cat->id = sc->id;
+	cat->mode = sc->mode;
+	cat->uid = sc->uid;
+	cat->gid = sc->gid;
+	cat->created_ms = sc->created_ms;
+	pthread_mutex_init(&cat->lock, NULL);
+	u64map_init(&cat->by_id);
+	u64map_init(&cat->by_key);
+	return cat;
+}
+
+/* Publish e in cat's maps; returns the entry it displaced (same exact key),
+ * which the caller must retire. Called with cat->lock held. */
+static int entry_publish(struct cat *cat, struct centry *e,
+			 struct centry **displaced)
+{
+	struct centry *old = u64map_get(&cat->by_key, e->key[0]);
+	int rc;
+
+	*displaced = NULL;
+	rc = u64map_put(&cat->by_id, (uint64_t)e->id, e);
+	if (rc)
+		return rc;
+	rc = u64map_put(&cat->by_key, e->key[0], e);
+	if (rc) {
+		u64map_del(&cat->by_id, (uint64_t)e->id);
+		return rc;
+	}
+	cat->bytes += e->bytes;
+	if (old && old != e) {
+		u64map_del(&cat->by_id, (uint64_t)old->id);
+		cat->bytes -= old->bytes;
+		*displaced = old;
+	}
+	return 0;
+}
+
+/* Remove e from cat's maps. Called with cat->lock held. */
+static void entry_unpublish(struct cat *cat, struct centry *e)
+{
+	if (u64map_get(&cat->by_key, e->key[0]) == e)
+		u64map_del(&cat->by_key, e->key[0]);
+	if (u64map_del(&cat->by_id, (uint64_t)e->id))
+		cat->bytes -= e->bytes;
+}
+
+struct load_ctx {
+	struct cache *c;
+	struct cat *cat;
+	int64_t index_max;        /* ids up to this are in the loaded index */
+	int64_t loaded, stale;
+	int rc;
+};
+
+static int load_entry(void *arg, const struct store_entry *se, const float *vec,
+		      int dim, const char *embedder)
+{
+	struct load_ctx *lc = arg;
+	struct centry *e, *old;
+
+	if (dim != lc->c->emb->dim || strcmp(embedder, lc->c->emb->name)) {
+		/* Re-embedding stored queries is the embedder issue's work; an
+		 * entry from another embedder is left in the store, unserved. */
+		lc->stale++;
+		return 0;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		lc->rc = -ENOMEM;
+		return 1;
+	}
+	e->id = se->id;
+	e->created_ms = se->created_ms;
+	e->last_hit_ms = se->last_hit_ms;
+	e->hits = se->hits;
+	e->bytes = se->bytes;
+	e->key[0] = se->key[0];
+	e->key[1] = se->key[1];
+	e->ctx_hash = se->ctx_hash;
+	lc->rc = entry_publish(lc->cat, e, &old);
+	if (lc->rc) {
+		free(e);
+		return 1;
+	}
+	if (old) /* two rows with one key: the newer wins, as in a fill */
+		free(old);
+	if (se->id > lc->index_max) {
+		lc->rc = vindex_add(lc->cat->vi, se->id, vec);
+		if (lc->rc && lc->rc != -EEXIST)
+			return 1;
+		lc->rc = 0;
+	}
+	lc->loaded++;
+	return 0;
+}
+
+static void snapshot_path(struct cache *c, const struct cat *cat, char *buf,
+			  size_t size)
+{
+	snprintf(buf, size, "%s/index/%" PRId64 ".vx", c->store_dir, cat->id);
+}
+
+static int cat_load(struct cache *c, struct cat *cat)
+{
+	struct load_ctx lc = { .c = c, .cat = cat };
+	struct vindex_params vp;
+	struct policy pol;
+	char snap[4096];
+	int rc;
+
+	effective_policy(cat, &pol);
+	vparams(c, &pol, &vp);
+	snapshot_path(c, cat, snap, sizeof(snap));
+	rc = vindex_load(snap, &vp, &cat->vi);
+	if (rc == 0) {
+		lc.index_max = vindex_max_id(cat->vi);
+	} else {
+		if (rc != -ENOENT)
+			semlog(LOG_WARN, "index snapshot '%s' unusable (%s): rebuilding from the store",
+			       snap, strerror(-rc));
+		rc = vindex_new(&vp, &cat->vi);
+		if (rc)
+			return rc;
+	}
+	rc = store_entry_scan(c->store, cat->id, 0, load_entry, &lc);
+	if (rc < 0)
+		return rc;
+	if (lc.rc)
+		return lc.rc;
+	while (vindex_buffered(cat->vi) > 0)
+		if (vindex_merge(cat->vi, 4096) <= 0)
+			break;
+	if (lc.stale)
+		semlog(LOG_WARN, "category '%s': %" PRId64 " entries were stored by another embedder and are not served",
+		       cat->path, lc.stale);
+	return 0;
+}
+
+static void cat_set_policy_error(struct cat *cat, const char *msg)
+{
+	free(cat->perrors);
+	cat->perrors = msg ? strdup(msg) : NULL;
+}
+
+static int load_policy(struct cache *c, struct cat *cat)
+{
+	struct policy_error perr;
+	char *yaml = NULL;
+	size_t len = 0;
+	int rc = store_policy_get(c->store, cat->id, &yaml, &len);
+
+	if (rc == -ENOENT)
+		return 0;
+	if (rc)
+		return rc;
+	rc = policy_file_parse(yaml, len, cat->path, &cat->pfile, &perr);
+	if (rc) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%s/policy.yaml:%d:%d: %s (stored policy ignored)\n",
+			 strcmp(cat->path, "/") ? cat->path : "", perr.line, perr.column,
+			 perr.message);
+		semlog(LOG_WARN, "%.*s", (int)strlen(msg) - 1, msg);
+		cat_set_policy_error(cat, msg);
+		cat->pfile = NULL;
+	}
+	cat->pyaml = yaml;
+	cat->pyaml_len = len;
+	return 0;
+}
+
+static int collect_cat(void *arg, const struct store_category *sc)
+{
+	struct cache *c = arg;
+	struct cat *cat = cat_new(sc);
+
+	if (!cat || cats_append(c, cat)) {
+		cat_free(cat);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int link_parents(struct cache *c)
+{
+	for (size_t i = 0; i < c->ncats; i++) {
+		char *pp = parent_path(c->cats[i]->path);
+
+		if (!pp)
+			continue;
+		c->cats[i]->parent = cat_find(c, pp);
+		if (!c->cats[i]->parent) {
+			semlog(LOG_WARN, "category '%s' has no parent '%s' in the store; it is kept under the root",
+			       c->cats[i]->path, pp);
+			c->cats[i]->parent = cat_find(c, "/");
+		}
+		free(pp);
+	}
+	return 0;
+}
+
+int cache_open(const struct cache_options *o, struct cache **out, char *err,
+	       size_t errlen)
+{
+	struct store_options so = { .sync_full = o->sync_full };
+	struct cache *c = calloc(1, sizeof(*c));
+	pthread_rwlockattr_t ra;
+	char path[4096];
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	c->opts = *o;
+	c->store_dir = strdup(o->store_dir);
+	if (!c->store_dir) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->opts.store_dir = c->store_dir;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&c->lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&c->maint_mu, NULL);
+	pthread_cond_init(&c->maint_cv, NULL);
+
+	rc = embedder_new("builtin", &c->emb, err, errlen);
+	if (rc)
+		goto fail;
+	rc = store_open(o->store_dir, &so, &c->store, &c->report, err, errlen);
+	if (rc)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/index", c->store_dir);
+	if (mkdir(path, 0700) && errno != EEXIST) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot create '%s': %s", path, strerror(-rc));
+		goto fail;
+	}
+	rc = store_category_list(c->store, collect_cat, c);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot list categories: %s", strerror(-rc));
+		goto fail;
+	}
+	link_parents(c);
+	for (size_t i = 0; i < c->ncats; i++) {
+		rc = load_policy(c, c->cats[i]);
+		if (rc) {
+			snprintf(err, errlen, "cannot read the policy of '%s': %s",
+				 c->cats[i]->path, strerror(-rc));
+			goto fail;
+		}
+	}
+	for (size_t i = 0; i < c->ncats; i++) {
+		rc = cat_load(c, c->cats[i]);
+		if (rc) {
+			snprintf(err, errlen, "cannot load category '%s': %s",
+				 c->cats[i]->path, strerror(-rc));
+			goto fail;
+		}
+	}
+	if (c->report.unclean || c->report.orphan_blobs || c->report.dropped_entries)
+		semlog(LOG_WARN, "store '%s': previous run did not close cleanly; removed %" PRId64
+		       " orphan blobs, dropped %" PRId64 " entries without a response",
+		       c->store_dir, c->report.orphan_blobs, c->report.dropped_entries);
+	semlog(LOG_INFO, "store '%s' open: %zu categories, %" PRId64 " entries",
+	       c->store_dir, c->ncats, c->report.entries);
+	*out = c;
+	return 0;
+fail:
+	for (size_t i = 0; i < c->ncats; i++)
+		cat_free(c->cats[i]);
+	free(c->cats);
+	store_close(c->store);
+	embedder_free(c->emb);
+	free(c->store_dir);
+	free(c);
+	return rc;
+}
+
+/* ---- background maintenance ---- */
+
+static void flush_hits(struct cache *c, struct cat *cat)
+{
+	struct store_touch *t;
+	size_t n = 0;
+
+	pthread_mutex_lock(&cat->lock);
+	if (!cat->ndirty) {
+		pthread_mutex_unlock(&cat->lock);
+		return;
+	}
+	t = malloc(cat->ndirty * sizeof(*t));
+	if (t) {
+		for (size_t i = 0; i < cat->ndirty; i++) {
+			struct centry *e = u64map_get(&cat->by_id, (uint64_t)cat->dirty[i]);
+
+			if (!e || !e->dirty)
+				continue;
+			e->dirty = false;
+			t[n].id = e->id;
+			t[n].last_hit_ms = e->last_hit_ms;
+			t[n].hits = e->hits;
+			n++;
+		}
+		cat->ndirty = 0;
+	}
+	pthread_mutex_unlock(&cat->lock);
+	if (n) {
+		int rc = store_entry_touch(c->store, t, n);
+
+		if (rc)
+			semlog(LOG_WARN, "category '%s': saving hit counters failed: %s",
+			       cat->path, strerror(-rc));
+	}
+	free(t);
+}
+
+static bool expired(const struct policy *p, const struct centry *e, int64_t now)
+{
+	int64_t base;
+
+	if (p->ttl <= 0)
+		return false;
+	base = e->created_ms;
+	if (p->ttl_mode == POLICY_TTL_SLIDING && e->last_hit_ms > base)
+		base = e->last_hit_ms;
+	return now >= base + p->ttl * 1000;
+}
+
+/* Delete an entry everywhere: memory (if still there), index, store. */
+static void entry_retire(struct cache *c, struct cat *cat, struct centry *e,
+			 const char *why)
+{
+	int rc;
+
+	vindex_remove(cat->vi, e->id);
+	rc = store_entry_delete(c->store, e->id);
+	if (rc && rc != -ENOENT)
+		semlog(LOG_WARN, "category '%s': deleting %s entry %" PRId64 " failed: %s",
+		       cat->path, why, e->id, strerror(-rc));
+	free(e);
+}
+
+static void sweep_expired(struct cache *c, struct cat *cat)
+{
+	struct centry *victims[SWEEP_BATCH];
+	struct policy pol;
+	int64_t now = now_ms();
+	size_t n = 0;
+
+	effective_policy(cat, &pol);
+	if (pol.ttl <= 0)
+		return;
+	pthread_mutex_lock(&cat->lock);
+	for (size_t i = 0; i < cat->by_id.cap && n < SWEEP_BATCH; i++) {
+		struct centry *e = cat->by_id.vals[i];
+
+		if (cat->by_id.keys[i] && expired(&pol, e, now))
+			victims[n++] = e;
+	}
+	for (size_t i = 0; i < n; i++)
+		entry_unpublish(cat, victims[i]);
+	pthread_mutex_unlock(&cat->lock);
+	for (size_t i = 0; i < n; i++)
+		entry_retire(c, cat, victims[i], "expired");
+	cat->expired += n;
+}
+
+static void maintain(struct cache *c, bool slow)
+{
+	pthread_rwlock_rdlock(&c->lock);
+	for (size_t i = 0; i < c->ncats; i++) {
+		struct cat *cat = c->cats[i];
+		size_t tomb, live;
+
+		if (vindex_buffered(cat->vi) > 0)
+			vindex_merge(cat->vi, MERGE_BATCH);
+		if (!slow)
+			continue;
+		flush_hits(c, cat);
+		sweep_expired(c, cat);
+		tomb = vindex_tombstones(cat->vi);
+		live = vindex_live(cat->vi);
+		if (tomb >= 64 && tomb * 4 > tomb + live) {
+			int rc = vindex_compact(cat->vi);
+
+			if (rc)
+				semlog(LOG_WARN, "category '%s': compaction failed: %s",
+				       cat->path, strerror(-rc));
+		}
+	}
+	pthread_rwlock_unlock(&c->lock);
+}
+
+static void *maint_main(void *arg)
+{
+	struct cache *c = arg;
+	unsigned tick = 0;
+
+	pthread_mutex_lock(&c->maint_mu);
+	while (!c->stopping) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&c->maint_cv, &c->maint_mu, &ts);
+		if (c->stopping)
+			break;
+		pthread_mutex_unlock(&c->maint_mu);
+		maintain(c, ++tick % 10 == 0);
+		pthread_mutex_lock(&c->maint_mu);
+	}
+	pthread_mutex_unlock(&c->maint_mu);
+	return NULL;
+}
+
+int cache_start(struct cache *c)
+{
+	int rc = pthread_create(&c->maint, NULL, maint_main, c);
+
+	if (rc)
+		return -rc;
+	c->maint_started = true;
+	return 0;
+}
+
+void cache_close(struct cache *c)
+{
+	char snap[4096];
+
+	if (!c)
+		return;
+	if (c->maint_started) {
+		pthread_mutex_lock(&c->maint_mu);
+		c->stopping = true;
+		pthread_cond_signal(&c->maint_cv);
+		pthread_mutex_unlock(&c->maint_mu);
+		pthread_join(c->maint, NULL);
+	}
+	for (size_t i = 0; i < c->ncats; i++) {
+		struct cat *cat = c->cats[i];
+		int rc;
+
+		flush_hits(c, cat);
+		while (vindex_buffered(cat->vi) > 0)
+			if (vindex_merge(cat->vi, 4096) <= 0)
+				break;
+		snapshot_path(c, cat, snap, sizeof(snap));
+		rc = vindex_save(cat->vi, snap);
+		if (rc)
+			semlog(LOG_WARN, "saving index snapshot '%s' failed: %s (it will be rebuilt at start)",
+			       snap, strerror(-rc));
+		cat_free(cat);
+	}
+	free(c->cats);
+	store_close(c->store);
+	embedder_free(c->emb);
+	pthread_rwlock_destroy(&c->lock);
+	pthread_mutex_destroy(&c->maint_mu);
+	pthread_cond_destroy(&c->maint_cv);
+	semlog(LOG_INFO, "store '%s' closed cleanly", c->store_dir);
+	free(c->store_dir);
+	free(c);
+}
+
+/* ---- category operations ---- */
+
+int cache_category_stat(struct cache *c, const char *path,
+			struct cache_cat_info *info)
+{
+	struct cat *cat;
+
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	if (cat && info) {
+		info->mode = cat->mode;
+		info->uid = cat->uid;
+		info->gid = cat->gid;
+		info->created_ms = cat->created_ms;
+		pthread_mutex_lock(&cat->lock);
+		info->entries = (int64_t)cat->by_id.len;
+		info->bytes = cat->bytes;
+		pthread_mutex_unlock(&cat->lock);
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return cat ? 0 : -ENOENT;
+}
+
+int cache_category_create(struct cache *c, const char *path, mode_t mode,
+			  uid_t uid, gid_t gid)
+{
+	struct store_category sc = { .path = path, .mode = mode & 07777,
+				     .uid = uid, .gid = gid };
+	struct vindex_params vp;
+	struct policy pol;
+	struct cat *parent, *cat = NULL;
+	char *pp = parent_path(path);
+	int rc;
+
+	if (!pp)
+		return -EEXIST;
+	pthread_rwlock_wrlock(&c->lock);
+	rc = -EEXIST;
+	if (cat_find(c, path))
+		goto out;
+	rc = -ENOENT;
+	parent = cat_find(c, pp);
+	if (!parent)
+		goto out;
+	sc.created_ms = now_ms();
+	rc = store_category_create(c->store, path, sc.mode, uid, gid, &sc.id);
+	if (rc)
+		goto out;
+	rc = -ENOMEM;
+	cat = cat_new(&sc);
+	if (!cat)
+		goto undo;
+	cat->parent = parent;
+	effective_policy(cat, &pol);
+	vparams(c, &pol, &vp);
+	rc = vindex_new(&vp, &cat->vi);
+	if (rc)
+		goto undo;
+	rc = cats_append(c, cat);
+	if (rc)
+		goto undo;
+	pthread_rwlock_unlock(&c->lock);
+	free(pp);
+	return 0;
+undo:
+	store_category_delete(c->store, sc.id);
+	cat_free(cat);
+out:
+	pthread_rwlock_unlock(&c->lock);
+	free(pp);
+	return rc;
+}
+
+int cache_category_remove(struct cache *c, const char *path)
+{
+	struct cat *cat;
+	char snap[4096];
+	int rc;
+
+	pthread_rwlock_wrlock(&c->lock);
+	cat = cat_find(c, path);
+	rc = -ENOENT;
+	if (!cat)
+		goto out;
+	rc = -EBUSY;
+	if (!cat->parent)
+		goto out;
+	rc = -ENOTEMPTY;
+	if (cat->by_id.len || cat->pyaml)
+		goto out;
+	for (size_t i = 0; i < c->ncats; i++)
+		if (c->cats[i]->parent == cat)
+			goto out;
+	rc = store_category_delete(c->store, cat->id);
+	if (rc)
+		goto out;
+	snapshot_path(c, cat, snap, sizeof(snap));
+	unlink(snap);
+	for (size_t i = 0; i < c->ncats; i++) {
+		if (c->cats[i] == cat) {
+			c->cats[i] = c->cats[--c->ncats];
+			break;
+		}
+	}
+	cat_free(cat);
+out:
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
+int cache_category_setattr(struct cache *c, const char *path, int mode,
+			   uid_t uid, gid_t gid)
+{
+	struct cat *cat;
+	int rc = -ENOENT;
+
+	pthread_rwlock_wrlock(&c->lock);
+	cat = cat_find(c, path);
+	if (cat) {
+		mode_t nm = mode >= 0 ? (mode_t)mode & 07777 : cat->mode;
+		uid_t nu = uid != (uid_t)-1 ? uid : cat->uid;
+		gid_t ng = gid != (gid_t)-1 ? gid : cat->gid;
+
+		rc = store_category_setattr(c->store, cat->id, nm, nu, ng);
+		if (!rc) {
+			cat->mode = nm;
+			cat->uid = nu;
+			cat->gid = ng;
+		}
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
+int cache_category_children(struct cache *c, const char *path,
+			    int (*cb)(void *arg, const char *name), void *arg)
+{
+	struct cat *cat;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	if (!cat) {
+		rc = -ENOENT;
+		goto out;
+	}
+	for (size_t i = 0; i < c->ncats && !rc; i++) {
+		if (c->cats[i]->parent != cat)
+			continue;
+		rc = cb(arg, strrchr(c->cats[i]->path, '/') + 1);
+	}
+out:
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
+/* ---- lookups and fills ---- */
+
+struct keyed {
+	char *norm;
+	size_t norm_len;
+	uint64_t key[2];
+	uint64_t ctx_hash;
+	char stackbuf[2048];
+};
+
+/* Normalise q and derive its exact key under policy p. */
+static int make_key(const struct cache_query *q, const struct policy *p,
+		    struct keyed *k)
+{
+	size_t cap = q->query_len > q->context_len ? q->query_len : q->context_len;
+
+	k->norm = cap <= sizeof(k->stackbuf) ? k->stackbuf : malloc(cap ? cap : 1);
+	if (!k->norm)
+		return -ENOMEM;
+	k->ctx_hash = 0;
+	if (q->context && q->context_len && p->context == POLICY_CONTEXT_MATCH) {
+		size_t n = textnorm(q->context, q->context_len, k->norm);
+
+		if (n)
+			k->ctx_hash = hash64(k->norm, n, CTX_SEED) | 1;
+	}
+	k->norm_len = textnorm(q->query, q->query_len, k->norm);
+	if (!k->norm_len)
+		return -EINVAL;
+	k->key[0] = hash64(k->norm, k->norm_len, KEY_SEED_A ^ k->ctx_hash);
+	k->key[1] = hash64(k->norm, k->norm_len, KEY_SEED_B ^ k->ctx_hash);
+	if (!k->key[0])
+		k->key[0] = 1;
+	return 0;
+}
+
+static void keyed_release(struct keyed *k)
+{
+	if (k->norm && k->norm != k->stackbuf)
+		free(k->norm);
+	k->norm = NULL;
+}
+
+struct accept_ctx {
+	struct cat *cat;
+	const struct policy *pol;
+	uint64_t ctx_hash;
+	int64_t now;
+};
+
+static bool entry_matches(const struct accept_ctx *ac, const struct centry *e)
+{
+	if (ac->pol->context == POLICY_CONTEXT_MATCH && e->ctx_hash != ac->ctx_hash)
+		return false;
+	return !expired(ac->pol, e, ac->now);
+}
+
+static bool accept_entry(void *arg, int64_t id)
+{
+	struct accept_ctx *ac = arg;
+	struct centry *e;
+	bool ok;
+
+	pthread_mutex_lock(&ac->cat->lock);
+	e = u64map_get(&ac->cat->by_id, (uint64_t)id);
+	ok = e && entry_matches(ac, e);
+	pthread_mutex_unlock(&ac->cat->lock);
+	return ok;
+}
+
+/* Count a hit on id; returns false if the entry is gone. */
+static bool note_hit(struct cat *cat, int64_t id, int64_t now, int64_t *created)
+{
+	struct centry *e;
+
+	pthread_mutex_lock(&cat->lock);
+	e = u64map_get(&cat->by_id, (uint64_t)id);
+	if (e) {
+		e->hits++;
+		e->last_hit_ms = now;
+		*created = e->created_ms;
+		if (!e->dirty) {
+			if (cat->ndirty == cat->dirty_cap) {
+				size_t ncap = cat->dirty_cap ? cat->dirty_cap * 2 : 64;
+				int64_t *n = realloc(cat->dirty, ncap * sizeof(*n));
+
+				if (n) {
+					cat->dirty = n;
+					cat->dirty_cap = ncap;
+				}
+			}
+			if (cat->ndirty < cat->dirty_cap) {
+				cat->dirty[cat->ndirty++] = e->id;
+				e->dirty = true;
+			}
+		}
+	}
+	pthread_mutex_unlock(&cat->lock);
+	return e != NULL;
+}
+
+/* A stored response could not be read back: drop the entry for good. */
+static void drop_damaged(struct cache *c, struct cat *cat, int64_t id, int err)
+{
+	struct centry *e;
+
+	semlog(LOG_ERR, "category '%s': entry %" PRId64 " response unreadable (%s): entry dropped",
+	       cat->path, id, strerror(-err));
+	pthread_mutex_lock(&cat->lock);
+	e = u64map_get(&cat->by_id, (uint64_t)id);
+	if (e)
+		entry_unpublish(cat, e);
+	pthread_mutex_unlock(&cat->lock);
+	if (e)
+		entry_retire(c, cat, e, "damaged");
+	cat->dropped++;
+}
+
+static int serve(struct cache *c, struct cat *cat, int64_t id, int64_t now,
+		 struct cache_result *r)
+{
+	int64_t created = now;
+	int rc;
+
+	if (!note_hit(cat, id, now, &created))
+		return -ENOENT;
+	rc = store_response_read(c->store, id, &r->response, &r->response_len);
+	if (rc) {
+		drop_damaged(c, cat, id, rc);
+		return rc;
+	}
+	r->outcome = CACHE_HIT;
+	r->entry_id = id;
+	r->age_s = (now - created) / 1000;
+	return 0;
+}
+
+int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
+		 struct cache_result *r)
+{
+	struct accept_ctx ac;
+	struct policy pol;
+	struct keyed k = { 0 };
+	struct cat *cat;
+	struct centry *e;
+	int64_t hit_id = 0, id;
+	float score;
+	int rc, n;
+
+	memset(r, 0, sizeof(*r));
+	r->outcome = CACHE_MISS;
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	rc = -ENOENT;
+	if (!cat)
+		goto out;
+	effective_policy(cat, &pol);
+	rc = -EFBIG;
+	if ((int64_t)q->query_len > pol.query_bytes)
+		goto out;
+	rc = make_key(q, &pol, &k);
+	if (rc)
+		goto out;
+	cat->lookups++;
+	if (!pol.cache) {
+		snprintf(r->note, sizeof(r->note), "cache disabled by policy");
+		cat->misses++;
+		goto out;
+	}
+	ac = (struct accept_ctx){ .cat = cat, .pol = &pol,
+				  .ctx_hash = k.ctx_hash, .now = now_ms() };
+
+	/* Exact fast path: no embedding, no index. */
+	pthread_mutex_lock(&cat->lock);
+	e = u64map_get(&cat->by_key, k.key[0]);
+	if (e && e->key[1] == k.key[1] && entry_matches(&ac, e))
+		hit_id = e->id;
+	pthread_mutex_unlock(&cat->lock);
+	if (hit_id && serve(c, cat, hit_id, ac.now, r) == 0) {
+		r->exact = true;
+		r->score = 1.0f;
+		cat->hits++;
+		cat->exact_hits++;
+		goto out;
+	}
+
+	r->dim = c->emb->dim;
+	r->vec = malloc(sizeof(float) * r->dim);
+	rc = -ENOMEM;
+	if (!r->vec)
+		goto out;
+	rc = embedder_embed(c->emb, q->query, q->query_len, r->vec);
+	if (rc)
+		goto out;
+	n = vindex_search(cat->vi, r->vec, 1, accept_entry, &ac, &id, &score);
+	if (n < 0) {
+		rc = n;
+		goto out;
+	}
+	rc = 0;
+	if (n == 1) {
+		r->score = score;
+		if (score + 1e-6f >= (float)pol.threshold &&
+		    serve(c, cat, id, ac.now, r) == 0) {
+			cat->hits++;
+			cat->semantic_hits++;
+			goto out;
+		}
+	}
+	cat->misses++;
+out:
+	pthread_rwlock_unlock(&c->lock);
+	keyed_release(&k);
+	if (rc)
+		cache_result_release(r);
+	return rc;
+}
+
+void cache_result_release(struct cache_result *r)
+{
+	free(r->response);
+	free(r->vec);
+	r->response = NULL;
+	r->vec = NULL;
+	r->response_len = 0;
+}
+
+int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
+	       const struct cache_result *prior, const void *resp,
+	       size_t resp_len, int64_t *id_out, bool *stored)
+{
+	struct store_payload pl = { 0 };
+	struct store_entry se = { 0 };
+	struct centry *e = NULL, *old = NULL;
+	struct keyed k = { 0 };
+	struct policy pol;
+	struct cat *cat;
+	float *vec = NULL;
+	int rc;
+
+	*stored = false;
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	rc = -ENOENT;
+	if (!cat)
+		goto out;
+	effective_policy(cat, &pol);
+	rc = 0;
+	if (!pol.cache)
+		goto out;
+	rc = -EINVAL;
+	if (!resp_len)
+		goto out;
+	rc = -EFBIG;
+	if ((int64_t)resp_len > pol.response_bytes ||
+	    (int64_t)q->query_len > pol.query_bytes)
+		goto out;
+	rc = make_key(q, &pol, &k);
+	if (rc)
+		goto out;
+	if (prior && prior->vec && prior->dim == c->emb->dim) {
+		vec = prior->vec;
+	} else {
+		rc = -ENOMEM;
+		vec = malloc(sizeof(float) * c->emb->dim);
+		if (!vec)
+			goto out;
+		rc = embedder_embed(c->emb, q->query, q->query_len, vec);
+		if (rc)
+			goto out;
+	}
+	se.cat_id = cat->id;
+	se.created_ms = now_ms();
+	se.bytes = (int64_t)resp_len;
+	se.key[0] = k.key[0];
+	se.key[1] = k.key[1];
+	se.ctx_hash = k.ctx_hash;
+	pl.query = q->query;
+	pl.query_len = q->query_len;
+	if (q->context && q->context_len) {
+		pl.context = q->context;
+		pl.context_len = q->context_len;
+	}
+	pl.vec = vec;
+	pl.dim = c->emb->dim;
+	pl.embedder = c->emb->name;
+	pl.response = resp;
+	pl.response_len = resp_len;
+	rc = -ENOMEM;
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		goto out;
+	rc = store_entry_put(c->store, &se, &pl);
+	if (rc) {
+		semlog(LOG_WARN, "category '%s': fill failed: %s", cat->path, strerror(-rc));
+		goto out;
+	}
+	e->id = se.id;
+	e->created_ms = se.created_ms;
+	e->bytes = se.bytes;
+	e->key[0] = se.key[0];
+	e->key[1] = se.key[1];
+	e->ctx_hash = se.ctx_hash;
+	/* Into the index first: a lookup that finds it in the maps but not
+	 * in the index merely misses; the reverse cannot be served. */
+	rc = vindex_add(cat->vi, e->id, vec);
+	if (rc) {
+		store_entry_delete(c->store, e->id);
+		goto out;
+	}
+	pthread_mutex_lock(&cat->lock);
+	rc = entry_publish(cat, e, &old);
+	pthread_mutex_unlock(&cat->lock);
+	if (rc) {
+		vindex_remove(cat->vi, e->id);
+		store_entry_delete(c->store, e->id);
+		goto out;
+	}
+	if (old)
+		entry_retire(c, cat, old, "replaced");
+	cat->fills++;
+	*id_out = e->id;
+	*stored = true;
+	e = NULL;
+out:
+	pthread_rwlock_unlock(&c->lock);
+	if (vec && (!prior || vec != prior->vec))
+		free(vec);
+	free(e);
+	keyed_release(&k);
+	return rc;
+}
+
+/* ---- policies ---- */
+
+int cache_policy(struct cache *c, const char *path, struct policy *out)
+{
+	struct cat *cat;
+
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	if (cat) {
+		effective_policy(cat, out);
+		for (int i = 0; i < POLICY_NKEYS; i++)
+			out->source[i] = NULL; /* not valid past the lock */
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return cat ? 0 : -ENOENT;
+}
+
+static int dup_text(const char *s, size_t len, char **text, size_t *out_len)
+{
+	*text = malloc(len + 1);
+	if (!*text)
+		return -ENOMEM;
+	memcpy(*text, s, len);
+	(*text)[len] = '\0';
+	*out_len = len;
+	return 0;
+}
+
+int cache_policy_get(struct cache *c, const char *path, char **yaml,
+		     size_t *len)
+{
+	struct cat *cat;
+	int rc = -ENOENT;
+
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	if (cat && cat->pyaml)
+		rc = dup_text(cat->pyaml, cat->pyaml_len, yaml, len);
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
+int cache_policy_put(struct cache *c, const char *path, const char *yaml,
+		     size_t len)
+{
+	struct policy_file *pf = NULL;
+	struct policy_error perr;
+	struct cat *cat;
+	char *copy = NULL;
+	int rc;
+
+	pthread_rwlock_wrlock(&c->lock);
+	cat = cat_find(c, path);
+	rc = -ENOENT;
+	if (!cat)
+		goto out;
+	if (yaml) {
+		rc = policy_file_parse(yaml, len, cat->path, &pf, &perr);
+		if (rc) {
+			char msg[512];
+
+			snprintf(msg, sizeof(msg), "%s/policy.yaml:%d:%d: %s\n",
+				 strcmp(cat->path, "/") ? cat->path : "", perr.line,
+				 perr.column, perr.message);
+			semlog(LOG_WARN, "rejected %.*s", (int)strlen(msg) - 1, msg);
+			cat_set_policy_error(cat, msg);
+			goto out;
+		}
+		rc = -ENOMEM;
+		copy = malloc(len + 1);
+		if (!copy)
+			goto out;
+		memcpy(copy, yaml, len);
+		copy[len] = '\0';
+	}
+	rc = store_policy_put(c->store, cat->id, yaml, len);
+	if (rc)
+		goto out;
+	policy_file_free(cat->pfile);
+	free(cat->pyaml);
+	cat->pfile = pf;
+	cat->pyaml = copy;
+	cat->pyaml_len = copy ? len : 0;
+	cat_set_policy_error(cat, NULL);
+	pf = NULL;
+	copy = NULL;
+	semlog(LOG_INFO, "policy of '%s' %s", cat->path, yaml ? "updated" : "removed");
+out:
+	pthread_rwlock_unlock(&c->lock);
+	policy_file_free(pf);
+	free(copy);
+	return rc;
+}
+
+int cache_policy_text(struct cache *c, const char *path, char **text,
+		      size_t *len)
+{
+	struct policy pol;
+	struct cat *cat;
+	char buf[8192];
+	int rc = -ENOENT, n;
+
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	if (cat) {
+		effective_policy(cat, &pol);
+		n = policy_format(&pol, buf, sizeof(buf));
+		if (n >= (int)sizeof(buf))
+			n = sizeof(buf) - 1;
+		rc = dup_text(buf, n < 0 ? 0 : n, text, len);
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
+int cache_policy_errors(struct cache *c, const char *path, char **text,
+			size_t *len)
+{
+	struct cat *cat;
+	int rc = -ENOENT;
+
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	if (cat) {
+		const char *s = cat->perrors ? cat->perrors : "";
+
+		rc = dup_text(s, strlen(s), text, len);
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
+/* ---- statistics ---- */
+
+struct counters {
+	uint64_t entries, bytes, lookups, hits, exact_hits, semantic_hits;
+	uint64_t misses, fills, expired, evicted, dropped;
+};
+
+static void counters_add(struct counters *t, struct cat *cat)
+{
+	pthread_mutex_lock(&cat->lock);
+	t->entries += cat->by_id.len;
+	t->bytes += (uint64_t)cat->bytes;
+	pthread_mutex_unlock(&cat->lock);
+	t->lookups += cat->lookups;
+	t->hits += cat->hits;
+	t->exact_hits += cat->exact_hits;
+	t->semantic_hits += cat->semantic_hits;
+	t->misses += cat->misses;
+	t->fills += cat->fills;
+	t->expired += cat->expired;
+	t->evicted += cat->evicted;
+	t->dropped += cat->dropped;
+}
+
+int cache_stats_text(struct cache *c, const char *path, char **text,
+		     size_t *len)
+{
+	struct counters t = { 0 };
+	struct cat *cat;
+	char buf[2048];
+	int n, rc = 0;
+	bool root = !strcmp(path, "/");
+
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	if (!cat) {
+		rc = -ENOENT;
+	} else if (root) {
+		for (size_t i = 0; i < c->ncats; i++)
+			counters_add(&t, c->cats[i]);
+	} else {
+		counters_add(&t, cat);
+	}
+	n = snprintf(buf, sizeof(buf),
+		     "entries: %" PRIu64 "\nbytes: %" PRIu64 "\nlookups: %" PRIu64
+		     "\nhits: %" PRIu64 "\nexact_hits: %" PRIu64
+		     "\nsemantic_hits: %" PRIu64 "\nmisses: %" PRIu64
+		     "\nfills: %" PRIu64 "\nexpired: %" PRIu64 "\nevicted: %" PRIu64
+		     "\ndamaged_dropped: %" PRIu64 "\nhit_rate: %.4f\n",
+		     t.entries, t.bytes, t.lookups, t.hits, t.exact_hits,
+		     t.semantic_hits, t.misses, t.fills, t.expired, t.evicted,
+		     t.dropped, t.lookups ? (double)t.hits / t.lookups : 0.0);
+	if (root && !rc)
+		n += snprintf(buf + n, sizeof(buf) - n,
+			      "categories: %zu\nstore_dropped_at_start: %" PRId64
+			      "\nstore_orphans_removed_at_start: %" PRId64 "\n",
+			      c->ncats, c->report.dropped_entries,
+			      c->report.orphan_blobs);
+	pthread_rwlock_unlock(&c->lock);
+	if (rc)
+		return rc;
+	return dup_text(buf, n, text, len);
+}

@@ -1,0 +1,150 @@
+/*
+ * cache.h - the semantic cache engine: categories, lookups, fills, policies.
+ *
+ * The engine ties the store (durable truth), one vector index per category
+ * (rebuilt from the store or loaded from a snapshot), the embedder and the
+ * per-directory policies together. It knows nothing of FUSE: the file
+ * system layer calls it with category paths ("/", "/code", "/code/python")
+ * and bytes.
+ *
+ * Lookup: an identical query (after textnorm, same context) hits through an
+ * exact map without touching the index; otherwise the query is embedded and
+ * the best live entry of that category scoring at or above the category's
+ * threshold is a hit. Expiry is judged at lookup time from the current
+ * policy, so ttl changes apply to existing entries at once.
+ *
+ * Locks, in the order they may be taken:
+ *   cache.lock (rwlock: category table, policy files)
+ *     -> vindex internal lock
+ *       -> cat.lock (mutex: a category's entry maps and counters)
+ * vindex and store calls are never made while holding cat.lock.
+ */
+#ifndef SEMCACHE_CACHE_H
+#define SEMCACHE_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "policy.h"
+
+struct cache;
+
+struct cache_options {
+	const char *store_dir;
+	bool sync_full;            /* fsync every fill (survives power loss) */
+	bool quiet;                /* no informational log lines */
+};
+
+/* Open the store, load or rebuild every category's index. */
+int cache_open(const struct cache_options *o, struct cache **out, char *err,
+	       size_t errlen);
+/* Start the background thread (merges, hit counters, expiry). Call after
+ * any fork (daemonising). */
+int cache_start(struct cache *c);
+/* Stop the background thread, snapshot indexes, close the store. */
+void cache_close(struct cache *c);
+
+/* ---- categories ---- */
+
+struct cache_cat_info {
+	mode_t mode;
+	uid_t uid;
+	gid_t gid;
+	int64_t created_ms;
+	int64_t entries;
+	int64_t bytes;
+};
+
+/* 0 if path is a category (filling info if non-NULL), else -ENOENT. */
+int cache_category_stat(struct cache *c, const char *path,
+			struct cache_cat_info *info);
+/* -EEXIST, -ENOENT (parent missing), -EINVAL (bad name). */
+int cache_category_create(struct cache *c, const char *path, mode_t mode,
+			  uid_t uid, gid_t gid);
+/* rmdir: -ENOTEMPTY if it has entries, subcategories or a policy;
+ * -EBUSY for the root. */
+int cache_category_remove(struct cache *c, const char *path);
+/* chmod/chown; pass (uid_t)-1 / (gid_t)-1 to keep, mode -1 to keep. */
+int cache_category_setattr(struct cache *c, const char *path, int mode,
+			   uid_t uid, gid_t gid);
+/* Call cb with the name of every direct subcategory of path. */
+int cache_category_children(struct cache *c, const char *path,
+			    int (*cb)(void *arg, const char *name), void *arg);
+
+/* ---- lookups and fills ---- */
+
+struct cache_query {
+	const char *query;
+	size_t query_len;
+	const char *context;       /* NULL or empty: no context */
+	size_t context_len;
+};
+
+enum cache_outcome { CACHE_MISS, CACHE_HIT };
+
+struct cache_result {
+	enum cache_outcome outcome;
+	bool exact;                /* hit through the exact fast path */
+	float score;               /* hit score, or best score seen on a miss */
+	int64_t entry_id;          /* hit: the entry served */
+	int64_t age_s;             /* hit: seconds since the entry was stored */
+	void *response;            /* hit: malloc'd answer bytes */
+	size_t response_len;
+	char note[96];             /* miss: why, when not simply "no match" */
+	/* Kept for a fill of the same query (no second embedding). */
+	float *vec;                /* malloc'd, dim floats, or NULL */
+	int dim;
+};
+
+/*
+ * Look a query up in category path. Returns 0 with *r filled (release it
+ * with cache_result_release), or -ENOENT (no such category), -EINVAL (empty
+ * query), -EFBIG (query over limits.query_bytes).
+ */
+int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
+		 struct cache_result *r);
+void cache_result_release(struct cache_result *r);
+
+/*
+ * Store resp as the answer to q in category path; durable when it returns 0.
+ * prior may be the result of looking q up (its vector is reused) or NULL.
+ * An entry with the same exact key is replaced. *stored is false when the
+ * policy says cache: false (nothing stored, not an error).
+ * Errors: -ENOENT (category gone), -EINVAL (empty response or query),
+ * -EFBIG (over limits.response_bytes), -ENOSPC, -EIO.
+ */
+int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
+	       const struct cache_result *prior, const void *resp,
+	       size_t resp_len, int64_t *id_out, bool *stored);
+
+/* The effective policy of a category (copied out). */
+int cache_policy(struct cache *c, const char *path, struct policy *out);
+
+/* ---- policy files ---- */
+
+/* The raw policy.yaml of path: malloc'd copy, or -ENOENT if none. */
+int cache_policy_get(struct cache *c, const char *path, char **yaml,
+		     size_t *len);
+/*
+ * Replace path's policy.yaml. Invalid YAML or values: -EINVAL, the previous
+ * policy stays, and the reason (with line and column) is kept for
+ * cache_policy_errors() and logged. yaml NULL removes the file.
+ */
+int cache_policy_put(struct cache *c, const char *path, const char *yaml,
+		     size_t len);
+/* .policy text (effective values with provenance). malloc'd. */
+int cache_policy_text(struct cache *c, const char *path, char **text,
+		      size_t *len);
+/* .errors text: the last rejected policy write of path, or empty. */
+int cache_policy_errors(struct cache *c, const char *path, char **text,
+			size_t *len);
+
+/* ---- statistics ---- */
+
+/* .stats text: key: value lines; the root's covers every category. */
+int cache_stats_text(struct cache *c, const char *path, char **text,
+		     size_t *len);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * hash.h - 64-bit hashing of byte strings and an open-addressing map from
+ * 64-bit keys to pointers.
+ *
+ * hash64() is a seeded multiply-xorshift hash (not cryptographic): two seeds
+ * give the 128-bit exact-match keys. u64map is a plain linear-probing table
+ * with backward-shift deletion; it is not synchronised — its owner's lock
+ * guards it. Key 0 is reserved (callers map it to another value).
+ */
+#ifndef SEMCACHE_HASH_H
+#define SEMCACHE_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+uint64_t hash64(const void *data, size_t len, uint64_t seed);
+
+struct u64map {
+	uint64_t *keys;     /* 0 = empty slot */
+	void **vals;
+	size_t cap;         /* power of two, or 0 */
+	size_t len;
+};
+
+void u64map_init(struct u64map *m);
+void u64map_release(struct u64map *m);
+/* NULL if absent. */
+void *u64map_get(const struct u64map *m, uint64_t key);
+/* Insert or replace. 0 or -ENOMEM. */
+int u64map_put(struct u64map *m, uint64_t key, void *val);
+/* Remove; returns the value that was there, or NULL. */
+void *u64map_del(struct u64map *m, uint64_t key);
+
+#endif

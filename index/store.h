@@ -1,0 +1,138 @@
+/*
+ * store.h - the crash-safe store: categories, policies, entries, responses.
+ *
+ * Everything the cache must not lose lives here; the in-memory index is
+ * rebuilt from it. This header is the whole interface the engine uses, kept
+ * narrow so that a networked backend can sit behind it later. The local
+ * backend (store_local.c) keeps metadata and vectors in SQLite (WAL mode) and
+ * each response in its own blob file written temp -> fsync? -> rename.
+ *
+ * Invariants:
+ *  - Every function is thread-safe.
+ *  - A call that returned 0 survives a crash of the process (kill -9). With
+ *    opts.sync_full it also survives a crash of the machine.
+ *  - An entry row exists only once its blob is complete; a blob without a
+ *    row is garbage and removed at the next open.
+ *  - Blobs carry their own length and checksum; a damaged blob is reported
+ *    as -EBADMSG, never served.
+ *  - Functions return 0 (or a count) or a negative errno; -ENOSPC when the
+ *    disk is full. They never abort on bad data.
+ * Times are milliseconds since the epoch.
+ */
+#ifndef SEMCACHE_STORE_H
+#define SEMCACHE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct store;
+
+struct store_options {
+	bool sync_full;   /* fsync blobs, directories and every commit */
+};
+
+/* What open found and repaired. */
+struct store_report {
+	int64_t entries;             /* entries loaded */
+	int64_t orphan_blobs;        /* blobs without a row, removed */
+	int64_t dropped_entries;     /* rows whose blob was missing, removed */
+	bool unclean;                /* the previous run did not close cleanly */
+};
+
+struct store_category {
+	int64_t id;
+	const char *path;            /* "/" for the root, "/code/python" */
+	mode_t mode;                 /* permission bits only */
+	uid_t uid;
+	gid_t gid;
+	int64_t created_ms;
+};
+
+struct store_entry {
+	int64_t id;                  /* > 0, unique for the store's life */
+	int64_t cat_id;
+	int64_t created_ms;
+	int64_t last_hit_ms;         /* 0 = never hit */
+	int64_t hits;
+	int64_t bytes;               /* response length */
+	uint64_t key[2];             /* exact key of (normalised query, context) */
+	uint64_t ctx_hash;           /* 0 = stored without context */
+};
+
+/* What a fill stores besides the entry's metadata. */
+struct store_payload {
+	const char *query;  size_t query_len;
+	const char *context; size_t context_len;  /* context may be NULL */
+	const float *vec;   int dim;
+	const char *embedder;                     /* name, e.g. "builtin-v1" */
+	const void *response; size_t response_len;
+};
+
+/*
+ * Open (creating if needed, mode 0700) the store in dir. The root category
+ * "/" always exists after a successful open. report may be NULL.
+ * On failure returns a negative errno and writes a message to err.
+ */
+int store_open(const char *dir, const struct store_options *opts,
+	       struct store **out, struct store_report *report, char *err,
+	       size_t errlen);
+/* Mark the store cleanly closed and free it. NULL is fine. */
+void store_close(struct store *s);
+/* The directory given to store_open (owned by the store). */
+const char *store_dir(const struct store *s);
+
+/* Categories. The callback returns 0 to go on, non-zero to stop (returned). */
+int store_category_list(struct store *s,
+			int (*cb)(void *arg, const struct store_category *c),
+			void *arg);
+/* -EEXIST if path exists. */
+int store_category_create(struct store *s, const char *path, mode_t mode,
+			  uid_t uid, gid_t gid, int64_t *id_out);
+/* Removes the category, its policy, its entries and their blobs. */
+int store_category_delete(struct store *s, int64_t cat_id);
+int store_category_setattr(struct store *s, int64_t cat_id, mode_t mode,
+			   uid_t uid, gid_t gid);
+
+/* Policies: the raw policy.yaml bytes of a category. -ENOENT if none.
+ * *yaml is malloc'd, NUL-terminated, owned by the caller. */
+int store_policy_get(struct store *s, int64_t cat_id, char **yaml,
+		     size_t *len);
+/* yaml NULL removes the policy. */
+int store_policy_put(struct store *s, int64_t cat_id, const char *yaml,
+		     size_t len);
+
+/*
+ * Store an entry: blob first, then the row. e->id is assigned here; the
+ * other fields of e are the caller's. Returns 0 once durable.
+ */
+int store_entry_put(struct store *s, struct store_entry *e,
+		    const struct store_payload *p);
+/* Remove the row, then the blob. -ENOENT if there is no such entry. */
+int store_entry_delete(struct store *s, int64_t id);
+
+struct store_touch { int64_t id; int64_t last_hit_ms; int64_t hits; };
+/* Record hit counters of many entries in one transaction (not fsync'd). */
+int store_entry_touch(struct store *s, const struct store_touch *t, size_t n);
+
+/*
+ * Call cb for every entry of a category with id > min_id, in id order, with
+ * its vector (dim floats) and embedder name. cb returns 0 to go on.
+ */
+int store_entry_scan(struct store *s, int64_t cat_id, int64_t min_id,
+		     int (*cb)(void *arg, const struct store_entry *e,
+			       const float *vec, int dim,
+			       const char *embedder),
+		     void *arg);
+
+/* Read and verify an entry's response. *buf is malloc'd (caller frees);
+ * -ENOENT if gone, -EBADMSG if the blob is damaged. */
+int store_response_read(struct store *s, int64_t id, void **buf,
+			size_t *len);
+/* Read an entry's query and context (either out pointer may be NULL).
+ * *ctx is NULL with *ctx_len 0 when stored without context. */
+int store_entry_text(struct store *s, int64_t id, char **query,
+		     size_t *query_len, char **ctx, size_t *ctx_len);
+
+#endif

@@ -1,0 +1,127 @@
+/*
+ * policy.h - per-directory YAML policies: parse, validate, inherit, print.
+ *
+ * A directory's policy.yaml sets some keys; the effective policy of a
+ * directory is the built-in defaults, overridden by the root's file, then by
+ * each directory's file down to it. One typed table (policy.c) drives
+ * parsing, validation, the defaults, the printing of the effective policy
+ * and the README's key list.
+ *
+ * This module knows nothing of FUSE or FAISS; it works on bytes and structs.
+ */
+#ifndef SEMCACHE_POLICY_H
+#define SEMCACHE_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum policy_ttl_mode { POLICY_TTL_ABSOLUTE, POLICY_TTL_SLIDING };
+enum policy_eviction { POLICY_EVICT_LRU, POLICY_EVICT_LFU, POLICY_EVICT_FIFO };
+enum policy_context { POLICY_CONTEXT_MATCH, POLICY_CONTEXT_IGNORE };
+
+/* Keys, in the order .policy prints them. Nested keys are "quota.entries". */
+enum policy_key {
+	POLICY_THRESHOLD,
+	POLICY_TTL,
+	POLICY_TTL_MODE,
+	POLICY_QUOTA_ENTRIES,
+	POLICY_QUOTA_BYTES,
+	POLICY_EVICTION,
+	POLICY_CACHE,
+	POLICY_CONTEXT,
+	POLICY_LIMITS_QUERY_BYTES,
+	POLICY_LIMITS_RESPONSE_BYTES,
+	POLICY_HNSW_M,
+	POLICY_HNSW_EF_CONSTRUCTION,
+	POLICY_HNSW_EF_SEARCH,
+	POLICY_EMBEDDER,
+	POLICY_NKEYS
+};
+
+#define POLICY_EMBEDDER_MAX 256
+
+/* The effective values of every key. Plain data: copy it freely. */
+struct policy {
+	double threshold;          /* cosine similarity 0..1 for a hit */
+	int64_t ttl;               /* seconds; 0 = never expires */
+	enum policy_ttl_mode ttl_mode;
+	int64_t quota_entries;     /* 0 = unlimited */
+	int64_t quota_bytes;       /* 0 = unlimited */
+	enum policy_eviction eviction;
+	bool cache;                /* false: never store or serve */
+	enum policy_context context;
+	int64_t query_bytes;       /* limits.query_bytes */
+	int64_t response_bytes;    /* limits.response_bytes */
+	int hnsw_m;
+	int hnsw_ef_construction;
+	int hnsw_ef_search;
+	char embedder[POLICY_EMBEDDER_MAX];
+	/* Where each value came from: a directory path such as "/" or
+	 * "/code/python", or NULL for the built-in default. The strings are
+	 * owned by whoever owns the struct policy_file that set them. */
+	const char *source[POLICY_NKEYS];
+};
+
+/* One parsed policy.yaml: the keys it sets and their values. Opaque. */
+struct policy_file;
+
+struct policy_error {
+	int line;      /* 1-based; 0 when not tied to a position */
+	int column;    /* 1-based */
+	char message[256];
+};
+
+/* Fill p with the built-in defaults (every source NULL). */
+void policy_defaults(struct policy *p);
+
+/*
+ * Parse and validate len bytes of YAML. An empty document (or only
+ * comments) is valid and sets nothing. source is the directory path recorded
+ * as provenance (copied). On success returns 0 and *out (caller frees with
+ * policy_file_free). On invalid YAML, a wrong type, a value out of range or
+ * an unknown key returns -EINVAL and fills err (line, column, message such
+ * as "unknown key 'treshold' (known: ...)"); nothing is allocated. Out of
+ * memory returns -ENOMEM (line 0).
+ */
+int policy_file_parse(const char *yaml, size_t len, const char *source,
+		      struct policy_file **out, struct policy_error *err);
+void policy_file_free(struct policy_file *f);
+
+/* Override in p every key f sets, recording f's source as provenance. */
+void policy_apply(struct policy *p, const struct policy_file *f);
+
+/* Does f set key k? */
+bool policy_file_sets(const struct policy_file *f, enum policy_key k);
+
+/*
+ * Print the effective policy, one key per line:
+ *   threshold: 0.85                 # default
+ *   ttl: 2h                         # /code
+ * Nested keys use their dotted name ("quota.entries: 0"); durations and
+ * sizes print in their shortest exact form, numbers with up to 4 decimals.
+ * Returns the length written (as snprintf: may exceed size).
+ */
+int policy_format(const struct policy *p, char *buf, size_t size);
+
+/*
+ * Document every key as a Markdown table (key, type, default, allowed
+ * values, meaning), generated from the same table that parses them.
+ * Returns the length written (as snprintf: may exceed size).
+ */
+int policy_keys_markdown(char *buf, size_t size);
+
+/* Name of key k as written in YAML ("quota.entries"). */
+const char *policy_key_name(enum policy_key k);
+
+/* "30s" "5m" "2h" "7d" "0" "90" (seconds) -> seconds. 0 or -EINVAL. */
+int policy_parse_duration(const char *s, int64_t *out);
+/* "512KiB" "64MiB" "2GiB" "1000" (bytes) "10KB"... -> bytes. 0 or -EINVAL. */
+int policy_parse_size(const char *s, int64_t *out);
+/* Seconds -> shortest exact form ("7d", "90s", "0"). */
+void policy_format_duration(int64_t secs, char *buf, size_t size);
+/* Bytes -> shortest exact form ("64MiB", "1KB", "1500"); binary units win
+ * ties with the plain number, decimal units lose them. */
+void policy_format_size(int64_t bytes, char *buf, size_t size);
+
+#endif

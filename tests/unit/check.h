@@ -1,0 +1,44 @@
+/*
+ * check.h - the unit tests' tiny harness: CHECK() records a failure with
+ * file:line and goes on; check_done() prints "N passed, N failed" and gives
+ * the exit status. Header-only; each test program includes it once.
+ */
+#ifndef SEMCACHE_CHECK_H
+#define SEMCACHE_CHECK_H
+
+#include <stdio.h>
+
+static int check_passed, check_failed;
+
+#define CHECK(cond)                                                        \
+	do {                                                               \
+		if (cond) {                                                \
+			check_passed++;                                    \
+		} else {                                                   \
+			check_failed++;                                    \
+			fprintf(stderr, "%s:%d: check failed: %s\n",       \
+				__FILE__, __LINE__, #cond);                \
+		}                                                          \
+	} while (0)
+
+#define CHECK_EQ_INT(a, b)                                                 \
+	do {                                                               \
+		long long check_a_ = (long long)(a);                       \
+		long long check_b_ = (long long)(b);                       \
+		if (check_a_ == check_b_) {                                \
+			check_passed++;                                    \
+		} else {                                                   \
+			check_failed++;                                    \
+			fprintf(stderr, "%s:%d: %s == %s failed: %lld != %lld\n", \
+				__FILE__, __LINE__, #a, #b, check_a_,      \
+				check_b_);                                 \
+		}                                                          \
+	} while (0)
+
+static inline int check_done(const char *name)
+{
+	printf("%s: %d passed, %d failed\n", name, check_passed, check_failed);
+	return check_failed ? 1 : 0;
+}
+
+#endif

@@ -1,0 +1,517 @@
+/*
+ * test_vindex.c - unit tests for index/vindex.c: exact results on small
+ * sets, accept filters, removes, buffer vs merged equivalence, HNSW recall
+ * against brute force, compaction, save/load (and damaged files), and
+ * searches racing with adds and merges.
+ *
+ * VINDEX_TEST_N sets the recall set size (default 20000; sanitizer runs use
+ * less). Random data comes from a fixed-seed generator so runs repeat.
+ * Not a benchmark: timings are printed only as a hint.
+ */
+#include "check.h"
+#include "vindex.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DIM 256
+
+static uint64_t rng_state = 0x5eedcafef00dull;
+
+static uint64_t rng_next(void)
+{
+	uint64_t x = rng_state;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return rng_state = x;
+}
+
+static float rng_gauss(void)
+{
+	double u = ((rng_next() >> 11) + 1.0) / 9007199254740993.0;
+	double v = (rng_next() >> 11) / 9007199254740992.0;
+
+	return (float)(sqrt(-2 * log(u)) * cos(2 * M_PI * v));
+}
+
+static void normalise(float *v, int dim)
+{
+	double s = 0;
+
+	for (int i = 0; i < dim; i++)
+		s += (double)v[i] * v[i];
+	s = sqrt(s);
+	for (int i = 0; i < dim; i++)
+		v[i] = (float)(v[i] / s);
+}
+
+static void random_unit(float *v, int dim)
+{
+	for (int i = 0; i < dim; i++)
+		v[i] = rng_gauss();
+	normalise(v, dim);
+}
+
+/* q = normalise(src + noise) */
+static void noisy_copy(const float *src, float *q, int dim, float sigma)
+{
+	for (int i = 0; i < dim; i++)
+		q[i] = src[i] + sigma * rng_gauss() / sqrtf((float)dim);
+	normalise(q, dim);
+}
+
+static float dotf(const float *a, const float *b, int dim)
+{
+	float s = 0;
+
+	for (int i = 0; i < dim; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+/* Brute-force best id among live[] (ids are row numbers). */
+static int64_t exact_top1(const float *data, const bool *live, size_t n,
+			  const float *q, int dim)
+{
+	int64_t best = -1;
+	float bs = -INFINITY;
+
+	for (size_t i = 0; i < n; i++) {
+		float s;
+
+		if (!live[i])
+			continue;
+		s = dotf(data + i * dim, q, dim);
+		if (s > bs) {
+			bs = s;
+			best = (int64_t)i;
+		}
+	}
+	return best;
+}
+
+static bool only_even(void *arg, int64_t id)
+{
+	(void)arg;
+	return id % 2 == 0;
+}
+
+static struct vindex *new_index(int dim)
+{
+	struct vindex_params p = { .dim = dim, .m = 32,
+				   .ef_construction = 80, .ef_search = 64 };
+	struct vindex *vi = NULL;
+
+	CHECK_EQ_INT(vindex_new(&p, &vi), 0);
+	return vi;
+}
+
+static void test_small(void)
+{
+	enum { D = 16, N = 8 };
+	float v[N][D], out[D];
+	int64_t ids[N];
+	float sc[N];
+	struct vindex *vi = new_index(D);
+
+	for (int i = 0; i < N; i++) {
+		random_unit(v[i], D);
+		CHECK_EQ_INT(vindex_add(vi, 100 + i, v[i]), 0);
+	}
+	CHECK_EQ_INT(vindex_add(vi, 100, v[0]), -EEXIST);
+	CHECK_EQ_INT(vindex_buffered(vi), N);
+	CHECK_EQ_INT(vindex_merge(vi, 3), 3);
+	CHECK_EQ_INT(vindex_buffered(vi), N - 3);
+	CHECK_EQ_INT(vindex_add(vi, 101, v[1]), -EEXIST);
+	for (int i = 0; i < N; i++) {
+		int n = vindex_search(vi, v[i], 3, NULL, NULL, ids, sc);
+
+		CHECK_EQ_INT(n, 3);
+		CHECK_EQ_INT(ids[0], 100 + i);
+		CHECK(fabsf(sc[0] - 1.0f) < 1e-4f);
+		CHECK(sc[0] >= sc[1] && sc[1] >= sc[2]);
+	}
+	CHECK_EQ_INT(vindex_search(vi, v[0], N + 5, NULL, NULL, ids, sc), N);
+	CHECK_EQ_INT(vindex_get(vi, 101, out), 0);
+	CHECK(memcmp(out, v[1], sizeof(out)) == 0);
+	CHECK_EQ_INT(vindex_get(vi, 107, out), 0);
+	CHECK(memcmp(out, v[7], sizeof(out)) == 0);
+	CHECK_EQ_INT(vindex_get(vi, 99, out), -ENOENT);
+	CHECK_EQ_INT(vindex_remove(vi, 99), -ENOENT);
+	CHECK_EQ_INT(vindex_max_id(vi), 100 + N - 1);
+	CHECK_EQ_INT(vindex_live(vi), N);
+	CHECK_EQ_INT(vindex_search(vi, v[0], 0, NULL, NULL, ids, sc), 0);
+	CHECK_EQ_INT(vindex_search(vi, v[0], -1, NULL, NULL, ids, sc), -EINVAL);
+	CHECK_EQ_INT(vindex_set_ef_search(vi, 0), -EINVAL);
+	vindex_free(vi);
+
+	struct vindex_params bad = { .dim = 0, .m = 32, .ef_construction = 1,
+				     .ef_search = 1 };
+	CHECK_EQ_INT(vindex_new(&bad, &vi), -EINVAL);
+}
+
+static void test_filter_and_remove(void)
+{
+	enum { D = 32, N = 600, K = 10 };
+	float *data = malloc(sizeof(float) * N * D), q[D];
+	int64_t ids[K];
+	float sc[K];
+	struct vindex *vi = new_index(D);
+	bool ok_even = true, ok_removed = true;
+
+	for (int i = 0; i < N; i++) {
+		random_unit(data + i * D, D);
+		CHECK_EQ_INT(vindex_add(vi, i, data + i * D), 0);
+	}
+	CHECK_EQ_INT(vindex_merge(vi, 500), 500);       /* 100 stay buffered */
+	for (int t = 0; t < 50; t++) {
+		random_unit(q, D);
+		int n = vindex_search(vi, q, K, only_even, NULL, ids, sc);
+
+		CHECK_EQ_INT(n, K);
+		for (int i = 0; i < n; i++)
+			ok_even &= ids[i] % 2 == 0;
+	}
+	CHECK(ok_even);
+
+	/* remove every id that is 1 mod 3, merged or buffered */
+	for (int i = 1; i < N; i += 3)
+		CHECK_EQ_INT(vindex_remove(vi, i), 0);
+	CHECK_EQ_INT(vindex_remove(vi, 1), -ENOENT);
+	CHECK_EQ_INT(vindex_live(vi), N - N / 3);
+	CHECK_EQ_INT(vindex_tombstones(vi), 500 / 3 + (500 % 3 > 1));
+	for (int i = 1; i < N; i += 3) {
+		int n = vindex_search(vi, data + i * D, K, NULL, NULL, ids, sc);
+
+		CHECK_EQ_INT(n, K);
+		for (int j = 0; j < n; j++)
+			ok_removed &= ids[j] % 3 != 1;
+	}
+	CHECK(ok_removed);
+	/* re-adding a removed id is allowed */
+	CHECK_EQ_INT(vindex_add(vi, 1, data + D), 0);
+	CHECK_EQ_INT(vindex_search(vi, data + D, 1, NULL, NULL, ids, sc), 1);
+	CHECK_EQ_INT(ids[0], 1);
+	vindex_free(vi);
+	free(data);
+}
+
+static void test_buffer_vs_merged(void)
+{
+	enum { D = 64, N = 1000, K = 5, Q = 40 };
+	float *data = malloc(sizeof(float) * N * D), q[Q][D];
+	int64_t ids_a[K], ids_b[K];
+	float sc_a[K], sc_b[K];
+	struct vindex *a = new_index(D), *b = new_index(D);
+	int same = 0, moved = 0, r;
+
+	for (int i = 0; i < N; i++) {
+		random_unit(data + i * D, D);
+		CHECK_EQ_INT(vindex_add(a, i, data + i * D), 0);
+		CHECK_EQ_INT(vindex_add(b, i, data + i * D), 0);
+	}
+	while ((r = vindex_merge(b, 128)) > 0)
+		moved += r;
+	CHECK_EQ_INT(moved, N);
+	CHECK_EQ_INT(vindex_buffered(b), 0);
+	CHECK_EQ_INT(vindex_buffered(a), N);
+	for (int t = 0; t < Q; t++) {
+		noisy_copy(data + (t * 7) * D, q[t], D, 1.0f);
+		int na = vindex_search(a, q[t], K, NULL, NULL, ids_a, sc_a);
+		int nb = vindex_search(b, q[t], K, NULL, NULL, ids_b, sc_b);
+
+		same += na == K && nb == K &&
+			!memcmp(ids_a, ids_b, sizeof(ids_a));
+	}
+	CHECK_EQ_INT(same, Q);
+	vindex_free(a);
+	vindex_free(b);
+	free(data);
+}
+
+struct recall_set {
+	size_t n;
+	float *data;
+	bool *live;
+	float *q;
+	int nq;
+};
+
+static double agreement(struct vindex *vi, struct recall_set *rs)
+{
+	int64_t id;
+	float sc;
+	int hit = 0;
+
+	for (int t = 0; t < rs->nq; t++) {
+		const float *q = rs->q + (size_t)t * DIM;
+		int n = vindex_search(vi, q, 1, NULL, NULL, &id, &sc);
+
+		hit += n == 1 &&
+		       id == exact_top1(rs->data, rs->live, rs->n, q, DIM);
+	}
+	return (double)hit / rs->nq;
+}
+
+static void test_recall_compact_save(const char *dir, size_t n)
+{
+	struct recall_set rs = { .n = n, .nq = 200 };
+	struct vindex *vi = new_index(DIM), *back = NULL;
+	struct vindex_params p = { .dim = DIM, .m = 32, .ef_construction = 80,
+				   .ef_search = 64 };
+	char path[512];
+	int64_t ids_a[10], ids_b[10];
+	float sc_a[10], sc_b[10];
+	int efs[] = { 16, 32, 64, 128 };
+	size_t removed = 0;
+	bool ok;
+
+	rs.data = malloc(sizeof(float) * n * DIM);
+	rs.live = malloc(n);
+	rs.q = malloc(sizeof(float) * rs.nq * DIM);
+	for (size_t i = 0; i < n; i++) {
+		random_unit(rs.data + i * DIM, DIM);
+		rs.live[i] = true;
+		CHECK_EQ_INT(vindex_add(vi, (int64_t)i, rs.data + i * DIM), 0);
+		if (vindex_buffered(vi) >= 256)
+			CHECK_EQ_INT(vindex_merge(vi, 256), 256);
+	}
+	while (vindex_merge(vi, 256) > 0)
+		;
+	for (int t = 0; t < rs.nq; t++)
+		noisy_copy(rs.data + (rng_next() % n) * DIM,
+			   rs.q + (size_t)t * DIM, DIM, 1.0f);
+	for (int i = 0; i < 4; i++) {
+		CHECK_EQ_INT(vindex_set_ef_search(vi, efs[i]), 0);
+		printf("recall n=%zu ef_search=%d: top-1 agreement %.1f%%\n",
+		       n, efs[i], 100 * agreement(vi, &rs));
+	}
+	CHECK_EQ_INT(vindex_set_ef_search(vi, 64), 0);
+	CHECK(agreement(vi, &rs) >= 0.99);
+
+	/* remove 30%, compact */
+	for (size_t i = 0; i < n; i++) {
+		if (rng_next() % 10 < 3) {
+			CHECK_EQ_INT(vindex_remove(vi, (int64_t)i), 0);
+			rs.live[i] = false;
+			removed++;
+		}
+	}
+	CHECK_EQ_INT(vindex_tombstones(vi), removed);
+	double before = agreement(vi, &rs);
+	CHECK_EQ_INT(vindex_compact(vi), 0);
+	CHECK_EQ_INT(vindex_tombstones(vi), 0);
+	CHECK_EQ_INT(vindex_live(vi), n - removed);
+	double after = agreement(vi, &rs);
+	printf("after removing %zu of %zu: agreement %.1f%% before compact, "
+	       "%.1f%% after\n", removed, n, 100 * before, 100 * after);
+	CHECK(after >= 0.99);
+	ok = true;
+	for (int t = 0; t < rs.nq; t++) {
+		int k = vindex_search(vi, rs.q + (size_t)t * DIM, 10, NULL,
+				      NULL, ids_a, sc_a);
+		ok &= k == 10;
+		for (int j = 0; j < k; j++)
+			ok &= rs.live[ids_a[j]];
+	}
+	CHECK(ok);
+
+	/* some buffered and tombstoned state for the file too */
+	for (size_t i = 0; i < 50; i++)
+		if (!rs.live[i])
+			CHECK_EQ_INT(vindex_add(vi, (int64_t)i,
+						rs.data + i * DIM), 0);
+	CHECK_EQ_INT(vindex_remove(vi, (int64_t)n - 1) == 0 ||
+		     !rs.live[n - 1], 1);
+	snprintf(path, sizeof(path), "%s/idx.vx", dir);
+	CHECK_EQ_INT(vindex_save(vi, path), 0);
+	CHECK_EQ_INT(vindex_load(path, &p, &back), 0);
+	if (back) {
+		ok = true;
+		for (int t = 0; t < rs.nq; t++) {
+			const float *q = rs.q + (size_t)t * DIM;
+			int ka = vindex_search(vi, q, 10, NULL, NULL, ids_a, sc_a);
+			int kb = vindex_search(back, q, 10, NULL, NULL, ids_b,
+					       sc_b);
+			ok &= ka == kb && !memcmp(ids_a, ids_b, sizeof(ids_a)) &&
+			      !memcmp(sc_a, sc_b, sizeof(sc_a));
+		}
+		CHECK(ok);
+		CHECK_EQ_INT(vindex_live(back), vindex_live(vi));
+		CHECK_EQ_INT(vindex_buffered(back), vindex_buffered(vi));
+		CHECK_EQ_INT(vindex_tombstones(back), vindex_tombstones(vi));
+		CHECK_EQ_INT(vindex_max_id(back), vindex_max_id(vi));
+		vindex_free(back);
+	}
+	p.dim = 128;
+	CHECK_EQ_INT(vindex_load(path, &p, &back), -ESTALE);
+	p.dim = DIM;
+	p.m = 16;
+	CHECK_EQ_INT(vindex_load(path, &p, &back), -ESTALE);
+	p.m = 32;
+	vindex_free(vi);
+	free(rs.data);
+	free(rs.live);
+	free(rs.q);
+}
+
+static void test_damaged_files(const char *dir)
+{
+	struct vindex_params p = { .dim = 16, .m = 8, .ef_construction = 40,
+				   .ef_search = 32 };
+	struct vindex *vi = NULL, *back = NULL;
+	char path[512], bad[512];
+	float v[16];
+	struct stat st;
+	unsigned char byte;
+	int fd;
+
+	CHECK_EQ_INT(vindex_new(&p, &vi), 0);
+	for (int i = 0; i < 300; i++) {
+		random_unit(v, 16);
+		CHECK_EQ_INT(vindex_add(vi, i + 1, v), 0);
+	}
+	CHECK_EQ_INT(vindex_merge(vi, 250), 250);
+	snprintf(path, sizeof(path), "%s/small.vx", dir);
+	CHECK_EQ_INT(vindex_save(vi, path), 0);
+	vindex_free(vi);
+	CHECK_EQ_INT(stat(path, &st), 0);
+
+	snprintf(bad, sizeof(bad), "%s/missing.vx", dir);
+	CHECK_EQ_INT(vindex_load(bad, &p, &back), -ENOENT);
+
+	/* flip one bit in the middle */
+	CHECK_EQ_INT(vindex_load(path, &p, &back), 0);
+	vindex_free(back);
+	back = NULL;
+	fd = open(path, O_RDWR);
+	CHECK(fd >= 0);
+	CHECK_EQ_INT(pread(fd, &byte, 1, st.st_size / 2), 1);
+	byte ^= 0x10;
+	CHECK_EQ_INT(pwrite(fd, &byte, 1, st.st_size / 2), 1);
+	CHECK_EQ_INT(vindex_load(path, &p, &back), -EBADMSG);
+	byte ^= 0x10;
+	CHECK_EQ_INT(pwrite(fd, &byte, 1, st.st_size / 2), 1);
+	CHECK_EQ_INT(vindex_load(path, &p, &back), 0);
+	vindex_free(back);
+	back = NULL;
+	/* truncate */
+	CHECK_EQ_INT(ftruncate(fd, st.st_size - 100), 0);
+	CHECK_EQ_INT(vindex_load(path, &p, &back), -EBADMSG);
+	CHECK_EQ_INT(ftruncate(fd, 10), 0);
+	CHECK_EQ_INT(vindex_load(path, &p, &back), -EBADMSG);
+	close(fd);
+	CHECK(back == NULL);
+}
+
+struct race {
+	struct vindex *vi;
+	const float *data;
+	size_t n;
+	atomic_bool stop;
+	atomic_long searches, bad;
+};
+
+static void *race_search(void *arg)
+{
+	struct race *r = arg;
+	int64_t ids[8];
+	float sc[8];
+	unsigned seed = (unsigned)(uintptr_t)&ids;
+
+	while (!atomic_load(&r->stop)) {
+		size_t i = (size_t)rand_r(&seed) % r->n;
+		int k = vindex_search(r->vi, r->data + i * DIM, 8,
+				      i % 2 ? only_even : NULL, NULL, ids, sc);
+
+		if (k < 0)
+			atomic_fetch_add(&r->bad, 1);
+		for (int j = 0; j < k; j++)
+			if (ids[j] < 0 || (size_t)ids[j] >= r->n ||
+			    (j && sc[j] > sc[j - 1]))
+				atomic_fetch_add(&r->bad, 1);
+		atomic_fetch_add(&r->searches, 1);
+	}
+	return NULL;
+}
+
+static void *race_write(void *arg)
+{
+	struct race *r = arg;
+
+	for (size_t i = r->n / 2; i < r->n; i++) {
+		if (vindex_add(r->vi, (int64_t)i, r->data + i * DIM))
+			atomic_fetch_add(&r->bad, 1);
+		if (i % 5 == 0 && vindex_remove(r->vi, (int64_t)(i - r->n / 2)))
+			atomic_fetch_add(&r->bad, 1);
+		if (i % 64 == 0 && vindex_merge(r->vi, 64) < 0)
+			atomic_fetch_add(&r->bad, 1);
+		if (i % 1000 == 0 && vindex_compact(r->vi) < 0)
+			atomic_fetch_add(&r->bad, 1);
+	}
+	while (vindex_merge(r->vi, 256) > 0)
+		;
+	atomic_store(&r->stop, true);
+	return NULL;
+}
+
+static void test_concurrency(size_t n)
+{
+	struct race r = { .vi = new_index(DIM), .n = n };
+	float *data = malloc(sizeof(float) * n * DIM);
+	pthread_t th[5];
+
+	for (size_t i = 0; i < n; i++)
+		random_unit(data + i * DIM, DIM);
+	r.data = data;
+	for (size_t i = 0; i < n / 2; i++)
+		CHECK_EQ_INT(vindex_add(r.vi, (int64_t)i, data + i * DIM), 0);
+	while (vindex_merge(r.vi, 256) > 0)
+		;
+	for (int i = 0; i < 4; i++)
+		pthread_create(&th[i], NULL, race_search, &r);
+	pthread_create(&th[4], NULL, race_write, &r);
+	for (int i = 0; i < 5; i++)
+		pthread_join(th[i], NULL);
+	printf("concurrency n=%zu: %ld searches while adding/merging\n", n,
+	       atomic_load(&r.searches));
+	CHECK_EQ_INT(atomic_load(&r.bad), 0);
+	CHECK(atomic_load(&r.searches) > 0);
+	CHECK_EQ_INT(vindex_buffered(r.vi), 0);
+	vindex_free(r.vi);
+	free(data);
+}
+
+int main(void)
+{
+	const char *env = getenv("VINDEX_TEST_N");
+	size_t n = env ? strtoul(env, NULL, 10) : 20000;
+	char dir[] = "/tmp/test_vindex.XXXXXX";
+	char cmd[64];
+
+	if (n < 1000)
+		n = 1000;
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 2;
+	}
+	test_small();
+	test_filter_and_remove();
+	test_buffer_vs_merged();
+	test_recall_compact_save(dir, n);
+	test_damaged_files(dir);
+	test_concurrency(n / 4 > 5000 ? 5000 : n / 4);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove '%s'\n", dir);
+	return check_done("test_vindex");
+}
