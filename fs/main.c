@@ -23,6 +23,7 @@
 #include "config.h"
 #include "fs.h"
 #include "log.h"
+#include "policy.h"
 
 struct options {
 	char *store;
@@ -32,6 +33,7 @@ struct options {
 	int show_help;
 	int show_version;
 	int debug_log;
+	int show_keys;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 1 }
@@ -45,6 +47,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("--help", show_help),
 	OPT("-V", show_version),
 	OPT("--version", show_version),
+	OPT("--policy-keys", show_keys),
 	FUSE_OPT_END
 };
 
@@ -65,7 +68,8 @@ static void usage(const char *prog)
 	       "                         STORE/semcachefs.log)\n"
 	       "    -o verbose           debug logging\n"
 	       "    -h, --help           this help\n"
-	       "    -V, --version        version\n\n", prog);
+	       "    -V, --version        version\n"
+	       "    --policy-keys        print the policy.yaml keys as a Markdown table\n\n", prog);
 }
 
 static int mkdir_p(const char *path, mode_t mode)
@@ -174,6 +178,13 @@ int main(int argc, char *argv[])
 	if (opts.show_version) {
 		printf("semcachefs %s (FAISS: %s, libfuse %s)\n", SEMCACHE_VERSION,
 		       SEMCACHE_FAISS_KIND, fuse_pkgversion());
+		return 0;
+	}
+	if (opts.show_keys) {
+		char buf[16384];
+		int n = policy_keys_markdown(buf, sizeof(buf));
+
+		fwrite(buf, 1, n < (int)sizeof(buf) ? (size_t)n : sizeof(buf) - 1, stdout);
 		return 0;
 	}
 	if (opts.show_help) {

@@ -65,9 +65,11 @@ struct handle {
 	enum fkind kind;
 	enum sfile sf;
 	struct node *node;       /* session or scratch, referenced */
+	struct node *pending;    /* policy.yaml being created, referenced */
 	char dir[4096];
 	bool writable;
 	bool dirty;              /* written or truncated since the last flush */
+	int failed;              /* a write failed (-errno): never commit */
 	struct buf data;         /* write buffer, or read snapshot */
 	int64_t limit;           /* max bytes a write may reach */
 };
@@ -246,6 +248,15 @@ static size_t session_size(struct node *n, enum sfile sf)
 	}
 }
 
+static bool policy_pending(const char *dir)
+{
+	struct node *n = node_get(NODE_PENDING, dir, "policy.yaml", 0);
+
+	if (n)
+		node_put(n, false);
+	return n != NULL;
+}
+
 /* ---- attributes ---- */
 
 static void fill_times(struct stat *s, int64_t ms)
@@ -289,7 +300,7 @@ static int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *f
 	fill_times(s, fs_now_ms());
 	switch (fp.kind) {
 	case F_SESSION:
-		n = node_get(NODE_SESSION, fp.dir, fp.name, false);
+		n = node_get(NODE_SESSION, fp.dir, fp.name, 0);
 		if (!n)
 			return -ENOENT;
 		pthread_mutex_lock(&n->lock);
@@ -298,10 +309,10 @@ static int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *f
 		s->st_size = session_size(n, fp.sf);
 		fill_times(s, n->mtime_ms[fp.sf]);
 		pthread_mutex_unlock(&n->lock);
-		node_put(n);
+		node_put(n, false);
 		return rc;
 	case F_SCRATCH:
-		n = node_get(NODE_SCRATCH, fp.dir, fp.name, false);
+		n = node_get(NODE_SCRATCH, fp.dir, fp.name, 0);
 		if (!n)
 			return -ENOENT;
 		pthread_mutex_lock(&n->lock);
@@ -309,13 +320,15 @@ static int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *f
 		s->st_size = n->data.len;
 		fill_times(s, n->mtime_scratch);
 		pthread_mutex_unlock(&n->lock);
-		node_put(n);
+		node_put(n, false);
 		return 0;
 	case F_POLICY:
 	case F_VIEW_POLICY:
 	case F_VIEW_STATS:
 	case F_VIEW_ERRORS:
 		rc = view_text(&fp, &b);
+		if (rc == -ENOENT && fp.kind == F_POLICY && policy_pending(fp.dir))
+			rc = 0;
 		if (rc)
 			return rc;
 		s->st_mode = S_IFREG | (fp.kind == F_POLICY ? 0644 : 0444);
@@ -347,6 +360,8 @@ static void add_node(void *arg, struct node *n)
 	struct dirfill *df = arg;
 	char name[300];
 
+	if (n->kind == NODE_PENDING)
+		return; /* listed as policy.yaml by the caller */
 	if (n->kind == NODE_SCRATCH) {
 		df->filler(df->buf, n->name, NULL, 0, 0);
 		return;
@@ -383,6 +398,8 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	if (cache_policy_get(st()->cache, fp.dir, &yaml, &len) == 0) {
 		free(yaml);
 		filler(buf, "policy.yaml", NULL, 0, 0);
+	} else if (policy_pending(fp.dir)) {
+		filler(buf, "policy.yaml", NULL, 0, 0);
 	}
 	rc = cache_category_children(st()->cache, fp.dir, add_child, &df);
 	if (rc)
@@ -403,9 +420,9 @@ static int fs_mkdir(const char *path, mode_t mode)
 		return -EINVAL;
 	if (cache_category_stat(st()->cache, dir, NULL))
 		return -ENOENT;
-	n = node_get(NODE_SCRATCH, dir, base, false);
+	n = node_get(NODE_SCRATCH, dir, base, 0);
 	if (n) {
-		node_put(n);
+		node_put(n, false);
 		return -EEXIST;
 	}
 	return cache_category_create(st()->cache, path, mode & ~fc->umask & 07777,
@@ -449,7 +466,8 @@ static int open_session(struct fpath *fp, struct handle *h, int flags,
 	if (wr && !name_ok(fp->name))
 		return -EINVAL;
 	n = node_get(NODE_SESSION, fp->dir, fp->name,
-		     wr && (fp->sf == SF_QUERY || fp->sf == SF_CONTEXT));
+		     NODE_TOUCH | (wr && (fp->sf == SF_QUERY || fp->sf == SF_CONTEXT) ?
+				   NODE_CREATE : 0));
 	if (!n)
 		return wr && fp->sf == SF_RESPONSE ? -ENOENT : (wr ? -ENOMEM : -ENOENT);
 	pthread_mutex_lock(&n->lock);
@@ -468,7 +486,7 @@ static int open_session(struct fpath *fp, struct handle *h, int flags,
 	}
 	pthread_mutex_unlock(&n->lock);
 	if (rc) {
-		node_put(n);
+		node_put(n, false);
 		return rc;
 	}
 	if (wr) {
@@ -492,7 +510,8 @@ static int open_scratch(struct fpath *fp, struct handle *h, int flags,
 
 	if (create && !name_ok(fp->name))
 		return -EINVAL;
-	n = node_get(NODE_SCRATCH, fp->dir, fp->name, create);
+	n = node_get(NODE_SCRATCH, fp->dir, fp->name,
+		     NODE_TOUCH | (create ? NODE_CREATE : 0));
 	if (!n)
 		return create ? -ENOMEM : -ENOENT;
 	pthread_mutex_lock(&n->lock);
@@ -548,6 +567,12 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 			rc = view_text(&fp, &h->data);
 			if (rc == -ENOENT && (create || wr))
 				rc = 0;
+		}
+		if (!rc && create) {
+			h->pending = node_get(NODE_PENDING, fp.dir, "policy.yaml",
+					      NODE_CREATE | NODE_TOUCH);
+			if (!h->pending)
+				rc = -ENOMEM;
 		}
 		if (wr && (fi->flags & O_TRUNC))
 			h->dirty = true;
@@ -619,8 +644,10 @@ static int fs_write(const char *path, const char *data, size_t size, off_t off,
 
 	if (!h->writable)
 		return -EBADF;
-	if (h->limit && (int64_t)(off + size) > h->limit)
+	if (h->limit && (int64_t)(off + size) > h->limit) {
+		h->failed = -EFBIG; /* a truncated query or answer is never used */
 		return -EFBIG;
+	}
 	if (h->kind == F_SCRATCH) {
 		pthread_mutex_lock(&h->node->lock);
 		rc = buf_write(&h->node->data, data, size, off);
@@ -726,7 +753,11 @@ static int fs_flush(const char *path, struct fuse_file_info *fi)
 	struct node *n = h->node;
 	int rc = 0;
 
-	if (!h->writable || !h->dirty)
+	if (!h->writable)
+		return 0;
+	if (h->failed)
+		return h->failed;
+	if (!h->dirty)
 		return 0;
 	h->dirty = false;
 	switch (h->kind) {
@@ -758,7 +789,11 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
 	if (h->node)
-		node_put(h->node);
+		node_put(h->node, true);
+	if (h->pending) {
+		node_unlink(h->pending);
+		node_put(h->pending, false);
+	}
 	buf_release(&h->data);
 	free(h);
 	return 0;
@@ -781,9 +816,11 @@ static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	if (size < 0)
 		return -EINVAL;
 	if (h && h->writable && h->kind != F_SCRATCH) {
-		if (h->limit && size > h->limit)
-			return -EFBIG;
 		h->dirty = true;
+		if (h->limit && size > h->limit) {
+			h->failed = -EFBIG;
+			return -EFBIG;
+		}
 		return buf_truncate(&h->data, size);
 	}
 	rc = resolve(path, &fp);
@@ -795,23 +832,23 @@ static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	case F_SCRATCH:
 		if (size > SCRATCH_MAX_BYTES)
 			return -EFBIG;
-		n = node_get(NODE_SCRATCH, fp.dir, fp.name, false);
+		n = node_get(NODE_SCRATCH, fp.dir, fp.name, 0);
 		if (!n)
 			return -ENOENT;
 		pthread_mutex_lock(&n->lock);
 		rc = buf_truncate(&n->data, size);
 		n->mtime_scratch = fs_now_ms();
 		pthread_mutex_unlock(&n->lock);
-		node_put(n);
+		node_put(n, false);
 		return rc;
 	case F_SESSION:
 		if (fp.sf == SF_STATUS)
 			return -EACCES;
-		n = node_get(NODE_SESSION, fp.dir, fp.name, false);
+		n = node_get(NODE_SESSION, fp.dir, fp.name, 0);
 		if (!n)
 			return -ENOENT;
 		/* the content changes when the writer that follows closes */
-		node_put(n);
+		node_put(n, false);
 		return 0;
 	case F_POLICY: {
 		struct buf b = { 0 };
@@ -844,7 +881,7 @@ static int fs_unlink(const char *path)
 	case F_DIR:
 		return -EISDIR;
 	case F_SESSION:
-		n = node_get(NODE_SESSION, fp.dir, fp.name, false);
+		n = node_get(NODE_SESSION, fp.dir, fp.name, 0);
 		if (!n)
 			return -ENOENT;
 		pthread_mutex_lock(&n->lock);
@@ -857,14 +894,14 @@ static int fs_unlink(const char *path)
 		pthread_mutex_unlock(&n->lock);
 		if (!any)
 			node_unlink(n);
-		node_put(n);
+		node_put(n, false);
 		return rc;
 	case F_SCRATCH:
-		n = node_get(NODE_SCRATCH, fp.dir, fp.name, false);
+		n = node_get(NODE_SCRATCH, fp.dir, fp.name, 0);
 		if (!n)
 			return -ENOENT;
 		node_unlink(n);
-		node_put(n);
+		node_put(n, false);
 		return 0;
 	case F_POLICY:
 		return cache_policy_put(st()->cache, fp.dir, NULL, 0);
@@ -896,7 +933,7 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 		return -EINVAL;
 	if (a.kind == F_SCRATCH && b.kind == F_POLICY) {
 		/* an editor saving policy.yaml: validate, then install */
-		n = node_get(NODE_SCRATCH, a.dir, a.name, false);
+		n = node_get(NODE_SCRATCH, a.dir, a.name, 0);
 		if (!n)
 			return -ENOENT;
 		pthread_mutex_lock(&n->lock);
@@ -907,7 +944,7 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 					      data.len);
 		if (!rc)
 			node_unlink(n);
-		node_put(n);
+		node_put(n, false);
 		buf_release(&data);
 		return rc;
 	}
@@ -916,7 +953,7 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 		rc = view_text(&a, &data);
 		if (rc)
 			return rc;
-		m = node_get(NODE_SCRATCH, b.dir, b.name, true);
+		m = node_get(NODE_SCRATCH, b.dir, b.name, NODE_CREATE | NODE_TOUCH);
 		if (!m) {
 			buf_release(&data);
 			return -ENOMEM;
@@ -926,28 +963,28 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 		m->mode = 0644;
 		m->mtime_scratch = fs_now_ms();
 		pthread_mutex_unlock(&m->lock);
-		node_put(m);
+		node_put(m, false);
 		buf_release(&data);
 		return rc ? rc : cache_policy_put(st()->cache, a.dir, NULL, 0);
 	}
 	if (a.kind == F_SCRATCH && b.kind == F_SCRATCH) {
 		if (cache_category_stat(st()->cache, to, NULL) == 0)
 			return -EISDIR;
-		n = node_get(NODE_SCRATCH, a.dir, a.name, false);
+		n = node_get(NODE_SCRATCH, a.dir, a.name, 0);
 		if (!n)
 			return -ENOENT;
-		m = node_get(NODE_SCRATCH, b.dir, b.name, false);
+		m = node_get(NODE_SCRATCH, b.dir, b.name, 0);
 		if (m) {
 			if (flags & RENAME_NOREPLACE) {
-				node_put(m);
-				node_put(n);
+				node_put(m, false);
+				node_put(n, false);
 				return -EEXIST;
 			}
 			node_unlink(m);
-			node_put(m);
+			node_put(m, false);
 		}
 		rc = node_rename(n, b.name);
-		node_put(n);
+		node_put(n, false);
 		return rc;
 	}
 	return -EPERM; /* session files and views are not renamed */
@@ -965,13 +1002,13 @@ static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 		return cache_category_setattr(st()->cache, fp.dir, mode & 07777,
 					      (uid_t)-1, (gid_t)-1);
 	if (fp.kind == F_SCRATCH) {
-		n = node_get(NODE_SCRATCH, fp.dir, fp.name, false);
+		n = node_get(NODE_SCRATCH, fp.dir, fp.name, 0);
 		if (!n)
 			return -ENOENT;
 		pthread_mutex_lock(&n->lock);
 		n->mode = mode & 0777;
 		pthread_mutex_unlock(&n->lock);
-		node_put(n);
+		node_put(n, false);
 	}
 	return 0; /* other files keep their fixed modes; editors need success */
 }

@@ -99,7 +99,7 @@ static void node_free(struct node *n)
 }
 
 struct node *node_get(enum node_kind kind, const char *dir, const char *name,
-		      bool create)
+		      int flags)
 {
 	uint64_t h = node_hash(kind, dir, name);
 	struct node *n;
@@ -109,7 +109,7 @@ struct node *node_get(enum node_kind kind, const char *dir, const char *name,
 		if (n->hkey == h && n->kind == kind && !strcmp(n->dir, dir) &&
 		    !strcmp(n->name, name))
 			break;
-	if (!n && create) {
+	if (!n && (flags & NODE_CREATE)) {
 		n = calloc(1, sizeof(*n));
 		if (n) {
 			n->dir = strdup(dir);
@@ -133,18 +133,20 @@ struct node *node_get(enum node_kind kind, const char *dir, const char *name,
 	}
 	if (n) {
 		n->refs++;
-		n->used_ms = fs_now_ms();
+		if (flags & (NODE_TOUCH | NODE_CREATE))
+			n->used_ms = fs_now_ms();
 	}
 	pthread_mutex_unlock(&table_lock);
 	return n;
 }
 
-void node_put(struct node *n)
+void node_put(struct node *n, bool touch)
 {
 	bool last;
 
 	pthread_mutex_lock(&table_lock);
-	n->used_ms = fs_now_ms();
+	if (touch)
+		n->used_ms = fs_now_ms();
 	last = --n->refs == 0;
 	pthread_mutex_unlock(&table_lock);
 	if (last)

@@ -22,7 +22,9 @@
 #include "cache.h"
 
 enum sfile { SF_QUERY, SF_RESPONSE, SF_STATUS, SF_CONTEXT, SF_N };
-enum node_kind { NODE_SESSION, NODE_SCRATCH };
+/* NODE_PENDING marks a policy.yaml being created: it exists from create()
+ * on, though the policy itself is installed only when the writer closes. */
+enum node_kind { NODE_SESSION, NODE_SCRATCH, NODE_PENDING };
 
 struct buf {
 	char *data;
@@ -55,11 +57,17 @@ struct node {
 	int64_t mtime_scratch;
 };
 
-/* Find (and reference) a node; create it when create is set. NULL if
- * absent (or on allocation failure when creating). */
+/* Flags of node_get(). */
+#define NODE_CREATE 1   /* create the node if absent */
+#define NODE_TOUCH 2    /* count as use: restarts the idle timer */
+
+/* Find (and reference) a node. NULL if absent (or on allocation failure
+ * when creating). Looking at a node (stat) must not keep it alive, so only
+ * opens pass NODE_TOUCH. */
 struct node *node_get(enum node_kind kind, const char *dir, const char *name,
-		      bool create);
-void node_put(struct node *n);
+		      int flags);
+/* Drop a reference; touch restarts the idle timer (end of a use). */
+void node_put(struct node *n, bool touch);
 /* Drop a node from the table (it is freed once unreferenced). */
 void node_unlink(struct node *n);
 /* Rename a scratch node; -EEXIST handled by the caller. */

@@ -340,6 +340,22 @@ static int buf_reserve(struct vindex *vi, size_t n)
 	return 0;
 }
 
+/*
+ * Move buffer entry from -> to and repoint its slot. The slot is found while
+ * buf_ids[from] still holds the id, so the map never reads a stale key.
+ */
+static void buf_move(struct vindex *vi, size_t from, size_t to)
+{
+	size_t dim = vi->p.dim;
+	int64_t id = vi->buf_ids[from];
+	size_t s = map_find(vi, id);
+
+	vi->buf_ids[to] = id;
+	memcpy(vi->buf_vecs + to * dim, vi->buf_vecs + from * dim,
+	       dim * sizeof(float));
+	vi->slots[s] = (uint32_t)(BUF_BIT | to) + 1;
+}
+
 int vindex_add(struct vindex *vi, int64_t id, const float *vec)
 {
 	size_t s;
@@ -399,14 +415,8 @@ int vindex_remove(struct vindex *vi, int64_t id)
 	/* buffer entry: move the last one into its place */
 	loc &= ~BUF_BIT;
 	vi->nbuf--;
-	if (loc != vi->nbuf) {
-		size_t dim = vi->p.dim;
-
-		vi->buf_ids[loc] = vi->buf_ids[vi->nbuf];
-		memcpy(vi->buf_vecs + loc * dim, vi->buf_vecs + vi->nbuf * dim,
-		       dim * sizeof(float));
-		vi->slots[map_find(vi, vi->buf_ids[loc])] = (BUF_BIT | loc) + 1;
-	}
+	if (loc != vi->nbuf)
+		buf_move(vi, vi->nbuf, loc);
 out:
 	pthread_rwlock_unlock(&vi->lock);
 	return rc;
@@ -442,9 +452,13 @@ static int pos_reserve(struct vindex *vi, size_t n)
 	return 0;
 }
 
+/*
+ * Merges take the newest buffered vectors (the tail), which are contiguous
+ * and need no shifting; the order vectors enter HNSW does not matter.
+ */
 int vindex_merge(struct vindex *vi, int max)
 {
-	size_t n, got, dim, before;
+	size_t n, got, first, before;
 	idx_t after;
 	int rc;
 
@@ -465,7 +479,9 @@ int vindex_merge(struct vindex *vi, int max)
 	rc = pos_reserve(vi, before + n);
 	if (rc)
 		goto out;
-	rc = faiss_Index_add(vi->hnsw, (idx_t)n, vi->buf_vecs);
+	first = vi->nbuf - n;
+	rc = faiss_Index_add(vi->hnsw, (idx_t)n,
+			     vi->buf_vecs + first * vi->p.dim);
 	if (rc)
 		rc = faiss_err("add", rc);
 	/* adopt whatever FAISS did store, even after a failure */
@@ -473,24 +489,18 @@ int vindex_merge(struct vindex *vi, int max)
 	got = after > (idx_t)before ? (size_t)after - before : 0;
 	if (got > n)
 		got = n;
-	dim = vi->p.dim;
 	for (size_t i = 0; i < got; i++) {
-		int64_t id = vi->buf_ids[i];
+		int64_t id = vi->buf_ids[first + i];
+		size_t s = map_find(vi, id);
 
 		vi->pos_ids[before + i] = id;
-		vi->slots[map_find(vi, id)] = (uint32_t)(before + i) + 1;
+		vi->slots[s] = (uint32_t)(before + i) + 1;
 	}
 	vi->ntotal = before + got;
-	if (got) {
-		vi->nbuf -= got;
-		memmove(vi->buf_ids, vi->buf_ids + got,
-			vi->nbuf * sizeof(*vi->buf_ids));
-		memmove(vi->buf_vecs, vi->buf_vecs + got * dim,
-			vi->nbuf * dim * sizeof(float));
-		for (size_t i = 0; i < vi->nbuf; i++)
-			vi->slots[map_find(vi, vi->buf_ids[i])] =
-				(uint32_t)(BUF_BIT | i) + 1;
-	}
+	/* after a partial add, close the gap left by the stored ones */
+	for (size_t i = got; i < n; i++)
+		buf_move(vi, first + i, first + i - got);
+	vi->nbuf -= got;
 	if (!rc)
 		rc = (int)got;
 out:
@@ -745,7 +755,11 @@ static int snapshot_take(struct vindex *vi, struct snapshot *s)
 	return 0;
 }
 
-/* Swap the new graph in (write lock held). Cannot fail once called. */
+/*
+ * Swap the new graph in (write lock held). Cannot fail once called. The id
+ * map is rebuilt after the swap: its keys are read through pos_ids, so
+ * patching slots one by one while two pos_ids arrays exist would misread.
+ */
 static void compact_swap(struct vindex *vi, struct snapshot *s,
 			 FaissIndex *idx, int64_t *pos_ids, uint64_t *tomb,
 			 size_t cap)
@@ -758,9 +772,7 @@ static void compact_swap(struct vindex *vi, struct snapshot *s,
 			/* removed while we were building */
 			tomb_set(tomb, i);
 			ntomb++;
-			continue;
 		}
-		vi->slots[map_find(vi, s->ids[i])] = (uint32_t)i + 1;
 	}
 	faiss_Index_free(vi->hnsw);
 	free(vi->pos_ids);
@@ -771,6 +783,15 @@ static void compact_swap(struct vindex *vi, struct snapshot *s,
 	vi->pos_cap = cap;
 	vi->ntotal = s->n;
 	vi->ntomb = ntomb;
+
+	/* same ids as before, so the table needs no growth */
+	memset(vi->slots, 0, vi->nslots * sizeof(*vi->slots));
+	for (size_t pos = 0; pos < vi->ntotal; pos++)
+		if (!tomb_get(vi, pos))
+			vi->slots[map_find(vi, pos_ids[pos])] = (uint32_t)pos + 1;
+	for (size_t i = 0; i < vi->nbuf; i++)
+		vi->slots[map_find(vi, vi->buf_ids[i])] =
+			(uint32_t)(BUF_BIT | i) + 1;
 }
 
 /* Build a graph over the snapshot (no lock held). */

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# setup.sh - set semcachefs up on Debian 12 and mount it or test it.
+#
+#   ./setup.sh mount MOUNTPOINT [semcachefs options]   install, build, mount
+#   ./setup.sh test                                    install, build, run every test
+#   ./setup.sh build                                   install build deps, build
+#
+# Installs missing Debian packages with apt-get (through sudo when not
+# root), builds into ./build with meson, and for "test" runs the C unit
+# tests, the bats suite through real mounts, and prints one closing line
+# "N passed, N failed". Tests that need ../shared skip with a message when
+# it is absent.
+set -euo pipefail
+
+cd "$(dirname "$0")"
+
+BUILD_DEPS=(build-essential meson ninja-build pkg-config fuse3 libfuse3-dev
+	libfaiss-dev libyaml-dev libsqlite3-dev zlib1g-dev libopenblas-dev
+	liblapack-dev)
+TEST_DEPS=(bats bats-assert bats-support bats-file attr python3)
+
+die() { echo "setup.sh: $*" >&2; exit 1; }
+
+usage() {
+	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+SUDO=
+if [ "$(id -u)" != 0 ]; then
+	command -v sudo >/dev/null || die "not root and no sudo: install the packages as root first"
+	SUDO=sudo
+fi
+
+install_deps() {
+	local missing=() p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+			missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	echo "setup.sh: installing ${missing[*]}"
+	$SUDO apt-get update -q
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends "${missing[@]}"
+}
+
+build() {
+	if [ ! -f build/build.ninja ]; then
+		meson setup build "$@"
+	fi
+	ninja -C build
+}
+
+run_tests() {
+	local unit_log bats_log passed=0 failed=0 skipped=0 rc=0 n
+	unit_log=$(mktemp)
+	bats_log=$(mktemp)
+	echo "== C unit tests"
+	meson test -C build --print-errorlogs 2>&1 | tee "$unit_log" || rc=1
+	n=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$unit_log"); passed=$((passed + ${n:-0}))
+	n=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$unit_log"); failed=$((failed + ${n:-0}))
+	n=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$unit_log"); failed=$((failed + ${n:-0}))
+	echo "== bats suite (through real mounts)"
+	bats --formatter tap tests/ 2>&1 | tee "$bats_log" || rc=1
+	n=$(grep -c '^ok .* # skip' "$bats_log" || true); skipped=$((skipped + n))
+	n=$(grep '^ok ' "$bats_log" | grep -vc ' # skip' || true); passed=$((passed + n))
+	n=$(grep -c '^not ok ' "$bats_log" || true); failed=$((failed + n))
+	rm -f "$unit_log" "$bats_log"
+	echo
+	echo "${passed} passed, ${failed} failed, ${skipped} skipped"
+	[ "$failed" -eq 0 ] && [ "$rc" -eq 0 ]
+}
+
+case "${1:-}" in
+mount)
+	[ $# -ge 2 ] || die "usage: ./setup.sh mount MOUNTPOINT [semcachefs options]"
+	install_deps "${BUILD_DEPS[@]}"
+	build
+	mnt=$2
+	shift 2
+	mkdir -p "$mnt"
+	./build/fs/semcachefs "$@" "$mnt"
+	echo "setup.sh: semcachefs mounted on $mnt (unmount: fusermount3 -u $mnt)"
+	;;
+test)
+	install_deps "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}"
+	build
+	run_tests
+	;;
+build)
+	install_deps "${BUILD_DEPS[@]}"
+	build
+	;;
+-h | --help | help)
+	usage
+	;;
+*)
+	usage >&2
+	exit 2
+	;;
+esac

@@ -1,0 +1,115 @@
+# helpers.bash - shared by every bats file: mounts semcachefs into a fresh
+# temporary directory with its own store, runs the daemon in the foreground
+# with its log captured, polls to deadlines instead of sleeping, and always
+# unmounts in teardown.
+#
+# Environment:
+#   SEMCACHE_BUILD   build directory (default: ../build next to tests/)
+#   SEMCACHE_SHARED  the shared data folder (default: ../../shared)
+
+bats_load_library bats-support
+bats_load_library bats-assert
+bats_load_library bats-file
+
+TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BUILD=${SEMCACHE_BUILD:-$TESTS_DIR/../build}
+SEMCACHEFS=$BUILD/fs/semcachefs
+FSOP=$BUILD/tests/fsop
+SHARED=${SEMCACHE_SHARED:-$TESTS_DIR/../../shared}
+
+require_fuse() {
+	[ -c /dev/fuse ] || skip "needs /dev/fuse (FUSE is not available here)"
+	command -v fusermount3 >/dev/null || skip "needs fusermount3 (package fuse3)"
+}
+
+require_shared() {
+	[ -d "$SHARED/data" ] || skip "needs the shared data folder at $SHARED (absent here)"
+}
+
+# wait_until SECONDS COMMAND...: poll COMMAND until it succeeds or time runs out.
+wait_until() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		if ((SECONDS >= deadline)); then
+			echo "timed out waiting for: $*" >&2
+			return 1
+		fi
+		sleep 0.02
+	done
+}
+
+is_mounted() {
+	grep -qs " $MNT fuse" /proc/self/mounts
+}
+
+# start_daemon [semcachefs options...]: mount $MNT on $STORE in the foreground.
+start_daemon() {
+	"$SEMCACHEFS" -f -o store="$STORE" "$@" "$MNT" 2>>"$LOG" &
+	DAEMON_PID=$!
+	if ! wait_until 20 is_mounted; then
+		echo "--- daemon log ---" >&2
+		cat "$LOG" >&2
+		return 1
+	fi
+}
+
+# stop_daemon: unmount and wait for the daemon to exit cleanly.
+stop_daemon() {
+	[ -n "${DAEMON_PID:-}" ] || return 0
+	if is_mounted; then
+		fusermount3 -u "$MNT" || umount -l "$MNT"
+	fi
+	local status=0
+	wait "$DAEMON_PID" || status=$?
+	DAEMON_PID=
+	return "$status"
+}
+
+# kill_daemon: SIGKILL, then clean up the dead mount.
+kill_daemon() {
+	kill -9 "$DAEMON_PID" 2>/dev/null || true
+	wait "$DAEMON_PID" 2>/dev/null || true
+	DAEMON_PID=
+	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+}
+
+setup_mount() {
+	require_fuse
+	WORK=$(mktemp -d "${BATS_TMPDIR:-/tmp}/semcache.XXXXXX")
+	MNT=$WORK/mnt
+	STORE=$WORK/store
+	LOG=$WORK/daemon.log
+	mkdir -p "$MNT"
+	start_daemon "$@"
+}
+
+teardown_mount() {
+	if [ -n "${DAEMON_PID:-}" ]; then
+		stop_daemon || true
+	fi
+	if [ -n "${WORK:-}" ]; then
+		if [ "${BATS_TEST_COMPLETED:-}" != 1 ] && [ -f "$LOG" ]; then
+			echo "--- daemon log ---" >&3
+			tail -n 30 "$LOG" >&3
+		fi
+		rm -rf "$WORK"
+	fi
+}
+
+# ask DIR NAME QUERY: the shell protocol's lookup; prints NAME.status.
+ask() {
+	printf '%s\n' "$3" >"$MNT/$1/$2.query" && cat "$MNT/$1/$2.status"
+}
+
+# fill DIR NAME ANSWER
+fill() {
+	printf '%s' "$3" >"$MNT/$1/$2.response"
+}
+
+# status_word DIR NAME: first word of NAME.status (hit | miss | ...)
+status_word() {
+	local s
+	s=$(cat "$MNT/$1/$2.status") || return 1
+	echo "${s%% *}"
+}
