@@ -4,25 +4,27 @@
 #   ./setup.sh mount MOUNTPOINT [semcachefs options]   install, build, mount
 #   ./setup.sh test                                    install, build, run every test
 #   ./setup.sh build                                   install build deps, build
+#   ./setup.sh faiss                                   build FAISS with AVX2 + C API (cached)
 #
 # Installs missing Debian packages with apt-get (through sudo when not
 # root), builds into ./build with meson, and for "test" runs the C unit
 # tests, the bats suite through real mounts, and prints one closing line
 # "N passed, N failed". Tests that need ../shared skip with a message when
-# it is absent.
+# it is absent. SEMCACHE_FAISS=avx2 makes build/test/mount use that FAISS
+# (built first when needed); SEMCACHE_FAISS=debian switches ./build back.
 set -euo pipefail
 
 cd "$(dirname "$0")"
 
 BUILD_DEPS=(build-essential meson ninja-build pkg-config fuse3 libfuse3-dev
 	libfaiss-dev libyaml-dev libsqlite3-dev zlib1g-dev libopenblas-dev
-	liblapack-dev)
-TEST_DEPS=(bats bats-assert bats-support bats-file attr python3)
+	liblapack-dev libjson-c-dev libcurl4-openssl-dev libicu-dev)
+TEST_DEPS=(bats bats-assert bats-support bats-file attr python3 vim nano tmux)
 
 die() { echo "setup.sh: $*" >&2; exit 1; }
 
 usage() {
-	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 SUDO=
@@ -45,8 +47,18 @@ install_deps() {
 }
 
 build() {
+	local prefix
+	case "${SEMCACHE_FAISS:-}" in
+	'') ;;
+	avx2) prefix=$(tools/build-faiss.sh) || die "tools/build-faiss.sh failed"
+		set -- "$@" -Dfaiss_prefix="$prefix" ;;
+	debian) set -- "$@" -Dfaiss_prefix= ;;
+	*) die "SEMCACHE_FAISS='$SEMCACHE_FAISS': use avx2 or debian" ;;
+	esac
 	if [ ! -f build/build.ninja ]; then
 		meson setup build "$@"
+	elif [ $# -gt 0 ]; then
+		meson configure build "$@"
 	fi
 	ninja -C build
 }
@@ -90,6 +102,9 @@ test)
 build)
 	install_deps "${BUILD_DEPS[@]}"
 	build
+	;;
+faiss)
+	tools/build-faiss.sh
 	;;
 -h | --help | help)
 	usage

@@ -195,6 +195,10 @@ int main(int argc, char *argv[])
 	}
 	if (fuse_parse_cmdline(&args, &cl) != 0)
 		return 2;
+	/* Modes, owners and groups of categories are enforced by the kernel,
+	 * so that with -o allow_other each tenant sees only what it may. */
+	if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
+		return 2;
 	if (!cl.mountpoint) {
 		fprintf(stderr, "semcachefs: no mountpoint given (see 'semcachefs --help')\n");
 		return 2;

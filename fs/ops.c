@@ -46,7 +46,17 @@ enum fkind {
 	F_VIEW_POLICY,  /* .policy */
 	F_VIEW_STATS,   /* .stats */
 	F_VIEW_ERRORS,  /* .errors */
+	F_VIEW_METRICS, /* .metrics (root only) */
+	F_PURGE,        /* .purge: writing it removes every entry */
 	F_SCRATCH,
+	F_ENTRIES,      /* CATEGORY/entries */
+	F_ENTRY,        /* CATEGORY/entries/ID */
+	F_ENTRY_FILE,   /* CATEGORY/entries/ID/{query,response,context,meta} */
+};
+
+static const char *const entry_part_name[] = {
+	[CACHE_PART_QUERY] = "query", [CACHE_PART_CONTEXT] = "context",
+	[CACHE_PART_RESPONSE] = "response", [CACHE_PART_META] = "meta",
 };
 
 static const char *const sfile_suffix[SF_N] = {
@@ -59,6 +69,8 @@ struct fpath {
 	enum sfile sf;
 	char dir[4096];          /* category path */
 	char name[256];          /* base name (NAME for sessions) */
+	int64_t entry;           /* F_ENTRY, F_ENTRY_FILE */
+	enum cache_entry_part part;
 };
 
 struct handle {
@@ -70,6 +82,9 @@ struct handle {
 	bool writable;
 	bool dirty;              /* written or truncated since the last flush */
 	int failed;              /* a write failed (-errno): never commit */
+	bool written;            /* write() was called on this handle */
+	struct buf answer;       /* fast path: status line + response */
+	bool answered;
 	struct buf data;         /* write buffer, or read snapshot */
 	int64_t limit;           /* max bytes a write may reach */
 };
@@ -148,6 +163,18 @@ static void classify_name(struct fpath *fp, const char *base)
 		fp->kind = F_VIEW_ERRORS;
 		return;
 	}
+	if (!strcmp(base, ".metrics") && !strcmp(fp->dir, "/")) {
+		fp->kind = F_VIEW_METRICS;
+		return;
+	}
+	if (!strcmp(base, ".purge")) {
+		fp->kind = F_PURGE;
+		return;
+	}
+	if (!strcmp(base, "entries")) {
+		fp->kind = F_ENTRIES;
+		return;
+	}
 	for (int i = 0; i < SF_N; i++) {
 		size_t sl = strlen(sfile_suffix[i]);
 
@@ -165,13 +192,48 @@ static void classify_name(struct fpath *fp, const char *base)
  * Resolve path: a category (F_DIR), or a file kind inside an existing
  * category. Returns -ENOENT when the parent is not a category.
  */
+/* "ID" or "ID/PART" below CATEGORY/entries/ */
+static int resolve_entry(const char *rest, struct fpath *fp)
+{
+	char *end;
+	long long id;
+
+	errno = 0;
+	id = strtoll(rest, &end, 10);
+	if (errno || id <= 0 || end == rest || (*end && *end != '/'))
+		return -ENOENT;
+	fp->entry = id;
+	if (!*end) {
+		fp->kind = F_ENTRY;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(entry_part_name) / sizeof(*entry_part_name); i++) {
+		if (!strcmp(end + 1, entry_part_name[i])) {
+			fp->kind = F_ENTRY_FILE;
+			fp->part = i;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
 static int resolve(const char *path, struct fpath *fp)
 {
 	char base[256];
+	const char *ent;
 
 	memset(fp, 0, sizeof(*fp));
 	if (strlen(path) >= sizeof(fp->dir))
 		return -ENAMETOOLONG;
+	/* "entries" is never a category, so its first component is the one */
+	for (ent = strstr(path, "/entries/"); ent; ent = strstr(ent + 1, "/entries/")) {
+		size_t dl = ent == path ? 1 : (size_t)(ent - path);
+
+		memcpy(fp->dir, path, dl);
+		fp->dir[dl] = '\0';
+		if (cache_category_stat(st()->cache, fp->dir, NULL) == 0)
+			return resolve_entry(ent + strlen("/entries/"), fp);
+	}
 	if (cache_category_stat(st()->cache, path, NULL) == 0) {
 		fp->kind = F_DIR;
 		strcpy(fp->dir, path);
@@ -187,7 +249,7 @@ static int resolve(const char *path, struct fpath *fp)
 
 /* ---- generated views ---- */
 
-static int view_text(const struct fpath *fp, struct buf *out)
+static int view_text(const struct fpath *fp, struct buf *out, int64_t *mtime)
 {
 	char *text = NULL;
 	size_t len = 0;
@@ -203,8 +265,19 @@ static int view_text(const struct fpath *fp, struct buf *out)
 	case F_VIEW_ERRORS:
 		rc = cache_policy_errors(st()->cache, fp->dir, &text, &len);
 		break;
+	case F_VIEW_METRICS:
+		rc = cache_metrics_text(st()->cache, &text, &len);
+		break;
+	case F_PURGE:
+		text = strdup("");
+		rc = text ? 0 : -ENOMEM;
+		break;
+	case F_ENTRY_FILE:
+		rc = cache_entry_read(st()->cache, fp->dir, fp->entry, fp->part,
+				      &text, &len);
+		break;
 	case F_POLICY:
-		rc = cache_policy_get(st()->cache, fp->dir, &text, &len);
+		rc = cache_policy_get(st()->cache, fp->dir, &text, &len, mtime);
 		break;
 	default:
 		return -EINVAL;
@@ -273,6 +346,7 @@ static int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *f
 	struct fpath fp;
 	struct node *n;
 	struct buf b = { 0 };
+	int64_t mtime;
 	int rc = resolve(path, &fp);
 
 	if (rc)
@@ -307,6 +381,9 @@ static int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *f
 		rc = n->present[fp.sf] ? 0 : -ENOENT;
 		s->st_mode = S_IFREG | (fp.sf == SF_STATUS ? 0444 : 0644);
 		s->st_size = session_size(n, fp.sf);
+		s->st_blocks = (s->st_size + 511) / 512;
+		s->st_uid = n->uid;
+		s->st_gid = n->gid;
 		fill_times(s, n->mtime_ms[fp.sf]);
 		pthread_mutex_unlock(&n->lock);
 		node_put(n, false);
@@ -318,19 +395,77 @@ static int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *f
 		pthread_mutex_lock(&n->lock);
 		s->st_mode = S_IFREG | n->mode;
 		s->st_size = n->data.len;
+		s->st_blocks = (s->st_size + 511) / 512;
+		s->st_uid = n->uid;
+		s->st_gid = n->gid;
 		fill_times(s, n->mtime_scratch);
 		pthread_mutex_unlock(&n->lock);
 		node_put(n, false);
+		return 0;
+	case F_ENTRIES:
+		s->st_mode = S_IFDIR | (ci.mode & 0555);
+		s->st_nlink = 2;
+		s->st_size = ci.bytes;
+		fill_times(s, ci.created_ms);
+		return 0;
+	case F_ENTRY:
+	case F_ENTRY_FILE: {
+		struct cache_entry_info ei;
+
+		rc = cache_entry_stat(st()->cache, fp.dir, fp.entry, &ei);
+		if (rc)
+			return rc;
+		if (fp.kind == F_ENTRY) {
+			s->st_mode = S_IFDIR | (ci.mode & 0555);
+			s->st_nlink = 2;
+			s->st_size = ei.bytes;
+		} else {
+			s->st_mode = S_IFREG | (ci.mode & 0444);
+			switch (fp.part) {
+			case CACHE_PART_QUERY:
+				s->st_size = ei.query_len;
+				break;
+			case CACHE_PART_CONTEXT:
+				if (!ei.context_len)
+					return -ENOENT;
+				s->st_size = ei.context_len;
+				break;
+			case CACHE_PART_RESPONSE:
+				s->st_size = ei.bytes;
+				break;
+			case CACHE_PART_META:
+				rc = view_text(&fp, &b, NULL);
+				if (rc)
+					return rc;
+				s->st_size = b.len;
+				buf_release(&b);
+				break;
+			}
+			s->st_blocks = (s->st_size + 511) / 512;
+		}
+		/* mtime: when it was stored; atime: its last hit */
+		fill_times(s, ei.created_ms);
+		if (ei.last_hit_ms) {
+			s->st_atim.tv_sec = ei.last_hit_ms / 1000;
+			s->st_atim.tv_nsec = (ei.last_hit_ms % 1000) * 1000000;
+		}
+		return 0;
+	}
+	case F_PURGE:
+		s->st_mode = S_IFREG | (ci.mode & 0200);
 		return 0;
 	case F_POLICY:
 	case F_VIEW_POLICY:
 	case F_VIEW_STATS:
 	case F_VIEW_ERRORS:
-		rc = view_text(&fp, &b);
+	case F_VIEW_METRICS:
+		mtime = fs_now_ms();
+		rc = view_text(&fp, &b, &mtime);
 		if (rc == -ENOENT && fp.kind == F_POLICY && policy_pending(fp.dir))
 			rc = 0;
 		if (rc)
 			return rc;
+		fill_times(s, mtime);
 		s->st_mode = S_IFREG | (fp.kind == F_POLICY ? 0644 : 0444);
 		s->st_size = b.len;
 		buf_release(&b);
@@ -351,6 +486,16 @@ static int add_child(void *arg, const char *name)
 {
 	struct dirfill *df = arg;
 
+	df->filler(df->buf, name, NULL, 0, 0);
+	return 0;
+}
+
+static int add_entry(void *arg, int64_t id)
+{
+	struct dirfill *df = arg;
+	char name[32];
+
+	snprintf(name, sizeof(name), "%" PRId64, id);
 	df->filler(df->buf, name, NULL, 0, 0);
 	return 0;
 }
@@ -388,14 +533,38 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 
 	if (rc)
 		return rc;
+	if (fp.kind == F_ENTRIES) {
+		filler(buf, ".", NULL, 0, 0);
+		filler(buf, "..", NULL, 0, 0);
+		return cache_entries_list(st()->cache, fp.dir, add_entry, &df);
+	}
+	if (fp.kind == F_ENTRY) {
+		struct cache_entry_info ei;
+
+		rc = cache_entry_stat(st()->cache, fp.dir, fp.entry, &ei);
+		if (rc)
+			return rc;
+		filler(buf, ".", NULL, 0, 0);
+		filler(buf, "..", NULL, 0, 0);
+		filler(buf, "query", NULL, 0, 0);
+		if (ei.context_len)
+			filler(buf, "context", NULL, 0, 0);
+		filler(buf, "response", NULL, 0, 0);
+		filler(buf, "meta", NULL, 0, 0);
+		return 0;
+	}
 	if (fp.kind != F_DIR)
 		return -ENOTDIR;
 	filler(buf, ".", NULL, 0, 0);
 	filler(buf, "..", NULL, 0, 0);
+	filler(buf, "entries", NULL, 0, 0);
+	filler(buf, ".purge", NULL, 0, 0);
+	if (!strcmp(fp.dir, "/"))
+		filler(buf, ".metrics", NULL, 0, 0);
 	filler(buf, ".policy", NULL, 0, 0);
 	filler(buf, ".stats", NULL, 0, 0);
 	filler(buf, ".errors", NULL, 0, 0);
-	if (cache_policy_get(st()->cache, fp.dir, &yaml, &len) == 0) {
+	if (cache_policy_get(st()->cache, fp.dir, &yaml, &len, NULL) == 0) {
 		free(yaml);
 		filler(buf, "policy.yaml", NULL, 0, 0);
 	} else if (policy_pending(fp.dir)) {
@@ -436,6 +605,14 @@ static int fs_rmdir(const char *path)
 
 	if (rc)
 		return rc;
+	if (fp.kind == F_ENTRY) /* rm -r CATEGORY/entries/ID: invalidate it */
+		return cache_entry_remove(st()->cache, fp.dir, fp.entry);
+	if (fp.kind == F_ENTRIES) {
+		struct cache_cat_info ci;
+
+		rc = cache_category_stat(st()->cache, fp.dir, &ci);
+		return rc ? rc : (ci.entries ? -ENOTEMPTY : 0);
+	}
 	if (fp.kind != F_DIR)
 		return -ENOTDIR;
 	if (node_dir_busy(fp.dir))
@@ -481,6 +658,14 @@ static int open_session(struct fpath *fp, struct handle *h, int flags,
 		h->dirty = true;
 	if (!rc && wr && !n->present[fp->sf]) {
 		/* the file exists from its creation on */
+		bool fresh = true;
+
+		for (int i = 0; i < SF_N; i++)
+			fresh &= !n->present[i];
+		if (fresh) {
+			n->uid = fuse_get_context()->uid;
+			n->gid = fuse_get_context()->gid;
+		}
 		n->present[fp->sf] = true;
 		n->mtime_ms[fp->sf] = fs_now_ms();
 	}
@@ -518,6 +703,8 @@ static int open_scratch(struct fpath *fp, struct handle *h, int flags,
 	if (create && !n->mtime_scratch) {
 		n->mode = mode & 0777;
 		n->mtime_scratch = fs_now_ms();
+		n->uid = fuse_get_context()->uid;
+		n->gid = fuse_get_context()->gid;
 	}
 	if (flags & O_TRUNC) {
 		n->data.len = 0;
@@ -540,8 +727,10 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 
 	if (rc)
 		return rc;
-	if (fp.kind == F_DIR)
+	if (fp.kind == F_DIR || fp.kind == F_ENTRIES || fp.kind == F_ENTRY)
 		return create ? -EEXIST : -EISDIR;
+	if (fp.kind == F_PURGE && (fi->flags & O_ACCMODE) == O_RDONLY)
+		return -EACCES;
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
@@ -562,9 +751,13 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 		rc = open_scratch(&fp, h, fi->flags, create, mode);
 		fi->direct_io = 1;
 		break;
+	case F_PURGE:
+		h->dirty = (fi->flags & O_TRUNC) != 0;
+		fi->direct_io = 1;
+		break;
 	case F_POLICY:
 		if (!wr || !(fi->flags & O_TRUNC)) {
-			rc = view_text(&fp, &h->data);
+			rc = view_text(&fp, &h->data, NULL);
 			if (rc == -ENOENT && (create || wr))
 				rc = 0;
 		}
@@ -584,7 +777,7 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 			rc = -EACCES;
 			break;
 		}
-		rc = view_text(&fp, &h->data);
+		rc = view_text(&fp, &h->data, NULL);
 		fi->direct_io = 1;
 		break;
 	}
@@ -609,12 +802,50 @@ static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 
 /* ---- reading and writing ---- */
 
+static int run_lookup(struct handle *h);
+
+/*
+ * The fast path: a NAME.query opened read-write answers on the same
+ * descriptor. The first read after a write runs the lookup and reads return
+ * the status line, a newline, then the response bytes (from offset 0).
+ */
+static int fast_answer(struct handle *h)
+{
+	struct node *n = h->node;
+	int rc;
+
+	if (h->failed)
+		return h->failed;
+	if (!h->dirty)
+		return 0;
+	h->dirty = false;
+	pthread_mutex_lock(&n->lock);
+	rc = run_lookup(h);
+	if (!rc)
+		rc = buf_set(&h->answer, n->status, strlen(n->status));
+	if (!rc && n->response.len)
+		rc = buf_write(&h->answer, n->response.data, n->response.len,
+			       (off_t)h->answer.len);
+	pthread_mutex_unlock(&n->lock);
+	h->answered = !rc;
+	return rc;
+}
+
 static int fs_read(const char *path, char *out, size_t size, off_t off,
 		   struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	struct buf *src = &h->data;
 	size_t n;
+
+	if (h->kind == F_SESSION && h->sf == SF_QUERY && h->writable) {
+		int rc = fast_answer(h);
+
+		if (rc)
+			return rc;
+		if (h->answered)
+			src = &h->answer;
+	}
 
 	if (h->kind == F_SCRATCH) {
 		pthread_mutex_lock(&h->node->lock);
@@ -656,6 +887,7 @@ static int fs_write(const char *path, const char *data, size_t size, off_t off,
 	} else {
 		rc = buf_write(&h->data, data, size, off);
 		h->dirty = true;
+		h->written = true;
 	}
 	return rc ? rc : (int)size;
 }
@@ -775,9 +1007,22 @@ static int fs_flush(const char *path, struct fuse_file_info *fi)
 		pthread_mutex_unlock(&n->lock);
 		break;
 	case F_POLICY:
+		/* A shell's `> policy.yaml` closes a duplicate descriptor before
+		 * it writes: an unwritten truncation waits for release, so the
+		 * policy never passes through an empty state. */
+		if (!h->written) {
+			h->dirty = true;
+			break;
+		}
 		rc = cache_policy_put(st()->cache, h->dir,
 				      h->data.data ? h->data.data : "", h->data.len);
 		break;
+	case F_PURGE: {
+		int64_t n = cache_purge(st()->cache, h->dir);
+
+		rc = n < 0 ? (int)n : 0;
+		break;
+	}
 	default:
 		break;
 	}
@@ -788,8 +1033,12 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
 {
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
+	if (h->kind == F_POLICY && h->writable && h->dirty && !h->written &&
+	    !h->failed)
+		cache_policy_put(st()->cache, h->dir, "", 0); /* truncated to empty */
 	if (h->node)
 		node_put(h->node, true);
+	buf_release(&h->answer);
 	if (h->pending) {
 		node_unlink(h->pending);
 		node_put(h->pending, false);
@@ -853,7 +1102,7 @@ static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	case F_POLICY: {
 		struct buf b = { 0 };
 
-		rc = view_text(&fp, &b);
+		rc = view_text(&fp, &b, NULL);
 		if (rc == -ENOENT)
 			rc = 0;
 		if (!rc)
@@ -905,6 +1154,15 @@ static int fs_unlink(const char *path)
 		return 0;
 	case F_POLICY:
 		return cache_policy_put(st()->cache, fp.dir, NULL, 0);
+	case F_VIEW_POLICY:
+	case F_VIEW_STATS:
+	case F_VIEW_ERRORS:
+	case F_VIEW_METRICS:
+	case F_PURGE:
+	case F_ENTRY_FILE:
+		/* Views come back by themselves, and an entry goes with its
+		 * directory (rmdir): succeeding lets `rm -r` walk a category. */
+		return 0;
 	default:
 		return -EACCES;
 	}
@@ -950,7 +1208,7 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 	}
 	if (a.kind == F_POLICY && b.kind == F_SCRATCH) {
 		/* an editor keeping a backup of policy.yaml */
-		rc = view_text(&a, &data);
+		rc = view_text(&a, &data, NULL);
 		if (rc)
 			return rc;
 		m = node_get(NODE_SCRATCH, b.dir, b.name, NODE_CREATE | NODE_TOUCH);
@@ -1042,6 +1300,147 @@ static int fs_statfs(const char *path, struct statvfs *sv)
 	return 0;
 }
 
+/* ---- extended attributes ---- */
+
+/* user.semcache.{status,score,entry,age} mirror NAME.status on
+ * NAME.response; entry directories carry status, entry, age and hits. */
+static const char *const xattr_names[] = {
+	"user.semcache.status", "user.semcache.score", "user.semcache.entry",
+	"user.semcache.age", "user.semcache.hits",
+};
+#define XATTR_N_RESPONSE 4
+#define XATTR_N_ENTRY 5
+
+/* Value of field key ("status", "score", ...) parsed from a status line. */
+static int status_field(const char *status, const char *key, char *out,
+			size_t size)
+{
+	char word[64];
+	const char *p = status;
+	size_t kl = strlen(key);
+
+	if (!strcmp(key, "status")) {
+		size_t n = strcspn(status, " \n");
+
+		snprintf(out, size, "%.*s", (int)n, status);
+		return 0;
+	}
+	while ((p = strchr(p, ' '))) {
+		p++;
+		if (!strncmp(p, key, kl) && p[kl] == '=') {
+			size_t n = strcspn(p + kl + 1, " \n");
+
+			if (n >= sizeof(word))
+				n = sizeof(word) - 1;
+			snprintf(out, size, "%.*s", (int)n, p + kl + 1);
+			return 0;
+		}
+	}
+	return -ENODATA;
+}
+
+static int xattr_value(const char *path, const char *name, char *out,
+		       size_t size)
+{
+	const char *field;
+	struct fpath fp;
+	struct node *n;
+	int rc = resolve(path, &fp);
+
+	if (rc)
+		return rc;
+	if (strncmp(name, "user.semcache.", 14))
+		return -ENODATA;
+	field = name + 14;
+	if (fp.kind == F_SESSION && fp.sf == SF_RESPONSE) {
+		char status[256];
+
+		n = node_get(NODE_SESSION, fp.dir, fp.name, 0);
+		if (!n)
+			return -ENOENT;
+		pthread_mutex_lock(&n->lock);
+		snprintf(status, sizeof(status), "%s", n->status);
+		pthread_mutex_unlock(&n->lock);
+		node_put(n, false);
+		if (!strcmp(field, "hits"))
+			return -ENODATA;
+		return status_field(status, field, out, size);
+	}
+	if (fp.kind == F_ENTRY) {
+		struct cache_entry_info ei;
+
+		rc = cache_entry_stat(st()->cache, fp.dir, fp.entry, &ei);
+		if (rc)
+			return rc;
+		if (!strcmp(field, "status"))
+			snprintf(out, size, "%s", ei.expired ? "expired" : "live");
+		else if (!strcmp(field, "entry"))
+			snprintf(out, size, "%" PRId64, ei.id);
+		else if (!strcmp(field, "age"))
+			snprintf(out, size, "%" PRId64, (fs_now_ms() - ei.created_ms) / 1000);
+		else if (!strcmp(field, "hits"))
+			snprintf(out, size, "%" PRId64, ei.hits);
+		else
+			return -ENODATA;
+		return 0;
+	}
+	return -ENODATA;
+}
+
+static int fs_getxattr(const char *path, const char *name, char *value,
+		       size_t size)
+{
+	char buf[128];
+	size_t len;
+	int rc = xattr_value(path, name, buf, sizeof(buf));
+
+	if (rc)
+		return rc;
+	len = strlen(buf);
+	if (size == 0)
+		return (int)len;
+	if (size < len)
+		return -ERANGE;
+	memcpy(value, buf, len);
+	return (int)len;
+}
+
+static int fs_listxattr(const char *path, char *list, size_t size)
+{
+	struct fpath fp;
+	size_t need = 0, n = 0;
+	char buf[128];
+	int rc = resolve(path, &fp);
+
+	if (rc)
+		return rc;
+	if (fp.kind == F_SESSION && fp.sf == SF_RESPONSE)
+		n = XATTR_N_RESPONSE;
+	else if (fp.kind == F_ENTRY)
+		n = XATTR_N_ENTRY;
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(xattr_names[i]) + 1;
+
+		if (xattr_value(path, xattr_names[i], buf, sizeof(buf)))
+			continue;
+		if (size && need + l <= size)
+			memcpy(list + need, xattr_names[i], l);
+		else if (size)
+			return -ERANGE;
+		need += l;
+	}
+	return (int)need;
+}
+
+static int fs_setxattr(const char *path, const char *name, const char *value,
+		       size_t size, int flags)
+{
+	struct fpath fp;
+	int rc = resolve(path, &fp);
+
+	return rc ? rc : -ENOTSUP;
+}
+
 /* ---- lifecycle ---- */
 
 static void *gc_main(void *arg)
@@ -1123,4 +1522,7 @@ const struct fuse_operations semcache_ops = {
 	.chown = fs_chown,
 	.utimens = fs_utimens,
 	.statfs = fs_statfs,
+	.getxattr = fs_getxattr,
+	.listxattr = fs_listxattr,
+	.setxattr = fs_setxattr,
 };

@@ -54,6 +54,8 @@ struct node {
 	int64_t mtime_ms[SF_N];
 	struct buf data;           /* scratch content */
 	mode_t mode;               /* scratch permission bits */
+	uid_t uid;                 /* who created it; immutable after creation */
+	gid_t gid;
 	int64_t mtime_scratch;
 };
 

@@ -18,6 +18,8 @@
  * Not here: FUSE, sessions and file names (fs/), YAML (policy/).
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -42,6 +44,11 @@
 #define MAX_DEPTH 64
 #define MERGE_BATCH 128
 #define SWEEP_BATCH 1024
+/* Lookup latency histogram: exact microseconds below 64, then 8 buckets
+ * per power of two up to about 16 s. */
+#define LAT_LINEAR 64
+#define LAT_SUB 8
+#define LAT_BUCKETS (LAT_LINEAR + 18 * LAT_SUB)
 
 struct centry {
 	int64_t id;
@@ -52,6 +59,13 @@ struct centry {
 	uint64_t key[2];
 	uint64_t ctx_hash;
 	bool dirty;               /* hit counters not yet in the store */
+	/* Eviction orders: insertion (fifo) and recency (lru). */
+	struct centry *fifo_prev, *fifo_next;
+	struct centry *lru_prev, *lru_next;
+};
+
+struct elist {
+	struct centry *head, *tail;
 };
 
 struct cat {
@@ -66,18 +80,23 @@ struct cat {
 	struct policy_file *pfile;
 	char *pyaml;
 	size_t pyaml_len;
+	int64_t pyaml_mtime_ms;
 	char *perrors;
 	struct vindex *vi;        /* internally synchronised */
+	struct vindex_params vp;  /* what vi was built with; cache.lock */
+	_Atomic int ef_search;    /* ef_search vi uses now */
 
 	pthread_mutex_t lock;     /* guards the fields below */
 	struct u64map by_id;      /* id -> centry */
 	struct u64map by_key;     /* key[0] -> centry */
 	int64_t bytes;
+	struct elist fifo, lru;   /* oldest / least recently used first */
 	int64_t *dirty;           /* ids with unsaved hit counters */
 	size_t ndirty, dirty_cap;
 
 	_Atomic uint64_t lookups, hits, exact_hits, semantic_hits, misses;
 	_Atomic uint64_t fills, expired, evicted, dropped;
+	_Atomic uint64_t lat[LAT_BUCKETS];  /* lookup time histogram */
 };
 
 struct cache {
@@ -205,6 +224,30 @@ static struct cat *cat_new(const struct store_category *sc)
 	return cat;
 }
 
+#define ELIST_LINK(l, e, prev, next)                                       \
+	do {                                                               \
+		(e)->prev = (l)->tail;                                     \
+		(e)->next = NULL;                                          \
+		if ((l)->tail)                                             \
+			(l)->tail->next = (e);                             \
+		else                                                       \
+			(l)->head = (e);                                   \
+		(l)->tail = (e);                                           \
+	} while (0)
+
+#define ELIST_UNLINK(l, e, prev, next)                                     \
+	do {                                                               \
+		if ((e)->prev)                                             \
+			(e)->prev->next = (e)->next;                       \
+		else                                                       \
+			(l)->head = (e)->next;                             \
+		if ((e)->next)                                             \
+			(e)->next->prev = (e)->prev;                       \
+		else                                                       \
+			(l)->tail = (e)->prev;                             \
+		(e)->prev = (e)->next = NULL;                              \
+	} while (0)
+
 /* Publish e in cat's maps; returns the entry it displaced (same exact key),
  * which the caller must retire. Called with cat->lock held. */
 static int entry_publish(struct cat *cat, struct centry *e,
@@ -223,9 +266,13 @@ static int entry_publish(struct cat *cat, struct centry *e,
 		return rc;
 	}
 	cat->bytes += e->bytes;
+	ELIST_LINK(&cat->fifo, e, fifo_prev, fifo_next);
+	ELIST_LINK(&cat->lru, e, lru_prev, lru_next);
 	if (old && old != e) {
 		u64map_del(&cat->by_id, (uint64_t)old->id);
 		cat->bytes -= old->bytes;
+		ELIST_UNLINK(&cat->fifo, old, fifo_prev, fifo_next);
+		ELIST_UNLINK(&cat->lru, old, lru_prev, lru_next);
 		*displaced = old;
 	}
 	return 0;
@@ -236,8 +283,11 @@ static void entry_unpublish(struct cat *cat, struct centry *e)
 {
 	if (u64map_get(&cat->by_key, e->key[0]) == e)
 		u64map_del(&cat->by_key, e->key[0]);
-	if (u64map_del(&cat->by_id, (uint64_t)e->id))
+	if (u64map_del(&cat->by_id, (uint64_t)e->id)) {
 		cat->bytes -= e->bytes;
+		ELIST_UNLINK(&cat->fifo, e, fifo_prev, fifo_next);
+		ELIST_UNLINK(&cat->lru, e, lru_prev, lru_next);
+	}
 }
 
 struct load_ctx {
@@ -306,6 +356,8 @@ static int cat_load(struct cache *c, struct cat *cat)
 
 	effective_policy(cat, &pol);
 	vparams(c, &pol, &vp);
+	cat->vp = vp;
+	cat->ef_search = vp.ef_search;
 	snapshot_path(c, cat, snap, sizeof(snap));
 	rc = vindex_load(snap, &vp, &cat->vi);
 	if (rc == 0) {
@@ -362,6 +414,7 @@ static int load_policy(struct cache *c, struct cat *cat)
 	}
 	cat->pyaml = yaml;
 	cat->pyaml_len = len;
+	cat->pyaml_mtime_ms = now_ms();
 	return 0;
 }
 
@@ -420,7 +473,7 @@ int cache_open(const struct cache_options *o, struct cache **out, char *err,
 	pthread_mutex_init(&c->maint_mu, NULL);
 	pthread_cond_init(&c->maint_cv, NULL);
 
-	rc = embedder_new("builtin", &c->emb, err, errlen);
+	rc = embedder_new_spec("builtin", &c->emb, err, errlen);
 	if (rc)
 		goto fail;
 	rc = store_open(o->store_dir, &so, &c->store, &c->report, err, errlen);
@@ -474,6 +527,10 @@ fail:
 }
 
 /* ---- background maintenance ---- */
+
+static bool over_quota(const struct policy *p, const struct cat *cat);
+static void enforce_quota(struct cache *c, struct cat *cat,
+			  const struct policy *p, const struct centry *keep);
 
 static void flush_hits(struct cache *c, struct cat *cat)
 {
@@ -575,6 +632,13 @@ static void maintain(struct cache *c, bool slow)
 			continue;
 		flush_hits(c, cat);
 		sweep_expired(c, cat);
+		{
+			struct policy pol;
+
+			effective_policy(cat, &pol);
+			if (over_quota(&pol, cat))
+				enforce_quota(c, cat, &pol, NULL);
+		}
 		tomb = vindex_tombstones(cat->vi);
 		live = vindex_live(cat->vi);
 		if (tomb >= 64 && tomb * 4 > tomb + live) {
@@ -663,6 +727,67 @@ void cache_close(struct cache *c)
 	free(c);
 }
 
+/* ---- quotas ---- */
+
+static bool over_quota(const struct policy *p, const struct cat *cat)
+{
+	return (p->quota_entries > 0 && (int64_t)cat->by_id.len > p->quota_entries) ||
+	       (p->quota_bytes > 0 && cat->bytes > p->quota_bytes);
+}
+
+/* The entry the eviction order gives up first, never keep. cat->lock held. */
+static struct centry *pick_victim(struct cat *cat, const struct policy *p,
+				  const struct centry *keep)
+{
+	struct centry *best = NULL;
+
+	switch (p->eviction) {
+	case POLICY_EVICT_FIFO:
+		for (best = cat->fifo.head; best == keep && best; best = best->fifo_next)
+			;
+		return best;
+	case POLICY_EVICT_LRU:
+		for (best = cat->lru.head; best == keep && best; best = best->lru_next)
+			;
+		return best;
+	case POLICY_EVICT_LFU:
+		/* least hits; ties go to the least recently used */
+		for (struct centry *e = cat->lru.head; e; e = e->lru_next)
+			if (e != keep && (!best || e->hits < best->hits))
+				best = e;
+		return best;
+	}
+	return NULL;
+}
+
+/*
+ * Evict until cat fits its quota (keeping keep, the entry just filled).
+ * Removal from FAISS is a tombstone; compaction happens in the background.
+ */
+static void enforce_quota(struct cache *c, struct cat *cat,
+			  const struct policy *p, const struct centry *keep)
+{
+	struct centry *victims[64];
+	size_t n;
+
+	do {
+		n = 0;
+		pthread_mutex_lock(&cat->lock);
+		while (n < 64 && over_quota(p, cat)) {
+			struct centry *v = pick_victim(cat, p, keep);
+
+			if (!v)
+				break;
+			entry_unpublish(cat, v);
+			victims[n++] = v;
+		}
+		pthread_mutex_unlock(&cat->lock);
+		for (size_t i = 0; i < n; i++)
+			entry_retire(c, cat, victims[i], "evicted");
+		cat->evicted += n;
+	} while (n == 64);
+}
+
 /* ---- category operations ---- */
 
 int cache_category_stat(struct cache *c, const char *path,
@@ -718,6 +843,8 @@ int cache_category_create(struct cache *c, const char *path, mode_t mode,
 	cat->parent = parent;
 	effective_policy(cat, &pol);
 	vparams(c, &pol, &vp);
+	cat->vp = vp;
+	cat->ef_search = vp.ef_search;
 	rc = vindex_new(&vp, &cat->vi);
 	if (rc)
 		goto undo;
@@ -819,6 +946,60 @@ out:
 	return rc;
 }
 
+/* ---- lookup latency ---- */
+
+static int lat_bucket(uint64_t us)
+{
+	int k, b;
+
+	if (us < LAT_LINEAR)
+		return (int)us;
+	k = 63 - __builtin_clzll(us);             /* 2^k <= us, k >= 6 */
+	b = LAT_LINEAR + (k - 6) * LAT_SUB +
+	    (int)((us - (1ULL << k)) >> (k - 3)); /* 8 sub-buckets */
+	return b < LAT_BUCKETS ? b : LAT_BUCKETS - 1;
+}
+
+/* Upper bound (µs) of bucket b. */
+static uint64_t lat_upper(int b)
+{
+	int k, sub;
+
+	if (b < LAT_LINEAR)
+		return (uint64_t)b;
+	k = 6 + (b - LAT_LINEAR) / LAT_SUB;
+	sub = (b - LAT_LINEAR) % LAT_SUB;
+	return (1ULL << k) + ((uint64_t)(sub + 1) << (k - 3)) - 1;
+}
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* q-quantile (0..1) of summed histograms h, or 0 when empty. */
+static uint64_t lat_quantile(const uint64_t *h, double q)
+{
+	uint64_t total = 0, seen = 0, want;
+
+	for (int b = 0; b < LAT_BUCKETS; b++)
+		total += h[b];
+	if (!total)
+		return 0;
+	want = (uint64_t)(q * (double)total);
+	if (want >= total)
+		want = total - 1;
+	for (int b = 0; b < LAT_BUCKETS; b++) {
+		seen += h[b];
+		if (seen > want)
+			return lat_upper(b);
+	}
+	return lat_upper(LAT_BUCKETS - 1);
+}
+
 /* ---- lookups and fills ---- */
 
 struct keyed {
@@ -900,6 +1081,8 @@ static bool note_hit(struct cat *cat, int64_t id, int64_t now, int64_t *created)
 		e->hits++;
 		e->last_hit_ms = now;
 		*created = e->created_ms;
+		ELIST_UNLINK(&cat->lru, e, lru_prev, lru_next);
+		ELIST_LINK(&cat->lru, e, lru_prev, lru_next);
 		if (!e->dirty) {
 			if (cat->ndirty == cat->dirty_cap) {
 				size_t ncap = cat->dirty_cap ? cat->dirty_cap * 2 : 64;
@@ -968,6 +1151,8 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 	float score;
 	int rc, n;
 
+	int64_t t0 = mono_us();
+
 	memset(r, 0, sizeof(*r));
 	r->outcome = CACHE_MISS;
 	pthread_rwlock_rdlock(&c->lock);
@@ -1013,6 +1198,11 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 	rc = embedder_embed(c->emb, q->query, q->query_len, r->vec);
 	if (rc)
 		goto out;
+	if (pol.hnsw_ef_search != cat->ef_search) {
+		/* two lookups may both set the same value: harmless */
+		cat->ef_search = pol.hnsw_ef_search;
+		vindex_set_ef_search(cat->vi, pol.hnsw_ef_search);
+	}
 	n = vindex_search(cat->vi, r->vec, 1, accept_entry, &ac, &id, &score);
 	if (n < 0) {
 		rc = n;
@@ -1030,6 +1220,8 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 	}
 	cat->misses++;
 out:
+	if (cat && !rc)
+		cat->lat[lat_bucket((uint64_t)(mono_us() - t0))]++;
 	pthread_rwlock_unlock(&c->lock);
 	keyed_release(&k);
 	if (rc)
@@ -1074,7 +1266,8 @@ int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 		goto out;
 	rc = -EFBIG;
 	if ((int64_t)resp_len > pol.response_bytes ||
-	    (int64_t)q->query_len > pol.query_bytes)
+	    (int64_t)q->query_len > pol.query_bytes ||
+	    (pol.quota_bytes > 0 && (int64_t)resp_len > pol.quota_bytes))
 		goto out;
 	rc = make_key(q, &pol, &k);
 	if (rc)
@@ -1139,6 +1332,8 @@ int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 	}
 	if (old)
 		entry_retire(c, cat, old, "replaced");
+	if (over_quota(&pol, cat))
+		enforce_quota(c, cat, &pol, e);
 	cat->fills++;
 	*id_out = e->id;
 	*stored = true;
@@ -1181,22 +1376,94 @@ static int dup_text(const char *s, size_t len, char **text, size_t *out_len)
 }
 
 int cache_policy_get(struct cache *c, const char *path, char **yaml,
-		     size_t *len)
+		     size_t *len, int64_t *mtime_ms)
 {
 	struct cat *cat;
 	int rc = -ENOENT;
 
 	pthread_rwlock_rdlock(&c->lock);
 	cat = cat_find(c, path);
-	if (cat && cat->pyaml)
+	if (cat && cat->pyaml) {
 		rc = dup_text(cat->pyaml, cat->pyaml_len, yaml, len);
+		if (mtime_ms)
+			*mtime_ms = cat->pyaml_mtime_ms;
+	}
 	pthread_rwlock_unlock(&c->lock);
 	return rc;
+}
+
+static bool in_subtree(const struct cat *x, const struct cat *top)
+{
+	for (; x; x = x->parent)
+		if (x == top)
+			return true;
+	return false;
+}
+
+/*
+ * Would installing pf as cat's policy change the index structure (hnsw.m,
+ * hnsw.ef_construction) of a category in cat's subtree? A category with
+ * entries keeps its index (the change is refused: a mixed index is never
+ * built); an empty one gets a new index. Called with cache.lock held for
+ * writing. Returns -EINVAL with msg filled, or 0 with rebuild[i] marked.
+ */
+static int check_structure(struct cache *c, struct cat *cat,
+			   struct policy_file *pf, bool *rebuild, char *msg,
+			   size_t msize)
+{
+	struct policy_file *saved = cat->pfile;
+	int rc = 0;
+
+	cat->pfile = pf;
+	for (size_t i = 0; i < c->ncats && !rc; i++) {
+		struct cat *x = c->cats[i];
+		struct policy np;
+
+		rebuild[i] = false;
+		if (!in_subtree(x, cat))
+			continue;
+		effective_policy(x, &np);
+		if (np.hnsw_m == x->vp.m &&
+		    np.hnsw_ef_construction == x->vp.ef_construction)
+			continue;
+		if (x->by_id.len == 0) {
+			rebuild[i] = true;
+			continue;
+		}
+		snprintf(msg, msize,
+			 "%s/policy.yaml: hnsw.m and hnsw.ef_construction cannot change while '%s' has entries (it has %zu; purge it first)\n",
+			 strcmp(cat->path, "/") ? cat->path : "", x->path, x->by_id.len);
+		rc = -EINVAL;
+	}
+	cat->pfile = saved;
+	return rc;
+}
+
+static void rebuild_empty(struct cache *c, bool *rebuild)
+{
+	for (size_t i = 0; i < c->ncats; i++) {
+		struct cat *x = c->cats[i];
+		struct vindex_params vp;
+		struct vindex *nv;
+		struct policy np;
+
+		if (!rebuild[i])
+			continue;
+		effective_policy(x, &np);
+		vparams(c, &np, &vp);
+		if (vindex_new(&vp, &nv) == 0) {
+			vindex_free(x->vi);
+			x->vi = nv;
+			x->vp = vp;
+			x->ef_search = vp.ef_search;
+		}
+	}
 }
 
 int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 		     size_t len)
 {
+	bool *rebuild = NULL;
 	struct policy_file *pf = NULL;
 	struct policy_error perr;
 	struct cat *cat;
@@ -1227,7 +1494,23 @@ int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 		memcpy(copy, yaml, len);
 		copy[len] = '\0';
 	}
+	rc = -ENOMEM;
+	rebuild = calloc(c->ncats, sizeof(*rebuild));
+	if (!rebuild)
+		goto out;
+	{
+		char msg[512];
+
+		rc = check_structure(c, cat, pf, rebuild, msg, sizeof(msg));
+		if (rc) {
+			semlog(LOG_WARN, "rejected %.*s", (int)strlen(msg) - 1, msg);
+			cat_set_policy_error(cat, msg);
+			goto out;
+		}
+	}
 	rc = store_policy_put(c->store, cat->id, yaml, len);
+	if (rc == -ENOENT && !yaml)
+		rc = 0; /* removing a policy that was never stored */
 	if (rc)
 		goto out;
 	policy_file_free(cat->pfile);
@@ -1235,7 +1518,9 @@ int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 	cat->pfile = pf;
 	cat->pyaml = copy;
 	cat->pyaml_len = copy ? len : 0;
+	cat->pyaml_mtime_ms = now_ms();
 	cat_set_policy_error(cat, NULL);
+	rebuild_empty(c, rebuild);
 	pf = NULL;
 	copy = NULL;
 	semlog(LOG_INFO, "policy of '%s' %s", cat->path, yaml ? "updated" : "removed");
@@ -1243,6 +1528,7 @@ out:
 	pthread_rwlock_unlock(&c->lock);
 	policy_file_free(pf);
 	free(copy);
+	free(rebuild);
 	return rc;
 }
 
@@ -1284,11 +1570,214 @@ int cache_policy_errors(struct cache *c, const char *path, char **text,
 	return rc;
 }
 
+/* ---- entries ---- */
+
+int cache_entries_list(struct cache *c, const char *path,
+		       int (*cb)(void *arg, int64_t id), void *arg)
+{
+	struct cat *cat;
+	int64_t *ids = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	if (!cat) {
+		pthread_rwlock_unlock(&c->lock);
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&cat->lock);
+	ids = malloc((cat->by_id.len + 1) * sizeof(*ids));
+	if (ids)
+		for (struct centry *e = cat->fifo.head; e; e = e->fifo_next)
+			ids[n++] = e->id;
+	pthread_mutex_unlock(&cat->lock);
+	pthread_rwlock_unlock(&c->lock);
+	if (!ids)
+		return -ENOMEM;
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = cb(arg, ids[i]);
+	free(ids);
+	return rc;
+}
+
+/* Look entry id up in path's category: fills *info. cache.lock held. */
+static int entry_info(struct cache *c, struct cat *cat, int64_t id,
+		      struct cache_entry_info *info)
+{
+	struct policy pol;
+	struct centry *e;
+	int64_t now = now_ms();
+
+	effective_policy(cat, &pol);
+	pthread_mutex_lock(&cat->lock);
+	e = u64map_get(&cat->by_id, (uint64_t)id);
+	if (e) {
+		memset(info, 0, sizeof(*info));
+		info->id = e->id;
+		info->created_ms = e->created_ms;
+		info->last_hit_ms = e->last_hit_ms;
+		info->hits = e->hits;
+		info->bytes = e->bytes;
+		info->expired = expired(&pol, e, now);
+		if (pol.ttl > 0) {
+			int64_t base = e->created_ms;
+
+			if (pol.ttl_mode == POLICY_TTL_SLIDING && e->last_hit_ms > base)
+				base = e->last_hit_ms;
+			info->expires_ms = base + pol.ttl * 1000;
+		}
+	}
+	pthread_mutex_unlock(&cat->lock);
+	return e ? 0 : -ENOENT;
+}
+
+int cache_entry_stat(struct cache *c, const char *path, int64_t id,
+		     struct cache_entry_info *info)
+{
+	char *q = NULL, *ctx = NULL;
+	size_t ql = 0, cl = 0;
+	struct cat *cat;
+	int rc;
+
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	rc = cat ? entry_info(c, cat, id, info) : -ENOENT;
+	pthread_rwlock_unlock(&c->lock);
+	if (rc)
+		return rc;
+	rc = store_entry_text(c->store, id, &q, &ql, &ctx, &cl);
+	if (rc)
+		return rc;
+	info->query_len = (uint32_t)ql;
+	info->context_len = (uint32_t)cl;
+	free(q);
+	free(ctx);
+	return 0;
+}
+
+static void iso_time(int64_t ms, char *buf, size_t size)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (!ms) {
+		snprintf(buf, size, "never");
+		return;
+	}
+	gmtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int cache_entry_read(struct cache *c, const char *path, int64_t id,
+		     enum cache_entry_part part, char **data, size_t *len)
+{
+	struct cache_entry_info info;
+	char *q = NULL, *ctx = NULL;
+	size_t ql = 0, cl = 0;
+	int rc = cache_entry_stat(c, path, id, &info);
+
+	if (rc)
+		return rc;
+	switch (part) {
+	case CACHE_PART_RESPONSE:
+		return store_response_read(c->store, id, (void **)data, len);
+	case CACHE_PART_QUERY:
+	case CACHE_PART_CONTEXT:
+		rc = store_entry_text(c->store, id, &q, &ql, &ctx, &cl);
+		if (rc)
+			return rc;
+		if (part == CACHE_PART_QUERY) {
+			free(ctx);
+			*data = q;
+			*len = ql;
+		} else {
+			free(q);
+			if (!ctx)
+				return -ENOENT;
+			*data = ctx;
+			*len = cl;
+		}
+		return 0;
+	case CACHE_PART_META: {
+		char created[32], expires[32], last[32], buf[512];
+		int n;
+
+		iso_time(info.created_ms, created, sizeof(created));
+		iso_time(info.expires_ms, expires, sizeof(expires));
+		iso_time(info.last_hit_ms, last, sizeof(last));
+		n = snprintf(buf, sizeof(buf),
+			     "id: %" PRId64 "\ncreated: %s\nexpires: %s\nexpired: %s\n"
+			     "hits: %" PRId64 "\nlast_hit: %s\nbytes: %" PRId64
+			     "\nquery_bytes: %u\ncontext: %s\nembedder: %s\n",
+			     info.id, created, expires, info.expired ? "yes" : "no",
+			     info.hits, last, info.bytes, info.query_len,
+			     info.context_len ? "yes" : "no", c->emb->name);
+		return dup_text(buf, n, data, len);
+	}
+	}
+	return -EINVAL;
+}
+
+int cache_entry_remove(struct cache *c, const char *path, int64_t id)
+{
+	struct centry *e = NULL;
+	struct cat *cat;
+	int rc = -ENOENT;
+
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	if (cat) {
+		pthread_mutex_lock(&cat->lock);
+		e = u64map_get(&cat->by_id, (uint64_t)id);
+		if (e)
+			entry_unpublish(cat, e);
+		pthread_mutex_unlock(&cat->lock);
+		if (e) {
+			entry_retire(c, cat, e, "invalidated");
+			semlog(LOG_INFO, "category '%s': entry %" PRId64 " invalidated",
+			       cat->path, id);
+			rc = 0;
+		}
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
+int64_t cache_purge(struct cache *c, const char *path)
+{
+	struct centry *e;
+	struct cat *cat;
+	int64_t n = 0;
+
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	if (!cat) {
+		pthread_rwlock_unlock(&c->lock);
+		return -ENOENT;
+	}
+	for (;;) {
+		pthread_mutex_lock(&cat->lock);
+		e = cat->fifo.head;
+		if (e)
+			entry_unpublish(cat, e);
+		pthread_mutex_unlock(&cat->lock);
+		if (!e)
+			break;
+		entry_retire(c, cat, e, "purged");
+		n++;
+	}
+	semlog(LOG_INFO, "category '%s': purged %" PRId64 " entries", cat->path, n);
+	pthread_rwlock_unlock(&c->lock);
+	return n;
+}
+
 /* ---- statistics ---- */
 
 struct counters {
 	uint64_t entries, bytes, lookups, hits, exact_hits, semantic_hits;
 	uint64_t misses, fills, expired, evicted, dropped;
+	uint64_t lat[LAT_BUCKETS];
 };
 
 static void counters_add(struct counters *t, struct cat *cat)
@@ -1306,36 +1795,43 @@ static void counters_add(struct counters *t, struct cat *cat)
 	t->expired += cat->expired;
 	t->evicted += cat->evicted;
 	t->dropped += cat->dropped;
+	for (int b = 0; b < LAT_BUCKETS; b++)
+		t->lat[b] += cat->lat[b];
 }
 
 int cache_stats_text(struct cache *c, const char *path, char **text,
 		     size_t *len)
 {
-	struct counters t = { 0 };
+	struct counters *t = calloc(1, sizeof(*t));
 	struct cat *cat;
 	char buf[2048];
-	int n, rc = 0;
+	int n = 0, rc = 0;
 	bool root = !strcmp(path, "/");
 
+	if (!t)
+		return -ENOMEM;
 	pthread_rwlock_rdlock(&c->lock);
 	cat = cat_find(c, path);
 	if (!cat) {
 		rc = -ENOENT;
 	} else if (root) {
 		for (size_t i = 0; i < c->ncats; i++)
-			counters_add(&t, c->cats[i]);
+			counters_add(t, c->cats[i]);
 	} else {
-		counters_add(&t, cat);
+		counters_add(t, cat);
 	}
-	n = snprintf(buf, sizeof(buf),
-		     "entries: %" PRIu64 "\nbytes: %" PRIu64 "\nlookups: %" PRIu64
-		     "\nhits: %" PRIu64 "\nexact_hits: %" PRIu64
-		     "\nsemantic_hits: %" PRIu64 "\nmisses: %" PRIu64
-		     "\nfills: %" PRIu64 "\nexpired: %" PRIu64 "\nevicted: %" PRIu64
-		     "\ndamaged_dropped: %" PRIu64 "\nhit_rate: %.4f\n",
-		     t.entries, t.bytes, t.lookups, t.hits, t.exact_hits,
-		     t.semantic_hits, t.misses, t.fills, t.expired, t.evicted,
-		     t.dropped, t.lookups ? (double)t.hits / t.lookups : 0.0);
+	if (!rc)
+		n = snprintf(buf, sizeof(buf),
+			     "entries: %" PRIu64 "\nbytes: %" PRIu64 "\nlookups: %" PRIu64
+			     "\nhits: %" PRIu64 "\nexact_hits: %" PRIu64
+			     "\nsemantic_hits: %" PRIu64 "\nmisses: %" PRIu64
+			     "\nfills: %" PRIu64 "\nexpired: %" PRIu64 "\nevicted: %" PRIu64
+			     "\ndamaged_dropped: %" PRIu64 "\nhit_rate: %.4f"
+			     "\nlookup_us_p50: %" PRIu64 "\nlookup_us_p99: %" PRIu64 "\n",
+			     t->entries, t->bytes, t->lookups, t->hits, t->exact_hits,
+			     t->semantic_hits, t->misses, t->fills, t->expired, t->evicted,
+			     t->dropped, t->lookups ? (double)t->hits / t->lookups : 0.0,
+			     lat_quantile(t->lat, 0.5), lat_quantile(t->lat, 0.99));
 	if (root && !rc)
 		n += snprintf(buf + n, sizeof(buf) - n,
 			      "categories: %zu\nstore_dropped_at_start: %" PRId64
@@ -1343,7 +1839,125 @@ int cache_stats_text(struct cache *c, const char *path, char **text,
 			      c->ncats, c->report.dropped_entries,
 			      c->report.orphan_blobs);
 	pthread_rwlock_unlock(&c->lock);
+	free(t);
 	if (rc)
 		return rc;
 	return dup_text(buf, n, text, len);
+}
+
+struct sbuf {
+	char *data;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->oom)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n >= 0 && (size_t)n < b->cap - b->len) {
+			b->len += n;
+			return;
+		}
+		size_t ncap = b->cap * 2 + (size_t)(n > 0 ? n : 0) + 256;
+		char *nd = realloc(b->data, ncap);
+
+		if (!nd) {
+			b->oom = true;
+			return;
+		}
+		b->data = nd;
+		b->cap = ncap;
+	}
+}
+
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static void label_escape(const char *in, char *out, size_t size)
+{
+	size_t o = 0;
+
+	for (; *in && o + 3 < size; in++) {
+		if (*in == '\\' || *in == '"') {
+			out[o++] = '\\';
+			out[o++] = *in;
+		} else if (*in == '\n') {
+			out[o++] = '\\';
+			out[o++] = 'n';
+		} else {
+			out[o++] = *in;
+		}
+	}
+	out[o] = '\0';
+}
+
+int cache_metrics_text(struct cache *c, char **text, size_t *len)
+{
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} m[] = {
+#define M(n, t, h, f) { n, t, h, offsetof(struct counters, f) }
+		M("semcache_entries", "gauge", "Entries stored.", entries),
+		M("semcache_bytes", "gauge", "Bytes of responses stored.", bytes),
+		M("semcache_lookups_total", "counter", "Lookups.", lookups),
+		M("semcache_hits_total", "counter", "Lookups answered from the cache.", hits),
+		M("semcache_exact_hits_total", "counter", "Hits through the exact fast path.", exact_hits),
+		M("semcache_semantic_hits_total", "counter", "Hits through the vector index.", semantic_hits),
+		M("semcache_misses_total", "counter", "Lookups not answered.", misses),
+		M("semcache_fills_total", "counter", "Responses stored.", fills),
+		M("semcache_expired_total", "counter", "Entries removed after their ttl.", expired),
+		M("semcache_evicted_total", "counter", "Entries removed by a quota.", evicted),
+		M("semcache_damaged_dropped_total", "counter", "Entries dropped for a damaged response.", dropped),
+#undef M
+	};
+	struct sbuf b = { 0 };
+	struct counters *t;
+	size_t ncats;
+	char lbl[1024];
+
+	pthread_rwlock_rdlock(&c->lock);
+	ncats = c->ncats;
+	t = calloc(ncats ? ncats : 1, sizeof(*t));
+	if (!t) {
+		pthread_rwlock_unlock(&c->lock);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < ncats; i++)
+		counters_add(&t[i], c->cats[i]);
+	for (size_t k = 0; k < sizeof(m) / sizeof(*m); k++) {
+		sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help,
+			  m[k].name, m[k].type);
+		for (size_t i = 0; i < ncats; i++) {
+			label_escape(c->cats[i]->path, lbl, sizeof(lbl));
+			sb_printf(&b, "%s{category=\"%s\"} %" PRIu64 "\n", m[k].name, lbl,
+				  *(const uint64_t *)((const char *)&t[i] + m[k].off));
+		}
+	}
+	sb_printf(&b, "# HELP semcache_lookup_microseconds Lookup time inside the daemon.\n"
+		  "# TYPE semcache_lookup_microseconds gauge\n");
+	for (size_t i = 0; i < ncats; i++) {
+		label_escape(c->cats[i]->path, lbl, sizeof(lbl));
+		sb_printf(&b, "semcache_lookup_microseconds{category=\"%s\",quantile=\"0.5\"} %" PRIu64 "\n",
+			  lbl, lat_quantile(t[i].lat, 0.5));
+		sb_printf(&b, "semcache_lookup_microseconds{category=\"%s\",quantile=\"0.99\"} %" PRIu64 "\n",
+			  lbl, lat_quantile(t[i].lat, 0.99));
+	}
+	pthread_rwlock_unlock(&c->lock);
+	free(t);
+	if (b.oom) {
+		free(b.data);
+		return -ENOMEM;
+	}
+	*text = b.data ? b.data : strdup("");
+	*len = b.len;
+	return *text ? 0 : -ENOMEM;
 }

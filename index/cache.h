@@ -124,9 +124,11 @@ int cache_policy(struct cache *c, const char *path, struct policy *out);
 
 /* ---- policy files ---- */
 
-/* The raw policy.yaml of path: malloc'd copy, or -ENOENT if none. */
+/* The raw policy.yaml of path: malloc'd copy, or -ENOENT if none.
+ * mtime_ms (may be NULL) is when it was last installed (stable between
+ * writes, as editors compare it before saving). */
 int cache_policy_get(struct cache *c, const char *path, char **yaml,
-		     size_t *len);
+		     size_t *len, int64_t *mtime_ms);
 /*
  * Replace path's policy.yaml. Invalid YAML or values: -EINVAL, the previous
  * policy stays, and the reason (with line and column) is kept for
@@ -141,10 +143,45 @@ int cache_policy_text(struct cache *c, const char *path, char **text,
 int cache_policy_errors(struct cache *c, const char *path, char **text,
 			size_t *len);
 
+/* ---- entries (inspection and invalidation) ---- */
+
+struct cache_entry_info {
+	int64_t id;
+	int64_t created_ms;
+	int64_t last_hit_ms;       /* 0 = never hit */
+	int64_t expires_ms;        /* 0 = never (under the current policy) */
+	int64_t hits;
+	int64_t bytes;             /* response length */
+	uint32_t query_len;
+	uint32_t context_len;      /* 0 = stored without context */
+	bool expired;
+};
+
+/* Call cb with every entry id of category path (a snapshot). */
+int cache_entries_list(struct cache *c, const char *path,
+		       int (*cb)(void *arg, int64_t id), void *arg);
+/* -ENOENT if the category or the entry does not exist. */
+int cache_entry_stat(struct cache *c, const char *path, int64_t id,
+		     struct cache_entry_info *info);
+
+enum cache_entry_part { CACHE_PART_QUERY, CACHE_PART_CONTEXT,
+			CACHE_PART_RESPONSE, CACHE_PART_META };
+/* One part of an entry as bytes (malloc'd); meta is "key: value" lines. */
+int cache_entry_read(struct cache *c, const char *path, int64_t id,
+		     enum cache_entry_part part, char **data, size_t *len);
+/* Invalidate one entry: never served again, its blob deleted. */
+int cache_entry_remove(struct cache *c, const char *path, int64_t id);
+/* Remove every entry of category path (not of its subcategories); the
+ * category and its policy stay. Returns how many were removed. */
+int64_t cache_purge(struct cache *c, const char *path);
+
 /* ---- statistics ---- */
 
 /* .stats text: key: value lines; the root's covers every category. */
 int cache_stats_text(struct cache *c, const char *path, char **text,
 		     size_t *len);
+/* .metrics text: every category's counters in Prometheus text exposition
+ * format, labelled by category. */
+int cache_metrics_text(struct cache *c, char **text, size_t *len);
 
 #endif

@@ -153,4 +153,17 @@ int faiss_read_index(FILE *f, int io_flags, FaissIndex **p_out)
 	});
 }
 
+int faiss_write_index_fname(const FaissIndex *idx, const char *fname)
+{
+	return guarded([&] { faiss::write_index(ix(idx), fname); });
+}
+
+int faiss_read_index_fname(const char *fname, int io_flags, FaissIndex **p_out)
+{
+	return guarded([&] {
+		faiss::Index *i = faiss::read_index(fname, io_flags);
+		*p_out = reinterpret_cast<FaissIndex *>(i);
+	});
+}
+
 } /* extern "C" */

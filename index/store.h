@@ -39,6 +39,17 @@ struct store_report {
 	int64_t orphan_blobs;        /* blobs without a row, removed */
 	int64_t dropped_entries;     /* rows whose blob was missing, removed */
 	bool unclean;                /* the previous run did not close cleanly */
+	/* Repair of a damaged semcache.db (SQLITE_CORRUPT / NOTADB, or an
+	 * empty database next to existing blobs). The damaged files are
+	 * renamed, never deleted; rows are salvaged into a fresh database. */
+	bool db_repaired;            /* the database was rebuilt at open */
+	int64_t db_salvaged;         /* entry rows copied from the damaged db */
+	int64_t db_lost;             /* entries whose row was unreadable; their
+				      * blobs were moved to lost+found/ */
+	int64_t db_cats_recreated;   /* categories whose row was lost, recreated
+				      * as /recovered-ID for salvaged entries */
+	char db_aside[64];           /* name in the store dir of the damaged db,
+				      * e.g. "semcache.db.corrupt-20250101T000000Z" */
 };
 
 struct store_category {

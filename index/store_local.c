@@ -17,9 +17,23 @@
  * the directory keeps a second process out, since ids are allocated in
  * memory.
  *
- * What not: no repair of a corrupt database (open fails with -EUCLEAN and
- * leaves the files alone), no caching of responses, no eviction policy; the
- * engine decides what to delete.
+ * Every open runs PRAGMA quick_check. A database SQLite calls corrupt or
+ * not a database (or an empty one next to existing blobs) is repaired
+ * (db_repair): the damaged files are renamed to semcache.db.corrupt-TIME
+ * (never deleted), a copy of them is read table by table with per-row error
+ * tolerance into a fresh database, entries are salvaged by the ids of the
+ * blob files (a point lookup each, so one bad page loses only its rows),
+ * blobs whose row is lost are moved to lost+found/ (a blob holds only the
+ * response, so such an entry cannot be served again) and categories whose
+ * row is lost are recreated as /recovered-ID. A disk too full to open the
+ * database gives up the reserve and tries again. The blob directories must
+ * be real directories: a symlink there makes open fail, so no blob is ever
+ * written outside the store.
+ *
+ * What not: no repair of a damaged WAL (SQLite ignores the frames from the
+ * first bad checksum on; the blobs of the rows lost there are orphans and
+ * removed like any orphan), no caching of responses, no eviction policy;
+ * the engine decides what to delete.
  */
 #include "store.h"
 
@@ -46,6 +60,8 @@
 #define STORE_DB_NAME "semcache.db"
 #define STORE_CLEAN_NAME "clean"
 #define STORE_RESERVE_NAME "reserve"
+#define STORE_LOST_NAME "lost+found"
+#define STORE_SALVAGE_NAME "salvage.tmp"
 #define STORE_RESERVE_BYTES (256 * 1024)
 #define STORE_BUSY_MS 5000
 
@@ -605,6 +621,32 @@ static int mkdir_at(int dirfd, const char *name, bool *created)
 	return errno == EEXIST ? 0 : -errno;
 }
 
+/*
+ * Blob paths are opened relative to the store directory with O_NOFOLLOW on
+ * the last component only, so the directories on the way must not be
+ * symlinks: refuse to open a store where they are.
+ */
+static int check_real_dir(struct store *s, const char *name, char *err,
+			  size_t errlen)
+{
+	struct stat sb;
+
+	if (fstatat(s->dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
+		int e = errno;
+
+		set_err(err, errlen, "store: stat '%s/%s': %s", s->dir, name,
+			strerror(e));
+		return -e;
+	}
+	if (S_ISDIR(sb.st_mode))
+		return 0;
+	set_err(err, errlen, "store: '%s/%s' is %s, not a directory; "
+		"refusing to use the store: remove it and start again",
+		s->dir, name, S_ISLNK(sb.st_mode) ? "a symlink" : "a file");
+	store_log("%s", err ? err : "blob directory is not a directory");
+	return -ENOTDIR;
+}
+
 static int make_blob_dirs(struct store *s, char *err, size_t errlen)
 {
 	bool made_top = false, made_sub = false;
@@ -617,6 +659,9 @@ static int make_blob_dirs(struct store *s, char *err, size_t errlen)
 			s->dir, strerror(-ret));
 		return ret;
 	}
+	ret = check_real_dir(s, "blobs", err, errlen);
+	if (ret)
+		return ret;
 	for (unsigned i = 0; i < 256; i++) {
 		snprintf(name, sizeof(name), "blobs/%02x", i);
 		ret = mkdir_at(s->dirfd, name, &made_sub);
@@ -625,6 +670,9 @@ static int make_blob_dirs(struct store *s, char *err, size_t errlen)
 				"'%s/%s': %s", s->dir, name, strerror(-ret));
 			return ret;
 		}
+		ret = check_real_dir(s, name, err, errlen);
+		if (ret)
+			return ret;
 	}
 	if (made_sub && (ret = fsync_dir_at(s->dirfd, "blobs"))) {
 		set_err(err, errlen, "store: fsync directory '%s/blobs': %s",
@@ -867,9 +915,7 @@ static int quick_check(struct store *s, const char *dbpath, char *err,
 		if (!res || strcmp(res, "ok")) {
 			ret = -EUCLEAN;
 			set_err(err, errlen, "store: database '%s' is corrupt "
-				"(%s); it was left as is: restore it from a "
-				"backup or move it aside", dbpath,
-				res ? res : "?");
+				"(%s)", dbpath, res ? res : "?");
 		}
 	}
 	sqlite3_finalize(st);
@@ -891,6 +937,529 @@ static void store_free(struct store *s)
 	free(s);
 }
 
+/* Finalize the statements and close the database (after a failed setup). */
+static void db_teardown(struct store *s)
+{
+	for (int i = 0; i < ST_COUNT; i++) {
+		sqlite3_finalize(s->st[i]);
+		s->st[i] = NULL;
+	}
+	if (s->db)
+		sqlite3_close(s->db);
+	s->db = NULL;
+}
+
+/* Open the database, check it, create the schema, prepare statements and
+ * find the next entry id. On failure s->db may be left open. */
+static int db_setup(struct store *s, const char *dbpath, char *err,
+		    size_t errlen)
+{
+	int64_t maxid, seq;
+	int fd, rc, ret;
+
+	if (err && errlen)
+		err[0] = '\0';
+	/* Create the database ourselves so that it is 0600; SQLite gives
+	 * the -wal and -shm files the database's mode. */
+	fd = openat(s->dirfd, STORE_DB_NAME,
+		    O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		set_err(err, errlen, "store: create database '%s': %s",
+			dbpath, strerror(-ret));
+		return ret;
+	}
+	close(fd);
+
+	rc = sqlite3_open_v2(dbpath, &s->db, SQLITE_OPEN_READWRITE |
+			     SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		ret = sq_errno(s->db, rc);
+		set_err(err, errlen, "store: open database '%s': %s", dbpath,
+			s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		return ret;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
+	ret = db_exec(s->db, "PRAGMA journal_mode=WAL", err, errlen, dbpath);
+	if (!ret)
+		ret = db_exec(s->db, s->sync_full ? "PRAGMA synchronous=FULL" :
+			      "PRAGMA synchronous=NORMAL", err, errlen,
+			      dbpath);
+	if (!ret)
+		ret = quick_check(s, dbpath, err, errlen);
+	if (!ret)
+		ret = db_schema(s, dbpath, err, errlen);
+	if (ret)
+		return ret;
+	for (int i = 0; i < ST_COUNT; i++) {
+		rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1,
+					SQLITE_PREPARE_PERSISTENT, &s->st[i],
+					NULL);
+		if (rc != SQLITE_OK) {
+			ret = sq_errno(s->db, rc);
+			set_err(err, errlen, "store: prepare '%s' on '%s': %s",
+				stmt_sql[i], dbpath, sqlite3_errmsg(s->db));
+			return ret;
+		}
+	}
+	/* sqlite_sequence keeps the highest id ever used, so ids of
+	 * deleted entries are never handed out again. */
+	rc = db_int(s->db, "SELECT max(id) FROM entries", &maxid);
+	if (rc == SQLITE_OK)
+		rc = db_int(s->db, "SELECT seq FROM sqlite_sequence"
+			    " WHERE name = 'entries'", &seq);
+	if (rc != SQLITE_OK) {
+		ret = sq_errno(s->db, rc);
+		set_err(err, errlen, "store: read highest entry id in '%s': %s",
+			dbpath, sqlite3_errmsg(s->db));
+		return ret;
+	}
+	s->next_id = (maxid > seq ? maxid : seq) + 1;
+	return 0;
+}
+
+/* The ids of all blob files blobs/XX/ID with the right XX, sorted. */
+static int list_blob_ids(struct store *s, int64_t **out, size_t *out_n)
+{
+	int64_t *ids = NULL;
+	size_t n = 0, cap = 0;
+
+	for (unsigned xx = 0; xx < 256; xx++) {
+		char dname[16];
+		struct dirent *de;
+		DIR *d;
+		int fd;
+
+		snprintf(dname, sizeof(dname), "blobs/%02x", xx);
+		fd = openat(s->dirfd, dname, O_RDONLY | O_DIRECTORY |
+			    O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0 || !(d = fdopendir(fd))) {
+			int e = errno;
+
+			if (fd >= 0)
+				close(fd);
+			if (e == ENOENT)
+				continue;
+			free(ids);
+			return -e;
+		}
+		while ((de = readdir(d))) {
+			int64_t id;
+
+			if (!parse_id(de->d_name, &id) ||
+			    (i64_to_u64(id) & 0xff) != xx)
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 1024;
+				int64_t *nids = realloc(ids, ncap * sizeof(*ids));
+
+				if (!nids) {
+					closedir(d);
+					free(ids);
+					return -ENOMEM;
+				}
+				ids = nids;
+				cap = ncap;
+			}
+			ids[n++] = id;
+		}
+		closedir(d);
+	}
+	if (n)
+		qsort(ids, n, sizeof(*ids), cmp_i64);
+	*out = ids;
+	*out_n = n;
+	return 0;
+}
+
+/* An empty database file without a WAL next to blob files: the database
+ * was truncated (SQLite would take it for a new, empty one). */
+static bool db_damaged_empty(struct store *s)
+{
+	struct stat sb;
+	int64_t *ids;
+	size_t n;
+
+	if (fstatat(s->dirfd, STORE_DB_NAME, &sb, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    sb.st_size != 0)
+		return false;
+	if (fstatat(s->dirfd, STORE_DB_NAME "-wal", &sb,
+		    AT_SYMLINK_NOFOLLOW) == 0 && sb.st_size > 0)
+		return false;
+	if (list_blob_ids(s, &ids, &n))
+		return false;
+	free(ids);
+	return n > 0;
+}
+
+/* Copy file from -> to in the store directory; ENOENT of from is 1. */
+static int copy_at(struct store *s, const char *from, const char *to)
+{
+	char buf[65536];
+	int in, outfd, ret = 0;
+	ssize_t n;
+
+	in = openat(s->dirfd, from, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (in < 0)
+		return errno == ENOENT ? 1 : -errno;
+	unlinkat(s->dirfd, to, 0);
+	outfd = openat(s->dirfd, to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+		       O_NOFOLLOW, 0600);
+	if (outfd < 0) {
+		ret = -errno;
+		close(in);
+		return ret;
+	}
+	while ((n = read_full(in, buf, sizeof(buf))) > 0) {
+		ret = write_all(outfd, buf, (size_t)n);
+		if (ret)
+			break;
+	}
+	if (n < 0 && !ret)
+		ret = (int)n;
+	if (close(outfd) < 0 && !ret)
+		ret = -errno;
+	close(in);
+	return ret;
+}
+
+/* Copy the rows of one table, keyed by an integer first column, from src
+ * to dst, skipping what cannot be read. sel has ?1 = "key greater than";
+ * ins binds the selected columns in order. Returns rows copied. */
+static int64_t salvage_table(sqlite3 *src, sqlite3 *dst, const char *table,
+			     const char *sel, const char *ins)
+{
+	sqlite3_stmt *rd = NULL, *wr = NULL;
+	int64_t last = INT64_MIN, skip = 1, copied = 0;
+	int errors = 0, rc;
+
+	if (sqlite3_prepare_v2(dst, ins, -1, &wr, NULL) != SQLITE_OK) {
+		store_log("repair: prepare insert into '%s': %s", table,
+			  sqlite3_errmsg(dst));
+		return 0;
+	}
+	for (;;) {
+		rc = sqlite3_prepare_v2(src, sel, -1, &rd, NULL);
+		if (rc != SQLITE_OK) {
+			store_log("repair: table '%s' is unreadable (%s); its "
+				  "rows are lost", table, sqlite3_errmsg(src));
+			break;
+		}
+		sqlite3_bind_int64(rd, 1, last);
+		while ((rc = sqlite3_step(rd)) == SQLITE_ROW) {
+			int nc = sqlite3_column_count(rd);
+
+			last = sqlite3_column_int64(rd, 0);
+			skip = 1;
+			for (int c = 0; c < nc; c++)
+				sqlite3_bind_value(wr, c + 1,
+						   sqlite3_column_value(rd, c));
+			if (sqlite3_step(wr) == SQLITE_DONE)
+				copied += sqlite3_changes(dst) > 0;
+			else
+				store_log("repair: row %lld of '%s' is not "
+					  "valid (%s); dropped", (long long)last,
+					  table, sqlite3_errmsg(dst));
+			sqlite3_reset(wr);
+			sqlite3_clear_bindings(wr);
+		}
+		sqlite3_finalize(rd);
+		rd = NULL;
+		if (rc == SQLITE_DONE)
+			break;
+		store_log("repair: reading '%s' after key %lld: %s; skipping "
+			  "ahead", table, (long long)last, sqlite3_errmsg(src));
+		if (++errors > 62 || last == INT64_MIN)
+			break;
+		if (last > INT64_MAX - skip)
+			break;
+		last += skip;
+		skip *= 2;
+	}
+	sqlite3_finalize(wr);
+	return copied;
+}
+
+/* Move blobs/XX/ID to lost+found/ID. */
+static void blob_to_lost(struct store *s, int64_t id)
+{
+	struct blob_name n;
+	char to[64];
+
+	if (blob_name(id, &n))
+		return;
+	snprintf(to, sizeof(to), STORE_LOST_NAME "/%lld", (long long)id);
+	if (renameat(s->dirfd, n.fin, s->dirfd, to) < 0)
+		store_log("repair: move '%s' to '%s': %s; it stays and will be "
+			  "removed as an orphan", n.fin, to, strerror(errno));
+}
+
+/* Salvage the entries that have a blob, by point lookups. */
+static void salvage_entries(struct store *s, sqlite3 *src, sqlite3 *dst,
+			    const int64_t *ids, size_t n,
+			    struct store_report *rep)
+{
+	sqlite3_stmt *rd = NULL, *wr = NULL, *cat = NULL, *mk = NULL;
+	bool lost_dir = false;
+
+	sqlite3_prepare_v2(src, "SELECT id, cat_id, created_ms, last_hit_ms,"
+			   " hits, bytes, key_hi, key_lo, ctx_hash, dim,"
+			   " embedder, vec, query, context FROM entries"
+			   " WHERE id = ?1", -1, &rd, NULL);
+	if (!rd)
+		store_log("repair: table 'entries' is unreadable (%s)",
+			  sqlite3_errmsg(src));
+	sqlite3_prepare_v2(dst, "INSERT INTO entries(id, cat_id, created_ms,"
+			   " last_hit_ms, hits, bytes, key_hi, key_lo,"
+			   " ctx_hash, dim, embedder, vec, query, context)"
+			   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+			   " ?11, ?12, ?13, ?14)", -1, &wr, NULL);
+	sqlite3_prepare_v2(dst, "SELECT 1 FROM categories WHERE id = ?1", -1,
+			   &cat, NULL);
+	sqlite3_prepare_v2(dst, "INSERT OR IGNORE INTO categories(id, path,"
+			   " mode, uid, gid, created_ms) VALUES(?1, ?2, 493,"
+			   " ?3, ?4, ?5)", -1, &mk, NULL);
+	for (size_t i = 0; i < n; i++) {
+		bool ok = false;
+		int rc;
+
+		if (rd && wr && cat && mk) {
+			sqlite3_bind_int64(rd, 1, ids[i]);
+			rc = sqlite3_step(rd);
+			if (rc == SQLITE_ROW) {
+				int64_t cid = sqlite3_column_int64(rd, 1);
+
+				sqlite3_bind_int64(cat, 1, cid);
+				if (sqlite3_step(cat) != SQLITE_ROW) {
+					char path[48];
+
+					snprintf(path, sizeof(path),
+						 "/recovered-%lld",
+						 (long long)cid);
+					sqlite3_bind_int64(mk, 1, cid);
+					sqlite3_bind_text(mk, 2, path, -1,
+							  SQLITE_TRANSIENT);
+					sqlite3_bind_int64(mk, 3, getuid());
+					sqlite3_bind_int64(mk, 4, getgid());
+					sqlite3_bind_int64(mk, 5, now_ms());
+					if (sqlite3_step(mk) == SQLITE_DONE &&
+					    sqlite3_changes(dst) > 0) {
+						rep->db_cats_recreated++;
+						store_log("repair: category %lld "
+							  "was lost; its entries "
+							  "are kept in '%s'",
+							  (long long)cid, path);
+					}
+					sqlite3_reset(mk);
+				}
+				sqlite3_reset(cat);
+				for (int c = 0; c < 14; c++)
+					sqlite3_bind_value(wr, c + 1,
+						sqlite3_column_value(rd, c));
+				ok = sqlite3_step(wr) == SQLITE_DONE;
+				sqlite3_reset(wr);
+				sqlite3_clear_bindings(wr);
+			} else if (rc != SQLITE_DONE) {
+				store_log("repair: entry %lld: %s",
+					  (long long)ids[i],
+					  sqlite3_errmsg(src));
+			}
+			sqlite3_reset(rd);
+		}
+		if (ok) {
+			rep->db_salvaged++;
+			continue;
+		}
+		if (!lost_dir) {
+			if (mkdirat(s->dirfd, STORE_LOST_NAME, 0700) < 0 &&
+			    errno != EEXIST)
+				store_log("repair: create '%s/%s': %s", s->dir,
+					  STORE_LOST_NAME, strerror(errno));
+			lost_dir = true;
+		}
+		store_log("repair: the row of entry %lld is lost; its response "
+			  "moved to '%s/%s/%lld' (the query is gone, so it "
+			  "cannot be served)", (long long)ids[i], s->dir,
+			  STORE_LOST_NAME, (long long)ids[i]);
+		blob_to_lost(s, ids[i]);
+		rep->db_lost++;
+	}
+	sqlite3_finalize(rd);
+	sqlite3_finalize(wr);
+	sqlite3_finalize(cat);
+	sqlite3_finalize(mk);
+}
+
+/*
+ * Rebuild a damaged semcache.db: rename it (and its -wal/-shm) aside,
+ * salvage what can be read from a copy into a fresh database. Runs inside
+ * store_open with s->db closed.
+ */
+static int db_repair(struct store *s, struct store_report *rep, char *err,
+		     size_t errlen)
+{
+	static const char *const sfx[] = { "", "-wal", "-shm" };
+	char ts[32], from[96], to[96], path[PATH_MAX];
+	sqlite3 *src = NULL, *dst = NULL;
+	int64_t *ids = NULL, seq = 0, maxblob;
+	size_t n = 0;
+	struct tm tm;
+	time_t t = time(NULL);
+	int ret, fd;
+
+	gmtime_r(&t, &tm);
+	strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(rep->db_aside, sizeof(rep->db_aside), "%s.corrupt-%s",
+		 STORE_DB_NAME, ts);
+	for (int k = 1; faccessat(s->dirfd, rep->db_aside, F_OK,
+				  AT_SYMLINK_NOFOLLOW) == 0; k++)
+		snprintf(rep->db_aside, sizeof(rep->db_aside),
+			 "%s.corrupt-%s-%d", STORE_DB_NAME, ts, k);
+	/* 1. the damaged files go aside, untouched from here on */
+	for (int i = 0; i < 3; i++) {
+		snprintf(from, sizeof(from), "%s%s", STORE_DB_NAME, sfx[i]);
+		snprintf(to, sizeof(to), "%s%s", rep->db_aside, sfx[i]);
+		if (renameat(s->dirfd, from, s->dirfd, to) < 0 &&
+		    errno != ENOENT) {
+			ret = -errno;
+			set_err(err, errlen, "store: repair: move '%s/%s' "
+				"aside to '%s': %s", s->dir, from, to,
+				strerror(-ret));
+			return ret;
+		}
+	}
+	if (fsync(s->dirfd) < 0) {
+		ret = -errno;
+		set_err(err, errlen, "store: repair: fsync directory '%s': %s",
+			s->dir, strerror(-ret));
+		return ret;
+	}
+	rep->db_repaired = true;
+	store_log("repair: moved the damaged database aside to '%s/%s' (kept, "
+		  "not deleted)", s->dir, rep->db_aside);
+
+	/* 2. a working copy to read from (reading may write its WAL) */
+	for (int i = 0; i < 2; i++) {
+		snprintf(from, sizeof(from), "%s%s", rep->db_aside, sfx[i]);
+		snprintf(to, sizeof(to), "%s%s", STORE_SALVAGE_NAME, sfx[i]);
+		ret = copy_at(s, from, to);
+		if (ret < 0) {
+			set_err(err, errlen, "store: repair: copy '%s/%s' to "
+				"'%s': %s", s->dir, from, to, strerror(-ret));
+			goto out;
+		}
+	}
+	snprintf(path, sizeof(path), "%s/%s", s->dir, STORE_SALVAGE_NAME);
+	if (sqlite3_open_v2(path, &src, SQLITE_OPEN_READWRITE, NULL) !=
+	    SQLITE_OK)
+		store_log("repair: open the copy of the damaged database: %s",
+			  src ? sqlite3_errmsg(src) : "out of memory");
+	/* lets the schema load when a table's root page is past the end of
+	 * a truncated file; the copy is only read */
+	if (src)
+		sqlite3_exec(src, "PRAGMA writable_schema=ON", NULL, NULL, NULL);
+
+	/* 3. a fresh database */
+	fd = openat(s->dirfd, STORE_DB_NAME, O_RDWR | O_CREAT | O_EXCL |
+		    O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		set_err(err, errlen, "store: repair: create '%s/%s': %s",
+			s->dir, STORE_DB_NAME, strerror(-ret));
+		goto out;
+	}
+	close(fd);
+	snprintf(path, sizeof(path), "%s/%s", s->dir, STORE_DB_NAME);
+	if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE, NULL) !=
+	    SQLITE_OK) {
+		ret = sq_errno(dst, SQLITE_CANTOPEN);
+		set_err(err, errlen, "store: repair: open new '%s': %s", path,
+			dst ? sqlite3_errmsg(dst) : "out of memory");
+		goto out;
+	}
+	{
+		char sql[sizeof(schema_sql) + 128];
+
+		snprintf(sql, sizeof(sql), "PRAGMA journal_mode=WAL;"
+			 "BEGIN IMMEDIATE;%sPRAGMA user_version=%d;",
+			 schema_sql, STORE_SCHEMA_VERSION);
+		ret = db_exec(dst, sql, err, errlen, path);
+		if (ret)
+			goto out;
+	}
+
+	/* 4. salvage: categories, policies, then entries by blob id */
+	if (src) {
+		int64_t c, p;
+
+		c = salvage_table(src, dst, "categories",
+			"SELECT id, path, mode, uid, gid, created_ms FROM"
+			" categories WHERE id > ?1 ORDER BY id",
+			"INSERT OR IGNORE INTO categories(id, path, mode, uid,"
+			" gid, created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+		p = salvage_table(src, dst, "policies",
+			"SELECT cat_id, yaml, updated_ms FROM policies"
+			" WHERE cat_id > ?1 ORDER BY cat_id",
+			"INSERT OR IGNORE INTO policies(cat_id, yaml,"
+			" updated_ms) SELECT ?1, ?2, ?3 WHERE EXISTS"
+			" (SELECT 1 FROM categories WHERE id = ?1)");
+		store_log("repair: salvaged %lld categories and %lld policies",
+			  (long long)c, (long long)p);
+		if (db_int(src, "SELECT seq FROM sqlite_sequence WHERE name ="
+			   " 'entries'", &seq) != SQLITE_OK)
+			seq = 0;
+	}
+	ret = list_blob_ids(s, &ids, &n);
+	if (ret) {
+		set_err(err, errlen, "store: repair: list blobs in '%s': %s",
+			s->dir, strerror(-ret));
+		goto out;
+	}
+	salvage_entries(s, src, dst, ids, n, rep);
+	/* ids are never handed out twice: keep the highest ever seen */
+	maxblob = n ? ids[n - 1] : 0;
+	if (maxblob > seq)
+		seq = maxblob;
+	{
+		char sql[320];
+
+		snprintf(sql, sizeof(sql), "INSERT OR IGNORE INTO"
+			 " sqlite_sequence(name, seq) SELECT 'entries', 0"
+			 " WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence"
+			 " WHERE name = 'entries'); UPDATE sqlite_sequence SET"
+			 " seq = max(seq, %lld) WHERE name = 'entries';",
+			 (long long)seq);
+		ret = db_exec(dst, sql, err, errlen, path);
+		if (!ret)
+			ret = db_exec(dst, "COMMIT", err, errlen, path);
+		if (ret)
+			goto out;
+	}
+	store_log("repair: new database '%s': %lld entries salvaged, %lld lost "
+		  "(responses kept in '%s/%s'), %lld categories recreated",
+		  path, (long long)rep->db_salvaged, (long long)rep->db_lost,
+		  s->dir, STORE_LOST_NAME, (long long)rep->db_cats_recreated);
+out:
+	free(ids);
+	if (src)
+		sqlite3_close(src);
+	if (dst && sqlite3_close(dst) != SQLITE_OK && !ret)
+		ret = -EIO;
+	for (int i = 0; i < 3; i++) {
+		snprintf(to, sizeof(to), "%s%s", STORE_SALVAGE_NAME, sfx[i]);
+		unlinkat(s->dirfd, to, 0);
+	}
+	if (ret) {
+		/* leave no half-built database behind */
+		unlinkat(s->dirfd, STORE_DB_NAME, 0);
+		unlinkat(s->dirfd, STORE_DB_NAME "-wal", 0);
+		unlinkat(s->dirfd, STORE_DB_NAME "-shm", 0);
+	}
+	fsync(s->dirfd);
+	return ret;
+}
+
 int store_open(const char *dir, const struct store_options *opts,
 	       struct store **out, struct store_report *report, char *err,
 	       size_t errlen)
@@ -900,8 +1469,7 @@ int store_open(const char *dir, const struct store_options *opts,
 	char dbpath[PATH_MAX];
 	struct store *s;
 	bool fresh, marker;
-	int64_t maxid, seq;
-	int fd, rc, ret;
+	int rc, ret;
 
 	if (err && errlen)
 		err[0] = '\0';
@@ -976,63 +1544,25 @@ int store_open(const char *dir, const struct store_options *opts,
 		store_log("cannot set aside %d KiB in '%s/%s'; deletes may fail"
 			  " while the disk is full", STORE_RESERVE_BYTES / 1024,
 			  dir, STORE_RESERVE_NAME);
-	/* Create the database ourselves so that it is 0600; SQLite gives
-	 * the -wal and -shm files the database's mode. */
-	fd = openat(s->dirfd, STORE_DB_NAME,
-		    O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		ret = -errno;
-		set_err(err, errlen, "store: create database '%s': %s",
-			dbpath, strerror(-ret));
-		goto fail;
+	ret = db_damaged_empty(s) ? -EUCLEAN : db_setup(s, dbpath, err, errlen);
+	if (ret == -ENOSPC && make_room(s)) {
+		store_log("opening '%s' on a full disk: gave up the reserve and "
+			  "trying again", dbpath);
+		db_teardown(s);
+		ret = db_setup(s, dbpath, err, errlen);
 	}
-	close(fd);
-
-	rc = sqlite3_open_v2(dbpath, &s->db, SQLITE_OPEN_READWRITE |
-			     SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc != SQLITE_OK) {
-		ret = sq_errno(s->db, rc);
-		set_err(err, errlen, "store: open database '%s': %s", dbpath,
-			s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-		goto fail;
+	if (ret == -EUCLEAN) {
+		store_log("database '%s' is damaged (%s); repairing it", dbpath,
+			  err && *err ? err : "empty database next to blobs");
+		db_teardown(s);
+		ret = db_repair(s, &rep, err, errlen);
+		if (!ret)
+			ret = db_setup(s, dbpath, err, errlen);
+		/* cross-check rows and blobs whatever the marker said */
+		rep.unclean = true;
 	}
-	sqlite3_extended_result_codes(s->db, 1);
-	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
-	ret = db_exec(s->db, "PRAGMA journal_mode=WAL", err, errlen, dbpath);
-	if (!ret)
-		ret = db_exec(s->db, s->sync_full ? "PRAGMA synchronous=FULL" :
-			      "PRAGMA synchronous=NORMAL", err, errlen,
-			      dbpath);
-	if (!ret && rep.unclean)
-		ret = quick_check(s, dbpath, err, errlen);
-	if (!ret)
-		ret = db_schema(s, dbpath, err, errlen);
 	if (ret)
 		goto fail_db;
-	for (int i = 0; i < ST_COUNT; i++) {
-		rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1,
-					SQLITE_PREPARE_PERSISTENT, &s->st[i],
-					NULL);
-		if (rc != SQLITE_OK) {
-			ret = sq_errno(s->db, rc);
-			set_err(err, errlen, "store: prepare '%s' on '%s': %s",
-				stmt_sql[i], dbpath, sqlite3_errmsg(s->db));
-			goto fail_db;
-		}
-	}
-	/* sqlite_sequence keeps the highest id ever used, so ids of
-	 * deleted entries are never handed out again. */
-	rc = db_int(s->db, "SELECT max(id) FROM entries", &maxid);
-	if (rc == SQLITE_OK)
-		rc = db_int(s->db, "SELECT seq FROM sqlite_sequence"
-			    " WHERE name = 'entries'", &seq);
-	if (rc != SQLITE_OK) {
-		ret = sq_errno(s->db, rc);
-		set_err(err, errlen, "store: read highest entry id in '%s': %s",
-			dbpath, sqlite3_errmsg(s->db));
-		goto fail_db;
-	}
-	s->next_id = (maxid > seq ? maxid : seq) + 1;
 
 	if (rep.unclean) {
 		ret = recover(s, &rep, err, errlen);
@@ -1054,8 +1584,8 @@ int store_open(const char *dir, const struct store_options *opts,
 fail_db:
 	if (ret == -EUCLEAN && !strstr(err ? err : "", "corrupt"))
 		set_err(err, errlen, "store: database '%s' is corrupt or not a "
-			"database; it was left as is: restore it from a backup "
-			"or move it aside", dbpath);
+			"database and could not be repaired; see the log",
+			dbpath);
 fail:
 	store_free(s);
 	return ret;

@@ -239,6 +239,7 @@ static int new_hnsw(struct vindex *vi, FaissIndex **out)
 /* Allocate everything but the FAISS index. */
 static int vindex_alloc(const struct vindex_params *p, struct vindex **out)
 {
+	pthread_rwlockattr_t attr;
 	struct vindex *vi;
 	int rc;
 
@@ -259,7 +260,14 @@ static int vindex_alloc(const struct vindex_params *p, struct vindex **out)
 		rc = faiss_err("ParameterSpace_new", rc);
 		goto fail_slots;
 	}
-	rc = -pthread_rwlock_init(&vi->lock, NULL);
+	/* glibc's default rwlock lets a stream of searches starve merges */
+	rc = -pthread_rwlockattr_init(&attr);
+	if (rc)
+		goto fail_ps;
+	pthread_rwlockattr_setkind_np(&attr,
+			PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	rc = -pthread_rwlock_init(&vi->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 	if (rc)
 		goto fail_ps;
 	rc = -pthread_mutex_init(&vi->compact_mu, NULL);
@@ -597,13 +605,15 @@ static int search_hnsw(struct vindex *vi, const float *q, int k,
 			if (accepted(accept, arg, vi->pos_ids[l[i]]))
 				topk_push(t, vi->pos_ids[l[i]], d[i]);
 		}
-		if (t->n >= k || kk >= vi->ntotal || kk >= cap)
+		if (t->n >= k)
 			break;
 		if (vi->ntotal <= EXACT_MAX) {
 			t->n = 0;
 			rc = scan_hnsw(vi, q, accept, arg, t);
 			break;
 		}
+		if (kk >= vi->ntotal || kk >= cap)
+			break;
 		kk *= 4;
 	}
 	free(d);
@@ -945,11 +955,14 @@ static int body_encode(struct vindex *vi, struct vx_header *h, char **body,
 
 	if (!f)
 		return -errno;
-	if (fwrite(vi->pos_ids, sizeof(int64_t), vi->ntotal, f) != vi->ntotal ||
-	    fwrite(vi->tomb, sizeof(uint64_t), tomb_words(vi->ntotal), f) !=
-		    tomb_words(vi->ntotal) ||
-	    fwrite(vi->buf_ids, sizeof(int64_t), vi->nbuf, f) != vi->nbuf ||
-	    fwrite(vi->buf_vecs, sizeof(float) * dim, vi->nbuf, f) != vi->nbuf)
+	if (vi->ntotal &&
+	    (fwrite(vi->pos_ids, sizeof(int64_t), vi->ntotal, f) != vi->ntotal ||
+	     fwrite(vi->tomb, sizeof(uint64_t), tomb_words(vi->ntotal), f) !=
+		     tomb_words(vi->ntotal)))
+		rc = -ENOMEM;
+	if (vi->nbuf &&
+	    (fwrite(vi->buf_ids, sizeof(int64_t), vi->nbuf, f) != vi->nbuf ||
+	     fwrite(vi->buf_vecs, sizeof(float) * dim, vi->nbuf, f) != vi->nbuf))
 		rc = -ENOMEM;
 	if (!rc) {
 		rc = faiss_write_index(vi->hnsw, f);
@@ -1149,9 +1162,10 @@ static int body_decode(struct vindex *vi, const struct vx_header *h,
 
 	if (nt > LOC_MAX || nb > LOC_MAX || fixed >= h->body_len)
 		return -EBADMSG;
-	rc = pos_reserve(vi, nt);
+	/* at least one element each, so no memcpy below gets NULL */
+	rc = pos_reserve(vi, nt ? nt : 1);
 	if (!rc)
-		rc = buf_reserve(vi, nb);
+		rc = buf_reserve(vi, nb ? nb : 1);
 	if (rc)
 		return rc;
 	memcpy(vi->pos_ids, b, nt * 8);

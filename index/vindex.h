@@ -46,7 +46,8 @@ int vindex_remove(struct vindex *vi, int64_t id);
  * Best k accepted results by descending score. accept may be NULL (accept
  * all live). When too few candidates are accepted the search widens, up to
  * an exact scan for small indexes. Returns the number of results (0..k) or
- * a negative errno.
+ * a negative errno. accept runs under the index's read lock, possibly more
+ * than once per id: it must not call vindex functions that write.
  */
 int vindex_search(struct vindex *vi, const float *q, int k,
 		  vindex_accept_fn accept, void *arg, int64_t *ids,

@@ -47,6 +47,7 @@ static _Noreturn void policy_bug(const char *file, int line, const char *msg)
 enum value_type {
 	VT_FLOAT,    /* double */
 	VT_DURATION, /* int64_t seconds */
+	VT_MILLIS,   /* int64_t milliseconds ("500ms", "2s") */
 	VT_SIZE,     /* int64_t bytes */
 	VT_COUNT,    /* int64_t */
 	VT_INT,      /* int */
@@ -63,7 +64,8 @@ struct key_spec {
 	int64_t min, max, def;       /* integer types; VT_ENUM/VT_BOOL default;
 				      * VT_STRING: max is the longest length */
 	const char *sdef;            /* VT_STRING */
-	const char *const *choices;  /* VT_ENUM names; VT_STRING known values */
+	const char *const *choices;  /* VT_ENUM names */
+	const char *allowed;         /* VT_STRING: the allowed values, for docs */
 	/* Extra check after parsing: 0, or -EINVAL with the whole message. */
 	int (*validate)(const void *value, char *msg, size_t size);
 	const char *doc;
@@ -81,9 +83,10 @@ _Static_assert(sizeof(enum policy_context) == sizeof(int), "enum size");
 static const char *const ttl_modes[] = { "absolute", "sliding", NULL };
 static const char *const evictions[] = { "lru", "lfu", "fifo", NULL };
 static const char *const contexts[] = { "match", "ignore", NULL };
-static const char *const embedders[] = { "builtin", NULL };
-
 static int validate_embedder(const void *value, char *msg, size_t size);
+static int validate_url(const void *value, char *msg, size_t size);
+static int validate_model(const void *value, char *msg, size_t size);
+static int validate_env_name(const void *value, char *msg, size_t size);
 
 #define FIELD(f) .offset = offsetof(struct policy, f)
 
@@ -128,8 +131,40 @@ static const struct key_spec key_specs[POLICY_NKEYS] = {
 		.doc = "HNSW candidate list size while searching" },
 	[POLICY_EMBEDDER] = { "embedder", VT_STRING, FIELD(embedder),
 		.max = POLICY_EMBEDDER_MAX - 1, .sdef = "builtin",
-		.choices = embedders, .validate = validate_embedder,
-		.doc = "how text becomes a vector" },
+		.allowed = "builtin, model2vec:/ABSOLUTE/DIR, http",
+		.validate = validate_embedder,
+		.doc = "how text becomes a vector: the built-in lexical embedder, "
+		       "a Model2Vec model directory, or the http.* endpoint" },
+	[POLICY_HTTP_URL] = { "http.url", VT_STRING, FIELD(http_url),
+		.max = POLICY_URL_MAX - 1, .sdef = "",
+		.allowed = "http://... or https://...",
+		.validate = validate_url,
+		.doc = "embedder http: the OpenAI-compatible endpoint, e.g. "
+		       "http://127.0.0.1:11434/v1/embeddings" },
+	[POLICY_HTTP_MODEL] = { "http.model", VT_STRING, FIELD(http_model),
+		.max = POLICY_NAME_MAX - 1, .sdef = "",
+		.allowed = "a model name", .validate = validate_model,
+		.doc = "embedder http: the model the endpoint runs" },
+	[POLICY_HTTP_DIMENSIONS] = { "http.dimensions", VT_INT,
+		FIELD(http_dimensions), .min = 0, .max = 65536, .def = 0,
+		.doc = "embedder http: vector size to request; 0 = the model's own "
+		       "(learnt from the first answer)" },
+	[POLICY_HTTP_API_KEY_ENV] = { "http.api_key_env", VT_STRING,
+		FIELD(http_api_key_env), .max = POLICY_NAME_MAX - 1, .sdef = "",
+		.allowed = "an environment variable name",
+		.validate = validate_env_name,
+		.doc = "embedder http: the NAME of the environment variable "
+		       "holding the API key (never the key itself); \"\" = none" },
+	[POLICY_HTTP_TIMEOUT] = { "http.timeout", VT_MILLIS,
+		FIELD(http_timeout_ms), .min = 1, .max = 600000, .def = 2000,
+		.doc = "embedder http: longest wait for one request; after it the "
+		       "lookup is a miss" },
+	[POLICY_HTTP_RETRIES] = { "http.retries", VT_INT, FIELD(http_retries),
+		.min = 0, .max = 10, .def = 1,
+		.doc = "embedder http: extra attempts after a failed request" },
+	[POLICY_HTTP_BATCH] = { "http.batch", VT_INT, FIELD(http_batch),
+		.min = 1, .max = 2048, .def = 16,
+		.doc = "embedder http: most concurrent queries sent in one request" },
 };
 
 /* ---- small helpers --------------------------------------------------- */
@@ -206,6 +241,7 @@ static size_t field_size(const struct key_spec *ks)
 	case VT_FLOAT:
 		return sizeof(double);
 	case VT_DURATION:
+	case VT_MILLIS:
 	case VT_SIZE:
 	case VT_COUNT:
 		return sizeof(int64_t);
@@ -220,22 +256,112 @@ static size_t field_size(const struct key_spec *ks)
 	POLICY_BUG("unknown value type");
 }
 
+/* builtin, http, model2vec:/ABSOLUTE/PATH (the directory is checked when
+ * the embedder is created, not here: the parser reads no files). */
 static int validate_embedder(const void *value, char *msg, size_t size)
 {
-	const char *name = value;
-	struct out o = { msg, size, 0 };
+	const char *name = value, *path;
 	char shown[48];
 	size_t i;
 
-	for (i = 0; embedders[i]; i++)
-		if (strcmp(name, embedders[i]) == 0)
+	if (strcmp(name, "builtin") == 0 || strcmp(name, "http") == 0)
+		return 0;
+	if (strncmp(name, "model2vec:", 10) == 0) {
+		path = name + 10;
+		for (i = 0; path[i]; i++)
+			if ((unsigned char)path[i] < 0x20 || path[i] == 0x7f)
+				break;
+		if (path[0] == '/' && !path[i])
 			return 0;
-	out_printf(&o, "unknown embedder '%s' (known: ",
-		   show(name, strlen(name), shown, sizeof(shown)));
-	for (i = 0; embedders[i]; i++)
-		out_printf(&o, "%s%s", i ? ", " : "", embedders[i]);
-	out_printf(&o, ")");
+		snprintf(msg, size, "embedder: '%s' needs an absolute model "
+			 "directory, like 'model2vec:/srv/models/potion-base-8M'",
+			 show(name, strlen(name), shown, sizeof(shown)));
+		return -EINVAL;
+	}
+	snprintf(msg, size, "unknown embedder '%s' (known: builtin, "
+		 "model2vec:/ABSOLUTE/DIR, http)",
+		 show(name, strlen(name), shown, sizeof(shown)));
 	return -EINVAL;
+}
+
+static bool has_space_or_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+static int validate_url(const void *value, char *msg, size_t size)
+{
+	const char *url = value;
+	char shown[48];
+
+	if ((strncmp(url, "http://", 7) == 0 && url[7]) ||
+	    (strncmp(url, "https://", 8) == 0 && url[8])) {
+		if (!has_space_or_control(url))
+			return 0;
+	}
+	snprintf(msg, size, "http.url: '%s' is not an http:// or https:// url "
+		 "(like 'http://127.0.0.1:11434/v1/embeddings')",
+		 show(url, strlen(url), shown, sizeof(shown)));
+	return -EINVAL;
+}
+
+static int validate_model(const void *value, char *msg, size_t size)
+{
+	const char *model = value;
+	const char *s;
+	char shown[48];
+
+	for (s = model; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			break;
+	if (model[0] && !*s)
+		return 0;
+	snprintf(msg, size, "http.model: '%s' is not a model name",
+		 show(model, strlen(model), shown, sizeof(shown)));
+	return -EINVAL;
+}
+
+/* [A-Za-z_][A-Za-z0-9_]*, or "" for no key. A value that looks like a key
+ * itself ("sk-...") is refused with a hint, without echoing it. */
+static int validate_env_name(const void *value, char *msg, size_t size)
+{
+	const char *name = value;
+	size_t i;
+
+	for (i = 0; name[i]; i++) {
+		char c = name[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		      c == '_' || (i && c >= '0' && c <= '9')))
+			break;
+	}
+	if (!name[i])
+		return 0;
+	snprintf(msg, size, "http.api_key_env: expected the name of an "
+		 "environment variable holding the key (like OPENAI_API_KEY), "
+		 "not the key itself; the value is not shown");
+	return -EINVAL;
+}
+
+int policy_check(const struct policy *p, char *msg, size_t size)
+{
+	if (strcmp(p->embedder, "http") != 0)
+		return 0;
+	if (!p->http_url[0]) {
+		snprintf(msg, size, "embedder 'http' needs http.url (like "
+			 "'http: {url: http://127.0.0.1:11434/v1/embeddings, "
+			 "model: nomic-embed-text}')");
+		return -EINVAL;
+	}
+	if (!p->http_model[0]) {
+		snprintf(msg, size, "embedder 'http' needs http.model (the "
+			 "model name the endpoint '%s' runs)", p->http_url);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 /* ---- numbers, durations, sizes --------------------------------------- */
@@ -407,6 +533,38 @@ static int parse_decimal(const char *s, size_t len, double *out)
 	return 0;
 }
 
+/* "500ms", or a duration in seconds as parse_duration_n, -> milliseconds. */
+static int parse_millis_n(const char *s, size_t len, int64_t *out)
+{
+	size_t i = 0;
+	int64_t v;
+	int r;
+
+	if (len > 2 && s[len - 2] == 'm' && s[len - 1] == 's') {
+		if (len > 0 && s[0] == '-')
+			return -ERANGE;
+		r = parse_digits(s, len - 2, &i, &v);
+		if (r == -EINVAL || i != len - 2)
+			return -EINVAL;
+		if (r < 0)
+			return r;
+		*out = v;
+		return 0;
+	}
+	r = parse_duration_n(s, len, &v);
+	if (r < 0)
+		return r;
+	if (v > INT64_MAX / 1000)
+		return -ERANGE;
+	*out = v * 1000;
+	return 0;
+}
+
+int policy_parse_millis(const char *s, int64_t *out)
+{
+	return parse_millis_n(s, strlen(s), out) < 0 ? -EINVAL : 0;
+}
+
 int policy_parse_duration(const char *s, int64_t *out)
 {
 	return parse_duration_n(s, strlen(s), out) < 0 ? -EINVAL : 0;
@@ -472,7 +630,11 @@ static void format_float(double d, char *buf, size_t size)
 
 static void format_int(const struct key_spec *ks, int64_t v, char *buf, size_t size)
 {
-	if (ks->type == VT_DURATION)
+	if (ks->type == VT_MILLIS && v % 1000)
+		snprintf(buf, size, "%" PRId64 "ms", v);
+	else if (ks->type == VT_MILLIS)
+		policy_format_duration(v / 1000, buf, size);
+	else if (ks->type == VT_DURATION)
 		policy_format_duration(v, buf, size);
 	else if (ks->type == VT_SIZE)
 		policy_format_size(v, buf, size);
@@ -494,6 +656,7 @@ static void format_range(const struct key_spec *ks, char *buf, size_t size)
 		out_printf(&o, "%s..%s", lo, hi);
 		break;
 	case VT_DURATION:
+	case VT_MILLIS:
 	case VT_SIZE:
 	case VT_COUNT:
 	case VT_INT:
@@ -505,9 +668,11 @@ static void format_range(const struct key_spec *ks, char *buf, size_t size)
 			out_printf(&o, "%s..%s", lo, hi);
 		break;
 	case VT_ENUM:
-	case VT_STRING:
 		for (i = 0; ks->choices && ks->choices[i]; i++)
 			out_printf(&o, "%s%s", i ? ", " : "", ks->choices[i]);
+		break;
+	case VT_STRING:
+		out_printf(&o, "%s", ks->allowed ? ks->allowed : "text");
 		break;
 	case VT_BOOL:
 		out_printf(&o, "true, false");
@@ -532,6 +697,9 @@ static void format_form(const struct key_spec *ks, char *buf, size_t size)
 		break;
 	case VT_DURATION:
 		out_printf(&o, "a duration like 30s, 5m, 2h, 7d or 0");
+		break;
+	case VT_MILLIS:
+		out_printf(&o, "a duration like 500ms, 2s or 1m");
 		break;
 	case VT_SIZE:
 		out_printf(&o, "a size like 512KiB, 64MiB, 2GiB or a number of bytes");
@@ -561,6 +729,7 @@ static const char *placeholder(const struct key_spec *ks)
 	case VT_FLOAT:
 		return "NUMBER";
 	case VT_DURATION:
+	case VT_MILLIS:
 		return "DURATION";
 	case VT_SIZE:
 		return "SIZE";
@@ -594,6 +763,7 @@ static void value_string(const struct key_spec *ks, const struct policy *p,
 		format_float(d, buf, size);
 		return;
 	case VT_DURATION:
+	case VT_MILLIS:
 	case VT_SIZE:
 	case VT_COUNT:
 		memcpy(&i64, field, sizeof(i64));
@@ -617,7 +787,9 @@ static void value_string(const struct key_spec *ks, const struct policy *p,
 		snprintf(buf, size, "%s", b ? "true" : "false");
 		return;
 	case VT_STRING:
-		snprintf(buf, size, "%s", (const char *)field);
+		/* an empty string prints as "" so the line still parses */
+		snprintf(buf, size, "%s", *(const char *)field ?
+			 (const char *)field : "\"\"");
 		return;
 	}
 	POLICY_BUG("unknown value type");
@@ -639,6 +811,7 @@ void policy_defaults(struct policy *p)
 			memcpy(field, &ks->fdef, sizeof(double));
 			break;
 		case VT_DURATION:
+		case VT_MILLIS:
 		case VT_SIZE:
 		case VT_COUNT:
 			memcpy(field, &ks->def, sizeof(int64_t));
@@ -668,7 +841,7 @@ const char *policy_key_name(enum policy_key k)
 int policy_format(const struct policy *p, char *buf, size_t size)
 {
 	struct out o = { buf, size, 0 };
-	char value[POLICY_EMBEDDER_MAX], line[POLICY_EMBEDDER_MAX + 64];
+	char value[POLICY_VALUE_MAX + 4], line[POLICY_VALUE_MAX + 64];
 	size_t k;
 
 	for (k = 0; k < POLICY_NKEYS; k++) {
@@ -684,13 +857,14 @@ int policy_keys_markdown(char *buf, size_t size)
 {
 	static const char *const type_names[] = {
 		[VT_FLOAT] = "number", [VT_DURATION] = "duration",
+		[VT_MILLIS] = "duration",
 		[VT_SIZE] = "size", [VT_COUNT] = "integer",
 		[VT_INT] = "integer", [VT_ENUM] = "choice",
 		[VT_BOOL] = "boolean", [VT_STRING] = "string",
 	};
 	struct out o = { buf, size, 0 };
 	struct policy def;
-	char value[POLICY_EMBEDDER_MAX], range[128];
+	char value[POLICY_VALUE_MAX + 4], range[128];
 	size_t k;
 
 	policy_defaults(&def);
@@ -820,11 +994,14 @@ static int parse_leaf(struct parse_ctx *c, size_t k, const yaml_node_t *node)
 		c->f->set[k] = true;
 		return 0;
 	case VT_DURATION:
+	case VT_MILLIS:
 	case VT_SIZE:
 	case VT_COUNT:
 	case VT_INT:
 		if (ks->type == VT_DURATION)
 			r = parse_duration_n(s, len, &v);
+		else if (ks->type == VT_MILLIS)
+			r = parse_millis_n(s, len, &v);
 		else if (ks->type == VT_SIZE)
 			r = parse_size_n(s, len, &v);
 		else

@@ -36,10 +36,21 @@ enum policy_key {
 	POLICY_HNSW_EF_CONSTRUCTION,
 	POLICY_HNSW_EF_SEARCH,
 	POLICY_EMBEDDER,
+	POLICY_HTTP_URL,
+	POLICY_HTTP_MODEL,
+	POLICY_HTTP_DIMENSIONS,
+	POLICY_HTTP_API_KEY_ENV,
+	POLICY_HTTP_TIMEOUT,
+	POLICY_HTTP_RETRIES,
+	POLICY_HTTP_BATCH,
 	POLICY_NKEYS
 };
 
 #define POLICY_EMBEDDER_MAX 256
+#define POLICY_URL_MAX 512
+#define POLICY_NAME_MAX 128
+/* Longest printed value of any key (a buffer size for policy_format). */
+#define POLICY_VALUE_MAX POLICY_URL_MAX
 
 /* The effective values of every key. Plain data: copy it freely. */
 struct policy {
@@ -56,7 +67,16 @@ struct policy {
 	int hnsw_m;
 	int hnsw_ef_construction;
 	int hnsw_ef_search;
-	char embedder[POLICY_EMBEDDER_MAX];
+	char embedder[POLICY_EMBEDDER_MAX]; /* builtin, model2vec:/DIR, http */
+	/* The http embedder (embedder: http). Never holds a secret: the API
+	 * key is read from the environment variable http_api_key_env names. */
+	char http_url[POLICY_URL_MAX];      /* "" or http(s)://... */
+	char http_model[POLICY_NAME_MAX];   /* "" or the model name */
+	int http_dimensions;                /* 0 = the model's own */
+	char http_api_key_env[POLICY_NAME_MAX]; /* "" = no key */
+	int64_t http_timeout_ms;            /* per request, milliseconds */
+	int http_retries;                   /* extra attempts after a failure */
+	int http_batch;                     /* most inputs in one request */
 	/* Where each value came from: a directory path such as "/" or
 	 * "/code/python", or NULL for the built-in default. The strings are
 	 * owned by whoever owns the struct policy_file that set them. */
@@ -88,6 +108,14 @@ int policy_file_parse(const char *yaml, size_t len, const char *source,
 		      struct policy_file **out, struct policy_error *err);
 void policy_file_free(struct policy_file *f);
 
+/*
+ * Checks across keys of an effective policy, after every file is applied:
+ * embedder http needs http.url and http.model. 0, or -EINVAL with the
+ * message in msg. Callers run it when a policy.yaml is written (against the
+ * directory's new effective policy) and embedder_new() runs it again.
+ */
+int policy_check(const struct policy *p, char *msg, size_t size);
+
 /* Override in p every key f sets, recording f's source as provenance. */
 void policy_apply(struct policy *p, const struct policy_file *f);
 
@@ -116,6 +144,9 @@ const char *policy_key_name(enum policy_key k);
 
 /* "30s" "5m" "2h" "7d" "0" "90" (seconds) -> seconds. 0 or -EINVAL. */
 int policy_parse_duration(const char *s, int64_t *out);
+/* Durations of http.timeout also take milliseconds: "500ms" "2s" "90"
+ * (seconds) -> milliseconds. 0 or -EINVAL. */
+int policy_parse_millis(const char *s, int64_t *out);
 /* "512KiB" "64MiB" "2GiB" "1000" (bytes) "10KB"... -> bytes. 0 or -EINVAL. */
 int policy_parse_size(const char *s, int64_t *out);
 /* Seconds -> shortest exact form ("7d", "90s", "0"). */

@@ -154,10 +154,10 @@ A1=$'Use reversed(xs), or xs[::-1] for a copy.\nNo trailing newline here'
 	mkdir "$MNT/code"
 	ask code q1 "$Q1"
 	run ls "$MNT/code"
-	assert_output $'q1.query\nq1.response\nq1.status'
+	assert_output $'entries\nq1.query\nq1.response\nq1.status'
 	rm "$MNT/code/q1."*
 	run ls "$MNT/code"
-	assert_output ""
+	assert_output "entries"
 	assert_file_not_exists "$MNT/code/q1.status"
 }
 
@@ -236,4 +236,50 @@ A1=$'Use reversed(xs), or xs[::-1] for a copy.\nNo trailing newline here'
 		pids+=($!)
 	done
 	for p in "${pids[@]}"; do wait "$p"; done
+}
+
+# fast_ask DIR NAME QUERY: the one-descriptor fast path (O_RDWR on
+# NAME.query: write, then pread at offset 0 returns status, newline, answer).
+fast_ask() {
+	python3 - "$MNT/$1/$2.query" "$3" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, sys.argv[2].encode())
+out = b""
+while True:
+    chunk = os.pread(fd, 65536, len(out))
+    if not chunk:
+        break
+    out += chunk
+os.close(fd)
+sys.stdout.buffer.write(out)
+PY
+}
+
+@test "fast path: one read-write descriptor on NAME.query returns status and answer" {
+	mkdir "$MNT/code"
+	run fast_ask code f1 "$Q1"
+	assert_output "miss"
+	fill code f1 "$A1"
+	run fast_ask code f2 "python: reverse a list"
+	assert_line --index 0 --regexp '^hit score=0\.9[0-9]+ entry=[0-9]+ age=[0-9]+ match=semantic$'
+	printf 'hit\n%s' "$A1" >"$WORK/expected"
+	fast_ask code f3 "$Q1" >"$WORK/raw"
+	sed '1s/^hit .*/hit/' "$WORK/raw" >"$WORK/got"
+	cmp "$WORK/expected" "$WORK/got"
+	run cat "$MNT/code/f3.status"
+	assert_output --regexp '^hit score=1\.000 '
+}
+
+@test "fast path: an empty query fails the read with EINVAL" {
+	run python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, b"   ")
+try:
+    os.pread(fd, 100, 0)
+except OSError as e:
+    print(os.strerror(e.errno))
+' "$MNT/e.query"
+	assert_output "Invalid argument"
 }

@@ -342,7 +342,7 @@ int main(int argc, char **argv)
 				"       embed_eval --pair TEXT OTHER...\n");
 		return 2;
 	}
-	ret = embedder_new("builtin", &e, err, sizeof(err));
+	ret = embedder_new_spec("builtin", &e, err, sizeof(err));
 	if (ret < 0) {
 		fprintf(stderr, "embed_eval: %s\n", err);
 		return 1;

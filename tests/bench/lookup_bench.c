@@ -15,7 +15,6 @@
  *   lookup_bench MOUNT CATEGORY CORPUS N [LOOKUPS]
  * Not part of the test suite.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -99,7 +98,7 @@ static void report(const char *what, double *t, int n, int hits)
 
 int main(int argc, char **argv)
 {
-	char dir[4096], path[4096], line[4096];
+	char dir[4096], path[4200], line[4096];
 	char **qs = NULL;
 	size_t nq = 0, cap = 0;
 	int n, lookups;

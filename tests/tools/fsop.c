@@ -10,7 +10,6 @@
  *   fsop mkdir PATH | rmdir PATH | unlink PATH | rename FROM TO
  * Exit status 0 on success, 1 with "ERRNAME at STEP" on failure, 2 on usage.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

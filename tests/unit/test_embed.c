@@ -94,11 +94,11 @@ int main(void)
 	int ret, dim;
 
 	/* lookup */
-	ret = embedder_new("nope", &e, err, sizeof(err));
+	ret = embedder_new_spec("nope", &e, err, sizeof(err));
 	CHECK_EQ_INT(ret, -EINVAL);
 	CHECK(e == NULL);
-	CHECK(!strcmp(err, "unknown embedder 'nope' (known: builtin)"));
-	ret = embedder_new("builtin", &e, err, sizeof(err));
+	CHECK(!strcmp(err, "unknown embedder 'nope' (known: builtin, model2vec:/PATH/TO/MODEL, http)"));
+	ret = embedder_new_spec("builtin", &e, err, sizeof(err));
 	CHECK_EQ_INT(ret, 0);
 	if (ret < 0)
 		return check_done("embed");

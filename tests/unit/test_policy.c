@@ -91,7 +91,7 @@ static void test_defaults(void)
 
 	memset(&p, 0x5a, sizeof(p));
 	policy_defaults(&p);
-	CHECK(p.threshold > 0.7999 && p.threshold < 0.8001);
+	CHECK(p.threshold > 0.8999 && p.threshold < 0.9001);
 	CHECK_EQ_INT(p.ttl, 7 * 86400);
 	CHECK_EQ_INT(p.ttl_mode, POLICY_TTL_ABSOLUTE);
 	CHECK_EQ_INT(p.quota_entries, 0);
@@ -105,12 +105,19 @@ static void test_defaults(void)
 	CHECK_EQ_INT(p.hnsw_ef_construction, 40);
 	CHECK_EQ_INT(p.hnsw_ef_search, 64);
 	CHECK(strcmp(p.embedder, "builtin") == 0);
+	CHECK(strcmp(p.http_url, "") == 0);
+	CHECK(strcmp(p.http_model, "") == 0);
+	CHECK_EQ_INT(p.http_dimensions, 0);
+	CHECK(strcmp(p.http_api_key_env, "") == 0);
+	CHECK_EQ_INT(p.http_timeout_ms, 2000);
+	CHECK_EQ_INT(p.http_retries, 1);
+	CHECK_EQ_INT(p.http_batch, 16);
 	for (k = 0; k < POLICY_NKEYS; k++)
 		CHECK(p.source[k] == NULL);
 
 	n = policy_format(&p, buf, sizeof(buf));
 	CHECK_EQ_INT(n, (int)strlen(buf));
-	CHECK(has_line(buf, "threshold: 0.8", "default"));
+	CHECK(has_line(buf, "threshold: 0.9", "default"));
 	CHECK(has_line(buf, "ttl: 7d", "default"));
 	CHECK(has_line(buf, "ttl_mode: absolute", "default"));
 	CHECK(has_line(buf, "quota.entries: 0", "default"));
@@ -124,6 +131,9 @@ static void test_defaults(void)
 	CHECK(has_line(buf, "hnsw.ef_construction: 40", "default"));
 	CHECK(has_line(buf, "hnsw.ef_search: 64", "default"));
 	CHECK(has_line(buf, "embedder: builtin", "default"));
+	CHECK(has_line(buf, "http.url: \"\"", "default"));
+	CHECK(has_line(buf, "http.timeout: 2s", "default"));
+	CHECK(has_line(buf, "http.batch: 16", "default"));
 
 	/* one line per key, in enum order */
 	{
@@ -167,7 +177,14 @@ static void check_all_set(const struct policy_file *f, const char *style)
 	CHECK_EQ_INT(p.hnsw_m, 16);
 	CHECK_EQ_INT(p.hnsw_ef_construction, 200);
 	CHECK_EQ_INT(p.hnsw_ef_search, 128);
-	CHECK(strcmp(p.embedder, "builtin") == 0);
+	CHECK(strcmp(p.embedder, "http") == 0);
+	CHECK(strcmp(p.http_url, "http://127.0.0.1:8080/v1/embeddings") == 0);
+	CHECK(strcmp(p.http_model, "nomic-embed-text") == 0);
+	CHECK_EQ_INT(p.http_dimensions, 256);
+	CHECK(strcmp(p.http_api_key_env, "EMBED_KEY") == 0);
+	CHECK_EQ_INT(p.http_timeout_ms, 500);
+	CHECK_EQ_INT(p.http_retries, 2);
+	CHECK_EQ_INT(p.http_batch, 8);
 	for (k = 0; k < POLICY_NKEYS; k++)
 		CHECK(p.source[k] && strcmp(p.source[k], "/all") == 0);
 }
@@ -192,21 +209,34 @@ static void test_every_key(void)
 		"  m: 16\n"
 		"  ef_construction: 200\n"
 		"  ef_search: 128\n"
-		"embedder: builtin\n";
+		"embedder: http\n"
+		"http:\n"
+		"  url: http://127.0.0.1:8080/v1/embeddings\n"
+		"  model: nomic-embed-text\n"
+		"  dimensions: 256\n"
+		"  api_key_env: EMBED_KEY\n"
+		"  timeout: 500ms\n"
+		"  retries: 2\n"
+		"  batch: 8\n";
 	static const char flow[] =
 		"{threshold: 0.5, ttl: 2h, ttl_mode: sliding,"
 		" quota: {entries: 10, bytes: 2GiB}, eviction: fifo,"
 		" cache: false, context: ignore,"
 		" limits: {query_bytes: 1MiB, response_bytes: 100MB},"
 		" hnsw: {m: 16, ef_construction: 200, ef_search: 128},"
-		" embedder: builtin}\n";
+		" embedder: http, http: {url: 'http://127.0.0.1:8080/v1/embeddings',"
+		" model: nomic-embed-text, dimensions: 256, api_key_env: EMBED_KEY,"
+		" timeout: 500ms, retries: 2, batch: 8}}\n";
 	static const char mixed[] =
 		"threshold: 0.5\nttl: 2h\nttl_mode: sliding\n"
 		"quota: {entries: 10, bytes: 2GiB}\n"
 		"eviction: fifo\ncache: false\ncontext: ignore\n"
 		"limits: {query_bytes: 1MiB, response_bytes: 100MB}\n"
 		"hnsw: {m: 16, ef_construction: 200, ef_search: 128}\n"
-		"embedder: builtin\n";
+		"embedder: http\n"
+		"http: {url: \"http://127.0.0.1:8080/v1/embeddings\", model: nomic-embed-text,\n"
+		"  dimensions: 256, api_key_env: EMBED_KEY, timeout: 500ms, retries: 2,\n"
+		"  batch: 8}\n";
 	struct policy_file *f;
 
 	f = parse_ok(block, "/all");
@@ -431,7 +461,7 @@ static void test_errors(void)
 	/* unknown keys */
 	expect_error("treshold: 0.9\n", 1, 1,
 		     "unknown key 'treshold' (known: threshold, ttl, ttl_mode, "
-		     "quota, eviction, cache, context, limits, hnsw, embedder)");
+		     "quota, eviction, cache, context, limits, hnsw, embedder, http)");
 	expect_error("ttl: 5m\nquota:\n  entires: 3\n", 3, 3,
 		     "unknown key 'quota.entires' (known: entries, bytes)");
 	expect_error("quota: {entires: 3}\n", 1, 9, "unknown key 'quota.entires'");
@@ -470,8 +500,21 @@ static void test_errors(void)
 	expect_error("context: fuzzy\n", 1, 10,
 		     "context: expected one of match, ignore, got 'fuzzy'");
 	expect_error("embedder: [builtin]\n", 1, 11, "embedder: expected a name, got a sequence");
-	expect_error("embedder: foo\n", 1, 11, "unknown embedder 'foo' (known: builtin)");
-	expect_error("embedder: \"\"\n", 1, 11, "unknown embedder '' (known: builtin)");
+	expect_error("embedder: foo\n", 1, 11, "unknown embedder 'foo' (known: builtin, model2vec:/ABSOLUTE/DIR, http)");
+	expect_error("embedder: \"\"\n", 1, 11, "unknown embedder '' (known: builtin,");
+	expect_error("embedder: model2vec:models/m\n", 1, 11, "embedder: 'model2vec:models/m' needs an absolute model directory");
+	expect_error("embedder: \"model2vec:\"\n", 1, 11, "needs an absolute model directory");
+	expect_error("http: {url: ftp://x}\n", 1, 13, "http.url: 'ftp://x' is not an http:// or https:// url");
+	expect_error("http: {url: 'http://a b'}\n", 1, 13, "is not an http:// or https:// url");
+	expect_error("http: {model: \"\"}\n", 1, 15, "http.model: '' is not a model name");
+	expect_error("http: {dimensions: -1}\n", 1, 20, "http.dimensions: '-1' is out of range (0..65536)");
+	expect_error("http: {timeout: 0}\n", 1, 17, "http.timeout: '0' is out of range (1ms..10m)");
+	expect_error("http: {timeout: 2x}\n", 1, 17, "http.timeout: expected a duration like 500ms, 2s or 1m, got '2x'");
+	expect_error("http: {timeout: 11m}\n", 1, 17, "out of range");
+	expect_error("http: {retries: 11}\n", 1, 17, "http.retries: '11' is out of range (0..10)");
+	expect_error("http: {batch: 0}\n", 1, 15, "http.batch: '0' is out of range (1..2048)");
+	expect_error("http: {port: 1}\n", 1, 8, "unknown key 'http.port' (known: url, model, dimensions, api_key_env, timeout, retries, batch)");
+	expect_error("http: 3\n", 1, 7, "http: expected a mapping like {url: NAME, model: NAME, dimensions: N, api_key_env: NAME, timeout: DURATION, retries: N, batch: N}");
 	expect_error("embedder: \"built\\0in\"\n", 1, 11, "embedder: 'built?in' contains a nul byte");
 
 	/* out of range */
@@ -634,9 +677,67 @@ static void test_durations_sizes(void)
 	CHECK_EQ_INT(bad, 0);
 }
 
+/* The http embedder's keys: millisecond durations, the key never being a
+ * secret, and the cross-key check policy_check(). */
+static void test_http_keys(void)
+{
+	struct policy_file *f;
+	struct policy_error err;
+	struct policy p;
+	char msg[256], buf[4096];
+	int64_t ms;
+
+	CHECK_EQ_INT(policy_parse_millis("500ms", &ms), 0);
+	CHECK_EQ_INT(ms, 500);
+	CHECK_EQ_INT(policy_parse_millis("2s", &ms), 0);
+	CHECK_EQ_INT(ms, 2000);
+	CHECK_EQ_INT(policy_parse_millis("3", &ms), 0);
+	CHECK_EQ_INT(ms, 3000);
+	CHECK_EQ_INT(policy_parse_millis("1m", &ms), 0);
+	CHECK_EQ_INT(ms, 60000);
+	CHECK_EQ_INT(policy_parse_millis("ms", &ms), -EINVAL);
+	CHECK_EQ_INT(policy_parse_millis("-5ms", &ms), -EINVAL);
+	CHECK_EQ_INT(policy_parse_millis("1.5s", &ms), -EINVAL);
+	expect_value("http: {timeout: 1500ms}", "http.timeout: 1500ms");
+	expect_value("http: {timeout: 3000ms}", "http.timeout: 3s");
+	expect_value("http: {timeout: 120}", "http.timeout: 2m");
+	expect_value("embedder: model2vec:/srv/models/potion-base-8M",
+		     "embedder: model2vec:/srv/models/potion-base-8M");
+	expect_value("http: {api_key_env: OPENAI_API_KEY}",
+		     "http.api_key_env: OPENAI_API_KEY");
+
+	/* a key pasted where the variable name goes is refused, not echoed */
+	f = NULL;
+	CHECK_EQ_INT(policy_file_parse("http: {api_key_env: sk-proj-Secret123}\n",
+				       39, "/s", &f, &err), -EINVAL);
+	CHECK(f == NULL);
+	CHECK(strstr(err.message, "not the key itself") != NULL);
+	CHECK(strstr(err.message, "Secret123") == NULL);
+
+	/* embedder http needs url and model, possibly from other files */
+	policy_defaults(&p);
+	CHECK_EQ_INT(policy_check(&p, msg, sizeof(msg)), 0);
+	snprintf(p.embedder, sizeof(p.embedder), "http");
+	CHECK_EQ_INT(policy_check(&p, msg, sizeof(msg)), -EINVAL);
+	CHECK(strstr(msg, "embedder 'http' needs http.url") != NULL);
+	snprintf(p.http_url, sizeof(p.http_url), "http://127.0.0.1:1/v1/embeddings");
+	CHECK_EQ_INT(policy_check(&p, msg, sizeof(msg)), -EINVAL);
+	CHECK(strstr(msg, "needs http.model") != NULL);
+	snprintf(p.http_model, sizeof(p.http_model), "m");
+	CHECK_EQ_INT(policy_check(&p, msg, sizeof(msg)), 0);
+
+	/* a long url prints whole */
+	policy_defaults(&p);
+	memset(p.http_url, 'a', POLICY_URL_MAX - 1);
+	memcpy(p.http_url, "http://", 7);
+	p.http_url[POLICY_URL_MAX - 1] = '\0';
+	policy_format(&p, buf, sizeof(buf));
+	CHECK(strstr(buf, p.http_url) != NULL);
+}
+
 static void test_markdown(void)
 {
-	char buf[8192];
+	char buf[16384];
 	int n = policy_keys_markdown(buf, sizeof(buf));
 	int k;
 
@@ -652,6 +753,8 @@ static void test_markdown(void)
 	CHECK(strstr(buf, "| `ttl` | duration | `7d` | 0..36500d |"));
 	CHECK(strstr(buf, "| `limits.query_bytes` | size | `64KiB` | 1..16MiB |"));
 	CHECK(strstr(buf, "| `eviction` | choice | `lru` | lru, lfu, fifo |"));
+	CHECK(strstr(buf, "| `embedder` | string | `builtin` | builtin, model2vec:/ABSOLUTE/DIR, http |"));
+	CHECK(strstr(buf, "| `http.timeout` | duration | `2s` | 1ms..10m |"));
 	CHECK_EQ_INT(policy_keys_markdown(NULL, 0), n);
 }
 
@@ -758,6 +861,7 @@ int main(void)
 	test_values();
 	test_inheritance();
 	test_errors();
+	test_http_keys();
 	test_durations_sizes();
 	test_markdown();
 	test_robustness();

@@ -1,0 +1,56 @@
+#!/usr/bin/env bats
+# Load: 8 concurrent clients doing lookups (70%), fills (20%) and rm of
+# session files (10%) against a prefilled category, through the mount.
+# No error, no deadlock (a client without progress for 30 s fails the run),
+# no fd growth, and no RSS growth: the max VmRSS of the last third of the
+# run stays within 10% of the max of the first third (after a 10% warm-up).
+#
+# CI profile: 10 s against 10k entries; SEMCACHE_LONG=1: 60 s against 100k.
+
+load helpers
+
+setup() { setup_mount; }
+teardown() { teardown_mount; }
+
+LOADGEN=$BUILD/tests/loadgen
+
+fd_count() { ls "/proc/$DAEMON_PID/fd" | wc -l; }
+
+@test "8 clients of mixed lookups, fills and rm: no error, no deadlock, no fd or memory growth" {
+	[ -x "$LOADGEN" ] || skip "needs $LOADGEN (build the tests)"
+	local n=10000 secs=10 procs=4
+	if [ "${SEMCACHE_LONG:-0}" = 1 ]; then n=100000; secs=60; fi
+	mkdir "$MNT/load"
+	# bulk prefill through the mount, 4 processes in parallel
+	local t0=$SECONDS
+	pids=()
+	for ((p = 0; p < procs; p++)); do
+		"$LOADGEN" prefill "$MNT/load" $((p * n / procs)) $((n / procs)) >"$WORK/prefill.$p" 2>&1 &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p"; done
+	echo "# prefilled $n entries in $((SECONDS - t0)) s" >&3
+	run cat "$MNT/load/.stats"
+	assert_line "entries: $n"
+	rm -f "$MNT/load/prefill."*
+	fds_before=$(fd_count)
+
+	run timeout $((secs + 120)) "$LOADGEN" run "$MNT/load" 8 "$secs" "$n" "$DAEMON_PID"
+	echo "$output" | sed 's/^/# /' >&3
+	assert_success
+	assert_line --regexp '^ops [0-9]+ lookups [0-9]+ fills [0-9]+ rms [0-9]+ errors 0 stalls 0$'
+	local first last
+	first=$(sed -n 's/^rss_kb first_max \([0-9]*\) .*/\1/p' <<<"$output")
+	last=$(sed -n 's/^rss_kb first_max [0-9]* last_max \([0-9]*\) .*/\1/p' <<<"$output")
+	((first > 0 && last > 0))
+	# memory: the last third within 10% of the first
+	((last * 100 <= first * 110))
+
+	rm -f "$MNT/load/lg"*
+	fds_after=$(fd_count)
+	echo "# daemon fds before $fds_before after $fds_after" >&3
+	((fds_after <= fds_before))
+	kill -0 "$DAEMON_PID"
+	run cat "$MNT/load/.stats"
+	assert_line --regexp '^entries: [0-9]+$'
+}

@@ -1,0 +1,136 @@
+/*
+ * fuzz_blob.c - libFuzzer harness for the store's blob reader.
+ *
+ * A store is opened once in a temporary directory. Each input becomes the
+ * file blobs/01/1 (entry 1): with the first byte even, the input is written
+ * as it is (random headers); odd, a valid header for the rest of the input
+ * is written, then one byte may be flipped or the file cut, as the input's
+ * second byte says. store_response_read() must then return -EBADMSG, or 0
+ * with exactly the payload bytes, or -ENOENT for no file; never crash.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "store.h"
+
+#define FUZZ_CHECK(cond)                                                   \
+	do {                                                               \
+		if (!(cond)) {                                             \
+			fprintf(stderr, "fuzz_blob: %s:%d: %s\n", __FILE__, \
+				__LINE__, #cond);                          \
+			abort();                                           \
+		}                                                          \
+	} while (0)
+
+static struct store *st;
+static char dir[] = "/tmp/fuzz_blob.XXXXXX";
+static char path[64];
+
+static void le32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void le64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void cleanup(void)
+{
+	store_close(st);
+	if (fork() == 0)
+		execlp("rm", "rm", "-rf", dir, (char *)NULL);
+}
+
+static unsigned char *file;   /* what was written last */
+static size_t flen;
+
+static void put(const void *a, size_t an, const void *b, size_t bn)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	FUZZ_CHECK(fd >= 0);
+	free(file);
+	flen = an + bn;
+	file = malloc(flen ? flen : 1);
+	FUZZ_CHECK(file);
+	if (an)
+		memcpy(file, a, an);
+	if (bn)
+		memcpy(file + an, b, bn);
+	if (flen)
+		FUZZ_CHECK(write(fd, file, flen) == (ssize_t)flen);
+	close(fd);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const uint8_t *payload = data;
+	size_t plen = size;
+	bool valid = false;
+	void *buf;
+	size_t len;
+	int rc;
+
+	if (!st) {
+		char err[512];
+
+		FUZZ_CHECK(mkdtemp(dir));
+		FUZZ_CHECK(store_open(dir, NULL, &st, NULL, err,
+				      sizeof(err)) == 0);
+		snprintf(path, sizeof(path), "%s/blobs/01/1", dir);
+		atexit(cleanup);
+	}
+	if (size >= 2 && (data[0] & 1)) {
+		unsigned char hdr[20];
+		unsigned mode = data[1];
+
+		payload = data + 2;
+		plen = size - 2;
+		memcpy(hdr, "SCB1", 4);
+		le32(hdr + 4, 1);
+		le64(hdr + 8, plen);
+		le32(hdr + 16, (uint32_t)crc32(0, payload, (uInt)plen));
+		if (mode < 128) {
+			valid = true;
+			put(hdr, sizeof(hdr), payload, plen);
+		} else {
+			/* damage one byte (header or payload) or cut */
+			unsigned char *copy = malloc(sizeof(hdr) + plen);
+			size_t at = (mode * 7919u) % (sizeof(hdr) + plen);
+
+			FUZZ_CHECK(copy);
+			memcpy(copy, hdr, sizeof(hdr));
+			memcpy(copy + sizeof(hdr), payload, plen);
+			if (mode & 2)
+				copy[at] ^= (unsigned char)(1u << (mode % 8));
+			put(copy, (mode & 2) ? sizeof(hdr) + plen : at, NULL, 0);
+			free(copy);
+		}
+	} else {
+		put(data, size, NULL, 0);
+	}
+	rc = store_response_read(st, 1, &buf, &len);
+	FUZZ_CHECK(rc == 0 || rc == -EBADMSG);
+	if (valid)
+		FUZZ_CHECK(rc == 0);
+	if (rc == 0) {
+		/* served bytes are exactly the file's payload */
+		FUZZ_CHECK(flen >= 20 && len == flen - 20 &&
+			   !memcmp(buf, file + 20, len));
+		if (valid)
+			FUZZ_CHECK(len == plen && !memcmp(buf, payload, plen));
+		free(buf);
+	}
+	return 0;
+}

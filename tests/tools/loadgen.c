@@ -1,0 +1,292 @@
+/*
+ * loadgen.c - load for a mounted semcachefs, through the mount only.
+ *
+ *   loadgen prefill DIR FIRST COUNT
+ *       fill items FIRST..FIRST+COUNT-1 ("load item I ..." -> its answer)
+ *   loadgen run DIR CLIENTS SECONDS ITEMS DAEMON_PID
+ *       CLIENTS threads for SECONDS: 70% lookups of a random prefilled item
+ *       (must hit match=exact with the exact answer bytes), 20% fills of new
+ *       unique questions, 10% rm of the client's session files. Meanwhile
+ *       samples DAEMON_PID's VmRSS every 250 ms. A client making no progress
+ *       for 30 s is a deadlock. Prints
+ *         ops N lookups L fills F rms R errors E stalls S
+ *         rss_kb first_max A last_max B samples K
+ *       (first = the first third after a 10% warm-up, last = the last
+ *       third) and exits 1 on any error or stall.
+ *
+ * What not: no assertions on latency.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STALL_MS 30000
+
+static const char *dir;
+static long items;
+static _Atomic int stop;
+static _Atomic long n_lookups, n_fills, n_rms, n_errors;
+
+struct client {
+	pthread_t th;
+	int id;
+	_Atomic long long last_progress_ms;
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int question(long i, char *q, size_t cap)
+{
+	return snprintf(q, cap, "load item %ld: how does subsystem %ld handle "
+			"request kind %ld\n", i, i % 97, i % 13);
+}
+
+static int answer(long i, char *a, size_t cap)
+{
+	int n = snprintf(a, cap, "answer for load item %ld: ", i);
+
+	for (long k = 0; k < 20 + i % 200 && (size_t)n + 2 < cap; k++)
+		a[n++] = (char)('a' + (i * 7 + k) % 26);
+	a[n] = '\0';
+	return n;
+}
+
+static int put(const char *path, const char *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, buf, len) != (ssize_t)len) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	return close(fd) ? -errno : 0;
+}
+
+static ssize_t get(const char *path, char *buf, size_t cap)
+{
+	ssize_t n, got = 0;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return -errno;
+	while ((size_t)got < cap && (n = read(fd, buf + got, cap - got)) > 0)
+		got += n;
+	close(fd);
+	return got;
+}
+
+static void error(const char *what, const char *path, int e)
+{
+	const char *n = strerrorname_np(e);
+
+	n_errors++;
+	fprintf(stderr, "loadgen: %s '%s': %s\n", what, path, n ? n : "?");
+}
+
+static int fill_one(const char *name, const char *q, size_t qn,
+		    const char *a, size_t an)
+{
+	char path[4096];
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/%s.query", dir, name);
+	if ((rc = put(path, q, qn))) {
+		error("query", path, -rc);
+		return rc;
+	}
+	snprintf(path, sizeof(path), "%s/%s.response", dir, name);
+	if ((rc = put(path, a, an)))
+		error("fill", path, -rc);
+	return rc;
+}
+
+static int do_prefill(long first, long count)
+{
+	char q[256], a[512];
+
+	for (long i = first; i < first + count; i++) {
+		int qn = question(i, q, sizeof(q)), an = answer(i, a, sizeof(a));
+
+		if (fill_one("prefill", q, (size_t)qn, a, (size_t)an))
+			return 1;
+	}
+	printf("prefilled %ld\n", count);
+	return 0;
+}
+
+static void *client(void *arg)
+{
+	struct client *c = arg;
+	unsigned seed = (unsigned)c->id * 2654435761u;
+	char name[32], path[4096], q[256], a[512], got[1024], st[256];
+	long fills = 0;
+
+	snprintf(name, sizeof(name), "lg%d", c->id);
+	while (!stop) {
+		int r = (int)(rand_r(&seed) % 100);
+
+		if (r < 70) {
+			long i = (long)(rand_r(&seed) % (unsigned)items);
+			int qn = question(i, q, sizeof(q));
+			int an = answer(i, a, sizeof(a));
+			ssize_t n;
+			int rc;
+
+			snprintf(path, sizeof(path), "%s/%s.query", dir, name);
+			if ((rc = put(path, q, (size_t)qn))) {
+				error("lookup", path, -rc);
+				continue;
+			}
+			snprintf(path, sizeof(path), "%s/%s.status", dir, name);
+			n = get(path, st, sizeof(st) - 1);
+			st[n > 0 ? n : 0] = '\0';
+			if (n < 0 || strncmp(st, "hit score=1.000 ", 16) ||
+			    !strstr(st, "match=exact")) {
+				n_errors++;
+				fprintf(stderr, "loadgen: item %ld: status '%s'\n",
+					i, st);
+				continue;
+			}
+			snprintf(path, sizeof(path), "%s/%s.response", dir,
+				 name);
+			n = get(path, got, sizeof(got));
+			if (n != an || memcmp(got, a, (size_t)an)) {
+				n_errors++;
+				fprintf(stderr, "loadgen: item %ld: wrong response "
+					"(%zd bytes)\n", i, n);
+				continue;
+			}
+			n_lookups++;
+		} else if (r < 90) {
+			int qn = snprintf(q, sizeof(q), "load client %d new "
+					  "question %ld %u\n", c->id, fills++,
+					  rand_r(&seed));
+			int an = snprintf(a, sizeof(a), "new answer %d/%ld",
+					  c->id, fills);
+
+			if (!fill_one(name, q, (size_t)qn, a, (size_t)an))
+				n_fills++;
+		} else {
+			static const char *const sfx[] = { "query",
+				"response", "status" };
+
+			for (int k = 0; k < 3; k++) {
+				snprintf(path, sizeof(path), "%s/%s.%s", dir,
+					 name, sfx[k]);
+				if (unlink(path) && errno != ENOENT)
+					error("rm", path, errno);
+			}
+			n_rms++;
+		}
+		c->last_progress_ms = now_ms();
+	}
+	return NULL;
+}
+
+static long rss_kb(long pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+static int do_run(int nclients, long secs, long pid)
+{
+	struct client *cs = calloc((size_t)nclients, sizeof(*cs));
+	long *rss = calloc((size_t)(secs * 4 + 8), sizeof(long));
+	long nrss = 0, stalls = 0, first_max = 0, last_max = 0;
+	long long t0 = now_ms(), end = t0 + secs * 1000;
+	struct timespec tick = { 0, 250 * 1000000L };
+
+	if (!cs || !rss)
+		return 2;
+	for (int i = 0; i < nclients; i++) {
+		cs[i].id = i;
+		cs[i].last_progress_ms = t0;
+		pthread_create(&cs[i].th, NULL, client, &cs[i]);
+	}
+	while (now_ms() < end) {
+		long long t = now_ms();
+
+		nanosleep(&tick, NULL);  /* the sampling period, not a wait */
+		if (nrss < secs * 4 + 8)
+			rss[nrss++] = rss_kb(pid);
+		for (int i = 0; i < nclients; i++)
+			if (t - cs[i].last_progress_ms > STALL_MS) {
+				fprintf(stderr, "loadgen: client %d made no "
+					"progress for %d s: deadlock?\n", i,
+					STALL_MS / 1000);
+				stalls++;
+				cs[i].last_progress_ms = t;
+			}
+		if (stalls)
+			break;
+	}
+	stop = 1;
+	for (int i = 0; i < nclients && !stalls; i++)
+		pthread_join(cs[i].th, NULL);
+	{
+		long w = nrss / 10, third = (nrss - w) / 3;
+
+		for (long k = w; k < w + third; k++)
+			if (rss[k] > first_max)
+				first_max = rss[k];
+		for (long k = nrss - third; k < nrss; k++)
+			if (rss[k] > last_max)
+				last_max = rss[k];
+	}
+	printf("ops %ld lookups %ld fills %ld rms %ld errors %ld stalls %ld\n",
+	       n_lookups + n_fills + n_rms, (long)n_lookups, (long)n_fills,
+	       (long)n_rms, (long)n_errors, stalls);
+	printf("rss_kb first_max %ld last_max %ld samples %ld\n", first_max,
+	       last_max, nrss);
+	fflush(stdout);
+	if (stalls)
+		_exit(1);  /* stuck threads cannot be joined */
+	return n_errors ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *op = argc > 1 ? argv[1] : "";
+
+	if (!strcmp(op, "prefill") && argc == 5) {
+		dir = argv[2];
+		return do_prefill(atol(argv[3]), atol(argv[4]));
+	}
+	if (!strcmp(op, "run") && argc == 7) {
+		dir = argv[2];
+		items = atol(argv[5]);
+		if (items <= 0)
+			return 2;
+		return do_run(atoi(argv[3]), atol(argv[4]), atol(argv[6]));
+	}
+	fprintf(stderr, "usage: loadgen prefill DIR FIRST COUNT\n"
+		"       loadgen run DIR CLIENTS SECONDS ITEMS DAEMON_PID\n");
+	return 2;
+}
