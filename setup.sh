@@ -19,7 +19,7 @@ cd "$(dirname "$0")"
 BUILD_DEPS=(build-essential meson ninja-build pkg-config fuse3 libfuse3-dev
 	libfaiss-dev libyaml-dev libsqlite3-dev zlib1g-dev libopenblas-dev
 	liblapack-dev libjson-c-dev libcurl4-openssl-dev libicu-dev)
-TEST_DEPS=(bats bats-assert bats-support bats-file attr python3 vim nano tmux)
+TEST_DEPS=(clang libclang-rt-14-dev bats bats-assert bats-support bats-file attr python3 vim nano tmux)
 
 die() { echo "setup.sh: $*" >&2; exit 1; }
 
@@ -63,6 +63,23 @@ build() {
 	ninja -C build
 }
 
+# count_bats TAP_LOG: add a bats TAP log to passed/failed/skipped
+count_bats() {
+	local n
+	n=$(grep -c '^ok .* # skip' "$1" || true); skipped=$((skipped + n))
+	n=$(grep '^ok ' "$1" | grep -vc ' # skip' || true); passed=$((passed + n))
+	n=$(grep -c '^not ok ' "$1" || true); failed=$((failed + n))
+}
+
+# build_asan: the same tree with AddressSanitizer + UBSan in ./build-asan
+build_asan() {
+	if [ ! -f build-asan/build.ninja ]; then
+		meson setup build-asan -Db_sanitize=address,undefined \
+			-Db_lundef=false >/dev/null
+	fi
+	ninja -C build-asan fs/semcachefs tests/fsop tests/crashfill tests/loadgen
+}
+
 run_tests() {
 	local unit_log bats_log passed=0 failed=0 skipped=0 rc=0 n
 	unit_log=$(mktemp)
@@ -74,9 +91,24 @@ run_tests() {
 	n=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$unit_log"); failed=$((failed + ${n:-0}))
 	echo "== bats suite (through real mounts)"
 	bats --formatter tap tests/ 2>&1 | tee "$bats_log" || rc=1
-	n=$(grep -c '^ok .* # skip' "$bats_log" || true); skipped=$((skipped + n))
-	n=$(grep '^ok ' "$bats_log" | grep -vc ' # skip' || true); passed=$((passed + n))
-	n=$(grep -c '^not ok ' "$bats_log" || true); failed=$((failed + n))
+	count_bats "$bats_log"
+	if [ "${SEMCACHE_SANITIZE:-1}" != 0 ]; then
+		# the whole bats suite again against an ASan+UBSan build
+		echo "== bats suite against the ASan+UBSan build (build-asan)"
+		build_asan || rc=1
+		ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+		UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+		SEMCACHE_BUILD=$PWD/build-asan bats --formatter tap tests/ 2>&1 |
+			tee "$bats_log" || rc=1
+		count_bats "$bats_log"
+	fi
+	if [ "${SEMCACHE_FUZZ_SECS:-30}" != 0 ] && command -v clang >/dev/null; then
+		# libFuzzer harnesses, bounded; each harness is one test
+		echo "== fuzz harnesses (${SEMCACHE_FUZZ_SECS:-30} s each, build-fuzz)"
+		tests/fuzz/run.sh "${SEMCACHE_FUZZ_SECS:-30}" 2>&1 | tee "$bats_log" || rc=1
+		n=$(grep -c '^fuzz_[a-z]*: .* 0 crashes (exit 0)$' "$bats_log" || true); passed=$((passed + n))
+		n=$(grep '^fuzz_[a-z]*: ' "$bats_log" | grep -vc ' 0 crashes (exit 0)$' || true); failed=$((failed + n))
+	fi
 	rm -f "$unit_log" "$bats_log"
 	echo
 	echo "${passed} passed, ${failed} failed, ${skipped} skipped"

@@ -20,6 +20,7 @@
 #define FUSE_USE_VERSION 312
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <fuse.h>
@@ -88,6 +89,9 @@ struct handle {
 	struct buf data;         /* write buffer, or read snapshot */
 	int64_t limit;           /* max bytes a write may reach */
 };
+
+/* FUSE requests served (a benchmark divides it by lookups). */
+static _Atomic uint64_t fuse_requests;
 
 static struct fs_state *st(void)
 {
@@ -261,6 +265,18 @@ static int view_text(const struct fpath *fp, struct buf *out, int64_t *mtime)
 		break;
 	case F_VIEW_STATS:
 		rc = cache_stats_text(st()->cache, fp->dir, &text, &len);
+		if (!rc && !strcmp(fp->dir, "/")) {
+			char *more = NULL;
+
+			if (asprintf(&more, "%sfuse_requests: %" PRIu64 "\n", text,
+				     (uint64_t)fuse_requests) < 0) {
+				rc = -ENOMEM;
+			} else {
+				free(text);
+				text = more;
+				len = strlen(text);
+			}
+		}
 		break;
 	case F_VIEW_ERRORS:
 		rc = cache_policy_errors(st()->cache, fp->dir, &text, &len);
@@ -342,6 +358,7 @@ static void fill_times(struct stat *s, int64_t ms)
 
 static int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *fi)
 {
+	fuse_requests++;
 	struct cache_cat_info ci;
 	struct fpath fp;
 	struct node *n;
@@ -525,6 +542,7 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		      off_t off, struct fuse_file_info *fi,
 		      enum fuse_readdir_flags flags)
 {
+	fuse_requests++;
 	struct dirfill df = { buf, filler };
 	struct fpath fp;
 	char *yaml;
@@ -579,6 +597,7 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 
 static int fs_mkdir(const char *path, mode_t mode)
 {
+	fuse_requests++;
 	struct fuse_context *fc = fuse_get_context();
 	char dir[4096], base[256];
 	struct node *n;
@@ -600,6 +619,7 @@ static int fs_mkdir(const char *path, mode_t mode)
 
 static int fs_rmdir(const char *path)
 {
+	fuse_requests++;
 	struct fpath fp;
 	int rc = resolve(path, &fp);
 
@@ -792,11 +812,13 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 
 static int fs_open(const char *path, struct fuse_file_info *fi)
 {
+	fuse_requests++;
 	return do_open(path, fi, false, 0);
 }
 
 static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
+	fuse_requests++;
 	return do_open(path, fi, true, mode);
 }
 
@@ -834,6 +856,7 @@ static int fast_answer(struct handle *h)
 static int fs_read(const char *path, char *out, size_t size, off_t off,
 		   struct fuse_file_info *fi)
 {
+	fuse_requests++;
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	struct buf *src = &h->data;
 	size_t n;
@@ -870,6 +893,7 @@ static int fs_read(const char *path, char *out, size_t size, off_t off,
 static int fs_write(const char *path, const char *data, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
+	fuse_requests++;
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	int rc;
 
@@ -981,6 +1005,7 @@ static int run_fill(struct handle *h)
 
 static int fs_flush(const char *path, struct fuse_file_info *fi)
 {
+	fuse_requests++;
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	struct node *n = h->node;
 	int rc = 0;
@@ -1031,6 +1056,7 @@ static int fs_flush(const char *path, struct fuse_file_info *fi)
 
 static int fs_release(const char *path, struct fuse_file_info *fi)
 {
+	fuse_requests++;
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 
 	if (h->kind == F_POLICY && h->writable && h->dirty && !h->written &&
@@ -1050,6 +1076,7 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
 
 static int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
+	fuse_requests++;
 	return fs_flush(path, fi);
 }
 
@@ -1057,6 +1084,7 @@ static int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 
 static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
+	fuse_requests++;
 	struct handle *h = fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
 	struct fpath fp;
 	struct node *n;
@@ -1119,6 +1147,7 @@ static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 
 static int fs_unlink(const char *path)
 {
+	fuse_requests++;
 	struct fpath fp;
 	struct node *n;
 	bool any = false;
@@ -1170,6 +1199,7 @@ static int fs_unlink(const char *path)
 
 static int fs_rename(const char *from, const char *to, unsigned int flags)
 {
+	fuse_requests++;
 	struct fpath a, b;
 	struct node *n, *m;
 	struct buf data = { 0 };
@@ -1250,6 +1280,7 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 
 static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
+	fuse_requests++;
 	struct fpath fp;
 	struct node *n;
 	int rc = resolve(path, &fp);
@@ -1274,6 +1305,7 @@ static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 static int fs_chown(const char *path, uid_t uid, gid_t gid,
 		    struct fuse_file_info *fi)
 {
+	fuse_requests++;
 	struct fpath fp;
 	int rc = resolve(path, &fp);
 
@@ -1287,6 +1319,7 @@ static int fs_chown(const char *path, uid_t uid, gid_t gid,
 static int fs_utimens(const char *path, const struct timespec tv[2],
 		      struct fuse_file_info *fi)
 {
+	fuse_requests++;
 	struct fpath fp;
 
 	return resolve(path, &fp);
@@ -1294,6 +1327,7 @@ static int fs_utimens(const char *path, const struct timespec tv[2],
 
 static int fs_statfs(const char *path, struct statvfs *sv)
 {
+	fuse_requests++;
 	if (statvfs(st()->store_dir, sv))
 		return -errno;
 	sv->f_namemax = NAME_MAX_BYTES;
@@ -1390,6 +1424,7 @@ static int xattr_value(const char *path, const char *name, char *out,
 static int fs_getxattr(const char *path, const char *name, char *value,
 		       size_t size)
 {
+	fuse_requests++;
 	char buf[128];
 	size_t len;
 	int rc = xattr_value(path, name, buf, sizeof(buf));
@@ -1407,6 +1442,7 @@ static int fs_getxattr(const char *path, const char *name, char *value,
 
 static int fs_listxattr(const char *path, char *list, size_t size)
 {
+	fuse_requests++;
 	struct fpath fp;
 	size_t need = 0, n = 0;
 	char buf[128];
@@ -1435,6 +1471,7 @@ static int fs_listxattr(const char *path, char *list, size_t size)
 static int fs_setxattr(const char *path, const char *name, const char *value,
 		       size_t size, int flags)
 {
+	fuse_requests++;
 	struct fpath fp;
 	int rc = resolve(path, &fp);
 

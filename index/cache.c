@@ -42,7 +42,7 @@
 #define KEY_SEED_B 0x0b5e55edca7e9a72ULL
 #define CTX_SEED 0xc0a7e47c0a7e47c1ULL
 #define MAX_DEPTH 64
-#define MERGE_BATCH 128
+#define MERGE_BATCH 16        /* one write-lock hold: ~10 ms per vector at 100k on scalar FAISS */
 #define SWEEP_BATCH 1024
 /* Lookup latency histogram: exact microseconds below 64, then 8 buckets
  * per power of two up to about 16 s. */
@@ -83,6 +83,9 @@ struct cat {
 	int64_t pyaml_mtime_ms;
 	char *perrors;
 	struct vindex *vi;        /* internally synchronised */
+	struct embedder *emb;     /* NULL when it could not be created */
+	char *emb_key;            /* what emb was made from (emb_key_of) */
+	char *emb_error;          /* why emb is NULL */
 	struct vindex_params vp;  /* what vi was built with; cache.lock */
 	_Atomic int ef_search;    /* ef_search vi uses now */
 
@@ -99,11 +102,20 @@ struct cat {
 	_Atomic uint64_t lat[LAT_BUCKETS];  /* lookup time histogram */
 };
 
+/* Embedders are shared by every category with the same settings (loading
+ * a model is slow and its memory large). Guarded by cache.lock. */
+struct embref {
+	char *key;
+	struct embedder *e;
+	unsigned refs;
+	struct embref *next;
+};
+
 struct cache {
 	struct cache_options opts;
 	char *store_dir;
 	struct store *store;
-	struct embedder *emb;
+	struct embref *embs;      /* cache.lock */
 	struct store_report report;
 
 	pthread_rwlock_t lock;    /* guards cats, and what struct cat says */
@@ -160,9 +172,24 @@ static void cat_free(struct cat *cat)
 	free(cat->pyaml);
 	free(cat->perrors);
 	free(cat->dirty);
+	free(cat->emb_key);
+	free(cat->emb_error);
 	pthread_mutex_destroy(&cat->lock);
 	free(cat->path);
 	free(cat);
+}
+
+/* Free every embedder, referenced or not (at close). */
+static void embs_free_all(struct cache *c)
+{
+	while (c->embs) {
+		struct embref *r = c->embs;
+
+		c->embs = r->next;
+		embedder_free(r->e);
+		free(r->key);
+		free(r);
+	}
 }
 
 static void effective_policy(const struct cat *cat, struct policy *p)
@@ -178,10 +205,112 @@ static void effective_policy(const struct cat *cat, struct policy *p)
 			policy_apply(p, chain[n]->pfile);
 }
 
-static void vparams(struct cache *c, const struct policy *p,
+/* The identity of the embedder a policy asks for (settings included). */
+static char *emb_key_of(const struct policy *p)
+{
+	char *key = NULL;
+	int n;
+
+	if (strcmp(p->embedder, "http"))
+		return strdup(p->embedder);
+	n = asprintf(&key, "http\x1f%s\x1f%s\x1f%d\x1f%s\x1f%" PRId64 "\x1f%d\x1f%d",
+		     p->http_url, p->http_model, p->http_dimensions,
+		     p->http_api_key_env, p->http_timeout_ms, p->http_retries,
+		     p->http_batch);
+	return n < 0 ? NULL : key;
+}
+
+/* Find or create the embedder for policy p. cache.lock held for writing
+ * (or no other thread running yet). */
+static int emb_acquire(struct cache *c, const struct policy *p,
+		       struct embedder **out, char **key_out, char *err,
+		       size_t errlen)
+{
+	char *key = emb_key_of(p);
+	struct embref *r;
+	int rc;
+
+	if (!key)
+		return -ENOMEM;
+	for (r = c->embs; r; r = r->next)
+		if (!strcmp(r->key, key))
+			break;
+	if (!r) {
+		struct embedder *e = NULL;
+
+		rc = embedder_new(p, &e, err, errlen);
+		if (rc) {
+			free(key);
+			return rc;
+		}
+		r = calloc(1, sizeof(*r));
+		if (!r) {
+			embedder_free(e);
+			free(key);
+			return -ENOMEM;
+		}
+		r->key = strdup(key);
+		r->e = e;
+		r->next = c->embs;
+		c->embs = r;
+		if (!r->key) {
+			free(key);
+			return -ENOMEM; /* r stays listed, unreferenced: freed at close */
+		}
+		semlog(LOG_INFO, "embedder '%s' ready (%d dimensions)", e->name, e->dim);
+	}
+	r->refs++;
+	*out = r->e;
+	*key_out = key;
+	return 0;
+}
+
+static void emb_release(struct cache *c, struct embedder *e)
+{
+	for (struct embref **pp = &c->embs; *pp; pp = &(*pp)->next) {
+		struct embref *r = *pp;
+
+		if (r->e != e)
+			continue;
+		if (--r->refs == 0) {
+			*pp = r->next;
+			embedder_free(r->e);
+			free(r->key);
+			free(r);
+		}
+		return;
+	}
+}
+
+/* Give cat the embedder its effective policy names (or a reason why not). */
+static void cat_set_embedder(struct cache *c, struct cat *cat,
+			     const struct policy *p)
+{
+	char err[512] = "";
+	struct embedder *e = NULL;
+	char *key = NULL;
+	int rc = emb_acquire(c, p, &e, &key, err, sizeof(err));
+
+	if (cat->emb)
+		emb_release(c, cat->emb);
+	free(cat->emb_key);
+	free(cat->emb_error);
+	cat->emb = e;
+	cat->emb_key = key;
+	cat->emb_error = NULL;
+	if (rc) {
+		if (!err[0])
+			snprintf(err, sizeof(err), "%s", strerror(-rc));
+		cat->emb_error = strdup(err);
+		semlog(LOG_ERR, "category '%s': embedder '%s' unavailable: %s (exact matches still served)",
+		       cat->path, p->embedder, err);
+	}
+}
+
+static void vparams(struct cat *cat, const struct policy *p,
 		    struct vindex_params *vp)
 {
-	vp->dim = c->emb->dim;
+	vp->dim = cat->emb ? cat->emb->dim : 1;
 	vp->m = p->hnsw_m;
 	vp->ef_construction = p->hnsw_ef_construction;
 	vp->ef_search = p->hnsw_ef_search;
@@ -304,12 +433,9 @@ static int load_entry(void *arg, const struct store_entry *se, const float *vec,
 	struct load_ctx *lc = arg;
 	struct centry *e, *old;
 
-	if (dim != lc->c->emb->dim || strcmp(embedder, lc->c->emb->name)) {
-		/* Re-embedding stored queries is the embedder issue's work; an
-		 * entry from another embedder is left in the store, unserved. */
-		lc->stale++;
-		return 0;
-	}
+	bool usable = lc->cat->emb && dim == lc->cat->emb->dim &&
+		      !strcmp(embedder, lc->cat->emb->name);
+
 	e = calloc(1, sizeof(*e));
 	if (!e) {
 		lc->rc = -ENOMEM;
@@ -330,7 +456,11 @@ static int load_entry(void *arg, const struct store_entry *se, const float *vec,
 	}
 	if (old) /* two rows with one key: the newer wins, as in a fill */
 		free(old);
-	if (se->id > lc->index_max) {
+	if (!usable) {
+		/* Stored by another embedder: the exact path still serves it;
+		 * its vector never enters this index (dimensions never mix). */
+		lc->stale++;
+	} else if (se->id > lc->index_max) {
 		lc->rc = vindex_add(lc->cat->vi, se->id, vec);
 		if (lc->rc && lc->rc != -EEXIST)
 			return 1;
@@ -355,7 +485,8 @@ static int cat_load(struct cache *c, struct cat *cat)
 	int rc;
 
 	effective_policy(cat, &pol);
-	vparams(c, &pol, &vp);
+	cat_set_embedder(c, cat, &pol);
+	vparams(cat, &pol, &vp);
 	cat->vp = vp;
 	cat->ef_search = vp.ef_search;
 	snapshot_path(c, cat, snap, sizeof(snap));
@@ -379,7 +510,7 @@ static int cat_load(struct cache *c, struct cat *cat)
 		if (vindex_merge(cat->vi, 4096) <= 0)
 			break;
 	if (lc.stale)
-		semlog(LOG_WARN, "category '%s': %" PRId64 " entries were stored by another embedder and are not served",
+		semlog(LOG_WARN, "category '%s': %" PRId64 " entries were stored by another embedder: served on exact matches only",
 		       cat->path, lc.stale);
 	return 0;
 }
@@ -473,9 +604,6 @@ int cache_open(const struct cache_options *o, struct cache **out, char *err,
 	pthread_mutex_init(&c->maint_mu, NULL);
 	pthread_cond_init(&c->maint_cv, NULL);
 
-	rc = embedder_new_spec("builtin", &c->emb, err, errlen);
-	if (rc)
-		goto fail;
 	rc = store_open(o->store_dir, &so, &c->store, &c->report, err, errlen);
 	if (rc)
 		goto fail;
@@ -520,7 +648,7 @@ fail:
 		cat_free(c->cats[i]);
 	free(c->cats);
 	store_close(c->store);
-	embedder_free(c->emb);
+	embs_free_all(c);
 	free(c->store_dir);
 	free(c);
 	return rc;
@@ -718,7 +846,7 @@ void cache_close(struct cache *c)
 	}
 	free(c->cats);
 	store_close(c->store);
-	embedder_free(c->emb);
+	embs_free_all(c);
 	pthread_rwlock_destroy(&c->lock);
 	pthread_mutex_destroy(&c->maint_mu);
 	pthread_cond_destroy(&c->maint_cv);
@@ -842,7 +970,8 @@ int cache_category_create(struct cache *c, const char *path, mode_t mode,
 		goto undo;
 	cat->parent = parent;
 	effective_policy(cat, &pol);
-	vparams(c, &pol, &vp);
+	cat_set_embedder(c, cat, &pol);
+	vparams(cat, &pol, &vp);
 	cat->vp = vp;
 	cat->ef_search = vp.ef_search;
 	rc = vindex_new(&vp, &cat->vi);
@@ -856,6 +985,8 @@ int cache_category_create(struct cache *c, const char *path, mode_t mode,
 	return 0;
 undo:
 	store_category_delete(c->store, sc.id);
+	if (cat && cat->emb)
+		emb_release(c, cat->emb);
 	cat_free(cat);
 out:
 	pthread_rwlock_unlock(&c->lock);
@@ -894,6 +1025,8 @@ int cache_category_remove(struct cache *c, const char *path)
 			break;
 		}
 	}
+	if (cat->emb)
+		emb_release(c, cat->emb);
 	cat_free(cat);
 out:
 	pthread_rwlock_unlock(&c->lock);
@@ -1190,14 +1323,29 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 		goto out;
 	}
 
-	r->dim = c->emb->dim;
+	if (!cat->emb) {
+		snprintf(r->note, sizeof(r->note), "embedder unavailable: %s",
+			 cat->emb_error ? cat->emb_error : "unknown");
+		cat->misses++;
+		rc = 0;
+		goto out;
+	}
+	r->dim = cat->emb->dim;
 	r->vec = malloc(sizeof(float) * r->dim);
 	rc = -ENOMEM;
 	if (!r->vec)
 		goto out;
-	rc = embedder_embed(c->emb, q->query, q->query_len, r->vec);
-	if (rc)
+	rc = embedder_embed(cat->emb, q->query, q->query_len, r->vec);
+	if (rc) {
+		/* a remote embedder is down or slow: answer miss, say why */
+		snprintf(r->note, sizeof(r->note), "embedder unavailable: %s",
+			 embedder_last_error());
+		free(r->vec);
+		r->vec = NULL;
+		cat->misses++;
+		rc = 0;
 		goto out;
+	}
 	if (pol.hnsw_ef_search != cat->ef_search) {
 		/* two lookups may both set the same value: harmless */
 		cat->ef_search = pol.hnsw_ef_search;
@@ -1272,16 +1420,25 @@ int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 	rc = make_key(q, &pol, &k);
 	if (rc)
 		goto out;
-	if (prior && prior->vec && prior->dim == c->emb->dim) {
+	rc = -EIO;
+	if (!cat->emb) {
+		semlog(LOG_WARN, "category '%s': fill refused: embedder unavailable: %s",
+		       cat->path, cat->emb_error ? cat->emb_error : "unknown");
+		goto out;
+	}
+	if (prior && prior->vec && prior->dim == cat->emb->dim) {
 		vec = prior->vec;
 	} else {
 		rc = -ENOMEM;
-		vec = malloc(sizeof(float) * c->emb->dim);
+		vec = malloc(sizeof(float) * cat->emb->dim);
 		if (!vec)
 			goto out;
-		rc = embedder_embed(c->emb, q->query, q->query_len, vec);
-		if (rc)
+		rc = embedder_embed(cat->emb, q->query, q->query_len, vec);
+		if (rc) {
+			semlog(LOG_WARN, "category '%s': fill refused: embedder unavailable: %s",
+			       cat->path, embedder_last_error());
 			goto out;
+		}
 	}
 	se.cat_id = cat->id;
 	se.created_ms = now_ms();
@@ -1296,8 +1453,8 @@ int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 		pl.context_len = q->context_len;
 	}
 	pl.vec = vec;
-	pl.dim = c->emb->dim;
-	pl.embedder = c->emb->name;
+	pl.dim = cat->emb->dim;
+	pl.embedder = cat->emb->name;
 	pl.response = resp;
 	pl.response_len = resp_len;
 	rc = -ENOMEM;
@@ -1401,45 +1558,90 @@ static bool in_subtree(const struct cat *x, const struct cat *top)
 }
 
 /*
- * Would installing pf as cat's policy change the index structure (hnsw.m,
- * hnsw.ef_construction) of a category in cat's subtree? A category with
- * entries keeps its index (the change is refused: a mixed index is never
- * built); an empty one gets a new index. Called with cache.lock held for
- * writing. Returns -EINVAL with msg filled, or 0 with rebuild[i] marked.
+ * What installing pf as cat's policy would change in cat's subtree. The
+ * index structure (hnsw.m, hnsw.ef_construction) and the embedder are fixed
+ * while a category has entries: such a change is refused (purge first), so a
+ * mixed index is never built. An empty category gets a new embedder and index
+ * (rebuild[i]; the new embedder is acquired here, in newemb[i], so that an
+ * unusable one — a missing model — rejects the write). Called with
+ * cache.lock held for writing. Returns -EINVAL with msg filled, or 0.
  */
+struct restructure {
+	bool rebuild;
+	struct embedder *emb;      /* acquired when the embedder changes */
+	char *emb_key;
+};
+
+static void restructure_release(struct cache *c, struct restructure *rs,
+				size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (rs[i].emb)
+			emb_release(c, rs[i].emb);
+		free(rs[i].emb_key);
+		rs[i].emb = NULL;
+		rs[i].emb_key = NULL;
+	}
+}
+
 static int check_structure(struct cache *c, struct cat *cat,
-			   struct policy_file *pf, bool *rebuild, char *msg,
-			   size_t msize)
+			   struct policy_file *pf, struct restructure *rs,
+			   char *msg, size_t msize)
 {
 	struct policy_file *saved = cat->pfile;
+	const char *where = strcmp(cat->path, "/") ? cat->path : "";
 	int rc = 0;
 
 	cat->pfile = pf;
 	for (size_t i = 0; i < c->ncats && !rc; i++) {
 		struct cat *x = c->cats[i];
+		char why[400], err[400] = "";
 		struct policy np;
+		char *key;
+		bool emb_changes, hnsw_changes;
 
-		rebuild[i] = false;
 		if (!in_subtree(x, cat))
 			continue;
 		effective_policy(x, &np);
-		if (np.hnsw_m == x->vp.m &&
-		    np.hnsw_ef_construction == x->vp.ef_construction)
-			continue;
-		if (x->by_id.len == 0) {
-			rebuild[i] = true;
-			continue;
+		if (policy_check(&np, why, sizeof(why))) {
+			snprintf(msg, msize, "%s/policy.yaml: %s\n", where, why);
+			rc = -EINVAL;
+			break;
 		}
-		snprintf(msg, msize,
-			 "%s/policy.yaml: hnsw.m and hnsw.ef_construction cannot change while '%s' has entries (it has %zu; purge it first)\n",
-			 strcmp(cat->path, "/") ? cat->path : "", x->path, x->by_id.len);
-		rc = -EINVAL;
+		key = emb_key_of(&np);
+		if (!key) {
+			rc = -ENOMEM;
+			break;
+		}
+		emb_changes = !x->emb_key || strcmp(key, x->emb_key);
+		hnsw_changes = np.hnsw_m != x->vp.m ||
+			       np.hnsw_ef_construction != x->vp.ef_construction;
+		free(key);
+		if (!emb_changes && !hnsw_changes)
+			continue;
+		if (x->by_id.len) {
+			snprintf(msg, msize,
+				 "%s/policy.yaml: %s cannot change while '%s' has entries (it has %zu; purge it first)\n",
+				 where, emb_changes ? "embedder" :
+				 "hnsw.m and hnsw.ef_construction", x->path, x->by_id.len);
+			rc = -EINVAL;
+			break;
+		}
+		rs[i].rebuild = true;
+		if (!emb_changes)
+			continue;
+		rc = emb_acquire(c, &np, &rs[i].emb, &rs[i].emb_key, err, sizeof(err));
+		if (rc) {
+			snprintf(msg, msize, "%s/policy.yaml: embedder '%s' unusable: %s\n",
+				 where, np.embedder, err[0] ? err : strerror(-rc));
+			rc = -EINVAL;
+		}
 	}
 	cat->pfile = saved;
 	return rc;
 }
 
-static void rebuild_empty(struct cache *c, bool *rebuild)
+static void rebuild_empty(struct cache *c, struct restructure *rs)
 {
 	for (size_t i = 0; i < c->ncats; i++) {
 		struct cat *x = c->cats[i];
@@ -1447,10 +1649,21 @@ static void rebuild_empty(struct cache *c, bool *rebuild)
 		struct vindex *nv;
 		struct policy np;
 
-		if (!rebuild[i])
+		if (!rs[i].rebuild)
 			continue;
+		if (rs[i].emb) {
+			if (x->emb)
+				emb_release(c, x->emb);
+			free(x->emb_key);
+			free(x->emb_error);
+			x->emb = rs[i].emb;
+			x->emb_key = rs[i].emb_key;
+			x->emb_error = NULL;
+			rs[i].emb = NULL;
+			rs[i].emb_key = NULL;
+		}
 		effective_policy(x, &np);
-		vparams(c, &np, &vp);
+		vparams(x, &np, &vp);
 		if (vindex_new(&vp, &nv) == 0) {
 			vindex_free(x->vi);
 			x->vi = nv;
@@ -1463,7 +1676,7 @@ static void rebuild_empty(struct cache *c, bool *rebuild)
 int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 		     size_t len)
 {
-	bool *rebuild = NULL;
+	struct restructure *rs = NULL;
 	struct policy_file *pf = NULL;
 	struct policy_error perr;
 	struct cat *cat;
@@ -1495,13 +1708,13 @@ int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 		copy[len] = '\0';
 	}
 	rc = -ENOMEM;
-	rebuild = calloc(c->ncats, sizeof(*rebuild));
-	if (!rebuild)
+	rs = calloc(c->ncats, sizeof(*rs));
+	if (!rs)
 		goto out;
 	{
-		char msg[512];
+		char msg[1024];
 
-		rc = check_structure(c, cat, pf, rebuild, msg, sizeof(msg));
+		rc = check_structure(c, cat, pf, rs, msg, sizeof(msg));
 		if (rc) {
 			semlog(LOG_WARN, "rejected %.*s", (int)strlen(msg) - 1, msg);
 			cat_set_policy_error(cat, msg);
@@ -1520,15 +1733,17 @@ int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 	cat->pyaml_len = copy ? len : 0;
 	cat->pyaml_mtime_ms = now_ms();
 	cat_set_policy_error(cat, NULL);
-	rebuild_empty(c, rebuild);
+	rebuild_empty(c, rs);
 	pf = NULL;
 	copy = NULL;
 	semlog(LOG_INFO, "policy of '%s' %s", cat->path, yaml ? "updated" : "removed");
 out:
 	pthread_rwlock_unlock(&c->lock);
+	if (rs)
+		restructure_release(c, rs, c->ncats);
 	policy_file_free(pf);
 	free(copy);
-	free(rebuild);
+	free(rs);
 	return rc;
 }
 
@@ -1700,9 +1915,16 @@ int cache_entry_read(struct cache *c, const char *path, int64_t id,
 		}
 		return 0;
 	case CACHE_PART_META: {
-		char created[32], expires[32], last[32], buf[512];
+		char created[32], expires[32], last[32], buf[1024];
+		char emb_name[EMBED_NAME_MAX] = "unavailable";
+		struct cat *cat;
 		int n;
 
+		pthread_rwlock_rdlock(&c->lock);
+		cat = cat_find(c, path);
+		if (cat && cat->emb)
+			snprintf(emb_name, sizeof(emb_name), "%s", cat->emb->name);
+		pthread_rwlock_unlock(&c->lock);
 		iso_time(info.created_ms, created, sizeof(created));
 		iso_time(info.expires_ms, expires, sizeof(expires));
 		iso_time(info.last_hit_ms, last, sizeof(last));
@@ -1712,7 +1934,7 @@ int cache_entry_read(struct cache *c, const char *path, int64_t id,
 			     "\nquery_bytes: %u\ncontext: %s\nembedder: %s\n",
 			     info.id, created, expires, info.expired ? "yes" : "no",
 			     info.hits, last, info.bytes, info.query_len,
-			     info.context_len ? "yes" : "no", c->emb->name);
+			     info.context_len ? "yes" : "no", emb_name);
 		return dup_text(buf, n, data, len);
 	}
 	}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Load: 8 concurrent clients doing lookups (70%), fills (20%) and rm of
+# Load: 8 concurrent clients doing lookups (70%), refills (20%) and rm of
 # session files (10%) against a prefilled category, through the mount.
 # No error, no deadlock (a client without progress for 30 s fails the run),
 # no fd growth, and no RSS growth: the max VmRSS of the last third of the

@@ -7,7 +7,8 @@
  * (k = 16, as vindex asks for max(4k, 16) candidates) and single-vector
  * adds, and prints p50/p99/min in microseconds on one line. The same program
  * is built against Debian's scalar FAISS and against an AVX2 build (meson
- * -Dfaiss_prefix=...); the header line says which one is linked.
+ * -Dfaiss_prefix=...); each output line says which one is linked. Only the
+ * C API calls the compat unit (index/faiss_compat.cpp) provides are used.
  *
  * Data: synthetic random unit vectors (Gaussian, normalised; a seed picks
  * them), or with -c CORPUS the first N lines of a question file embedded
@@ -173,6 +174,7 @@ int main(int argc, char **argv)
 	float *base, *queries, *extra, dist[K];
 	idx_t labels[K];
 	double *t, t0, build_s = -1;
+	FILE *f;
 	int opt;
 
 	while ((opt = getopt(argc, argv, "n:d:m:e:q:a:s:c:i:")) != -1) {
@@ -211,9 +213,10 @@ int main(int argc, char **argv)
 			random_unit(extra + i * dim, (int)dim);
 	}
 
-	if (index_file && access(index_file, R_OK) == 0) {
-		if (faiss_read_index_fname(index_file, 0, &idx))
+	if (index_file && (f = fopen(index_file, "rb"))) {
+		if (faiss_read_index(f, 0, &idx))
 			die_faiss("read_index");
+		fclose(f);
 		if (faiss_Index_ntotal(idx) != n || faiss_Index_d(idx) != dim) {
 			fprintf(stderr, "faiss_bench: '%s' holds %lld vectors of dim %d, not %ld of %ld: delete it\n",
 				index_file, (long long)faiss_Index_ntotal(idx), faiss_Index_d(idx), n, dim);
@@ -227,8 +230,11 @@ int main(int argc, char **argv)
 		if (faiss_Index_add(idx, n, base))
 			die_faiss("add");
 		build_s = (now_us() - t0) / 1e6;
-		if (index_file && faiss_write_index_fname(idx, index_file))
-			die_faiss("write_index");
+		if (index_file) {
+			f = fopen(index_file, "wb");
+			if (!f || faiss_write_index(idx, f) || fclose(f))
+				die_faiss("write_index");
+		}
 	}
 	if (faiss_ParameterSpace_new(&ps) ||
 	    faiss_ParameterSpace_set_index_parameter(ps, idx, "efSearch", (double)ef))

@@ -5,8 +5,10 @@
  *       fill items FIRST..FIRST+COUNT-1 ("load item I ..." -> its answer)
  *   loadgen run DIR CLIENTS SECONDS ITEMS DAEMON_PID
  *       CLIENTS threads for SECONDS: 70% lookups of a random prefilled item
- *       (must hit match=exact with the exact answer bytes), 20% fills of new
- *       unique questions, 10% rm of the client's session files. Meanwhile
+ *       (must hit match=exact with the exact answer bytes), 20% refills of
+ *       a random prefilled item with its same answer (the entry is
+ *       replaced, so the entry count and the memory it needs stay steady),
+ *       10% rm of the client's session files. Meanwhile
  *       samples DAEMON_PID's VmRSS every 250 ms. A client making no progress
  *       for 30 s is a deadlock. Prints
  *         ops N lookups L fills F rms R errors E stalls S
@@ -118,12 +120,14 @@ static int fill_one(const char *name, const char *q, size_t qn,
 
 static int do_prefill(long first, long count)
 {
-	char q[256], a[512];
+	char q[256], a[512], name[48];
 
+	/* one session name per process: concurrent prefills must not share */
+	snprintf(name, sizeof(name), "prefill%ld", first);
 	for (long i = first; i < first + count; i++) {
 		int qn = question(i, q, sizeof(q)), an = answer(i, a, sizeof(a));
 
-		if (fill_one("prefill", q, (size_t)qn, a, (size_t)an))
+		if (fill_one(name, q, (size_t)qn, a, (size_t)an))
 			return 1;
 	}
 	printf("prefilled %ld\n", count);
@@ -174,12 +178,13 @@ static void *client(void *arg)
 			}
 			n_lookups++;
 		} else if (r < 90) {
-			int qn = snprintf(q, sizeof(q), "load client %d new "
-					  "question %ld %u\n", c->id, fills++,
-					  rand_r(&seed));
-			int an = snprintf(a, sizeof(a), "new answer %d/%ld",
-					  c->id, fills);
+			/* a refill of a prefilled item with its same answer:
+			 * replaces the entry, keeps the entry count steady */
+			long i = (long)(rand_r(&seed) % (unsigned)items);
+			int qn = question(i, q, sizeof(q));
+			int an = answer(i, a, sizeof(a));
 
+			fills++;
 			if (!fill_one(name, q, (size_t)qn, a, (size_t)an))
 				n_fills++;
 		} else {

@@ -660,9 +660,10 @@ static void test_damage(void)
 	CHECK_EQ_INT(store_response_read(s, 424242, &buf, &len), -ENOENT);
 	store_close(s);
 
-	/* a damaged database is reported, never deleted */
+	/* a damaged database is moved aside (never deleted) and rebuilt */
 	{
 		char db[PATH_MAX], junk[8192], err[512];
+		struct store_report rep;
 		struct stat sb;
 
 		fresh_dir(dir, sizeof(dir), "baddb");
@@ -670,10 +671,47 @@ static void test_damage(void)
 		pathf(db, sizeof(db), "%s/semcache.db", dir);
 		memset(junk, 'x', sizeof(junk));
 		write_file(db, junk, sizeof(junk));
-		CHECK_EQ_INT(store_open(dir, NULL, &s, NULL, err,
-					sizeof(err)), -EUCLEAN);
-		CHECK(strstr(err, "corrupt") != NULL);
+		CHECK_EQ_INT(store_open(dir, NULL, &s, &rep, err,
+					sizeof(err)), 0);
+		CHECK(rep.db_repaired);
+		CHECK_EQ_INT(rep.db_salvaged, 0);
+		CHECK_EQ_INT(rep.db_lost, 0);
+		CHECK(!strncmp(rep.db_aside, "semcache.db.corrupt-", 20));
+		pathf(db, sizeof(db), "%s/%s", dir, rep.db_aside);
 		CHECK(stat(db, &sb) == 0 && sb.st_size == sizeof(junk));
+		store_close(s);
+	}
+
+	/* entries of a database with a garbled page: salvaged or lost+found */
+	{
+		char db[PATH_MAX], err[512];
+		struct store_report rep;
+		int64_t id;
+		struct stat sb;
+		int fd;
+
+		fresh_dir(dir, sizeof(dir), "badpage");
+		CHECK_EQ_INT(open_store(dir, false, &s, NULL), 0);
+		for (int i = 0; i < 200; i++)
+			CHECK_EQ_INT(put_n(s, 1, i, &id), 0);
+		store_close(s);
+		pathf(db, sizeof(db), "%s/semcache.db", dir);
+		CHECK(stat(db, &sb) == 0 && sb.st_size > 8 * 4096);
+		fd = open(db, O_WRONLY);
+		CHECK(fd >= 0);
+		CHECK(pwrite(fd, "\xa5\xa5\xa5\xa5\xa5\xa5\xa5\xa5", 8,
+			     (sb.st_size / 4096 / 2) * 4096) == 8);
+		close(fd);
+		CHECK_EQ_INT(store_open(dir, NULL, &s, &rep, err,
+					sizeof(err)), 0);
+		CHECK(rep.db_repaired);
+		CHECK(rep.db_salvaged > 0);
+		CHECK_EQ_INT(rep.db_salvaged + rep.db_lost, 200);
+		CHECK_EQ_INT(rep.entries, rep.db_salvaged);
+		/* ids are not handed out again */
+		CHECK_EQ_INT(put_n(s, 1, 500, &id), 0);
+		CHECK(id > 200);
+		store_close(s);
 	}
 }
 
