@@ -271,7 +271,9 @@ int main(int argc, char *argv[])
 	} else {
 		lc = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(lc, cl.clone_fd);
-		fuse_loop_cfg_set_max_threads(lc, cl.max_threads);
+		/* Readers waiting on a coalesced miss hold a worker each: keep
+		 * enough workers for the fills that release them. */
+		fuse_loop_cfg_set_max_threads(lc, cl.max_threads < 64 ? 64 : cl.max_threads);
 		rc = fuse_loop_mt(fuse, lc);
 		fuse_loop_cfg_destroy(lc);
 	}

@@ -53,6 +53,8 @@ enum fkind {
 	F_ENTRIES,      /* CATEGORY/entries */
 	F_ENTRY,        /* CATEGORY/entries/ID */
 	F_ENTRY_FILE,   /* CATEGORY/entries/ID/{query,response,context,meta} */
+	F_LOAD_DIR,     /* /.load */
+	F_LOAD_FILE,    /* /.load/MODEL: its utilisation, 0..1 */
 };
 
 static const char *const entry_part_name[] = {
@@ -63,6 +65,7 @@ static const char *const entry_part_name[] = {
 static const char *const sfile_suffix[SF_N] = {
 	[SF_QUERY] = ".query", [SF_RESPONSE] = ".response",
 	[SF_STATUS] = ".status", [SF_CONTEXT] = ".context",
+	[SF_FEEDBACK] = ".feedback",
 };
 
 struct fpath {
@@ -229,6 +232,18 @@ static int resolve(const char *path, struct fpath *fp)
 	memset(fp, 0, sizeof(*fp));
 	if (strlen(path) >= sizeof(fp->dir))
 		return -ENAMETOOLONG;
+	if (!strncmp(path, "/.load", 6) && (path[6] == '\0' || path[6] == '/')) {
+		strcpy(fp->dir, "/.load");
+		if (!path[6] || !path[7]) {
+			fp->kind = F_LOAD_DIR;
+			return 0;
+		}
+		if (strchr(path + 7, '/') || strlen(path + 7) >= sizeof(fp->name))
+			return -ENOENT;
+		fp->kind = F_LOAD_FILE;
+		strcpy(fp->name, path + 7);
+		return 0;
+	}
 	/* "entries" is never a category, so its first component is the one */
 	for (ent = strstr(path, "/entries/"); ent; ent = strstr(ent + 1, "/entries/")) {
 		size_t dl = ent == path ? 1 : (size_t)(ent - path);
@@ -318,6 +333,8 @@ static int session_content(struct node *n, enum sfile sf, struct buf *out)
 		return buf_set(out, n->response.data, n->response.len);
 	case SF_STATUS:
 		return buf_set(out, n->status, strlen(n->status));
+	case SF_FEEDBACK:
+		return buf_set(out, n->feedback.data, n->feedback.len);
 	default:
 		return -EINVAL;
 	}
@@ -332,6 +349,8 @@ static size_t session_size(struct node *n, enum sfile sf)
 		return n->context.len;
 	case SF_RESPONSE:
 		return n->response.len;
+	case SF_FEEDBACK:
+		return n->feedback.len;
 	default:
 		return strlen(n->status);
 	}
@@ -356,6 +375,53 @@ static void fill_times(struct stat *s, int64_t ms)
 	s->st_ctim = s->st_mtim;
 }
 
+/* A model name is a file name under .load/: plain characters only. */
+static bool load_name_ok(const char *name)
+{
+	if (!name[0] || strlen(name) > 100 || !strcmp(name, ".") || !strcmp(name, ".."))
+		return false;
+	for (const char *c = name; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-'))
+			return false;
+	return true;
+}
+
+static int load_getattr(const struct fpath *fp, struct stat *s)
+{
+	struct cache_cat_info ci;
+	char *text = NULL;
+	size_t len = 0;
+	int rc = cache_category_stat(st()->cache, "/", &ci);
+
+	if (rc)
+		return rc;
+	s->st_uid = ci.uid;
+	s->st_gid = ci.gid;
+	fill_times(s, fs_now_ms());
+	if (fp->kind == F_LOAD_DIR) {
+		s->st_mode = S_IFDIR | 0755;
+		s->st_nlink = 2;
+		return 0;
+	}
+	s->st_mode = S_IFREG | 0644;
+	s->st_nlink = 1;
+	rc = cache_load_text(st()->cache, fp->name, &text, &len);
+	if (rc == -ENOENT) {
+		struct node *n = node_get(NODE_PENDING, "/.load", fp->name, 0);
+
+		if (!n)
+			return -ENOENT;
+		node_put(n, false);
+		return 0;
+	}
+	free(text);
+	s->st_size = (off_t)len;
+	return rc;
+}
+
+static int add_load_name(void *arg, const char *name);
+
 static int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *fi)
 {
 	fuse_requests++;
@@ -369,6 +435,8 @@ static int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *f
 	if (rc)
 		return rc;
 	memset(s, 0, sizeof(*s));
+	if (fp.kind == F_LOAD_DIR || fp.kind == F_LOAD_FILE)
+		return load_getattr(&fp, s);
 	if (fp.kind == F_DIR) {
 		rc = cache_category_stat(st()->cache, fp.dir, &ci);
 		if (rc)
@@ -507,6 +575,14 @@ static int add_child(void *arg, const char *name)
 	return 0;
 }
 
+static int add_load_name(void *arg, const char *name)
+{
+	struct dirfill *df = arg;
+
+	df->filler(df->buf, name, NULL, 0, 0);
+	return 0;
+}
+
 static int add_entry(void *arg, int64_t id)
 {
 	struct dirfill *df = arg;
@@ -551,6 +627,11 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 
 	if (rc)
 		return rc;
+	if (fp.kind == F_LOAD_DIR) {
+		filler(buf, ".", NULL, 0, 0);
+		filler(buf, "..", NULL, 0, 0);
+		return cache_load_list(st()->cache, add_load_name, &df);
+	}
 	if (fp.kind == F_ENTRIES) {
 		filler(buf, ".", NULL, 0, 0);
 		filler(buf, "..", NULL, 0, 0);
@@ -577,8 +658,10 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	filler(buf, "..", NULL, 0, 0);
 	filler(buf, "entries", NULL, 0, 0);
 	filler(buf, ".purge", NULL, 0, 0);
-	if (!strcmp(fp.dir, "/"))
+	if (!strcmp(fp.dir, "/")) {
 		filler(buf, ".metrics", NULL, 0, 0);
+		filler(buf, ".load", NULL, 0, 0);
+	}
 	filler(buf, ".policy", NULL, 0, 0);
 	filler(buf, ".stats", NULL, 0, 0);
 	filler(buf, ".errors", NULL, 0, 0);
@@ -668,8 +751,8 @@ static int open_session(struct fpath *fp, struct handle *h, int flags,
 	if (!n)
 		return wr && fp->sf == SF_RESPONSE ? -ENOENT : (wr ? -ENOMEM : -ENOENT);
 	pthread_mutex_lock(&n->lock);
-	if (fp->sf == SF_RESPONSE && wr && !n->looked_up)
-		rc = -ENOENT; /* a fill needs a query looked up first */
+	if ((fp->sf == SF_RESPONSE || fp->sf == SF_FEEDBACK) && wr && !n->looked_up)
+		rc = -ENOENT; /* a fill or feedback needs a query looked up first */
 	else if (!wr && !n->present[fp->sf])
 		rc = -ENOENT;
 	else if (!(flags & O_TRUNC))
@@ -747,8 +830,11 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 
 	if (rc)
 		return rc;
-	if (fp.kind == F_DIR || fp.kind == F_ENTRIES || fp.kind == F_ENTRY)
+	if (fp.kind == F_DIR || fp.kind == F_ENTRIES || fp.kind == F_ENTRY ||
+	    fp.kind == F_LOAD_DIR)
 		return create ? -EEXIST : -EISDIR;
+	if (fp.kind == F_LOAD_FILE && !load_name_ok(fp.name))
+		return create ? -EINVAL : -ENOENT;
 	if (fp.kind == F_PURGE && (fi->flags & O_ACCMODE) == O_RDONLY)
 		return -EACCES;
 	h = calloc(1, sizeof(*h));
@@ -773,6 +859,26 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 		break;
 	case F_PURGE:
 		h->dirty = (fi->flags & O_TRUNC) != 0;
+		fi->direct_io = 1;
+		break;
+	case F_LOAD_FILE:
+		strcpy(h->dir, fp.name); /* the model name */
+		if (!wr) {
+			char *text = NULL;
+			size_t len = 0;
+
+			rc = cache_load_text(st()->cache, fp.name, &text, &len);
+			if (!rc) {
+				h->data.data = text;
+				h->data.len = h->data.cap = len;
+			}
+		} else if (create) {
+			h->pending = node_get(NODE_PENDING, "/.load", fp.name,
+					      NODE_CREATE | NODE_TOUCH);
+			if (!h->pending)
+				rc = -ENOMEM;
+		}
+		h->limit = 64;
 		fi->direct_io = 1;
 		break;
 	case F_POLICY:
@@ -825,6 +931,7 @@ static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 /* ---- reading and writing ---- */
 
 static int run_lookup(struct handle *h);
+static void wait_pending(struct node *n, const char *dir);
 
 /*
  * The fast path: a NAME.query opened read-write answers on the same
@@ -843,6 +950,8 @@ static int fast_answer(struct handle *h)
 	h->dirty = false;
 	pthread_mutex_lock(&n->lock);
 	rc = run_lookup(h);
+	if (!rc)
+		wait_pending(n, h->dir);
 	if (!rc)
 		rc = buf_set(&h->answer, n->status, strlen(n->status));
 	if (!rc && n->response.len)
@@ -876,6 +985,8 @@ static int fs_read(const char *path, char *out, size_t size, off_t off,
 	} else if (h->kind == F_SESSION && !h->writable) {
 		/* read-only session handles read the live content */
 		pthread_mutex_lock(&h->node->lock);
+		if (h->sf == SF_RESPONSE && off == 0)
+			wait_pending(h->node, h->dir);
 		buf_release(&h->data);
 		session_content(h->node, h->sf, &h->data);
 		pthread_mutex_unlock(&h->node->lock);
@@ -927,6 +1038,8 @@ static void set_status(struct node *n, const char *fmt, ...)
 	va_end(ap);
 }
 
+static void adopt_result(struct node *n);
+
 /* The lookup of NAME.query: runs when its writer closes. node->lock held. */
 static int run_lookup(struct handle *h)
 {
@@ -949,28 +1062,70 @@ static int run_lookup(struct handle *h)
 	n->present[SF_QUERY] = n->present[SF_STATUS] = n->present[SF_RESPONSE] = true;
 	for (int i = SF_QUERY; i <= SF_STATUS; i++)
 		n->mtime_ms[i] = now;
+	n->gen++;
 	rc = cache_lookup(st()->cache, h->dir, &q, &r);
 	if (rc) {
 		set_status(n, "error %s\n", rc == -EINVAL ? "empty query" :
 			   rc == -EFBIG ? "query over limits.query_bytes" : strerror(-rc));
 		return rc;
 	}
-	if (r.outcome == CACHE_HIT) {
+	n->result = r;
+	n->looked_up = true;
+	adopt_result(n);
+	return 0;
+}
+
+/* Show n->result in NAME.status and NAME.response. node->lock held. */
+static void adopt_result(struct node *n)
+{
+	struct cache_result *r = &n->result;
+
+	if (r->outcome == CACHE_HIT) {
 		set_status(n, "hit score=%.3f entry=%" PRId64 " age=%" PRId64 " match=%s\n",
-			   r.score, r.entry_id, r.age_s, r.exact ? "exact" : "semantic");
+			   r->score, r->entry_id, r->age_s, r->exact ? "exact" : "semantic");
 		/* hand the answer over without a copy */
 		free(n->response.data);
-		n->response.data = r.response;
-		n->response.len = n->response.cap = r.response_len;
-		r.response = NULL;
-	} else if (r.note[0]) {
-		set_status(n, "miss reason=%s\n", r.note);
+		n->response.data = r->response;
+		n->response.len = n->response.cap = r->response_len;
+		r->response = NULL;
+		r->response_len = 0;
+	} else if (r->outcome == CACHE_PENDING) {
+		set_status(n, "pending score=%.3f\n", r->score);
+	} else if (r->note[0]) {
+		set_status(n, "miss reason=%s\n", r->note);
 	} else {
 		set_status(n, "miss\n");
 	}
+	n->mtime_ms[SF_STATUS] = n->mtime_ms[SF_RESPONSE] = fs_now_ms();
+}
+
+/*
+ * Miss coalescing: if n's lookup is pending on another query's fill, wait
+ * for it (without holding n->lock) and show the outcome. Concurrent readers
+ * of the same session wait for the first one. node->lock held.
+ */
+static void wait_pending(struct node *n, const char *dir)
+{
+	while (n->waiting)
+		pthread_cond_wait(&n->cv, &n->lock);
+	if (!n->looked_up || n->result.outcome != CACHE_PENDING)
+		return;
+	struct cache_result r = n->result;
+	unsigned gen = n->gen;
+
+	memset(&n->result, 0, sizeof(n->result));
+	n->waiting = true;
+	pthread_mutex_unlock(&n->lock);
+	cache_pending_wait(st()->cache, dir, &r);
+	pthread_mutex_lock(&n->lock);
+	n->waiting = false;
+	pthread_cond_broadcast(&n->cv);
+	if (gen != n->gen) { /* a new query replaced it meanwhile */
+		cache_result_release(&r);
+		return;
+	}
 	n->result = r;
-	n->looked_up = true;
-	return 0;
+	adopt_result(n);
 }
 
 /* The fill through NAME.response. node->lock held. */
@@ -996,11 +1151,49 @@ static int run_fill(struct handle *h)
 	if (rc)
 		return rc;
 	n->mtime_ms[SF_RESPONSE] = n->mtime_ms[SF_STATUS] = fs_now_ms();
-	if (stored)
+	if (stored) {
 		set_status(n, "stored entry=%" PRId64 "\n", id);
-	else
-		set_status(n, "not-stored reason=cache disabled by policy\n");
+	} else {
+		char note[160];
+
+		cache_fill_note(st()->cache, h->dir, note, sizeof(note));
+		set_status(n, "not-stored reason=%s\n", note[0] ? note : "policy");
+	}
 	return 0;
+}
+
+/* NAME.feedback: "wrong" after a hit invalidates the entry served and
+ * counts a false hit. node->lock held. */
+static int run_feedback(struct handle *h)
+{
+	struct node *n = h->node;
+	char word[16];
+	size_t len = h->data.len;
+	const char *d = h->data.data ? h->data.data : "";
+	int rc;
+
+	while (len && (d[len - 1] == '\n' || d[len - 1] == ' ' || d[len - 1] == '\r'))
+		len--;
+	if (len >= sizeof(word))
+		return -EINVAL;
+	memcpy(word, d, len);
+	word[len] = '\0';
+	if (strcmp(word, "wrong"))
+		return -EINVAL; /* the only verdict there is */
+	if (!n->looked_up || n->result.outcome != CACHE_HIT || !n->result.entry_id)
+		return -ENOENT; /* no hit to judge */
+	rc = cache_feedback_wrong(st()->cache, h->dir, n->result.entry_id,
+				  n->result.score);
+	if (rc)
+		return rc;
+	rc = buf_set(&n->feedback, word, len);
+	n->present[SF_FEEDBACK] = true;
+	n->mtime_ms[SF_FEEDBACK] = fs_now_ms();
+	set_status(n, "miss reason=reported wrong (entry %" PRId64 " invalidated)\n",
+		   n->result.entry_id);
+	n->result.entry_id = 0;
+	n->response.len = 0;
+	return rc;
 }
 
 static int fs_flush(const char *path, struct fuse_file_info *fi)
@@ -1024,6 +1217,8 @@ static int fs_flush(const char *path, struct fuse_file_info *fi)
 			rc = run_lookup(h);
 		} else if (h->sf == SF_RESPONSE) {
 			rc = run_fill(h);
+		} else if (h->sf == SF_FEEDBACK) {
+			rc = run_feedback(h);
 		} else if (h->sf == SF_CONTEXT) {
 			rc = buf_set(&n->context, h->data.data, h->data.len);
 			n->present[SF_CONTEXT] = true;
@@ -1042,6 +1237,24 @@ static int fs_flush(const char *path, struct fuse_file_info *fi)
 		rc = cache_policy_put(st()->cache, h->dir,
 				      h->data.data ? h->data.data : "", h->data.len);
 		break;
+	case F_LOAD_FILE: {
+		char num[65], *end;
+		double load;
+
+		if (!h->written)
+			break;
+		memcpy(num, h->data.data, h->data.len);
+		num[h->data.len] = '\0';
+		errno = 0;
+		load = strtod(num, &end);
+		while (*end == ' ' || *end == '\n' || *end == '\t')
+			end++;
+		if (errno || end == num || *end)
+			rc = -EINVAL;
+		else
+			rc = cache_load_report(st()->cache, h->dir, load);
+		break;
+	}
 	case F_PURGE: {
 		int64_t n = cache_purge(st()->cache, h->dir);
 

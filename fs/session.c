@@ -91,7 +91,9 @@ static void node_free(struct node *n)
 	buf_release(&n->context);
 	buf_release(&n->response);
 	buf_release(&n->data);
+	buf_release(&n->feedback);
 	cache_result_release(&n->result);
+	pthread_cond_destroy(&n->cv);
 	pthread_mutex_destroy(&n->lock);
 	free(n->dir);
 	free(n->name);
@@ -126,6 +128,7 @@ struct node *node_get(enum node_kind kind, const char *dir, const char *name,
 			n->hkey = h;
 			n->mode = 0644;
 			pthread_mutex_init(&n->lock, NULL);
+			pthread_cond_init(&n->cv, NULL);
 			n->next = buckets[h % NBUCKETS];
 			buckets[h % NBUCKETS] = n;
 			n->refs = 1; /* the table's own */

@@ -21,7 +21,7 @@
 
 #include "cache.h"
 
-enum sfile { SF_QUERY, SF_RESPONSE, SF_STATUS, SF_CONTEXT, SF_N };
+enum sfile { SF_QUERY, SF_RESPONSE, SF_STATUS, SF_CONTEXT, SF_FEEDBACK, SF_N };
 /* NODE_PENDING marks a policy.yaml being created: it exists from create()
  * on, though the policy itself is installed only when the writer closes. */
 enum node_kind { NODE_SESSION, NODE_SCRATCH, NODE_PENDING };
@@ -51,6 +51,10 @@ struct node {
 	char status[256];
 	bool looked_up;            /* a lookup ran for the current query */
 	struct cache_result result;/* its vector, for a fill */
+	struct buf feedback;       /* what was written to NAME.feedback */
+	unsigned gen;              /* bumped by every lookup */
+	bool waiting;              /* a reader waits on result's pending fill */
+	pthread_cond_t cv;         /* signalled when waiting ends; with lock */
 	int64_t mtime_ms[SF_N];
 	struct buf data;           /* scratch content */
 	mode_t mode;               /* scratch permission bits */

@@ -100,6 +100,43 @@ struct cat {
 	_Atomic uint64_t lookups, hits, exact_hits, semantic_hits, misses;
 	_Atomic uint64_t fills, expired, evicted, dropped;
 	_Atomic uint64_t lat[LAT_BUCKETS];  /* lookup time histogram */
+	_Atomic uint64_t lat_sum_us, false_hits, coalesced, not_stored;
+
+	/* Adaptation to the model's load, and learnt thresholds. cat.lock. */
+	double adapt_level;       /* 0 normal .. 1 fully adapted */
+	bool adapt_high;          /* hysteresis state */
+	int64_t adapt_ms;         /* when adapt_level was last moved */
+	double learned_floor;     /* threshold floor set by a wrong hit */
+	int64_t learned_ms;       /* when; 0 = none */
+	/* Break-even window for auto_disable. cat.lock. */
+	int64_t ad_start_ms;
+	uint64_t ad_lookups0, ad_hits0;
+	bool disabled;            /* auto_disable: stopped storing */
+	char fill_note[160];      /* why the last fill was not stored */
+	/* Misses whose fill others may wait for. cat.lock; pend_cv with it. */
+	struct pending *pending;
+	pthread_cond_t pend_cv;
+	unsigned waiters;
+};
+
+/* A miss whose fill is awaited (miss coalescing). */
+struct pending {
+	int64_t id;
+	float *vec;               /* the missed query's vector (NULL: none) */
+	int dim;
+	uint64_t key[2];
+	uint64_t ctx_hash;
+	int64_t deadline_ms;
+	int64_t entry_id;         /* set when filled */
+	bool done;                /* filled or abandoned */
+	struct pending *next;
+};
+
+struct load_rep {
+	char name[POLICY_NAME_MAX];
+	double load;
+	int64_t at_ms;
+	struct load_rep *next;
 };
 
 /* Embedders are shared by every category with the same settings (loading
@@ -122,6 +159,10 @@ struct cache {
 	struct cat **cats;
 	size_t ncats, cats_cap;
 
+	pthread_mutex_t load_mu;  /* guards loads (a leaf lock) */
+	struct load_rep *loads;
+	_Atomic int64_t next_pending;
+
 	pthread_t maint;
 	bool maint_started;
 	pthread_mutex_t maint_mu; /* guards stopping */
@@ -136,6 +177,8 @@ static int64_t now_ms(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+static int dup_text(const char *s, size_t len, char **text, size_t *out_len);
 
 /* ---- categories ---- */
 
@@ -174,6 +217,14 @@ static void cat_free(struct cat *cat)
 	free(cat->dirty);
 	free(cat->emb_key);
 	free(cat->emb_error);
+	while (cat->pending) {
+		struct pending *p = cat->pending;
+
+		cat->pending = p->next;
+		free(p->vec);
+		free(p);
+	}
+	pthread_cond_destroy(&cat->pend_cv);
 	pthread_mutex_destroy(&cat->lock);
 	free(cat->path);
 	free(cat);
@@ -348,6 +399,7 @@ static struct cat *cat_new(const struct store_category *sc)
 	cat->gid = sc->gid;
 	cat->created_ms = sc->created_ms;
 	pthread_mutex_init(&cat->lock, NULL);
+	pthread_cond_init(&cat->pend_cv, NULL);
 	u64map_init(&cat->by_id);
 	u64map_init(&cat->by_key);
 	return cat;
@@ -603,6 +655,8 @@ int cache_open(const struct cache_options *o, struct cache **out, char *err,
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&c->maint_mu, NULL);
 	pthread_cond_init(&c->maint_cv, NULL);
+	pthread_mutex_init(&c->load_mu, NULL);
+	c->next_pending = 1;
 
 	rc = store_open(o->store_dir, &so, &c->store, &c->report, err, errlen);
 	if (rc)
@@ -654,9 +708,235 @@ fail:
 	return rc;
 }
 
+/* ---- load adaptation, learnt thresholds ---- */
+
+/* The latest report of model name: 0 and *load, or -ENOENT. */
+static int load_get(struct cache *c, const char *name, double *load,
+		    int64_t *at_ms)
+{
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&c->load_mu);
+	for (struct load_rep *r = c->loads; r; r = r->next) {
+		if (!strcmp(r->name, name)) {
+			*load = r->load;
+			*at_ms = r->at_ms;
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->load_mu);
+	return rc;
+}
+
+/*
+ * Move cat's adaptation level for the load its model reports, and apply it
+ * (with any learnt floor) to p's threshold and ttl. Under load at or above
+ * adaptive.high the level climbs toward 1 at adaptive.rate per second; at or
+ * below adaptive.low (or with no report, or one older than stale_after) it
+ * falls back toward 0; in between it holds (hysteresis). Threshold and ttl
+ * move linearly between their policy values and threshold_min / ttl_max.
+ * why (may be NULL) says what happened, for .policy and .stats.
+ */
+static void adapt_policy(struct cache *c, struct cat *cat, struct policy *p,
+			 int64_t now, char *why, size_t whysize)
+{
+	double load = 0, level, tmin;
+	int64_t at = 0, age_ms = -1;
+	bool have = false, was_high, changed_state = false;
+	double base_thr = p->threshold;
+
+	if (p->adaptive_enabled && p->model[0] &&
+	    load_get(c, p->model, &load, &at) == 0) {
+		age_ms = now - at;
+		have = age_ms <= p->adaptive_stale_after * 1000;
+	}
+	pthread_mutex_lock(&cat->lock);
+	if (p->adaptive_enabled) {
+		double dt = cat->adapt_ms ? (double)(now - cat->adapt_ms) / 1000.0 : 0;
+		double before = cat->adapt_level;
+
+		if (dt < 0)
+			dt = 0;
+		was_high = cat->adapt_high;
+		if (have && load >= p->adaptive_high)
+			cat->adapt_high = true;
+		else if (!have || load <= p->adaptive_low)
+			cat->adapt_high = false;
+		changed_state = was_high != cat->adapt_high;
+		cat->adapt_level += (cat->adapt_high ? 1 : -1) * p->adaptive_rate * dt;
+		if (cat->adapt_level > 1)
+			cat->adapt_level = 1;
+		if (cat->adapt_level < 0)
+			cat->adapt_level = 0;
+		cat->adapt_ms = now;
+		if (!changed_state && before != cat->adapt_level &&
+		    (cat->adapt_level == 1 || cat->adapt_level == 0))
+			semlog(LOG_INFO, "category '%s': adaptation %s (model '%s')",
+			       cat->path, cat->adapt_level == 1 ? "complete" :
+			       "ended, back to the policy's values", p->model);
+	} else {
+		cat->adapt_level = 0;
+		cat->adapt_high = false;
+	}
+	level = cat->adapt_level;
+	if (level > 0) {
+		tmin = p->adaptive_threshold_min < p->threshold ?
+		       p->adaptive_threshold_min : p->threshold;
+		p->threshold -= level * (p->threshold - tmin);
+		if (p->ttl > 0) {
+			if (p->adaptive_ttl_max == 0)
+				p->ttl = 0; /* never expires while adapted */
+			else if (p->adaptive_ttl_max > p->ttl)
+				p->ttl += (int64_t)(level * (double)(p->adaptive_ttl_max - p->ttl));
+		}
+	}
+	if (cat->learned_ms && p->adaptive_learn_threshold) {
+		double age = (double)(now - cat->learned_ms) / 1000.0;
+		double decay = (double)p->adaptive_learn_decay;
+
+		if (age >= decay) {
+			cat->learned_ms = 0;
+		} else {
+			double floor = cat->learned_floor -
+				       (cat->learned_floor - p->threshold) * age / decay;
+
+			if (floor > p->threshold)
+				p->threshold = floor;
+		}
+	}
+	pthread_mutex_unlock(&cat->lock);
+	if (changed_state)
+		semlog(LOG_INFO, "category '%s': model '%s' load %.2f %s: %s (level %.2f, threshold %.4f, ttl %" PRId64 "s)",
+		       cat->path, p->model, load,
+		       cat->adapt_high ? "at or above adaptive.high" :
+		       have ? "at or below adaptive.low" : "report missing or stale",
+		       cat->adapt_high ? "adapting" : "returning to normal",
+		       level, p->threshold, p->ttl);
+	if (why) {
+		if (!p->adaptive_enabled)
+			snprintf(why, whysize, "off");
+		else if (age_ms < 0)
+			snprintf(why, whysize, "level %.2f, no load report for model '%s' (normal)",
+				 level, p->model);
+		else
+			snprintf(why, whysize, "level %.2f, model '%s' load %.2f reported %" PRId64 "s ago%s: %s",
+				 level, p->model, load, age_ms / 1000,
+				 have ? "" : " (stale, counts as normal)",
+				 level > 0 ? (p->threshold < base_thr ? "threshold loosened, ttl lengthened" :
+					      "adapting") : "normal");
+	}
+}
+
+int cache_load_report(struct cache *c, const char *name, double load)
+{
+	struct load_rep *r;
+
+	if (!(load >= 0 && load <= 1) || !name[0] || strlen(name) >= POLICY_NAME_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&c->load_mu);
+	for (r = c->loads; r; r = r->next)
+		if (!strcmp(r->name, name))
+			break;
+	if (!r) {
+		r = calloc(1, sizeof(*r));
+		if (!r) {
+			pthread_mutex_unlock(&c->load_mu);
+			return -ENOMEM;
+		}
+		snprintf(r->name, sizeof(r->name), "%s", name);
+		r->next = c->loads;
+		c->loads = r;
+	}
+	r->load = load;
+	r->at_ms = now_ms();
+	pthread_mutex_unlock(&c->load_mu);
+	semlog(LOG_DEBUG, "model '%s' load %.3f", name, load);
+	return 0;
+}
+
+int cache_load_text(struct cache *c, const char *name, char **text,
+		    size_t *len)
+{
+	double load;
+	int64_t at;
+	char buf[128];
+	int n;
+
+	if (load_get(c, name, &load, &at))
+		return -ENOENT;
+	n = snprintf(buf, sizeof(buf), "load: %.4g\nage_s: %" PRId64 "\n", load,
+		     (now_ms() - at) / 1000);
+	return dup_text(buf, n, text, len);
+}
+
+int cache_load_list(struct cache *c, int (*cb)(void *arg, const char *name),
+		    void *arg)
+{
+	char names[64][POLICY_NAME_MAX];
+	size_t n = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&c->load_mu);
+	for (struct load_rep *r = c->loads; r && n < 64; r = r->next)
+		snprintf(names[n++], POLICY_NAME_MAX, "%s", r->name);
+	pthread_mutex_unlock(&c->load_mu);
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = cb(arg, names[i]);
+	return rc;
+}
+
+/* Mean lookup cost in microseconds so far. */
+static double mean_lookup_us(struct cat *cat)
+{
+	uint64_t n = cat->lookups;
+
+	return n ? (double)cat->lat_sum_us / (double)n : 0;
+}
+
+/*
+ * auto_disable: every window, compare the window's hit rate with the
+ * break-even hit rate (lookup cost / llm cost); below it, stop storing
+ * (and say so), above it, store again.
+ */
+static void break_even_window(struct cat *cat, const struct policy *p)
+{
+	int64_t now = now_ms();
+	uint64_t lookups = cat->lookups, hits = cat->hits;
+
+	pthread_mutex_lock(&cat->lock);
+	if (!p->auto_disable || !p->llm_cost_ms) {
+		if (cat->disabled)
+			semlog(LOG_INFO, "category '%s': storing again (auto_disable off)", cat->path);
+		cat->disabled = false;
+		cat->ad_start_ms = 0;
+	} else if (!cat->ad_start_ms) {
+		cat->ad_start_ms = now;
+		cat->ad_lookups0 = lookups;
+		cat->ad_hits0 = hits;
+	} else if (now - cat->ad_start_ms >= p->auto_disable * 1000) {
+		uint64_t dl = lookups - cat->ad_lookups0, dh = hits - cat->ad_hits0;
+		double be = mean_lookup_us(cat) / 1000.0 / p->llm_cost_ms;
+		double rate = dl ? (double)dh / (double)dl : 0;
+		bool below = dl > 0 && rate < be;
+
+		if (dl > 0 && below != cat->disabled) {
+			cat->disabled = below;
+			semlog(LOG_WARN, "category '%s': hit rate %.4f %s break-even %.4f over the last %" PRId64 "s: %s",
+			       cat->path, rate, below ? "below" : "at or above", be,
+			       p->auto_disable, below ? "stops storing (auto_disable)" : "stores again");
+		}
+		cat->ad_start_ms = now;
+		cat->ad_lookups0 = lookups;
+		cat->ad_hits0 = hits;
+	}
+	pthread_mutex_unlock(&cat->lock);
+}
+
 /* ---- background maintenance ---- */
 
 static bool over_quota(const struct policy *p, const struct cat *cat);
+static void pending_prune(struct cat *cat, int64_t now);
 static void enforce_quota(struct cache *c, struct cat *cat,
 			  const struct policy *p, const struct centry *keep);
 
@@ -730,6 +1010,7 @@ static void sweep_expired(struct cache *c, struct cat *cat)
 	size_t n = 0;
 
 	effective_policy(cat, &pol);
+	adapt_policy(c, cat, &pol, now, NULL, 0);
 	if (pol.ttl <= 0)
 		return;
 	pthread_mutex_lock(&cat->lock);
@@ -766,6 +1047,10 @@ static void maintain(struct cache *c, bool slow)
 			effective_policy(cat, &pol);
 			if (over_quota(&pol, cat))
 				enforce_quota(c, cat, &pol, NULL);
+			break_even_window(cat, &pol);
+			pthread_mutex_lock(&cat->lock);
+			pending_prune(cat, now_ms());
+			pthread_mutex_unlock(&cat->lock);
 		}
 		tomb = vindex_tombstones(cat->vi);
 		live = vindex_live(cat->vi);
@@ -1011,6 +1296,10 @@ int cache_category_remove(struct cache *c, const char *path)
 	rc = -ENOTEMPTY;
 	if (cat->by_id.len || cat->pyaml)
 		goto out;
+	rc = -EBUSY;
+	if (cat->waiters)
+		goto out;
+	rc = -ENOTEMPTY;
 	for (size_t i = 0; i < c->ncats; i++)
 		if (c->cats[i]->parent == cat)
 			goto out;
@@ -1272,6 +1561,177 @@ static int serve(struct cache *c, struct cat *cat, int64_t id, int64_t now,
 	return 0;
 }
 
+/* ---- miss coalescing ---- */
+
+#define MAX_WAITERS 48 /* below the FUSE worker threads: fills must get through */
+
+static float dot(const float *a, const float *b, int n)
+{
+	float s = 0;
+
+	for (int i = 0; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+/* Drop resolved or expired pending misses. cat->lock held. */
+static void pending_prune(struct cat *cat, int64_t now)
+{
+	bool woke = false;
+
+	for (struct pending **pp = &cat->pending; *pp;) {
+		struct pending *p = *pp;
+
+		if (!p->done && now >= p->deadline_ms) {
+			p->done = true;
+			woke = true;
+		}
+		/* keep resolved ones until their deadline: waiters read them */
+		if (p->done && now >= p->deadline_ms && !cat->waiters) {
+			*pp = p->next;
+			free(p->vec);
+			free(p);
+			continue;
+		}
+		pp = &p->next;
+	}
+	if (woke)
+		pthread_cond_broadcast(&cat->pend_cv);
+}
+
+/*
+ * A miss under fill_timeout: if a matching query missed moments ago and
+ * its fill has not arrived, make r pending on it (true). Otherwise record r
+ * as a miss others may wait on (r->leader_id) and return false.
+ */
+static bool coalesce(struct cache *c, struct cat *cat, const struct policy *pol,
+		     const struct keyed *k, struct cache_result *r, int64_t now)
+{
+	struct pending *best = NULL, *p;
+	float best_score = -2;
+
+	pthread_mutex_lock(&cat->lock);
+	pending_prune(cat, now);
+	for (p = cat->pending; p; p = p->next) {
+		float sc;
+
+		if (p->done || (pol->context == POLICY_CONTEXT_MATCH && p->ctx_hash != k->ctx_hash))
+			continue;
+		if (p->key[0] == k->key[0] && p->key[1] == k->key[1])
+			sc = 1.0f;
+		else if (p->vec && r->vec && p->dim == r->dim)
+			sc = dot(p->vec, r->vec, r->dim);
+		else
+			continue;
+		if (sc + 1e-6f >= (float)pol->threshold && sc > best_score) {
+			best = p;
+			best_score = sc;
+		}
+	}
+	if (best && cat->waiters < MAX_WAITERS) {
+		r->outcome = CACHE_PENDING;
+		r->pending_id = best->id;
+		r->score = best_score;
+		pthread_mutex_unlock(&cat->lock);
+		return true;
+	}
+	p = calloc(1, sizeof(*p));
+	if (p) {
+		p->id = c->next_pending++;
+		p->key[0] = k->key[0];
+		p->key[1] = k->key[1];
+		p->ctx_hash = k->ctx_hash;
+		p->deadline_ms = now + pol->fill_timeout_ms;
+		if (r->vec) {
+			p->vec = malloc(sizeof(float) * r->dim);
+			if (p->vec) {
+				memcpy(p->vec, r->vec, sizeof(float) * r->dim);
+				p->dim = r->dim;
+			}
+		}
+		p->next = cat->pending;
+		cat->pending = p;
+		r->leader_id = p->id;
+	}
+	pthread_mutex_unlock(&cat->lock);
+	return false;
+}
+
+/* A fill arrived: wake whoever waits on it or on the same exact query. */
+static void pending_resolve(struct cat *cat, int64_t leader_id,
+			    const uint64_t key[2], int64_t entry_id)
+{
+	bool woke = false;
+
+	pthread_mutex_lock(&cat->lock);
+	for (struct pending *p = cat->pending; p; p = p->next) {
+		if (p->done)
+			continue;
+		if ((leader_id && p->id == leader_id) ||
+		    (p->key[0] == key[0] && p->key[1] == key[1])) {
+			p->done = true;
+			p->entry_id = entry_id;
+			woke = true;
+		}
+	}
+	if (woke)
+		pthread_cond_broadcast(&cat->pend_cv);
+	pthread_mutex_unlock(&cat->lock);
+}
+
+int cache_pending_wait(struct cache *c, const char *path,
+		       struct cache_result *r)
+{
+	struct pending *p;
+	struct cat *cat;
+	int64_t entry = 0, now;
+	int rc = 0;
+
+	if (r->outcome != CACHE_PENDING)
+		return 0;
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	if (!cat) {
+		pthread_rwlock_unlock(&c->lock);
+		r->outcome = CACHE_MISS;
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&cat->lock);
+	cat->waiters++; /* keeps cat alive: removal refuses while waited on */
+	pthread_rwlock_unlock(&c->lock);
+	for (;;) {
+		struct timespec ts;
+
+		for (p = cat->pending; p && p->id != r->pending_id; p = p->next)
+			;
+		now = now_ms();
+		if (!p || p->done || now >= p->deadline_ms) {
+			entry = p && p->done ? p->entry_id : 0;
+			break;
+		}
+		ts.tv_sec = p->deadline_ms / 1000;
+		ts.tv_nsec = (p->deadline_ms % 1000) * 1000000;
+		pthread_cond_timedwait(&cat->pend_cv, &cat->lock, &ts);
+	}
+	pthread_mutex_unlock(&cat->lock);
+
+	pthread_rwlock_rdlock(&c->lock);
+	pthread_mutex_lock(&cat->lock);
+	cat->waiters--;
+	pthread_mutex_unlock(&cat->lock);
+	r->outcome = CACHE_MISS;
+	if (entry && serve(c, cat, entry, now_ms(), r) == 0) {
+		cat->hits++;
+		cat->semantic_hits++;
+		cat->coalesced++;
+	} else {
+		snprintf(r->note, sizeof(r->note), "fill timeout");
+		cat->misses++;
+	}
+	pthread_rwlock_unlock(&c->lock);
+	return rc;
+}
+
 int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 		 struct cache_result *r)
 {
@@ -1294,6 +1754,8 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 	if (!cat)
 		goto out;
 	effective_policy(cat, &pol);
+	adapt_policy(c, cat, &pol, now_ms(), NULL, 0);
+	r->threshold = (float)pol.threshold;
 	rc = -EFBIG;
 	if ((int64_t)q->query_len > pol.query_bytes)
 		goto out;
@@ -1366,10 +1828,16 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 			goto out;
 		}
 	}
+	if (pol.fill_timeout_ms > 0 && coalesce(c, cat, &pol, &k, r, ac.now))
+		goto out; /* pending: counted once resolved */
 	cat->misses++;
 out:
-	if (cat && !rc)
-		cat->lat[lat_bucket((uint64_t)(mono_us() - t0))]++;
+	if (cat && !rc) {
+		uint64_t us = (uint64_t)(mono_us() - t0);
+
+		cat->lat[lat_bucket(us)]++;
+		cat->lat_sum_us += us;
+	}
 	pthread_rwlock_unlock(&c->lock);
 	keyed_release(&k);
 	if (rc)
@@ -1407,8 +1875,15 @@ int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 		goto out;
 	effective_policy(cat, &pol);
 	rc = 0;
-	if (!pol.cache)
+	if (!pol.cache || cat->disabled) {
+		pthread_mutex_lock(&cat->lock);
+		snprintf(cat->fill_note, sizeof(cat->fill_note), "%s",
+			 !pol.cache ? "cache disabled by policy" :
+			 "auto-disabled: hit rate below break-even");
+		pthread_mutex_unlock(&cat->lock);
+		cat->not_stored++;
 		goto out;
+	}
 	rc = -EINVAL;
 	if (!resp_len)
 		goto out;
@@ -1491,6 +1966,8 @@ int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 		entry_retire(c, cat, old, "replaced");
 	if (over_quota(&pol, cat))
 		enforce_quota(c, cat, &pol, e);
+	if (cat->pending)
+		pending_resolve(cat, prior ? prior->leader_id : 0, se.key, e->id);
 	cat->fills++;
 	*id_out = e->id;
 	*stored = true;
@@ -1502,6 +1979,63 @@ out:
 	free(e);
 	keyed_release(&k);
 	return rc;
+}
+
+void cache_fill_note(struct cache *c, const char *path, char *buf, size_t size)
+{
+	struct cat *cat;
+
+	buf[0] = '\0';
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	if (cat) {
+		pthread_mutex_lock(&cat->lock);
+		snprintf(buf, size, "%s", cat->fill_note);
+		pthread_mutex_unlock(&cat->lock);
+	}
+	pthread_rwlock_unlock(&c->lock);
+}
+
+int cache_feedback_wrong(struct cache *c, const char *path, int64_t entry_id,
+			 float score)
+{
+	struct centry *e = NULL;
+	struct policy pol;
+	struct cat *cat;
+
+	pthread_rwlock_rdlock(&c->lock);
+	cat = cat_find(c, path);
+	if (!cat) {
+		pthread_rwlock_unlock(&c->lock);
+		return -ENOENT;
+	}
+	effective_policy(cat, &pol);
+	pthread_mutex_lock(&cat->lock);
+	if (pol.adaptive_learn_threshold) {
+		double floor = score + 0.001;
+		double cap = pol.threshold + 0.1;
+
+		if (cap > 1.0)
+			cap = 1.0;
+		if (floor > cap)
+			floor = cap;
+		if (floor > pol.threshold) {
+			cat->learned_floor = floor;
+			cat->learned_ms = now_ms();
+		}
+	}
+	e = u64map_get(&cat->by_id, (uint64_t)entry_id);
+	if (e)
+		entry_unpublish(cat, e);
+	pthread_mutex_unlock(&cat->lock);
+	if (e)
+		entry_retire(c, cat, e, "reported wrong");
+	cat->false_hits++;
+	semlog(LOG_INFO, "category '%s': entry %" PRId64 " (score %.4f) reported wrong: invalidated%s",
+	       cat->path, entry_id, score, pol.adaptive_learn_threshold ?
+	       ", threshold raised above its score" : "");
+	pthread_rwlock_unlock(&c->lock);
+	return 0;
 }
 
 /* ---- policies ---- */
@@ -1758,10 +2292,26 @@ int cache_policy_text(struct cache *c, const char *path, char **text,
 	pthread_rwlock_rdlock(&c->lock);
 	cat = cat_find(c, path);
 	if (cat) {
+		struct policy eff;
+		char why[256], ttl[32];
+
 		effective_policy(cat, &pol);
 		n = policy_format(&pol, buf, sizeof(buf));
 		if (n >= (int)sizeof(buf))
 			n = sizeof(buf) - 1;
+		eff = pol;
+		adapt_policy(c, cat, &eff, now_ms(), why, sizeof(why));
+		if (n >= 0 && (pol.adaptive_enabled || eff.threshold != pol.threshold)) {
+			policy_format_duration(eff.ttl, ttl, sizeof(ttl));
+			n += snprintf(buf + n, sizeof(buf) - n,
+				      "effective.threshold: %-12.4g     # %s\n"
+				      "effective.ttl: %-18s # %s\n",
+				      eff.threshold, eff.threshold != pol.threshold &&
+				      !pol.adaptive_enabled ? "learnt from wrong-hit feedback" : why,
+				      ttl, pol.adaptive_enabled ? "adaptive" : "policy");
+			if (n >= (int)sizeof(buf))
+				n = sizeof(buf) - 1;
+		}
 		rc = dup_text(buf, n < 0 ? 0 : n, text, len);
 	}
 	pthread_rwlock_unlock(&c->lock);
@@ -1825,6 +2375,7 @@ static int entry_info(struct cache *c, struct cat *cat, int64_t id,
 	int64_t now = now_ms();
 
 	effective_policy(cat, &pol);
+	adapt_policy(c, cat, &pol, now, NULL, 0);
 	pthread_mutex_lock(&cat->lock);
 	e = u64map_get(&cat->by_id, (uint64_t)id);
 	if (e) {
@@ -2000,6 +2551,7 @@ struct counters {
 	uint64_t entries, bytes, lookups, hits, exact_hits, semantic_hits;
 	uint64_t misses, fills, expired, evicted, dropped;
 	uint64_t lat[LAT_BUCKETS];
+	uint64_t lat_sum;
 };
 
 static void counters_add(struct counters *t, struct cat *cat)
@@ -2019,6 +2571,7 @@ static void counters_add(struct counters *t, struct cat *cat)
 	t->dropped += cat->dropped;
 	for (int b = 0; b < LAT_BUCKETS; b++)
 		t->lat[b] += cat->lat[b];
+	t->lat_sum += cat->lat_sum_us;
 }
 
 int cache_stats_text(struct cache *c, const char *path, char **text,
@@ -2026,7 +2579,7 @@ int cache_stats_text(struct cache *c, const char *path, char **text,
 {
 	struct counters *t = calloc(1, sizeof(*t));
 	struct cat *cat;
-	char buf[2048];
+	char buf[4096];
 	int n = 0, rc = 0;
 	bool root = !strcmp(path, "/");
 
@@ -2054,6 +2607,50 @@ int cache_stats_text(struct cache *c, const char *path, char **text,
 			     t->semantic_hits, t->misses, t->fills, t->expired, t->evicted,
 			     t->dropped, t->lookups ? (double)t->hits / t->lookups : 0.0,
 			     lat_quantile(t->lat, 0.5), lat_quantile(t->lat, 0.99));
+	if (!rc) {
+		uint64_t fh = 0, co = 0, ns = 0;
+
+		for (size_t i = 0; i < c->ncats; i++) {
+			if (!root && c->cats[i] != cat)
+				continue;
+			fh += c->cats[i]->false_hits;
+			co += c->cats[i]->coalesced;
+			ns += c->cats[i]->not_stored;
+		}
+		n += snprintf(buf + n, sizeof(buf) - n,
+			      "false_hits: %" PRIu64 "\ncoalesced_hits: %" PRIu64
+			      "\nnot_stored: %" PRIu64 "\n", fh, co, ns);
+	}
+	if (!rc && !root) {
+		struct policy pol;
+		char why[256], ttl[32];
+		double mean = t->lookups ? (double)t->lat_sum / t->lookups : 0;
+
+		effective_policy(cat, &pol);
+		n += snprintf(buf + n, sizeof(buf) - n, "lookup_cost_us: %.1f\n", mean);
+		if (pol.llm_cost_ms > 0) {
+			double be = mean / 1000.0 / pol.llm_cost_ms;
+			double saved = (double)t->hits * pol.llm_cost_ms - t->lookups * mean / 1000.0;
+
+			n += snprintf(buf + n, sizeof(buf) - n,
+				      "llm_cost_ms: %d\nbreak_even_hit_rate: %.6f\n"
+				      "time_saved_ms: %.0f\nabove_break_even: %s\n",
+				      pol.llm_cost_ms, be, saved,
+				      (t->lookups ? (double)t->hits / t->lookups : 0) >= be ? "yes" : "no");
+		}
+		if (pol.auto_disable)
+			n += snprintf(buf + n, sizeof(buf) - n, "auto_disabled: %s\n",
+				      cat->disabled ? "yes (stopped storing: hit rate below break-even)" : "no");
+		if (pol.adaptive_enabled || cat->learned_ms) {
+			struct policy eff = pol;
+
+			adapt_policy(c, cat, &eff, now_ms(), why, sizeof(why));
+			policy_format_duration(eff.ttl, ttl, sizeof(ttl));
+			n += snprintf(buf + n, sizeof(buf) - n,
+				      "effective_threshold: %.4f\neffective_ttl: %s\nadaptive: %s\n",
+				      eff.threshold, ttl, why);
+		}
+	}
 	if (root && !rc)
 		n += snprintf(buf + n, sizeof(buf) - n,
 			      "categories: %zu\nstore_dropped_at_start: %" PRId64

@@ -82,7 +82,9 @@ struct cache_query {
 	size_t context_len;
 };
 
-enum cache_outcome { CACHE_MISS, CACHE_HIT };
+/* CACHE_PENDING: a matching query missed moments ago and its fill has not
+ * arrived; cache_pending_wait() waits for it (miss coalescing). */
+enum cache_outcome { CACHE_MISS, CACHE_HIT, CACHE_PENDING };
 
 struct cache_result {
 	enum cache_outcome outcome;
@@ -96,6 +98,10 @@ struct cache_result {
 	/* Kept for a fill of the same query (no second embedding). */
 	float *vec;                /* malloc'd, dim floats, or NULL */
 	int dim;
+	int64_t pending_id;        /* CACHE_PENDING: the fill waited for */
+	int64_t leader_id;         /* a miss others may wait on: this query's
+				    * fill resolves it (0 = none) */
+	float threshold;           /* the effective threshold applied */
 };
 
 /*
@@ -118,6 +124,35 @@ void cache_result_release(struct cache_result *r);
 int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 	       const struct cache_result *prior, const void *resp,
 	       size_t resp_len, int64_t *id_out, bool *stored);
+/* Why the last fill of category path was not stored ("" if it was). */
+void cache_fill_note(struct cache *c, const char *path, char *buf, size_t size);
+
+/*
+ * Wait (at most the category's fill_timeout from the first miss) for the
+ * fill r is pending on. On return r is a hit served from that fill, or a
+ * miss (note says "fill timeout"). Never call it holding a lock.
+ */
+int cache_pending_wait(struct cache *c, const char *path,
+		       struct cache_result *r);
+
+/*
+ * Wrong-hit feedback: entry_id was served with score and was wrong. The
+ * entry is invalidated, a false hit counted, and with
+ * adaptive.learn_threshold the threshold is raised just above score.
+ */
+int cache_feedback_wrong(struct cache *c, const char *path, int64_t entry_id,
+			 float score);
+
+/* ---- downstream model load ---- */
+
+/* Record a load report (0..1) for model name. -EINVAL if out of range. */
+int cache_load_report(struct cache *c, const char *name, double load);
+/* "load: 0.93\nage_s: 4\n" for name; -ENOENT if never reported. */
+int cache_load_text(struct cache *c, const char *name, char **text,
+		    size_t *len);
+/* Call cb with every model name that has a report. */
+int cache_load_list(struct cache *c, int (*cb)(void *arg, const char *name),
+		    void *arg);
 
 /* The effective policy of a category (copied out). */
 int cache_policy(struct cache *c, const char *path, struct policy *out);

@@ -87,6 +87,7 @@ static int validate_embedder(const void *value, char *msg, size_t size);
 static int validate_url(const void *value, char *msg, size_t size);
 static int validate_model(const void *value, char *msg, size_t size);
 static int validate_env_name(const void *value, char *msg, size_t size);
+static int validate_load_name(const void *value, char *msg, size_t size);
 
 #define FIELD(f) .offset = offsetof(struct policy, f)
 
@@ -165,6 +166,54 @@ static const struct key_spec key_specs[POLICY_NKEYS] = {
 	[POLICY_HTTP_BATCH] = { "http.batch", VT_INT, FIELD(http_batch),
 		.min = 1, .max = 2048, .def = 16,
 		.doc = "embedder http: most concurrent queries sent in one request" },
+	[POLICY_MODEL] = { "model", VT_STRING, FIELD(model),
+		.max = POLICY_NAME_MAX - 1, .sdef = "",
+		.allowed = "a name of letters, digits, '.', '_', '-'",
+		.validate = validate_load_name,
+		.doc = "the downstream model this category fronts; its load is "
+		       "reported in MOUNTPOINT/.load/NAME" },
+	[POLICY_ADAPTIVE_ENABLED] = { "adaptive.enabled", VT_BOOL,
+		FIELD(adaptive_enabled), .def = 0,
+		.doc = "follow the model's load: loosen threshold and lengthen ttl "
+		       "while it is overloaded" },
+	[POLICY_ADAPTIVE_THRESHOLD_MIN] = { "adaptive.threshold_min", VT_FLOAT,
+		FIELD(adaptive_threshold_min), .fmin = 0, .fmax = 1, .fdef = 0.80,
+		.doc = "the threshold under sustained high load (never above threshold)" },
+	[POLICY_ADAPTIVE_TTL_MAX] = { "adaptive.ttl_max", VT_DURATION,
+		FIELD(adaptive_ttl_max), .min = 0, .max = 36500 * DAY, .def = 30 * DAY,
+		.doc = "the ttl under sustained high load (never below ttl; 0 = never expires)" },
+	[POLICY_ADAPTIVE_HIGH] = { "adaptive.high", VT_FLOAT,
+		FIELD(adaptive_high), .fmin = 0, .fmax = 1, .fdef = 0.80,
+		.doc = "load (0..1) at or above which the category adapts" },
+	[POLICY_ADAPTIVE_LOW] = { "adaptive.low", VT_FLOAT,
+		FIELD(adaptive_low), .fmin = 0, .fmax = 1, .fdef = 0.50,
+		.doc = "load at or below which it returns to normal (hysteresis)" },
+	[POLICY_ADAPTIVE_RATE] = { "adaptive.rate", VT_FLOAT,
+		FIELD(adaptive_rate), .fmin = 0.001, .fmax = 1000, .fdef = 0.2,
+		.doc = "how fast to move: share of the way between normal and full "
+		       "adaptation per second" },
+	[POLICY_ADAPTIVE_STALE_AFTER] = { "adaptive.stale_after", VT_DURATION,
+		FIELD(adaptive_stale_after), .min = 1, .max = 36500 * DAY, .def = 30,
+		.doc = "a load report older than this counts as normal load" },
+	[POLICY_ADAPTIVE_LEARN_THRESHOLD] = { "adaptive.learn_threshold", VT_BOOL,
+		FIELD(adaptive_learn_threshold), .def = 0,
+		.doc = "a wrong hit reported in NAME.feedback raises the threshold "
+		       "just above its score (bounded, decaying back)" },
+	[POLICY_ADAPTIVE_LEARN_DECAY] = { "adaptive.learn_decay", VT_DURATION,
+		FIELD(adaptive_learn_decay), .min = 1, .max = 36500 * DAY, .def = 3600,
+		.doc = "how long a learnt threshold takes to decay back" },
+	[POLICY_LLM_COST_MS] = { "llm_cost_ms", VT_INT, FIELD(llm_cost_ms),
+		.min = 0, .max = 86400000, .def = 0,
+		.doc = "what a miss costs downstream, in milliseconds (for break-even "
+		       "accounting in .stats); 0 = unknown" },
+	[POLICY_AUTO_DISABLE] = { "auto_disable", VT_DURATION,
+		FIELD(auto_disable), .min = 0, .max = 36500 * DAY, .def = 0,
+		.doc = "stop storing after the hit rate stayed below break-even for "
+		       "this long (needs llm_cost_ms); 0 = never" },
+	[POLICY_FILL_TIMEOUT] = { "fill_timeout", VT_MILLIS,
+		FIELD(fill_timeout_ms), .min = 0, .max = 600000, .def = 0,
+		.doc = "coalesce misses: a query matching one whose fill is pending "
+		       "waits up to this long for it; 0 = off" },
 };
 
 /* ---- small helpers --------------------------------------------------- */
@@ -346,8 +395,42 @@ static int validate_env_name(const void *value, char *msg, size_t size)
 	return -EINVAL;
 }
 
+/* A model name doubles as a file name under .load/: keep it plain. */
+static int validate_load_name(const void *value, char *msg, size_t size)
+{
+	const char *s = value;
+
+	for (const char *c = s; *c; c++) {
+		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		    (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-')
+			continue;
+		snprintf(msg, size, "model: '%.40s' may only use letters, digits, "
+			 "'.', '_' and '-'", s);
+		return -EINVAL;
+	}
+	if (!strcmp(s, ".") || !strcmp(s, "..")) {
+		snprintf(msg, size, "model: '%s' is not a name", s);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int policy_check(const struct policy *p, char *msg, size_t size)
 {
+	if (p->adaptive_low > p->adaptive_high) {
+		snprintf(msg, size, "adaptive.low (%g) must not be above adaptive.high (%g)",
+			 p->adaptive_low, p->adaptive_high);
+		return -EINVAL;
+	}
+	if (p->adaptive_enabled && !p->model[0]) {
+		snprintf(msg, size, "adaptive.enabled needs model: NAME (the model "
+			 "whose load is reported in .load/NAME)");
+		return -EINVAL;
+	}
+	if (p->auto_disable && !p->llm_cost_ms) {
+		snprintf(msg, size, "auto_disable needs llm_cost_ms (what a miss costs)");
+		return -EINVAL;
+	}
 	if (strcmp(p->embedder, "http") != 0)
 		return 0;
 	if (!p->http_url[0]) {

@@ -43,6 +43,19 @@ enum policy_key {
 	POLICY_HTTP_TIMEOUT,
 	POLICY_HTTP_RETRIES,
 	POLICY_HTTP_BATCH,
+	POLICY_MODEL,
+	POLICY_ADAPTIVE_ENABLED,
+	POLICY_ADAPTIVE_THRESHOLD_MIN,
+	POLICY_ADAPTIVE_TTL_MAX,
+	POLICY_ADAPTIVE_HIGH,
+	POLICY_ADAPTIVE_LOW,
+	POLICY_ADAPTIVE_RATE,
+	POLICY_ADAPTIVE_STALE_AFTER,
+	POLICY_ADAPTIVE_LEARN_THRESHOLD,
+	POLICY_ADAPTIVE_LEARN_DECAY,
+	POLICY_LLM_COST_MS,
+	POLICY_AUTO_DISABLE,
+	POLICY_FILL_TIMEOUT,
 	POLICY_NKEYS
 };
 
@@ -77,6 +90,21 @@ struct policy {
 	int64_t http_timeout_ms;            /* per request, milliseconds */
 	int http_retries;                   /* extra attempts after a failure */
 	int http_batch;                     /* most inputs in one request */
+	/* Load-adaptive policy: the model this category fronts, and how its
+	 * threshold and ttl follow that model's reported load. */
+	char model[POLICY_NAME_MAX];        /* "" = none */
+	bool adaptive_enabled;
+	double adaptive_threshold_min;      /* threshold under full load */
+	int64_t adaptive_ttl_max;           /* ttl under full load, seconds */
+	double adaptive_high;               /* load at or above: adapt */
+	double adaptive_low;                /* load at or below: return */
+	double adaptive_rate;               /* share of the way per second */
+	int64_t adaptive_stale_after;       /* older reports count as normal */
+	bool adaptive_learn_threshold;      /* wrong-hit feedback raises it */
+	int64_t adaptive_learn_decay;       /* seconds to decay back */
+	int llm_cost_ms;                    /* what a miss costs downstream */
+	int64_t auto_disable;               /* window below break-even; 0 off */
+	int64_t fill_timeout_ms;            /* coalesce misses; 0 = off */
 	/* Where each value came from: a directory path such as "/" or
 	 * "/code/python", or NULL for the built-in default. The strings are
 	 * owned by whoever owns the struct policy_file that set them. */

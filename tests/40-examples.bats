@@ -45,9 +45,10 @@ calls() {
 	fi
 }
 
-# session_files DIR: the session files left in DIR (the views are dot files).
+# session_files DIR: the session files left in DIR (the views are dot
+# files; entries/ is the cache's own listing).
 session_files() {
-	ls "$MNT/$1"
+	ls -I entries "$MNT/$1"
 }
 
 setup_category() {

@@ -71,8 +71,8 @@ for p in dpkg-dev cmake g++ make libopenblas-dev liblapack-dev; do
 done
 if [ ${#need[@]} -gt 0 ]; then
 	say "installing ${need[*]}"
-	$SUDO apt-get update -q
-	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+	$SUDO apt-get update -q >&2
+	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >&2
 fi
 
 # A deb-src entry of our own, with the keyring the system's Debian entry uses.
@@ -86,7 +86,7 @@ if ! apt-cache showsrc faiss 2>/dev/null | grep -q '^Package: faiss'; then
 			"Types: deb-src" "URIs: http://deb.debian.org/debian" "Suites: $suite" \
 			"Components: main" "Signed-By: $keyring" | $SUDO tee "$SRC_LIST" >/dev/null
 	fi
-	$SUDO apt-get update -q
+	$SUDO apt-get update -q >&2
 	apt-cache showsrc faiss 2>/dev/null | grep -q '^Package: faiss' ||
 		die "apt knows no source package 'faiss' even after adding $SRC_LIST: check apt-get update"
 fi

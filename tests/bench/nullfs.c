@@ -11,7 +11,8 @@
  * getattr, create, open, write, read, flush, release, truncate, getxattr) so
  * that the kernel sends the same requests it sends to semcachefs.
  *
- * Every name below the root exists and is an empty regular file. A read of
+ * Every name exists: one without a dot is a directory (a category), any
+ * other is an empty regular file. A read of
  * NAME.response returns nothing (a miss has no answer); a read of any other
  * file returns the fixed 5 bytes "miss\n" (the status line, or the fast
  * path's answer on NAME.query). Writes are accepted and dropped.
@@ -31,6 +32,7 @@
 #include <fuse.h>
 #include <inttypes.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +75,8 @@ static int nf_getattr(const char *path, struct stat *s, struct fuse_file_info *f
 	s->st_uid = getuid();
 	s->st_gid = getgid();
 	s->st_nlink = 1;
-	if (!strcmp(path, "/")) {
+	/* the root and names without a dot ("/bench") are directories */
+	if (!strcmp(path, "/") || !strchr(strrchr(path, '/'), '.')) {
 		s->st_mode = S_IFDIR | 0755;
 		s->st_nlink = 2;
 		return 0;
@@ -222,9 +225,12 @@ static const struct fuse_operations nullfs_ops = {
 
 int main(int argc, char *argv[])
 {
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	int rc;
 
+	for (int i = 0; i < argc; i++)
+		if (fuse_opt_add_arg(&args, argv[i]) != 0)
+			return 2;
 	/* semcachefs always adds it; the kernel then checks modes itself */
 	if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
 		return 2;

@@ -217,7 +217,21 @@ static void test_every_key(void)
 		"  api_key_env: EMBED_KEY\n"
 		"  timeout: 500ms\n"
 		"  retries: 2\n"
-		"  batch: 8\n";
+		"  batch: 8\n"
+		"model: gpt-4o\n"
+		"adaptive:\n"
+		"  enabled: true\n"
+		"  threshold_min: 0.7\n"
+		"  ttl_max: 60d\n"
+		"  high: 0.9\n"
+		"  low: 0.4\n"
+		"  rate: 0.5\n"
+		"  stale_after: 1m\n"
+		"  learn_threshold: true\n"
+		"  learn_decay: 2h\n"
+		"llm_cost_ms: 1500\n"
+		"auto_disable: 1h\n"
+		"fill_timeout: 20s\n";
 	static const char flow[] =
 		"{threshold: 0.5, ttl: 2h, ttl_mode: sliding,"
 		" quota: {entries: 10, bytes: 2GiB}, eviction: fifo,"
@@ -226,7 +240,11 @@ static void test_every_key(void)
 		" hnsw: {m: 16, ef_construction: 200, ef_search: 128},"
 		" embedder: http, http: {url: 'http://127.0.0.1:8080/v1/embeddings',"
 		" model: nomic-embed-text, dimensions: 256, api_key_env: EMBED_KEY,"
-		" timeout: 500ms, retries: 2, batch: 8}}\n";
+		" timeout: 500ms, retries: 2, batch: 8}, model: gpt-4o,"
+		" adaptive: {enabled: true, threshold_min: 0.7, ttl_max: 60d, high: 0.9,"
+		" low: 0.4, rate: 0.5, stale_after: 1m, learn_threshold: true,"
+		" learn_decay: 2h}, llm_cost_ms: 1500, auto_disable: 1h,"
+		" fill_timeout: 20s}\n";
 	static const char mixed[] =
 		"threshold: 0.5\nttl: 2h\nttl_mode: sliding\n"
 		"quota: {entries: 10, bytes: 2GiB}\n"
@@ -236,7 +254,11 @@ static void test_every_key(void)
 		"embedder: http\n"
 		"http: {url: \"http://127.0.0.1:8080/v1/embeddings\", model: nomic-embed-text,\n"
 		"  dimensions: 256, api_key_env: EMBED_KEY, timeout: 500ms, retries: 2,\n"
-		"  batch: 8}\n";
+		"  batch: 8}\n"
+		"model: gpt-4o\n"
+		"adaptive: {enabled: true, threshold_min: 0.7, ttl_max: 60d, high: 0.9,\n"
+		"  low: 0.4, rate: 0.5, stale_after: 1m, learn_threshold: true, learn_decay: 2h}\n"
+		"llm_cost_ms: 1500\nauto_disable: 1h\nfill_timeout: 20s\n";
 	struct policy_file *f;
 
 	f = parse_ok(block, "/all");
@@ -461,7 +483,8 @@ static void test_errors(void)
 	/* unknown keys */
 	expect_error("treshold: 0.9\n", 1, 1,
 		     "unknown key 'treshold' (known: threshold, ttl, ttl_mode, "
-		     "quota, eviction, cache, context, limits, hnsw, embedder, http)");
+		     "quota, eviction, cache, context, limits, hnsw, embedder, http, "
+		     "model, adaptive, llm_cost_ms, auto_disable, fill_timeout)");
 	expect_error("ttl: 5m\nquota:\n  entires: 3\n", 3, 3,
 		     "unknown key 'quota.entires' (known: entries, bytes)");
 	expect_error("quota: {entires: 3}\n", 1, 9, "unknown key 'quota.entires'");

@@ -1,0 +1,1718 @@
+/*
+ * semcache_bench.c - a lookup through the mount against its physical floor.
+ *
+ * One run prints one Markdown table (and the command line that made it) for
+ * each N in a list (default 10000,100000), all entries in one category, with
+ * real questions from the QQP corpus. For each N the program:
+ *   1. starts build/fs/semcachefs itself (-f -o store=TMP on a temp
+ *      mountpoint), measures the RSS of the empty daemon, fills N questions
+ *      through the mount (fast-path lookup, then NAME.response; the durable
+ *      fills/s figure times batches with 1 and with 4 writers);
+ *   2. restarts it on the filled store: start-up to the first answered
+ *      lookup, several times (a clean stop merges every buffered vector into
+ *      HNSW and snapshots it, so lookups then see the steady-state index);
+ *   3. times lookups through the mount: exact hits (the same question),
+ *      semantic hits (synthetic near-paraphrase: first word dropped,
+ *      punctuation removed; how many really hit is counted) and misses
+ *      (held-out questions; how many hit anyway is counted), with three
+ *      client protocols:
+ *        3file    create/write/close NAME.query, open/read/close NAME.status
+ *                 (one read: the status is one line), open/read-to-EOF/close
+ *                 NAME.response (a client cannot know the length otherwise)
+ *        fast     one fd O_RDWR|O_CREAT|O_TRUNC on NAME.query: write, pread
+ *                 from 0 (status line + answer), close
+ *        fast-at  the same through openat() on a descriptor of the category
+ *                 directory: the kernel does not revalidate the directory
+ *      with daemon and client pinned together on CPU 0, and unpinned; and
+ *      the FUSE requests per lookup (root .stats "fuse_requests" before and
+ *      after a run, minus the cost of reading .stats itself);
+ *   4. throughput with 1, 2, 4 client threads (unpinned), and the daemon's
+ *      RSS per entry next to the raw vector bytes and FAISS's own estimate;
+ *   5. floor (a): stops the daemon and opens the same store in-process
+ *      (cache_open), timing cache_lookup() with the same queries; and the
+ *      HNSW top-1 agreement with an exact scan over the embedded corpus at
+ *      ef_search 16/32/64/128 (semantic and miss queries, compared by score
+ *      so that ties among equal vectors count as agreement);
+ *   6. floor (b): the same sequences against tests/bench/nullfs (a
+ *      do-nothing FUSE fs mounted like semcachefs), same pinning;
+ *   7. the shell cost: one bash process running `echo q > x.query;
+ *      cat x.status; cat x.response` in a loop, per lookup.
+ * Latencies: a warm-up, then --runs runs of --lookups lookups; each cell is
+ * the median over runs of the per-run p50 (p99), with [min-max] over runs.
+ *
+ *   semcache_bench [-n 10000,100000] [--runs 5] [--lookups 1000] [--ci]
+ *                  [--daemon PATH] [--nullfs PATH] [--corpus FILE]
+ *                  [--tmp DIR] [--keep DIR] [--no-unpinned] [--no-shell]
+ *   semcache_bench --requests            FUSE requests per step, per protocol
+ *   semcache_bench --inproc STORE -n N   only floor (a) on a kept store
+ *                                        (for valgrind --tool=callgrind
+ *                                        --toggle-collect=inproc_batch)
+ *   semcache_bench --drive CATDIR -n N   only miss lookups through a mounted
+ *                                        category (to profile a daemon with
+ *                                        perf record -p PID)
+ * Exit 77 (skip) without /dev/fuse, the daemon or the corpus.
+ * Built by meson, not run by the test suite (meson test --benchmark runs
+ * it with --ci).
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "index/cache.h"
+#include "index/embed.h"
+#include "index/hash.h"
+#include "index/textnorm.h"
+
+#define CAT "bench"
+#define MAX_RUNS 15
+#define MAX_NS 8
+#define FUSE_MAGIC 0x65735546
+#define RESP_BYTES 512
+#define BUF_BYTES (64 * 1024)
+#define DIM_BUILTIN 256
+#define HNSW_M 32
+
+enum proto { P_3FILE, P_FAST, P_FASTAT, P_N };
+enum kind { K_EXACT, K_SEM, K_MISS, K_N };
+static const char *const proto_name[P_N] = { "3file", "fast", "fast-at" };
+static const char *const kind_name[K_N] = { "exact hit", "semantic", "miss" };
+
+static struct {
+	long ns[MAX_NS];
+	int nn;
+	int runs, lookups, warmup;
+	bool ci, unpinned, shell, requests_only;
+	const char *daemon, *nullfs, *corpus, *tmp, *keep, *inproc, *drive;
+	char cmdline[4096];
+} O = { .runs = 5, .lookups = 1000, .warmup = 200, .unpinned = true,
+	.shell = true };
+
+/* ---------------------------------------------------------------- utils */
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "semcache_bench: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	exit(1);
+}
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "# ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double quantile(double *v, int n, double q)
+{
+	int i;
+
+	if (n <= 0)
+		return NAN;
+	qsort(v, n, sizeof(*v), cmp_double);
+	i = (int)(q * (n - 1) + 0.5);
+	return v[i];
+}
+
+/* Median, min and max of a few per-run figures. */
+struct sumry { double med, min, max; int n; };
+
+static struct sumry summarise(const double *v, int n)
+{
+	double t[MAX_RUNS * 4];
+	struct sumry s = { NAN, NAN, NAN, n };
+
+	if (n <= 0)
+		return s;
+	memcpy(t, v, sizeof(*v) * n);
+	qsort(t, n, sizeof(*t), cmp_double);
+	s.min = t[0];
+	s.max = t[n - 1];
+	s.med = n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+	return s;
+}
+
+static int set_cpu(pid_t tid, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	if (cpu >= 0) {
+		CPU_SET(cpu, &set);
+	} else {
+		for (int i = 0; i < CPU_SETSIZE && i < sysconf(_SC_NPROCESSORS_ONLN); i++)
+			CPU_SET(i, &set);
+	}
+	return sched_setaffinity(tid, sizeof(set), &set);
+}
+
+/* Pin (cpu >= 0) or unpin (-1) every thread of a process. */
+static void set_cpu_all(pid_t pid, int cpu)
+{
+	char path[64];
+	struct dirent *d;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return;
+	while ((d = readdir(dir)))
+		if (d->d_name[0] != '.')
+			set_cpu((pid_t)atoi(d->d_name), cpu);
+	closedir(dir);
+}
+
+static long rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+/* --------------------------------------------------------------- corpus */
+
+struct corpus {
+	char **q;          /* unique (after textnorm) usable questions */
+	size_t n;
+	size_t held;       /* the last `held` are never filled: misses */
+};
+
+static void corpus_load(struct corpus *c, const char *path, size_t held)
+{
+	struct u64map seen;
+	char line[8192], norm[8192];
+	size_t cap = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		printf("SKIP: corpus '%s' not found (%s); get ../shared/data or pass --corpus\n",
+		       path, strerror(errno));
+		exit(77);
+	}
+	u64map_init(&seen);
+	while (fgets(line, sizeof(line), f)) {
+		size_t len, nl;
+		uint64_t h;
+
+		line[strcspn(line, "\r\n")] = '\0';
+		len = strlen(line);
+		if (len < 8)
+			continue;
+		nl = textnorm(line, len, norm);
+		h = hash64(norm, nl, 7) | 1;
+		if (u64map_get(&seen, h))
+			continue;
+		if (u64map_put(&seen, h, (void *)1))
+			die("out of memory");
+		if (c->n == cap) {
+			cap = cap ? cap * 2 : 65536;
+			c->q = realloc(c->q, cap * sizeof(*c->q));
+			if (!c->q)
+				die("out of memory");
+		}
+		c->q[c->n] = strdup(line);
+		if (!c->q[c->n])
+			die("out of memory");
+		c->n++;
+	}
+	fclose(f);
+	u64map_release(&seen);
+	c->held = held;
+}
+
+static size_t corpus_fillable(const struct corpus *c)
+{
+	return c->n > c->held ? c->n - c->held : 0;
+}
+
+/* The synthetic near-paraphrase: first word dropped, punctuation removed. */
+static void paraphrase(const char *src, char *out, size_t size)
+{
+	const char *p = strchr(src, ' ');
+	size_t o = 0;
+
+	p = p ? p + 1 : src;
+	for (; *p && o + 1 < size; p++)
+		if (!(*p >= 0 && *p < 0x7f && ispunct((unsigned char)*p)))
+			out[o++] = *p;
+	out[o] = '\0';
+}
+
+/*
+ * The query of lookup i of a kind in run r (r = -1: warm-up). Exact and
+ * semantic lookups spread over the N filled questions; misses walk the
+ * held-out tail.
+ */
+static const char *query_of(const struct corpus *c, long n, enum kind k,
+			    int r, int i, char *buf, size_t size)
+{
+	size_t idx = ((size_t)(r + 1) * (size_t)O.lookups + (size_t)i);
+
+	switch (k) {
+	case K_EXACT:
+		return c->q[(idx * 7919) % (size_t)n];
+	case K_SEM:
+		paraphrase(c->q[(idx * 7919) % (size_t)n], buf, size);
+		return buf;
+	default:
+		return c->q[c->n - c->held + idx % c->held];
+	}
+}
+
+/* ------------------------------------------------------------ processes */
+
+struct fsproc {
+	pid_t pid;
+	char mnt[PATH_MAX];
+	char log[PATH_MAX];
+};
+
+static bool is_fuse_mounted(const char *mnt)
+{
+	struct statfs sf;
+
+	return statfs(mnt, &sf) == 0 && (unsigned long)sf.f_type == FUSE_MAGIC;
+}
+
+/* Start argv[0] (already has -f and the mountpoint) pinned to cpu (-1: free). */
+static pid_t spawn(char *const argv[], int cpu, const char *log)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		if (cpu >= 0)
+			set_cpu(0, cpu);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void fs_wait_mounted(struct fsproc *p, double timeout_s)
+{
+	double t0 = now_us();
+	int st;
+
+	while (!is_fuse_mounted(p->mnt)) {
+		if (waitpid(p->pid, &st, WNOHANG) == p->pid)
+			die("'%s' exited before mounting (status %d); log: %s",
+			    p->mnt, st, p->log);
+		if (now_us() - t0 > timeout_s * 1e6)
+			die("'%s' not mounted after %.0f s; log: %s", p->mnt,
+			    timeout_s, p->log);
+		usleep(200);
+	}
+}
+
+static void run_wait(char *const argv[])
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		dup2(fd, 1);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	waitpid(pid, &st, 0);
+}
+
+/* Unmount and wait for the daemon to exit; returns the seconds it took. */
+static double fs_stop(struct fsproc *p)
+{
+	char *um[] = { "fusermount3", "-u", p->mnt, NULL };
+	double t0 = now_us();
+	int st;
+
+	if (p->pid <= 0)
+		return 0;
+	for (int tries = 0; is_fuse_mounted(p->mnt) && tries < 100; tries++) {
+		run_wait(um);
+		if (is_fuse_mounted(p->mnt))
+			usleep(50000);
+	}
+	waitpid(p->pid, &st, 0);
+	p->pid = 0;
+	return (now_us() - t0) / 1e6;
+}
+
+static void semcachefs_start(struct fsproc *p, const char *store, int cpu)
+{
+	char opt[PATH_MAX + 16];
+	char *argv[] = { (char *)O.daemon, "-f", "-o", opt, p->mnt, NULL };
+
+	snprintf(opt, sizeof(opt), "store=%s", store);
+	p->pid = spawn(argv, cpu, p->log);
+}
+
+static void nullfs_start(struct fsproc *p, int cpu)
+{
+	char *argv[] = { (char *)O.nullfs, "-f", p->mnt, NULL };
+
+	p->pid = spawn(argv, cpu, p->log);
+	fs_wait_mounted(p, 30);
+}
+
+/* ----------------------------------------------------------- the client */
+
+/* One client's session files (each thread has its own NAME). */
+struct sess {
+	char dir[PATH_MAX];
+	char query[PATH_MAX], status[PATH_MAX], response[PATH_MAX];
+	char name_q[300];
+	int dirfd;
+	char *buf;
+};
+
+static void sess_init(struct sess *s, const char *dir, const char *name)
+{
+	snprintf(s->dir, sizeof(s->dir), "%s", dir);
+	snprintf(s->query, sizeof(s->query), "%s/%s.query", dir, name);
+	snprintf(s->status, sizeof(s->status), "%s/%s.status", dir, name);
+	snprintf(s->response, sizeof(s->response), "%s/%s.response", dir, name);
+	snprintf(s->name_q, sizeof(s->name_q), "%s.query", name);
+	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+	s->buf = malloc(BUF_BYTES);
+	if (s->dirfd < 0 || !s->buf)
+		die("cannot open '%s': %s", dir, strerror(errno));
+}
+
+static void sess_release(struct sess *s)
+{
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	s->dirfd = -1;
+	free(s->buf);
+	s->buf = NULL;
+}
+
+/* 1 hit, 0 miss, negative errno on failure. */
+static int lookup_3file(struct sess *s, const char *q, size_t len)
+{
+	int fd = open(s->query, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ssize_t n, r;
+	int hit;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, q, len) != (ssize_t)len) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	if (close(fd))
+		return -errno;
+	fd = open(s->status, O_RDONLY);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, s->buf, BUF_BYTES);
+	close(fd);
+	if (n < 4)
+		return n < 0 ? -errno : -EIO;
+	hit = !memcmp(s->buf, "hit", 3);
+	fd = open(s->response, O_RDONLY);
+	if (fd < 0)
+		return -errno;
+	n = 0;
+	while ((r = read(fd, s->buf, BUF_BYTES)) > 0)
+		n += r;
+	close(fd);
+	if (r < 0)
+		return -EIO;
+	return hit;
+}
+
+static int lookup_fast(struct sess *s, const char *q, size_t len, bool at)
+{
+	int fd = at ? openat(s->dirfd, s->name_q, O_RDWR | O_CREAT | O_TRUNC, 0644)
+		    : open(s->query, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	ssize_t n;
+	int rc;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, q, len) != (ssize_t)len) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	n = pread(fd, s->buf, BUF_BYTES, 0);
+	rc = n < 4 ? (n < 0 ? -errno : -EIO) : !memcmp(s->buf, "hit", 3);
+	if (close(fd) && rc >= 0)
+		rc = -errno;
+	return rc;
+}
+
+static int lookup(struct sess *s, enum proto p, const char *q)
+{
+	size_t len = strlen(q);
+
+	return p == P_3FILE ? lookup_3file(s, q, len)
+			    : lookup_fast(s, q, len, p == P_FASTAT);
+}
+
+/* A durable fill: a fast-path lookup, then NAME.response; 0 once close() is 0. */
+static int fill_one(struct sess *s, const char *q, size_t i)
+{
+	char ans[RESP_BYTES];
+	int fd, n, rc = lookup_fast(s, q, strlen(q), false);
+
+	if (rc < 0)
+		return rc;
+	n = snprintf(ans, sizeof(ans), "answer %zu: ", i);
+	for (int k = n; k < RESP_BYTES; k++)
+		ans[k] = (char)('a' + (k * 7 + i) % 26);
+	fd = open(s->response, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, ans, RESP_BYTES) != RESP_BYTES) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	return close(fd) ? -errno : 0;
+}
+
+/* The root's fuse_requests counter, or -1 when the daemon has none. */
+static long long fuse_requests(const char *mnt)
+{
+	char path[PATH_MAX], text[4096];
+	const char *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/.stats", mnt);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	text[n] = '\0';
+	p = strstr(text, "fuse_requests: ");
+	return p ? atoll(p + 15) : -1;
+}
+
+/* What reading .stats itself costs in requests (counted between two reads). */
+static long long stats_cost(const char *mnt)
+{
+	long long a = fuse_requests(mnt), b = fuse_requests(mnt);
+
+	return a < 0 || b < 0 ? -1 : b - a;
+}
+
+/* ------------------------------------------------------------- results */
+
+struct lat {
+	double p50[MAX_RUNS], p99[MAX_RUNS];
+	int runs;
+	long hits, asked;
+	double reqs;                /* FUSE requests per lookup (median), or -1 */
+	double reqv[MAX_RUNS];
+	int nreq;
+};
+
+struct result {
+	long n;
+	size_t fillable;
+	/* [pinned 0 / unpinned 1] */
+	struct lat mount[2][P_N][K_N];
+	/* floors, measured run by run between the mount's runs */
+	struct lat null[2][P_N][K_N];
+	struct lat inproc[2][P_N][K_N];
+	double tput[P_N][3][MAX_RUNS];        /* 1, 2, 4 threads */
+	struct lat inproc_only[K_N];          /* --inproc mode */
+	double null_tput[P_N][3][MAX_RUNS];
+	char load_before[64], load_after[64];
+	int tput_runs;
+	double fills1[MAX_RUNS], fills4[MAX_RUNS];
+	int fill_runs;
+	double fill_total_s;
+	long rss_empty_kib, rss_filled_kib, rss_restart_kib;
+	double startup_ms[MAX_RUNS];
+	int startup_runs;
+	double stop_s;
+	double open_inproc_ms;
+	double shell_ms[MAX_RUNS], shell_null_ms[MAX_RUNS];
+	int shell_runs;
+	int agree_ef[4];
+	double agree[4];
+	int agree_q;
+	bool have_requests;
+};
+
+static void warm_up(struct sess *s, const struct corpus *c, long n,
+		    enum proto p, enum kind k)
+{
+	char qb[8192];
+
+	for (int i = 0; i < O.warmup; i++)
+		if (lookup(s, p, query_of(c, n, k, -1, i % O.lookups, qb, sizeof(qb))) < 0)
+			die("warm-up lookup failed: %s", strerror(errno));
+}
+
+/*
+ * Time run r (O.lookups lookups of kind k) through s and append its p50/p99
+ * to out. mnt (or NULL) is read for the request counter around the run;
+ * cost is what one read of it costs (stats_cost).
+ */
+static void measure_run(struct sess *s, const char *mnt, long long cost,
+			const struct corpus *c, long n, enum proto p, enum kind k,
+			int r, struct lat *out)
+{
+	double *t = malloc(sizeof(double) * O.lookups);
+	long long before = mnt && cost >= 0 ? fuse_requests(mnt) : -1, after;
+	char qb[8192];
+
+	if (!out->runs)
+		out->reqs = -1;
+	for (int i = 0; i < O.lookups; i++) {
+		const char *q = query_of(c, n, k, r, i, qb, sizeof(qb));
+		double t0 = now_us();
+		int rc = lookup(s, p, q);
+
+		t[i] = now_us() - t0;
+		if (rc < 0)
+			die("%s lookup '%s' failed: %s", proto_name[p], q,
+			    strerror(-rc));
+		out->hits += rc;
+		out->asked++;
+	}
+	after = before >= 0 ? fuse_requests(mnt) : -1;
+	if (before >= 0 && after >= 0)
+		out->reqv[out->nreq++] = (double)(after - before - cost) / O.lookups;
+	if (out->nreq)
+		out->reqs = summarise(out->reqv, out->nreq).med;
+	out->p99[out->runs] = quantile(t, O.lookups, 0.99);
+	out->p50[out->runs] = quantile(t, O.lookups, 0.50);
+	out->runs++;
+	free(t);
+}
+
+/* ------------------------------------------------------- threads: fills */
+
+struct worker {
+	pthread_t th;
+	const struct corpus *c;
+	struct sess s;
+	_Atomic size_t *next;
+	size_t end;
+	long n;
+	enum proto p;
+	int count;                 /* throughput: lookups to do */
+	int base;
+	pthread_barrier_t *bar;
+	int err;
+};
+
+static void *fill_main(void *arg)
+{
+	struct worker *w = arg;
+	size_t i;
+
+	set_cpu(0, -1);
+	while ((i = atomic_fetch_add(w->next, 1)) < w->end) {
+		int rc = fill_one(&w->s, w->c->q[i], i);
+
+		if (rc < 0) {
+			fprintf(stderr, "semcache_bench: fill %zu failed: %s\n", i,
+				strerror(-rc));
+			w->err = rc;
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* Fill questions [from, to) with k writers; returns fills per second. */
+static double fill_range(const char *dir, const struct corpus *c, size_t from,
+			 size_t to, int k)
+{
+	struct worker w[4];
+	_Atomic size_t next = from;
+	double t0;
+
+	for (int i = 0; i < k; i++) {
+		char name[32];
+
+		memset(&w[i], 0, sizeof(w[i]));
+		snprintf(name, sizeof(name), "fill%d", i);
+		sess_init(&w[i].s, dir, name);
+		w[i].c = c;
+		w[i].next = &next;
+		w[i].end = to;
+	}
+	t0 = now_us();
+	for (int i = 0; i < k; i++)
+		pthread_create(&w[i].th, NULL, fill_main, &w[i]);
+	for (int i = 0; i < k; i++)
+		pthread_join(w[i].th, NULL);
+	t0 = now_us() - t0;
+	for (int i = 0; i < k; i++) {
+		sess_release(&w[i].s);
+		if (w[i].err)
+			die("filling failed");
+	}
+	return (double)(to - from) / (t0 / 1e6);
+}
+
+/* --------------------------------------------------- threads: lookups/s */
+
+static void *tput_main(void *arg)
+{
+	struct worker *w = arg;
+	char qb[8192];
+
+	set_cpu(0, -1);
+	pthread_barrier_wait(w->bar);
+	for (int i = 0; i < w->count; i++) {
+		const char *q = query_of(w->c, w->n, K_MISS, 0, w->base + i, qb,
+					 sizeof(qb));
+
+		if (lookup(&w->s, w->p, q) < 0) {
+			w->err = -1;
+			break;
+		}
+	}
+	pthread_barrier_wait(w->bar);
+	return NULL;
+}
+
+/* k threads, each with its own NAME, doing miss lookups; lookups/s. */
+static double throughput(const char *dir, const struct corpus *c, long n,
+			 enum proto p, int k, int per_thread)
+{
+	struct worker w[4];
+	pthread_barrier_t bar;
+	double t0;
+
+	pthread_barrier_init(&bar, NULL, k + 1);
+	for (int i = 0; i < k; i++) {
+		char name[32];
+
+		memset(&w[i], 0, sizeof(w[i]));
+		snprintf(name, sizeof(name), "tput%d", i);
+		sess_init(&w[i].s, dir, name);
+		w[i].c = c;
+		w[i].n = n;
+		w[i].p = p;
+		w[i].count = per_thread;
+		w[i].base = i * per_thread;
+		w[i].bar = &bar;
+		pthread_create(&w[i].th, NULL, tput_main, &w[i]);
+	}
+	pthread_barrier_wait(&bar);
+	t0 = now_us();
+	pthread_barrier_wait(&bar);
+	t0 = now_us() - t0;
+	for (int i = 0; i < k; i++) {
+		pthread_join(w[i].th, NULL);
+		sess_release(&w[i].s);
+		if (w[i].err)
+			die("throughput lookup failed");
+	}
+	pthread_barrier_destroy(&bar);
+	return (double)k * per_thread / (t0 / 1e6);
+}
+
+/* ------------------------------------------------------------- in-process */
+
+/* The floor (a) batch; a function of its own for callgrind --toggle-collect. */
+__attribute__((noinline))
+void inproc_batch(struct cache *cache, const struct corpus *c, long n,
+		  enum kind k, int r, double *t, long *hits)
+{
+	char qb[8192];
+
+	for (int i = 0; i < O.lookups; i++) {
+		const char *q = query_of(c, n, k, r, i, qb, sizeof(qb));
+		struct cache_query cq = { q, strlen(q), NULL, 0 };
+		struct cache_result res;
+		double t0 = now_us();
+		int rc = cache_lookup(cache, "/" CAT, &cq, &res);
+
+		t[i] = now_us() - t0;
+		if (rc)
+			die("cache_lookup: %s", strerror(-rc));
+		*hits += res.outcome == CACHE_HIT;
+		cache_result_release(&res);
+	}
+}
+
+static void inproc_run(struct cache *cache, const struct corpus *c, long n,
+		       enum kind k, int r, struct lat *out)
+{
+	double *t = malloc(sizeof(double) * O.lookups);
+
+	out->reqs = -1;
+	inproc_batch(cache, c, n, k, r, t, &out->hits);
+	out->asked += O.lookups;
+	out->p99[out->runs] = quantile(t, O.lookups, 0.99);
+	out->p50[out->runs] = quantile(t, O.lookups, 0.50);
+	out->runs++;
+	free(t);
+}
+
+static void inproc_warm_up(struct cache *cache, const struct corpus *c, long n,
+			   enum kind k)
+{
+	double *t = malloc(sizeof(double) * O.lookups);
+	long dummy = 0;
+
+	inproc_batch(cache, c, n, k, -1, t, &dummy);
+	free(t);
+}
+
+/*
+ * HNSW top-1 agreement with an exact scan: the engine's best score (hit or
+ * miss) against the best inner product over every filled question's
+ * embedding. Queries answered by the exact map are skipped.
+ */
+static void agreement(struct cache *cache, const struct corpus *c, long n,
+		      struct result *res)
+{
+	static const int efs[4] = { 16, 32, 64, 128 };
+	struct embedder *e;
+	float *base, *qv, *best;
+	int nq = n >= 50000 ? 400 : 1000, asked = 0;
+	char qb[8192], yaml[64];
+	const char **qs;
+
+	if (embed_builtin_new(&e))
+		die("embed_builtin_new failed");
+	base = malloc(sizeof(float) * e->dim * (size_t)n);
+	qv = malloc(sizeof(float) * e->dim);
+	best = malloc(sizeof(float) * nq);
+	qs = calloc(nq, sizeof(*qs));
+	if (!base || !qv || !best || !qs)
+		die("out of memory");
+	for (long i = 0; i < n; i++)
+		embedder_embed(e, c->q[i], strlen(c->q[i]), base + (size_t)i * e->dim);
+	for (int j = 0; j < nq; j++) {
+		float b = -2;
+		const char *q = j % 2 ? query_of(c, n, K_MISS, 7, j, qb, sizeof(qb))
+				      : query_of(c, n, K_SEM, 7, j, qb, sizeof(qb));
+
+		qs[j] = strdup(q);
+		embedder_embed(e, q, strlen(q), qv);
+		for (long i = 0; i < n; i++) {
+			const float *v = base + (size_t)i * e->dim;
+			float s = 0;
+
+			for (int d = 0; d < e->dim; d++)
+				s += v[d] * qv[d];
+			if (s > b)
+				b = s;
+		}
+		best[j] = b;
+	}
+	for (int x = 0; x < 4; x++) {
+		int agree = 0;
+
+		snprintf(yaml, sizeof(yaml), "hnsw: {ef_search: %d}\n", efs[x]);
+		if (cache_policy_put(cache, "/" CAT, yaml, strlen(yaml)))
+			die("cannot set hnsw.ef_search in-process");
+		asked = 0;
+		for (int j = 0; j < nq; j++) {
+			struct cache_query cq = { qs[j], strlen(qs[j]), NULL, 0 };
+			struct cache_result r;
+
+			if (cache_lookup(cache, "/" CAT, &cq, &r))
+				die("cache_lookup failed");
+			if (!r.exact) {
+				asked++;
+				agree += fabsf(r.score - best[j]) <= 1e-4f;
+			}
+			cache_result_release(&r);
+		}
+		res->agree_ef[x] = efs[x];
+		res->agree[x] = asked ? (double)agree / asked : NAN;
+	}
+	res->agree_q = asked;
+	cache_policy_put(cache, "/" CAT, NULL, 0);
+	for (int j = 0; j < nq; j++)
+		free((void *)qs[j]);
+	free(qs);
+	free(best);
+	free(qv);
+	free(base);
+	embedder_free(e);
+}
+
+static struct cache *inproc_open(const char *store, double *ms)
+{
+	struct cache_options co = { .store_dir = store, .quiet = true };
+	struct cache *cache;
+	char err[512];
+	double t0 = now_us();
+
+	if (cache_open(&co, &cache, err, sizeof(err)))
+		die("cache_open '%s': %s", store, err);
+	if (ms)
+		*ms = (now_us() - t0) / 1e3;
+	return cache;
+}
+
+/* ------------------------------------------------------------- the shell */
+
+/* ms per lookup of one bash process running `iters` echo/cat lookups. */
+static double shell_lookup_ms(const char *dir, const struct corpus *c, long n,
+			      int iters, int run, const char *tmp)
+{
+	char qfile[PATH_MAX], script[PATH_MAX * 2 + 512], qb[8192];
+	double t0;
+	FILE *f;
+	int st;
+
+	snprintf(qfile, sizeof(qfile), "%s/shell-queries.txt", tmp);
+	f = fopen(qfile, "w");
+	if (!f)
+		die("cannot write '%s'", qfile);
+	for (int i = 0; i < iters; i++)
+		fprintf(f, "%s\n", query_of(c, n, K_MISS, run, i, qb, sizeof(qb)));
+	fclose(f);
+	snprintf(script, sizeof(script),
+		 "cd '%s' && while IFS= read -r q; do echo \"$q\" > x.query; "
+		 "cat x.status >/dev/null; cat x.response >/dev/null; done < '%s'",
+		 dir, qfile);
+	t0 = now_us();
+	st = system(script);
+	t0 = now_us() - t0;
+	if (st != 0)
+		die("the shell loop failed (status %d)", st);
+	return t0 / 1e3 / iters;
+}
+
+/* ----------------------------------------------------------- one N */
+
+static void rm_rf(const char *path)
+{
+	char *argv[] = { "rm", "-rf", (char *)path, NULL };
+
+	run_wait(argv);
+}
+
+
+static void mkdir_cat(const char *mnt, char *dir, size_t size)
+{
+	snprintf(dir, size, "%s/" CAT, mnt);
+	if (mkdir(dir, 0755) && errno != EEXIST)
+		die("mkdir '%s': %s", dir, strerror(errno));
+}
+
+static void wait_answer(const char *dir, double timeout_s)
+{
+	struct sess s = { .dirfd = -1 };
+	double t0 = now_us();
+	char path[PATH_MAX];
+
+	/* a first answered lookup, polled without holding a descriptor */
+	snprintf(path, sizeof(path), "%s/startup.query", dir);
+	s.buf = malloc(BUF_BYTES);
+	snprintf(s.query, sizeof(s.query), "%s", path);
+	for (;;) {
+		if (lookup_fast(&s, "is the cache up", 15, false) >= 0)
+			break;
+		if (now_us() - t0 > timeout_s * 1e6)
+			die("no answer from '%s' after %.0f s", dir, timeout_s);
+		usleep(200);
+	}
+	free(s.buf);
+}
+
+static void loadavg(char *out, size_t size)
+{
+	FILE *f = fopen("/proc/loadavg", "r");
+
+	out[0] = '\0';
+	if (f) {
+		if (fgets(out, (int)size, f))
+			out[strcspn(out, " ")] = '\0';
+		fclose(f);
+	}
+}
+
+static void bench_n(long n, const struct corpus *c, const char *tmp,
+		    struct result *res)
+{
+	struct fsproc d = { 0 }, nf = { 0 };
+	char store[PATH_MAX], copy[PATH_MAX], dir[PATH_MAX], ndir[PATH_MAX];
+	struct cache *cache;
+	struct sess s, ns;
+	size_t at = 0;
+	int B;
+
+	memset(res, 0, sizeof(*res));
+	res->n = n;
+	loadavg(res->load_before, sizeof(res->load_before));
+	snprintf(store, sizeof(store), "%s/store-%ld", tmp, n);
+	snprintf(copy, sizeof(copy), "%s/store-%ld-copy", tmp, n);
+	snprintf(d.mnt, sizeof(d.mnt), "%s/mnt-%ld", tmp, n);
+	snprintf(d.log, sizeof(d.log), "%s/semcachefs-%ld.log", tmp, n);
+	if (mkdir(d.mnt, 0700))
+		die("mkdir '%s': %s", d.mnt, strerror(errno));
+
+	/* 1. empty daemon, then the fill */
+	note("N=%ld: starting '%s' (store %s)", n, O.daemon, store);
+	semcachefs_start(&d, store, -1);
+	fs_wait_mounted(&d, 60);
+	mkdir_cat(d.mnt, dir, sizeof(dir));
+	sess_init(&s, dir, "probe");
+	if (lookup(&s, P_FAST, "warm the embedder up") < 0)
+		die("first lookup failed");
+	sess_release(&s);
+	usleep(300000);
+	res->rss_empty_kib = rss_kib(d.pid);
+
+	/* fills/s: alternating batches of 1 and 4 writers, then the rest */
+	B = (int)(n / 20 < 500 ? n / 20 : 500);
+	double t0 = now_us();
+
+	for (int r = 0; r < O.runs && at + 2 * (size_t)B <= (size_t)n; r++) {
+		res->fills1[r] = fill_range(dir, c, at, at + B, 1);
+		at += B;
+		res->fills4[r] = fill_range(dir, c, at, at + B, 4);
+		at += B;
+		res->fill_runs++;
+	}
+	while (at < (size_t)n) {
+		size_t to = at + 10000 < (size_t)n ? at + 10000 : (size_t)n;
+
+		fill_range(dir, c, at, to, 4);
+		at = to;
+		note("N=%ld: filled %zu (%.0f s)", n, at, (now_us() - t0) / 1e6);
+	}
+	res->fill_total_s = (now_us() - t0) / 1e6;
+	sleep(1);
+	res->rss_filled_kib = rss_kib(d.pid);
+	note("N=%ld: filled in %.1f s; RSS %ld KiB (empty %ld KiB)", n,
+	     res->fill_total_s, res->rss_filled_kib, res->rss_empty_kib);
+	res->stop_s = fs_stop(&d);
+
+	/* 2. start-up to the first answered lookup (a clean stop each time) */
+	for (int r = 0; r < O.runs; r++) {
+		double t1 = now_us();
+
+		semcachefs_start(&d, store, -1);
+		snprintf(dir, sizeof(dir), "%s/" CAT, d.mnt);
+		wait_answer(dir, 300);
+		res->startup_ms[r] = (now_us() - t1) / 1e3;
+		res->startup_runs++;
+		if (r + 1 < O.runs)
+			fs_stop(&d);
+	}
+	note("N=%ld: start-up %.0f ms (last run)", n,
+	     res->startup_ms[res->startup_runs - 1]);
+
+	/* 3. latency: the mount, the nullfs floor and the in-process floor
+	 * (on a copy of the store) run by run, side by side, pinned together
+	 * on CPU 0 and then unpinned */
+	res->have_requests = fuse_requests(d.mnt) >= 0;
+	{
+		char *cp[] = { "cp", "-a", store, copy, NULL };
+
+		run_wait(cp);
+	}
+	snprintf(nf.mnt, sizeof(nf.mnt), "%s/null-%ld", tmp, n);
+	snprintf(nf.log, sizeof(nf.log), "%s/nullfs-%ld.log", tmp, n);
+	if (mkdir(nf.mnt, 0700))
+		die("mkdir '%s': %s", nf.mnt, strerror(errno));
+	nullfs_start(&nf, -1);
+	snprintf(ndir, sizeof(ndir), "%s/" CAT, nf.mnt);
+	cache = inproc_open(copy, &res->open_inproc_ms);
+	sess_init(&s, dir, "b");
+	sess_init(&ns, ndir, "b");
+	{
+		long long cost = stats_cost(d.mnt), ncost = stats_cost(nf.mnt);
+
+		for (int pin = 0; pin < (O.unpinned ? 2 : 1); pin++) {
+			set_cpu_all(d.pid, pin ? -1 : 0);
+			set_cpu_all(nf.pid, pin ? -1 : 0);
+			set_cpu(0, pin ? -1 : 0);
+			for (int p = 0; p < P_N; p++)
+				for (int k = 0; k < K_N; k++) {
+					warm_up(&s, c, n, p, k);
+					warm_up(&ns, c, n, p, k);
+					inproc_warm_up(cache, c, n, k);
+					for (int r = 0; r < O.runs; r++) {
+						measure_run(&s, d.mnt, cost, c, n, p, k, r,
+							    &res->mount[pin][p][k]);
+						measure_run(&ns, nf.mnt, ncost, c, n, p, k, r,
+							    &res->null[pin][p][k]);
+						inproc_run(cache, c, n, k, r,
+							   &res->inproc[pin][p][k]);
+					}
+				}
+			note("N=%ld: %s latency done", n, pin ? "unpinned" : "pinned");
+		}
+	}
+	sess_release(&s);
+	sess_release(&ns);
+
+	/* 4. throughput, unpinned, the mount and nullfs run by run */
+	set_cpu_all(d.pid, -1);
+	set_cpu_all(nf.pid, -1);
+	set_cpu(0, -1);
+	{
+		int per = O.ci ? 200 : 1000;
+
+		for (int r = 0; r < O.runs; r++) {
+			for (int p = 0; p < P_N; p++)
+				for (int t = 0; t < 3; t++) {
+					res->tput[p][t][r] = throughput(dir, c, n, p,
+						1 << t, per);
+					res->null_tput[p][t][r] = throughput(ndir, c, n, p,
+						1 << t, per);
+				}
+			res->tput_runs++;
+		}
+	}
+	note("N=%ld: throughput done", n);
+	res->rss_restart_kib = rss_kib(d.pid);
+
+	/* 7. the shell, through both mounts */
+	if (O.shell) {
+		int iters = O.ci ? 20 : 100;
+
+		for (int r = 0; r < O.runs; r++) {
+			res->shell_ms[r] = shell_lookup_ms(dir, c, n, iters, r, tmp);
+			res->shell_null_ms[r] = shell_lookup_ms(ndir, c, n, iters, r, tmp);
+		}
+		res->shell_runs = O.runs;
+	}
+	fs_stop(&d);
+	fs_stop(&nf);
+	rmdir(nf.mnt);
+	rmdir(d.mnt);
+
+	/* 5b. HNSW agreement, in-process (nothing else running) */
+	set_cpu(0, -1);
+	agreement(cache, c, n, res);
+	note("N=%ld: HNSW agreement done", n);
+	cache_close(cache);
+	rm_rf(copy);
+	loadavg(res->load_after, sizeof(res->load_after));
+	note("N=%ld: done", n);
+}
+
+/* ------------------------------------------------------------- printing */
+
+static char cells[MAX_NS][96][160];
+static char rowname[96][160];
+static int nrows;
+
+static void row(const char *name)
+{
+	snprintf(rowname[nrows++], sizeof(rowname[0]), "%s", name);
+}
+
+static void cell(int col, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cell(int col, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cells[col][nrows - 1], sizeof(cells[0][0]), fmt, ap);
+	va_end(ap);
+}
+
+static struct sumry s50(const struct lat *l)
+{
+	return summarise(l->p50, l->runs);
+}
+
+static struct sumry s99(const struct lat *l)
+{
+	return summarise(l->p99, l->runs);
+}
+
+/* "p50 [min-max] / p99" in µs */
+static void lat_cell(int col, const struct lat *l)
+{
+	struct sumry a = s50(l), b = s99(l);
+
+	if (!l->runs)
+		cell(col, "-");
+	else
+		cell(col, "%.0f [%.0f–%.0f] / %.0f", a.med, a.min, a.max, b.med);
+}
+
+static void print_table(struct result *res, int nres)
+{
+	char name[160];
+
+	nrows = 0;
+	for (int i = 0; i < nres; i++) {
+		struct result *r = &res[i];
+		int pins = O.unpinned ? 2 : 1;
+
+		nrows = 0;
+		for (int pin = 0; pin < pins; pin++)
+			for (int p = 0; p < P_N; p++)
+				for (int k = 0; k < K_N; k++) {
+					snprintf(name, sizeof(name),
+						 "mount %s %s, %s: p50 µs [min–max] / p99",
+						 proto_name[p], kind_name[k],
+						 pin ? "unpinned" : "pinned cpu0");
+					row(name);
+					lat_cell(i, &r->mount[pin][p][k]);
+				}
+		for (int k = 0; k < K_N; k++) {
+			snprintf(name, sizeof(name),
+				 "floor (a) in-process %s, pinned cpu0 (runs beside fast): p50 µs [min–max] / p99",
+				 kind_name[k]);
+			row(name);
+			lat_cell(i, &r->inproc[0][P_FAST][k]);
+		}
+		for (int pin = 0; pin < pins; pin++)
+			for (int p = 0; p < P_N; p++) {
+				snprintf(name, sizeof(name),
+					 "floor (b) nullfs %s, %s (runs beside miss): p50 µs [min–max] / p99",
+					 proto_name[p], pin ? "unpinned" : "pinned cpu0");
+				row(name);
+				lat_cell(i, &r->null[pin][p][K_MISS]);
+			}
+		for (int pin = 0; pin < pins; pin++)
+			for (int p = 0; p < P_N; p++)
+				for (int k = 0; k < K_N; k++) {
+					double m = s50(&r->mount[pin][p][k]).med;
+					double a = s50(&r->inproc[pin][p][k]).med;
+					double b = s50(&r->null[pin][p][k]).med;
+					double m9 = s99(&r->mount[pin][p][k]).med;
+					double a9 = s99(&r->inproc[pin][p][k]).med;
+					double b9 = s99(&r->null[pin][p][k]).med;
+
+					snprintf(name, sizeof(name),
+						 "ratio mount/(a+b) %s %s, %s: p50 (p99)",
+						 proto_name[p], kind_name[k],
+						 pin ? "unpinned" : "pinned cpu0");
+					row(name);
+					cell(i, "%.2f× (%.2f×)", m / (a + b), m9 / (a9 + b9));
+				}
+		for (int p = 0; p < P_N; p++) {
+			snprintf(name, sizeof(name),
+				 "FUSE requests per lookup, %s: exact / semantic / miss (nullfs)",
+				 proto_name[p]);
+			row(name);
+			if (!r->have_requests)
+				cell(i, "n/a (no fuse_requests in .stats)");
+			else
+				cell(i, "%.1f / %.1f / %.1f (%.1f)",
+				     r->mount[0][p][K_EXACT].reqs,
+				     r->mount[0][p][K_SEM].reqs,
+				     r->mount[0][p][K_MISS].reqs, r->null[0][p][K_MISS].reqs);
+		}
+		row("hits among lookups: exact / semantic (synthetic paraphrase) / miss (held-out)");
+		cell(i, "%.1f%% / %.1f%% / %.1f%%",
+		     100.0 * r->mount[0][P_FAST][K_EXACT].hits / r->mount[0][P_FAST][K_EXACT].asked,
+		     100.0 * r->mount[0][P_FAST][K_SEM].hits / r->mount[0][P_FAST][K_SEM].asked,
+		     100.0 * r->mount[0][P_FAST][K_MISS].hits / r->mount[0][P_FAST][K_MISS].asked);
+		for (int p = 0; p < P_N; p++) {
+			struct sumry t1 = summarise(r->tput[p][0], r->tput_runs);
+			struct sumry t2 = summarise(r->tput[p][1], r->tput_runs);
+			struct sumry t4 = summarise(r->tput[p][2], r->tput_runs);
+
+			snprintf(name, sizeof(name),
+				 "miss lookups/s %s, unpinned: 1 / 2 / 4 threads (2T÷1T)",
+				 proto_name[p]);
+			row(name);
+			cell(i, "%.0f / %.0f / %.0f (%.2f×)", t1.med, t2.med, t4.med,
+			     t2.med / t1.med);
+		}
+		for (int p = 0; p < P_N; p++) {
+			struct sumry t1 = summarise(r->null_tput[p][0], r->tput_runs);
+			struct sumry t2 = summarise(r->null_tput[p][1], r->tput_runs);
+			struct sumry t4 = summarise(r->null_tput[p][2], r->tput_runs);
+
+			snprintf(name, sizeof(name),
+				 "nullfs lookups/s %s, unpinned: 1 / 2 / 4 threads (2T÷1T)",
+				 proto_name[p]);
+			row(name);
+			cell(i, "%.0f / %.0f / %.0f (%.2f×)", t1.med, t2.med, t4.med,
+			     t2.med / t1.med);
+		}
+		{
+			struct sumry f1 = summarise(r->fills1, r->fill_runs);
+			struct sumry f4 = summarise(r->fills4, r->fill_runs);
+
+			row("durable fills/s (lookup + fill), 1 writer [min–max]");
+			cell(i, "%.0f [%.0f–%.0f]", f1.med, f1.min, f1.max);
+			row("durable fills/s (lookup + fill), 4 writers [min–max]");
+			cell(i, "%.0f [%.0f–%.0f]", f4.med, f4.min, f4.max);
+			row("whole fill of N (4 writers after the batches), s");
+			cell(i, "%.1f", r->fill_total_s);
+		}
+		{
+			double per = (r->rss_filled_kib - r->rss_empty_kib) * 1024.0 / r->n;
+			double per2 = (r->rss_restart_kib - r->rss_empty_kib) * 1024.0 / r->n;
+			/* IndexHNSWFlat: codes 4d, level-0 links 2M int32, levels
+			 * int32 + offsets size_t, upper levels ~M/(M-1) x M int32 */
+			double faiss = 4.0 * DIM_BUILTIN + 2.0 * HNSW_M * 4 + 4 + 8 +
+				       HNSW_M * 4.0 / (HNSW_M - 1);
+
+			row("daemon RSS MiB: empty / filled / after restart + lookups");
+			cell(i, "%.1f / %.1f / %.1f", r->rss_empty_kib / 1024.0,
+			     r->rss_filled_kib / 1024.0, r->rss_restart_kib / 1024.0);
+			row("RSS per entry B: after fill / after restart (raw vector B; FAISS estimate B; target ≤ 1.3×FAISS+300)");
+			cell(i, "%.0f / %.0f (%d; %.0f; %.0f)", per, per2,
+			     4 * DIM_BUILTIN, faiss, 1.3 * faiss + 300);
+		}
+		{
+			struct sumry su = summarise(r->startup_ms, r->startup_runs);
+
+			row("start-up to first answered lookup, ms [min–max]");
+			cell(i, "%.0f [%.0f–%.0f]", su.med, su.min, su.max);
+			row("clean stop after the fill (merge + snapshot), s / in-process cache_open, ms");
+			cell(i, "%.1f / %.0f", r->stop_s, r->open_inproc_ms);
+		}
+		if (r->shell_runs) {
+			struct sumry a = summarise(r->shell_ms, r->shell_runs);
+			struct sumry b = summarise(r->shell_null_ms, r->shell_runs);
+
+			row("bash echo/cat lookup (miss), ms: mount [min–max] (nullfs)");
+			cell(i, "%.2f [%.2f–%.2f] (%.2f)", a.med, a.min, a.max, b.med);
+		}
+		row("1-min load average at start / end (2 cores)");
+		cell(i, "%s / %s", r->load_before, r->load_after);
+		row("HNSW top-1 agreement vs exact scan, ef_search 16 / 32 / 64 / 128 (queries)");
+		cell(i, "%.3f / %.3f / %.3f / %.3f (%d)", r->agree[0], r->agree[1],
+		     r->agree[2], r->agree[3], r->agree_q);
+	}
+	printf("\n| metric |");
+	for (int i = 0; i < nres; i++)
+		printf(" N=%ld |", res[i].n);
+	printf("\n|---|");
+	for (int i = 0; i < nres; i++)
+		printf("---|");
+	printf("\n");
+	for (int k = 0; k < nrows; k++) {
+		printf("| %s |", rowname[k]);
+		for (int i = 0; i < nres; i++)
+			printf(" %s |", cells[i][k]);
+		printf("\n");
+	}
+	printf("\nCommand: `%s`\n", O.cmdline);
+}
+
+/* --------------------------------------------------- --requests mode */
+
+/* nullfs's per-kind counters (see nullfs.c), in its .stats order. */
+#define NOPS 10
+static const char *const op_names[NOPS] = { "getattr", "create", "open",
+	"read", "write", "flush", "release", "truncate", "getxattr", "other" };
+
+/* Reads .stats once: returns fuse_requests (-1 if none), fills v. */
+static long long read_ops(const char *mnt, long long v[NOPS])
+{
+	char path[PATH_MAX], text[4096], key[64];
+	ssize_t n;
+	int fd;
+
+	const char *t;
+
+	memset(v, 0, sizeof(long long) * NOPS);
+	snprintf(path, sizeof(path), "%s/.stats", mnt);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	text[n] = '\0';
+	for (int i = 0; i < NOPS; i++) {
+		const char *p;
+
+		snprintf(key, sizeof(key), "\n%s: ", op_names[i]);
+		p = strstr(text, key);
+		if (p)
+			v[i] = atoll(p + strlen(key));
+	}
+	t = strstr(text, "fuse_requests: ");
+	return t ? atoll(t + 15) : -1;
+}
+
+/* "getattr 4, open 1" for the per-kind difference b - a - cost. */
+static void ops_text(const long long *a, const long long *b,
+		     const long long *cost, char *out, size_t size)
+{
+	size_t o = 0;
+
+	out[0] = '\0';
+	for (int i = 0; i < NOPS && o < size; i++) {
+		long long d = b[i] - a[i] - cost[i];
+
+		if (d)
+			o += snprintf(out + o, size - o, "%s%s %lld", o ? ", " : "",
+				      op_names[i] == op_names[0] ? "lookup/getattr" :
+				      op_names[i], d);
+	}
+}
+
+
+/* Print the requests each step of each protocol costs on one mount. */
+static void requests_on(const char *label, const char *mnt, const char *dir,
+			const char *q)
+{
+	long long cost, a, b, tot = 0;
+	long long oc[NOPS], o1[NOPS], o2[NOPS];
+	char buf[BUF_BYTES], qpath[PATH_MAX], spath[PATH_MAX], rpath[PATH_MAX];
+	char kinds[256];
+	int fd, dfd;
+	ssize_t n;
+
+	/* per-kind cost of one .stats read (nullfs only; zeros otherwise) */
+	a = read_ops(mnt, o1);
+	b = read_ops(mnt, o2);
+	cost = b - a;
+	for (int i = 0; i < NOPS; i++)
+		oc[i] = o2[i] - o1[i];
+#define STEP(desc, stmt) do { a = read_ops(mnt, o1); stmt; \
+	b = read_ops(mnt, o2); long long d_ = b - a - cost; tot += d_; \
+	ops_text(o1, o2, oc, kinds, sizeof(kinds)); \
+	printf("| %s | %s | %lld | %s |\n", label, desc, d_, kinds); } while (0)
+
+	snprintf(qpath, sizeof(qpath), "%s/r.query", dir);
+	snprintf(spath, sizeof(spath), "%s/r.status", dir);
+	snprintf(rpath, sizeof(rpath), "%s/r.response", dir);
+	tot = 0;
+	STEP("3file: open(NAME.query, O_WRONLY|O_CREAT|O_TRUNC)",
+	     fd = open(qpath, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+	STEP("3file: write(query)", n = write(fd, q, strlen(q)));
+	STEP("3file: close (lookup runs in flush)", close(fd));
+	STEP("3file: open(NAME.status)", fd = open(spath, O_RDONLY));
+	STEP("3file: read(status)", n = read(fd, buf, sizeof(buf)));
+	STEP("3file: close", close(fd));
+	STEP("3file: open(NAME.response)", fd = open(rpath, O_RDONLY));
+	STEP("3file: read until 0", while ((n = read(fd, buf, sizeof(buf))) > 0) {});
+	STEP("3file: close", close(fd));
+	printf("| %s | **3file total** | **%lld** | |\n", label, tot);
+	tot = 0;
+	STEP("fast: open(NAME.query, O_RDWR|O_CREAT|O_TRUNC)",
+	     fd = open(qpath, O_RDWR | O_CREAT | O_TRUNC, 0644));
+	STEP("fast: write(query)", n = write(fd, q, strlen(q)));
+	STEP("fast: pread(0) (lookup runs here)", n = pread(fd, buf, sizeof(buf), 0));
+	STEP("fast: close", close(fd));
+	printf("| %s | **fast total** | **%lld** | |\n", label, tot);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	tot = 0;
+	STEP("fast-at: openat(dirfd, NAME.query, O_RDWR|O_CREAT|O_TRUNC)",
+	     fd = openat(dfd, "r.query", O_RDWR | O_CREAT | O_TRUNC, 0644));
+	STEP("fast-at: write(query)", n = write(fd, q, strlen(q)));
+	STEP("fast-at: pread(0)", n = pread(fd, buf, sizeof(buf), 0));
+	STEP("fast-at: close", close(fd));
+	printf("| %s | **fast-at total** | **%lld** | |\n", label, tot);
+	close(dfd);
+	(void)n;
+#undef STEP
+}
+
+static int requests_mode(const struct corpus *c, const char *tmp)
+{
+	struct fsproc d = { 0 }, nf = { 0 };
+	char store[PATH_MAX], dir[PATH_MAX], stats[PATH_MAX], text[4096];
+	int fd;
+	ssize_t n;
+
+	snprintf(store, sizeof(store), "%s/store-req", tmp);
+	snprintf(d.mnt, sizeof(d.mnt), "%s/mnt-req", tmp);
+	snprintf(d.log, sizeof(d.log), "%s/semcachefs-req.log", tmp);
+	snprintf(nf.mnt, sizeof(nf.mnt), "%s/null-req", tmp);
+	snprintf(nf.log, sizeof(nf.log), "%s/nullfs-req.log", tmp);
+	mkdir(d.mnt, 0700);
+	mkdir(nf.mnt, 0700);
+	semcachefs_start(&d, store, -1);
+	fs_wait_mounted(&d, 60);
+	if (fuse_requests(d.mnt) < 0) {
+		printf("SKIP: this semcachefs has no fuse_requests counter in .stats\n");
+		fs_stop(&d);
+		return 77;
+	}
+	mkdir_cat(d.mnt, dir, sizeof(dir));
+	fill_range(dir, c, 0, 50, 1);
+	printf("| fs | step | FUSE requests | kinds (nullfs counts them) |\n|---|---|---|---|\n");
+	/* a warm-up pass creates the session files, as in steady state */
+	requests_on("(warm-up)", d.mnt, dir, c->q[c->n - 1]);
+	requests_on("semcachefs miss", d.mnt, dir, c->q[c->n - 1]);
+	requests_on("semcachefs exact hit", d.mnt, dir, c->q[3]);
+	fs_stop(&d);
+	nullfs_start(&nf, -1);
+	snprintf(dir, sizeof(dir), "%s/" CAT, nf.mnt);
+	requests_on("(warm-up)", nf.mnt, dir, c->q[c->n - 1]);
+	requests_on("nullfs", nf.mnt, dir, c->q[c->n - 1]);
+	/* which request kinds nullfs saw in total */
+	snprintf(stats, sizeof(stats), "%s/.stats", nf.mnt);
+	fd = open(stats, O_RDONLY);
+	n = fd >= 0 ? read(fd, text, sizeof(text) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n > 0) {
+		text[n] = '\0';
+		printf("\nnullfs request kinds over the run (includes the .stats reads):\n%s", text);
+	}
+	fs_stop(&nf);
+	rmdir(d.mnt);
+	rmdir(nf.mnt);
+	printf("\nEach step's count is the root .stats counter after minus before, "
+	       "minus one .stats read (%s).\nCommand: `%s`\n",
+	       "calibrated by two reads in a row", O.cmdline);
+	return 0;
+}
+
+/* --------------------------------------------------------------- main */
+
+static char *sibling(const char *rel)
+{
+	char self[PATH_MAX], *slash, *out;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n <= 0)
+		return NULL;
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	if (asprintf(&out, "%s/%s", self, rel) < 0)
+		return NULL;
+	return out;
+}
+
+static void parse_ns(const char *s)
+{
+	char *end;
+
+	O.nn = 0;
+	while (*s && O.nn < MAX_NS) {
+		double v = strtod(s, &end);
+
+		if (end == s)
+			die("bad -n list '%s'", s);
+		if (*end == 'k' || *end == 'K')
+			v *= 1000, end++;
+		else if (*end == 'm' || *end == 'M')
+			v *= 1000000, end++;
+		O.ns[O.nn++] = (long)v;
+		s = *end == ',' ? end + 1 : end;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "runs", 1, 0, 'r' }, { "lookups", 1, 0, 'l' },
+		{ "ci", 0, 0, 'C' }, { "daemon", 1, 0, 'D' },
+		{ "nullfs", 1, 0, 'U' }, { "corpus", 1, 0, 'c' },
+		{ "tmp", 1, 0, 't' }, { "keep", 1, 0, 'k' },
+		{ "no-unpinned", 0, 0, 'P' }, { "no-shell", 0, 0, 'S' },
+		{ "requests", 0, 0, 'R' }, { "inproc", 1, 0, 'I' },
+		{ "drive", 1, 0, 'V' }, { "help", 0, 0, 'h' }, { 0 } };
+	struct result res[MAX_NS];
+	struct corpus c = { 0 };
+	char tmp[PATH_MAX];
+	size_t o = 0;
+	long maxn = 0;
+	int opt;
+
+	for (int i = 0; i < argc; i++)
+		o += snprintf(O.cmdline + o, o < sizeof(O.cmdline) ? sizeof(O.cmdline) - o : 0,
+			      "%s%s", i ? " " : "", argv[i]);
+	parse_ns("10000,100000");
+	while ((opt = getopt_long(argc, argv, "n:r:l:h", lo, NULL)) != -1) {
+		switch (opt) {
+		case 'n': parse_ns(optarg); break;
+		case 'r': O.runs = atoi(optarg); break;
+		case 'l': O.lookups = atoi(optarg); break;
+		case 'C': O.ci = true; break;
+		case 'D': O.daemon = optarg; break;
+		case 'U': O.nullfs = optarg; break;
+		case 'c': O.corpus = optarg; break;
+		case 't': O.tmp = optarg; break;
+		case 'k': O.keep = optarg; break;
+		case 'P': O.unpinned = false; break;
+		case 'S': O.shell = false; break;
+		case 'R': O.requests_only = true; break;
+		case 'I': O.inproc = optarg; break;
+		case 'V': O.drive = optarg; break;
+		default:
+			fprintf(stderr, "usage: see the comment at the top of tests/bench/semcache_bench.c\n");
+			return opt == 'h' ? 0 : 2;
+		}
+	}
+	if (O.ci) {
+		parse_ns("2000");
+		O.runs = 3;
+		O.lookups = 200;
+		O.warmup = 50;
+	}
+	if (O.runs < 1 || O.runs > MAX_RUNS || O.lookups < 10)
+		die("--runs must be 1..%d and --lookups at least 10", MAX_RUNS);
+	if (O.warmup > O.lookups)
+		O.warmup = O.lookups;
+	if (!O.corpus)
+		O.corpus = SEMCACHE_SOURCE_ROOT "/../shared/data/corpus/qqp_questions.txt";
+	for (int i = 0; i < O.nn; i++)
+		if (O.ns[i] > maxn)
+			maxn = O.ns[i];
+	corpus_load(&c, O.corpus, 5000);
+	if ((size_t)maxn > corpus_fillable(&c)) {
+		printf("SKIP: N=%ld needs more than the %zu usable unique questions of '%s' (5000 are held out)\n",
+		       maxn, corpus_fillable(&c), O.corpus);
+		return 77;
+	}
+
+	if (O.inproc) {
+		struct result r = { .n = maxn };
+		struct cache *cache;
+
+		set_cpu(0, 0);
+		cache = inproc_open(O.inproc, &r.open_inproc_ms);
+		printf("cache_open %.0f ms\n", r.open_inproc_ms);
+		for (int k = 0; k < K_N; k++) {
+			struct lat *l = &r.inproc_only[k];
+
+			inproc_warm_up(cache, &c, maxn, k);
+			for (int x = 0; x < O.runs; x++)
+				inproc_run(cache, &c, maxn, k, x, l);
+			printf("in-process %-9s p50 %.1f µs p99 %.1f µs (hits %ld/%ld)\n",
+			       kind_name[k], s50(l).med, s99(l).med, l->hits, l->asked);
+		}
+		cache_close(cache);
+		return 0;
+	}
+
+	if (O.drive) {
+		struct lat l;
+		struct sess s;
+
+		sess_init(&s, O.drive, "drive");
+		for (int p = 0; p < P_N; p++) {
+			memset(&l, 0, sizeof(l));
+			warm_up(&s, &c, maxn, p, K_MISS);
+			for (int x = 0; x < O.runs; x++)
+				measure_run(&s, NULL, -1, &c, maxn, p, K_MISS, x, &l);
+			printf("drive %s miss: p50 %.1f µs p99 %.1f µs (hits %ld/%ld)\n",
+			       proto_name[p], s50(&l).med, s99(&l).med, l.hits, l.asked);
+		}
+		sess_release(&s);
+		return 0;
+	}
+
+	if (access("/dev/fuse", R_OK | W_OK)) {
+		printf("SKIP: /dev/fuse is not usable (%s): no FUSE mounts here\n",
+		       strerror(errno));
+		return 77;
+	}
+	if (!O.daemon)
+		O.daemon = sibling("../fs/semcachefs");
+	if (!O.nullfs)
+		O.nullfs = sibling("nullfs");
+	if (!O.daemon || access(O.daemon, X_OK) || !O.nullfs || access(O.nullfs, X_OK)) {
+		printf("SKIP: daemon '%s' or nullfs '%s' not found (build with meson, or pass --daemon/--nullfs)\n",
+		       O.daemon ? O.daemon : "?", O.nullfs ? O.nullfs : "?");
+		return 77;
+	}
+	snprintf(tmp, sizeof(tmp), "%s/semcache-bench-XXXXXX",
+		 O.tmp ? O.tmp : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(tmp))
+		die("mkdtemp '%s': %s", tmp, strerror(errno));
+	signal(SIGPIPE, SIG_IGN);
+	note("temp dir %s; daemon %s; nullfs %s; %zu unique questions", tmp,
+	     O.daemon, O.nullfs, c.n);
+
+	if (O.requests_only) {
+		int rc = requests_mode(&c, tmp);
+
+		rm_rf(tmp);
+		return rc;
+	}
+	for (int i = 0; i < O.nn; i++) {
+		bench_n(O.ns[i], &c, tmp, &res[i]);
+		if (O.keep) {
+			char from[PATH_MAX], to[PATH_MAX];
+
+			snprintf(from, sizeof(from), "%s/store-%ld", tmp, O.ns[i]);
+			snprintf(to, sizeof(to), "%s/store-%ld", O.keep, O.ns[i]);
+			mkdir(O.keep, 0700);
+			rm_rf(to);
+			if (rename(from, to))
+				note("cannot keep '%s' as '%s': %s", from, to, strerror(errno));
+			else
+				note("kept the store of N=%ld in %s", O.ns[i], to);
+		}
+		/* print as we go: a long run still leaves its results */
+		print_table(res, i + 1);
+		fflush(stdout);
+	}
+	rm_rf(tmp);
+	return 0;
+}
