@@ -667,6 +667,17 @@ int cache_open(const struct cache_options *o, struct cache **out, char *err,
 		snprintf(err, errlen, "cannot create '%s': %s", path, strerror(-rc));
 		goto fail;
 	}
+	{
+		struct stat sb;
+
+		/* snapshots are written inside the store, never through a link */
+		if (lstat(path, &sb) || !S_ISDIR(sb.st_mode)) {
+			rc = -ENOTDIR;
+			snprintf(err, errlen, "'%s' is a symlink, not a directory; refusing to use the store (move it away and restart)",
+				 path);
+			goto fail;
+		}
+	}
 	rc = store_category_list(c->store, collect_cat, c);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot list categories: %s", strerror(-rc));
@@ -938,7 +949,7 @@ static void break_even_window(struct cat *cat, const struct policy *p)
 static bool over_quota(const struct policy *p, const struct cat *cat);
 static void pending_prune(struct cat *cat, int64_t now);
 static void enforce_quota(struct cache *c, struct cat *cat,
-			  const struct policy *p, const struct centry *keep);
+			  const struct policy *p, int64_t keep);
 
 static void flush_hits(struct cache *c, struct cat *cat)
 {
@@ -1046,7 +1057,7 @@ static void maintain(struct cache *c, bool slow)
 
 			effective_policy(cat, &pol);
 			if (over_quota(&pol, cat))
-				enforce_quota(c, cat, &pol, NULL);
+				enforce_quota(c, cat, &pol, 0);
 			break_even_window(cat, &pol);
 			pthread_mutex_lock(&cat->lock);
 			pending_prune(cat, now_ms());
@@ -1132,6 +1143,13 @@ void cache_close(struct cache *c)
 	free(c->cats);
 	store_close(c->store);
 	embs_free_all(c);
+	while (c->loads) {
+		struct load_rep *r = c->loads;
+
+		c->loads = r->next;
+		free(r);
+	}
+	pthread_mutex_destroy(&c->load_mu);
 	pthread_rwlock_destroy(&c->lock);
 	pthread_mutex_destroy(&c->maint_mu);
 	pthread_cond_destroy(&c->maint_cv);
@@ -1150,23 +1168,23 @@ static bool over_quota(const struct policy *p, const struct cat *cat)
 
 /* The entry the eviction order gives up first, never keep. cat->lock held. */
 static struct centry *pick_victim(struct cat *cat, const struct policy *p,
-				  const struct centry *keep)
+				  int64_t keep)
 {
 	struct centry *best = NULL;
 
 	switch (p->eviction) {
 	case POLICY_EVICT_FIFO:
-		for (best = cat->fifo.head; best == keep && best; best = best->fifo_next)
+		for (best = cat->fifo.head; best && best->id == keep; best = best->fifo_next)
 			;
 		return best;
 	case POLICY_EVICT_LRU:
-		for (best = cat->lru.head; best == keep && best; best = best->lru_next)
+		for (best = cat->lru.head; best && best->id == keep; best = best->lru_next)
 			;
 		return best;
 	case POLICY_EVICT_LFU:
 		/* least hits; ties go to the least recently used */
 		for (struct centry *e = cat->lru.head; e; e = e->lru_next)
-			if (e != keep && (!best || e->hits < best->hits))
+			if (e->id != keep && (!best || e->hits < best->hits))
 				best = e;
 		return best;
 	}
@@ -1178,7 +1196,7 @@ static struct centry *pick_victim(struct cat *cat, const struct policy *p,
  * Removal from FAISS is a tombstone; compaction happens in the background.
  */
 static void enforce_quota(struct cache *c, struct cat *cat,
-			  const struct policy *p, const struct centry *keep)
+			  const struct policy *p, int64_t keep)
 {
 	struct centry *victims[64];
 	size_t n;
@@ -1958,20 +1976,22 @@ int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 	rc = entry_publish(cat, e, &old);
 	pthread_mutex_unlock(&cat->lock);
 	if (rc) {
-		vindex_remove(cat->vi, e->id);
-		store_entry_delete(c->store, e->id);
+		vindex_remove(cat->vi, se.id);
+		store_entry_delete(c->store, se.id);
 		goto out;
 	}
+	/* Published: another fill of the same query may retire e at any
+	 * moment, so only its id (se.id) is used from here on. */
+	e = NULL;
 	if (old)
 		entry_retire(c, cat, old, "replaced");
 	if (over_quota(&pol, cat))
-		enforce_quota(c, cat, &pol, e);
+		enforce_quota(c, cat, &pol, se.id);
 	if (cat->pending)
-		pending_resolve(cat, prior ? prior->leader_id : 0, se.key, e->id);
+		pending_resolve(cat, prior ? prior->leader_id : 0, se.key, se.id);
 	cat->fills++;
-	*id_out = e->id;
+	*id_out = se.id;
 	*stored = true;
-	e = NULL;
 out:
 	pthread_rwlock_unlock(&c->lock);
 	if (vec && (!prior || vec != prior->vec))
@@ -2654,9 +2674,14 @@ int cache_stats_text(struct cache *c, const char *path, char **text,
 	if (root && !rc)
 		n += snprintf(buf + n, sizeof(buf) - n,
 			      "categories: %zu\nstore_dropped_at_start: %" PRId64
-			      "\nstore_orphans_removed_at_start: %" PRId64 "\n",
+			      "\nstore_orphans_removed_at_start: %" PRId64
+			      "\nstore_db_repaired: %d\nstore_db_salvaged: %" PRId64
+			      "\nstore_db_lost: %" PRId64
+			      "\nstore_db_categories_recreated: %" PRId64 "\n",
 			      c->ncats, c->report.dropped_entries,
-			      c->report.orphan_blobs);
+			      c->report.orphan_blobs, c->report.db_repaired ? 1 : 0,
+			      (int64_t)c->report.db_salvaged, (int64_t)c->report.db_lost,
+			      (int64_t)c->report.db_cats_recreated);
 	pthread_rwlock_unlock(&c->lock);
 	free(t);
 	if (rc)

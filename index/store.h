@@ -141,6 +141,41 @@ int store_entry_scan(struct store *s, int64_t cat_id, int64_t min_id,
  * -ENOENT if gone, -EBADMSG if the blob is damaged. */
 int store_response_read(struct store *s, int64_t id, void **buf,
 			size_t *len);
+/*
+ * Changes made by other hosts sharing the store (a networked backend).
+ * Events arrive in the order the store applied them, after the change is
+ * durable there; this process's own changes are not echoed back.
+ */
+enum store_event_kind {
+	STORE_EV_ENTRY_PUT,        /* entry, vec, dim, embedder */
+	STORE_EV_ENTRY_DELETE,     /* entry.id, entry.cat_id */
+	STORE_EV_CATEGORY_CREATE,  /* category */
+	STORE_EV_CATEGORY_DELETE,  /* category.id, category.path */
+	STORE_EV_CATEGORY_ATTR,    /* category */
+	STORE_EV_POLICY,           /* category.id; yaml NULL = removed */
+	STORE_EV_RESYNC,           /* events were lost: reload everything */
+};
+
+struct store_event {
+	enum store_event_kind kind;
+	struct store_entry entry;
+	const float *vec;
+	int dim;
+	const char *embedder;
+	struct store_category category;
+	const char *yaml;
+	size_t yaml_len;
+};
+
+typedef void (*store_event_fn)(void *arg, const struct store_event *ev);
+
+/*
+ * Deliver other hosts' changes to cb, from a thread of the store's own,
+ * until store_close(). -ENOTSUP for a backend only this process changes
+ * (the local directory).
+ */
+int store_watch(struct store *s, store_event_fn cb, void *arg);
+
 /* Read an entry's query and context (either out pointer may be NULL).
  * *ctx is NULL with *ctx_len 0 when stored without context. */
 int store_entry_text(struct store *s, int64_t id, char **query,

@@ -1036,7 +1036,7 @@ static int write_file(const char *path, const unsigned char *hdr,
 	if (asprintf(&tmp, "%s.tmp", path) < 0)
 		return -ENOMEM;
 	name = tmp;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = -errno;
 		goto out;

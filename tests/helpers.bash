@@ -47,9 +47,12 @@ is_mounted() {
 start_daemon() {
 	"$SEMCACHEFS" -f -o store="$STORE" "$@" "$MNT" 2>>"$LOG" &
 	DAEMON_PID=$!
-	if ! wait_until 20 is_mounted; then
+	mounted_or_dead() { is_mounted || ! kill -0 "$DAEMON_PID" 2>/dev/null; }
+	if ! wait_until 20 mounted_or_dead || ! is_mounted; then
 		echo "--- daemon log ---" >&2
 		cat "$LOG" >&2
+		wait "$DAEMON_PID" 2>/dev/null || true
+		DAEMON_PID=
 		return 1
 	fi
 }
@@ -84,17 +87,25 @@ setup_mount() {
 	start_daemon "$@"
 }
 
+# teardown_mount: unmount; the test fails if the daemon did not exit 0 or
+# if a sanitizer (ASan, UBSan, LSan) reported anything in its log.
 teardown_mount() {
+	local status=0
 	if [ -n "${DAEMON_PID:-}" ]; then
-		stop_daemon || true
+		stop_daemon || status=$?
 	fi
 	if [ -n "${WORK:-}" ]; then
-		if [ "${BATS_TEST_COMPLETED:-}" != 1 ] && [ -f "$LOG" ]; then
-			echo "--- daemon log ---" >&3
+		if grep -qE "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer" "$LOG" 2>/dev/null; then
+			echo "--- sanitizer report in the daemon log ---" >&3
+			grep -A 30 -E "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer" "$LOG" | head -n 60 >&3
+			status=99
+		elif [ "$status" != 0 ] || [ "${BATS_TEST_COMPLETED:-}" != 1 ]; then
+			echo "--- daemon log (exit status $status) ---" >&3
 			tail -n 30 "$LOG" >&3
 		fi
 		rm -rf "$WORK"
 	fi
+	return "$status"
 }
 
 # ask DIR NAME QUERY: the shell protocol's lookup; prints NAME.status.

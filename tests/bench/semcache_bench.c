@@ -11,32 +11,37 @@
  *   2. restarts it on the filled store: start-up to the first answered
  *      lookup, several times (a clean stop merges every buffered vector into
  *      HNSW and snapshots it, so lookups then see the steady-state index);
- *   3. times lookups through the mount: exact hits (the same question),
- *      semantic hits (synthetic near-paraphrase: first word dropped,
- *      punctuation removed; how many really hit is counted) and misses
- *      (held-out questions; how many hit anyway is counted), with three
- *      client protocols:
+ *   3. copies the store, opens the copy in-process (cache_open) and mounts
+ *      tests/bench/nullfs (a do-nothing FUSE fs mounted like semcachefs),
+ *      then times lookups run by run, side by side: a run through the
+ *      mount, the same run through nullfs (floor b), the same queries with
+ *      cache_lookup() in-process (floor a), so that load from other work on
+ *      this shared machine hits all three alike. Kinds: exact hits (the
+ *      same question), semantic hits (synthetic near-paraphrase: first word
+ *      dropped, punctuation removed; how many really hit is counted) and
+ *      misses (held-out questions; how many hit anyway is counted).
+ *      Client protocols:
  *        3file    create/write/close NAME.query, open/read/close NAME.status
  *                 (one read: the status is one line), open/read-to-EOF/close
  *                 NAME.response (a client cannot know the length otherwise)
  *        fast     one fd O_RDWR|O_CREAT|O_TRUNC on NAME.query: write, pread
  *                 from 0 (status line + answer), close
  *        fast-at  the same through openat() on a descriptor of the category
- *                 directory: the kernel does not revalidate the directory
- *      with daemon and client pinned together on CPU 0, and unpinned; and
- *      the FUSE requests per lookup (root .stats "fuse_requests" before and
- *      after a run, minus the cost of reading .stats itself);
- *   4. throughput with 1, 2, 4 client threads (unpinned), and the daemon's
- *      RSS per entry next to the raw vector bytes and FAISS's own estimate;
- *   5. floor (a): stops the daemon and opens the same store in-process
- *      (cache_open), timing cache_lookup() with the same queries; and the
- *      HNSW top-1 agreement with an exact scan over the embedded corpus at
- *      ef_search 16/32/64/128 (semantic and miss queries, compared by score
- *      so that ties among equal vectors count as agreement);
- *   6. floor (b): the same sequences against tests/bench/nullfs (a
- *      do-nothing FUSE fs mounted like semcachefs), same pinning;
- *   7. the shell cost: one bash process running `echo q > x.query;
- *      cat x.status; cat x.response` in a loop, per lookup.
+ *                 directory: the kernel does not walk the path from the root
+ *      with daemon, nullfs and client pinned together on CPU 0 (the VM's
+ *      idle-vCPU wake-up costs tens of µs per round trip otherwise), then
+ *      unpinned; and the FUSE requests per lookup (root .stats
+ *      "fuse_requests" before and after a run, minus the cost of reading
+ *      .stats itself);
+ *   4. throughput with 1, 2, 4 client threads (unpinned), the mount and
+ *      nullfs alternately; the daemon's RSS per entry next to the raw
+ *      vector bytes and FAISS's own estimate;
+ *   5. the shell cost: one bash process running `echo q > x.query;
+ *      cat x.status; cat x.response` in a loop, per lookup (mount, nullfs);
+ *   6. the HNSW top-1 agreement with an exact scan over the embedded corpus
+ *      at ef_search 16/32/64/128, in-process (semantic and miss queries,
+ *      compared by score so that ties among equal vectors count as
+ *      agreement).
  * Latencies: a warm-up, then --runs runs of --lookups lookups; each cell is
  * the median over runs of the per-run p50 (p99), with [min-max] over runs.
  *
@@ -44,7 +49,8 @@
  *                  [--daemon PATH] [--nullfs PATH] [--corpus FILE]
  *                  [--tmp DIR] [--keep DIR] [--no-unpinned] [--no-shell]
  *   semcache_bench --requests            FUSE requests per step, per protocol
- *   semcache_bench --inproc STORE -n N   only floor (a) on a kept store
+ *   semcache_bench --inproc STORE -n N [--kind miss]
+ *                                        only floor (a) on a kept store
  *                                        (for valgrind --tool=callgrind
  *                                        --toggle-collect=inproc_batch)
  *   semcache_bench --drive CATDIR -n N   only miss lookups through a mounted
@@ -101,10 +107,11 @@ static struct {
 	int nn;
 	int runs, lookups, warmup;
 	bool ci, unpinned, shell, requests_only;
+	int only_kind;             /* --inproc: -1 all kinds, else one */
 	const char *daemon, *nullfs, *corpus, *tmp, *keep, *inproc, *drive;
 	char cmdline[4096];
 } O = { .runs = 5, .lookups = 1000, .warmup = 200, .unpinned = true,
-	.shell = true };
+	.shell = true, .only_kind = -1 };
 
 /* ---------------------------------------------------------------- utils */
 
@@ -1575,7 +1582,8 @@ int main(int argc, char **argv)
 		{ "tmp", 1, 0, 't' }, { "keep", 1, 0, 'k' },
 		{ "no-unpinned", 0, 0, 'P' }, { "no-shell", 0, 0, 'S' },
 		{ "requests", 0, 0, 'R' }, { "inproc", 1, 0, 'I' },
-		{ "drive", 1, 0, 'V' }, { "help", 0, 0, 'h' }, { 0 } };
+		{ "drive", 1, 0, 'V' }, { "kind", 1, 0, 'K' },
+		{ "help", 0, 0, 'h' }, { 0 } };
 	struct result res[MAX_NS];
 	struct corpus c = { 0 };
 	char tmp[PATH_MAX];
@@ -1603,6 +1611,13 @@ int main(int argc, char **argv)
 		case 'R': O.requests_only = true; break;
 		case 'I': O.inproc = optarg; break;
 		case 'V': O.drive = optarg; break;
+		case 'K':
+			O.only_kind = !strcmp(optarg, "exact") ? K_EXACT :
+				      !strcmp(optarg, "semantic") ? K_SEM :
+				      !strcmp(optarg, "miss") ? K_MISS : -2;
+			if (O.only_kind == -2)
+				die("--kind is exact, semantic or miss");
+			break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of tests/bench/semcache_bench.c\n");
 			return opt == 'h' ? 0 : 2;
@@ -1639,6 +1654,9 @@ int main(int argc, char **argv)
 		printf("cache_open %.0f ms\n", r.open_inproc_ms);
 		for (int k = 0; k < K_N; k++) {
 			struct lat *l = &r.inproc_only[k];
+
+			if (O.only_kind >= 0 && k != O.only_kind)
+				continue;
 
 			inproc_warm_up(cache, &c, maxn, k);
 			for (int x = 0; x < O.runs; x++)

@@ -97,8 +97,11 @@ static void error(const char *what, const char *path, int e)
 {
 	const char *n = strerrorname_np(e);
 
-	n_errors++;
-	fprintf(stderr, "loadgen: %s '%s': %s\n", what, path, n ? n : "?");
+	if (++n_errors <= 20)
+		fprintf(stderr, "loadgen: %s '%s': %s\n", what, path,
+			n ? n : "?");
+	if (n_errors >= 100)
+		stop = 1;  /* the daemon is gone or broken: stop early */
 }
 
 static int fill_one(const char *name, const char *q, size_t qn,
@@ -162,18 +165,14 @@ static void *client(void *arg)
 			st[n > 0 ? n : 0] = '\0';
 			if (n < 0 || strncmp(st, "hit score=1.000 ", 16) ||
 			    !strstr(st, "match=exact")) {
-				n_errors++;
-				fprintf(stderr, "loadgen: item %ld: status '%s'\n",
-					i, st);
+				error("lookup status", st, EPROTO);
 				continue;
 			}
 			snprintf(path, sizeof(path), "%s/%s.response", dir,
 				 name);
 			n = get(path, got, sizeof(got));
 			if (n != an || memcmp(got, a, (size_t)an)) {
-				n_errors++;
-				fprintf(stderr, "loadgen: item %ld: wrong response "
-					"(%zd bytes)\n", i, n);
+				error("wrong response of", q, EBADMSG);
 				continue;
 			}
 			n_lookups++;
@@ -273,6 +272,8 @@ static int do_run(int nclients, long secs, long pid)
 	fflush(stdout);
 	if (stalls)
 		_exit(1);  /* stuck threads cannot be joined */
+	free(cs);
+	free(rss);
 	return n_errors ? 1 : 0;
 }
 

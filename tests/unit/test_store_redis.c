@@ -1,0 +1,886 @@
+/*
+ * test_store_redis.c - the Redis backend (index/store_redis.c) against real
+ * redis-server processes on free loopback ports: categories, policies,
+ * entries and responses, ids from two hosts, the change stream (order,
+ * delay, no echo, resync on a gap), Redis killed and restarted with AOF,
+ * and a 3-node cluster when redis-cli can make one. Skips (exit 77) when
+ * redis-server is not installed. Calls store_redis_ops directly.
+ */
+#include "check.h"
+#include "store_i.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#define OPS store_redis_ops
+#define DIM 256
+
+static char tmp[PATH_MAX];
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void pause_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bind(fd, (struct sockaddr *)&a, sizeof(a));
+	getsockname(fd, (struct sockaddr *)&a, &len);
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static bool port_free(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	bool ok;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	a.sin_port = htons((uint16_t)port);
+	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	close(fd);
+	return ok;
+}
+
+/* A cluster node also listens on port + 10000 (its bus), so <= 55535. */
+static int free_cluster_port(void)
+{
+	for (int i = 0; i < 1000; i++) {
+		int p = 20000 + (int)((unsigned)rand() % 35000);
+
+		if (port_free(p) && port_free(p + 10000))
+			return p;
+	}
+	return 0;
+}
+
+struct srv {
+	pid_t pid;
+	int port;
+	char dir[PATH_MAX];
+};
+
+static redisReply *cmd1(int port, const char *fmt, const char *arg)
+{
+	struct timeval tv = { 1, 0 };
+	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+	redisReply *r = NULL;
+
+	if (c && !c->err)
+		r = redisCommand(c, fmt, arg);
+	if (c)
+		redisFree(c);
+	return r;
+}
+
+static bool srv_ping(int port)
+{
+	redisReply *r = cmd1(port, "PING %s", "x");
+	bool ok = r && r->type == REDIS_REPLY_STRING;
+
+	freeReplyObject(r);
+	return ok;
+}
+
+/* Start redis-server on s->port (0: pick one) with its data in s->dir. */
+static bool srv_start(struct srv *s, bool cluster)
+{
+	char port[16];
+
+	if (!s->port)
+		s->port = cluster ? free_cluster_port() : free_port();
+	if (!*s->dir) {
+		snprintf(s->dir, sizeof(s->dir), "%s/redis-%d", tmp, s->port);
+		mkdir(s->dir, 0700);
+	}
+	snprintf(port, sizeof(port), "%d", s->port);
+	fflush(NULL);
+	s->pid = fork();
+	if (s->pid == 0) {
+		char log[PATH_MAX + 8];
+
+		snprintf(log, sizeof(log), "%s/log", s->dir);
+		freopen(log, "a", stdout);
+		freopen(log, "a", stderr);
+		if (cluster)
+			execlp("redis-server", "redis-server", "--port", port,
+			       "--bind", "127.0.0.1", "--save", "",
+			       "--appendonly", "yes", "--dir", s->dir,
+			       "--daemonize", "no", "--cluster-enabled", "yes",
+			       "--cluster-config-file", "nodes.conf",
+			       "--cluster-node-timeout", "2000", (char *)NULL);
+		else
+			execlp("redis-server", "redis-server", "--port", port,
+			       "--bind", "127.0.0.1", "--save", "",
+			       "--appendonly", "yes", "--dir", s->dir,
+			       "--daemonize", "no", (char *)NULL);
+		_exit(127);
+	}
+	for (int64_t end = mono_us() + 5000000; mono_us() < end; pause_ms(10))
+		if (srv_ping(s->port))
+			return true;
+	return false;
+}
+
+static void srv_kill(struct srv *s)
+{
+	if (s->pid > 0) {
+		kill(s->pid, SIGKILL);
+		waitpid(s->pid, NULL, 0);
+	}
+	s->pid = 0;
+}
+
+static struct store *open_at(int port, char *err, size_t errlen, int *ret)
+{
+	char where[64];
+	struct store *st = NULL;
+
+	snprintf(where, sizeof(where), "redis://127.0.0.1:%d/0", port);
+	*ret = OPS.open(where, NULL, &st, NULL, err, errlen);
+	return st;
+}
+
+/* ---- collecting events ---- */
+
+struct evlog {
+	pthread_mutex_t mu;
+	size_t n, cap;
+	struct { struct store_event ev; int64_t t_us; uint64_t mark; } *v;
+	int resyncs;
+};
+
+static void ev_cb(void *arg, const struct store_event *ev)
+{
+	struct evlog *l = arg;
+
+	pthread_mutex_lock(&l->mu);
+	if (ev->kind == STORE_EV_RESYNC)
+		l->resyncs++;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 256;
+		l->v = realloc(l->v, l->cap * sizeof(*l->v));
+	}
+	l->v[l->n].ev = *ev;
+	l->v[l->n].ev.vec = NULL;
+	l->v[l->n].ev.embedder = NULL;
+	l->v[l->n].ev.yaml = NULL;
+	l->v[l->n].ev.category.path = NULL;
+	l->v[l->n].t_us = mono_us();
+	l->v[l->n].mark = ev->dim == DIM && ev->vec &&
+			  ev->vec[0] == (float)ev->entry.key[0] ? 1 : 0;
+	l->n++;
+	pthread_mutex_unlock(&l->mu);
+}
+
+static size_t ev_count(struct evlog *l)
+{
+	size_t n;
+
+	pthread_mutex_lock(&l->mu);
+	n = l->n;
+	pthread_mutex_unlock(&l->mu);
+	return n;
+}
+
+static bool ev_wait(struct evlog *l, size_t n, int ms)
+{
+	for (int64_t end = mono_us() + ms * 1000; mono_us() < end; pause_ms(2))
+		if (ev_count(l) >= n)
+			return true;
+	return ev_count(l) >= n;
+}
+
+/* ---- entries ---- */
+
+static float vec[DIM];
+
+static int put(struct store *st, int64_t cat, uint64_t mark, const void *resp,
+	       size_t resp_len, int64_t *id)
+{
+	struct store_entry e = { .cat_id = cat, .created_ms = 1000 + (int64_t)mark,
+				 .key = { mark, ~mark }, .ctx_hash = 0 };
+	char q[64];
+	struct store_payload p = { .query = q, .vec = vec, .dim = DIM,
+				   .embedder = "builtin-v1",
+				   .response = resp, .response_len = resp_len };
+	int ret;
+
+	p.query_len = (size_t)snprintf(q, sizeof(q), "query %llu",
+				       (unsigned long long)mark);
+	vec[0] = (float)mark;
+	ret = OPS.entry_put(st, &e, &p);
+	if (id)
+		*id = e.id;
+	return ret;
+}
+
+struct scan_ctx {
+	int n;
+	int64_t ids[4096];
+	struct store_entry first;
+	float vec[DIM];
+	int dim;
+	char emb[32];
+};
+
+static int scan_cb(void *arg, const struct store_entry *e, const float *v,
+		   int dim, const char *embedder)
+{
+	struct scan_ctx *sc = arg;
+
+	if (!sc->n) {
+		sc->first = *e;
+		sc->dim = dim;
+		memcpy(sc->vec, v, sizeof(float) * (dim > DIM ? DIM : dim));
+		snprintf(sc->emb, sizeof(sc->emb), "%s", embedder);
+	}
+	if (sc->n < 4096)
+		sc->ids[sc->n] = e->id;
+	sc->n++;
+	return 0;
+}
+
+static int count_entries(struct store *st, int64_t cat)
+{
+	struct scan_ctx *sc = calloc(1, sizeof(*sc));
+	int ret = OPS.entry_scan(st, cat, 0, scan_cb, sc), n = sc->n;
+
+	free(sc);
+	return ret ? ret : n;
+}
+
+struct cat_find { const char *path; int64_t id; mode_t mode; int n; };
+
+static int cat_cb(void *arg, const struct store_category *c)
+{
+	struct cat_find *f = arg;
+
+	f->n++;
+	if (!strcmp(c->path, f->path)) {
+		f->id = c->id;
+		f->mode = c->mode;
+	}
+	return 0;
+}
+
+static int64_t cat_lookup(struct store *st, const char *path, mode_t *mode)
+{
+	struct cat_find f = { path, 0, 0, 0 };
+
+	OPS.category_list(st, cat_cb, &f);
+	if (mode)
+		*mode = f.mode;
+	return f.id;
+}
+
+/* ---- single node ---- */
+
+static void test_basics(int port)
+{
+	char err[256];
+	int ret;
+	struct store *a = open_at(port, err, sizeof(err), &ret);
+	int64_t cat, cat2, id, id2;
+	mode_t mode;
+	struct stat sb;
+
+	CHECK_EQ_INT(ret, 0);
+	if (!a) {
+		fprintf(stderr, "open: %s\n", err);
+		return;
+	}
+	CHECK(stat(OPS.dir(a), &sb) == 0 && S_ISDIR(sb.st_mode) &&
+	      (sb.st_mode & 0777) == 0700);
+	CHECK(strstr(OPS.dir(a), "/semcachefs/redis-127.0.0.1-") != NULL);
+	CHECK(cat_lookup(a, "/", NULL) > 0);
+
+	/* categories */
+	CHECK_EQ_INT(OPS.category_create(a, "/code", 0750, 1000, 1000, &cat), 0);
+	CHECK_EQ_INT(OPS.category_create(a, "/code", 0750, 1000, 1000, &cat2),
+		     -EEXIST);
+	CHECK_EQ_INT(OPS.category_create(a, "/code/py thon", 0700, 1, 2, &cat2), 0);
+	CHECK_EQ_INT(cat_lookup(a, "/code", &mode), cat);
+	CHECK_EQ_INT(mode, 0750);
+	CHECK_EQ_INT(cat_lookup(a, "/code/py thon", NULL), cat2);
+	CHECK_EQ_INT(OPS.category_setattr(a, cat, 0711, 5, 6), 0);
+	cat_lookup(a, "/code", &mode);
+	CHECK_EQ_INT(mode, 0711);
+	CHECK_EQ_INT(OPS.category_setattr(a, 99999, 0711, 5, 6), -ENOENT);
+	CHECK_EQ_INT(OPS.category_delete(a, cat2), 0);
+	CHECK_EQ_INT(cat_lookup(a, "/code/py thon", NULL), 0);
+	CHECK_EQ_INT(OPS.category_delete(a, cat2), -ENOENT);
+	CHECK_EQ_INT(OPS.category_delete(a, cat_lookup(a, "/", NULL)), -EBUSY);
+
+	/* policies */
+	char *y = NULL;
+	size_t ylen = 0;
+	CHECK_EQ_INT(OPS.policy_get(a, cat, &y, &ylen), -ENOENT);
+	CHECK_EQ_INT(OPS.policy_put(a, cat, "threshold: 0.95\n", 16), 0);
+	CHECK_EQ_INT(OPS.policy_get(a, cat, &y, &ylen), 0);
+	CHECK(y && ylen == 16 && !strcmp(y, "threshold: 0.95\n"));
+	free(y);
+	CHECK_EQ_INT(OPS.policy_put(a, cat, NULL, 0), 0);
+	CHECK_EQ_INT(OPS.policy_get(a, cat, &y, &ylen), -ENOENT);
+	CHECK_EQ_INT(OPS.policy_put(a, cat, NULL, 0), -ENOENT);
+	CHECK_EQ_INT(OPS.policy_put(a, cat2, "ttl: 1d\n", 8), -ENOENT);
+
+	/* an entry with a 1 MiB binary response and a context */
+	size_t big = 1 << 20;
+	unsigned char *resp = malloc(big);
+	for (size_t i = 0; i < big; i++)
+		resp[i] = (unsigned char)(i * 2654435761u >> 13);
+	for (int i = 0; i < DIM; i++)
+		vec[i] = (float)i / 7.0f - 3.0f;
+	struct store_entry e = { .cat_id = cat, .created_ms = 1234567,
+				 .last_hit_ms = 0, .hits = 0,
+				 .key = { 0x1122334455667788ull, 42 },
+				 .ctx_hash = 0xabcdefull };
+	struct store_payload p = { .query = "q\0bin", .query_len = 5,
+				   .context = "ctx", .context_len = 3,
+				   .vec = vec, .dim = DIM,
+				   .embedder = "builtin-v1",
+				   .response = resp, .response_len = big };
+	CHECK_EQ_INT(OPS.entry_put(a, &e, &p), 0);
+	id = e.id;
+	CHECK(id > 0);
+	struct scan_ctx *sc = calloc(1, sizeof(*sc));
+	CHECK_EQ_INT(OPS.entry_scan(a, cat, 0, scan_cb, sc), 0);
+	CHECK_EQ_INT(sc->n, 1);
+	CHECK_EQ_INT(sc->first.id, id);
+	CHECK_EQ_INT(sc->first.cat_id, cat);
+	CHECK_EQ_INT(sc->first.created_ms, 1234567);
+	CHECK_EQ_INT(sc->first.bytes, (int64_t)big);
+	CHECK(sc->first.key[0] == e.key[0] && sc->first.key[1] == 42);
+	CHECK(sc->first.ctx_hash == 0xabcdefull);
+	CHECK_EQ_INT(sc->dim, DIM);
+	CHECK(memcmp(sc->vec, vec, sizeof(vec)) == 0);
+	CHECK(!strcmp(sc->emb, "builtin-v1"));
+	memset(sc, 0, sizeof(*sc));
+	CHECK_EQ_INT(OPS.entry_scan(a, cat, id, scan_cb, sc), 0);
+	CHECK_EQ_INT(sc->n, 0);
+
+	void *buf = NULL;
+	size_t len = 0;
+	CHECK_EQ_INT(OPS.response_read(a, id, &buf, &len), 0);
+	CHECK(len == big && buf && !memcmp(buf, resp, big));
+	free(buf);
+	char *q = NULL, *c = NULL;
+	size_t ql = 0, cl = 0;
+	CHECK_EQ_INT(OPS.entry_text(a, id, &q, &ql, &c, &cl), 0);
+	CHECK(ql == 5 && q && !memcmp(q, "q\0bin", 5));
+	CHECK(cl == 3 && c && !memcmp(c, "ctx", 3));
+	free(q);
+	free(c);
+
+	/* touch keeps the maximum */
+	struct store_touch t[2] = { { id, 5000, 3 }, { id, 4000, 1 } };
+	CHECK_EQ_INT(OPS.entry_touch(a, t, 2), 0);
+	memset(sc, 0, sizeof(*sc));
+	OPS.entry_scan(a, cat, 0, scan_cb, sc);
+	CHECK_EQ_INT(sc->first.hits, 3);
+	CHECK_EQ_INT(sc->first.last_hit_ms, 5000);
+
+	/* a second entry without context; scan after the first */
+	CHECK_EQ_INT(put(a, cat, 7, "r", 1, &id2), 0);
+	CHECK(id2 > id);
+	memset(sc, 0, sizeof(*sc));
+	CHECK_EQ_INT(OPS.entry_scan(a, cat, id, scan_cb, sc), 0);
+	CHECK_EQ_INT(sc->n, 1);
+	CHECK_EQ_INT(sc->ids[0], id2);
+	CHECK_EQ_INT(OPS.entry_text(a, id2, NULL, NULL, &c, &cl), 0);
+	CHECK(c == NULL && cl == 0);
+
+	/* delete */
+	CHECK_EQ_INT(OPS.entry_delete(a, id), 0);
+	CHECK_EQ_INT(OPS.entry_delete(a, id), -ENOENT);
+	CHECK_EQ_INT(OPS.response_read(a, id, &buf, &len), -ENOENT);
+	CHECK_EQ_INT(OPS.entry_text(a, id, &q, &ql, NULL, NULL), -ENOENT);
+	CHECK_EQ_INT(count_entries(a, cat), 1);
+
+	/* a category delete takes its entries and policy */
+	CHECK_EQ_INT(OPS.category_create(a, "/tmp", 0700, 1, 1, &cat2), 0);
+	for (int i = 0; i < 1200; i++)
+		put(a, cat2, (uint64_t)i, "x", 1, NULL);
+	OPS.policy_put(a, cat2, "ttl: 1\n", 7);
+	CHECK_EQ_INT(OPS.category_delete(a, cat2), 0);
+	redisReply *r = cmd1(port, "KEYS %s", "{c*");
+	int left = 0;
+	char tag[32];
+	snprintf(tag, sizeof(tag), "{c%lld}", (long long)cat2);
+	for (size_t i = 0; r && i < r->elements; i++)
+		left += !strncmp(r->element[i]->str, tag, strlen(tag));
+	CHECK_EQ_INT(left, 0);
+	freeReplyObject(r);
+	CHECK_EQ_INT(put(a, cat2, 1, "x", 1, NULL), -ENOENT);
+
+	free(sc);
+	free(resp);
+	OPS.close(a);
+}
+
+struct putter {
+	struct store *st;
+	int64_t cat;
+	int n;
+	int64_t ids[300];
+	int fails;
+};
+
+static void *put_thread(void *arg)
+{
+	struct putter *p = arg;
+
+	for (int i = 0; i < p->n; i++)
+		if (put(p->st, p->cat, (uint64_t)i, "r", 1, &p->ids[i]))
+			p->fails++;
+	return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void test_two_hosts(int port)
+{
+	char err[256];
+	int ret;
+	struct store *a = open_at(port, err, sizeof(err), &ret);
+	struct store *b = open_at(port, err, sizeof(err), &ret);
+	struct putter pa = { a, 0, 300, { 0 }, 0 }, pb = { b, 0, 300, { 0 }, 0 };
+	pthread_t ta, tb;
+	int64_t all[600];
+	int64_t cat;
+
+	CHECK(a && b);
+	if (!a || !b)
+		return;
+	CHECK_EQ_INT(OPS.category_create(a, "/ids", 0755, 0, 0, &cat), 0);
+	pa.cat = pb.cat = cat;
+	pthread_create(&ta, NULL, put_thread, &pa);
+	pthread_create(&tb, NULL, put_thread, &pb);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	CHECK_EQ_INT(pa.fails + pb.fails, 0);
+	memcpy(all, pa.ids, sizeof(pa.ids));
+	memcpy(all + 300, pb.ids, sizeof(pb.ids));
+	qsort(all, 600, sizeof(all[0]), cmp_i64);
+	int dups = 0;
+	for (int i = 1; i < 600; i++)
+		dups += all[i] == all[i - 1];
+	CHECK_EQ_INT(dups, 0);
+	CHECK_EQ_INT(count_entries(b, cat), 600);
+	/* the category created by a is visible to b at once */
+	CHECK_EQ_INT(cat_lookup(b, "/ids", NULL), cat);
+	OPS.close(a);
+	OPS.close(b);
+}
+
+static int cmp_i64v(const void *a, const void *b) { return cmp_i64(a, b); }
+
+static void percentiles(int64_t *v, int n, int64_t *p50, int64_t *p99)
+{
+	qsort(v, (size_t)n, sizeof(*v), cmp_i64v);
+	*p50 = v[n / 2];
+	*p99 = v[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1];
+}
+
+/* Host A's changes reach host B in order; returns B (still watching) */
+static void test_watch_and_restart(struct srv *srv)
+{
+	enum { N = 1000 };
+	char err[256];
+	int ret;
+	struct store *a = open_at(srv->port, err, sizeof(err), &ret);
+	struct store *b = open_at(srv->port, err, sizeof(err), &ret);
+	struct evlog la = { PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, 0 };
+	struct evlog lb = { PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, 0 };
+	static int64_t sent[N], delay[N], ids[N];
+	int64_t cat, p50, p99;
+
+	CHECK(a && b);
+	if (!a || !b)
+		return;
+	CHECK_EQ_INT(OPS.watch(a, ev_cb, &la), 0);
+	CHECK_EQ_INT(OPS.watch(b, ev_cb, &lb), 0);
+
+	CHECK_EQ_INT(OPS.category_create(a, "/w", 0750, 7, 8, &cat), 0);
+	CHECK_EQ_INT(OPS.category_setattr(a, cat, 0700, 7, 8), 0);
+	CHECK_EQ_INT(OPS.policy_put(a, cat, "ttl: 5m\n", 8), 0);
+	for (int i = 0; i < N; i++) {
+		CHECK_EQ_INT(put(a, cat, (uint64_t)i, "resp", 4, &ids[i]), 0);
+		sent[i] = mono_us();
+	}
+	for (int i = 0; i < 10; i++)
+		CHECK_EQ_INT(OPS.entry_delete(a, ids[i]), 0);
+	CHECK_EQ_INT(OPS.policy_put(a, cat, NULL, 0), 0);
+	/* create, attr, policy, N puts, 10 deletes, policy removed */
+	size_t want = 3 + N + 10 + 1;
+	CHECK(ev_wait(&lb, want, 10000));
+	pthread_mutex_lock(&lb.mu);
+	CHECK_EQ_INT(lb.n, want);
+	CHECK_EQ_INT(lb.resyncs, 0);
+	if (lb.n >= want) {
+		CHECK_EQ_INT(lb.v[0].ev.kind, STORE_EV_CATEGORY_CREATE);
+		CHECK_EQ_INT(lb.v[0].ev.category.id, cat);
+		CHECK_EQ_INT(lb.v[0].ev.category.mode, 0750);
+		CHECK_EQ_INT(lb.v[1].ev.kind, STORE_EV_CATEGORY_ATTR);
+		CHECK_EQ_INT(lb.v[1].ev.category.mode, 0700);
+		CHECK_EQ_INT(lb.v[2].ev.kind, STORE_EV_POLICY);
+		CHECK_EQ_INT(lb.v[2].ev.yaml_len, 8);
+		int inorder = 0, marks = 0;
+		for (int i = 0; i < N; i++) {
+			struct store_event *ev = &lb.v[3 + i].ev;
+			inorder += ev->kind == STORE_EV_ENTRY_PUT &&
+				   ev->entry.id == ids[i] &&
+				   ev->entry.key[0] == (uint64_t)i;
+			marks += (int)lb.v[3 + i].mark;
+			delay[i] = lb.v[3 + i].t_us - sent[i];
+		}
+		CHECK_EQ_INT(inorder, N);
+		CHECK_EQ_INT(marks, N);
+		int dels = 0;
+		for (int i = 0; i < 10; i++)
+			dels += lb.v[3 + N + i].ev.kind == STORE_EV_ENTRY_DELETE &&
+				lb.v[3 + N + i].ev.entry.id == ids[i];
+		CHECK_EQ_INT(dels, 10);
+		CHECK_EQ_INT(lb.v[want - 1].ev.kind, STORE_EV_POLICY);
+		CHECK_EQ_INT(lb.v[want - 1].ev.yaml_len, 0);
+		percentiles(delay, N, &p50, &p99);
+		printf("propagation A->B over %d puts (from put acknowledged to "
+		       "event delivered): p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+		       N, p50 / 1000.0, p99 / 1000.0, delay[N - 1] / 1000.0);
+		CHECK(p99 < 50000);
+	}
+	pthread_mutex_unlock(&lb.mu);
+	/* no echo: b changes something, a hears only that */
+	int64_t bid;
+	CHECK_EQ_INT(put(b, cat, 4242, "b", 1, &bid), 0);
+	/* a's own events precede b's in the same streams, so an echo would
+	 * be delivered first */
+	CHECK(ev_wait(&la, 1, 3000));
+	CHECK_EQ_INT(ev_count(&la), 1);
+	if (ev_count(&la) >= 1)
+		CHECK_EQ_INT(la.v[0].ev.entry.id, bid);
+
+	/* Redis killed: operations fail fast with a clear errno */
+	srv_kill(srv);
+	int64_t t0 = mono_us();
+	struct cat_find f = { "/w", 0, 0, 0 };
+	int r1 = OPS.category_list(a, cat_cb, &f);
+	int r2 = put(a, cat, 1, "x", 1, NULL);
+	char *y = NULL;
+	size_t yl;
+	int r3 = OPS.policy_get(a, cat, &y, &yl);
+	int64_t took = mono_us() - t0;
+	printf("redis killed: list %s, put %s, policy_get %s; 3 calls in "
+	       "%.1f ms\n", strerror(-r1), strerror(-r2), strerror(-r3),
+	       took / 1000.0);
+	CHECK(r1 == -ECONNREFUSED || r1 == -EIO);
+	CHECK(r2 == -ECONNREFUSED || r2 == -EIO);
+	CHECK_EQ_INT(r3, -ECONNREFUSED);
+	CHECK(took < 1500000);
+
+	/* restarted with its AOF: acknowledged entries are there */
+	CHECK(srv_start(srv, false));
+	t0 = mono_us();
+	int attempts = 0;
+	do {
+		attempts++;
+		ret = count_entries(a, cat);
+		if (ret < 0)
+			pause_ms(50);
+	} while (ret < 0 && mono_us() - t0 < 3000000);
+	CHECK_EQ_INT(ret, N - 10 + 1);
+	printf("redis restarted (AOF): %d entries back (want %d), first "
+	       "successful call after %d attempt(s)\n", ret, N - 10 + 1,
+	       attempts);
+	size_t before = ev_count(&lb);
+	int64_t nid;
+	t0 = mono_us();
+	CHECK_EQ_INT(put(a, cat, 777, "after", 5, &nid), 0);
+	CHECK(ev_wait(&lb, before + 1, 6000));
+	printf("watcher after restart: event delivered %.1f ms after the put, "
+	       "resyncs %d\n", (mono_us() - t0) / 1000.0, lb.resyncs);
+	pthread_mutex_lock(&lb.mu);
+	if (lb.n > before)
+		CHECK_EQ_INT(lb.v[lb.n - 1].ev.entry.id, nid);
+	CHECK_EQ_INT(lb.resyncs, 0);
+	pthread_mutex_unlock(&lb.mu);
+
+	t0 = mono_us();
+	OPS.close(b);
+	OPS.close(a);
+	printf("closing two watching stores took %.1f ms\n",
+	       (mono_us() - t0) / 1000.0);
+	CHECK(mono_us() - t0 < 1000000);
+	free(la.v);
+	free(lb.v);
+}
+
+/* Events lost to trimming give one RESYNC. */
+static void test_resync(int port)
+{
+	char err[256], key[48];
+	int ret;
+	struct store *a = open_at(port, err, sizeof(err), &ret);
+	struct store *b;
+	struct evlog lb = { PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, 0 };
+	int64_t cat;
+
+	CHECK(a != NULL);
+	if (!a)
+		return;
+	CHECK_EQ_INT(OPS.category_create(a, "/gap", 0755, 0, 0, &cat), 0);
+	b = open_at(port, err, sizeof(err), &ret);   /* positions taken here */
+	for (int i = 0; i < 5; i++)
+		put(a, cat, (uint64_t)i, "x", 1, NULL);
+	snprintf(key, sizeof(key), "{c%lld}:stream", (long long)cat);
+	redisReply *r = cmd1(port, "XTRIM %s MAXLEN 0", key);
+	freeReplyObject(r);
+	put(a, cat, 99, "x", 1, NULL);
+	CHECK_EQ_INT(OPS.watch(b, ev_cb, &lb), 0);
+	CHECK(ev_wait(&lb, 1, 3000));
+	pthread_mutex_lock(&lb.mu);
+	CHECK_EQ_INT(lb.resyncs, 1);
+	if (lb.n)
+		CHECK_EQ_INT(lb.v[0].ev.kind, STORE_EV_RESYNC);
+	pthread_mutex_unlock(&lb.mu);
+	OPS.close(b);
+	OPS.close(a);
+	free(lb.v);
+}
+
+/* ---- cluster ---- */
+
+static long long keyslot(int port, const char *key)
+{
+	redisReply *r = cmd1(port, "CLUSTER KEYSLOT %s", key);
+	long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+
+	freeReplyObject(r);
+	return v;
+}
+
+static bool cluster_ok(int port)
+{
+	redisReply *r = cmd1(port, "CLUSTER %s", "INFO");
+	bool ok = r && r->str && strstr(r->str, "cluster_state:ok");
+
+	freeReplyObject(r);
+	return ok;
+}
+
+static void test_cluster(void)
+{
+	struct srv n[3] = { 0 };
+	char cmd[512], log[PATH_MAX + 16];
+	int ok = 0;
+
+	for (int i = 0; i < 3; i++)
+		ok += srv_start(&n[i], true);
+	if (ok != 3) {
+		printf("cluster: SKIP: could not start 3 cluster-enabled nodes\n");
+		goto out;
+	}
+	snprintf(log, sizeof(log), "%s/cluster-create.log", tmp);
+	snprintf(cmd, sizeof(cmd), "redis-cli --cluster create 127.0.0.1:%d "
+		 "127.0.0.1:%d 127.0.0.1:%d --cluster-replicas 0 --cluster-yes "
+		 ">'%s' 2>&1", n[0].port, n[1].port, n[2].port, log);
+	if (system(cmd) != 0) {
+		printf("cluster: SKIP: redis-cli --cluster create failed (see "
+		       "%s)\n", log);
+		goto out;
+	}
+	bool up = false;
+	for (int64_t end = mono_us() + 10000000; !up && mono_us() < end;
+	     pause_ms(50))
+		up = cluster_ok(n[0].port) && cluster_ok(n[1].port) &&
+		     cluster_ok(n[2].port);
+	CHECK(up);
+	if (!up)
+		goto out;
+
+	char err[256];
+	int ret;
+	struct store *c = open_at(n[0].port, err, sizeof(err), &ret);
+	struct store *d = NULL;
+	CHECK_EQ_INT(ret, 0);
+	if (!c) {
+		fprintf(stderr, "cluster open: %s\n", err);
+		goto out;
+	}
+	d = open_at(n[1].port, err, sizeof(err), &ret);
+	CHECK_EQ_INT(ret, 0);
+	if (!d) {
+		OPS.close(c);
+		goto out;
+	}
+	struct evlog ld = { PTHREAD_MUTEX_INITIALIZER, 0, 0, NULL, 0 };
+	CHECK_EQ_INT(OPS.watch(d, ev_cb, &ld), 0);
+	enum { CATS = 6, PER = 20 };
+	int64_t cats[CATS], ids[CATS][PER];
+	long long slots[CATS];
+	int same = 0, puts_ok = 0;
+	for (int i = 0; i < CATS; i++) {
+		char path[32], k[4][48];
+		snprintf(path, sizeof(path), "/c%d", i);
+		CHECK_EQ_INT(OPS.category_create(c, path, 0755, 0, 0, &cats[i]), 0);
+		CHECK_EQ_INT(OPS.policy_put(c, cats[i], "ttl: 1h\n", 8), 0);
+		for (int j = 0; j < PER; j++)
+			puts_ok += !put(c, cats[i], (uint64_t)j, "cl", 2,
+					&ids[i][j]);
+		snprintf(k[0], 48, "{c%lld}:ids", (long long)cats[i]);
+		snprintf(k[1], 48, "{c%lld}:e:1", (long long)cats[i]);
+		snprintf(k[2], 48, "{c%lld}:stream", (long long)cats[i]);
+		snprintf(k[3], 48, "{c%lld}:policy", (long long)cats[i]);
+		slots[i] = keyslot(n[2].port, k[0]);
+		for (int j = 1; j < 4; j++)
+			same += keyslot(n[2].port, k[j]) == slots[i];
+	}
+	CHECK_EQ_INT(puts_ok, CATS * PER);
+	CHECK_EQ_INT(same, CATS * 3);
+	/* the categories spread over the nodes: count distinct owners */
+	redisReply *r = cmd1(n[0].port, "CLUSTER %s", "SLOTS");
+	int owners[3] = { 0 };
+	for (int i = 0; r && i < CATS; i++)
+		for (size_t s = 0; s < r->elements; s++) {
+			redisReply *e = r->element[s];
+			if (slots[i] >= e->element[0]->integer &&
+			    slots[i] <= e->element[1]->integer)
+				for (int k = 0; k < 3; k++)
+					owners[k] |= e->element[2]->element[1]->integer ==
+						     n[k].port;
+		}
+	freeReplyObject(r);
+	printf("cluster: %d categories on %d of 3 nodes, slots", CATS,
+	       owners[0] + owners[1] + owners[2]);
+	for (int i = 0; i < CATS; i++)
+		printf(" %lld", slots[i]);
+	printf("\n");
+	CHECK(owners[0] + owners[1] + owners[2] >= 2);
+	/* d (seeded on another node) scans what c wrote */
+	int scanned = 0;
+	for (int i = 0; i < CATS; i++)
+		scanned += count_entries(d, cats[i]);
+	CHECK_EQ_INT(scanned, CATS * PER);
+	void *buf = NULL;
+	size_t len = 0;
+	CHECK_EQ_INT(OPS.response_read(d, ids[CATS - 1][PER - 1], &buf, &len), 0);
+	CHECK(len == 2 && buf && !memcmp(buf, "cl", 2));
+	free(buf);
+	/* d heard: per category create, policy, PER puts */
+	size_t want = CATS * (2 + PER);
+	CHECK(ev_wait(&ld, want, 10000));
+	pthread_mutex_lock(&ld.mu);
+	CHECK_EQ_INT(ld.n, want);
+	int puts = 0, inorder = 1;
+	int64_t lastid[CATS] = { 0 };
+	for (size_t i = 0; i < ld.n; i++)
+		if (ld.v[i].ev.kind == STORE_EV_ENTRY_PUT) {
+			int ci = -1;
+			for (int k = 0; k < CATS; k++)
+				if (cats[k] == ld.v[i].ev.entry.cat_id)
+					ci = k;
+			puts++;
+			if (ci < 0 || ld.v[i].ev.entry.id <= lastid[ci])
+				inorder = 0;
+			else
+				lastid[ci] = ld.v[i].ev.entry.id;
+		}
+	CHECK_EQ_INT(puts, CATS * PER);
+	CHECK(inorder);
+	pthread_mutex_unlock(&ld.mu);
+	printf("cluster: %d entries put through a node that owns only part "
+	       "of the slots, scanned and watched from another: ok\n",
+	       CATS * PER);
+	OPS.close(d);
+	OPS.close(c);
+	free(ld.v);
+out:
+	for (int i = 0; i < 3; i++)
+		srv_kill(&n[i]);
+}
+
+int main(void)
+{
+	struct srv s = { 0 };
+	char cmd[PATH_MAX + 16];
+
+	if (system("command -v redis-server >/dev/null 2>&1") != 0) {
+		printf("store_redis: SKIP: redis-server is not installed "
+		       "(apt-get install redis-server redis-tools)\n");
+		return 77;
+	}
+	snprintf(tmp, sizeof(tmp), "%s/semcache-redis-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(tmp)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	setenv("XDG_DATA_HOME", tmp, 1);
+	srand((unsigned)getpid() ^ (unsigned)mono_us());
+	if (!srv_start(&s, false)) {
+		printf("store_redis: redis-server did not start (see %s)\n",
+		       s.dir);
+		srv_kill(&s);
+		return 1;
+	}
+	/* unreachable: a clear error, fast */
+	{
+		char where[64], err[256];
+		struct store *st = NULL;
+		int64_t t0 = mono_us();
+		snprintf(where, sizeof(where), "redis://127.0.0.1:%d/0",
+			 free_port());
+		int ret = OPS.open(where, NULL, &st, NULL, err, sizeof(err));
+		CHECK_EQ_INT(ret, -ECONNREFUSED);
+		CHECK(strstr(err, "127.0.0.1") != NULL);
+		CHECK(mono_us() - t0 < 1500000);
+		printf("unreachable: %s\n", err);
+		CHECK_EQ_INT(OPS.open("redis://", NULL, &st, NULL, err,
+				      sizeof(err)), -EINVAL);
+	}
+	test_basics(s.port);
+	test_two_hosts(s.port);
+	test_resync(s.port);
+	test_watch_and_restart(&s);
+	srv_kill(&s);
+	test_cluster();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	if (!check_failed && system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tmp);
+	return check_done("store_redis");
+}
