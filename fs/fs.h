@@ -12,7 +12,7 @@
 
 struct fs_state {
 	struct cache *cache;
-	char *store_dir;
+	const char *store_dir;     /* local state directory */
 	int64_t session_ttl_ms;    /* idle session/scratch files are removed */
 
 	pthread_t gc;              /* session garbage collector */

@@ -218,7 +218,10 @@ int main(int argc, char *argv[])
 		if (notify_fd < 0)
 			goto out;
 	}
-	store = opts.store ? realpath(opts.store, NULL) : NULL;
+	if (opts.store && !strncmp(opts.store, "redis://", 8))
+		store = strdup(opts.store); /* a shared store: a URL, not a path */
+	else
+		store = opts.store ? realpath(opts.store, NULL) : NULL;
 	if (opts.store && !store) {
 		if (mkdir_p(opts.store, 0700) == 0)
 			store = realpath(opts.store, NULL);
@@ -246,7 +249,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "semcachefs: %s\n", err);
 		goto out;
 	}
-	state.store_dir = store;
+	state.store_dir = cache_state_dir(state.cache);
 	state.session_ttl_ms = (int64_t)opts.session_ttl * 1000;
 
 	fuse = fuse_new(&args, &semcache_ops, sizeof(semcache_ops), &state);
@@ -260,7 +263,7 @@ int main(int argc, char *argv[])
 		if (!opts.log) {
 			char path[PATH_MAX];
 
-			snprintf(path, sizeof(path), "%s/semcachefs.log", store);
+			snprintf(path, sizeof(path), "%s/semcachefs.log", state.store_dir);
 			log_open_file(path);
 		}
 		daemon_ready(notify_fd);

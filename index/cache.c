@@ -168,6 +168,7 @@ struct cache {
 	pthread_mutex_t maint_mu; /* guards stopping */
 	pthread_cond_t maint_cv;
 	bool stopping;
+	bool closing;             /* cache.lock: ignore the store's events */
 };
 
 static int64_t now_ms(void)
@@ -475,6 +476,7 @@ struct load_ctx {
 	struct cache *c;
 	struct cat *cat;
 	int64_t index_max;        /* ids up to this are in the loaded index */
+	float *scratch;           /* one vector, for vindex_get */
 	int64_t loaded, stale;
 	int rc;
 };
@@ -512,7 +514,10 @@ static int load_entry(void *arg, const struct store_entry *se, const float *vec,
 		/* Stored by another embedder: the exact path still serves it;
 		 * its vector never enters this index (dimensions never mix). */
 		lc->stale++;
-	} else if (se->id > lc->index_max) {
+	} else if (se->id > lc->index_max ||
+		   vindex_get(lc->cat->vi, se->id, lc->scratch) == -ENOENT) {
+		/* newer than the snapshot, or missing from it (another host's
+		 * fill that was saved before this host's last one) */
 		lc->rc = vindex_add(lc->cat->vi, se->id, vec);
 		if (lc->rc && lc->rc != -EEXIST)
 			return 1;
@@ -525,7 +530,7 @@ static int load_entry(void *arg, const struct store_entry *se, const float *vec,
 static void snapshot_path(struct cache *c, const struct cat *cat, char *buf,
 			  size_t size)
 {
-	snprintf(buf, size, "%s/index/%" PRId64 ".vx", c->store_dir, cat->id);
+	snprintf(buf, size, "%s/index/%" PRId64 ".vx", store_dir(c->store), cat->id);
 }
 
 static int cat_load(struct cache *c, struct cat *cat)
@@ -535,6 +540,7 @@ static int cat_load(struct cache *c, struct cat *cat)
 	struct policy pol;
 	char snap[4096];
 	int rc;
+	float *scratch;
 
 	effective_policy(cat, &pol);
 	cat_set_embedder(c, cat, &pol);
@@ -553,7 +559,12 @@ static int cat_load(struct cache *c, struct cat *cat)
 		if (rc)
 			return rc;
 	}
+	scratch = malloc(sizeof(float) * (size_t)vp.dim);
+	if (!scratch)
+		return -ENOMEM;
+	lc.scratch = scratch;
 	rc = store_entry_scan(c->store, cat->id, 0, load_entry, &lc);
+	free(scratch);
 	if (rc < 0)
 		return rc;
 	if (lc.rc)
@@ -631,6 +642,288 @@ static int link_parents(struct cache *c)
 	return 0;
 }
 
+/* ---- changes made by other hosts (a shared store) ---- */
+
+static void pending_resolve(struct cat *cat, int64_t leader_id,
+			    const uint64_t key[2], int64_t entry_id);
+
+static struct cat *cat_find_id(struct cache *c, int64_t id)
+{
+	for (size_t i = 0; i < c->ncats; i++)
+		if (c->cats[i]->id == id)
+			return c->cats[i];
+	return NULL;
+}
+
+/* Another host filled: publish the entry here too. cache.lock read. */
+static void remote_put(struct cache *c, struct cat *cat,
+		       const struct store_event *ev)
+{
+	const struct store_entry *se = &ev->entry;
+	struct centry *e, *old = NULL;
+	bool usable;
+
+	pthread_mutex_lock(&cat->lock);
+	e = u64map_get(&cat->by_id, (uint64_t)se->id);
+	pthread_mutex_unlock(&cat->lock);
+	if (e)
+		return; /* already known (a change may arrive twice) */
+	usable = cat->emb && ev->vec && ev->dim == cat->emb->dim &&
+		 ev->embedder && !strcmp(ev->embedder, cat->emb->name);
+	if (usable)
+		vindex_add(cat->vi, se->id, ev->vec); /* -EEXIST: already there */
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return;
+	e->id = se->id;
+	e->created_ms = se->created_ms;
+	e->last_hit_ms = se->last_hit_ms;
+	e->hits = se->hits;
+	e->bytes = se->bytes;
+	e->key[0] = se->key[0];
+	e->key[1] = se->key[1];
+	e->ctx_hash = se->ctx_hash;
+	pthread_mutex_lock(&cat->lock);
+	if (entry_publish(cat, e, &old)) {
+		pthread_mutex_unlock(&cat->lock);
+		free(e);
+		return;
+	}
+	pthread_mutex_unlock(&cat->lock);
+	if (old) {
+		/* the other host replaced it in the store already */
+		vindex_remove(cat->vi, old->id);
+		free(old);
+	}
+	if (cat->pending)
+		pending_resolve(cat, 0, se->key, se->id);
+}
+
+/* Another host removed an entry: forget it here (the store has done it). */
+static void remote_delete(struct cat *cat, int64_t id)
+{
+	struct centry *e;
+
+	pthread_mutex_lock(&cat->lock);
+	e = u64map_get(&cat->by_id, (uint64_t)id);
+	if (e)
+		entry_unpublish(cat, e);
+	pthread_mutex_unlock(&cat->lock);
+	if (e) {
+		vindex_remove(cat->vi, id);
+		free(e);
+	}
+}
+
+static void remote_category(struct cache *c, const struct store_category *sc)
+{
+	struct cat *cat = cat_find_id(c, sc->id);
+	struct vindex_params vp;
+	struct policy pol;
+	char *pp;
+
+	if (cat) {
+		cat->mode = sc->mode;
+		cat->uid = sc->uid;
+		cat->gid = sc->gid;
+		return;
+	}
+	if (cat_find(c, sc->path))
+		return;
+	pp = parent_path(sc->path);
+	cat = cat_new(sc);
+	if (!cat || !pp) {
+		free(pp);
+		cat_free(cat);
+		return;
+	}
+	cat->parent = cat_find(c, pp);
+	free(pp);
+	if (!cat->parent)
+		cat->parent = cat_find(c, "/");
+	effective_policy(cat, &pol);
+	cat_set_embedder(c, cat, &pol);
+	vparams(cat, &pol, &vp);
+	cat->vp = vp;
+	cat->ef_search = vp.ef_search;
+	if (vindex_new(&vp, &cat->vi) || cats_append(c, cat)) {
+		if (cat->emb)
+			emb_release(c, cat->emb);
+		cat_free(cat);
+		return;
+	}
+	semlog(LOG_INFO, "category '%s' created by another host", cat->path);
+}
+
+static void remote_category_delete(struct cache *c, int64_t id)
+{
+	struct cat *cat = cat_find_id(c, id);
+
+	if (!cat || !cat->parent || cat->waiters)
+		return;
+	for (size_t i = 0; i < c->ncats; i++)
+		if (c->cats[i]->parent == cat)
+			c->cats[i]->parent = cat->parent;
+	for (size_t i = 0; i < c->ncats; i++) {
+		if (c->cats[i] == cat) {
+			c->cats[i] = c->cats[--c->ncats];
+			break;
+		}
+	}
+	semlog(LOG_INFO, "category '%s' removed by another host", cat->path);
+	if (cat->emb)
+		emb_release(c, cat->emb);
+	cat_free(cat);
+}
+
+static void remote_policy(struct cat *cat, const char *yaml, size_t len)
+{
+	struct policy_file *pf = NULL;
+	struct policy_error perr;
+	char *copy = NULL;
+
+	if (yaml) {
+		if (policy_file_parse(yaml, len, cat->path, &pf, &perr)) {
+			semlog(LOG_WARN, "category '%s': policy from another host is invalid here (%d:%d: %s); kept the previous one",
+			       cat->path, perr.line, perr.column, perr.message);
+			return;
+		}
+		copy = malloc(len + 1);
+		if (!copy) {
+			policy_file_free(pf);
+			return;
+		}
+		memcpy(copy, yaml, len);
+		copy[len] = '\0';
+	}
+	policy_file_free(cat->pfile);
+	free(cat->pyaml);
+	cat->pfile = pf;
+	cat->pyaml = copy;
+	cat->pyaml_len = copy ? len : 0;
+	cat->pyaml_mtime_ms = now_ms();
+	semlog(LOG_INFO, "policy of '%s' %s by another host", cat->path,
+	       yaml ? "updated" : "removed");
+}
+
+static int resync_cat(void *arg, const struct store_category *sc)
+{
+	remote_category(arg, sc);
+	return 0;
+}
+
+struct resync_ctx {
+	struct cache *c;
+	struct cat *cat;
+	struct u64map seen;
+};
+
+static int resync_entry(void *arg, const struct store_entry *se,
+			const float *vec, int dim, const char *embedder)
+{
+	struct resync_ctx *rc = arg;
+	struct store_event ev = { .kind = STORE_EV_ENTRY_PUT, .entry = *se,
+				  .vec = vec, .dim = dim, .embedder = embedder };
+
+	u64map_put(&rc->seen, (uint64_t)se->id, (void *)1);
+	remote_put(rc->c, rc->cat, &ev);
+	return 0;
+}
+
+/* Events were lost: bring categories, policies and entries back in line. */
+static void resync(struct cache *c)
+{
+	semlog(LOG_WARN, "change stream had a gap: reloading from the store");
+	pthread_rwlock_wrlock(&c->lock);
+	if (c->closing) {
+		pthread_rwlock_unlock(&c->lock);
+		return;
+	}
+	store_category_list(c->store, resync_cat, c);
+	for (size_t i = 0; i < c->ncats; i++) {
+		char *yaml = NULL;
+		size_t len = 0;
+		int rc = store_policy_get(c->store, c->cats[i]->id, &yaml, &len);
+
+		if (rc == 0 || rc == -ENOENT)
+			remote_policy(c->cats[i], rc ? NULL : yaml, len);
+		free(yaml);
+	}
+	pthread_rwlock_unlock(&c->lock);
+	pthread_rwlock_rdlock(&c->lock);
+	for (size_t i = 0; i < c->ncats && !c->closing; i++) {
+		struct resync_ctx rs = { .c = c, .cat = c->cats[i] };
+		int64_t *gone = NULL;
+		size_t ngone = 0;
+
+		u64map_init(&rs.seen);
+		if (store_entry_scan(c->store, rs.cat->id, 0, resync_entry, &rs) >= 0) {
+			pthread_mutex_lock(&rs.cat->lock);
+			gone = malloc((rs.cat->by_id.len + 1) * sizeof(*gone));
+			for (struct centry *e = rs.cat->fifo.head; gone && e; e = e->fifo_next)
+				if (!u64map_get(&rs.seen, (uint64_t)e->id))
+					gone[ngone++] = e->id;
+			pthread_mutex_unlock(&rs.cat->lock);
+			for (size_t k = 0; k < ngone; k++)
+				remote_delete(rs.cat, gone[k]);
+			free(gone);
+		}
+		u64map_release(&rs.seen);
+	}
+	pthread_rwlock_unlock(&c->lock);
+}
+
+/*
+ * Runs on the store's watcher thread. Every handler checks closing under
+ * the lock it works in, so once cache_close() has set it (under the write
+ * lock) no event touches the categories again.
+ */
+static void on_store_event(void *arg, const struct store_event *ev)
+{
+	struct cache *c = arg;
+	bool structural = ev->kind != STORE_EV_ENTRY_PUT &&
+			  ev->kind != STORE_EV_ENTRY_DELETE;
+	struct cat *cat;
+
+	if (ev->kind == STORE_EV_RESYNC) {
+		resync(c);
+		return;
+	}
+	if (structural)
+		pthread_rwlock_wrlock(&c->lock);
+	else
+		pthread_rwlock_rdlock(&c->lock);
+	if (c->closing) {
+		pthread_rwlock_unlock(&c->lock);
+		return;
+	}
+	switch (ev->kind) {
+	case STORE_EV_ENTRY_PUT:
+	case STORE_EV_ENTRY_DELETE:
+		cat = cat_find_id(c, ev->entry.cat_id);
+		if (cat && ev->kind == STORE_EV_ENTRY_PUT)
+			remote_put(c, cat, ev);
+		else if (cat)
+			remote_delete(cat, ev->entry.id);
+		break;
+	case STORE_EV_CATEGORY_CREATE:
+	case STORE_EV_CATEGORY_ATTR:
+		remote_category(c, &ev->category);
+		break;
+	case STORE_EV_CATEGORY_DELETE:
+		remote_category_delete(c, ev->category.id);
+		break;
+	case STORE_EV_POLICY:
+		cat = cat_find_id(c, ev->category.id);
+		if (cat)
+			remote_policy(cat, ev->yaml, ev->yaml_len);
+		break;
+	case STORE_EV_RESYNC:
+		break;
+	}
+	pthread_rwlock_unlock(&c->lock);
+}
+
 int cache_open(const struct cache_options *o, struct cache **out, char *err,
 	       size_t errlen)
 {
@@ -661,7 +954,7 @@ int cache_open(const struct cache_options *o, struct cache **out, char *err,
 	rc = store_open(o->store_dir, &so, &c->store, &c->report, err, errlen);
 	if (rc)
 		goto fail;
-	snprintf(path, sizeof(path), "%s/index", c->store_dir);
+	snprintf(path, sizeof(path), "%s/index", store_dir(c->store));
 	if (mkdir(path, 0700) && errno != EEXIST) {
 		rc = -errno;
 		snprintf(err, errlen, "cannot create '%s': %s", path, strerror(-rc));
@@ -1102,6 +1395,11 @@ static void *maint_main(void *arg)
 	return NULL;
 }
 
+const char *cache_state_dir(struct cache *c)
+{
+	return store_dir(c->store);
+}
+
 int cache_start(struct cache *c)
 {
 	int rc = pthread_create(&c->maint, NULL, maint_main, c);
@@ -1109,6 +1407,11 @@ int cache_start(struct cache *c)
 	if (rc)
 		return -rc;
 	c->maint_started = true;
+	rc = store_watch(c->store, on_store_event, c);
+	if (rc && rc != -ENOTSUP)
+		semlog(LOG_ERR, "cannot follow other hosts' changes: %s", strerror(-rc));
+	else if (!rc)
+		semlog(LOG_INFO, "following other hosts' changes to the shared store");
 	return 0;
 }
 
@@ -1118,6 +1421,9 @@ void cache_close(struct cache *c)
 
 	if (!c)
 		return;
+	pthread_rwlock_wrlock(&c->lock);
+	c->closing = true; /* from here on the store's events are ignored */
+	pthread_rwlock_unlock(&c->lock);
 	if (c->maint_started) {
 		pthread_mutex_lock(&c->maint_mu);
 		c->stopping = true;
@@ -1569,8 +1875,14 @@ static int serve(struct cache *c, struct cat *cat, int64_t id, int64_t now,
 	if (!note_hit(cat, id, now, &created))
 		return -ENOENT;
 	rc = store_response_read(c->store, id, &r->response, &r->response_len);
+	if (rc == -EBADMSG || rc == -ENOENT) {
+		drop_damaged(c, cat, id, rc); /* really damaged or gone */
+		return rc;
+	}
 	if (rc) {
-		drop_damaged(c, cat, id, rc);
+		/* the store is unreachable: the entry stays, this is a miss */
+		snprintf(r->note, sizeof(r->note), "store unavailable: %s",
+			 strerror(-rc));
 		return rc;
 	}
 	r->outcome = CACHE_HIT;

@@ -43,6 +43,9 @@ int cache_open(const struct cache_options *o, struct cache **out, char *err,
 /* Start the background thread (merges, hit counters, expiry). Call after
  * any fork (daemonising). */
 int cache_start(struct cache *c);
+/* The local directory of this cache's state (the store itself for a local
+ * store; for a shared store, where snapshots and the log live). */
+const char *cache_state_dir(struct cache *c);
 /* Stop the background thread, snapshot indexes, close the store. */
 void cache_close(struct cache *c);
 

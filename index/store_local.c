@@ -36,6 +36,7 @@
  * the engine decides what to delete.
  */
 #include "store.h"
+#include "store_i.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -168,7 +169,8 @@ static const char schema_sql[] =
 /*
  * Lock order: mu is the only lock. Blob file I/O happens without it.
  */
-struct store {
+struct store_local {
+	struct store base;           /* ops = &store_local_ops; first member */
 	char *dir;                   /* immutable after open */
 	int dirfd;                   /* immutable; holds the flock */
 	bool sync_full;              /* immutable */
@@ -218,7 +220,7 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void lock(struct store *s)
+static void lock(struct store_local *s)
 {
 	int r = pthread_mutex_lock(&s->mu);
 
@@ -227,7 +229,7 @@ static void lock(struct store *s)
 			  "callback?)", strerror(r));
 }
 
-static void unlock(struct store *s)
+static void unlock(struct store_local *s)
 {
 	int r = pthread_mutex_unlock(&s->mu);
 
@@ -284,7 +286,7 @@ static int sq_errno(sqlite3 *db, int rc)
 }
 
 /* Log a failed database step and return its errno. Call with mu held. */
-static int sq_fail(struct store *s, int rc, const char *what)
+static int sq_fail(struct store_local *s, int rc, const char *what)
 {
 	int ret = sq_errno(s->db, rc);
 
@@ -300,7 +302,7 @@ static void stmt_done(sqlite3_stmt *st)
 }
 
 /* Step a statement that returns no rows, then reset it. */
-static int stmt_exec(struct store *s, enum stmt_id id, const char *what)
+static int stmt_exec(struct store_local *s, enum stmt_id id, const char *what)
 {
 	int rc = sqlite3_step(s->st[id]);
 	int ret = 0;
@@ -311,18 +313,18 @@ static int stmt_exec(struct store *s, enum stmt_id id, const char *what)
 	return ret;
 }
 
-static int tx_begin(struct store *s)
+static int tx_begin(struct store_local *s)
 {
 	return stmt_exec(s, ST_BEGIN, "begin transaction");
 }
 
-static void tx_rollback(struct store *s)
+static void tx_rollback(struct store_local *s)
 {
 	if (!sqlite3_get_autocommit(s->db))
 		stmt_exec(s, ST_ROLLBACK, "roll back transaction");
 }
 
-static int tx_commit(struct store *s)
+static int tx_commit(struct store_local *s)
 {
 	int ret = stmt_exec(s, ST_COMMIT, "commit transaction");
 
@@ -337,7 +339,7 @@ static int tx_commit(struct store *s)
  * file; a delete that hits ENOSPC gives it up and retries, and a later
  * delete (which frees blobs) takes it back.
  */
-static void reserve_take(struct store *s)
+static void reserve_take(struct store_local *s)
 {
 	int fd, r;
 
@@ -355,7 +357,7 @@ static void reserve_take(struct store *s)
 }
 
 /* Call with mu held. Returns true if a retry may now succeed. */
-static bool make_room(struct store *s)
+static bool make_room(struct store_local *s)
 {
 	if (!s->have_reserve)
 		return false;
@@ -370,7 +372,7 @@ static bool make_room(struct store *s)
 	return true;
 }
 
-static void reserve_retake(struct store *s)
+static void reserve_retake(struct store_local *s)
 {
 	lock(s);
 	if (!s->have_reserve)
@@ -503,7 +505,7 @@ static int fsync_dir_at(int dirfd, const char *name)
 }
 
 /* Write blobs/XX/ID: temp -> fsync? -> rename -> fsync(dir)?. */
-static int blob_write(struct store *s, int64_t id, const void *data,
+static int blob_write(struct store_local *s, int64_t id, const void *data,
 		      size_t len)
 {
 	unsigned char hdr[BLOB_HDR_LEN];
@@ -567,7 +569,7 @@ out_unlink:
 	return ret;
 }
 
-static void blob_unlink(struct store *s, int64_t id)
+static void blob_unlink(struct store_local *s, int64_t id)
 {
 	struct blob_name n;
 
@@ -626,7 +628,7 @@ static int mkdir_at(int dirfd, const char *name, bool *created)
  * the last component only, so the directories on the way must not be
  * symlinks: refuse to open a store where they are.
  */
-static int check_real_dir(struct store *s, const char *name, char *err,
+static int check_real_dir(struct store_local *s, const char *name, char *err,
 			  size_t errlen)
 {
 	struct stat sb;
@@ -647,7 +649,7 @@ static int check_real_dir(struct store *s, const char *name, char *err,
 	return -ENOTDIR;
 }
 
-static int make_blob_dirs(struct store *s, char *err, size_t errlen)
+static int make_blob_dirs(struct store_local *s, char *err, size_t errlen)
 {
 	bool made_top = false, made_sub = false;
 	char name[16];
@@ -688,7 +690,7 @@ static int make_blob_dirs(struct store *s, char *err, size_t errlen)
 	return 0;
 }
 
-static int db_schema(struct store *s, const char *dbpath, char *err,
+static int db_schema(struct store_local *s, const char *dbpath, char *err,
 		     size_t errlen)
 {
 	sqlite3_stmt *st = NULL;
@@ -769,7 +771,7 @@ static bool parse_id(const char *name, int64_t *id)
  * After an unclean shutdown: remove temp files and blobs without a row,
  * then drop rows whose blob is missing. Runs inside store_open.
  */
-static int recover(struct store *s, struct store_report *rep, char *err,
+static int recover(struct store_local *s, struct store_report *rep, char *err,
 		   size_t errlen)
 {
 	int64_t *ids = NULL;
@@ -895,7 +897,7 @@ out:
 	return ret;
 }
 
-static int quick_check(struct store *s, const char *dbpath, char *err,
+static int quick_check(struct store_local *s, const char *dbpath, char *err,
 		       size_t errlen)
 {
 	sqlite3_stmt *st = NULL;
@@ -922,7 +924,7 @@ static int quick_check(struct store *s, const char *dbpath, char *err,
 	return ret;
 }
 
-static void store_free(struct store *s)
+static void store_free(struct store_local *s)
 {
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->st[i]);
@@ -938,7 +940,7 @@ static void store_free(struct store *s)
 }
 
 /* Finalize the statements and close the database (after a failed setup). */
-static void db_teardown(struct store *s)
+static void db_teardown(struct store_local *s)
 {
 	for (int i = 0; i < ST_COUNT; i++) {
 		sqlite3_finalize(s->st[i]);
@@ -951,7 +953,7 @@ static void db_teardown(struct store *s)
 
 /* Open the database, check it, create the schema, prepare statements and
  * find the next entry id. On failure s->db may be left open. */
-static int db_setup(struct store *s, const char *dbpath, char *err,
+static int db_setup(struct store_local *s, const char *dbpath, char *err,
 		    size_t errlen)
 {
 	int64_t maxid, seq;
@@ -1020,7 +1022,7 @@ static int db_setup(struct store *s, const char *dbpath, char *err,
 }
 
 /* The ids of all blob files blobs/XX/ID with the right XX, sorted. */
-static int list_blob_ids(struct store *s, int64_t **out, size_t *out_n)
+static int list_blob_ids(struct store_local *s, int64_t **out, size_t *out_n)
 {
 	int64_t *ids = NULL;
 	size_t n = 0, cap = 0;
@@ -1075,7 +1077,7 @@ static int list_blob_ids(struct store *s, int64_t **out, size_t *out_n)
 
 /* An empty database file without a WAL next to blob files: the database
  * was truncated (SQLite would take it for a new, empty one). */
-static bool db_damaged_empty(struct store *s)
+static bool db_damaged_empty(struct store_local *s)
 {
 	struct stat sb;
 	int64_t *ids;
@@ -1094,7 +1096,7 @@ static bool db_damaged_empty(struct store *s)
 }
 
 /* Copy file from -> to in the store directory; ENOENT of from is 1. */
-static int copy_at(struct store *s, const char *from, const char *to)
+static int copy_at(struct store_local *s, const char *from, const char *to)
 {
 	char buf[65536];
 	int in, outfd, ret = 0;
@@ -1182,7 +1184,7 @@ static int64_t salvage_table(sqlite3 *src, sqlite3 *dst, const char *table,
 }
 
 /* Move blobs/XX/ID to lost+found/ID. */
-static void blob_to_lost(struct store *s, int64_t id)
+static void blob_to_lost(struct store_local *s, int64_t id)
 {
 	struct blob_name n;
 	char to[64];
@@ -1196,7 +1198,7 @@ static void blob_to_lost(struct store *s, int64_t id)
 }
 
 /* Salvage the entries that have a blob, by point lookups. */
-static void salvage_entries(struct store *s, sqlite3 *src, sqlite3 *dst,
+static void salvage_entries(struct store_local *s, sqlite3 *src, sqlite3 *dst,
 			    const int64_t *ids, size_t n,
 			    struct store_report *rep)
 {
@@ -1296,7 +1298,7 @@ static void salvage_entries(struct store *s, sqlite3 *src, sqlite3 *dst,
  * salvage what can be read from a copy into a fresh database. Runs inside
  * store_open with s->db closed.
  */
-static int db_repair(struct store *s, struct store_report *rep, char *err,
+static int db_repair(struct store_local *s, struct store_report *rep, char *err,
 		     size_t errlen)
 {
 	static const char *const sfx[] = { "", "-wal", "-shm" };
@@ -1460,14 +1462,14 @@ out:
 	return ret;
 }
 
-int store_open(const char *dir, const struct store_options *opts,
-	       struct store **out, struct store_report *report, char *err,
+static int local_open(const char *dir, const struct store_options *opts,
+	       struct store_local **out, struct store_report *report, char *err,
 	       size_t errlen)
 {
 	struct store_report rep = { 0 };
 	pthread_mutexattr_t ma;
 	char dbpath[PATH_MAX];
-	struct store *s;
+	struct store_local *s;
 	bool fresh, marker;
 	int rc, ret;
 
@@ -1591,7 +1593,7 @@ fail:
 	return ret;
 }
 
-void store_close(struct store *s)
+static void local_close(struct store_local *s)
 {
 	int fd, dirfd;
 	bool ok;
@@ -1632,7 +1634,7 @@ void store_close(struct store *s)
 	store_free(s);
 }
 
-const char *store_dir(const struct store *s)
+static const char *local_dir(const struct store_local *s)
 {
 	return s ? s->dir : NULL;
 }
@@ -1644,7 +1646,7 @@ struct cat_row {
 	char *path;
 };
 
-int store_category_list(struct store *s,
+static int local_category_list(struct store_local *s,
 			int (*cb)(void *arg, const struct store_category *c),
 			void *arg)
 {
@@ -1697,7 +1699,7 @@ int store_category_list(struct store *s,
 	return ret;
 }
 
-int store_category_create(struct store *s, const char *path, mode_t mode,
+static int local_category_create(struct store_local *s, const char *path, mode_t mode,
 			  uid_t uid, gid_t gid, int64_t *id_out)
 {
 	sqlite3_stmt *st;
@@ -1727,7 +1729,7 @@ int store_category_create(struct store *s, const char *path, mode_t mode,
 }
 
 /* Collect the ids of a category's entries. Call with mu held. */
-static int cat_entry_ids(struct store *s, int64_t cat_id, int64_t **ids,
+static int cat_entry_ids(struct store_local *s, int64_t cat_id, int64_t **ids,
 			 size_t *n)
 {
 	sqlite3_stmt *st = s->st[ST_ENT_IDS_CAT];
@@ -1759,7 +1761,7 @@ static int cat_entry_ids(struct store *s, int64_t cat_id, int64_t **ids,
 
 /* One try of store_category_delete. Call with mu held; on success *ids
  * holds the ids whose blobs the caller unlinks. */
-static int category_delete_tx(struct store *s, int64_t cat_id,
+static int category_delete_tx(struct store_local *s, int64_t cat_id,
 			      int64_t **ids, size_t *n)
 {
 	int ret;
@@ -1813,7 +1815,7 @@ out_free:
 	return ret;
 }
 
-int store_category_delete(struct store *s, int64_t cat_id)
+static int local_category_delete(struct store_local *s, int64_t cat_id)
 {
 	int64_t *ids;
 	size_t n;
@@ -1834,7 +1836,7 @@ int store_category_delete(struct store *s, int64_t cat_id)
 	return ret;
 }
 
-int store_category_setattr(struct store *s, int64_t cat_id, mode_t mode,
+static int local_category_setattr(struct store_local *s, int64_t cat_id, mode_t mode,
 			   uid_t uid, gid_t gid)
 {
 	sqlite3_stmt *st;
@@ -1855,7 +1857,7 @@ int store_category_setattr(struct store *s, int64_t cat_id, mode_t mode,
 	return ret;
 }
 
-int store_policy_get(struct store *s, int64_t cat_id, char **yaml,
+static int local_policy_get(struct store_local *s, int64_t cat_id, char **yaml,
 		     size_t *len)
 {
 	sqlite3_stmt *st;
@@ -1893,7 +1895,7 @@ int store_policy_get(struct store *s, int64_t cat_id, char **yaml,
 	return ret;
 }
 
-int store_policy_put(struct store *s, int64_t cat_id, const char *yaml,
+static int local_policy_put(struct store_local *s, int64_t cat_id, const char *yaml,
 		     size_t len)
 {
 	int rc, ret;
@@ -1929,7 +1931,7 @@ out:
 
 /* ---- entries ---- */
 
-int store_entry_put(struct store *s, struct store_entry *e,
+static int local_entry_put(struct store_local *s, struct store_entry *e,
 		    const struct store_payload *p)
 {
 	sqlite3_stmt *st;
@@ -1995,7 +1997,7 @@ int store_entry_put(struct store *s, struct store_entry *e,
 	return 0;
 }
 
-int store_entry_delete(struct store *s, int64_t id)
+static int local_entry_delete(struct store_local *s, int64_t id)
 {
 	int ret;
 
@@ -2018,7 +2020,7 @@ int store_entry_delete(struct store *s, int64_t id)
 	return ret;
 }
 
-int store_entry_touch(struct store *s, const struct store_touch *t, size_t n)
+static int local_entry_touch(struct store_local *s, const struct store_touch *t, size_t n)
 {
 	sqlite3_stmt *st;
 	int ret;
@@ -2056,7 +2058,7 @@ out:
 	return ret;
 }
 
-int store_entry_scan(struct store *s, int64_t cat_id, int64_t min_id,
+static int local_entry_scan(struct store_local *s, int64_t cat_id, int64_t min_id,
 		     int (*cb)(void *arg, const struct store_entry *e,
 			       const float *vec, int dim,
 			       const char *embedder),
@@ -2122,7 +2124,7 @@ int store_entry_scan(struct store *s, int64_t cat_id, int64_t min_id,
 	return ret;
 }
 
-int store_response_read(struct store *s, int64_t id, void **buf,
+static int local_response_read(struct store_local *s, int64_t id, void **buf,
 			size_t *len)
 {
 	unsigned char hdr[BLOB_HDR_LEN];
@@ -2212,7 +2214,7 @@ static int copy_col(sqlite3_stmt *st, int col, char **out, size_t *out_len)
 	return 0;
 }
 
-int store_entry_text(struct store *s, int64_t id, char **query,
+static int local_entry_text(struct store_local *s, int64_t id, char **query,
 		     size_t *query_len, char **ctx, size_t *ctx_len)
 {
 	sqlite3_stmt *st;
@@ -2249,3 +2251,107 @@ int store_entry_text(struct store *s, int64_t id, char **query,
 	}
 	return ret;
 }
+
+/* ---- the backend table (store_i.h) ---- */
+
+/* base is the first member of struct store_local, so the casts are exact. */
+#define LOCAL(s) ((struct store_local *)(s))
+
+static int op_open(const char *where, const struct store_options *opts,
+		   struct store **out, struct store_report *report, char *err,
+		   size_t errlen)
+{
+	struct store_local *s = NULL;
+	int rc = local_open(where, opts, &s, report, err, errlen);
+
+	if (rc)
+		return rc;
+	s->base.ops = &store_local_ops;
+	*out = &s->base;
+	return 0;
+}
+
+static void op_close(struct store *s) { local_close(LOCAL(s)); }
+static const char *op_dir(const struct store *s)
+{
+	return local_dir((const struct store_local *)s);
+}
+static int op_category_list(struct store *s,
+			    int (*cb)(void *arg, const struct store_category *c),
+			    void *arg)
+{
+	return local_category_list(LOCAL(s), cb, arg);
+}
+static int op_category_create(struct store *s, const char *path, mode_t mode,
+			      uid_t uid, gid_t gid, int64_t *id_out)
+{
+	return local_category_create(LOCAL(s), path, mode, uid, gid, id_out);
+}
+static int op_category_delete(struct store *s, int64_t cat_id)
+{
+	return local_category_delete(LOCAL(s), cat_id);
+}
+static int op_category_setattr(struct store *s, int64_t cat_id, mode_t mode,
+			       uid_t uid, gid_t gid)
+{
+	return local_category_setattr(LOCAL(s), cat_id, mode, uid, gid);
+}
+static int op_policy_get(struct store *s, int64_t cat_id, char **yaml,
+			 size_t *len)
+{
+	return local_policy_get(LOCAL(s), cat_id, yaml, len);
+}
+static int op_policy_put(struct store *s, int64_t cat_id, const char *yaml,
+			 size_t len)
+{
+	return local_policy_put(LOCAL(s), cat_id, yaml, len);
+}
+static int op_entry_put(struct store *s, struct store_entry *e,
+			const struct store_payload *p)
+{
+	return local_entry_put(LOCAL(s), e, p);
+}
+static int op_entry_delete(struct store *s, int64_t id)
+{
+	return local_entry_delete(LOCAL(s), id);
+}
+static int op_entry_touch(struct store *s, const struct store_touch *t, size_t n)
+{
+	return local_entry_touch(LOCAL(s), t, n);
+}
+static int op_entry_scan(struct store *s, int64_t cat_id, int64_t min_id,
+			 int (*cb)(void *arg, const struct store_entry *e,
+				   const float *vec, int dim, const char *embedder),
+			 void *arg)
+{
+	return local_entry_scan(LOCAL(s), cat_id, min_id, cb, arg);
+}
+static int op_response_read(struct store *s, int64_t id, void **buf, size_t *len)
+{
+	return local_response_read(LOCAL(s), id, buf, len);
+}
+static int op_entry_text(struct store *s, int64_t id, char **query,
+			 size_t *query_len, char **ctx, size_t *ctx_len)
+{
+	return local_entry_text(LOCAL(s), id, query, query_len, ctx, ctx_len);
+}
+
+const struct store_ops store_local_ops = {
+	.name = "local",
+	.open = op_open,
+	.close = op_close,
+	.dir = op_dir,
+	.category_list = op_category_list,
+	.category_create = op_category_create,
+	.category_delete = op_category_delete,
+	.category_setattr = op_category_setattr,
+	.policy_get = op_policy_get,
+	.policy_put = op_policy_put,
+	.entry_put = op_entry_put,
+	.entry_delete = op_entry_delete,
+	.entry_touch = op_entry_touch,
+	.entry_scan = op_entry_scan,
+	.response_read = op_response_read,
+	.entry_text = op_entry_text,
+	.watch = NULL, /* only this process changes a local store */
+};

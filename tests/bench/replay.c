@@ -111,7 +111,7 @@ static struct {
 	.compress = 60,
 	.servers = 8,
 	.base_ms = 100,
-	.rho = 0.75,
+	.rho = 1.4,
 	.window = 10,
 	.report_ms = 100,
 	.pool = 20000,
@@ -593,6 +593,7 @@ static double stat_num(const char *text, const char *key)
 struct result {
 	size_t requests, to_model, hits, exact, semantic, fill_fail, errors;
 	size_t hit_same, hit_dup, hit_nondup, hit_other; /* what a hit served (see ROWs) */
+	size_t hot, hot_to_model;  /* requests that arrived at load >= high in the run without adaptation */
 	size_t hits_by_variant[V_N], reqs_by_variant[V_N];
 	double hit_min, hit_p10, hit_p50;
 	double wait_p50, wait_p95, lat_p50, lat_p95;
@@ -646,7 +647,7 @@ static struct fill heap_pop(void)
 
 #define BUCKET 0.1 /* seconds of trace time per busy-time bucket */
 
-static void run_one(const struct trace *tr, const struct req *rq, const struct slot *slot,
+static void run_one(const struct trace *tr, const struct req *rq, const struct slot *slot, bool *hot,
 		    double per_tok, bool adaptive, const char *tmp, struct result *R)
 {
 	char store[PATH_MAX], mnt[PATH_MAX], log[PATH_MAX], cat[PATH_MAX], path[PATH_MAX + 64];
@@ -774,6 +775,9 @@ static void run_one(const struct trace *tr, const struct req *rq, const struct s
 
 		R->requests++;
 		R->reqs_by_variant[q->variant]++;
+		if (!adaptive)
+			hot[i] = last_load >= O.high;
+		R->hot += hot[i];
 		snprintf(path, sizeof(path), "%s/r%zu.query", cat, i);
 		fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
 		if (fd < 0 || write(fd, q->text, strlen(q->text)) != (ssize_t)strlen(q->text) ||
@@ -808,6 +812,7 @@ static void run_one(const struct trace *tr, const struct req *rq, const struct s
 		}
 		/* miss (or pending/error): the model is called */
 		R->to_model++;
+		R->hot_to_model += hot[i];
 		int s = 0;
 		for (int k = 1; k < O.servers; k++)
 			if (free_at[k] < free_at[s])
@@ -909,7 +914,7 @@ static void usage(void)
 	       "  --compress C          trace seconds per wall second (default 60)\n"
 	       "  --servers K           simulated model servers (default 8)\n"
 	       "  --base-ms MS          service time per request besides tokens (default 100)\n"
-	       "  --rho R               model utilisation the whole trace would cause without a cache (default 0.75)\n"
+	       "  --rho R               model utilisation the whole trace would cause without a cache (default 1.4)\n"
 	       "  --window S            load = busy fraction over the last S trace seconds (default 10)\n"
 	       "  --report-ms MS        write .load/sim every MS wall milliseconds (default 100)\n"
 	       "  --pool N --zipf S     question pool and Zipf exponent (default 20000, 0.9)\n"
@@ -996,9 +1001,9 @@ int main(int argc, char **argv)
 
 	struct col { char name[64]; struct result r; struct trace tr; double per_tok, repeat; size_t partner_reqs; } cols[8];
 	int ncol = 0;
-	char *traces = strdup(O.traces);
+	char *traces = strdup(O.traces), *save = NULL;
 
-	for (char *tn = strtok(traces, ","); tn && ncol < 7; tn = strtok(NULL, ",")) {
+	for (char *tn = strtok_r(traces, ",", &save); tn && ncol < 7; tn = strtok_r(NULL, ",", &save)) {
 		struct trace tr = { .name = strdup(tn) };
 		double tokens = 0, repeat;
 		struct slot *slots;
@@ -1015,6 +1020,7 @@ int main(int argc, char **argv)
 		if (per_tok <= 0)
 			die("--rho %g with --base-ms %g leaves no time for tokens on trace %s", O.rho, O.base_ms, tn);
 		struct req *rq = make_requests(tr.n, &slots, &repeat);
+		bool *hot = calloc(tr.n, sizeof(bool));
 
 		fprintf(stderr, "trace %s: %zu requests over %.0f s (%.1f s wall at %gx); per-token %.2f ms; "
 			"mean service %.2f s; servable from an earlier request %.1f%%\n",
@@ -1027,7 +1033,7 @@ int main(int argc, char **argv)
 			c->per_tok = per_tok;
 			c->repeat = repeat;
 			fprintf(stderr, "  run %s ...\n", c->name);
-			run_one(&tr, rq, slots, per_tok, a == 1, tmp, &c->r);
+			run_one(&tr, rq, slots, hot, per_tok, a == 1, tmp, &c->r);
 			fprintf(stderr, "    done in %.1f s wall: %zu requests, %zu to the model, %zu hits\n",
 				c->r.wall_s, c->r.requests, c->r.to_model, c->r.hits);
 		}
@@ -1035,6 +1041,7 @@ int main(int argc, char **argv)
 			free(rq[i].text);
 		free(rq);
 		free(slots);
+		free(hot);
 	}
 	rmdir(tmp);
 
@@ -1066,6 +1073,16 @@ int main(int argc, char **argv)
 		if (c % 2 == 1 && cols[c - 1].r.to_model)
 			printf("**%+.1f%%**", 100.0 * ((double)r->to_model - (double)cols[c - 1].r.to_model) /
 					       (double)cols[c - 1].r.to_model);
+		else
+			printf("—");
+	});
+	ROW("requests arriving at load >= high (in the run without adaptation)", printf("%zu", r->hot));
+	ROW("... of them reaching the model", printf("%zu (%.1f%%)", r->hot_to_model,
+		100.0 * (double)r->hot_to_model / fmax(1, (double)r->hot)));
+	ROW("model traffic under load vs adaptation off", {
+		if (c % 2 == 1 && cols[c - 1].r.hot_to_model)
+			printf("**%+.1f%%**", 100.0 * ((double)r->hot_to_model - (double)cols[c - 1].r.hot_to_model) /
+					       (double)cols[c - 1].r.hot_to_model);
 		else
 			printf("—");
 	});

