@@ -1,0 +1,72 @@
+#!/usr/bin/env bats
+# Two semcachefs daemons on a real 3-node Redis Cluster made on loopback
+# ports with `redis-cli --cluster create`.
+
+load helpers
+
+setup() {
+	require_fuse
+	command -v redis-server >/dev/null || skip "needs redis-server (package redis-server)"
+	command -v redis-cli >/dev/null || skip "needs redis-cli (package redis-tools)"
+	WORK=$(mktemp -d "${BATS_TMPDIR:-/tmp}/semcache.XXXXXX")
+	MNT=$WORK/a
+	MNT_B=$WORK/b
+	LOG=$WORK/a.log
+	LOG_B=$WORK/b.log
+	mkdir -p "$MNT" "$MNT_B" "$WORK/state-a" "$WORK/state-b"
+	BASE=$((20000 + RANDOM % 20000))
+	PORTS=("$BASE" "$((BASE + 1))" "$((BASE + 2))")
+	for p in "${PORTS[@]}"; do
+		mkdir -p "$WORK/r$p"
+		redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
+			--cluster-config-file "$WORK/r$p/nodes.conf" --appendonly yes \
+			--save '' --dir "$WORK/r$p" --daemonize yes --logfile "$WORK/r$p/log" >/dev/null
+	done
+	up() { for p in "${PORTS[@]}"; do redis-cli -p "$p" ping 2>/dev/null | grep -q PONG || return 1; done; }
+	wait_until 10 up
+	redis-cli --cluster create "${PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 \
+		--cluster-yes >"$WORK/create.log" 2>&1 || skip "redis-cli --cluster create failed here"
+	ok() { redis-cli -p "${PORTS[0]}" cluster info | grep -q 'cluster_state:ok'; }
+	wait_until 20 ok
+	URL=redis://127.0.0.1:${PORTS[0]}/0
+	STORE=$URL
+	XDG_DATA_HOME=$WORK/state-a start_daemon
+	XDG_DATA_HOME=$WORK/state-b "$SEMCACHEFS" -f -o store="redis://127.0.0.1:${PORTS[1]}/0" "$MNT_B" 2>>"$LOG_B" &
+	PID_B=$!
+	mounted_b() { grep -qs " $MNT_B fuse" /proc/self/mounts; }
+	wait_until 20 mounted_b
+}
+
+teardown() {
+	if [ -n "${PID_B:-}" ]; then
+		fusermount3 -u "$MNT_B" 2>/dev/null || umount -l "$MNT_B" 2>/dev/null || true
+		wait "$PID_B" || true
+	fi
+	teardown_mount || status=$?
+	for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
+	return "${status:-0}"
+}
+
+@test "categories spread over the cluster and fills on one host hit on the other" {
+	for c in code chat news docs sql math; do
+		mkdir "$MNT/$c"
+		ask "$c" q "the $c question about reversing a list"
+		fill "$c" q "the $c answer"
+	done
+	for c in code chat news docs sql math; do
+		hit_b() {
+			s=$(printf 'the %s question about reversing a list\n' "$c" >"$MNT_B/$c/q.query" &&
+				cat "$MNT_B/$c/q.status")
+			[ "${s%% *}" = hit ]
+		}
+		wait_until 10 hit_b
+		run cat "$MNT_B/$c/q.response"
+		assert_output "the $c answer"
+	done
+	# the categories' keys landed on more than one node
+	nodes=0
+	for p in "${PORTS[@]}"; do
+		[ "$(redis-cli -p "$p" dbsize)" -gt 0 ] && nodes=$((nodes + 1))
+	done
+	((nodes >= 2))
+}
