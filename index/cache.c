@@ -42,7 +42,8 @@
 #define KEY_SEED_B 0x0b5e55edca7e9a72ULL
 #define CTX_SEED 0xc0a7e47c0a7e47c1ULL
 #define MAX_DEPTH 64
-#define MERGE_BATCH 16        /* one write-lock hold: ~10 ms per vector at 100k on scalar FAISS */
+#define MERGE_BATCH 4         /* one write-lock hold: ~1 ms per vector at 100k on scalar FAISS */
+#define MERGE_TICK_US 80000   /* merging time per category per tick */
 #define SWEEP_BATCH 1024
 /* Lookup latency histogram: exact microseconds below 64, then 8 buckets
  * per power of two up to about 16 s. */
@@ -169,6 +170,7 @@ struct cache {
 	pthread_cond_t maint_cv;
 	bool stopping;
 	bool closing;             /* cache.lock: ignore the store's events */
+	_Atomic bool backlog;     /* vectors were left unmerged at the last tick */
 };
 
 static int64_t now_ms(void)
@@ -177,6 +179,14 @@ static int64_t now_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static int dup_text(const char *s, size_t len, char **text, size_t *out_len);
@@ -472,6 +482,24 @@ static void entry_unpublish(struct cat *cat, struct centry *e)
 	}
 }
 
+/* A new in-memory record for a stored entry (NULL when out of memory). */
+static struct centry *centry_from_store(const struct store_entry *se)
+{
+	struct centry *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		return NULL;
+	e->id = se->id;
+	e->created_ms = se->created_ms;
+	e->last_hit_ms = se->last_hit_ms;
+	e->hits = se->hits;
+	e->bytes = se->bytes;
+	e->key[0] = se->key[0];
+	e->key[1] = se->key[1];
+	e->ctx_hash = se->ctx_hash;
+	return e;
+}
+
 struct load_ctx {
 	struct cache *c;
 	struct cat *cat;
@@ -490,19 +518,11 @@ static int load_entry(void *arg, const struct store_entry *se, const float *vec,
 	bool usable = lc->cat->emb && dim == lc->cat->emb->dim &&
 		      !strcmp(embedder, lc->cat->emb->name);
 
-	e = calloc(1, sizeof(*e));
+	e = centry_from_store(se);
 	if (!e) {
 		lc->rc = -ENOMEM;
 		return 1;
 	}
-	e->id = se->id;
-	e->created_ms = se->created_ms;
-	e->last_hit_ms = se->last_hit_ms;
-	e->hits = se->hits;
-	e->bytes = se->bytes;
-	e->key[0] = se->key[0];
-	e->key[1] = se->key[1];
-	e->ctx_hash = se->ctx_hash;
 	lc->rc = entry_publish(lc->cat, e, &old);
 	if (lc->rc) {
 		free(e);
@@ -672,17 +692,9 @@ static void remote_put(struct cache *c, struct cat *cat,
 		 ev->embedder && !strcmp(ev->embedder, cat->emb->name);
 	if (usable)
 		vindex_add(cat->vi, se->id, ev->vec); /* -EEXIST: already there */
-	e = calloc(1, sizeof(*e));
+	e = centry_from_store(se);
 	if (!e)
 		return;
-	e->id = se->id;
-	e->created_ms = se->created_ms;
-	e->last_hit_ms = se->last_hit_ms;
-	e->hits = se->hits;
-	e->bytes = se->bytes;
-	e->key[0] = se->key[0];
-	e->key[1] = se->key[1];
-	e->ctx_hash = se->ctx_hash;
 	pthread_mutex_lock(&cat->lock);
 	if (entry_publish(cat, e, &old)) {
 		pthread_mutex_unlock(&cat->lock);
@@ -1334,13 +1346,21 @@ static void sweep_expired(struct cache *c, struct cat *cat)
 
 static void maintain(struct cache *c, bool slow)
 {
+	bool backlog = false;
+
 	pthread_rwlock_rdlock(&c->lock);
 	for (size_t i = 0; i < c->ncats; i++) {
 		struct cat *cat = c->cats[i];
 		size_t tomb, live;
 
-		if (vindex_buffered(cat->vi) > 0)
-			vindex_merge(cat->vi, MERGE_BATCH);
+		/* Merge in small batches, releasing the index's write lock
+		 * between them (a lookup waits for one batch at most), until
+		 * the buffer is empty or this tick's time is used up. */
+		for (int64_t t0 = mono_us(); vindex_buffered(cat->vi) > 0 &&
+		     mono_us() - t0 < MERGE_TICK_US;)
+			if (vindex_merge(cat->vi, MERGE_BATCH) <= 0)
+				break;
+		backlog |= vindex_buffered(cat->vi) > 0;
 		if (!slow)
 			continue;
 		flush_hits(c, cat);
@@ -1367,6 +1387,7 @@ static void maintain(struct cache *c, bool slow)
 		}
 	}
 	pthread_rwlock_unlock(&c->lock);
+	c->backlog = backlog;
 }
 
 static void *maint_main(void *arg)
@@ -1379,7 +1400,8 @@ static void *maint_main(void *arg)
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000000L;
+		/* keep merging promptly while fills outpace the merge */
+		ts.tv_nsec += (c->backlog ? 2 : 100) * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
@@ -1716,14 +1738,6 @@ static uint64_t lat_upper(int b)
 	k = 6 + (b - LAT_LINEAR) / LAT_SUB;
 	sub = (b - LAT_LINEAR) % LAT_SUB;
 	return (1ULL << k) + ((uint64_t)(sub + 1) << (k - 3)) - 1;
-}
-
-static int64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* q-quantile (0..1) of summed histograms h, or 0 when empty. */
@@ -2959,7 +2973,9 @@ int cache_stats_text(struct cache *c, const char *path, char **text,
 		double mean = t->lookups ? (double)t->lat_sum / t->lookups : 0;
 
 		effective_policy(cat, &pol);
-		n += snprintf(buf + n, sizeof(buf) - n, "lookup_cost_us: %.1f\n", mean);
+		n += snprintf(buf + n, sizeof(buf) - n,
+			      "lookup_cost_us: %.1f\nindex_unmerged: %zu\nindex_tombstones: %zu\n",
+			      mean, vindex_buffered(cat->vi), vindex_tombstones(cat->vi));
 		if (pol.llm_cost_ms > 0) {
 			double be = mean / 1000.0 / pol.llm_cost_ms;
 			double saved = (double)t->hits * pol.llm_cost_ms - t->lookups * mean / 1000.0;

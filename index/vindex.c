@@ -637,10 +637,14 @@ int vindex_search(struct vindex *vi, const float *q, int k,
 	if (vi->ntotal > vi->ntomb)
 		rc = search_hnsw(vi, q, k, accept, arg, &t);
 	for (size_t i = 0; !rc && i < vi->nbuf; i++) {
+		float sc = dot(q, vi->buf_vecs + i * vi->p.dim, vi->p.dim);
+
+		/* the score first: accept (which takes the caller's locks) only
+		 * for a vector that would enter the top k */
+		if (t.n == t.k && sc <= t.scores[t.n - 1])
+			continue;
 		if (accepted(accept, arg, vi->buf_ids[i]))
-			topk_push(&t, vi->buf_ids[i],
-				  dot(q, vi->buf_vecs + i * vi->p.dim,
-				      vi->p.dim));
+			topk_push(&t, vi->buf_ids[i], sc);
 	}
 	pthread_rwlock_unlock(&vi->lock);
 	return rc ? rc : t.n;

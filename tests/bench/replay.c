@@ -869,6 +869,10 @@ static void run_one(const struct trace *tr, const struct req *rq, const struct s
 	}
 	daemon_stop(pid, mnt);
 	rmdir(mnt);
+	if (!R->errors && !R->fill_fail)
+		unlink(log);
+	else
+		fprintf(stderr, "    errors: the daemon's log is kept: %s\n", log);
 	{
 		char *rm[] = { "rm", "-rf", store, NULL };
 		pid_t p = fork();

@@ -139,10 +139,13 @@ static bool srv_start(struct srv *s, bool cluster)
 			       "--cluster-config-file", "nodes.conf",
 			       "--cluster-node-timeout", "2000", (char *)NULL);
 		else
+			/* appendfsync always: the restart check relies on every
+			 * acknowledged write being in the AOF when redis is
+			 * killed; with everysec a busy disk may delay the write */
 			execlp("redis-server", "redis-server", "--port", port,
 			       "--bind", "127.0.0.1", "--save", "",
-			       "--appendonly", "yes", "--dir", s->dir,
-			       "--daemonize", "no", (char *)NULL);
+			       "--appendonly", "yes", "--appendfsync", "always",
+			       "--dir", s->dir, "--daemonize", "no", (char *)NULL);
 		_exit(127);
 	}
 	for (int64_t end = mono_us() + 5000000; mono_us() < end; pause_ms(10))
