@@ -1196,9 +1196,17 @@ static int run_feedback(struct handle *h)
 	return rc;
 }
 
+static int do_flush(struct fuse_file_info *fi);
+
 static int fs_flush(const char *path, struct fuse_file_info *fi)
 {
 	fuse_requests++;
+	return do_flush(fi);
+}
+
+/* Commit what a handle wrote: the lookup, fill, policy, ... (see above). */
+static int do_flush(struct fuse_file_info *fi)
+{
 	struct handle *h = (struct handle *)(uintptr_t)fi->fh;
 	struct node *n = h->node;
 	int rc = 0;
@@ -1290,7 +1298,7 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
 static int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
 	fuse_requests++;
-	return fs_flush(path, fi);
+	return do_flush(fi);
 }
 
 /* ---- changing files ---- */
