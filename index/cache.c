@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +45,7 @@
 #define MAX_DEPTH 64
 #define MERGE_BATCH 4         /* one write-lock hold: ~1 ms per vector at 100k on scalar FAISS */
 #define MERGE_TICK_US 80000   /* merging time per category per tick */
-#define SWEEP_BATCH 1024
+#define SWEEP_BATCH 128       /* expired entries retired per category per tick */
 /* Lookup latency histogram: exact microseconds below 64, then 8 buckets
  * per power of two up to about 16 s. */
 #define LAT_LINEAR 64
@@ -1318,7 +1319,11 @@ static void entry_retire(struct cache *c, struct cat *cat, struct centry *e,
 	free(e);
 }
 
-static void sweep_expired(struct cache *c, struct cat *cat)
+/* Retire up to SWEEP_BATCH expired entries of cat; true if more are left.
+ * Expired entries are never served (expiry is judged at lookup), so this is
+ * only garbage collection: it yields between deletions so that lookups and
+ * fills waiting for the index or the store are never held up for long. */
+static bool sweep_expired(struct cache *c, struct cat *cat)
 {
 	struct centry *victims[SWEEP_BATCH];
 	struct policy pol;
@@ -1328,7 +1333,7 @@ static void sweep_expired(struct cache *c, struct cat *cat)
 	effective_policy(cat, &pol);
 	adapt_policy(c, cat, &pol, now, NULL, 0);
 	if (pol.ttl <= 0)
-		return;
+		return false;
 	pthread_mutex_lock(&cat->lock);
 	for (size_t i = 0; i < cat->by_id.cap && n < SWEEP_BATCH; i++) {
 		struct centry *e = cat->by_id.vals[i];
@@ -1339,9 +1344,12 @@ static void sweep_expired(struct cache *c, struct cat *cat)
 	for (size_t i = 0; i < n; i++)
 		entry_unpublish(cat, victims[i]);
 	pthread_mutex_unlock(&cat->lock);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		entry_retire(c, cat, victims[i], "expired");
+		sched_yield();
+	}
 	cat->expired += n;
+	return n == SWEEP_BATCH;
 }
 
 static void maintain(struct cache *c, bool slow)
@@ -1364,7 +1372,7 @@ static void maintain(struct cache *c, bool slow)
 		if (!slow)
 			continue;
 		flush_hits(c, cat);
-		sweep_expired(c, cat);
+		backlog |= sweep_expired(c, cat);
 		{
 			struct policy pol;
 
