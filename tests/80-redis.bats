@@ -14,7 +14,7 @@ setup() {
 	LOG=$WORK/a.log
 	LOG_B=$WORK/b.log
 	mkdir -p "$MNT" "$MNT_B" "$WORK/redis" "$WORK/state-a" "$WORK/state-b"
-	PORT=$((20000 + RANDOM % 20000))
+	PORT=$((23000 + RANDOM % 9000)) # below the kernel's ephemeral ports (32768+)
 	start_redis
 	URL=redis://127.0.0.1:$PORT/0
 	STORE=$URL

@@ -14,7 +14,8 @@ setup() {
 	LOG=$WORK/a.log
 	LOG_B=$WORK/b.log
 	mkdir -p "$MNT" "$MNT_B" "$WORK/state-a" "$WORK/state-b"
-	BASE=$((20000 + RANDOM % 20000))
+	# below the kernel's ephemeral ports (32768+), cluster bus ports (+10000) too
+	BASE=$((20000 + RANDOM % 2700))
 	PORTS=("$BASE" "$((BASE + 1))" "$((BASE + 2))")
 	for p in "${PORTS[@]}"; do
 		mkdir -p "$WORK/r$p"
@@ -23,7 +24,10 @@ setup() {
 			--save '' --dir "$WORK/r$p" --daemonize yes --logfile "$WORK/r$p/log" >/dev/null
 	done
 	up() { for p in "${PORTS[@]}"; do redis-cli -p "$p" ping 2>/dev/null | grep -q PONG || return 1; done; }
-	wait_until 10 up
+	if ! wait_until 10 up; then
+		for p in "${PORTS[@]}"; do tail -n 5 "$WORK/r$p/log" >&3; done
+		return 1
+	fi
 	redis-cli --cluster create "${PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 \
 		--cluster-yes >"$WORK/create.log" 2>&1 || skip "redis-cli --cluster create failed here"
 	ok() { redis-cli -p "${PORTS[0]}" cluster info | grep -q 'cluster_state:ok'; }
