@@ -1319,6 +1319,23 @@ static void entry_retire(struct cache *c, struct cat *cat, struct centry *e,
 	free(e);
 }
 
+/* Take entry id out of cat (if it is still there) and retire it. Returns
+ * whether it was there. Called without cat->lock. */
+static bool entry_drop(struct cache *c, struct cat *cat, int64_t id,
+		       const char *why)
+{
+	struct centry *e;
+
+	pthread_mutex_lock(&cat->lock);
+	e = u64map_get(&cat->by_id, (uint64_t)id);
+	if (e)
+		entry_unpublish(cat, e);
+	pthread_mutex_unlock(&cat->lock);
+	if (e)
+		entry_retire(c, cat, e, why);
+	return e != NULL;
+}
+
 /* Retire up to SWEEP_BATCH expired entries of cat; true if more are left.
  * Expired entries are never served (expiry is judged at lookup), so this is
  * only garbage collection: it yields between deletions so that lookups and
@@ -1874,17 +1891,9 @@ static bool note_hit(struct cat *cat, int64_t id, int64_t now, int64_t *created)
 /* A stored response could not be read back: drop the entry for good. */
 static void drop_damaged(struct cache *c, struct cat *cat, int64_t id, int err)
 {
-	struct centry *e;
-
 	semlog(LOG_ERR, "category '%s': entry %" PRId64 " response unreadable (%s): entry dropped",
 	       cat->path, id, strerror(-err));
-	pthread_mutex_lock(&cat->lock);
-	e = u64map_get(&cat->by_id, (uint64_t)id);
-	if (e)
-		entry_unpublish(cat, e);
-	pthread_mutex_unlock(&cat->lock);
-	if (e)
-		entry_retire(c, cat, e, "damaged");
+	entry_drop(c, cat, id, "damaged");
 	cat->dropped++;
 }
 
@@ -2353,7 +2362,6 @@ void cache_fill_note(struct cache *c, const char *path, char *buf, size_t size)
 int cache_feedback_wrong(struct cache *c, const char *path, int64_t entry_id,
 			 float score)
 {
-	struct centry *e = NULL;
 	struct policy pol;
 	struct cat *cat;
 
@@ -2378,12 +2386,8 @@ int cache_feedback_wrong(struct cache *c, const char *path, int64_t entry_id,
 			cat->learned_ms = now_ms();
 		}
 	}
-	e = u64map_get(&cat->by_id, (uint64_t)entry_id);
-	if (e)
-		entry_unpublish(cat, e);
 	pthread_mutex_unlock(&cat->lock);
-	if (e)
-		entry_retire(c, cat, e, "reported wrong");
+	entry_drop(c, cat, entry_id, "reported wrong");
 	cat->false_hits++;
 	semlog(LOG_INFO, "category '%s': entry %" PRId64 " (score %.4f) reported wrong: invalidated%s",
 	       cat->path, entry_id, score, pol.adaptive_learn_threshold ?
@@ -2848,24 +2852,15 @@ int cache_entry_read(struct cache *c, const char *path, int64_t id,
 
 int cache_entry_remove(struct cache *c, const char *path, int64_t id)
 {
-	struct centry *e = NULL;
 	struct cat *cat;
 	int rc = -ENOENT;
 
 	pthread_rwlock_rdlock(&c->lock);
 	cat = cat_find(c, path);
-	if (cat) {
-		pthread_mutex_lock(&cat->lock);
-		e = u64map_get(&cat->by_id, (uint64_t)id);
-		if (e)
-			entry_unpublish(cat, e);
-		pthread_mutex_unlock(&cat->lock);
-		if (e) {
-			entry_retire(c, cat, e, "invalidated");
-			semlog(LOG_INFO, "category '%s': entry %" PRId64 " invalidated",
-			       cat->path, id);
-			rc = 0;
-		}
+	if (cat && entry_drop(c, cat, id, "invalidated")) {
+		semlog(LOG_INFO, "category '%s': entry %" PRId64 " invalidated",
+		       cat->path, id);
+		rc = 0;
 	}
 	pthread_rwlock_unlock(&c->lock);
 	return rc;
