@@ -665,6 +665,8 @@ static int link_parents(struct cache *c)
 
 /* ---- changes made by other hosts (a shared store) ---- */
 
+static struct centry *entry_take(struct cat *cat, int64_t id);
+
 static void pending_resolve(struct cat *cat, int64_t leader_id,
 			    const uint64_t key[2], int64_t entry_id);
 
@@ -715,13 +717,8 @@ static void remote_put(struct cache *c, struct cat *cat,
 /* Another host removed an entry: forget it here (the store has done it). */
 static void remote_delete(struct cat *cat, int64_t id)
 {
-	struct centry *e;
+	struct centry *e = entry_take(cat, id);
 
-	pthread_mutex_lock(&cat->lock);
-	e = u64map_get(&cat->by_id, (uint64_t)id);
-	if (e)
-		entry_unpublish(cat, e);
-	pthread_mutex_unlock(&cat->lock);
 	if (e) {
 		vindex_remove(cat->vi, id);
 		free(e);
@@ -1319,10 +1316,9 @@ static void entry_retire(struct cache *c, struct cat *cat, struct centry *e,
 	free(e);
 }
 
-/* Take entry id out of cat (if it is still there) and retire it. Returns
- * whether it was there. Called without cat->lock. */
-static bool entry_drop(struct cache *c, struct cat *cat, int64_t id,
-		       const char *why)
+/* Take entry id out of cat's maps; the caller owns what is returned
+ * (NULL if it was gone). Called without cat->lock. */
+static struct centry *entry_take(struct cat *cat, int64_t id)
 {
 	struct centry *e;
 
@@ -1331,6 +1327,15 @@ static bool entry_drop(struct cache *c, struct cat *cat, int64_t id,
 	if (e)
 		entry_unpublish(cat, e);
 	pthread_mutex_unlock(&cat->lock);
+	return e;
+}
+
+/* Take entry id out and retire it everywhere. Returns whether it was there. */
+static bool entry_drop(struct cache *c, struct cat *cat, int64_t id,
+		       const char *why)
+{
+	struct centry *e = entry_take(cat, id);
+
 	if (e)
 		entry_retire(c, cat, e, why);
 	return e != NULL;
