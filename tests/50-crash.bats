@@ -66,9 +66,7 @@ blob_count() { find "$STORE/blobs" -type f ! -name '.tmp.*' | wc -l; }
 	(($(acked) >= 2000))
 	# and the database rows agree after a clean stop
 	stop_daemon
-	if command -v sqlite3 >/dev/null; then
-		[ "$(sqlite3 "$STORE/semcache.db" 'select count(*) from entries')" = "$expect" ]
-	fi
+	[ "$(sqlite3 "$STORE/semcache.db" 'select count(*) from entries')" = "$expect" ]
 	[ "$(blob_count)" = "$expect" ]
 	start_daemon
 	echo "# $rounds rounds survived, $(acked) acknowledged fills verified" >&3
