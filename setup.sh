@@ -8,7 +8,9 @@
 #
 # Installs missing Debian packages with apt-get (through sudo when not
 # root), builds into ./build with meson, and for "test" runs the C unit
-# tests, the bats suite through real mounts, and prints one closing line
+# tests (also against the patched AVX2 FAISS in ./build-avx2 when the CPU
+# has AVX2; SEMCACHE_AVX2_TESTS=0 skips that), the bats suite through real
+# mounts, and prints one closing line
 # "N passed, N failed". Tests that need ../shared skip with a message when
 # it is absent. SEMCACHE_FAISS=avx2 makes build/test/mount use that FAISS
 # (built first when needed); SEMCACHE_FAISS=debian switches ./build back.
@@ -24,7 +26,7 @@ TEST_DEPS=(clang libclang-rt-14-dev bats bats-assert bats-support bats-file attr
 die() { echo "setup.sh: $*" >&2; exit 1; }
 
 usage() {
-	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,/^set -euo/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
 }
 
 SUDO=
@@ -81,6 +83,19 @@ build_asan() {
 		index/semcachefs-eval
 }
 
+# The AVX2 FAISS with the project's patches (tools/build-faiss.sh, cached)
+# in build-avx2, so the patched search is tested too.
+build_avx2() {
+	local prefix
+	prefix=$(tools/build-faiss.sh) || { echo "setup.sh: tools/build-faiss.sh failed" >&2; return 1; }
+	if [ ! -f build-avx2/build.ninja ]; then
+		meson setup build-avx2 -Dfaiss_prefix="$prefix" >/dev/null || return 1
+	else
+		meson configure build-avx2 -Dfaiss_prefix="$prefix" || return 1
+	fi
+	ninja -C build-avx2
+}
+
 run_tests() {
 	local unit_log bats_log passed=0 failed=0 skipped=0 rc=0 n
 	unit_log=$(mktemp)
@@ -90,6 +105,14 @@ run_tests() {
 	n=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$unit_log"); passed=$((passed + ${n:-0}))
 	n=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$unit_log"); failed=$((failed + ${n:-0}))
 	n=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$unit_log"); failed=$((failed + ${n:-0}))
+	if [ "${SEMCACHE_AVX2_TESTS:-1}" != 0 ] && grep -qw avx2 /proc/cpuinfo; then
+		echo "== C unit tests against the patched AVX2 FAISS (build-avx2)"
+		build_avx2 2>&1 | tail -n 5 || rc=1
+		meson test -C build-avx2 --print-errorlogs 2>&1 | tee "$unit_log" || rc=1
+		n=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$unit_log"); passed=$((passed + ${n:-0}))
+		n=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$unit_log"); failed=$((failed + ${n:-0}))
+		n=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$unit_log"); failed=$((failed + ${n:-0}))
+	fi
 	echo "== bats suite (through real mounts)"
 	bats --formatter tap tests/ 2>&1 | tee "$bats_log" || rc=1
 	count_bats "$bats_log"

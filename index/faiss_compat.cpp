@@ -102,6 +102,16 @@ idx_t faiss_Index_ntotal(const FaissIndex *index)
 	return ix(index)->ntotal;
 }
 
+int faiss_Index_is_trained(const FaissIndex *index)
+{
+	return ix(index)->is_trained;
+}
+
+int faiss_Index_train(FaissIndex *index, idx_t n, const float *x)
+{
+	return guarded([&] { ix(index)->train(n, x); });
+}
+
 int faiss_Index_add(FaissIndex *index, idx_t n, const float *x)
 {
 	return guarded([&] { ix(index)->add(n, x); });
