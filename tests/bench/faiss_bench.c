@@ -10,6 +10,14 @@
  * -Dfaiss_prefix=...); each output line says which one is linked. Only the
  * C API calls the compat unit (index/faiss_compat.cpp) provides are used.
  *
+ * -f STORAGE picks FAISS's vector storage after "HNSWM," (Flat, SQfp16,
+ * SQ8, ...; SQ kinds that need training are trained on the base vectors),
+ * -E sets efConstruction before the build. -x also prints the top-1
+ * agreement with an exact scan of the base vectors (by score, so ties
+ * count as agreement) and the decision agreement at threshold T
+ * (-t, default 0.9): both say "no neighbour >= T", or both return a
+ * neighbour >= T with the same score.
+ *
  * Data: synthetic random unit vectors (Gaussian, normalised; a seed picks
  * them), or with -c CORPUS the first N lines of a question file embedded
  * with the built-in embedder, queried with the next Q lines (held out, so
@@ -19,12 +27,14 @@
  *
  *   faiss_bench [-n N] [-d DIM] [-m M] [-e EF_SEARCH] [-q QUERIES]
  *               [-a ADDS] [-s SEED] [-c CORPUS] [-i INDEX_FILE]
+ *               [-f STORAGE] [-E EF_CONSTRUCTION] [-x] [-t THRESHOLD]
  *
  * One OpenMP thread, like the daemon (vindex.c). Pin it with taskset.
  * Not part of the test suite.
  */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -157,27 +167,73 @@ static double pct(const double *sorted, size_t n, double p)
 	return sorted[i < n ? i : n - 1];
 }
 
+/* Top-1 and threshold-decision agreement of HNSW with an exact scan. */
+static void print_agreement(FaissIndex *idx, const float *base, long n,
+			    const float *queries, long nq, long dim, double thr)
+{
+	long top1 = 0, decide = 0, above = 0;
+	float dist[K];
+	idx_t labels[K];
+
+	for (long i = 0; i < nq; i++) {
+		const float *q = queries + i * dim;
+		float best = -2;
+
+		for (long j = 0; j < n; j++) {
+			const float *v = base + j * dim;
+			float s = 0;
+
+			for (long d = 0; d < dim; d++)
+				s += q[d] * v[d];
+			if (s > best)
+				best = s;
+		}
+		if (faiss_Index_search(idx, 1, q, K, dist, labels))
+			die_faiss("search");
+		/* score of the HNSW top-1 recomputed exactly (SQ storage
+		 * reports approximate scores) */
+		float got = -2;
+
+		if (labels[0] >= 0) {
+			const float *v = base + labels[0] * dim;
+
+			got = 0;
+			for (long d = 0; d < dim; d++)
+				got += q[d] * v[d];
+		}
+		top1 += fabsf(got - best) < 1e-5f;
+		above += best >= thr;
+		decide += best >= thr ? fabsf(got - best) < 1e-5f : got < thr;
+	}
+	printf(" top1_agreement=%.4f decision_agreement@%.2f=%.4f exact_above=%ld/%ld",
+	       (double)top1 / nq, thr, (double)decide / nq, above, nq);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: faiss_bench [-n N] [-d DIM] [-m M] [-e EF_SEARCH] [-q QUERIES]\n"
-		"                   [-a ADDS] [-s SEED] [-c CORPUS] [-i INDEX_FILE]\n");
+		"                   [-a ADDS] [-s SEED] [-c CORPUS] [-i INDEX_FILE]\n"
+		"                   [-f STORAGE] [-E EF_CONSTRUCTION] [-x] [-t THRESHOLD]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	long n = 10000, dim = 256, m = 32, ef = 64, nq = 2000, nadd = 1000, seed = 1;
-	const char *corpus = NULL, *index_file = NULL;
+	long efc = 40;
+	const char *corpus = NULL, *index_file = NULL, *storage = "Flat";
+	bool agree = false;
+	double thr = 0.9;
 	FaissIndex *idx = NULL;
 	FaissParameterSpace *ps;
-	char desc[32];
+	char desc[64];
 	float *base, *queries, *extra, dist[K];
 	idx_t labels[K];
 	double *t, t0, build_s = -1;
 	FILE *f;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "n:d:m:e:q:a:s:c:i:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:d:m:e:q:a:s:c:i:f:E:xt:")) != -1) {
 		switch (opt) {
 		case 'n': n = atol(optarg); break;
 		case 'd': dim = atol(optarg); break;
@@ -188,6 +244,10 @@ int main(int argc, char **argv)
 		case 's': seed = atol(optarg); break;
 		case 'c': corpus = optarg; break;
 		case 'i': index_file = optarg; break;
+		case 'f': storage = optarg; break;
+		case 'E': efc = atol(optarg); break;
+		case 'x': agree = true; break;
+		case 't': thr = atof(optarg); break;
 		default: usage();
 		}
 	}
@@ -223,10 +283,16 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	} else {
-		snprintf(desc, sizeof(desc), "HNSW%ld,Flat", m);
+		snprintf(desc, sizeof(desc), "HNSW%ld,%s", m, storage);
 		if (faiss_index_factory(&idx, (int)dim, desc, METRIC_INNER_PRODUCT))
 			die_faiss("index_factory");
+		if (faiss_ParameterSpace_new(&ps) ||
+		    faiss_ParameterSpace_set_index_parameter(ps, idx, "efConstruction", (double)efc))
+			die_faiss("set efConstruction");
+		faiss_ParameterSpace_free(ps);
 		t0 = now_us();
+		if (!faiss_Index_is_trained(idx) && faiss_Index_train(idx, n, base))
+			die_faiss("train");
 		if (faiss_Index_add(idx, n, base))
 			die_faiss("add");
 		build_s = (now_us() - t0) / 1e6;
@@ -251,10 +317,13 @@ int main(int argc, char **argv)
 		}
 	}
 	qsort(t, (size_t)nq, sizeof(double), cmp_double);
-	printf("faiss=%s data=%s n=%ld dim=%ld M=%ld efSearch=%ld k=%d build_s=%.1f "
+	printf("faiss=%s data=%s n=%ld dim=%ld M=%ld storage=%s efConstruction=%ld "
+	       "efSearch=%ld k=%d build_s=%.1f "
 	       "search_p50_us=%.1f search_p99_us=%.1f search_min_us=%.1f",
-	       SEMCACHE_FAISS_KIND, corpus ? "corpus" : "synthetic", n, dim, m, ef, K,
-	       build_s, pct(t, nq, 0.5), pct(t, nq, 0.99), t[0]);
+	       SEMCACHE_FAISS_KIND, corpus ? "corpus" : "synthetic", n, dim, m,
+	       storage, efc, ef, K, build_s, pct(t, nq, 0.5), pct(t, nq, 0.99), t[0]);
+	if (agree)
+		print_agreement(idx, base, n, queries, nq, dim, thr);
 
 	for (long i = 0; i < nadd; i++) {
 		t0 = now_us();

@@ -38,10 +38,11 @@
  *      vector bytes and FAISS's own estimate;
  *   5. the shell cost: one bash process running `echo q > x.query;
  *      cat x.status; cat x.response` in a loop, per lookup (mount, nullfs);
- *   6. the HNSW top-1 agreement with an exact scan over the embedded corpus
- *      at ef_search 16/32/64/128, in-process (semantic and miss queries,
- *      compared by score so that ties among equal vectors count as
- *      agreement).
+ *   6. the HNSW agreement with an exact scan over the embedded corpus at
+ *      ef_search 16..128, in-process (semantic and miss queries): top-1
+ *      (compared by score so that ties among equal vectors count as
+ *      agreement), the same hit/miss decision at thresholds 0.9 and 0.8,
+ *      and the in-process miss p50 at each setting.
  * Latencies: a warm-up, then --runs runs of --lookups lookups; each cell is
  * the median over runs of the per-run p50 (p99), with [min-max] over runs.
  *
@@ -53,6 +54,9 @@
  *                                        only floor (a) on a kept store
  *                                        (for valgrind --tool=callgrind
  *                                        --toggle-collect=inproc_batch)
+ *   semcache_bench --inproc STORE -n N --agreement
+ *                                        only the HNSW agreement table (top-1,
+ *                                        same decision, miss p50 per ef_search)
  *   semcache_bench --drive CATDIR -n N   only miss lookups through a mounted
  *                                        category (to profile a daemon with
  *                                        perf record -p PID)
@@ -96,6 +100,7 @@
 #define BUF_BYTES (64 * 1024)
 #define DIM_BUILTIN 256
 #define HNSW_M 32
+#define AGREE_N 6
 
 enum proto { P_3FILE, P_FAST, P_FASTAT, P_N };
 enum kind { K_EXACT, K_SEM, K_MISS, K_N };
@@ -106,7 +111,7 @@ static struct {
 	long ns[MAX_NS];
 	int nn;
 	int runs, lookups, warmup;
-	bool ci, unpinned, shell, requests_only;
+	bool ci, unpinned, shell, requests_only, agree_only;
 	int only_kind;             /* --inproc: -1 all kinds, else one */
 	const char *daemon, *nullfs, *corpus, *tmp, *keep, *inproc, *drive;
 	char cmdline[4096];
@@ -611,8 +616,8 @@ struct result {
 	double open_inproc_ms;
 	double shell_ms[MAX_RUNS], shell_null_ms[MAX_RUNS];
 	int shell_runs;
-	int agree_ef[4];
-	double agree[4];
+	double agree[AGREE_N], decide90[AGREE_N], decide80[AGREE_N];
+	double agree_us[AGREE_N];
 	int agree_q;
 	bool have_requests;
 };
@@ -840,14 +845,20 @@ static void inproc_warm_up(struct cache *cache, const struct corpus *c, long n,
 }
 
 /*
- * HNSW top-1 agreement with an exact scan: the engine's best score (hit or
- * miss) against the best inner product over every filled question's
- * embedding. Queries answered by the exact map are skipped.
+ * HNSW agreement with an exact scan, for each ef_search in AGREE_EFS: the
+ * engine's best score (hit or miss) against the best inner product over
+ * every filled question's embedding. top-1: the scores are equal (ties
+ * among equal vectors count as agreement). decision at threshold T: both
+ * say "nothing >= T", or both find the best score >= T, i.e. the cache
+ * gives the same answer. Queries answered by the exact map are skipped.
+ * Also the in-process miss p50 at each ef_search (one run), so the cost of
+ * each setting is read in the same table.
  */
+static const int agree_efs[AGREE_N] = { 16, 24, 32, 48, 64, 128 };
+
 static void agreement(struct cache *cache, const struct corpus *c, long n,
 		      struct result *res)
 {
-	static const int efs[4] = { 16, 32, 64, 128 };
 	struct embedder *e;
 	float *base, *qv, *best;
 	int nq = n >= 50000 ? 400 : 1000, asked = 0;
@@ -882,27 +893,39 @@ static void agreement(struct cache *cache, const struct corpus *c, long n,
 		}
 		best[j] = b;
 	}
-	for (int x = 0; x < 4; x++) {
-		int agree = 0;
+	for (int x = 0; x < AGREE_N; x++) {
+		int agree = 0, dec[2] = { 0, 0 };
+		static const float thr[2] = { 0.9f, 0.8f };
+		double *t = malloc(sizeof(double) * O.lookups);
+		long hits = 0;
 
-		snprintf(yaml, sizeof(yaml), "hnsw: {ef_search: %d}\n", efs[x]);
-		if (cache_policy_put(cache, "/" CAT, yaml, strlen(yaml)))
+		snprintf(yaml, sizeof(yaml), "hnsw: {ef_search: %d}\n", agree_efs[x]);
+		if (!t || cache_policy_put(cache, "/" CAT, yaml, strlen(yaml)))
 			die("cannot set hnsw.ef_search in-process");
 		asked = 0;
 		for (int j = 0; j < nq; j++) {
 			struct cache_query cq = { qs[j], strlen(qs[j]), NULL, 0 };
 			struct cache_result r;
+			bool same;
 
 			if (cache_lookup(cache, "/" CAT, &cq, &r))
 				die("cache_lookup failed");
 			if (!r.exact) {
 				asked++;
-				agree += fabsf(r.score - best[j]) <= 1e-4f;
+				same = fabsf(r.score - best[j]) <= 1e-4f;
+				agree += same;
+				for (int h = 0; h < 2; h++)
+					dec[h] += best[j] >= thr[h] ? same : r.score < thr[h];
 			}
 			cache_result_release(&r);
 		}
-		res->agree_ef[x] = efs[x];
+		inproc_warm_up(cache, c, n, K_MISS);
+		inproc_batch(cache, c, n, K_MISS, 0, t, &hits);
+		res->agree_us[x] = quantile(t, O.lookups, 0.50);
+		free(t);
 		res->agree[x] = asked ? (double)agree / asked : NAN;
+		res->decide90[x] = asked ? (double)dec[0] / asked : NAN;
+		res->decide80[x] = asked ? (double)dec[1] / asked : NAN;
 	}
 	res->agree_q = asked;
 	cache_policy_put(cache, "/" CAT, NULL, 0);
@@ -1192,6 +1215,32 @@ static void cell(int col, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The agreement rows of one result column. */
+static void agreement_rows(int i, const struct result *r)
+{
+	char efs[64] = "", name[256], v[3][160] = { "", "", "" };
+
+	for (int x = 0; x < AGREE_N; x++) {
+		const char *sep = x ? " / " : "";
+
+		snprintf(efs + strlen(efs), sizeof(efs) - strlen(efs), "%s%d", sep, agree_efs[x]);
+		snprintf(v[0] + strlen(v[0]), sizeof(v[0]) - strlen(v[0]), "%s%.3f", sep, r->agree[x]);
+		snprintf(v[1] + strlen(v[1]), sizeof(v[1]) - strlen(v[1]), "%s%.3f·%.3f", sep,
+			 r->decide90[x], r->decide80[x]);
+		snprintf(v[2] + strlen(v[2]), sizeof(v[2]) - strlen(v[2]), "%s%.0f", sep, r->agree_us[x]);
+	}
+	snprintf(name, sizeof(name), "HNSW vs exact scan, ef_search %s: top-1 agreement (%d queries)",
+		 efs, r->agree_q);
+	row(name);
+	cell(i, "%s", v[0]);
+	snprintf(name, sizeof(name), "HNSW vs exact scan, ef_search %s: same hit/miss decision at threshold 0.9·0.8", efs);
+	row(name);
+	cell(i, "%s", v[1]);
+	snprintf(name, sizeof(name), "HNSW vs exact scan, ef_search %s: in-process miss p50 µs (one run)", efs);
+	row(name);
+	cell(i, "%s", v[2]);
+}
+
 static struct sumry s50(const struct lat *l)
 {
 	return summarise(l->p50, l->runs);
@@ -1350,9 +1399,7 @@ static void print_table(struct result *res, int nres)
 		}
 		row("1-min load average at start / end (2 cores)");
 		cell(i, "%s / %s", r->load_before, r->load_after);
-		row("HNSW top-1 agreement vs exact scan, ef_search 16 / 32 / 64 / 128 (queries)");
-		cell(i, "%.3f / %.3f / %.3f / %.3f (%d)", r->agree[0], r->agree[1],
-		     r->agree[2], r->agree[3], r->agree_q);
+		agreement_rows(i, r);
 	}
 	printf("\n| metric |");
 	for (int i = 0; i < nres; i++)
@@ -1583,6 +1630,7 @@ int main(int argc, char **argv)
 		{ "no-unpinned", 0, 0, 'P' }, { "no-shell", 0, 0, 'S' },
 		{ "requests", 0, 0, 'R' }, { "inproc", 1, 0, 'I' },
 		{ "drive", 1, 0, 'V' }, { "kind", 1, 0, 'K' },
+		{ "agreement", 0, 0, 'A' },
 		{ "help", 0, 0, 'h' }, { 0 } };
 	struct result res[MAX_NS];
 	struct corpus c = { 0 };
@@ -1611,6 +1659,7 @@ int main(int argc, char **argv)
 		case 'R': O.requests_only = true; break;
 		case 'I': O.inproc = optarg; break;
 		case 'V': O.drive = optarg; break;
+		case 'A': O.agree_only = true; break;
 		case 'K':
 			O.only_kind = !strcmp(optarg, "exact") ? K_EXACT :
 				      !strcmp(optarg, "semantic") ? K_SEM :
@@ -1652,6 +1701,17 @@ int main(int argc, char **argv)
 		set_cpu(0, 0);
 		cache = inproc_open(O.inproc, &r.open_inproc_ms);
 		printf("cache_open %.0f ms\n", r.open_inproc_ms);
+		if (O.agree_only) {
+			agreement(cache, &c, maxn, &r);
+			nrows = 0;
+			agreement_rows(0, &r);
+			printf("\n| metric | N=%ld |\n|---|---|\n", maxn);
+			for (int i = 0; i < nrows; i++)
+				printf("| %s | %s |\n", rowname[i], cells[0][i]);
+			printf("\nCommand: `%s`\n", O.cmdline);
+			cache_close(cache);
+			return 0;
+		}
 		for (int k = 0; k < K_N; k++) {
 			struct lat *l = &r.inproc_only[k];
 
