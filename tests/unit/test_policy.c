@@ -102,8 +102,8 @@ static void test_defaults(void)
 	CHECK_EQ_INT(p.query_bytes, 64 * 1024);
 	CHECK_EQ_INT(p.response_bytes, 16 * MIB);
 	CHECK_EQ_INT(p.hnsw_m, 32);
-	CHECK_EQ_INT(p.hnsw_ef_construction, 40);
-	CHECK_EQ_INT(p.hnsw_ef_search, 64);
+	CHECK_EQ_INT(p.hnsw_ef_construction, 128);
+	CHECK_EQ_INT(p.hnsw_ef_search, 32);
 	CHECK(strcmp(p.embedder, "builtin") == 0);
 	CHECK(strcmp(p.http_url, "") == 0);
 	CHECK(strcmp(p.http_model, "") == 0);
@@ -128,8 +128,8 @@ static void test_defaults(void)
 	CHECK(has_line(buf, "limits.query_bytes: 64KiB", "default"));
 	CHECK(has_line(buf, "limits.response_bytes: 16MiB", "default"));
 	CHECK(has_line(buf, "hnsw.m: 32", "default"));
-	CHECK(has_line(buf, "hnsw.ef_construction: 40", "default"));
-	CHECK(has_line(buf, "hnsw.ef_search: 64", "default"));
+	CHECK(has_line(buf, "hnsw.ef_construction: 128", "default"));
+	CHECK(has_line(buf, "hnsw.ef_search: 32", "default"));
 	CHECK(has_line(buf, "embedder: builtin", "default"));
 	CHECK(has_line(buf, "http.url: \"\"", "default"));
 	CHECK(has_line(buf, "http.timeout: 2s", "default"));
@@ -358,7 +358,7 @@ static void test_values(void)
 				     k == POLICY_TTL || k == POLICY_HNSW_M);
 		policy_defaults(&p);
 		policy_apply(&p, f);
-		CHECK_EQ_INT(p.hnsw_ef_search, 64);
+		CHECK_EQ_INT(p.hnsw_ef_search, 32);
 		CHECK(p.source[POLICY_HNSW_EF_SEARCH] == NULL);
 		CHECK(strcmp(p.source[POLICY_HNSW_M], "/only") == 0);
 		policy_file_free(f);
