@@ -11,7 +11,11 @@
  *
  * A background thread merges recent vectors into HNSW, writes hit counters
  * back to the store, deletes expired entries and compacts indexes whose
- * tombstones pass a fraction. Index snapshots are written at clean shutdown;
+ * tombstones pass a fraction. Quotas are enforced here on this process's
+ * view, except with a store several hosts share (store_keeps_quotas): there
+ * the store decides every eviction atomically on everyone's entries, and
+ * this side only forgets the victims (quota_apply) — evicting on each
+ * host's view would evict twice for one overflow. Index snapshots are written at clean shutdown;
  * at start a snapshot is loaded and entries newer than it are added from the
  * store (entry ids only grow), else the index is rebuilt from the store.
  *
@@ -103,6 +107,7 @@ struct cat {
 	_Atomic uint64_t fills, expired, evicted, dropped;
 	_Atomic uint64_t lat[LAT_BUCKETS];  /* lookup time histogram */
 	_Atomic uint64_t lat_sum_us, false_hits, coalesced, not_stored;
+	_Atomic bool quota_failing; /* the store's last quota call failed */
 
 	/* Adaptation to the model's load, and learnt thresholds. cat.lock. */
 	double adapt_level;       /* 0 normal .. 1 fully adapted */
@@ -154,6 +159,7 @@ struct cache {
 	struct cache_options opts;
 	char *store_dir;
 	struct store *store;
+	bool store_quotas;        /* the store keeps quotas; set at open */
 	struct embref *embs;      /* cache.lock */
 	struct store_report report;
 
@@ -714,8 +720,9 @@ static void remote_put(struct cache *c, struct cat *cat,
 		pending_resolve(cat, 0, se->key, se->id);
 }
 
-/* Another host removed an entry: forget it here (the store has done it). */
-static void remote_delete(struct cat *cat, int64_t id)
+/* The store removed an entry (another host did, or a quota the store
+ * keeps): forget it here. Idempotent. */
+static void entry_forget(struct cat *cat, int64_t id)
 {
 	struct centry *e = entry_take(cat, id);
 
@@ -875,7 +882,7 @@ static void resync(struct cache *c)
 					gone[ngone++] = e->id;
 			pthread_mutex_unlock(&rs.cat->lock);
 			for (size_t k = 0; k < ngone; k++)
-				remote_delete(rs.cat, gone[k]);
+				entry_forget(rs.cat, gone[k]);
 			free(gone);
 		}
 		u64map_release(&rs.seen);
@@ -914,7 +921,7 @@ static void on_store_event(void *arg, const struct store_event *ev)
 		if (cat && ev->kind == STORE_EV_ENTRY_PUT)
 			remote_put(c, cat, ev);
 		else if (cat)
-			remote_delete(cat, ev->entry.id);
+			entry_forget(cat, ev->entry.id);
 		break;
 	case STORE_EV_CATEGORY_CREATE:
 	case STORE_EV_CATEGORY_ATTR:
@@ -964,6 +971,7 @@ int cache_open(const struct cache_options *o, struct cache **out, char *err,
 	rc = store_open(o->store_dir, &so, &c->store, &c->report, err, errlen);
 	if (rc)
 		goto fail;
+	c->store_quotas = store_keeps_quotas(c->store);
 	snprintf(path, sizeof(path), "%s/index", store_dir(c->store));
 	if (mkdir(path, 0700) && errno != EEXIST) {
 		rc = -errno;
@@ -1251,8 +1259,8 @@ static void break_even_window(struct cat *cat, const struct policy *p)
 
 static bool over_quota(const struct policy *p, const struct cat *cat);
 static void pending_prune(struct cat *cat, int64_t now);
-static void enforce_quota(struct cache *c, struct cat *cat,
-			  const struct policy *p, int64_t keep);
+static void quota_apply(struct cache *c, struct cat *cat,
+			const struct policy *p, int64_t keep);
 
 static void flush_hits(struct cache *c, struct cat *cat)
 {
@@ -1400,7 +1408,7 @@ static void maintain(struct cache *c, bool slow)
 
 			effective_policy(cat, &pol);
 			if (over_quota(&pol, cat))
-				enforce_quota(c, cat, &pol, 0);
+				quota_apply(c, cat, &pol, 0);
 			break_even_window(cat, &pol);
 			pthread_mutex_lock(&cat->lock);
 			pending_prune(cat, now_ms());
@@ -1575,6 +1583,65 @@ static void enforce_quota(struct cache *c, struct cat *cat,
 			entry_retire(c, cat, victims[i], "evicted");
 		cat->evicted += n;
 	} while (n == 64);
+}
+
+#define QUOTA_BATCH 256   /* evictions per call of a store that keeps quotas */
+
+/*
+ * Bring cat within p's quota, keeping keep (the entry just filled; 0 =
+ * none). A store that keeps quotas decides the evictions itself, once for
+ * all hosts, in the order p asks; this host flushes its own hit counters
+ * first (so that its hits count), then forgets the victims and keep if
+ * another host evicted it meanwhile. Otherwise (the local store) evict on
+ * this view. A store error evicts nothing: the entries stay, and the
+ * maintenance tick asks again while this view is over quota.
+ */
+static void quota_apply(struct cache *c, struct cat *cat,
+			const struct policy *p, int64_t keep)
+{
+	struct store_quota q = { .entries = p->quota_entries,
+				 .bytes = p->quota_bytes, .keep = keep };
+	int64_t victims[QUOTA_BATCH];
+	bool keep_gone;
+	size_t n;
+	int rc;
+
+	if (!c->store_quotas) {
+		enforce_quota(c, cat, p, keep);
+		return;
+	}
+	switch (p->eviction) {
+	case POLICY_EVICT_FIFO:
+		q.order = STORE_EVICT_FIFO;
+		break;
+	case POLICY_EVICT_LFU:
+		q.order = STORE_EVICT_LFU;
+		flush_hits(c, cat);
+		break;
+	case POLICY_EVICT_LRU:
+	default:
+		q.order = STORE_EVICT_LRU;
+		flush_hits(c, cat);
+		break;
+	}
+	do {
+		rc = store_quota_enforce(c->store, cat->id, &q, victims,
+					 QUOTA_BATCH, &n, &keep_gone);
+		if (rc) {
+			if (!atomic_exchange(&cat->quota_failing, true))
+				semlog(LOG_WARN, "category '%s': quota eviction in the store failed: %s (entries kept here; retried while over quota)",
+				       cat->path, strerror(-rc));
+			return;
+		}
+		if (atomic_exchange(&cat->quota_failing, false))
+			semlog(LOG_INFO, "category '%s': quota eviction in the store works again",
+			       cat->path);
+		for (size_t i = 0; i < n; i++)
+			entry_forget(cat, victims[i]);
+		cat->evicted += n;
+		if (keep_gone)
+			entry_forget(cat, keep);
+	} while (n == QUOTA_BATCH);
 }
 
 /* ---- category operations ---- */
@@ -2333,8 +2400,11 @@ int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 	e = NULL;
 	if (old)
 		entry_retire(c, cat, old, "replaced");
-	if (over_quota(&pol, cat))
-		enforce_quota(c, cat, &pol, se.id);
+	/* A store that keeps quotas is asked after every fill under a quota:
+	 * this view may lag, and it says whether se.id survived. */
+	if (over_quota(&pol, cat) ||
+	    (c->store_quotas && (pol.quota_entries > 0 || pol.quota_bytes > 0)))
+		quota_apply(c, cat, &pol, se.id);
 	if (cat->pending)
 		pending_resolve(cat, prior ? prior->leader_id : 0, se.key, se.id);
 	cat->fills++;

@@ -4,7 +4,8 @@
  * store_open() picks the backend from where the store is: "redis://..." is
  * the Redis backend (store_redis.c), anything else a local directory
  * (store_local.c). Every other call goes through the store's ops table
- * (store_i.h). Nothing else lives here.
+ * (store_i.h); an op a backend leaves NULL answers -ENOTSUP. Nothing else
+ * lives here.
  */
 #include <errno.h>
 #include <string.h>
@@ -107,4 +108,20 @@ int store_entry_text(struct store *s, int64_t id, char **query,
 int store_watch(struct store *s, store_event_fn cb, void *arg)
 {
 	return s->ops->watch ? s->ops->watch(s, cb, arg) : -ENOTSUP;
+}
+
+int store_quota_enforce(struct store *s, int64_t cat_id,
+			const struct store_quota *q, int64_t *evicted,
+			size_t max, size_t *n, bool *keep_gone)
+{
+	*n = 0;
+	*keep_gone = false;
+	if (!s->ops->quota_enforce)
+		return -ENOTSUP;
+	return s->ops->quota_enforce(s, cat_id, q, evicted, max, n, keep_gone);
+}
+
+bool store_keeps_quotas(const struct store *s)
+{
+	return s->ops->quota_enforce != NULL;
 }

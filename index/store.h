@@ -124,7 +124,9 @@ int store_entry_put(struct store *s, struct store_entry *e,
 int store_entry_delete(struct store *s, int64_t id);
 
 struct store_touch { int64_t id; int64_t last_hit_ms; int64_t hits; };
-/* Record hit counters of many entries in one transaction (not fsync'd). */
+/* Record hit counters of many entries in one transaction (not fsync'd).
+ * A store that keeps quotas (store_quota_enforce) learns lru and lfu order
+ * from these only: recency there is as fresh as the last touch. */
 int store_entry_touch(struct store *s, const struct store_touch *t, size_t n);
 
 /*
@@ -142,9 +144,47 @@ int store_entry_scan(struct store *s, int64_t cat_id, int64_t min_id,
 int store_response_read(struct store *s, int64_t id, void **buf,
 			size_t *len);
 /*
+ * Quotas kept by the store itself. A store that several hosts share must
+ * decide evictions in one place: each host evicting on its own view would
+ * evict twice for one overflow, and under lru pick different victims.
+ */
+enum store_evict {
+	STORE_EVICT_LRU,   /* least recently used (hit, else stored) first */
+	STORE_EVICT_LFU,   /* fewest hits first, ties to the least recent */
+	STORE_EVICT_FIFO,  /* oldest stored first */
+};
+
+struct store_quota {
+	int64_t entries;          /* most entries; 0 = unlimited */
+	int64_t bytes;            /* most response bytes; 0 = unlimited */
+	enum store_evict order;
+	int64_t keep;             /* never evicted here (the entry just
+				   * filled); 0 = none */
+};
+
+/*
+ * Evict entries of category cat_id, atomically in the store, in q->order
+ * until it fits q; at most max per call (call again while *n == max). The
+ * ids evicted go to evicted[0..*n). *keep_gone says q->keep no longer
+ * exists (another host evicted it first). Each eviction is announced as a
+ * STORE_EV_ENTRY_DELETE to every watcher, this process's included (see
+ * store_watch). -ENOTSUP for a backend whose quotas the engine keeps on its
+ * own view (the local directory), without touching anything.
+ */
+int store_quota_enforce(struct store *s, int64_t cat_id,
+			const struct store_quota *q, int64_t *evicted,
+			size_t max, size_t *n, bool *keep_gone);
+/* Whether the store keeps quotas itself (store_quota_enforce works): the
+ * engine must then never evict on its own view. */
+bool store_keeps_quotas(const struct store *s);
+
+/*
  * Changes made by other hosts sharing the store (a networked backend).
  * Events arrive in the order the store applied them, after the change is
- * durable there; this process's own changes are not echoed back.
+ * durable there; this process's own changes are not echoed back, except
+ * evictions by store_quota_enforce (so that one whose reply was lost, or
+ * that removed an entry whose put event is being delivered, still reaches
+ * this process; deletes must be idempotent anyway).
  */
 enum store_event_kind {
 	STORE_EV_ENTRY_PUT,        /* entry, vec, dim, embedder */

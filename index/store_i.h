@@ -6,7 +6,8 @@
  * to store_open(): "redis://HOST:PORT/DB" is the Redis backend, anything else
  * a local directory. Each op has the contract of the store.h function of the
  * same name. watch is NULL for a backend whose data only this process
- * changes (the local one).
+ * changes (the local one); so is quota_enforce, for a backend whose quotas
+ * the engine keeps itself (the local one: the dispatcher returns -ENOTSUP).
  */
 #ifndef SEMCACHE_STORE_I_H
 #define SEMCACHE_STORE_I_H
@@ -46,6 +47,9 @@ struct store_ops {
 	int (*entry_text)(struct store *s, int64_t id, char **query,
 			  size_t *query_len, char **ctx, size_t *ctx_len);
 	int (*watch)(struct store *s, store_event_fn cb, void *arg);
+	int (*quota_enforce)(struct store *s, int64_t cat_id,
+			     const struct store_quota *q, int64_t *evicted,
+			     size_t max, size_t *n, bool *keep_gone);
 };
 
 struct store {

@@ -2354,4 +2354,5 @@ const struct store_ops store_local_ops = {
 	.response_read = op_response_read,
 	.entry_text = op_entry_text,
 	.watch = NULL, /* only this process changes a local store */
+	.quota_enforce = NULL, /* the engine keeps quotas on its own view */
 };

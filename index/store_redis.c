@@ -23,6 +23,13 @@
  *   {cC}:policy          string: the raw policy.yaml
  *   {cC}:stream          stream of entry put/delete and policy events
  *   {cC}:evseq           count of events ever added to that stream
+ *   {cC}:lru             sorted set of live sequences by last use (ms of
+ *                        the last hit known here, else of the fill)
+ *   {cC}:lfu             sorted set by hits + last use / 2^42 (fewest
+ *                        hits first, ties to the least recent)
+ *   {cC}:bytes           total response bytes of live entries
+ *   {cC}:qok             exists once lru, lfu and bytes cover every entry
+ *   {cC}:evicted         count of entries ever evicted for quotas
  * An entry id is SEQ << 24 | C: unique for the store's life without a
  * global counter, decodable to its category without a lookup, and
  * increasing within a category in commit order (the per-category counter
@@ -43,7 +50,8 @@
  * STORE_EV_RESYNC. Positions are taken at open(), so nothing between the
  * engine's initial load and watch() is lost; the price is that such changes
  * may also arrive as events (apply them idempotently). Events written by
- * this instance (its random host id) are read but not delivered.
+ * this instance (its random host id) are read but not delivered, except
+ * evictions (see Quotas).
  *
  * Cluster. No hiredis-cluster in Debian 12, so a minimal router: CLUSTER
  * SLOTS at open (a server without cluster support is a single node), our
@@ -67,9 +75,29 @@
  * appendfsync is not always). Redis 7.2's WAITAOF is not used (Debian 12
  * ships 7.0).
  *
- * What not: no quota coordination (the engine's: see the README), touch
- * keeps the maximum of hits/last hit of all hosts and is not streamed, no
- * local response cache, no TLS or AUTH, no replicas for reads.
+ * Quotas. Evictions are decided here, not on any host's view: after a
+ * fill (and whenever a host's view is over quota, e.g. a lowered quota) the
+ * engine runs LUA_QUOTA, which reads the category's count (ZCARD) and byte
+ * total and evicts, in one atomic script, exactly the overflow in the
+ * order asked: fifo from {cC}:ids (sequence = commit order), lru and lfu
+ * from {cC}:lru / {cC}:lfu, which every put, delete and touch script keeps
+ * up to date. Two hosts seeing one overflow thus evict once: the second
+ * script finds the category fitting. Each eviction is a 'd' event marked
+ * e=1, delivered to every host including the evicting one (its reply may
+ * be lost; its engine may be publishing a put event for that very entry),
+ * and the script reports whether the entry just filled (keep) still exists,
+ * so that a host never keeps an entry another host evicted meanwhile.
+ * Recency and hit counts are what the hosts' hit flushes (touch) wrote:
+ * up to a flush interval old, times from the hosts' clocks (as ttl already
+ * assumes), hits the maximum any host counted; the engine flushes its own
+ * hits before asking for an eviction. Categories stored before quotas were
+ * kept here get their orders and byte total rebuilt by the first LUA_QUOTA
+ * (one pass over the category); entries the order does not know (written
+ * by an older daemon) are evicted after the known ones, oldest first.
+ *
+ * What not: touch keeps the maximum of hits/last hit of all hosts and is
+ * not streamed, no local response cache, no TLS or AUTH, no replicas for
+ * reads.
  */
 #include "store_i.h"
 
@@ -675,9 +703,11 @@ static const char LUA_CAT_ATTR[] =
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', '{semcache}')\n"
 	"return nv\n";
 
-/* KEYS alive ids policy stream evseq next; ARGV tag batch */
+/* KEYS alive ids policy stream evseq next lru lfu bytes qok evicted;
+ * ARGV tag batch */
 static const char LUA_CAT_DROP[] =
-	"redis.call('DEL', KEYS[1], KEYS[3])\n"
+	"redis.call('DEL', KEYS[1], KEYS[3], KEYS[7], KEYS[8], KEYS[9],"
+	" KEYS[10], KEYS[11])\n"
 	"local s = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)\n"
 	"for _, x in ipairs(s) do redis.call('DEL', ARGV[1] .. ':e:' .. x) end\n"
 	"if #s > 0 then redis.call('ZREM', KEYS[2], unpack(s)) end\n"
@@ -702,9 +732,32 @@ static const char LUA_POLICY[] =
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', ARGV[1])\n"
 	"return 1\n";
 
-/* KEYS alive next ids stream evseq; ARGV tag meta query hasctx ctx vec
- * embedder response hits last host maxlen */
+/*
+ * Shared by the scripts that keep the quota structures: u64(m, at) reads
+ * the little-endian u64 at byte offset at of packed meta m (0: created,
+ * 8: bytes); order_add(lru, lfu, seq, hits, t) files an entry under last
+ * use t (ms, clamped below 2^42 so that lfu's fraction stays below 1).
+ */
+#define LUA_QUOTA_LIB \
+	"local function u64(m, at)\n" \
+	"  local x = 0\n" \
+	"  if m and #m >= at + 8 then\n" \
+	"    for i = at + 8, at + 1, -1 do x = x * 256 + string.byte(m, i) end\n" \
+	"  end\n" \
+	"  return x\n" \
+	"end\n" \
+	"local function order_add(lru, lfu, s, h, t)\n" \
+	"  if t < 0 then t = 0 end\n" \
+	"  if t >= 4398046511104 then t = 4398046511103 end\n" \
+	"  redis.call('ZADD', lru, string.format('%.17g', t), s)\n" \
+	"  redis.call('ZADD', lfu,\n" \
+	"   string.format('%.17g', h + t / 4398046511104), s)\n" \
+	"end\n"
+
+/* KEYS alive next ids stream evseq lru lfu bytes; ARGV tag meta query
+ * hasctx ctx vec embedder response hits last host maxlen use */
 static const char LUA_PUT[] =
+	LUA_QUOTA_LIB
 	"if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
 	"local seq = redis.call('INCR', KEYS[2])\n"
 	"local k = ARGV[1] .. ':e:' .. seq\n"
@@ -712,35 +765,111 @@ static const char LUA_PUT[] =
 	" 'em', ARGV[7], 'r', ARGV[8], 'h', ARGV[9], 't', ARGV[10])\n"
 	"if ARGV[4] == '1' then redis.call('HSET', k, 'c', ARGV[5]) end\n"
 	"redis.call('ZADD', KEYS[3], seq, seq)\n"
+	"order_add(KEYS[6], KEYS[7], seq, tonumber(ARGV[9]) or 0,"
+	" tonumber(ARGV[13]) or 0)\n"
+	"redis.call('INCRBY', KEYS[8], #ARGV[8])\n"
 	"local n = redis.call('INCR', KEYS[5])\n"
 	"redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[12], '*', 'h', ARGV[11],"
 	" 'n', n, 'k', 'p', 's', seq)\n"
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', ARGV[1])\n"
 	"return seq\n";
 
-/* KEYS ids stream evseq; ARGV tag seq host maxlen */
+/* KEYS ids stream evseq lru lfu bytes; ARGV tag seq host maxlen */
 static const char LUA_DEL[] =
+	LUA_QUOTA_LIB
 	"if redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then return 0 end\n"
-	"redis.call('DEL', ARGV[1] .. ':e:' .. ARGV[2])\n"
+	"local k = ARGV[1] .. ':e:' .. ARGV[2]\n"
+	"local b = u64(redis.call('HGET', k, 'm'), 8)\n"
+	"redis.call('DEL', k)\n"
+	"redis.call('ZREM', KEYS[4], ARGV[2])\n"
+	"redis.call('ZREM', KEYS[5], ARGV[2])\n"
+	"redis.call('DECRBY', KEYS[6], string.format('%.17g', b))\n"
 	"local n = redis.call('INCR', KEYS[3])\n"
 	"redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'h', ARGV[3],"
 	" 'n', n, 'k', 'd', 's', ARGV[2])\n"
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', ARGV[1])\n"
 	"return 1\n";
 
-/* KEYS ids; ARGV tag (seq hits last)... : keeps the maximum */
+/* KEYS ids lru lfu; ARGV tag (seq hits last)... : keeps the maximum and
+ * files the entry under it in the lru and lfu orders */
 static const char LUA_TOUCH[] =
+	LUA_QUOTA_LIB
 	"for i = 2, #ARGV, 3 do\n"
 	"  local k = ARGV[1] .. ':e:' .. ARGV[i]\n"
-	"  local v = redis.call('HMGET', k, 'h', 't')\n"
+	"  local v = redis.call('HMGET', k, 'h', 't', 'm')\n"
 	"  if v[1] then\n"
-	"    if tonumber(ARGV[i+1]) > tonumber(v[1]) then"
-	" redis.call('HSET', k, 'h', ARGV[i+1]) end\n"
-	"    if tonumber(ARGV[i+2]) > tonumber(v[2]) then"
-	" redis.call('HSET', k, 't', ARGV[i+2]) end\n"
+	"    local h, t = tonumber(v[1]) or 0, tonumber(v[2]) or 0\n"
+	"    local nh, nt = tonumber(ARGV[i+1]) or 0, tonumber(ARGV[i+2]) or 0\n"
+	"    if nh > h then redis.call('HSET', k, 'h', ARGV[i+1]); h = nh end\n"
+	"    if nt > t then redis.call('HSET', k, 't', ARGV[i+2]); t = nt end\n"
+	"    if t == 0 then t = u64(v[3], 0) end\n"
+	"    order_add(KEYS[2], KEYS[3], ARGV[i], h, t)\n"
 	"  end\n"
 	"end\n"
 	"return 0\n";
+
+/*
+ * KEYS ids lru lfu bytes qok evicted stream evseq; ARGV tag entries bytes
+ * order(f|l|u) keep host maxlen limit. Evicts at most limit entries until
+ * the category fits (0 = no limit), never keep; returns { keep gone (0|1),
+ * seq... }. Rebuilds lru, lfu and bytes first when qok is missing.
+ */
+static const char LUA_QUOTA[] =
+	LUA_QUOTA_LIB
+	"local tag, ids, lru, lfu, bytes = ARGV[1], KEYS[1], KEYS[2], KEYS[3],"
+	" KEYS[4]\n"
+	"if redis.call('EXISTS', KEYS[5]) == 0 then\n"
+	"  redis.call('DEL', lru, lfu, bytes)\n"
+	"  local b = 0\n"
+	"  for _, s in ipairs(redis.call('ZRANGE', ids, 0, -1)) do\n"
+	"    local v = redis.call('HMGET', tag .. ':e:' .. s, 'm', 'h', 't')\n"
+	"    local t = tonumber(v[3]) or 0\n"
+	"    if t == 0 then t = u64(v[1], 0) end\n"
+	"    order_add(lru, lfu, s, tonumber(v[2]) or 0, t)\n"
+	"    b = b + u64(v[1], 8)\n"
+	"  end\n"
+	"  redis.call('SET', bytes, string.format('%.17g', b))\n"
+	"  redis.call('SET', KEYS[5], '1')\n"
+	"end\n"
+	"local maxn, maxb = tonumber(ARGV[2]) or 0, tonumber(ARGV[3]) or 0\n"
+	"local keep, limit = ARGV[5], tonumber(ARGV[8]) or 1\n"
+	"local n = redis.call('ZCARD', ids)\n"
+	"local b = tonumber(redis.call('GET', bytes) or '0') or 0\n"
+	"local z = ids\n"
+	"if ARGV[4] == 'l' then z = lru elseif ARGV[4] == 'u' then z = lfu end\n"
+	"local out = { (keep == '0' or redis.call('ZSCORE', ids, keep))"
+	" and 0 or 1 }\n"
+	"local skip = 0\n"
+	"while #out - 1 < limit and ((maxn > 0 and n > maxn) or"
+	" (maxb > 0 and b > maxb)) do\n"
+	"  local v = redis.call('ZRANGE', z, skip, skip)[1]\n"
+	"  if not v and z ~= ids then\n"
+	"    z, skip = ids, 0\n"
+	"  elseif not v then\n"
+	"    break\n"
+	"  elseif v == keep then\n"
+	"    skip = skip + 1\n"
+	"  else\n"
+	"    redis.call('ZREM', lru, v)\n"
+	"    redis.call('ZREM', lfu, v)\n"
+	"    if redis.call('ZREM', ids, v) == 1 then\n"
+	"      local k = tag .. ':e:' .. v\n"
+	"      local eb = u64(redis.call('HGET', k, 'm'), 8)\n"
+	"      redis.call('DEL', k)\n"
+	"      redis.call('DECRBY', bytes, string.format('%.17g', eb))\n"
+	"      n, b = n - 1, b - eb\n"
+	"      local e = redis.call('INCR', KEYS[8])\n"
+	"      redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[7], '*', 'h',"
+	" ARGV[6], 'n', e, 'k', 'd', 's', v, 'e', '1')\n"
+	"      out[#out + 1] = v\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"if #out > 1 then\n"
+	"  redis.call('INCRBY', KEYS[6], #out - 1)\n"
+	"  redis.call('PUBLISH', '" HINT_CHANNEL "', tag)\n"
+	"end\n"
+	"return out\n";
 
 /* KEYS ids; ARGV tag 'r' lo count | tag 'l' seq...; returns the last seq
  * looked at, then (seq m h t v em) per live entry */
@@ -954,20 +1083,22 @@ static int redis_category_create(struct store *st, const char *path,
 /* Remove everything in a category's slot, in batches. */
 static int cat_drop_keys(struct store_redis *s, int64_t id)
 {
-	char tag[24], k[6][48];
-	static const char *const sfx[6] = { ":alive", ":ids", ":policy",
-					    ":stream", ":evseq", ":next" };
+	char tag[24], k[11][48];
+	static const char *const sfx[11] = { ":alive", ":ids", ":policy",
+					     ":stream", ":evseq", ":next",
+					     ":lru", ":lfu", ":bytes", ":qok",
+					     ":evicted" };
 	int ret;
 
 	cat_tag(tag, sizeof(tag), id, "");
-	for (int i = 0; i < 6; i++)
+	for (int i = 0; i < 11; i++)
 		cat_tag(k[i], sizeof(k[i]), id, sfx[i]);
 	for (;;) {
 		struct args a = { 0 };
 		redisReply *r = NULL;
 
-		arg_eval(&a, LUA_CAT_DROP, 6);
-		for (int i = 0; i < 6; i++)
+		arg_eval(&a, LUA_CAT_DROP, 11);
+		for (int i = 0; i < 11; i++)
 			arg_s(&a, k[i]);
 		arg_s(&a, tag);
 		arg_i(&a, DROP_BATCH);
@@ -1183,12 +1314,13 @@ static int redis_entry_put(struct store *st, struct store_entry *e,
 			   const struct store_payload *p)
 {
 	struct store_redis *s = R(st);
-	static const char *const sfx[5] = { ":alive", ":next", ":ids",
-					    ":stream", ":evseq" };
+	static const char *const sfx[8] = { ":alive", ":next", ":ids",
+					    ":stream", ":evseq", ":lru",
+					    ":lfu", ":bytes" };
 	unsigned char meta[META_LEN];
 	struct args a = { 0 };
 	redisReply *r = NULL;
-	char tag[24], k[5][48];
+	char tag[24], k[8][48];
 	int ret;
 
 	if (!e || !p || !p->query || p->dim < 0 || (p->dim && !p->vec) ||
@@ -1197,8 +1329,8 @@ static int redis_entry_put(struct store *st, struct store_entry *e,
 	e->bytes = (int64_t)p->response_len;
 	meta_pack(meta, e, crc_of(p->response, p->response_len), p->dim);
 	cat_tag(tag, sizeof(tag), e->cat_id, "");
-	arg_eval(&a, LUA_PUT, 5);
-	for (int i = 0; i < 5; i++) {
+	arg_eval(&a, LUA_PUT, 8);
+	for (int i = 0; i < 8; i++) {
 		cat_tag(k[i], sizeof(k[i]), e->cat_id, sfx[i]);
 		arg_s(&a, k[i]);
 	}
@@ -1214,6 +1346,7 @@ static int redis_entry_put(struct store *st, struct store_entry *e,
 	arg_i(&a, e->last_hit_ms);
 	arg_s(&a, s->host_id);
 	arg_s(&a, STREAM_MAXLEN);
+	arg_i(&a, e->last_hit_ms > 0 ? e->last_hit_ms : e->created_ms);
 	ret = scmd(s, tag, &a, &r, "store entry");
 	args_release(&a);
 	if (ret)
@@ -1231,17 +1364,18 @@ static int redis_entry_put(struct store *st, struct store_entry *e,
 static int redis_entry_delete(struct store *st, int64_t id)
 {
 	struct store_redis *s = R(st);
-	static const char *const sfx[3] = { ":ids", ":stream", ":evseq" };
+	static const char *const sfx[6] = { ":ids", ":stream", ":evseq",
+					    ":lru", ":lfu", ":bytes" };
 	struct args a = { 0 };
 	redisReply *r = NULL;
-	char tag[24], k[3][48];
+	char tag[24], k[6][48];
 	int ret;
 
 	if (id <= 0 || !id_cat(id) || !id_seq(id))
 		return -ENOENT;
 	cat_tag(tag, sizeof(tag), id_cat(id), "");
-	arg_eval(&a, LUA_DEL, 3);
-	for (int i = 0; i < 3; i++) {
+	arg_eval(&a, LUA_DEL, 6);
+	for (int i = 0; i < 6; i++) {
 		cat_tag(k[i], sizeof(k[i]), id_cat(id), sfx[i]);
 		arg_s(&a, k[i]);
 	}
@@ -1285,12 +1419,15 @@ static int redis_entry_touch(struct store *st, const struct store_touch *t,
 	for (size_t i = 0; !ret && i < n;) {
 		int64_t cat = id_cat(v[i].id);
 		struct args a = { 0 };
-		char tag[24], k[48];
+		char tag[24], k[3][48];
 
 		cat_tag(tag, sizeof(tag), cat, "");
-		cat_tag(k, sizeof(k), cat, ":ids");
-		arg_eval(&a, LUA_TOUCH, 1);
-		arg_s(&a, k);
+		cat_tag(k[0], sizeof(k[0]), cat, ":ids");
+		cat_tag(k[1], sizeof(k[1]), cat, ":lru");
+		cat_tag(k[2], sizeof(k[2]), cat, ":lfu");
+		arg_eval(&a, LUA_TOUCH, 3);
+		for (int j = 0; j < 3; j++)
+			arg_s(&a, k[j]);
 		arg_s(&a, tag);
 		for (size_t j = 0; i < n && id_cat(v[i].id) == cat && j < 1000;
 		     i++, j++) {
@@ -1303,6 +1440,65 @@ static int redis_entry_touch(struct store *st, const struct store_touch *t,
 	}
 	free(v);
 	return ret;
+}
+
+static int redis_quota_enforce(struct store *st, int64_t cat_id,
+			       const struct store_quota *q, int64_t *evicted,
+			       size_t max, size_t *n, bool *keep_gone)
+{
+	struct store_redis *s = R(st);
+	static const char *const sfx[8] = { ":ids", ":lru", ":lfu", ":bytes",
+					    ":qok", ":evicted", ":stream",
+					    ":evseq" };
+	static const char order[] = { [STORE_EVICT_LRU] = 'l',
+				      [STORE_EVICT_LFU] = 'u',
+				      [STORE_EVICT_FIFO] = 'f' };
+	struct args a = { 0 };
+	redisReply *r = NULL;
+	char tag[24], k[8][48], ord[2] = { 0 };
+	int ret;
+
+	if (!n || !keep_gone)
+		return -EINVAL;
+	*n = 0;
+	*keep_gone = false;
+	if (!q || !evicted || !max || cat_id <= 0 || cat_id > CAT_MAX ||
+	    q->entries < 0 || q->bytes < 0 || (unsigned)q->order > STORE_EVICT_FIFO)
+		return -EINVAL;
+	ord[0] = order[q->order];
+	cat_tag(tag, sizeof(tag), cat_id, "");
+	arg_eval(&a, LUA_QUOTA, 8);
+	for (int i = 0; i < 8; i++) {
+		cat_tag(k[i], sizeof(k[i]), cat_id, sfx[i]);
+		arg_s(&a, k[i]);
+	}
+	arg_s(&a, tag);
+	arg_i(&a, q->entries);
+	arg_i(&a, q->bytes);
+	arg_s(&a, ord);
+	arg_i(&a, q->keep > 0 && id_cat(q->keep) == cat_id ? id_seq(q->keep) : 0);
+	arg_s(&a, s->host_id);
+	arg_s(&a, STREAM_MAXLEN);
+	arg_i(&a, (int64_t)(max < 100000 ? max : 100000));
+	ret = scmd(s, tag, &a, &r, "evict for quota");
+	args_release(&a);
+	if (ret)
+		return ret;
+	if (r->type != REDIS_REPLY_ARRAY || !r->elements ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER) {
+		freeReplyObject(r);
+		return -EIO;
+	}
+	*keep_gone = q->keep > 0 && r->element[0]->integer == 1;
+	for (size_t i = 1; i < r->elements && *n < max; i++) {
+		const redisReply *v = r->element[i];
+
+		if (v->type == REDIS_REPLY_STRING)
+			evicted[(*n)++] = entry_id(cat_id,
+						   strtoll(v->str, NULL, 10));
+	}
+	freeReplyObject(r);
+	return 0;
 }
 
 typedef int (*scan_fn)(void *arg, const struct store_entry *e,
@@ -1778,7 +1974,8 @@ static int handle(struct watcher *wt, struct wstream *x, const redisReply *f)
 		free(buf);
 		return 0;
 	}
-	if (mine)
+	/* an eviction (e=1) reaches its own host too: see store_watch */
+	if (mine && !(kind == 'd' && field(f, "e")))
 		return 0;
 	if (kind == 'p')
 		return deliver_put(wt, cat, field_i(f, "s"));
@@ -2370,4 +2567,5 @@ const struct store_ops store_redis_ops = {
 	.response_read = redis_response_read,
 	.entry_text = redis_entry_text,
 	.watch = redis_watch,
+	.quota_enforce = redis_quota_enforce,
 };

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # Many mounts, one cache: two semcachefs daemons ("hosts" A and B, each with
-# its own mountpoint and local state) share a real redis-server started on a
-# loopback port by the test.
+# its own mountpoint and local state; a third, C, in some tests) share a real
+# redis-server started on a loopback port by the test.
 
 load helpers
 
@@ -23,7 +23,8 @@ setup() {
 }
 
 teardown() {
-	stop_b || true
+	local h
+	for h in "${!PIDS[@]}"; do stop_host "$h" || status=$?; done
 	teardown_mount || status=$?
 	redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1 || true
 	return "${status:-0}"
@@ -37,25 +38,40 @@ start_redis() {
 	wait_until 10 up
 }
 
-start_b() {
-	XDG_DATA_HOME=$WORK/state-b "$SEMCACHEFS" -f -o store="$URL" "$MNT_B" 2>>"$LOG_B" &
-	PID_B=$!
-	mounted_b() { grep -qs " $MNT_B fuse" /proc/self/mounts; }
-	wait_until 20 mounted_b
+declare -gA PIDS # host name (b, c) -> daemon pid; A is helpers.bash's
+
+# start_host X: mount another host X on $WORK/X, local state $WORK/state-X,
+# log $WORK/X.log
+start_host() {
+	local m=$WORK/$1
+	mkdir -p "$m" "$WORK/state-$1"
+	XDG_DATA_HOME=$WORK/state-$1 "$SEMCACHEFS" -f -o store="$URL" "$m" 2>>"$WORK/$1.log" &
+	PIDS[$1]=$!
+	mounted_x() { grep -qs " $m fuse" /proc/self/mounts; }
+	wait_until 20 mounted_x
 }
 
-stop_b() {
-	[ -n "${PID_B:-}" ] || return 0
-	fusermount3 -u "$MNT_B" 2>/dev/null || umount -l "$MNT_B" 2>/dev/null || true
+# stop_host X: unmount X; fails if the daemon did not exit 0 or a sanitizer
+# reported anything in its log
+stop_host() {
+	[ -n "${PIDS[$1]:-}" ] || return 0
+	fusermount3 -u "$WORK/$1" 2>/dev/null || umount -l "$WORK/$1" 2>/dev/null || true
 	local s=0
-	wait "$PID_B" || s=$?
-	PID_B=
-	if grep -qE "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer" "$LOG_B"; then
-		grep -A 20 -E "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer" "$LOG_B" >&3
+	wait "${PIDS[$1]}" || s=$?
+	unset "PIDS[$1]"
+	if grep -qE "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer" "$WORK/$1.log"; then
+		grep -A 20 -E "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer" "$WORK/$1.log" >&3
 		return 99
+	fi
+	if [ "$s" != 0 ]; then
+		echo "--- host $1 log (exit status $s) ---" >&3
+		tail -n 30 "$WORK/$1.log" >&3
 	fi
 	return "$s"
 }
+
+start_b() { start_host b; }
+stop_b() { stop_host b; }
 
 # ask_b DIR NAME QUERY: the lookup on host B
 ask_b() {
@@ -140,4 +156,123 @@ ask_b() {
 	wait_until 10 back
 	run cat "$MNT/.stats"
 	assert_line "entries: 1"
+}
+
+# ---- quotas on a shared store ----
+
+@test "concurrent fills from all hosts with a quota: exactly the quota stays, evicted once, same bytes everywhere" {
+	start_host c
+	MNT_C=$WORK/c
+	HOSTS=("$MNT" "$MNT_B" "$MNT_C")
+	mkdir -p "$WORK/resp" "$WORK/filled" "$MNT/q"
+	: >"$WORK/failed"
+	printf 'quota: {entries: 50}\neviction: fifo\n' >"$MNT/q/policy.yaml"
+	ready() { for m in "${HOSTS[@]}"; do grep -q '^quota\.entries: 50 .*# /q$' "$m/q/.policy" || return 1; done; }
+	wait_until 5 ready
+	# 3 hosts x 60 fills, two loops per host, all at once
+	fill_loop "$MNT" a 1 30 & p1=$!
+	fill_loop "$MNT" A 31 60 & p2=$!
+	fill_loop "$MNT_B" b 1 30 & p3=$!
+	fill_loop "$MNT_B" B 31 60 & p4=$!
+	fill_loop "$MNT_C" c 1 30 & p5=$!
+	fill_loop "$MNT_C" C 31 60 & p6=$!
+	wait $p1 $p2 $p3 $p4 $p5 $p6
+	run cat "$WORK/failed"
+	assert_output ""
+	[ "$(ls "$WORK/filled" | wc -l)" = 180 ]
+	[ "$(stat_sum fills "${HOSTS[@]}")" = 180 ]
+	settled() { count_is 50 "${HOSTS[@]}"; }
+	wait_until 10 settled
+	# every eviction happened once: the hosts' counters add up to the overflow
+	[ "$(stat_sum evicted "${HOSTS[@]}")" = 130 ]
+	first=$(ls "$MNT/q/entries" | head -n 1)
+	cat=$((first & 16777215))
+	[ "$(redis-cli -p "$PORT" zcard "{c$cat}:ids")" = 50 ]
+	[ "$(redis-cli -p "$PORT" get "{c$cat}:evicted")" = 130 ]
+	# fifo: the 50 newest fills stay, the same ids on every host
+	ls "$WORK/filled" | sort -n | tail -n 50 >"$WORK/expected"
+	for m in "${HOSTS[@]}"; do
+		ls "$m/q/entries" | sort -n >"$WORK/listed"
+		cmp "$WORK/expected" "$WORK/listed"
+	done
+	# every survivor's response is readable on every host with its exact bytes
+	while read -r id; do
+		for m in "${HOSTS[@]}"; do
+			cmp "$WORK/filled/$id" "$m/q/entries/$id/response"
+		done
+	done <"$WORK/expected"
+	# and it stays so: no host evicts again on its own view
+	run cat "$MNT/q/.stats"
+	assert_line "entries: 50"
+	[ "$(stat_sum evicted "${HOSTS[@]}")" = 130 ]
+}
+
+@test "a lowered quota shrinks the category once, on every host" {
+	mkdir -p "$WORK/resp" "$WORK/filled" "$MNT/q"
+	: >"$WORK/failed"
+	printf 'quota: {entries: 40}\neviction: fifo\n' >"$MNT/q/policy.yaml"
+	ready() { grep -q '^quota\.entries: 40 ' "$MNT_B/q/.policy"; }
+	wait_until 5 ready
+	fill_loop "$MNT" a 1 20 & p1=$!
+	fill_loop "$MNT_B" b 1 20 & p2=$!
+	wait $p1 $p2
+	run cat "$WORK/failed"
+	assert_output ""
+	full() { count_is 40 "$MNT" "$MNT_B"; }
+	wait_until 10 full
+	[ "$(stat_sum evicted "$MNT" "$MNT_B")" = 0 ]
+	printf 'quota: {entries: 15}\neviction: fifo\n' >"$MNT/q/policy.yaml"
+	shrunk() {
+		grep -q '^quota\.entries: 15 ' "$MNT_B/q/.policy" && count_is 15 "$MNT" "$MNT_B"
+	}
+	wait_until 10 shrunk
+	# both hosts saw the overflow; only one eviction of each entry happened
+	[ "$(stat_sum evicted "$MNT" "$MNT_B")" = 25 ]
+	first=$(ls "$MNT/q/entries" | head -n 1)
+	cat=$((first & 16777215))
+	[ "$(redis-cli -p "$PORT" zcard "{c$cat}:ids")" = 15 ]
+	[ "$(redis-cli -p "$PORT" get "{c$cat}:evicted")" = 25 ]
+	ls "$WORK/filled" | sort -n | tail -n 15 >"$WORK/expected"
+	for m in "$MNT" "$MNT_B"; do
+		ls "$m/q/entries" | sort -n >"$WORK/listed"
+		cmp "$WORK/expected" "$WORK/listed"
+	done
+	while read -r id; do
+		cmp "$WORK/filled/$id" "$MNT_B/q/entries/$id/response"
+	done <"$WORK/expected"
+}
+
+@test "lru on a shared store: a hit on one host protects the entry from an eviction on another" {
+	mkdir "$MNT/q"
+	printf 'quota: {entries: 3}\neviction: lru\n' >"$MNT/q/policy.yaml"
+	QA=("how do I bake sourdough bread at home" "what is the boiling point of mercury"
+		"which chess opening suits beginners" "how far away is the andromeda galaxy")
+	for i in 0 1 2; do
+		ask q "f$i" "${QA[$i]}" >/dev/null
+		fill q "f$i" "answer-$i"
+	done
+	ids=()
+	for i in 0 1 2; do ids+=("$(sed -n 's/^stored entry=\([0-9]*\)$/\1/p' "$MNT/q/f$i.status")"); done
+	known_b() { [ -d "$MNT_B/q/entries/${ids[2]}" ] && grep -q '^eviction: lru .*# /q$' "$MNT_B/q/.policy"; }
+	wait_until 5 known_b
+	# B uses entry 0: Redis learns it at B's next hit flush
+	run ask_b q h0 "${QA[0]}"
+	assert_output --regexp '^hit '
+	cat=$((ids[0] & 16777215))
+	seq=$((ids[0] >> 24))
+	flushed() { [ "$(redis-cli -p "$PORT" hget "{c$cat}:e:$seq" h)" = 1 ]; }
+	wait_until 5 flushed
+	# A, which never saw that hit, fills: entry 1 is the least recently used
+	ask q f3 "${QA[3]}" >/dev/null
+	fill q f3 "answer-3"
+	gone_b() { [ ! -d "$MNT_B/q/entries/${ids[1]}" ]; }
+	wait_until 5 gone_b
+	for m in "$MNT" "$MNT_B"; do
+		[ ! -d "$m/q/entries/${ids[1]}" ]
+		[ -d "$m/q/entries/${ids[0]}" ]
+		[ -d "$m/q/entries/${ids[2]}" ]
+		[ "$(ls "$m/q/entries" | wc -l)" = 3 ]
+	done
+	run cat "$MNT/q/.stats"
+	assert_line "evicted: 1"
 }

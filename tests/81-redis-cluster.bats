@@ -74,3 +74,27 @@ teardown() {
 	done
 	((nodes >= 2))
 }
+
+@test "concurrent fills from both hosts with a quota on a cluster: exactly the quota stays, evicted once" {
+	mkdir -p "$WORK/resp" "$WORK/filled" "$MNT/q"
+	: >"$WORK/failed"
+	printf 'quota: {entries: 20}\neviction: fifo\n' >"$MNT/q/policy.yaml"
+	ready() { grep -q '^quota\.entries: 20 ' "$MNT_B/q/.policy"; }
+	wait_until 10 ready
+	fill_loop "$MNT" a 1 30 & p1=$!
+	fill_loop "$MNT_B" b 1 30 & p2=$!
+	wait $p1 $p2
+	run cat "$WORK/failed"
+	assert_output ""
+	settled() { count_is 20 "$MNT" "$MNT_B"; }
+	wait_until 10 settled
+	[ "$(stat_sum evicted "$MNT" "$MNT_B")" = 40 ]
+	ls "$WORK/filled" | sort -n | tail -n 20 >"$WORK/expected"
+	for m in "$MNT" "$MNT_B"; do
+		ls "$m/q/entries" | sort -n >"$WORK/listed"
+		cmp "$WORK/expected" "$WORK/listed"
+	done
+	while read -r id; do
+		cmp "$WORK/filled/$id" "$MNT_B/q/entries/$id/response"
+	done <"$WORK/expected"
+}

@@ -6,6 +6,10 @@
 # Environment:
 #   SEMCACHE_BUILD   build directory (default: ../build next to tests/)
 #   SEMCACHE_SHARED  the shared data folder (default: ../../shared)
+#   SEMCACHE_TEST_STORE=redis  setup_mount stores in a private redis-server
+#                    on a loopback port instead of a directory, to run a
+#                    behaviour test against the Redis backend, e.g.
+#                    SEMCACHE_TEST_STORE=redis bats -f quota tests/20-policy.bats
 
 bats_load_library bats-support
 bats_load_library bats-assert
@@ -84,7 +88,24 @@ setup_mount() {
 	STORE=$WORK/store
 	LOG=$WORK/daemon.log
 	mkdir -p "$MNT"
+	if [ "${SEMCACHE_TEST_STORE:-}" = redis ]; then
+		start_test_redis
+	fi
 	start_daemon "$@"
+}
+
+# start_test_redis: a private redis-server for SEMCACHE_TEST_STORE=redis
+start_test_redis() {
+	command -v redis-server >/dev/null || skip "needs redis-server (package redis-server)"
+	TEST_REDIS_PORT=$((23000 + RANDOM % 9000)) # below the ephemeral ports
+	mkdir -p "$WORK/redis" "$WORK/state"
+	redis-server --port "$TEST_REDIS_PORT" --bind 127.0.0.1 --save '' \
+		--appendonly yes --dir "$WORK/redis" --daemonize yes \
+		--logfile "$WORK/redis.log" >/dev/null
+	redis_up() { redis-cli -p "$TEST_REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+	wait_until 10 redis_up
+	STORE=redis://127.0.0.1:$TEST_REDIS_PORT/0
+	export XDG_DATA_HOME=$WORK/state
 }
 
 # teardown_mount: unmount; the test fails if the daemon did not exit 0 or
@@ -102,6 +123,9 @@ teardown_mount() {
 		elif [ "$status" != 0 ] || [ "${BATS_TEST_COMPLETED:-}" != 1 ]; then
 			echo "--- daemon log (exit status $status) ---" >&3
 			tail -n 30 "$LOG" >&3
+		fi
+		if [ -n "${TEST_REDIS_PORT:-}" ]; then
+			redis-cli -p "$TEST_REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
 		fi
 		rm -rf "$WORK"
 	fi
@@ -123,4 +147,44 @@ status_word() {
 	local s
 	s=$(cat "$MNT/$1/$2.status") || return 1
 	echo "${s%% *}"
+}
+
+# ---- quotas on a shared store (80-redis, 81-redis-cluster) ----
+
+# fill_loop MNT TAG FROM TO: on the host mounted at MNT, fill category q
+# with distinct questions FROM..TO, each with a response of its own (bytes
+# kept in $WORK/filled/ENTRY_ID); a failed fill is noted in $WORK/failed.
+fill_loop() {
+	local m=$1 tag=$2 i id
+	for ((i = $3; i <= $4; i++)); do
+		printf 'question %s-%d: how many %s can a %d fit\n' "$tag" "$i" "$tag" "$i" \
+			>"$m/q/$tag$i.query" || { echo "$tag$i lookup" >>"$WORK/failed"; continue; }
+		printf 'answer %s-%d\n\x00\x01 %s' "$tag" "$i" "$RANDOM$RANDOM" >"$WORK/resp/$tag$i"
+		if ! cp "$WORK/resp/$tag$i" "$m/q/$tag$i.response"; then
+			echo "$tag$i fill" >>"$WORK/failed"
+			continue
+		fi
+		id=$(sed -n 's/^stored entry=\([0-9]*\)$/\1/p' "$m/q/$tag$i.status")
+		if [ -n "$id" ]; then mv "$WORK/resp/$tag$i" "$WORK/filled/$id"; else echo "$tag$i not stored" >>"$WORK/failed"; fi
+	done
+}
+
+# stat_sum KEY MNT...: the sum of KEY in q/.stats over the hosts
+stat_sum() {
+	local key=$1 sum=0 v m
+	shift
+	for m in "$@"; do
+		v=$(sed -n "s/^$key: //p" "$m/q/.stats") || return 1
+		sum=$((sum + v))
+	done
+	echo "$sum"
+}
+
+# count_is N MNT...: every host lists exactly N entries in q
+count_is() {
+	local n=$1 m
+	shift
+	for m in "$@"; do
+		[ "$(ls "$m/q/entries" | wc -l)" = "$n" ] || return 1
+	done
 }

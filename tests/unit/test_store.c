@@ -387,6 +387,18 @@ static void test_entries(void)
 
 	fresh_dir(dir, sizeof(dir), "entries");
 	CHECK_EQ_INT(open_store(dir, false, &s, NULL), 0);
+	/* quotas are the engine's with a local store: nothing done here */
+	{
+		struct store_quota sq = { .entries = 1 };
+		int64_t ev[4];
+		size_t nev = 9;
+		bool gone = true;
+
+		CHECK(!store_keeps_quotas(s));
+		CHECK_EQ_INT(store_quota_enforce(s, 1, &sq, ev, 4, &nev, &gone),
+			     -ENOTSUP);
+		CHECK(nev == 0 && !gone);
+	}
 	make_vec(v, 42);
 	resp = malloc(big);
 	for (size_t i = 0; i < big; i++)

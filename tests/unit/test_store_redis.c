@@ -2,8 +2,10 @@
  * test_store_redis.c - the Redis backend (index/store_redis.c) against real
  * redis-server processes on free loopback ports: categories, policies,
  * entries and responses, ids from two hosts, the change stream (order,
- * delay, no echo, resync on a gap), Redis killed and restarted with AOF,
- * and a 3-node cluster when redis-cli can make one. Skips (exit 77) when
+ * delay, no echo, resync on a gap), quotas kept in Redis (two hosts
+ * filling at once evict exactly the overflow; lru, lfu, fifo, bytes, keep,
+ * the rebuild of orders), Redis killed and restarted with AOF, and a
+ * 3-node cluster when redis-cli can make one. Skips (exit 77) when
  * redis-server is not installed. Calls store_redis_ops directly.
  */
 #include "check.h"
@@ -513,6 +515,216 @@ static void test_two_hosts(int port)
 
 static int cmp_i64v(const void *a, const void *b) { return cmp_i64(a, b); }
 
+/* ---- quotas kept in Redis ---- */
+
+struct qputter {
+	struct store *st;
+	int64_t cat;
+	uint64_t base;
+	int n, fails;
+	int64_t evicted[200];
+	size_t nevicted;
+};
+
+/* Fill n entries, each followed by the quota call a fill makes. */
+static void *quota_thread(void *arg)
+{
+	struct qputter *p = arg;
+	struct store_quota q = { .entries = 50, .order = STORE_EVICT_FIFO };
+
+	for (int i = 0; i < p->n; i++) {
+		int64_t id, v[256];
+		size_t n;
+		bool gone;
+
+		if (put(p->st, p->cat, p->base + (uint64_t)i, "resp", 4, &id)) {
+			p->fails++;
+			continue;
+		}
+		q.keep = id;
+		if (OPS.quota_enforce(p->st, p->cat, &q, v, 256, &n, &gone) ||
+		    gone)
+			p->fails++;
+		for (size_t j = 0; j < n && p->nevicted < 200; j++)
+			p->evicted[p->nevicted++] = v[j];
+	}
+	return NULL;
+}
+
+static size_t deletes(struct evlog *l)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&l->mu);
+	for (size_t i = 0; i < l->n; i++)
+		n += l->v[i].ev.kind == STORE_EV_ENTRY_DELETE;
+	pthread_mutex_unlock(&l->mu);
+	return n;
+}
+
+static long long rint_of(int port, const char *fmt, const char *key)
+{
+	redisReply *r = cmd1(port, fmt, key);
+	long long v = -1;
+
+	if (r && r->type == REDIS_REPLY_INTEGER)
+		v = r->integer;
+	else if (r && r->type == REDIS_REPLY_STRING)
+		v = strtoll(r->str, NULL, 10);
+	freeReplyObject(r);
+	return v;
+}
+
+/* Evict from category cat per q; returns how many, ids in v. */
+static size_t evict(struct store *st, int64_t cat, struct store_quota q,
+		    int64_t *v, bool *gone)
+{
+	size_t n = 0;
+	bool g = false;
+
+	CHECK_EQ_INT(OPS.quota_enforce(st, cat, &q, v, 16, &n, &g), 0);
+	if (gone)
+		*gone = g;
+	return n;
+}
+
+static void test_quota(int port)
+{
+	char err[256], key[64];
+	int ret;
+	struct store *a = open_at(port, err, sizeof(err), &ret);
+	struct store *b = open_at(port, err, sizeof(err), &ret);
+	struct qputter pa = { .n = 100, .base = 0 }, pb = { .n = 100, .base = 1000 };
+	struct evlog la = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	struct store_touch t[3];
+	pthread_t ta, tb;
+	int64_t cat, ids[3], v[16], all[200];
+	size_t n;
+	bool gone;
+
+	CHECK(a && b);
+	if (!a || !b)
+		return;
+	/* two hosts fill at once: exactly the overflow goes, once */
+	CHECK_EQ_INT(OPS.category_create(a, "/quota", 0755, 0, 0, &cat), 0);
+	CHECK_EQ_INT(OPS.watch(a, ev_cb, &la), 0);
+	pa.st = a;
+	pb.st = b;
+	pa.cat = pb.cat = cat;
+	pthread_create(&ta, NULL, quota_thread, &pa);
+	pthread_create(&tb, NULL, quota_thread, &pb);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	CHECK_EQ_INT(pa.fails + pb.fails, 0);
+	CHECK_EQ_INT(pa.nevicted + pb.nevicted, 150);
+	memcpy(all, pa.evicted, pa.nevicted * sizeof(all[0]));
+	memcpy(all + pa.nevicted, pb.evicted, pb.nevicted * sizeof(all[0]));
+	qsort(all, pa.nevicted + pb.nevicted, sizeof(all[0]), cmp_i64);
+	int dups = 0;
+	for (size_t i = 1; i < pa.nevicted + pb.nevicted; i++)
+		dups += all[i] == all[i - 1];
+	CHECK_EQ_INT(dups, 0);
+	CHECK_EQ_INT(count_entries(b, cat), 50);
+	snprintf(key, sizeof(key), "{c%lld}:evicted", (long long)cat);
+	CHECK_EQ_INT(rint_of(port, "GET %s", key), 150);
+	snprintf(key, sizeof(key), "{c%lld}:bytes", (long long)cat);
+	CHECK_EQ_INT(rint_of(port, "GET %s", key), 50 * 4);
+	/* every eviction reaches a's watcher, its own included */
+	for (int64_t end = mono_us() + 5000000; mono_us() < end &&
+	     deletes(&la) < 150; pause_ms(5))
+		;
+	CHECK_EQ_INT(deletes(&la), 150);
+	/* fitting already: nothing more */
+	CHECK_EQ_INT(evict(b, cat, (struct store_quota){ .entries = 50 }, v,
+			   NULL), 0);
+
+	/* lru follows touches; lfu counts hits, ties to the least recent */
+	CHECK_EQ_INT(OPS.category_create(a, "/lru", 0755, 0, 0, &cat), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_INT(put(a, cat, (uint64_t)i, "r", 1, &ids[i]), 0);
+	t[0] = (struct store_touch){ ids[0], 5000, 1 };
+	CHECK_EQ_INT(OPS.entry_touch(b, t, 1), 0);
+	n = evict(a, cat, (struct store_quota){ .entries = 2,
+		  .order = STORE_EVICT_LRU }, v, NULL);
+	CHECK(n == 1 && v[0] == ids[1]);
+	CHECK_EQ_INT(OPS.category_create(a, "/lfu", 0755, 0, 0, &cat), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_INT(put(a, cat, (uint64_t)i, "r", 1, &ids[i]), 0);
+	t[0] = (struct store_touch){ ids[0], 3000, 5 };
+	t[1] = (struct store_touch){ ids[1], 4000, 1 };
+	t[2] = (struct store_touch){ ids[2], 2000, 1 };
+	CHECK_EQ_INT(OPS.entry_touch(a, t, 3), 0);
+	n = evict(b, cat, (struct store_quota){ .entries = 2,
+		  .order = STORE_EVICT_LFU }, v, NULL);
+	CHECK(n == 1 && v[0] == ids[2]);
+	n = evict(b, cat, (struct store_quota){ .entries = 1,
+		  .order = STORE_EVICT_LFU }, v, NULL);
+	CHECK(n == 1 && v[0] == ids[1]);
+
+	/* bytes; keep is never evicted and its loss is reported; a store
+	 * whose orders predate quotas gets them rebuilt */
+	CHECK_EQ_INT(OPS.category_create(a, "/bytes", 0755, 0, 0, &cat), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_INT(put(a, cat, (uint64_t)i,
+				 "0123456789012345678901234567890123456789", 40,
+				 &ids[i]), 0);
+	CHECK_EQ_INT(OPS.entry_delete(b, ids[1]), 0);
+	snprintf(key, sizeof(key), "{c%lld}:bytes", (long long)cat);
+	CHECK_EQ_INT(rint_of(port, "GET %s", key), 80);
+	CHECK_EQ_INT(put(a, cat, 7, "0123456789012345678901234567890123456789",
+			 40, &ids[1]), 0);
+	n = evict(a, cat, (struct store_quota){ .bytes = 100,
+		  .order = STORE_EVICT_FIFO, .keep = ids[0] }, v, &gone);
+	CHECK(n == 1 && v[0] == ids[2] && !gone);
+	n = evict(a, cat, (struct store_quota){ .bytes = 1,
+		  .order = STORE_EVICT_FIFO, .keep = ids[2] }, v, &gone);
+	CHECK(n == 2 && gone);
+	CHECK_EQ_INT(count_entries(a, cat), 0);
+	CHECK_EQ_INT(OPS.category_create(a, "/old", 0755, 0, 0, &cat), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_INT(put(a, cat, (uint64_t)i, "abcd", 4, &ids[i]), 0);
+	{
+		redisReply *r;
+		char k[4][48];
+
+		snprintf(k[0], sizeof(k[0]), "{c%lld}:lru", (long long)cat);
+		snprintf(k[1], sizeof(k[1]), "{c%lld}:lfu", (long long)cat);
+		snprintf(k[2], sizeof(k[2]), "{c%lld}:bytes", (long long)cat);
+		snprintf(k[3], sizeof(k[3]), "{c%lld}:qok", (long long)cat);
+		for (int i = 0; i < 4; i++) {
+			r = cmd1(port, "DEL %s", k[i]);
+			freeReplyObject(r);
+		}
+	}
+	n = evict(a, cat, (struct store_quota){ .bytes = 8,
+		  .order = STORE_EVICT_LRU }, v, NULL);
+	CHECK(n == 1 && v[0] == ids[0]);
+	CHECK_EQ_INT(rint_of(port, "GET %s", key), 0); /* /bytes: emptied */
+	snprintf(key, sizeof(key), "{c%lld}:bytes", (long long)cat);
+	CHECK_EQ_INT(rint_of(port, "GET %s", key), 8);
+	/* bad input: refused, nothing touched */
+	CHECK_EQ_INT(OPS.quota_enforce(a, cat, NULL, v, 16, &n, &gone), -EINVAL);
+	CHECK_EQ_INT(OPS.quota_enforce(a, 0, &(struct store_quota){ .entries = 1 },
+				       v, 16, &n, &gone), -EINVAL);
+	/* a category deleted takes its quota keys along */
+	CHECK_EQ_INT(OPS.category_delete(a, cat), 0);
+	{
+		redisReply *r = cmd1(port, "KEYS %s", "{c*}:*");
+		char tag[24];
+		int left = 0;
+
+		snprintf(tag, sizeof(tag), "{c%lld}:", (long long)cat);
+		for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY &&
+		     i < r->elements; i++)
+			left += !strncmp(r->element[i]->str, tag, strlen(tag));
+		CHECK_EQ_INT(left, 0);
+		freeReplyObject(r);
+	}
+	OPS.close(a);
+	OPS.close(b);
+	free(la.v);
+}
+
 static void percentiles(int64_t *v, int n, int64_t *p50, int64_t *p99)
 {
 	qsort(v, (size_t)n, sizeof(*v), cmp_i64v);
@@ -637,6 +849,16 @@ static void test_watch_and_restart(struct srv *srv)
 	CHECK(r2 == -ECONNREFUSED || r2 == -EIO);
 	CHECK_EQ_INT(r3, -ECONNREFUSED);
 	CHECK(took < 1500000);
+	{
+		struct store_quota q = { .entries = 1 };
+		int64_t v[4];
+		size_t nv = 7;
+		bool gone = true;
+		int r4 = OPS.quota_enforce(a, cat, &q, v, 4, &nv, &gone);
+
+		CHECK(r4 == -ECONNREFUSED || r4 == -EIO);
+		CHECK(nv == 0 && !gone);
+	}
 
 	/* restarted with its AOF: acknowledged entries are there */
 	CHECK(srv_start(srv, false));
@@ -900,6 +1122,7 @@ int main(void)
 	}
 	test_basics(s.port);
 	test_two_hosts(s.port);
+	test_quota(s.port);
 	test_resync(s.port);
 	test_watch_and_restart(&s);
 	srv_kill(&s);
