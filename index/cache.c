@@ -47,6 +47,8 @@
 #define KEY_SEED_B 0x0b5e55edca7e9a72ULL
 #define CTX_SEED 0xc0a7e47c0a7e47c1ULL
 #define MAX_DEPTH 64
+#define MERGE_BATCH_MAX 32    /* ~5 ms of inserts at 100k on AVX2 FAISS */
+#define LOAD_MERGE_US 1000000 /* merging at start before the mount answers */
 #define MERGE_BATCH 4         /* one write-lock hold: ~1 ms per vector at 100k on scalar FAISS */
 #define MERGE_TICK_US 80000   /* merging time per category per tick */
 #define SWEEP_BATCH 128       /* expired entries retired per category per tick */
@@ -596,9 +598,16 @@ static int cat_load(struct cache *c, struct cat *cat)
 		return rc;
 	if (lc.rc)
 		return lc.rc;
-	while (vindex_buffered(cat->vi) > 0)
-		if (vindex_merge(cat->vi, 4096) <= 0)
+	/* Merge for a bounded time only: a host joining a large store (or
+	 * one without a usable snapshot) mounts and answers at once, from
+	 * the brute-force buffer, while maintenance merges the rest. */
+	for (int64_t t0 = mono_us(); vindex_buffered(cat->vi) > 0 &&
+	     mono_us() - t0 < LOAD_MERGE_US;)
+		if (vindex_merge(cat->vi, 512) <= 0)
 			break;
+	if (vindex_buffered(cat->vi) > 0)
+		semlog(LOG_INFO, "category '%s': %zu vectors left to merge into HNSW in the background",
+		       cat->path, vindex_buffered(cat->vi));
 	if (lc.stale)
 		semlog(LOG_WARN, "category '%s': %" PRId64 " entries were stored by another embedder: served on exact matches only",
 		       cat->path, lc.stale);
@@ -1382,6 +1391,16 @@ static bool sweep_expired(struct cache *c, struct cat *cat)
 	return n == SWEEP_BATCH;
 }
 
+/* Larger batches while a backlog is large (FAISS pays a cost per add call
+ * that grows with the index), never more than MERGE_BATCH_MAX per hold of
+ * the index's write lock. */
+static int merge_batch(struct vindex *vi)
+{
+	size_t n = vindex_buffered(vi) / 64;
+
+	return n < MERGE_BATCH ? MERGE_BATCH : n > MERGE_BATCH_MAX ? MERGE_BATCH_MAX : (int)n;
+}
+
 static void maintain(struct cache *c, bool slow)
 {
 	bool backlog = false;
@@ -1396,7 +1415,7 @@ static void maintain(struct cache *c, bool slow)
 		 * the buffer is empty or this tick's time is used up. */
 		for (int64_t t0 = mono_us(); vindex_buffered(cat->vi) > 0 &&
 		     mono_us() - t0 < MERGE_TICK_US;)
-			if (vindex_merge(cat->vi, MERGE_BATCH) <= 0)
+			if (vindex_merge(cat->vi, merge_batch(cat->vi)) <= 0)
 				break;
 		backlog |= vindex_buffered(cat->vi) > 0;
 		if (!slow)

@@ -349,6 +349,37 @@ static int buf_reserve(struct vindex *vi, size_t n)
 }
 
 /*
+ * Give back buffer memory once a backlog is merged: when at most a quarter
+ * of a large buffer is in use, shrink it to twice what is used (at least
+ * 64). A failed shrink keeps the larger buffer.
+ */
+static void buf_shrink(struct vindex *vi)
+{
+	size_t dim = vi->p.dim, cap = vi->nbuf * 2;
+	int64_t *ids;
+	float *vecs;
+
+	if (cap < 64)
+		cap = 64;
+	if (vi->buf_cap <= 1024 || vi->nbuf > vi->buf_cap / 4 || cap >= vi->buf_cap)
+		return;
+	/* fresh arrays, committed only when both exist */
+	ids = malloc(cap * sizeof(*ids));
+	vecs = ids ? malloc(cap * dim * sizeof(*vecs)) : NULL;
+	if (!vecs) {
+		free(ids);
+		return;
+	}
+	memcpy(ids, vi->buf_ids, vi->nbuf * sizeof(*ids));
+	memcpy(vecs, vi->buf_vecs, vi->nbuf * dim * sizeof(*vecs));
+	free(vi->buf_ids);
+	free(vi->buf_vecs);
+	vi->buf_ids = ids;
+	vi->buf_vecs = vecs;
+	vi->buf_cap = cap;
+}
+
+/*
  * Move buffer entry from -> to and repoint its slot. The slot is found while
  * buf_ids[from] still holds the id, so the map never reads a stale key.
  */
@@ -509,6 +540,7 @@ int vindex_merge(struct vindex *vi, int max)
 	for (size_t i = got; i < n; i++)
 		buf_move(vi, first + i, first + i - got);
 	vi->nbuf -= got;
+	buf_shrink(vi);
 	if (!rc)
 		rc = (int)got;
 out:
