@@ -23,6 +23,11 @@ BUILD_DEPS=(build-essential meson ninja-build pkg-config fuse3 libfuse3-dev
 	liblapack-dev libjson-c-dev libcurl4-openssl-dev libicu-dev libhiredis-dev)
 TEST_DEPS=(clang libclang-rt-14-dev bats bats-assert bats-support bats-file attr python3 vim nano tmux curl util-linux redis-server redis-tools sqlite3)
 
+# The behaviour tests that run against both stores (the others look at
+# local files, number entries as the local store does, or test Redis itself)
+REDIS_BEHAVIOUR=(tests/10-protocol.bats tests/20-policy.bats tests/25-inspect.bats
+	tests/30-bad-input.bats tests/53-protocol-fuzz.bats tests/70-adaptive.bats)
+
 die() { echo "setup.sh: $*" >&2; exit 1; }
 
 usage() {
@@ -115,6 +120,10 @@ run_tests() {
 	fi
 	echo "== bats suite (through real mounts)"
 	bats --formatter tap tests/ 2>&1 | tee "$bats_log" || rc=1
+	count_bats "$bats_log"
+	echo "== behaviour tests again with a Redis store (SEMCACHE_TEST_STORE=redis)"
+	SEMCACHE_TEST_STORE=redis bats --formatter tap "${REDIS_BEHAVIOUR[@]}" 2>&1 |
+		tee "$bats_log" || rc=1
 	count_bats "$bats_log"
 	if [ "${SEMCACHE_SANITIZE:-1}" != 0 ]; then
 		# the whole bats suite again against an ASan+UBSan build

@@ -75,14 +75,14 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	ask code q2 "what is the capital of france"
 	fill code q2 "Paris"
 	id=$(entry_id code q1)
-	blobs_before=$(find "$STORE/blobs" -type f | wc -l)
+	blobs_before=$(stored_responses)
 	rm -r "$MNT/code/entries/$id"
 	assert_dir_not_exists "$MNT/code/entries/$id"
 	run ask code q3 "how do I reverse a list in python"
 	assert_output "miss"
 	run ask code q4 "what is the capital of france"
 	assert_output --regexp '^hit '
-	blobs_after=$(find "$STORE/blobs" -type f | wc -l)
+	blobs_after=$(stored_responses)
 	assert_equal "$blobs_after" "$((blobs_before - 1))"
 	stop_daemon
 	start_daemon
@@ -99,8 +99,8 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	fill code/python q1 "sorted(d.items())"
 	rm -r "$MNT/code"
 	assert_dir_not_exists "$MNT/code"
-	run find "$STORE/blobs" -type f
-	assert_output ""
+	run stored_responses
+	assert_output "0"
 	stop_daemon
 	start_daemon
 	assert_dir_not_exists "$MNT/code"

@@ -94,6 +94,16 @@ setup_mount() {
 	start_daemon "$@"
 }
 
+# stored_responses: how many response bodies the store holds (blob files
+# of the local store; entry hashes {cC}:e:SEQ in Redis)
+stored_responses() {
+	if [ -n "${TEST_REDIS_PORT:-}" ]; then
+		redis-cli -p "$TEST_REDIS_PORT" --scan --pattern '{c*}:e:*' | wc -l
+	else
+		find "$STORE/blobs" -type f | wc -l
+	fi
+}
+
 # start_test_redis: a private redis-server for SEMCACHE_TEST_STORE=redis
 start_test_redis() {
 	command -v redis-server >/dev/null || skip "needs redis-server (package redis-server)"
