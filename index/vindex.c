@@ -350,9 +350,13 @@ static int buf_reserve(struct vindex *vi, size_t n)
 
 /*
  * Give back buffer memory once a backlog is merged: when at most a quarter
- * of a large buffer is in use, shrink it to twice what is used (at least
- * 64). A failed shrink keeps the larger buffer.
+ * of a large buffer (over BUF_SHRINK_MIN vectors: a catch-up, a bulk load)
+ * is in use, shrink it to twice what is used (at least 64). Smaller buffers
+ * keep their size, so steady fill traffic does not churn the heap. A failed
+ * shrink keeps the larger buffer.
  */
+#define BUF_SHRINK_MIN 16384
+
 static void buf_shrink(struct vindex *vi)
 {
 	size_t dim = vi->p.dim, cap = vi->nbuf * 2;
@@ -361,7 +365,7 @@ static void buf_shrink(struct vindex *vi)
 
 	if (cap < 64)
 		cap = 64;
-	if (vi->buf_cap <= 1024 || vi->nbuf > vi->buf_cap / 4 || cap >= vi->buf_cap)
+	if (vi->buf_cap <= BUF_SHRINK_MIN || vi->nbuf > vi->buf_cap / 4 || cap >= vi->buf_cap)
 		return;
 	/* fresh arrays, committed only when both exist */
 	ids = malloc(cap * sizeof(*ids));
