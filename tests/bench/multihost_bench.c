@@ -79,6 +79,7 @@
 
 #include "index/hash.h"
 #include "index/textnorm.h"
+#include "bench_corpus.h"
 
 #define FUSE_MAGIC 0x65735546
 #define MAX_RUNS 15
@@ -306,44 +307,16 @@ static size_t NQ;
 
 static void corpus_load(const char *path)
 {
-	struct u64map seen;
-	char line[8192], norm[8192];
-	size_t cap = 0;
-	FILE *f = fopen(path, "r");
+	struct bench_corpus bc = { 0 };
+	int rc = bench_corpus_load(&bc, path);
 
-	if (!f) {
+	if (rc) {
 		printf("SKIP: corpus '%s' not readable (%s); get ../shared/data or pass --corpus\n",
-		       path, strerror(errno));
+		       path, strerror(-rc));
 		exit(77);
 	}
-	u64map_init(&seen);
-	while (fgets(line, sizeof(line), f)) {
-		size_t len, nl;
-		uint64_t h;
-
-		line[strcspn(line, "\r\n")] = '\0';
-		len = strlen(line);
-		if (len < 8)
-			continue;
-		nl = textnorm(line, len, norm);
-		h = hash64(norm, nl, 7) | 1;
-		if (u64map_get(&seen, h))
-			continue;
-		if (u64map_put(&seen, h, (void *)1))
-			die("out of memory");
-		if (NQ == cap) {
-			cap = cap ? cap * 2 : 65536;
-			Q = realloc(Q, cap * sizeof(*Q));
-			if (!Q)
-				die("out of memory");
-		}
-		Q[NQ] = strdup(line);
-		if (!Q[NQ])
-			die("out of memory");
-		NQ++;
-	}
-	fclose(f);
-	u64map_release(&seen);
+	Q = bc.q;
+	NQ = bc.n;
 	if (NQ < HELD_OUT + 1000) {
 		printf("SKIP: corpus '%s' has only %zu usable questions\n", path, NQ);
 		exit(77);
@@ -374,19 +347,6 @@ static const char *question(size_t i, char *buf, size_t size)
 static const char *held_out(size_t i)
 {
 	return Q[fillable() + i % HELD_OUT];
-}
-
-/* The synthetic near-paraphrase: first word dropped, punctuation removed. */
-static void paraphrase(const char *src, char *out, size_t size)
-{
-	const char *p = strchr(src, ' ');
-	size_t o = 0;
-
-	p = p ? p + 1 : src;
-	for (; *p && o + 1 < size; p++)
-		if (!(*p > 0 && *p < 0x7f && ispunct((unsigned char)*p)))
-			out[o++] = *p;
-	out[o] = '\0';
 }
 
 /* ------------------------------------------------------------ processes */
@@ -1009,7 +969,7 @@ static void *tput_main(void *arg)
 		if (kind == 0) {
 			q = question(idx, qb, sizeof(qb));
 		} else if (kind == 1) {
-			paraphrase(question(idx, qb, sizeof(qb)), pb, sizeof(pb));
+			bench_paraphrase(question(idx, qb, sizeof(qb)), pb, sizeof(pb));
 			q = pb;
 		} else {
 			q = held_out(i / 3);

@@ -91,6 +91,7 @@
 #include "index/embed.h"
 #include "index/hash.h"
 #include "index/textnorm.h"
+#include "bench_corpus.h"
 
 #define CAT "bench"
 #define MAX_RUNS 15
@@ -247,63 +248,22 @@ struct corpus {
 
 static void corpus_load(struct corpus *c, const char *path, size_t held)
 {
-	struct u64map seen;
-	char line[8192], norm[8192];
-	size_t cap = 0;
-	FILE *f = fopen(path, "r");
+	struct bench_corpus bc = { 0 };
+	int rc = bench_corpus_load(&bc, path);
 
-	if (!f) {
+	if (rc) {
 		printf("SKIP: corpus '%s' not found (%s); get ../shared/data or pass --corpus\n",
-		       path, strerror(errno));
+		       path, strerror(-rc));
 		exit(77);
 	}
-	u64map_init(&seen);
-	while (fgets(line, sizeof(line), f)) {
-		size_t len, nl;
-		uint64_t h;
-
-		line[strcspn(line, "\r\n")] = '\0';
-		len = strlen(line);
-		if (len < 8)
-			continue;
-		nl = textnorm(line, len, norm);
-		h = hash64(norm, nl, 7) | 1;
-		if (u64map_get(&seen, h))
-			continue;
-		if (u64map_put(&seen, h, (void *)1))
-			die("out of memory");
-		if (c->n == cap) {
-			cap = cap ? cap * 2 : 65536;
-			c->q = realloc(c->q, cap * sizeof(*c->q));
-			if (!c->q)
-				die("out of memory");
-		}
-		c->q[c->n] = strdup(line);
-		if (!c->q[c->n])
-			die("out of memory");
-		c->n++;
-	}
-	fclose(f);
-	u64map_release(&seen);
+	c->q = bc.q;
+	c->n = bc.n;
 	c->held = held;
 }
 
 static size_t corpus_fillable(const struct corpus *c)
 {
 	return c->n > c->held ? c->n - c->held : 0;
-}
-
-/* The synthetic near-paraphrase: first word dropped, punctuation removed. */
-static void paraphrase(const char *src, char *out, size_t size)
-{
-	const char *p = strchr(src, ' ');
-	size_t o = 0;
-
-	p = p ? p + 1 : src;
-	for (; *p && o + 1 < size; p++)
-		if (!(*p >= 0 && *p < 0x7f && ispunct((unsigned char)*p)))
-			out[o++] = *p;
-	out[o] = '\0';
 }
 
 /*
@@ -320,7 +280,7 @@ static const char *query_of(const struct corpus *c, long n, enum kind k,
 	case K_EXACT:
 		return c->q[(idx * 7919) % (size_t)n];
 	case K_SEM:
-		paraphrase(c->q[(idx * 7919) % (size_t)n], buf, size);
+		bench_paraphrase(c->q[(idx * 7919) % (size_t)n], buf, size);
 		return buf;
 	default:
 		return c->q[c->n - c->held + idx % c->held];
