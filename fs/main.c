@@ -21,8 +21,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fileio.h"
 #include "fs.h"
-#include "log.h"
+#include "semlog.h"
 #include "policy.h"
 
 struct options {
@@ -70,27 +71,6 @@ static void usage(const char *prog)
 	       "    -h, --help           this help\n"
 	       "    -V, --version        version\n"
 	       "    --policy-keys        print the policy.yaml keys as a Markdown table\n\n", prog);
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char tmp[PATH_MAX];
-	size_t len = strlen(path);
-
-	if (len == 0 || len >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	memcpy(tmp, path, len + 1);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0700) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) && errno != EEXIST)
-		return -errno;
-	return 0;
 }
 
 /*
@@ -146,17 +126,9 @@ static void daemon_ready(int fd)
 
 static char *default_store(void)
 {
-	const char *xdg = getenv("XDG_DATA_HOME");
-	const char *home = getenv("HOME");
 	char buf[PATH_MAX];
 
-	if (xdg && xdg[0] == '/')
-		snprintf(buf, sizeof(buf), "%s/semcachefs", xdg);
-	else if (home && home[0])
-		snprintf(buf, sizeof(buf), "%s/.local/share/semcachefs", home);
-	else
-		return NULL;
-	return strdup(buf);
+	return fileio_default_data_dir(buf, sizeof(buf)) ? NULL : strdup(buf);
 }
 
 int main(int argc, char *argv[])
@@ -212,7 +184,7 @@ int main(int argc, char *argv[])
 		return 2;
 	}
 	if (opts.debug_log)
-		log_set_level(LOG_DEBUG);
+		semlog_set_level(SEMLOG_DEBUG);
 	if (!cl.foreground) {
 		notify_fd = daemon_start();
 		if (notify_fd < 0)
@@ -223,7 +195,7 @@ int main(int argc, char *argv[])
 	else
 		store = opts.store ? realpath(opts.store, NULL) : NULL;
 	if (opts.store && !store) {
-		if (mkdir_p(opts.store, 0700) == 0)
+		if (fileio_mkdir_p(opts.store, 0700) == 0)
 			store = realpath(opts.store, NULL);
 		if (!store) {
 			fprintf(stderr, "semcachefs: cannot use store '%s': %s\n",
@@ -233,12 +205,12 @@ int main(int argc, char *argv[])
 	}
 	if (!store) {
 		store = default_store();
-		if (!store || mkdir_p(store, 0700)) {
+		if (!store || fileio_mkdir_p(store, 0700)) {
 			fprintf(stderr, "semcachefs: cannot create the default store (set -o store=DIR)\n");
 			goto out;
 		}
 	}
-	if (opts.log && log_open_file(opts.log)) {
+	if (opts.log && semlog_open_file(opts.log)) {
 		fprintf(stderr, "semcachefs: cannot open log '%s': %s\n", opts.log,
 			strerror(errno));
 		goto out;
@@ -264,7 +236,7 @@ int main(int argc, char *argv[])
 			char path[PATH_MAX];
 
 			snprintf(path, sizeof(path), "%s/semcachefs.log", state.store_dir);
-			log_open_file(path);
+			semlog_open_file(path);
 		}
 		daemon_ready(notify_fd);
 		notify_fd = -1;

@@ -32,7 +32,8 @@
 #include <unistd.h>
 
 #include "fs.h"
-#include "log.h"
+#include "semlog.h"
+#include "clock.h"
 #include "session.h"
 
 #define NAME_MAX_BYTES 200
@@ -398,7 +399,7 @@ static int load_getattr(const struct fpath *fp, struct stat *s)
 		return rc;
 	s->st_uid = ci.uid;
 	s->st_gid = ci.gid;
-	fill_times(s, fs_now_ms());
+	fill_times(s, clock_wall_ms());
 	if (fp->kind == F_LOAD_DIR) {
 		s->st_mode = S_IFDIR | 0755;
 		s->st_nlink = 2;
@@ -456,7 +457,7 @@ static int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *f
 	s->st_uid = ci.uid;
 	s->st_gid = ci.gid;
 	s->st_nlink = 1;
-	fill_times(s, fs_now_ms());
+	fill_times(s, clock_wall_ms());
 	switch (fp.kind) {
 	case F_SESSION:
 		n = node_get(NODE_SESSION, fp.dir, fp.name, 0);
@@ -544,7 +545,7 @@ static int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *f
 	case F_VIEW_STATS:
 	case F_VIEW_ERRORS:
 	case F_VIEW_METRICS:
-		mtime = fs_now_ms();
+		mtime = clock_wall_ms();
 		rc = view_text(&fp, &b, &mtime);
 		if (rc == -ENOENT && fp.kind == F_POLICY && policy_pending(fp.dir))
 			rc = 0;
@@ -770,7 +771,7 @@ static int open_session(struct fpath *fp, struct handle *h, int flags,
 			n->gid = fuse_get_context()->gid;
 		}
 		n->present[fp->sf] = true;
-		n->mtime_ms[fp->sf] = fs_now_ms();
+		n->mtime_ms[fp->sf] = clock_wall_ms();
 	}
 	pthread_mutex_unlock(&n->lock);
 	if (rc) {
@@ -805,13 +806,13 @@ static int open_scratch(struct fpath *fp, struct handle *h, int flags,
 	pthread_mutex_lock(&n->lock);
 	if (create && !n->mtime_scratch) {
 		n->mode = mode & 0777;
-		n->mtime_scratch = fs_now_ms();
+		n->mtime_scratch = clock_wall_ms();
 		n->uid = fuse_get_context()->uid;
 		n->gid = fuse_get_context()->gid;
 	}
 	if (flags & O_TRUNC) {
 		n->data.len = 0;
-		n->mtime_scratch = fs_now_ms();
+		n->mtime_scratch = clock_wall_ms();
 	}
 	pthread_mutex_unlock(&n->lock);
 	h->node = n;
@@ -1017,7 +1018,7 @@ static int fs_write(const char *path, const char *data, size_t size, off_t off,
 	if (h->kind == F_SCRATCH) {
 		pthread_mutex_lock(&h->node->lock);
 		rc = buf_write(&h->node->data, data, size, off);
-		h->node->mtime_scratch = fs_now_ms();
+		h->node->mtime_scratch = clock_wall_ms();
 		pthread_mutex_unlock(&h->node->lock);
 	} else {
 		rc = buf_write(&h->data, data, size, off);
@@ -1046,7 +1047,7 @@ static int run_lookup(struct handle *h)
 	struct node *n = h->node;
 	struct cache_query q = { h->data.data, h->data.len, NULL, 0 };
 	struct cache_result r;
-	int64_t now = fs_now_ms();
+	int64_t now = clock_wall_ms();
 	int rc;
 
 	if (n->present[SF_CONTEXT]) {
@@ -1096,7 +1097,7 @@ static void adopt_result(struct node *n)
 	} else {
 		set_status(n, "miss\n");
 	}
-	n->mtime_ms[SF_STATUS] = n->mtime_ms[SF_RESPONSE] = fs_now_ms();
+	n->mtime_ms[SF_STATUS] = n->mtime_ms[SF_RESPONSE] = clock_wall_ms();
 }
 
 /*
@@ -1150,7 +1151,7 @@ static int run_fill(struct handle *h)
 	rc = buf_set(&n->response, h->data.data, h->data.len);
 	if (rc)
 		return rc;
-	n->mtime_ms[SF_RESPONSE] = n->mtime_ms[SF_STATUS] = fs_now_ms();
+	n->mtime_ms[SF_RESPONSE] = n->mtime_ms[SF_STATUS] = clock_wall_ms();
 	if (stored) {
 		set_status(n, "stored entry=%" PRId64 "\n", id);
 	} else {
@@ -1188,7 +1189,7 @@ static int run_feedback(struct handle *h)
 		return rc;
 	rc = buf_set(&n->feedback, word, len);
 	n->present[SF_FEEDBACK] = true;
-	n->mtime_ms[SF_FEEDBACK] = fs_now_ms();
+	n->mtime_ms[SF_FEEDBACK] = clock_wall_ms();
 	set_status(n, "miss reason=reported wrong (entry %" PRId64 " invalidated)\n",
 		   n->result.entry_id);
 	n->result.entry_id = 0;
@@ -1230,7 +1231,7 @@ static int do_flush(struct fuse_file_info *fi)
 		} else if (h->sf == SF_CONTEXT) {
 			rc = buf_set(&n->context, h->data.data, h->data.len);
 			n->present[SF_CONTEXT] = true;
-			n->mtime_ms[SF_CONTEXT] = fs_now_ms();
+			n->mtime_ms[SF_CONTEXT] = clock_wall_ms();
 		}
 		pthread_mutex_unlock(&n->lock);
 		break;
@@ -1335,7 +1336,7 @@ static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 			return -ENOENT;
 		pthread_mutex_lock(&n->lock);
 		rc = buf_truncate(&n->data, size);
-		n->mtime_scratch = fs_now_ms();
+		n->mtime_scratch = clock_wall_ms();
 		pthread_mutex_unlock(&n->lock);
 		node_put(n, false);
 		return rc;
@@ -1470,7 +1471,7 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 		pthread_mutex_lock(&m->lock);
 		rc = buf_set(&m->data, data.data, data.len);
 		m->mode = 0644;
-		m->mtime_scratch = fs_now_ms();
+		m->mtime_scratch = clock_wall_ms();
 		pthread_mutex_unlock(&m->lock);
 		node_put(m, false);
 		buf_release(&data);
@@ -1632,7 +1633,7 @@ static int xattr_value(const char *path, const char *name, char *out,
 		else if (!strcmp(field, "entry"))
 			snprintf(out, size, "%" PRId64, ei.id);
 		else if (!strcmp(field, "age"))
-			snprintf(out, size, "%" PRId64, (fs_now_ms() - ei.created_ms) / 1000);
+			snprintf(out, size, "%" PRId64, (clock_wall_ms() - ei.created_ms) / 1000);
 		else if (!strcmp(field, "hits"))
 			snprintf(out, size, "%" PRId64, ei.hits);
 		else
@@ -1735,12 +1736,12 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (cache_start(s->cache))
-		semlog(LOG_ERR, "cannot start the maintenance thread");
+		semlog(SEMLOG_ERR, "cannot start the maintenance thread");
 	pthread_mutex_init(&s->gc_mu, NULL);
 	pthread_cond_init(&s->gc_cv, NULL);
 	if (pthread_create(&s->gc, NULL, gc_main, s) == 0)
 		s->gc_started = true;
-	semlog(LOG_INFO, "mounted");
+	semlog(SEMLOG_INFO, "mounted");
 	return s;
 }
 

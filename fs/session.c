@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "hash.h"
+#include "clock.h"
 #include "session.h"
 
 #define NBUCKETS 4096
@@ -17,14 +18,6 @@
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct node *buckets[NBUCKETS];      /* table_lock */
 static struct node *unlinked_free_list;     /* not used: freed directly */
-
-int64_t fs_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int buf_write(struct buf *b, const char *data, size_t size, off_t off)
 {
@@ -137,7 +130,7 @@ struct node *node_get(enum node_kind kind, const char *dir, const char *name,
 	if (n) {
 		n->refs++;
 		if (flags & (NODE_TOUCH | NODE_CREATE))
-			n->used_ms = fs_now_ms();
+			n->used_ms = clock_wall_ms();
 	}
 	pthread_mutex_unlock(&table_lock);
 	return n;
@@ -149,7 +142,7 @@ void node_put(struct node *n, bool touch)
 
 	pthread_mutex_lock(&table_lock);
 	if (touch)
-		n->used_ms = fs_now_ms();
+		n->used_ms = clock_wall_ms();
 	last = --n->refs == 0;
 	pthread_mutex_unlock(&table_lock);
 	if (last)
@@ -230,7 +223,7 @@ bool node_dir_busy(const char *dir)
 
 size_t node_gc(int64_t idle_ms)
 {
-	int64_t now = fs_now_ms();
+	int64_t now = clock_wall_ms();
 	struct node *dead = NULL;
 	size_t count = 0;
 

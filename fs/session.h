@@ -90,6 +90,4 @@ size_t node_gc(int64_t idle_ms);
 /* Free everything (at unmount). */
 void node_table_release(void);
 
-int64_t fs_now_ms(void);
-
 #endif

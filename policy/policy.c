@@ -23,6 +23,7 @@
  * mutable state; every function may be called from any thread.
  */
 #include "policy.h"
+#include "semlog.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -33,14 +34,6 @@
 #include <string.h>
 
 #include <yaml.h>
-
-#define POLICY_BUG(msg) policy_bug(__FILE__, __LINE__, (msg))
-
-static _Noreturn void policy_bug(const char *file, int line, const char *msg)
-{
-	fprintf(stderr, "%s:%d: bug: %s\n", file, line, msg);
-	abort();
-}
 
 /* ---- the table ------------------------------------------------------- */
 
@@ -302,7 +295,7 @@ static size_t field_size(const struct key_spec *ks)
 	case VT_STRING:
 		return (size_t)ks->max + 1;
 	}
-	POLICY_BUG("unknown value type");
+	BUG("unknown value type");
 }
 
 /* builtin, http, model2vec:/ABSOLUTE/PATH (the directory is checked when
@@ -826,7 +819,7 @@ static const char *placeholder(const struct key_spec *ks)
 	case VT_STRING:
 		return "NAME";
 	}
-	POLICY_BUG("unknown value type");
+	BUG("unknown value type");
 }
 
 /* ---- defaults, apply, print ------------------------------------------ */
@@ -875,7 +868,7 @@ static void value_string(const struct key_spec *ks, const struct policy *p,
 			 (const char *)field : "\"\"");
 		return;
 	}
-	POLICY_BUG("unknown value type");
+	BUG("unknown value type");
 }
 
 void policy_defaults(struct policy *p)
@@ -917,7 +910,7 @@ void policy_defaults(struct policy *p)
 const char *policy_key_name(enum policy_key k)
 {
 	if ((unsigned)k >= POLICY_NKEYS)
-		POLICY_BUG("policy key out of range");
+		BUG("policy key out of range");
 	return key_specs[k].name;
 }
 
@@ -983,7 +976,7 @@ void policy_file_free(struct policy_file *f)
 bool policy_file_sets(const struct policy_file *f, enum policy_key k)
 {
 	if ((unsigned)k >= POLICY_NKEYS)
-		POLICY_BUG("policy key out of range");
+		BUG("policy key out of range");
 	return f->set[k];
 }
 
@@ -1220,7 +1213,7 @@ static int parse_mapping(struct parse_ctx *c, const yaml_node_t *map,
 		int r;
 
 		if (!key || !val)
-			POLICY_BUG("libyaml returned a pair without nodes");
+			BUG("libyaml returned a pair without nodes");
 		if (key->type != YAML_SCALAR_NODE && plen)
 			return fail(c->err, key->start_mark,
 				    "%.*s: keys must be names, got %s",
@@ -1356,7 +1349,7 @@ int policy_file_parse(const char *yaml, size_t len, const char *source,
 	int r;
 
 	if (!source || !out || !err || (!yaml && len))
-		POLICY_BUG("policy_file_parse: null argument");
+		BUG("policy_file_parse: null argument");
 	*out = NULL;
 	memset(err, 0, sizeof(*err));
 	if (!yaml)

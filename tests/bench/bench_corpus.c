@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "index/hash.h"
-#include "index/textnorm.h"
+#include "hash.h"
+#include "textnorm.h"
 
 static void oom(void)
 {

@@ -77,8 +77,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "index/hash.h"
-#include "index/textnorm.h"
+#include "hash.h"
+#include "textnorm.h"
 #include "bench_corpus.h"
 
 #define FUSE_MAGIC 0x65735546

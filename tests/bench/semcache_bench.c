@@ -87,10 +87,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "index/cache.h"
-#include "index/embed.h"
-#include "index/hash.h"
-#include "index/textnorm.h"
+#include "cache.h"
+#include "embed.h"
+#include "hash.h"
+#include "textnorm.h"
 #include "bench_corpus.h"
 
 #define CAT "bench"

@@ -3,7 +3,7 @@
  * lookup by spec, determinism, unit norm (or the zero vector), paraphrases
  * scoring above unrelated text, and hostile input (empty, binary, invalid
  * UTF-8, 1 MiB) giving a valid vector. Scores are checked loosely: exact
- * values belong to tests/bench/embed_eval, not here.
+ * values belong to semcachefs-eval, not here.
  */
 #include <errno.h>
 #include <math.h>

@@ -37,6 +37,10 @@
  */
 #include "store.h"
 #include "store_i.h"
+#include "bytes.h"
+#include "clock.h"
+#include "fileio.h"
+#include "semlog.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -69,14 +73,6 @@
 #define BLOB_MAGIC "SCB1"
 #define BLOB_VERSION 1u
 #define BLOB_HDR_LEN 20
-
-#define STORE_BUG(...)                                                     \
-	do {                                                               \
-		fprintf(stderr, "store: BUG at %s:%d: ", __FILE__, __LINE__); \
-		fprintf(stderr, __VA_ARGS__);                              \
-		fputc('\n', stderr);                                       \
-		abort();                                                   \
-	} while (0)
 
 enum stmt_id {
 	ST_BEGIN,
@@ -183,49 +179,12 @@ struct store_local {
 	size_t scan_cap;             /* guarded by mu */
 };
 
-static void store_log(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
-
-static void store_log(const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	/* one write per line keeps lines of concurrent threads whole */
-	fprintf(stderr, "store: %s\n", line);
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void lock(struct store_local *s)
 {
 	int r = pthread_mutex_lock(&s->mu);
 
 	if (r)
-		STORE_BUG("mutex lock: %s (store called from a scan "
+		BUG("mutex lock: %s (store called from a scan "
 			  "callback?)", strerror(r));
 }
 
@@ -234,7 +193,7 @@ static void unlock(struct store_local *s)
 	int r = pthread_mutex_unlock(&s->mu);
 
 	if (r)
-		STORE_BUG("mutex unlock: %s", strerror(r));
+		BUG("mutex unlock: %s", strerror(r));
 }
 
 /* uint64 values are kept as int64 bit patterns. */
@@ -290,7 +249,7 @@ static int sq_fail(struct store_local *s, int rc, const char *what)
 {
 	int ret = sq_errno(s->db, rc);
 
-	store_log("%s in '%s/%s': %s", what, s->dir, STORE_DB_NAME,
+	semlog(SEMLOG_ERR, "store: %s in '%s/%s': %s", what, s->dir, STORE_DB_NAME,
 		  sqlite3_errmsg(s->db));
 	return ret;
 }
@@ -363,11 +322,11 @@ static bool make_room(struct store_local *s)
 		return false;
 	s->have_reserve = false;
 	if (unlinkat(s->dirfd, STORE_RESERVE_NAME, 0) < 0) {
-		store_log("remove reserve '%s/%s': %s", s->dir,
+		semlog(SEMLOG_ERR, "store: remove reserve '%s/%s': %s", s->dir,
 			  STORE_RESERVE_NAME, strerror(errno));
 		return false;
 	}
-	store_log("disk of '%s' is full: gave up the reserve to delete; "
+	semlog(SEMLOG_ERR, "store: disk of '%s' is full: gave up the reserve to delete; "
 		  "free some space", s->dir);
 	return true;
 }
@@ -402,71 +361,6 @@ static int blob_name(int64_t id, struct blob_name *n)
 	    (size_t)b >= sizeof(n->tmp) || c < 0 ||
 	    (size_t)c >= sizeof(n->fin))
 		return -ENAMETOOLONG;
-	return 0;
-}
-
-static uint32_t crc_of(const void *data, size_t len)
-{
-	const unsigned char *p = data;
-	uLong crc = crc32(0L, Z_NULL, 0);
-
-	while (len) {
-		uInt chunk = len > (1u << 30) ? (1u << 30) : (uInt)len;
-
-		crc = crc32(crc, p, chunk);
-		p += chunk;
-		len -= chunk;
-	}
-	return (uint32_t)crc;
-}
-
-static void put_le32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_le64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const unsigned char *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t get_le64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
 	return 0;
 }
 
@@ -516,45 +410,45 @@ static int blob_write(struct store_local *s, int64_t id, const void *data,
 	if (ret)
 		return ret;
 	memcpy(hdr, BLOB_MAGIC, 4);
-	put_le32(hdr + 4, BLOB_VERSION);
-	put_le64(hdr + 8, (uint64_t)len);
-	put_le32(hdr + 16, crc_of(data, len));
+	bytes_put_le32(hdr + 4, BLOB_VERSION);
+	bytes_put_le64(hdr + 8, (uint64_t)len);
+	bytes_put_le32(hdr + 16, bytes_crc32(data, len));
 
 	fd = openat(s->dirfd, n.tmp,
 		    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 		    0600);
 	if (fd < 0) {
 		ret = -errno;
-		store_log("create blob '%s': %s", n.tmp, strerror(-ret));
+		semlog(SEMLOG_ERR, "store: create blob '%s': %s", n.tmp, strerror(-ret));
 		goto out_unlink;
 	}
-	ret = write_all(fd, hdr, sizeof(hdr));
+	ret = fileio_write_all(fd, hdr, sizeof(hdr));
 	if (!ret && len)
-		ret = write_all(fd, data, len);
+		ret = fileio_write_all(fd, data, len);
 	if (ret) {
-		store_log("write blob '%s': %s", n.fin, strerror(-ret));
+		semlog(SEMLOG_ERR, "store: write blob '%s': %s", n.fin, strerror(-ret));
 		goto out_close;
 	}
 	if (s->sync_full && fsync(fd) < 0) {
 		ret = -errno;
-		store_log("fsync blob '%s': %s", n.fin, strerror(-ret));
+		semlog(SEMLOG_ERR, "store: fsync blob '%s': %s", n.fin, strerror(-ret));
 		goto out_close;
 	}
 	if (close(fd) < 0) {
 		ret = -errno;
-		store_log("close blob '%s': %s", n.fin, strerror(-ret));
+		semlog(SEMLOG_ERR, "store: close blob '%s': %s", n.fin, strerror(-ret));
 		goto out_unlink;
 	}
 	if (renameat(s->dirfd, n.tmp, s->dirfd, n.fin) < 0) {
 		ret = -errno;
-		store_log("rename blob '%s' to '%s': %s", n.tmp, n.fin,
+		semlog(SEMLOG_ERR, "store: rename blob '%s' to '%s': %s", n.tmp, n.fin,
 			  strerror(-ret));
 		goto out_unlink;
 	}
 	if (s->sync_full) {
 		ret = fsync_dir_at(s->dirfd, n.dir);
 		if (ret) {
-			store_log("fsync blob directory '%s': %s", n.dir,
+			semlog(SEMLOG_ERR, "store: fsync blob directory '%s': %s", n.dir,
 				  strerror(-ret));
 			unlinkat(s->dirfd, n.fin, 0);
 			return ret;
@@ -576,7 +470,7 @@ static void blob_unlink(struct store_local *s, int64_t id)
 	if (blob_name(id, &n))
 		return;
 	if (unlinkat(s->dirfd, n.fin, 0) < 0 && errno != ENOENT)
-		store_log("remove blob '%s': %s; it stays until the next "
+		semlog(SEMLOG_ERR, "store: remove blob '%s': %s; it stays until the next "
 			  "unclean open", n.fin, strerror(errno));
 }
 
@@ -589,7 +483,7 @@ static int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen,
 
 	if (rc == SQLITE_OK)
 		return 0;
-	set_err(err, errlen, "store: '%s' in '%s': %s", sql, dbpath,
+	errbuf_set(err, errlen, "store: '%s' in '%s': %s", sql, dbpath,
 		sqlite3_errmsg(db));
 	return sq_errno(db, rc);
 }
@@ -636,16 +530,16 @@ static int check_real_dir(struct store_local *s, const char *name, char *err,
 	if (fstatat(s->dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0) {
 		int e = errno;
 
-		set_err(err, errlen, "store: stat '%s/%s': %s", s->dir, name,
+		errbuf_set(err, errlen, "store: stat '%s/%s': %s", s->dir, name,
 			strerror(e));
 		return -e;
 	}
 	if (S_ISDIR(sb.st_mode))
 		return 0;
-	set_err(err, errlen, "store: '%s/%s' is %s, not a directory; "
+	errbuf_set(err, errlen, "store: '%s/%s' is %s, not a directory; "
 		"refusing to use the store: remove it and start again",
 		s->dir, name, S_ISLNK(sb.st_mode) ? "a symlink" : "a file");
-	store_log("%s", err ? err : "blob directory is not a directory");
+	semlog(SEMLOG_ERR, "store: %s", err ? err : "blob directory is not a directory");
 	return -ENOTDIR;
 }
 
@@ -657,7 +551,7 @@ static int make_blob_dirs(struct store_local *s, char *err, size_t errlen)
 
 	ret = mkdir_at(s->dirfd, "blobs", &made_top);
 	if (ret) {
-		set_err(err, errlen, "store: create directory '%s/blobs': %s",
+		errbuf_set(err, errlen, "store: create directory '%s/blobs': %s",
 			s->dir, strerror(-ret));
 		return ret;
 	}
@@ -668,7 +562,7 @@ static int make_blob_dirs(struct store_local *s, char *err, size_t errlen)
 		snprintf(name, sizeof(name), "blobs/%02x", i);
 		ret = mkdir_at(s->dirfd, name, &made_sub);
 		if (ret) {
-			set_err(err, errlen, "store: create directory "
+			errbuf_set(err, errlen, "store: create directory "
 				"'%s/%s': %s", s->dir, name, strerror(-ret));
 			return ret;
 		}
@@ -677,13 +571,13 @@ static int make_blob_dirs(struct store_local *s, char *err, size_t errlen)
 			return ret;
 	}
 	if (made_sub && (ret = fsync_dir_at(s->dirfd, "blobs"))) {
-		set_err(err, errlen, "store: fsync directory '%s/blobs': %s",
+		errbuf_set(err, errlen, "store: fsync directory '%s/blobs': %s",
 			s->dir, strerror(-ret));
 		return ret;
 	}
 	if (made_top && fsync(s->dirfd) < 0) {
 		ret = -errno;
-		set_err(err, errlen, "store: fsync directory '%s': %s",
+		errbuf_set(err, errlen, "store: fsync directory '%s': %s",
 			s->dir, strerror(-ret));
 		return ret;
 	}
@@ -699,12 +593,12 @@ static int db_schema(struct store_local *s, const char *dbpath, char *err,
 
 	rc = db_int(s->db, "PRAGMA user_version", &ver);
 	if (rc != SQLITE_OK) {
-		set_err(err, errlen, "store: read schema version of '%s': %s",
+		errbuf_set(err, errlen, "store: read schema version of '%s': %s",
 			dbpath, sqlite3_errmsg(s->db));
 		return sq_errno(s->db, rc);
 	}
 	if (ver > STORE_SCHEMA_VERSION) {
-		set_err(err, errlen, "store: '%s' has schema version %lld but "
+		errbuf_set(err, errlen, "store: '%s' has schema version %lld but "
 			"this build knows up to %d; use a newer semcachefs",
 			dbpath, (long long)ver, STORE_SCHEMA_VERSION);
 		return -EPROTONOSUPPORT;
@@ -728,13 +622,13 @@ static int db_schema(struct store_local *s, const char *dbpath, char *err,
 		sqlite3_bind_int64(st, 1, 0755);
 		sqlite3_bind_int64(st, 2, (int64_t)getuid());
 		sqlite3_bind_int64(st, 3, (int64_t)getgid());
-		sqlite3_bind_int64(st, 4, now_ms());
+		sqlite3_bind_int64(st, 4, clock_wall_ms());
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_DONE)
 			rc = SQLITE_OK;
 	}
 	if (rc != SQLITE_OK) {
-		set_err(err, errlen, "store: create root category in '%s': %s",
+		errbuf_set(err, errlen, "store: create root category in '%s': %s",
 			dbpath, sqlite3_errmsg(s->db));
 		ret = sq_errno(s->db, rc);
 		sqlite3_finalize(st);
@@ -789,7 +683,7 @@ static int recover(struct store_local *s, struct store_report *rep, char *err,
 
 			if (!nids) {
 				ret = -ENOMEM;
-				set_err(err, errlen, "store: recovery: out of "
+				errbuf_set(err, errlen, "store: recovery: out of "
 					"memory listing entries");
 				goto out;
 			}
@@ -801,7 +695,7 @@ static int recover(struct store_local *s, struct store_report *rep, char *err,
 	}
 	if (rc != SQLITE_DONE) {
 		ret = sq_errno(s->db, rc);
-		set_err(err, errlen, "store: recovery: list entries: %s",
+		errbuf_set(err, errlen, "store: recovery: list entries: %s",
 			sqlite3_errmsg(s->db));
 		goto out;
 	}
@@ -810,7 +704,7 @@ static int recover(struct store_local *s, struct store_report *rep, char *err,
 	seen = calloc(n ? n : 1, 1);
 	if (!seen) {
 		ret = -ENOMEM;
-		set_err(err, errlen, "store: recovery: out of memory");
+		errbuf_set(err, errlen, "store: recovery: out of memory");
 		goto out;
 	}
 
@@ -827,7 +721,7 @@ static int recover(struct store_local *s, struct store_report *rep, char *err,
 			ret = -errno;
 			if (fd >= 0)
 				close(fd);
-			set_err(err, errlen, "store: recovery: open directory "
+			errbuf_set(err, errlen, "store: recovery: open directory "
 				"'%s/%s': %s", s->dir, dname, strerror(-ret));
 			goto out;
 		}
@@ -848,7 +742,7 @@ static int recover(struct store_local *s, struct store_report *rep, char *err,
 					seen[hit - ids] = 1;
 				orphan = !hit;
 			} else {
-				store_log("recovery: leaving unknown file "
+				semlog(SEMLOG_ERR, "store: recovery: leaving unknown file "
 					  "'%s/%s/%s' alone", s->dir, dname,
 					  name);
 				continue;
@@ -856,7 +750,7 @@ static int recover(struct store_local *s, struct store_report *rep, char *err,
 			if (!orphan)
 				continue;
 			if (unlinkat(fd, name, 0) < 0) {
-				store_log("recovery: remove orphan blob "
+				semlog(SEMLOG_ERR, "store: recovery: remove orphan blob "
 					  "'%s/%s': %s", dname, name,
 					  strerror(errno));
 				continue;
@@ -872,7 +766,7 @@ static int recover(struct store_local *s, struct store_report *rep, char *err,
 	for (size_t i = 0; i < n; i++) {
 		if (seen[i])
 			continue;
-		store_log("recovery: entry %lld has no blob 'blobs/%02x/%lld';"
+		semlog(SEMLOG_ERR, "store: recovery: entry %lld has no blob 'blobs/%02x/%lld';"
 			  " dropping the entry", (long long)ids[i],
 			  (unsigned)(i64_to_u64(ids[i]) & 0xff),
 			  (long long)ids[i]);
@@ -887,7 +781,7 @@ static int recover(struct store_local *s, struct store_report *rep, char *err,
 	ret = tx_commit(s);
 out_msg:
 	if (ret)
-		set_err(err, errlen, "store: recovery: drop entries without "
+		errbuf_set(err, errlen, "store: recovery: drop entries without "
 			"blob in '%s/%s': %s", s->dir, STORE_DB_NAME,
 			strerror(-ret));
 out:
@@ -910,13 +804,13 @@ static int quick_check(struct store_local *s, const char *dbpath, char *err,
 		rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		ret = sq_errno(s->db, rc);
-		set_err(err, errlen, "store: check '%s': %s", dbpath,
+		errbuf_set(err, errlen, "store: check '%s': %s", dbpath,
 			sqlite3_errmsg(s->db));
 	} else {
 		res = (const char *)sqlite3_column_text(st, 0);
 		if (!res || strcmp(res, "ok")) {
 			ret = -EUCLEAN;
-			set_err(err, errlen, "store: database '%s' is corrupt "
+			errbuf_set(err, errlen, "store: database '%s' is corrupt "
 				"(%s)", dbpath, res ? res : "?");
 		}
 	}
@@ -929,7 +823,7 @@ static void store_free(struct store_local *s)
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->st[i]);
 	if (s->db && sqlite3_close(s->db) != SQLITE_OK)
-		store_log("close database '%s/%s': %s", s->dir, STORE_DB_NAME,
+		semlog(SEMLOG_ERR, "store: close database '%s/%s': %s", s->dir, STORE_DB_NAME,
 			  sqlite3_errmsg(s->db));
 	if (s->dirfd >= 0)
 		close(s->dirfd);
@@ -967,7 +861,7 @@ static int db_setup(struct store_local *s, const char *dbpath, char *err,
 		    O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		ret = -errno;
-		set_err(err, errlen, "store: create database '%s': %s",
+		errbuf_set(err, errlen, "store: create database '%s': %s",
 			dbpath, strerror(-ret));
 		return ret;
 	}
@@ -977,7 +871,7 @@ static int db_setup(struct store_local *s, const char *dbpath, char *err,
 			     SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		ret = sq_errno(s->db, rc);
-		set_err(err, errlen, "store: open database '%s': %s", dbpath,
+		errbuf_set(err, errlen, "store: open database '%s': %s", dbpath,
 			s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 		return ret;
 	}
@@ -1000,7 +894,7 @@ static int db_setup(struct store_local *s, const char *dbpath, char *err,
 					NULL);
 		if (rc != SQLITE_OK) {
 			ret = sq_errno(s->db, rc);
-			set_err(err, errlen, "store: prepare '%s' on '%s': %s",
+			errbuf_set(err, errlen, "store: prepare '%s' on '%s': %s",
 				stmt_sql[i], dbpath, sqlite3_errmsg(s->db));
 			return ret;
 		}
@@ -1013,7 +907,7 @@ static int db_setup(struct store_local *s, const char *dbpath, char *err,
 			    " WHERE name = 'entries'", &seq);
 	if (rc != SQLITE_OK) {
 		ret = sq_errno(s->db, rc);
-		set_err(err, errlen, "store: read highest entry id in '%s': %s",
+		errbuf_set(err, errlen, "store: read highest entry id in '%s': %s",
 			dbpath, sqlite3_errmsg(s->db));
 		return ret;
 	}
@@ -1114,7 +1008,7 @@ static int copy_at(struct store_local *s, const char *from, const char *to)
 		return ret;
 	}
 	while ((n = read_full(in, buf, sizeof(buf))) > 0) {
-		ret = write_all(outfd, buf, (size_t)n);
+		ret = fileio_write_all(outfd, buf, (size_t)n);
 		if (ret)
 			break;
 	}
@@ -1137,14 +1031,14 @@ static int64_t salvage_table(sqlite3 *src, sqlite3 *dst, const char *table,
 	int errors = 0, rc;
 
 	if (sqlite3_prepare_v2(dst, ins, -1, &wr, NULL) != SQLITE_OK) {
-		store_log("repair: prepare insert into '%s': %s", table,
+		semlog(SEMLOG_ERR, "store: repair: prepare insert into '%s': %s", table,
 			  sqlite3_errmsg(dst));
 		return 0;
 	}
 	for (;;) {
 		rc = sqlite3_prepare_v2(src, sel, -1, &rd, NULL);
 		if (rc != SQLITE_OK) {
-			store_log("repair: table '%s' is unreadable (%s); its "
+			semlog(SEMLOG_ERR, "store: repair: table '%s' is unreadable (%s); its "
 				  "rows are lost", table, sqlite3_errmsg(src));
 			break;
 		}
@@ -1160,7 +1054,7 @@ static int64_t salvage_table(sqlite3 *src, sqlite3 *dst, const char *table,
 			if (sqlite3_step(wr) == SQLITE_DONE)
 				copied += sqlite3_changes(dst) > 0;
 			else
-				store_log("repair: row %lld of '%s' is not "
+				semlog(SEMLOG_ERR, "store: repair: row %lld of '%s' is not "
 					  "valid (%s); dropped", (long long)last,
 					  table, sqlite3_errmsg(dst));
 			sqlite3_reset(wr);
@@ -1170,7 +1064,7 @@ static int64_t salvage_table(sqlite3 *src, sqlite3 *dst, const char *table,
 		rd = NULL;
 		if (rc == SQLITE_DONE)
 			break;
-		store_log("repair: reading '%s' after key %lld: %s; skipping "
+		semlog(SEMLOG_ERR, "store: repair: reading '%s' after key %lld: %s; skipping "
 			  "ahead", table, (long long)last, sqlite3_errmsg(src));
 		if (++errors > 62 || last == INT64_MIN)
 			break;
@@ -1193,7 +1087,7 @@ static void blob_to_lost(struct store_local *s, int64_t id)
 		return;
 	snprintf(to, sizeof(to), STORE_LOST_NAME "/%lld", (long long)id);
 	if (renameat(s->dirfd, n.fin, s->dirfd, to) < 0)
-		store_log("repair: move '%s' to '%s': %s; it stays and will be "
+		semlog(SEMLOG_ERR, "store: repair: move '%s' to '%s': %s; it stays and will be "
 			  "removed as an orphan", n.fin, to, strerror(errno));
 }
 
@@ -1210,7 +1104,7 @@ static void salvage_entries(struct store_local *s, sqlite3 *src, sqlite3 *dst,
 			   " embedder, vec, query, context FROM entries"
 			   " WHERE id = ?1", -1, &rd, NULL);
 	if (!rd)
-		store_log("repair: table 'entries' is unreadable (%s)",
+		semlog(SEMLOG_ERR, "store: repair: table 'entries' is unreadable (%s)",
 			  sqlite3_errmsg(src));
 	sqlite3_prepare_v2(dst, "INSERT INTO entries(id, cat_id, created_ms,"
 			   " last_hit_ms, hits, bytes, key_hi, key_lo,"
@@ -1244,11 +1138,11 @@ static void salvage_entries(struct store_local *s, sqlite3 *src, sqlite3 *dst,
 							  SQLITE_TRANSIENT);
 					sqlite3_bind_int64(mk, 3, getuid());
 					sqlite3_bind_int64(mk, 4, getgid());
-					sqlite3_bind_int64(mk, 5, now_ms());
+					sqlite3_bind_int64(mk, 5, clock_wall_ms());
 					if (sqlite3_step(mk) == SQLITE_DONE &&
 					    sqlite3_changes(dst) > 0) {
 						rep->db_cats_recreated++;
-						store_log("repair: category %lld "
+						semlog(SEMLOG_ERR, "store: repair: category %lld "
 							  "was lost; its entries "
 							  "are kept in '%s'",
 							  (long long)cid, path);
@@ -1263,7 +1157,7 @@ static void salvage_entries(struct store_local *s, sqlite3 *src, sqlite3 *dst,
 				sqlite3_reset(wr);
 				sqlite3_clear_bindings(wr);
 			} else if (rc != SQLITE_DONE) {
-				store_log("repair: entry %lld: %s",
+				semlog(SEMLOG_ERR, "store: repair: entry %lld: %s",
 					  (long long)ids[i],
 					  sqlite3_errmsg(src));
 			}
@@ -1276,11 +1170,11 @@ static void salvage_entries(struct store_local *s, sqlite3 *src, sqlite3 *dst,
 		if (!lost_dir) {
 			if (mkdirat(s->dirfd, STORE_LOST_NAME, 0700) < 0 &&
 			    errno != EEXIST)
-				store_log("repair: create '%s/%s': %s", s->dir,
+				semlog(SEMLOG_ERR, "store: repair: create '%s/%s': %s", s->dir,
 					  STORE_LOST_NAME, strerror(errno));
 			lost_dir = true;
 		}
-		store_log("repair: the row of entry %lld is lost; its response "
+		semlog(SEMLOG_ERR, "store: repair: the row of entry %lld is lost; its response "
 			  "moved to '%s/%s/%lld' (the query is gone, so it "
 			  "cannot be served)", (long long)ids[i], s->dir,
 			  STORE_LOST_NAME, (long long)ids[i]);
@@ -1325,7 +1219,7 @@ static int db_repair(struct store_local *s, struct store_report *rep, char *err,
 		if (renameat(s->dirfd, from, s->dirfd, to) < 0 &&
 		    errno != ENOENT) {
 			ret = -errno;
-			set_err(err, errlen, "store: repair: move '%s/%s' "
+			errbuf_set(err, errlen, "store: repair: move '%s/%s' "
 				"aside to '%s': %s", s->dir, from, to,
 				strerror(-ret));
 			return ret;
@@ -1333,12 +1227,12 @@ static int db_repair(struct store_local *s, struct store_report *rep, char *err,
 	}
 	if (fsync(s->dirfd) < 0) {
 		ret = -errno;
-		set_err(err, errlen, "store: repair: fsync directory '%s': %s",
+		errbuf_set(err, errlen, "store: repair: fsync directory '%s': %s",
 			s->dir, strerror(-ret));
 		return ret;
 	}
 	rep->db_repaired = true;
-	store_log("repair: moved the damaged database aside to '%s/%s' (kept, "
+	semlog(SEMLOG_ERR, "store: repair: moved the damaged database aside to '%s/%s' (kept, "
 		  "not deleted)", s->dir, rep->db_aside);
 
 	/* 2. a working copy to read from (reading may write its WAL) */
@@ -1347,7 +1241,7 @@ static int db_repair(struct store_local *s, struct store_report *rep, char *err,
 		snprintf(to, sizeof(to), "%s%s", STORE_SALVAGE_NAME, sfx[i]);
 		ret = copy_at(s, from, to);
 		if (ret < 0) {
-			set_err(err, errlen, "store: repair: copy '%s/%s' to "
+			errbuf_set(err, errlen, "store: repair: copy '%s/%s' to "
 				"'%s': %s", s->dir, from, to, strerror(-ret));
 			goto out;
 		}
@@ -1355,7 +1249,7 @@ static int db_repair(struct store_local *s, struct store_report *rep, char *err,
 	snprintf(path, sizeof(path), "%s/%s", s->dir, STORE_SALVAGE_NAME);
 	if (sqlite3_open_v2(path, &src, SQLITE_OPEN_READWRITE, NULL) !=
 	    SQLITE_OK)
-		store_log("repair: open the copy of the damaged database: %s",
+		semlog(SEMLOG_ERR, "store: repair: open the copy of the damaged database: %s",
 			  src ? sqlite3_errmsg(src) : "out of memory");
 	/* lets the schema load when a table's root page is past the end of
 	 * a truncated file; the copy is only read */
@@ -1367,7 +1261,7 @@ static int db_repair(struct store_local *s, struct store_report *rep, char *err,
 		    O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		ret = -errno;
-		set_err(err, errlen, "store: repair: create '%s/%s': %s",
+		errbuf_set(err, errlen, "store: repair: create '%s/%s': %s",
 			s->dir, STORE_DB_NAME, strerror(-ret));
 		goto out;
 	}
@@ -1376,7 +1270,7 @@ static int db_repair(struct store_local *s, struct store_report *rep, char *err,
 	if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE, NULL) !=
 	    SQLITE_OK) {
 		ret = sq_errno(dst, SQLITE_CANTOPEN);
-		set_err(err, errlen, "store: repair: open new '%s': %s", path,
+		errbuf_set(err, errlen, "store: repair: open new '%s': %s", path,
 			dst ? sqlite3_errmsg(dst) : "out of memory");
 		goto out;
 	}
@@ -1406,7 +1300,7 @@ static int db_repair(struct store_local *s, struct store_report *rep, char *err,
 			"INSERT OR IGNORE INTO policies(cat_id, yaml,"
 			" updated_ms) SELECT ?1, ?2, ?3 WHERE EXISTS"
 			" (SELECT 1 FROM categories WHERE id = ?1)");
-		store_log("repair: salvaged %lld categories and %lld policies",
+		semlog(SEMLOG_ERR, "store: repair: salvaged %lld categories and %lld policies",
 			  (long long)c, (long long)p);
 		if (db_int(src, "SELECT seq FROM sqlite_sequence WHERE name ="
 			   " 'entries'", &seq) != SQLITE_OK)
@@ -1414,7 +1308,7 @@ static int db_repair(struct store_local *s, struct store_report *rep, char *err,
 	}
 	ret = list_blob_ids(s, &ids, &n);
 	if (ret) {
-		set_err(err, errlen, "store: repair: list blobs in '%s': %s",
+		errbuf_set(err, errlen, "store: repair: list blobs in '%s': %s",
 			s->dir, strerror(-ret));
 		goto out;
 	}
@@ -1438,7 +1332,7 @@ static int db_repair(struct store_local *s, struct store_report *rep, char *err,
 		if (ret)
 			goto out;
 	}
-	store_log("repair: new database '%s': %lld entries salvaged, %lld lost "
+	semlog(SEMLOG_ERR, "store: repair: new database '%s': %lld entries salvaged, %lld lost "
 		  "(responses kept in '%s/%s'), %lld categories recreated",
 		  path, (long long)rep->db_salvaged, (long long)rep->db_lost,
 		  s->dir, STORE_LOST_NAME, (long long)rep->db_cats_recreated);
@@ -1476,20 +1370,20 @@ static int local_open(const char *dir, const struct store_options *opts,
 	if (err && errlen)
 		err[0] = '\0';
 	if (!dir || !*dir || !out) {
-		set_err(err, errlen, "store: open: no directory given");
+		errbuf_set(err, errlen, "store: open: no directory given");
 		return -EINVAL;
 	}
 	*out = NULL;
 	rc = snprintf(dbpath, sizeof(dbpath), "%s/%s", dir, STORE_DB_NAME);
 	if (rc < 0 || (size_t)rc >= sizeof(dbpath)) {
-		set_err(err, errlen, "store: directory name '%s' is too long",
+		errbuf_set(err, errlen, "store: directory name '%s' is too long",
 			dir);
 		return -ENAMETOOLONG;
 	}
 	s = calloc(1, sizeof(*s));
 	if (!s || !(s->dir = strdup(dir))) {
 		free(s);
-		set_err(err, errlen, "store: open '%s': out of memory", dir);
+		errbuf_set(err, errlen, "store: open '%s': out of memory", dir);
 		return -ENOMEM;
 	}
 	s->dirfd = -1;
@@ -1501,20 +1395,20 @@ static int local_open(const char *dir, const struct store_options *opts,
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		ret = -errno;
-		set_err(err, errlen, "store: create directory '%s': %s", dir,
+		errbuf_set(err, errlen, "store: create directory '%s': %s", dir,
 			strerror(-ret));
 		goto fail;
 	}
 	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->dirfd < 0) {
 		ret = -errno;
-		set_err(err, errlen, "store: open directory '%s': %s", dir,
+		errbuf_set(err, errlen, "store: open directory '%s': %s", dir,
 			strerror(-ret));
 		goto fail;
 	}
 	if (flock(s->dirfd, LOCK_EX | LOCK_NB) < 0) {
 		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		set_err(err, errlen, "store: lock directory '%s': %s; is "
+		errbuf_set(err, errlen, "store: lock directory '%s': %s; is "
 			"another semcachefs using it?", dir, strerror(errno));
 		goto fail;
 	}
@@ -1527,13 +1421,13 @@ static int local_open(const char *dir, const struct store_options *opts,
 	if (marker) {
 		if (unlinkat(s->dirfd, STORE_CLEAN_NAME, 0) < 0) {
 			ret = -errno;
-			set_err(err, errlen, "store: remove marker '%s/%s': %s",
+			errbuf_set(err, errlen, "store: remove marker '%s/%s': %s",
 				dir, STORE_CLEAN_NAME, strerror(-ret));
 			goto fail;
 		}
 		if (fsync(s->dirfd) < 0) {
 			ret = -errno;
-			set_err(err, errlen, "store: fsync directory '%s': %s",
+			errbuf_set(err, errlen, "store: fsync directory '%s': %s",
 				dir, strerror(-ret));
 			goto fail;
 		}
@@ -1543,18 +1437,18 @@ static int local_open(const char *dir, const struct store_options *opts,
 		goto fail;
 	reserve_take(s);
 	if (!s->have_reserve)
-		store_log("cannot set aside %d KiB in '%s/%s'; deletes may fail"
+		semlog(SEMLOG_ERR, "store: cannot set aside %d KiB in '%s/%s'; deletes may fail"
 			  " while the disk is full", STORE_RESERVE_BYTES / 1024,
 			  dir, STORE_RESERVE_NAME);
 	ret = db_damaged_empty(s) ? -EUCLEAN : db_setup(s, dbpath, err, errlen);
 	if (ret == -ENOSPC && make_room(s)) {
-		store_log("opening '%s' on a full disk: gave up the reserve and "
+		semlog(SEMLOG_ERR, "store: opening '%s' on a full disk: gave up the reserve and "
 			  "trying again", dbpath);
 		db_teardown(s);
 		ret = db_setup(s, dbpath, err, errlen);
 	}
 	if (ret == -EUCLEAN) {
-		store_log("database '%s' is damaged (%s); repairing it", dbpath,
+		semlog(SEMLOG_ERR, "store: database '%s' is damaged (%s); repairing it", dbpath,
 			  err && *err ? err : "empty database next to blobs");
 		db_teardown(s);
 		ret = db_repair(s, &rep, err, errlen);
@@ -1574,7 +1468,7 @@ static int local_open(const char *dir, const struct store_options *opts,
 	rc = db_int(s->db, "SELECT count(*) FROM entries", &rep.entries);
 	if (rc != SQLITE_OK) {
 		ret = sq_errno(s->db, rc);
-		set_err(err, errlen, "store: count entries in '%s': %s",
+		errbuf_set(err, errlen, "store: count entries in '%s': %s",
 			dbpath, sqlite3_errmsg(s->db));
 		goto fail_db;
 	}
@@ -1585,7 +1479,7 @@ static int local_open(const char *dir, const struct store_options *opts,
 
 fail_db:
 	if (ret == -EUCLEAN && !strstr(err ? err : "", "corrupt"))
-		set_err(err, errlen, "store: database '%s' is corrupt or not a "
+		errbuf_set(err, errlen, "store: database '%s' is corrupt or not a "
 			"database and could not be repaired; see the log",
 			dbpath);
 fail:
@@ -1607,7 +1501,7 @@ static void local_close(struct store_local *s)
 	/* The last connection's close checkpoints the WAL into the db. */
 	ok = sqlite3_close(s->db) == SQLITE_OK;
 	if (!ok)
-		store_log("close database '%s/%s': %s; the next open will "
+		semlog(SEMLOG_ERR, "store: close database '%s/%s': %s; the next open will "
 			  "check the store", s->dir, STORE_DB_NAME,
 			  sqlite3_errmsg(s->db));
 	else
@@ -1615,7 +1509,7 @@ static void local_close(struct store_local *s)
 	/* Without sync_full nothing was fsync'd; the marker promises that
 	 * everything before it is on disk. */
 	if (ok && !s->sync_full && syncfs(s->dirfd) < 0) {
-		store_log("syncfs '%s': %s; the next open will check the store",
+		semlog(SEMLOG_ERR, "store: syncfs '%s': %s; the next open will check the store",
 			  s->dir, strerror(errno));
 		ok = false;
 	}
@@ -1624,11 +1518,11 @@ static void local_close(struct store_local *s)
 		fd = openat(dirfd, STORE_CLEAN_NAME, O_WRONLY | O_CREAT |
 			    O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (fd < 0)
-			store_log("create marker '%s/%s': %s; the next open "
+			semlog(SEMLOG_ERR, "store: create marker '%s/%s': %s; the next open "
 				  "will check the store", s->dir,
 				  STORE_CLEAN_NAME, strerror(errno));
 		else if (fsync(fd) < 0 || close(fd) < 0 || fsync(dirfd) < 0)
-			store_log("fsync marker '%s/%s': %s", s->dir,
+			semlog(SEMLOG_ERR, "store: fsync marker '%s/%s': %s", s->dir,
 				  STORE_CLEAN_NAME, strerror(errno));
 	}
 	store_free(s);
@@ -1713,7 +1607,7 @@ static int local_category_create(struct store_local *s, const char *path, mode_t
 	sqlite3_bind_int64(st, 2, (int64_t)(mode & 07777));
 	sqlite3_bind_int64(st, 3, (int64_t)uid);
 	sqlite3_bind_int64(st, 4, (int64_t)gid);
-	sqlite3_bind_int64(st, 5, now_ms());
+	sqlite3_bind_int64(st, 5, clock_wall_ms());
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_DONE) {
 		if (id_out)
@@ -1922,7 +1816,7 @@ static int local_policy_put(struct store_local *s, int64_t cat_id, const char *y
 	/* a non-NULL pointer even for len 0: NULL would bind SQL NULL */
 	sqlite3_bind_blob(s->st[ST_POL_PUT], 2, len ? yaml : "", (int)len,
 			  SQLITE_STATIC);
-	sqlite3_bind_int64(s->st[ST_POL_PUT], 3, now_ms());
+	sqlite3_bind_int64(s->st[ST_POL_PUT], 3, clock_wall_ms());
 	ret = stmt_exec(s, ST_POL_PUT, "write policy");
 out:
 	unlock(s);
@@ -2085,7 +1979,7 @@ static int local_entry_scan(struct store_local *s, int64_t cat_id, int64_t min_i
 		e.id = sqlite3_column_int64(st, 0);
 		if (dim < 0 || dim > INT_MAX / (int64_t)sizeof(float) ||
 		    vbytes != dim * (int64_t)sizeof(float)) {
-			store_log("entry %lld: vector has %d bytes but dim "
+			semlog(SEMLOG_ERR, "store: entry %lld: vector has %d bytes but dim "
 				  "%lld needs %lld; skipping the entry",
 				  (long long)e.id, vbytes, (long long)dim,
 				  (long long)dim * (long long)sizeof(float));
@@ -2146,27 +2040,27 @@ static int local_response_read(struct store_local *s, int64_t id, void **buf,
 	if (fd < 0) {
 		ret = -errno;
 		if (ret != -ENOENT)
-			store_log("open blob '%s': %s", n.fin, strerror(-ret));
+			semlog(SEMLOG_ERR, "store: open blob '%s': %s", n.fin, strerror(-ret));
 		return ret;
 	}
 	if (fstat(fd, &sb) < 0) {
 		ret = -errno;
-		store_log("stat blob '%s': %s", n.fin, strerror(-ret));
+		semlog(SEMLOG_ERR, "store: stat blob '%s': %s", n.fin, strerror(-ret));
 		goto out;
 	}
 	got = read_full(fd, hdr, sizeof(hdr));
 	if (got < 0) {
 		ret = (int)got;
-		store_log("read blob '%s': %s", n.fin, strerror(-ret));
+		semlog(SEMLOG_ERR, "store: read blob '%s': %s", n.fin, strerror(-ret));
 		goto out;
 	}
-	plen = get_le64(hdr + 8);
+	plen = bytes_get_le64(hdr + 8);
 	if ((size_t)got < sizeof(hdr) || memcmp(hdr, BLOB_MAGIC, 4) ||
-	    get_le32(hdr + 4) != BLOB_VERSION ||
+	    bytes_get_le32(hdr + 4) != BLOB_VERSION ||
 	    plen != (uint64_t)sb.st_size - BLOB_HDR_LEN ||
 	    plen > SIZE_MAX - 1) {
 		ret = -EBADMSG;
-		store_log("blob '%s' is damaged (bad header or length); "
+		semlog(SEMLOG_ERR, "store: blob '%s' is damaged (bad header or length); "
 			  "delete entry %lld", n.fin, (long long)id);
 		goto out;
 	}
@@ -2178,13 +2072,13 @@ static int local_response_read(struct store_local *s, int64_t id, void **buf,
 	got = read_full(fd, data, (size_t)plen);
 	if (got < 0) {
 		ret = (int)got;
-		store_log("read blob '%s': %s", n.fin, strerror(-ret));
+		semlog(SEMLOG_ERR, "store: read blob '%s': %s", n.fin, strerror(-ret));
 		goto out;
 	}
 	if ((uint64_t)got != plen ||
-	    crc_of(data, (size_t)plen) != get_le32(hdr + 16)) {
+	    bytes_crc32(data, (size_t)plen) != bytes_get_le32(hdr + 16)) {
 		ret = -EBADMSG;
-		store_log("blob '%s' is damaged (checksum mismatch); delete "
+		semlog(SEMLOG_ERR, "store: blob '%s' is damaged (checksum mismatch); delete "
 			  "entry %lld", n.fin, (long long)id);
 		goto out;
 	}

@@ -13,6 +13,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* SplitMix64's finaliser: a bijective 64-bit mix (hash64, in-memory maps). */
+static inline uint64_t hash_mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+/* MurmurHash3's fmix64. Part of the built-in embedder's definition
+ * (builtin-v1 feature hashing): changing it changes every stored vector. */
+static inline uint64_t hash_fmix64(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	return h;
+}
+
 uint64_t hash64(const void *data, size_t len, uint64_t seed);
 
 struct u64map {

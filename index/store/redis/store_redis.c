@@ -101,7 +101,10 @@
  */
 #include "store_i.h"
 
-#include "log.h"
+#include "semlog.h"
+#include "bytes.h"
+#include "clock.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -134,50 +137,6 @@
 #define META_LEN 48
 
 /* ---- small helpers ---- */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static void put_le64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const unsigned char *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 static int64_t entry_id(int64_t cat, int64_t seq)
 {
@@ -368,20 +327,20 @@ static int node_connect(struct rconn *rc, struct rnode *n)
 
 	if (n->c)
 		return 0;
-	if (n->down_until && mono_ms() < n->down_until)
+	if (n->down_until && clock_mono_ms() < n->down_until)
 		return n->down_err;
 	n->c = ctx_open(n->host, n->port, rc->cmd_ms, rc->db, &ret, why,
 			sizeof(why));
 	if (!n->c) {
 		if (!n->down_until)
-			semlog(LOG_ERR, "store: redis %s:%d: %s; is redis-server "
+			semlog(SEMLOG_ERR, "store: redis %s:%d: %s; is redis-server "
 			       "running and reachable?", n->host, n->port, why);
-		n->down_until = mono_ms() + DOWN_MS;
+		n->down_until = clock_mono_ms() + DOWN_MS;
 		n->down_err = ret;
 		return ret;
 	}
 	if (n->down_until)
-		semlog(LOG_INFO, "store: redis %s:%d: connected again",
+		semlog(SEMLOG_INFO, "store: redis %s:%d: connected again",
 		       n->host, n->port);
 	n->down_until = 0;
 	return 0;
@@ -425,7 +384,7 @@ static int node_cmd(struct rconn *rc, struct rnode *n, bool asking, int argc,
 			return 0;
 		}
 		ret = ctx_errno(n->c, saved);
-		semlog(LOG_WARN, "store: redis %s:%d: %s", n->host, n->port,
+		semlog(SEMLOG_WARN, "store: redis %s:%d: %s", n->host, n->port,
 		       n->c->errstr);
 		node_drop(n);
 		if (fresh || ret == -ETIMEDOUT)
@@ -484,7 +443,7 @@ static int rconn_init(struct rconn *rc, const char *host, int port, int db,
 	rc->nodes[0].c = ctx_open(host, port, cmd_ms, db, &ret, why,
 				  sizeof(why));
 	if (!rc->nodes[0].c) {
-		set_err(err, errlen, "store: redis %s:%d: %s; is redis-server "
+		errbuf_set(err, errlen, "store: redis %s:%d: %s; is redis-server "
 			"running and reachable?", host, port, why);
 		return ret;
 	}
@@ -492,13 +451,13 @@ static int rconn_init(struct rconn *rc, const char *host, int port, int db,
 	if (ret == -ENOTSUP)
 		return 0;
 	if (ret) {
-		set_err(err, errlen, "store: redis %s:%d: cluster slots: %s",
+		errbuf_set(err, errlen, "store: redis %s:%d: cluster slots: %s",
 			host, port, strerror(-ret));
 		return ret;
 	}
 	rc->cluster = true;
 	if (db) {
-		set_err(err, errlen, "store: redis %s:%d is a cluster, which has "
+		errbuf_set(err, errlen, "store: redis %s:%d is a cluster, which has "
 			"only database 0; use redis://%s:%d/0", host, port,
 			host, port);
 		return -EINVAL;
@@ -636,7 +595,7 @@ static void cat_tag(char *buf, size_t len, int64_t cat, const char *suffix)
 static int reply_errno(struct store_redis *s, const redisReply *r,
 		       const char *what)
 {
-	semlog(LOG_ERR, "store: redis %s:%d: %s: %s", s->host, s->port, what,
+	semlog(SEMLOG_ERR, "store: redis %s:%d: %s: %s", s->host, s->port, what,
 	       r->str);
 	if (!strncmp(r->str, "OOM", 3))
 		return -ENOSPC;
@@ -968,7 +927,7 @@ static int cat_rows(struct store_redis *s, struct cat_row **rows, size_t *n)
 		}
 		if (cat_parse(strtoll(r->element[i]->str, NULL, 10), row->buf,
 			      &row->c)) {
-			semlog(LOG_WARN, "store: redis: skipping damaged "
+			semlog(SEMLOG_WARN, "store: redis: skipping damaged "
 			       "category %s", r->element[i]->str);
 			free(row->buf);
 			continue;
@@ -1032,7 +991,7 @@ static int redis_category_create(struct store *st, const char *path,
 	if (id <= 0)
 		return -EIO;
 	if (id > CAT_MAX) {
-		semlog(LOG_ERR, "store: redis %s:%d: category ids exhausted",
+		semlog(SEMLOG_ERR, "store: redis %s:%d: category ids exhausted",
 		       s->host, s->port);
 		return -ENOSPC;
 	}
@@ -1048,7 +1007,7 @@ static int redis_category_create(struct store *st, const char *path,
 	/* 2. the global slot: the category becomes visible */
 	snprintf(packed, sizeof(packed), "%lu %lu %lu %lld ",
 		 (unsigned long)(mode & 07777), (unsigned long)uid,
-		 (unsigned long)gid, (long long)now_ms());
+		 (unsigned long)gid, (long long)clock_wall_ms());
 	if (asprintf(&full, "%s%s", packed, path) < 0)
 		return -ENOMEM;
 	arg_eval(&a, LUA_CAT_REGISTER, 4);
@@ -1156,13 +1115,13 @@ static int redis_category_delete(struct store *st, int64_t cat_id)
 		return -ENOENT;
 	}
 	if (cat_parse(cat_id, r->str, &c))
-		semlog(LOG_WARN, "store: redis: category %lld was damaged",
+		semlog(SEMLOG_WARN, "store: redis: category %lld was damaged",
 		       (long long)cat_id);
 	freeReplyObject(r);
 	/* gone for everyone now; a failure here leaves unreachable keys */
 	ret = cat_drop_keys(s, cat_id);
 	if (ret)
-		semlog(LOG_WARN, "store: redis %s:%d: category %lld deleted but "
+		semlog(SEMLOG_WARN, "store: redis %s:%d: category %lld deleted but "
 		       "its keys {c%lld}:* were not all removed: %s", s->host,
 		       s->port, (long long)cat_id, (long long)cat_id,
 		       strerror(-ret));
@@ -1271,12 +1230,12 @@ static int redis_policy_put(struct store *st, int64_t cat_id, const char *yaml,
 static void meta_pack(unsigned char *m, const struct store_entry *e,
 		      uint32_t crc, int dim)
 {
-	put_le64(m, (uint64_t)e->created_ms);
-	put_le64(m + 8, (uint64_t)e->bytes);
-	put_le64(m + 16, e->key[0]);
-	put_le64(m + 24, e->key[1]);
-	put_le64(m + 32, e->ctx_hash);
-	put_le64(m + 40, (uint64_t)crc | ((uint64_t)(uint32_t)dim << 32));
+	bytes_put_le64(m, (uint64_t)e->created_ms);
+	bytes_put_le64(m + 8, (uint64_t)e->bytes);
+	bytes_put_le64(m + 16, e->key[0]);
+	bytes_put_le64(m + 24, e->key[1]);
+	bytes_put_le64(m + 32, e->ctx_hash);
+	bytes_put_le64(m + 40, (uint64_t)crc | ((uint64_t)(uint32_t)dim << 32));
 }
 
 static int meta_unpack(const redisReply *m, struct store_entry *e,
@@ -1286,28 +1245,14 @@ static int meta_unpack(const redisReply *m, struct store_entry *e,
 
 	if (m->type != REDIS_REPLY_STRING || m->len != META_LEN)
 		return -EBADMSG;
-	e->created_ms = (int64_t)get_le64(p);
-	e->bytes = (int64_t)get_le64(p + 8);
-	e->key[0] = get_le64(p + 16);
-	e->key[1] = get_le64(p + 24);
-	e->ctx_hash = get_le64(p + 32);
+	e->created_ms = (int64_t)bytes_get_le64(p);
+	e->bytes = (int64_t)bytes_get_le64(p + 8);
+	e->key[0] = bytes_get_le64(p + 16);
+	e->key[1] = bytes_get_le64(p + 24);
+	e->ctx_hash = bytes_get_le64(p + 32);
 	if (crc)
-		*crc = (uint32_t)get_le64(p + 40);
+		*crc = (uint32_t)bytes_get_le64(p + 40);
 	return 0;
-}
-
-static uint32_t crc_of(const void *data, size_t len)
-{
-	uLong crc = crc32(0L, Z_NULL, 0);
-	const unsigned char *p = data;
-
-	while (len) {
-		uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
-		crc = crc32(crc, p, n);
-		p += n;
-		len -= n;
-	}
-	return (uint32_t)crc;
 }
 
 static int redis_entry_put(struct store *st, struct store_entry *e,
@@ -1327,7 +1272,7 @@ static int redis_entry_put(struct store *st, struct store_entry *e,
 	    e->cat_id <= 0 || e->cat_id > CAT_MAX)
 		return -EINVAL;
 	e->bytes = (int64_t)p->response_len;
-	meta_pack(meta, e, crc_of(p->response, p->response_len), p->dim);
+	meta_pack(meta, e, bytes_crc32(p->response, p->response_len), p->dim);
 	cat_tag(tag, sizeof(tag), e->cat_id, "");
 	arg_eval(&a, LUA_PUT, 8);
 	for (int i = 0; i < 8; i++) {
@@ -1515,7 +1460,7 @@ static int get_group(int64_t cat, redisReply **f, scan_fn cb, void *arg)
 	e.id = entry_id(cat, strtoll(f[0]->str, NULL, 10));
 	e.cat_id = cat;
 	if (meta_unpack(f[1], &e, NULL)) {
-		semlog(LOG_WARN, "store: redis: entry %lld has damaged "
+		semlog(SEMLOG_WARN, "store: redis: entry %lld has damaged "
 		       "metadata; skipped", (long long)e.id);
 		return 0;
 	}
@@ -1651,8 +1596,8 @@ static int redis_response_read(struct store *st, int64_t id, void **buf,
 	if (meta_unpack(r->element[0], &e, &crc) ||
 	    r->element[1]->type != REDIS_REPLY_STRING ||
 	    (int64_t)r->element[1]->len != e.bytes ||
-	    crc_of(r->element[1]->str, r->element[1]->len) != crc) {
-		semlog(LOG_ERR, "store: redis %s:%d: response of entry %lld "
+	    bytes_crc32(r->element[1]->str, r->element[1]->len) != crc) {
+		semlog(SEMLOG_ERR, "store: redis %s:%d: response of entry %lld "
 		       "fails its checksum", s->host, s->port, (long long)id);
 		freeReplyObject(r);
 		return -EBADMSG;
@@ -2030,7 +1975,7 @@ static int sweep(struct watcher *wt, size_t i)
 		if (ret)
 			return ret;
 		if (r->type == REDIS_REPLY_ERROR) {
-			semlog(LOG_WARN, "store: redis watch %s: %s", key, r->str);
+			semlog(SEMLOG_WARN, "store: redis watch %s: %s", key, r->str);
 			freeReplyObject(r);
 			pre_free(wt);
 			return -EIO;
@@ -2057,7 +2002,7 @@ static int sweep(struct watcher *wt, size_t i)
 			/* handle() may grow wt->w: re-find x each time */
 			x = &wt->w->v[i];
 			if (n != x->n + 1) {
-				semlog(LOG_WARN, "store: redis watch %s: event "
+				semlog(SEMLOG_WARN, "store: redis watch %s: event "
 				       "%lld follows %lld: events were lost, "
 				       "resynchronising", key, (long long)n,
 				       (long long)x->n);
@@ -2204,11 +2149,11 @@ static void *watch_main(void *arg)
 				deliver(wt, &ev);
 			}
 		}
-		if (!ret && mono_ms() >= next_full) {
-			next_full = mono_ms() + 1000;
+		if (!ret && clock_mono_ms() >= next_full) {
+			next_full = clock_mono_ms() + 1000;
 			ret = sweep_all(wt, false);
 			if (!ret && !up) {
-				semlog(LOG_INFO, "store: redis %s:%d: change "
+				semlog(SEMLOG_INFO, "store: redis %s:%d: change "
 				       "stream reconnected and caught up",
 				       s->host, s->port);
 				up = true;
@@ -2223,7 +2168,7 @@ static void *watch_main(void *arg)
 			continue;
 		/* broken: back off, in slices so close is never delayed */
 		if (up)
-			semlog(LOG_WARN, "store: redis %s:%d: change stream "
+			semlog(SEMLOG_WARN, "store: redis %s:%d: change stream "
 			       "interrupted (%s); reconnecting", s->host,
 			       s->port, strerror(ret < 0 ? -ret : EIO));
 		up = false;
@@ -2233,8 +2178,8 @@ static void *watch_main(void *arg)
 		backoff = backoff ? backoff * 2 : 100;
 		if (backoff > 2000)
 			backoff = 2000;
-		for (int64_t until = mono_ms() + backoff;
-		     !stopping(wt) && mono_ms() < until;)
+		for (int64_t until = clock_mono_ms() + backoff;
+		     !stopping(wt) && clock_mono_ms() < until;)
 			usleep(50000);
 	}
 	sub_close(wt);
@@ -2328,40 +2273,14 @@ static int parse_where(const char *where, char *host, size_t hostlen,
 	return *p ? -EINVAL : 0;
 }
 
-static int mkdir_p(char *path, mode_t mode)
-{
-	for (char *p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(path, mode) && errno != EEXIST) {
-			*p = '/';
-			return -errno;
-		}
-		*p = '/';
-	}
-	if (mkdir(path, mode) && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 /* $XDG_DATA_HOME/semcachefs/redis-HOST-PORT-DB (or ~/.local/share/...) */
 static int local_dir(struct store_redis *s, char *err, size_t errlen)
 {
-	const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
 	char base[PATH_MAX];
-	int n, ret;
+	int n, ret = fileio_default_data_dir(base, sizeof(base));
 
-	if (xdg && *xdg == '/')
-		n = snprintf(base, sizeof(base), "%s/semcachefs", xdg);
-	else if (home && *home)
-		n = snprintf(base, sizeof(base), "%s/.local/share/semcachefs",
-			     home);
-	else
-		n = snprintf(base, sizeof(base), "/tmp/semcachefs-%lu",
-			     (unsigned long)getuid());
-	if (n < 0 || (size_t)n >= sizeof(base))
-		return -ENAMETOOLONG;
+	if (ret)
+		return ret;
 	n = snprintf(s->dir, sizeof(s->dir), "%s/redis-%s-%d-%d", base,
 		     s->host, s->port, s->db);
 	if (n < 0 || (size_t)n >= sizeof(s->dir))
@@ -2369,11 +2288,11 @@ static int local_dir(struct store_redis *s, char *err, size_t errlen)
 	for (char *p = s->dir + strlen(base) + 1; *p; p++)
 		if (*p == '/' || *p == ':')
 			*p = '_';
-	ret = mkdir_p(s->dir, 0700);
+	ret = fileio_mkdir_p(s->dir, 0700);
 	if (!ret)
 		chmod(s->dir, 0700);
 	if (ret)
-		set_err(err, errlen, "store: create local state directory "
+		errbuf_set(err, errlen, "store: create local state directory "
 			"'%s': %s", s->dir, strerror(-ret));
 	return ret;
 }
@@ -2451,7 +2370,7 @@ static int redis_open(const char *where, const struct store_options *opts,
 	*out = NULL;
 	s = calloc(1, sizeof(*s));
 	if (!s) {
-		set_err(err, errlen, "store: out of memory");
+		errbuf_set(err, errlen, "store: out of memory");
 		return -ENOMEM;
 	}
 	s->base.ops = &store_redis_ops;
@@ -2459,14 +2378,14 @@ static int redis_open(const char *where, const struct store_options *opts,
 	snprintf(s->where, sizeof(s->where), "%s", where ? where : "");
 	if (!where || parse_where(where, s->host, sizeof(s->host), &s->port,
 				  &s->db)) {
-		set_err(err, errlen, "store: '%s' is not redis://HOST[:PORT][/DB]",
+		errbuf_set(err, errlen, "store: '%s' is not redis://HOST[:PORT][/DB]",
 			where ? where : "");
 		ret = -EINVAL;
 		goto fail;
 	}
 	s->sync_full = opts && opts->sync_full;
 	if (getrandom(&hid, sizeof(hid), 0) != sizeof(hid))
-		hid = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32) ^
+		hid = (uint64_t)clock_wall_ms() ^ ((uint64_t)getpid() << 32) ^
 		      (uint64_t)(uintptr_t)s;
 	snprintf(s->host_id, sizeof(s->host_id), "%016llx",
 		 (unsigned long long)hid);
@@ -2480,12 +2399,12 @@ static int redis_open(const char *where, const struct store_options *opts,
 
 	config_get(s, "appendonly", val, sizeof(val));
 	if (!strcmp(val, "no"))
-		semlog(LOG_WARN, "store: redis %s:%d has appendonly no: fills "
+		semlog(SEMLOG_WARN, "store: redis %s:%d has appendonly no: fills "
 		       "are lost when redis-server restarts; set appendonly yes "
 		       "(appendfsync everysec or always)", s->host, s->port);
 	config_get(s, "appendfsync", val, sizeof(val));
 	if (s->sync_full && *val && strcmp(val, "always"))
-		semlog(LOG_WARN, "store: redis %s:%d has appendfsync %s: with "
+		semlog(SEMLOG_WARN, "store: redis %s:%d has appendfsync %s: with "
 		       "sync=full set appendfsync always, or a machine crash "
 		       "can lose the last second of fills", s->host, s->port,
 		       val);
@@ -2498,7 +2417,7 @@ static int redis_open(const char *where, const struct store_options *opts,
 			ret = 0;
 	}
 	if (ret) {
-		set_err(err, errlen, "store: redis %s:%d: create the root "
+		errbuf_set(err, errlen, "store: redis %s:%d: create the root "
 			"category: %s", s->host, s->port, strerror(-ret));
 		goto fail;
 	}
@@ -2511,12 +2430,12 @@ static int redis_open(const char *where, const struct store_options *opts,
 	if (!ret)
 		ret = redis_category_list(&s->base, count_cat, &cc);
 	if (ret) {
-		set_err(err, errlen, "store: redis %s:%d: read the store: %s",
+		errbuf_set(err, errlen, "store: redis %s:%d: read the store: %s",
 			s->host, s->port, strerror(-ret));
 		goto fail;
 	}
 	rep.entries = cc.n;
-	semlog(LOG_INFO, "store: redis %s:%d db %d%s: %lld entries, host id %s,"
+	semlog(SEMLOG_INFO, "store: redis %s:%d db %d%s: %lld entries, host id %s,"
 	       " local state in '%s'", s->host, s->port, s->db,
 	       s->rc.cluster ? " (cluster)" : "", (long long)rep.entries,
 	       s->host_id, s->dir);

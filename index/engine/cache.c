@@ -38,10 +38,11 @@
 #include "cache.h"
 #include "embed.h"
 #include "hash.h"
-#include "log.h"
+#include "semlog.h"
 #include "store.h"
 #include "textnorm.h"
 #include "vindex.h"
+#include "clock.h"
 
 #define KEY_SEED_A 0x5e3ac4cef5a11e01ULL
 #define KEY_SEED_B 0x0b5e55edca7e9a72ULL
@@ -182,22 +183,6 @@ struct cache {
 	_Atomic bool backlog;     /* vectors were left unmerged at the last tick */
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static int dup_text(const char *s, size_t len, char **text, size_t *out_len);
 
 /* ---- categories ---- */
@@ -328,7 +313,7 @@ static int emb_acquire(struct cache *c, const struct policy *p,
 			free(key);
 			return -ENOMEM; /* r stays listed, unreferenced: freed at close */
 		}
-		semlog(LOG_INFO, "embedder '%s' ready (%d dimensions)", e->name, e->dim);
+		semlog(SEMLOG_INFO, "embedder '%s' ready (%d dimensions)", e->name, e->dim);
 	}
 	r->refs++;
 	*out = r->e;
@@ -373,7 +358,7 @@ static void cat_set_embedder(struct cache *c, struct cat *cat,
 		if (!err[0])
 			snprintf(err, sizeof(err), "%s", strerror(-rc));
 		cat->emb_error = strdup(err);
-		semlog(LOG_ERR, "category '%s': embedder '%s' unavailable: %s (exact matches still served)",
+		semlog(SEMLOG_ERR, "category '%s': embedder '%s' unavailable: %s (exact matches still served)",
 		       cat->path, p->embedder, err);
 	}
 }
@@ -582,7 +567,7 @@ static int cat_load(struct cache *c, struct cat *cat)
 		lc.index_max = vindex_max_id(cat->vi);
 	} else {
 		if (rc != -ENOENT)
-			semlog(LOG_WARN, "index snapshot '%s' unusable (%s): rebuilding from the store",
+			semlog(SEMLOG_WARN, "index snapshot '%s' unusable (%s): rebuilding from the store",
 			       snap, strerror(-rc));
 		rc = vindex_new(&vp, &cat->vi);
 		if (rc)
@@ -601,15 +586,15 @@ static int cat_load(struct cache *c, struct cat *cat)
 	/* Merge for a bounded time only: a host joining a large store (or
 	 * one without a usable snapshot) mounts and answers at once, from
 	 * the brute-force buffer, while maintenance merges the rest. */
-	for (int64_t t0 = mono_us(); vindex_buffered(cat->vi) > 0 &&
-	     mono_us() - t0 < LOAD_MERGE_US;)
+	for (int64_t t0 = clock_mono_us(); vindex_buffered(cat->vi) > 0 &&
+	     clock_mono_us() - t0 < LOAD_MERGE_US;)
 		if (vindex_merge(cat->vi, 512) <= 0)
 			break;
 	if (vindex_buffered(cat->vi) > 0)
-		semlog(LOG_INFO, "category '%s': %zu vectors left to merge into HNSW in the background",
+		semlog(SEMLOG_INFO, "category '%s': %zu vectors left to merge into HNSW in the background",
 		       cat->path, vindex_buffered(cat->vi));
 	if (lc.stale)
-		semlog(LOG_WARN, "category '%s': %" PRId64 " entries were stored by another embedder: served on exact matches only",
+		semlog(SEMLOG_WARN, "category '%s': %" PRId64 " entries were stored by another embedder: served on exact matches only",
 		       cat->path, lc.stale);
 	return 0;
 }
@@ -638,13 +623,13 @@ static int load_policy(struct cache *c, struct cat *cat)
 		snprintf(msg, sizeof(msg), "%s/policy.yaml:%d:%d: %s (stored policy ignored)\n",
 			 strcmp(cat->path, "/") ? cat->path : "", perr.line, perr.column,
 			 perr.message);
-		semlog(LOG_WARN, "%.*s", (int)strlen(msg) - 1, msg);
+		semlog(SEMLOG_WARN, "%.*s", (int)strlen(msg) - 1, msg);
 		cat_set_policy_error(cat, msg);
 		cat->pfile = NULL;
 	}
 	cat->pyaml = yaml;
 	cat->pyaml_len = len;
-	cat->pyaml_mtime_ms = now_ms();
+	cat->pyaml_mtime_ms = clock_wall_ms();
 	return 0;
 }
 
@@ -669,7 +654,7 @@ static int link_parents(struct cache *c)
 			continue;
 		c->cats[i]->parent = cat_find(c, pp);
 		if (!c->cats[i]->parent) {
-			semlog(LOG_WARN, "category '%s' has no parent '%s' in the store; it is kept under the root",
+			semlog(SEMLOG_WARN, "category '%s' has no parent '%s' in the store; it is kept under the root",
 			       c->cats[i]->path, pp);
 			c->cats[i]->parent = cat_find(c, "/");
 		}
@@ -778,7 +763,7 @@ static void remote_category(struct cache *c, const struct store_category *sc)
 		cat_free(cat);
 		return;
 	}
-	semlog(LOG_INFO, "category '%s' created by another host", cat->path);
+	semlog(SEMLOG_INFO, "category '%s' created by another host", cat->path);
 }
 
 static void remote_category_delete(struct cache *c, int64_t id)
@@ -796,7 +781,7 @@ static void remote_category_delete(struct cache *c, int64_t id)
 			break;
 		}
 	}
-	semlog(LOG_INFO, "category '%s' removed by another host", cat->path);
+	semlog(SEMLOG_INFO, "category '%s' removed by another host", cat->path);
 	if (cat->emb)
 		emb_release(c, cat->emb);
 	cat_free(cat);
@@ -810,7 +795,7 @@ static void remote_policy(struct cat *cat, const char *yaml, size_t len)
 
 	if (yaml) {
 		if (policy_file_parse(yaml, len, cat->path, &pf, &perr)) {
-			semlog(LOG_WARN, "category '%s': policy from another host is invalid here (%d:%d: %s); kept the previous one",
+			semlog(SEMLOG_WARN, "category '%s': policy from another host is invalid here (%d:%d: %s); kept the previous one",
 			       cat->path, perr.line, perr.column, perr.message);
 			return;
 		}
@@ -827,8 +812,8 @@ static void remote_policy(struct cat *cat, const char *yaml, size_t len)
 	cat->pfile = pf;
 	cat->pyaml = copy;
 	cat->pyaml_len = copy ? len : 0;
-	cat->pyaml_mtime_ms = now_ms();
-	semlog(LOG_INFO, "policy of '%s' %s by another host", cat->path,
+	cat->pyaml_mtime_ms = clock_wall_ms();
+	semlog(SEMLOG_INFO, "policy of '%s' %s by another host", cat->path,
 	       yaml ? "updated" : "removed");
 }
 
@@ -859,7 +844,7 @@ static int resync_entry(void *arg, const struct store_entry *se,
 /* Events were lost: bring categories, policies and entries back in line. */
 static void resync(struct cache *c)
 {
-	semlog(LOG_WARN, "change stream had a gap: reloading from the store");
+	semlog(SEMLOG_WARN, "change stream had a gap: reloading from the store");
 	pthread_rwlock_wrlock(&c->lock);
 	if (c->closing) {
 		pthread_rwlock_unlock(&c->lock);
@@ -1021,10 +1006,10 @@ int cache_open(const struct cache_options *o, struct cache **out, char *err,
 		}
 	}
 	if (c->report.unclean || c->report.orphan_blobs || c->report.dropped_entries)
-		semlog(LOG_WARN, "store '%s': previous run did not close cleanly; removed %" PRId64
+		semlog(SEMLOG_WARN, "store '%s': previous run did not close cleanly; removed %" PRId64
 		       " orphan blobs, dropped %" PRId64 " entries without a response",
 		       c->store_dir, c->report.orphan_blobs, c->report.dropped_entries);
-	semlog(LOG_INFO, "store '%s' open: %zu categories, %" PRId64 " entries",
+	semlog(SEMLOG_INFO, "store '%s' open: %zu categories, %" PRId64 " entries",
 	       c->store_dir, c->ncats, c->report.entries);
 	*out = c;
 	return 0;
@@ -1103,7 +1088,7 @@ static void adapt_policy(struct cache *c, struct cat *cat, struct policy *p,
 		cat->adapt_ms = now;
 		if (!changed_state && before != cat->adapt_level &&
 		    (cat->adapt_level == 1 || cat->adapt_level == 0))
-			semlog(LOG_INFO, "category '%s': adaptation %s (model '%s')",
+			semlog(SEMLOG_INFO, "category '%s': adaptation %s (model '%s')",
 			       cat->path, cat->adapt_level == 1 ? "complete" :
 			       "ended, back to the policy's values", p->model);
 	} else {
@@ -1138,7 +1123,7 @@ static void adapt_policy(struct cache *c, struct cat *cat, struct policy *p,
 	}
 	pthread_mutex_unlock(&cat->lock);
 	if (changed_state)
-		semlog(LOG_INFO, "category '%s': model '%s' load %.2f %s: %s (level %.2f, threshold %.4f, ttl %" PRId64 "s)",
+		semlog(SEMLOG_INFO, "category '%s': model '%s' load %.2f %s: %s (level %.2f, threshold %.4f, ttl %" PRId64 "s)",
 		       cat->path, p->model, load,
 		       cat->adapt_high ? "at or above adaptive.high" :
 		       have ? "at or below adaptive.low" : "report missing or stale",
@@ -1180,9 +1165,9 @@ int cache_load_report(struct cache *c, const char *name, double load)
 		c->loads = r;
 	}
 	r->load = load;
-	r->at_ms = now_ms();
+	r->at_ms = clock_wall_ms();
 	pthread_mutex_unlock(&c->load_mu);
-	semlog(LOG_DEBUG, "model '%s' load %.3f", name, load);
+	semlog(SEMLOG_DEBUG, "model '%s' load %.3f", name, load);
 	return 0;
 }
 
@@ -1197,7 +1182,7 @@ int cache_load_text(struct cache *c, const char *name, char **text,
 	if (load_get(c, name, &load, &at))
 		return -ENOENT;
 	n = snprintf(buf, sizeof(buf), "load: %.4g\nage_s: %" PRId64 "\n", load,
-		     (now_ms() - at) / 1000);
+		     (clock_wall_ms() - at) / 1000);
 	return dup_text(buf, n, text, len);
 }
 
@@ -1232,13 +1217,13 @@ static double mean_lookup_us(struct cat *cat)
  */
 static void break_even_window(struct cat *cat, const struct policy *p)
 {
-	int64_t now = now_ms();
+	int64_t now = clock_wall_ms();
 	uint64_t lookups = cat->lookups, hits = cat->hits;
 
 	pthread_mutex_lock(&cat->lock);
 	if (!p->auto_disable || !p->llm_cost_ms) {
 		if (cat->disabled)
-			semlog(LOG_INFO, "category '%s': storing again (auto_disable off)", cat->path);
+			semlog(SEMLOG_INFO, "category '%s': storing again (auto_disable off)", cat->path);
 		cat->disabled = false;
 		cat->ad_start_ms = 0;
 	} else if (!cat->ad_start_ms) {
@@ -1253,7 +1238,7 @@ static void break_even_window(struct cat *cat, const struct policy *p)
 
 		if (dl > 0 && below != cat->disabled) {
 			cat->disabled = below;
-			semlog(LOG_WARN, "category '%s': hit rate %.4f %s break-even %.4f over the last %" PRId64 "s: %s",
+			semlog(SEMLOG_WARN, "category '%s': hit rate %.4f %s break-even %.4f over the last %" PRId64 "s: %s",
 			       cat->path, rate, below ? "below" : "at or above", be,
 			       p->auto_disable, below ? "stops storing (auto_disable)" : "stores again");
 		}
@@ -1301,7 +1286,7 @@ static void flush_hits(struct cache *c, struct cat *cat)
 		int rc = store_entry_touch(c->store, t, n);
 
 		if (rc)
-			semlog(LOG_WARN, "category '%s': saving hit counters failed: %s",
+			semlog(SEMLOG_WARN, "category '%s': saving hit counters failed: %s",
 			       cat->path, strerror(-rc));
 	}
 	free(t);
@@ -1328,7 +1313,7 @@ static void entry_retire(struct cache *c, struct cat *cat, struct centry *e,
 	vindex_remove(cat->vi, e->id);
 	rc = store_entry_delete(c->store, e->id);
 	if (rc && rc != -ENOENT)
-		semlog(LOG_WARN, "category '%s': deleting %s entry %" PRId64 " failed: %s",
+		semlog(SEMLOG_WARN, "category '%s': deleting %s entry %" PRId64 " failed: %s",
 		       cat->path, why, e->id, strerror(-rc));
 	free(e);
 }
@@ -1366,7 +1351,7 @@ static bool sweep_expired(struct cache *c, struct cat *cat)
 {
 	struct centry *victims[SWEEP_BATCH];
 	struct policy pol;
-	int64_t now = now_ms();
+	int64_t now = clock_wall_ms();
 	size_t n = 0;
 
 	effective_policy(cat, &pol);
@@ -1413,8 +1398,8 @@ static void maintain(struct cache *c, bool slow)
 		/* Merge in small batches, releasing the index's write lock
 		 * between them (a lookup waits for one batch at most), until
 		 * the buffer is empty or this tick's time is used up. */
-		for (int64_t t0 = mono_us(); vindex_buffered(cat->vi) > 0 &&
-		     mono_us() - t0 < MERGE_TICK_US;)
+		for (int64_t t0 = clock_mono_us(); vindex_buffered(cat->vi) > 0 &&
+		     clock_mono_us() - t0 < MERGE_TICK_US;)
 			if (vindex_merge(cat->vi, merge_batch(cat->vi)) <= 0)
 				break;
 		backlog |= vindex_buffered(cat->vi) > 0;
@@ -1430,7 +1415,7 @@ static void maintain(struct cache *c, bool slow)
 				quota_apply(c, cat, &pol, 0);
 			break_even_window(cat, &pol);
 			pthread_mutex_lock(&cat->lock);
-			pending_prune(cat, now_ms());
+			pending_prune(cat, clock_wall_ms());
 			pthread_mutex_unlock(&cat->lock);
 		}
 		tomb = vindex_tombstones(cat->vi);
@@ -1439,7 +1424,7 @@ static void maintain(struct cache *c, bool slow)
 			int rc = vindex_compact(cat->vi);
 
 			if (rc)
-				semlog(LOG_WARN, "category '%s': compaction failed: %s",
+				semlog(SEMLOG_WARN, "category '%s': compaction failed: %s",
 				       cat->path, strerror(-rc));
 		}
 	}
@@ -1488,9 +1473,9 @@ int cache_start(struct cache *c)
 	c->maint_started = true;
 	rc = store_watch(c->store, on_store_event, c);
 	if (rc && rc != -ENOTSUP)
-		semlog(LOG_ERR, "cannot follow other hosts' changes: %s", strerror(-rc));
+		semlog(SEMLOG_ERR, "cannot follow other hosts' changes: %s", strerror(-rc));
 	else if (!rc)
-		semlog(LOG_INFO, "following other hosts' changes to the shared store");
+		semlog(SEMLOG_INFO, "following other hosts' changes to the shared store");
 	return 0;
 }
 
@@ -1521,7 +1506,7 @@ void cache_close(struct cache *c)
 		snapshot_path(c, cat, snap, sizeof(snap));
 		rc = vindex_save(cat->vi, snap);
 		if (rc)
-			semlog(LOG_WARN, "saving index snapshot '%s' failed: %s (it will be rebuilt at start)",
+			semlog(SEMLOG_WARN, "saving index snapshot '%s' failed: %s (it will be rebuilt at start)",
 			       snap, strerror(-rc));
 		cat_free(cat);
 	}
@@ -1538,7 +1523,7 @@ void cache_close(struct cache *c)
 	pthread_rwlock_destroy(&c->lock);
 	pthread_mutex_destroy(&c->maint_mu);
 	pthread_cond_destroy(&c->maint_cv);
-	semlog(LOG_INFO, "store '%s' closed cleanly", c->store_dir);
+	semlog(SEMLOG_INFO, "store '%s' closed cleanly", c->store_dir);
 	free(c->store_dir);
 	free(c);
 }
@@ -1648,12 +1633,12 @@ static void quota_apply(struct cache *c, struct cat *cat,
 					 QUOTA_BATCH, &n, &keep_gone);
 		if (rc) {
 			if (!atomic_exchange(&cat->quota_failing, true))
-				semlog(LOG_WARN, "category '%s': quota eviction in the store failed: %s (entries kept here; retried while over quota)",
+				semlog(SEMLOG_WARN, "category '%s': quota eviction in the store failed: %s (entries kept here; retried while over quota)",
 				       cat->path, strerror(-rc));
 			return;
 		}
 		if (atomic_exchange(&cat->quota_failing, false))
-			semlog(LOG_INFO, "category '%s': quota eviction in the store works again",
+			semlog(SEMLOG_INFO, "category '%s': quota eviction in the store works again",
 			       cat->path);
 		for (size_t i = 0; i < n; i++)
 			entry_forget(cat, victims[i]);
@@ -1707,7 +1692,7 @@ int cache_category_create(struct cache *c, const char *path, mode_t mode,
 	parent = cat_find(c, pp);
 	if (!parent)
 		goto out;
-	sc.created_ms = now_ms();
+	sc.created_ms = clock_wall_ms();
 	rc = store_category_create(c->store, path, sc.mode, uid, gid, &sc.id);
 	if (rc)
 		goto out;
@@ -1982,7 +1967,7 @@ static bool note_hit(struct cat *cat, int64_t id, int64_t now, int64_t *created)
 /* A stored response could not be read back: drop the entry for good. */
 static void drop_damaged(struct cache *c, struct cat *cat, int64_t id, int err)
 {
-	semlog(LOG_ERR, "category '%s': entry %" PRId64 " response unreadable (%s): entry dropped",
+	semlog(SEMLOG_ERR, "category '%s': entry %" PRId64 " response unreadable (%s): entry dropped",
 	       cat->path, id, strerror(-err));
 	entry_drop(c, cat, id, "damaged");
 	cat->dropped++;
@@ -2156,7 +2141,7 @@ int cache_pending_wait(struct cache *c, const char *path,
 
 		for (p = cat->pending; p && p->id != r->pending_id; p = p->next)
 			;
-		now = now_ms();
+		now = clock_wall_ms();
 		if (!p || p->done || now >= p->deadline_ms) {
 			entry = p && p->done ? p->entry_id : 0;
 			break;
@@ -2172,7 +2157,7 @@ int cache_pending_wait(struct cache *c, const char *path,
 	cat->waiters--;
 	pthread_mutex_unlock(&cat->lock);
 	r->outcome = CACHE_MISS;
-	if (entry && serve(c, cat, entry, now_ms(), r) == 0) {
+	if (entry && serve(c, cat, entry, clock_wall_ms(), r) == 0) {
 		cat->hits++;
 		cat->semantic_hits++;
 		cat->coalesced++;
@@ -2196,7 +2181,7 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 	float score;
 	int rc, n;
 
-	int64_t t0 = mono_us();
+	int64_t t0 = clock_mono_us();
 
 	memset(r, 0, sizeof(*r));
 	r->outcome = CACHE_MISS;
@@ -2206,7 +2191,7 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 	if (!cat)
 		goto out;
 	effective_policy(cat, &pol);
-	adapt_policy(c, cat, &pol, now_ms(), NULL, 0);
+	adapt_policy(c, cat, &pol, clock_wall_ms(), NULL, 0);
 	r->threshold = (float)pol.threshold;
 	rc = -EFBIG;
 	if ((int64_t)q->query_len > pol.query_bytes)
@@ -2221,7 +2206,7 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 		goto out;
 	}
 	ac = (struct accept_ctx){ .cat = cat, .pol = &pol,
-				  .ctx_hash = k.ctx_hash, .now = now_ms() };
+				  .ctx_hash = k.ctx_hash, .now = clock_wall_ms() };
 
 	/* Exact fast path: no embedding, no index. */
 	pthread_mutex_lock(&cat->lock);
@@ -2285,7 +2270,7 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 	cat->misses++;
 out:
 	if (cat && !rc) {
-		uint64_t us = (uint64_t)(mono_us() - t0);
+		uint64_t us = (uint64_t)(clock_mono_us() - t0);
 
 		cat->lat[lat_bucket(us)]++;
 		cat->lat_sum_us += us;
@@ -2349,7 +2334,7 @@ int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 		goto out;
 	rc = -EIO;
 	if (!cat->emb) {
-		semlog(LOG_WARN, "category '%s': fill refused: embedder unavailable: %s",
+		semlog(SEMLOG_WARN, "category '%s': fill refused: embedder unavailable: %s",
 		       cat->path, cat->emb_error ? cat->emb_error : "unknown");
 		goto out;
 	}
@@ -2362,13 +2347,13 @@ int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 			goto out;
 		rc = embedder_embed(cat->emb, q->query, q->query_len, vec);
 		if (rc) {
-			semlog(LOG_WARN, "category '%s': fill refused: embedder unavailable: %s",
+			semlog(SEMLOG_WARN, "category '%s': fill refused: embedder unavailable: %s",
 			       cat->path, embedder_last_error());
 			goto out;
 		}
 	}
 	se.cat_id = cat->id;
-	se.created_ms = now_ms();
+	se.created_ms = clock_wall_ms();
 	se.bytes = (int64_t)resp_len;
 	se.key[0] = k.key[0];
 	se.key[1] = k.key[1];
@@ -2390,7 +2375,7 @@ int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 		goto out;
 	rc = store_entry_put(c->store, &se, &pl);
 	if (rc) {
-		semlog(LOG_WARN, "category '%s': fill failed: %s", cat->path, strerror(-rc));
+		semlog(SEMLOG_WARN, "category '%s': fill failed: %s", cat->path, strerror(-rc));
 		goto out;
 	}
 	e->id = se.id;
@@ -2477,13 +2462,13 @@ int cache_feedback_wrong(struct cache *c, const char *path, int64_t entry_id,
 			floor = cap;
 		if (floor > pol.threshold) {
 			cat->learned_floor = floor;
-			cat->learned_ms = now_ms();
+			cat->learned_ms = clock_wall_ms();
 		}
 	}
 	pthread_mutex_unlock(&cat->lock);
 	entry_drop(c, cat, entry_id, "reported wrong");
 	cat->false_hits++;
-	semlog(LOG_INFO, "category '%s': entry %" PRId64 " (score %.4f) reported wrong: invalidated%s",
+	semlog(SEMLOG_INFO, "category '%s': entry %" PRId64 " (score %.4f) reported wrong: invalidated%s",
 	       cat->path, entry_id, score, pol.adaptive_learn_threshold ?
 	       ", threshold raised above its score" : "");
 	pthread_rwlock_unlock(&c->lock);
@@ -2682,7 +2667,7 @@ int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 			snprintf(msg, sizeof(msg), "%s/policy.yaml:%d:%d: %s\n",
 				 strcmp(cat->path, "/") ? cat->path : "", perr.line,
 				 perr.column, perr.message);
-			semlog(LOG_WARN, "rejected %.*s", (int)strlen(msg) - 1, msg);
+			semlog(SEMLOG_WARN, "rejected %.*s", (int)strlen(msg) - 1, msg);
 			cat_set_policy_error(cat, msg);
 			goto out;
 		}
@@ -2702,7 +2687,7 @@ int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 
 		rc = check_structure(c, cat, pf, rs, msg, sizeof(msg));
 		if (rc) {
-			semlog(LOG_WARN, "rejected %.*s", (int)strlen(msg) - 1, msg);
+			semlog(SEMLOG_WARN, "rejected %.*s", (int)strlen(msg) - 1, msg);
 			cat_set_policy_error(cat, msg);
 			goto out;
 		}
@@ -2717,12 +2702,12 @@ int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 	cat->pfile = pf;
 	cat->pyaml = copy;
 	cat->pyaml_len = copy ? len : 0;
-	cat->pyaml_mtime_ms = now_ms();
+	cat->pyaml_mtime_ms = clock_wall_ms();
 	cat_set_policy_error(cat, NULL);
 	rebuild_empty(c, rs);
 	pf = NULL;
 	copy = NULL;
-	semlog(LOG_INFO, "policy of '%s' %s", cat->path, yaml ? "updated" : "removed");
+	semlog(SEMLOG_INFO, "policy of '%s' %s", cat->path, yaml ? "updated" : "removed");
 out:
 	pthread_rwlock_unlock(&c->lock);
 	if (rs)
@@ -2752,7 +2737,7 @@ int cache_policy_text(struct cache *c, const char *path, char **text,
 		if (n >= (int)sizeof(buf))
 			n = sizeof(buf) - 1;
 		eff = pol;
-		adapt_policy(c, cat, &eff, now_ms(), why, sizeof(why));
+		adapt_policy(c, cat, &eff, clock_wall_ms(), why, sizeof(why));
 		if (n >= 0 && (pol.adaptive_enabled || eff.threshold != pol.threshold)) {
 			policy_format_duration(eff.ttl, ttl, sizeof(ttl));
 			n += snprintf(buf + n, sizeof(buf) - n,
@@ -2824,7 +2809,7 @@ static int entry_info(struct cache *c, struct cat *cat, int64_t id,
 {
 	struct policy pol;
 	struct centry *e;
-	int64_t now = now_ms();
+	int64_t now = clock_wall_ms();
 
 	effective_policy(cat, &pol);
 	adapt_policy(c, cat, &pol, now, NULL, 0);
@@ -2952,7 +2937,7 @@ int cache_entry_remove(struct cache *c, const char *path, int64_t id)
 	pthread_rwlock_rdlock(&c->lock);
 	cat = cat_find(c, path);
 	if (cat && entry_drop(c, cat, id, "invalidated")) {
-		semlog(LOG_INFO, "category '%s': entry %" PRId64 " invalidated",
+		semlog(SEMLOG_INFO, "category '%s': entry %" PRId64 " invalidated",
 		       cat->path, id);
 		rc = 0;
 	}
@@ -2983,7 +2968,7 @@ int64_t cache_purge(struct cache *c, const char *path)
 		entry_retire(c, cat, e, "purged");
 		n++;
 	}
-	semlog(LOG_INFO, "category '%s': purged %" PRId64 " entries", cat->path, n);
+	semlog(SEMLOG_INFO, "category '%s': purged %" PRId64 " entries", cat->path, n);
 	pthread_rwlock_unlock(&c->lock);
 	return n;
 }
@@ -3089,7 +3074,7 @@ int cache_stats_text(struct cache *c, const char *path, char **text,
 		if (pol.adaptive_enabled || cat->learned_ms) {
 			struct policy eff = pol;
 
-			adapt_policy(c, cat, &eff, now_ms(), why, sizeof(why));
+			adapt_policy(c, cat, &eff, clock_wall_ms(), why, sizeof(why));
 			policy_format_duration(eff.ttl, ttl, sizeof(ttl));
 			n += snprintf(buf + n, sizeof(buf) - n,
 				      "effective_threshold: %.4f\neffective_ttl: %s\nadaptive: %s\n",

@@ -7,26 +7,16 @@
 
 #include "hash.h"
 
-static inline uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ULL;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebULL;
-	x ^= x >> 31;
-	return x;
-}
-
 uint64_t hash64(const void *data, size_t len, uint64_t seed)
 {
 	const unsigned char *p = data;
-	uint64_t h = mix64(seed ^ (len * 0x9e3779b97f4a7c15ULL));
+	uint64_t h = hash_mix64(seed ^ (len * 0x9e3779b97f4a7c15ULL));
 
 	while (len >= 8) {
 		uint64_t w;
 
 		memcpy(&w, p, 8);
-		h = mix64(h ^ mix64(w));
+		h = hash_mix64(h ^ hash_mix64(w));
 		p += 8;
 		len -= 8;
 	}
@@ -34,7 +24,7 @@ uint64_t hash64(const void *data, size_t len, uint64_t seed)
 		uint64_t w = 0;
 
 		memcpy(&w, p, len);
-		h = mix64(h ^ mix64(w ^ 0xff51afd7ed558ccdULL));
+		h = hash_mix64(h ^ hash_mix64(w ^ 0xff51afd7ed558ccdULL));
 	}
 	return h;
 }
@@ -53,7 +43,7 @@ void u64map_release(struct u64map *m)
 
 static size_t slot_of(const struct u64map *m, uint64_t key)
 {
-	return (size_t)mix64(key) & (m->cap - 1);
+	return (size_t)hash_mix64(key) & (m->cap - 1);
 }
 
 void *u64map_get(const struct u64map *m, uint64_t key)
@@ -82,7 +72,7 @@ static int grow(struct u64map *m)
 	for (size_t i = 0; i < m->cap; i++) {
 		if (!m->keys[i])
 			continue;
-		size_t j = (size_t)mix64(m->keys[i]) & (ncap - 1);
+		size_t j = (size_t)hash_mix64(m->keys[i]) & (ncap - 1);
 
 		while (nk[j])
 			j = (j + 1) & (ncap - 1);

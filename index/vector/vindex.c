@@ -29,6 +29,9 @@
  * faiss_compat.cpp.
  */
 #include "vindex.h"
+#include "fileio.h"
+#include "hash.h"
+#include "semlog.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -98,17 +101,9 @@ static int faiss_err(const char *what, int rc)
 {
 	const char *msg = faiss_get_last_error();
 
-	fprintf(stderr, "vindex: faiss %s failed (%d): %s\n", what, rc,
+	semlog(SEMLOG_ERR, "vindex: faiss %s failed (%d): %s", what, rc,
 		msg ? msg : "no message");
 	return -EIO;
-}
-
-static uint64_t mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
 }
 
 static bool tomb_get(const struct vindex *vi, size_t pos)
@@ -146,7 +141,7 @@ static int64_t loc_id(const struct vindex *vi, uint32_t loc)
 static size_t map_find(const struct vindex *vi, int64_t id)
 {
 	size_t mask = vi->nslots - 1;
-	size_t i = mix64((uint64_t)id) & mask;
+	size_t i = hash_mix64((uint64_t)id) & mask;
 
 	while (vi->slots[i] && loc_id(vi, vi->slots[i] - 1) != id)
 		i = (i + 1) & mask;
@@ -187,7 +182,7 @@ static void map_delete(struct vindex *vi, size_t i)
 		j = (j + 1) & mask;
 		if (!vi->slots[j])
 			break;
-		size_t h = mix64((uint64_t)loc_id(vi, vi->slots[j] - 1)) & mask;
+		size_t h = hash_mix64((uint64_t)loc_id(vi, vi->slots[j] - 1)) & mask;
 		/* leave slots[j] alone if its home lies in (i, j] */
 		if (((j - h) & mask) < ((j - i) & mask))
 			continue;
@@ -1025,47 +1020,6 @@ static int body_encode(struct vindex *vi, struct vx_header *h, char **body,
 	return 0;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *c = p;
-
-	while (n) {
-		ssize_t w = write(fd, c, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		c += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int fsync_dir(const char *path)
-{
-	char *dir = strdup(path), *slash;
-	int fd, rc = 0;
-
-	if (!dir)
-		return -ENOMEM;
-	slash = strrchr(dir, '/');
-	if (!slash)
-		strcpy(dir, ".");
-	else if (slash == dir)
-		dir[1] = '\0';
-	else
-		*slash = '\0';
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd))
-		rc = -errno;
-	if (fd >= 0)
-		close(fd);
-	free(dir);
-	return rc;
-}
-
 static int write_file(const char *path, const unsigned char *hdr,
 		      const char *body, size_t len)
 {
@@ -1082,9 +1036,9 @@ static int write_file(const char *path, const unsigned char *hdr,
 		goto out;
 	}
 	step = "write";
-	rc = write_all(fd, hdr, VX_HDR_SIZE);
+	rc = fileio_write_all(fd, hdr, VX_HDR_SIZE);
 	if (!rc)
-		rc = write_all(fd, body, len);
+		rc = fileio_write_all(fd, body, len);
 	if (!rc) {
 		step = "fsync";
 		rc = fsync(fd) ? -errno : 0;
@@ -1103,10 +1057,10 @@ static int write_file(const char *path, const unsigned char *hdr,
 		goto out;
 	}
 	step = "fsync directory of";
-	rc = fsync_dir(path);
+	rc = fileio_fsync_parent(path);
 out:
 	if (rc)
-		fprintf(stderr, "vindex: %s '%s' failed: %s\n", step, name,
+		semlog(SEMLOG_ERR, "vindex: %s '%s' failed: %s", step, name,
 			strerror(-rc));
 	free(tmp);
 	return rc;
@@ -1295,11 +1249,11 @@ int vindex_load(const char *path, const struct vindex_params *p,
 	*out = vi;
 out:
 	if (rc == -EBADMSG)
-		fprintf(stderr, "vindex: '%s' is damaged or not a vindex "
-			"file; delete it to rebuild\n", path);
+		semlog(SEMLOG_ERR, "vindex: '%s' is damaged or not a vindex "
+			"file; delete it to rebuild", path);
 	else if (rc == -ESTALE)
-		fprintf(stderr, "vindex: '%s' was saved with other "
-			"parameters; delete it to rebuild\n", path);
+		semlog(SEMLOG_ERR, "vindex: '%s' was saved with other "
+			"parameters; delete it to rebuild", path);
 	free(data);
 	return rc;
 }

@@ -46,6 +46,7 @@
 #include <json-c/json.h>
 
 #include "embed.h"
+#include "clock.h"
 
 #define LINGER_US 1000
 #define MAX_ANSWER (256u << 20)   /* largest response body accepted */
@@ -85,14 +86,6 @@ static CURLcode curl_init_rc;
 static void curl_init(void)
 {
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- one request ----------------------------------------------------- */
@@ -323,7 +316,7 @@ static int send_batch(const struct http_emb *h, struct req **reqs, int n,
 	}
 	for (attempt = 0; attempt <= h->retries; attempt++) {
 		struct answer a = { 0 };
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - clock_mono_ms();
 		CURLcode rc;
 		CURL *c;
 
@@ -383,7 +376,7 @@ static int send_batch(const struct http_emb *h, struct req **reqs, int n,
 			int64_t pause = 20 * (attempt + 1);
 			struct timespec ts;
 
-			left = deadline - now_ms();
+			left = deadline - clock_mono_ms();
 			if (pause > left)
 				pause = left > 0 ? left : 0;
 			ts.tv_sec = pause / 1000;
@@ -414,7 +407,7 @@ static int http_embed(const struct embedder *e, const char *text, size_t len,
 	struct req me = { .text = text ? text : "", .len = text ? len : 0,
 			  .out = out };
 	struct req *batch[2048];
-	int64_t deadline = now_ms() + h->timeout_ms;
+	int64_t deadline = clock_mono_ms() + h->timeout_ms;
 	int n = 0, i, dim;
 	struct timespec until;
 
@@ -569,7 +562,7 @@ int embed_http_new(const struct policy *p, struct embedder **out, char *err,
 			http_free(&h->base);
 			goto nomem;
 		}
-		ret = send_batch(h, &one, 1, now_ms() + h->timeout_ms, &dim,
+		ret = send_batch(h, &one, 1, clock_mono_ms() + h->timeout_ms, &dim,
 				 err, errlen);
 		free(probe_out);
 		if (ret < 0) {

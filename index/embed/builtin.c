@@ -7,7 +7,7 @@
  * lightly stemmed (plural -s, -ies, -ing, -ed, -ly; our own few rules) and
  * turned into features, each added with signed feature hashing: a 64-bit
  * hash picks one of BUILTIN_DIM buckets and one hash bit picks the sign.
- * Features and weights (measured on qqp_val.csv with tests/bench/embed_eval):
+ * Features and weights (measured on qqp_val.csv with semcachefs-eval):
  *   - the stemmed word, weight 1, or W_STOP for a small English stop list;
  *     a word holding a digit, or capitalised and not first (a likely name:
  *     "Visual Studio 2008"), weighs W_NUM / W_CAP instead, a file-free
@@ -34,11 +34,12 @@
 #include <string.h>
 
 #include "embed.h"
+#include "hash.h"
 
 #define BUILTIN_NAME "builtin-v1"
 
 /*
- * Measured with tests/bench/embed_eval on qqp_val.csv (ROC-AUC): plain
+ * Measured with semcachefs-eval on qqp_val.csv (ROC-AUC): plain
  * hashed words 0.702; + stop weight 0.731; + stems 0.732; + char 3/4-grams
  * 0.738 (word bigrams: 0.723, dropped); + name/number weights 0.749 at 256
  * dims, 0.752 at 384 (too small a gain for 1.5x the memory). Debian's
@@ -87,16 +88,6 @@ struct builtin_state {
 	int sent_start;		/* no word yet in this sentence */
 };
 
-static uint64_t mix64(uint64_t h)
-{
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return h;
-}
-
 static uint64_t hash_bytes(const char *p, size_t n, uint64_t seed)
 {
 	uint64_t h = 0xcbf29ce484222325ull ^ seed;
@@ -106,7 +97,7 @@ static uint64_t hash_bytes(const char *p, size_t n, uint64_t seed)
 		h ^= (unsigned char)p[i];
 		h *= 0x100000001b3ull;
 	}
-	return mix64(h);
+	return hash_fmix64(h);
 }
 
 static void add_feature(float *out, uint64_t h, float w)
