@@ -13,11 +13,9 @@
  * threshold is a hit. Expiry is judged at lookup time from the current
  * policy, so ttl changes apply to existing entries at once.
  *
- * Locks, in the order they may be taken:
- *   cache.lock (rwlock: category table, policy files)
- *     -> vindex internal lock
- *       -> cat.lock (mutex: a category's entry maps and counters)
- * vindex and store calls are never made while holding cat.lock.
+ * Every function may be called from any thread between cache_open() and
+ * cache_close(). The engine's locks, what each guards and the order they
+ * are taken in are written in engine_i.h, where they are declared.
  */
 #ifndef SEMCACHE_CACHE_H
 #define SEMCACHE_CACHE_H

@@ -1,0 +1,277 @@
+/*
+ * lookup.c - cache_lookup(): the exact fast path, then embedding and a
+ * vector search; serving a hit; the exact key of a query.
+ *
+ * Under cache.lock held for reading: the effective (and adapted) policy,
+ * the exact map (no embedding, no index), then the query's embedding and a
+ * search of the category's index whose candidates are accepted only when
+ * their entry is live, unexpired and of the same context. A hit's response
+ * is read from the store. A miss under fill_timeout may become pending on
+ * an earlier miss (pending.c). The vector computed is kept in the result
+ * so that a fill of the same query does not embed again.
+ *
+ * Not here: storing (fill.c), waiting for a pending fill (pending.c).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "embed.h"
+#include "engine_i.h"
+#include "semlog.h"
+#include "textnorm.h"
+
+#define KEY_SEED_A 0x5e3ac4cef5a11e01ULL
+
+#define KEY_SEED_B 0x0b5e55edca7e9a72ULL
+
+#define CTX_SEED 0xc0a7e47c0a7e47c1ULL
+
+/* Normalise q and derive its exact key under policy p. */
+int engine_lookup_key(const struct cache_query *q, const struct policy *p,
+		      struct keyed *k)
+{
+	size_t cap = q->query_len > q->context_len ? q->query_len : q->context_len;
+
+	k->norm = cap <= sizeof(k->stackbuf) ? k->stackbuf : malloc(cap ? cap : 1);
+	if (!k->norm)
+		return -ENOMEM;
+	k->ctx_hash = 0;
+	if (q->context && q->context_len && p->context == POLICY_CONTEXT_MATCH) {
+		size_t n = textnorm(q->context, q->context_len, k->norm);
+
+		if (n)
+			k->ctx_hash = hash64(k->norm, n, CTX_SEED) | 1;
+	}
+	k->norm_len = textnorm(q->query, q->query_len, k->norm);
+	if (!k->norm_len)
+		return -EINVAL;
+	k->key[0] = hash64(k->norm, k->norm_len, KEY_SEED_A ^ k->ctx_hash);
+	k->key[1] = hash64(k->norm, k->norm_len, KEY_SEED_B ^ k->ctx_hash);
+	if (!k->key[0])
+		k->key[0] = 1;
+	return 0;
+}
+
+void engine_lookup_key_release(struct keyed *k)
+{
+	if (k->norm && k->norm != k->stackbuf)
+		free(k->norm);
+	k->norm = NULL;
+}
+
+struct accept_ctx {
+	struct cat *cat;
+	const struct policy *pol;
+	uint64_t ctx_hash;
+	int64_t now;
+};
+
+static bool entry_matches(const struct accept_ctx *ac, const struct centry *e)
+{
+	if (ac->pol->context == POLICY_CONTEXT_MATCH && e->ctx_hash != ac->ctx_hash)
+		return false;
+	return !engine_entry_expired(ac->pol, e, ac->now);
+}
+
+static bool accept_entry(void *arg, int64_t id)
+{
+	struct accept_ctx *ac = arg;
+	struct centry *e;
+	bool ok;
+
+	pthread_mutex_lock(&ac->cat->lock);
+	e = u64map_get(&ac->cat->by_id, (uint64_t)id);
+	ok = e && entry_matches(ac, e);
+	pthread_mutex_unlock(&ac->cat->lock);
+	return ok;
+}
+
+/* Count a hit on id; returns false if the entry is gone. */
+static bool note_hit(struct cat *cat, int64_t id, int64_t now, int64_t *created)
+{
+	struct centry *e;
+
+	pthread_mutex_lock(&cat->lock);
+	e = u64map_get(&cat->by_id, (uint64_t)id);
+	if (e) {
+		e->hits++;
+		e->last_hit_ms = now;
+		*created = e->created_ms;
+		ELIST_UNLINK(&cat->lru, e, lru_prev, lru_next);
+		ELIST_LINK(&cat->lru, e, lru_prev, lru_next);
+		if (!e->dirty) {
+			if (cat->ndirty == cat->dirty_cap) {
+				size_t ncap = cat->dirty_cap ? cat->dirty_cap * 2 : 64;
+				int64_t *n = realloc(cat->dirty, ncap * sizeof(*n));
+
+				if (n) {
+					cat->dirty = n;
+					cat->dirty_cap = ncap;
+				}
+			}
+			if (cat->ndirty < cat->dirty_cap) {
+				cat->dirty[cat->ndirty++] = e->id;
+				e->dirty = true;
+			}
+		}
+	}
+	pthread_mutex_unlock(&cat->lock);
+	return e != NULL;
+}
+
+/* A stored response could not be read back: drop the entry for good. */
+static void drop_damaged(struct cache *c, struct cat *cat, int64_t id, int err)
+{
+	semlog(SEMLOG_ERR, "category '%s': entry %" PRId64 " response unreadable (%s): entry dropped",
+	       cat->path, id, strerror(-err));
+	engine_entry_drop(c, cat, id, "damaged");
+	cat->dropped++;
+}
+
+int engine_lookup_serve(struct cache *c, struct cat *cat, int64_t id,
+			int64_t now, struct cache_result *r)
+{
+	int64_t created = now;
+	int rc;
+
+	if (!note_hit(cat, id, now, &created))
+		return -ENOENT;
+	rc = store_response_read(c->store, id, &r->response, &r->response_len);
+	if (rc == -EBADMSG || rc == -ENOENT) {
+		drop_damaged(c, cat, id, rc); /* really damaged or gone */
+		return rc;
+	}
+	if (rc) {
+		/* the store is unreachable: the entry stays, this is a miss */
+		snprintf(r->note, sizeof(r->note), "store unavailable: %s",
+			 strerror(-rc));
+		return rc;
+	}
+	r->outcome = CACHE_HIT;
+	r->entry_id = id;
+	r->age_s = (now - created) / 1000;
+	return 0;
+}
+
+int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
+		 struct cache_result *r)
+{
+	struct accept_ctx ac;
+	struct policy pol;
+	struct keyed k = { 0 };
+	struct cat *cat;
+	struct centry *e;
+	int64_t hit_id = 0, id;
+	float score;
+	int rc, n;
+
+	int64_t t0 = clock_mono_us();
+
+	memset(r, 0, sizeof(*r));
+	r->outcome = CACHE_MISS;
+	pthread_rwlock_rdlock(&c->lock);
+	cat = engine_cat_find(c, path);
+	rc = -ENOENT;
+	if (!cat)
+		goto out;
+	engine_cat_policy(cat, &pol);
+	engine_adapt_policy(c, cat, &pol, clock_wall_ms(), NULL, 0);
+	r->threshold = (float)pol.threshold;
+	rc = -EFBIG;
+	if ((int64_t)q->query_len > pol.query_bytes)
+		goto out;
+	rc = engine_lookup_key(q, &pol, &k);
+	if (rc)
+		goto out;
+	cat->lookups++;
+	if (!pol.cache) {
+		snprintf(r->note, sizeof(r->note), "cache disabled by policy");
+		cat->misses++;
+		goto out;
+	}
+	ac = (struct accept_ctx){ .cat = cat, .pol = &pol,
+				  .ctx_hash = k.ctx_hash, .now = clock_wall_ms() };
+
+	/* Exact fast path: no embedding, no index. */
+	pthread_mutex_lock(&cat->lock);
+	e = u64map_get(&cat->by_key, k.key[0]);
+	if (e && e->key[1] == k.key[1] && entry_matches(&ac, e))
+		hit_id = e->id;
+	pthread_mutex_unlock(&cat->lock);
+	if (hit_id && engine_lookup_serve(c, cat, hit_id, ac.now, r) == 0) {
+		r->exact = true;
+		r->score = 1.0f;
+		cat->hits++;
+		cat->exact_hits++;
+		goto out;
+	}
+
+	if (!cat->emb) {
+		snprintf(r->note, sizeof(r->note), "embedder unavailable: %s",
+			 cat->emb_error ? cat->emb_error : "unknown");
+		cat->misses++;
+		rc = 0;
+		goto out;
+	}
+	r->dim = cat->emb->dim;
+	r->vec = malloc(sizeof(float) * r->dim);
+	rc = -ENOMEM;
+	if (!r->vec)
+		goto out;
+	rc = embedder_embed(cat->emb, q->query, q->query_len, r->vec);
+	if (rc) {
+		/* a remote embedder is down or slow: answer miss, say why */
+		snprintf(r->note, sizeof(r->note), "embedder unavailable: %s",
+			 embedder_last_error());
+		free(r->vec);
+		r->vec = NULL;
+		cat->misses++;
+		rc = 0;
+		goto out;
+	}
+	if (pol.hnsw_ef_search != cat->ef_search) {
+		/* two lookups may both set the same value: harmless */
+		cat->ef_search = pol.hnsw_ef_search;
+		vindex_set_ef_search(cat->vi, pol.hnsw_ef_search);
+	}
+	n = vindex_search(cat->vi, r->vec, 1, accept_entry, &ac, &id, &score);
+	if (n < 0) {
+		rc = n;
+		goto out;
+	}
+	rc = 0;
+	if (n == 1) {
+		r->score = score;
+		if (score + 1e-6f >= (float)pol.threshold &&
+		    engine_lookup_serve(c, cat, id, ac.now, r) == 0) {
+			cat->hits++;
+			cat->semantic_hits++;
+			goto out;
+		}
+	}
+	if (pol.fill_timeout_ms > 0 && engine_pending_coalesce(c, cat, &pol, &k, r, ac.now))
+		goto out; /* pending: counted once resolved */
+	cat->misses++;
+out:
+	if (cat && !rc)
+		engine_lat_record(cat, (uint64_t)(clock_mono_us() - t0));
+	pthread_rwlock_unlock(&c->lock);
+	engine_lookup_key_release(&k);
+	if (rc)
+		cache_result_release(r);
+	return rc;
+}
+
+void cache_result_release(struct cache_result *r)
+{
+	free(r->response);
+	free(r->vec);
+	r->response = NULL;
+	r->vec = NULL;
+	r->response_len = 0;
+}

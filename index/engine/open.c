@@ -1,0 +1,306 @@
+/*
+ * open.c - opening and closing the engine: the store, every category's
+ * record, policy and index, and the snapshots written at a clean close.
+ *
+ * At open a category's index snapshot is loaded when it matches the
+ * policy's parameters and entries newer than it (entry ids only grow) are
+ * added from the store; otherwise the index is rebuilt from the store.
+ * Merging into HNSW at open is bounded in time: the rest is merged in the
+ * background, served meanwhile from the index's exact buffer. Nothing else
+ * runs while cache_open() works, so it takes no locks. At close
+ * maintenance is stopped, hit counters written back, indexes merged and
+ * saved.
+ *
+ * Not here: the maintenance thread (maint.c), following other hosts
+ * (remote.c).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "clock.h"
+#include "embed.h"
+#include "engine_i.h"
+#include "semlog.h"
+
+#define LOAD_MERGE_US 1000000 /* merging at start before the mount answers */
+
+struct load_ctx {
+	struct cache *c;
+	struct cat *cat;
+	int64_t index_max;        /* ids up to this are in the loaded index */
+	float *scratch;           /* one vector, for vindex_get */
+	int64_t loaded, stale;
+	int rc;
+};
+
+static int load_entry(void *arg, const struct store_entry *se, const float *vec,
+		      int dim, const char *embedder)
+{
+	struct load_ctx *lc = arg;
+	struct centry *e, *old;
+
+	bool usable = lc->cat->emb && dim == lc->cat->emb->dim &&
+		      !strcmp(embedder, lc->cat->emb->name);
+
+	e = engine_entry_from_store(se);
+	if (!e) {
+		lc->rc = -ENOMEM;
+		return 1;
+	}
+	lc->rc = engine_entry_publish(lc->cat, e, &old);
+	if (lc->rc) {
+		free(e);
+		return 1;
+	}
+	if (old) /* two rows with one key: the newer wins, as in a fill */
+		free(old);
+	if (!usable) {
+		/* Stored by another embedder: the exact path still serves it;
+		 * its vector never enters this index (dimensions never mix). */
+		lc->stale++;
+	} else if (se->id > lc->index_max ||
+		   vindex_get(lc->cat->vi, se->id, lc->scratch) == -ENOENT) {
+		/* newer than the snapshot, or missing from it (another host's
+		 * fill that was saved before this host's last one) */
+		lc->rc = vindex_add(lc->cat->vi, se->id, vec);
+		if (lc->rc && lc->rc != -EEXIST)
+			return 1;
+		lc->rc = 0;
+	}
+	lc->loaded++;
+	return 0;
+}
+
+static int cat_load(struct cache *c, struct cat *cat)
+{
+	struct load_ctx lc = { .c = c, .cat = cat };
+	struct vindex_params vp;
+	struct policy pol;
+	char snap[4096];
+	int rc;
+	float *scratch;
+
+	engine_cat_policy(cat, &pol);
+	engine_embref_assign(c, cat, &pol);
+	engine_cat_vparams(cat, &pol, &vp);
+	cat->vp = vp;
+	cat->ef_search = vp.ef_search;
+	engine_cat_snapshot_path(c, cat, snap, sizeof(snap));
+	rc = vindex_load(snap, &vp, &cat->vi);
+	if (rc == 0) {
+		lc.index_max = vindex_max_id(cat->vi);
+	} else {
+		if (rc != -ENOENT)
+			semlog(SEMLOG_WARN, "index snapshot '%s' unusable (%s): rebuilding from the store",
+			       snap, strerror(-rc));
+		rc = vindex_new(&vp, &cat->vi);
+		if (rc)
+			return rc;
+	}
+	scratch = malloc(sizeof(float) * (size_t)vp.dim);
+	if (!scratch)
+		return -ENOMEM;
+	lc.scratch = scratch;
+	rc = store_entry_scan(c->store, cat->id, 0, load_entry, &lc);
+	free(scratch);
+	if (rc < 0)
+		return rc;
+	if (lc.rc)
+		return lc.rc;
+	/* Merge for a bounded time only: a host joining a large store (or
+	 * one without a usable snapshot) mounts and answers at once, from
+	 * the brute-force buffer, while maintenance merges the rest. */
+	for (int64_t t0 = clock_mono_us(); vindex_buffered(cat->vi) > 0 &&
+	     clock_mono_us() - t0 < LOAD_MERGE_US;)
+		if (vindex_merge(cat->vi, 512) <= 0)
+			break;
+	if (vindex_buffered(cat->vi) > 0)
+		semlog(SEMLOG_INFO, "category '%s': %zu vectors left to merge into HNSW in the background",
+		       cat->path, vindex_buffered(cat->vi));
+	if (lc.stale)
+		semlog(SEMLOG_WARN, "category '%s': %" PRId64 " entries were stored by another embedder: served on exact matches only",
+		       cat->path, lc.stale);
+	return 0;
+}
+
+static int collect_cat(void *arg, const struct store_category *sc)
+{
+	struct cache *c = arg;
+	struct cat *cat = engine_cat_new(sc);
+
+	if (!cat || engine_cat_append(c, cat)) {
+		engine_cat_free(cat);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int link_parents(struct cache *c)
+{
+	for (size_t i = 0; i < c->ncats; i++) {
+		char *pp = engine_cat_parent_path(c->cats[i]->path);
+
+		if (!pp)
+			continue;
+		c->cats[i]->parent = engine_cat_find(c, pp);
+		if (!c->cats[i]->parent) {
+			semlog(SEMLOG_WARN, "category '%s' has no parent '%s' in the store; it is kept under the root",
+			       c->cats[i]->path, pp);
+			c->cats[i]->parent = engine_cat_find(c, "/");
+		}
+		free(pp);
+	}
+	return 0;
+}
+
+int cache_open(const struct cache_options *o, struct cache **out, char *err,
+	       size_t errlen)
+{
+	struct store_options so = { .sync_full = o->sync_full };
+	struct cache *c = calloc(1, sizeof(*c));
+	pthread_rwlockattr_t ra;
+	char path[4096];
+	int rc;
+
+	if (!c)
+		return -ENOMEM;
+	c->opts = *o;
+	c->store_dir = strdup(o->store_dir);
+	if (!c->store_dir) {
+		free(c);
+		return -ENOMEM;
+	}
+	c->opts.store_dir = c->store_dir;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&c->lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&c->maint_mu, NULL);
+	pthread_cond_init(&c->maint_cv, NULL);
+	pthread_mutex_init(&c->load_mu, NULL);
+	c->next_pending = 1;
+
+	rc = store_open(o->store_dir, &so, &c->store, &c->report, err, errlen);
+	if (rc)
+		goto fail;
+	c->store_quotas = store_keeps_quotas(c->store);
+	snprintf(path, sizeof(path), "%s/index", store_dir(c->store));
+	if (mkdir(path, 0700) && errno != EEXIST) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot create '%s': %s", path, strerror(-rc));
+		goto fail;
+	}
+	{
+		struct stat sb;
+
+		/* snapshots are written inside the store, never through a link */
+		if (lstat(path, &sb) || !S_ISDIR(sb.st_mode)) {
+			rc = -ENOTDIR;
+			snprintf(err, errlen, "'%s' is a symlink, not a directory; refusing to use the store (move it away and restart)",
+				 path);
+			goto fail;
+		}
+	}
+	rc = store_category_list(c->store, collect_cat, c);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot list categories: %s", strerror(-rc));
+		goto fail;
+	}
+	link_parents(c);
+	for (size_t i = 0; i < c->ncats; i++) {
+		rc = engine_policy_load(c, c->cats[i]);
+		if (rc) {
+			snprintf(err, errlen, "cannot read the policy of '%s': %s",
+				 c->cats[i]->path, strerror(-rc));
+			goto fail;
+		}
+	}
+	for (size_t i = 0; i < c->ncats; i++) {
+		rc = cat_load(c, c->cats[i]);
+		if (rc) {
+			snprintf(err, errlen, "cannot load category '%s': %s",
+				 c->cats[i]->path, strerror(-rc));
+			goto fail;
+		}
+	}
+	if (c->report.unclean || c->report.orphan_blobs || c->report.dropped_entries)
+		semlog(SEMLOG_WARN, "store '%s': previous run did not close cleanly; removed %" PRId64
+		       " orphan blobs, dropped %" PRId64 " entries without a response",
+		       c->store_dir, c->report.orphan_blobs, c->report.dropped_entries);
+	semlog(SEMLOG_INFO, "store '%s' open: %zu categories, %" PRId64 " entries",
+	       c->store_dir, c->ncats, c->report.entries);
+	*out = c;
+	return 0;
+fail:
+	for (size_t i = 0; i < c->ncats; i++)
+		engine_cat_free(c->cats[i]);
+	free(c->cats);
+	store_close(c->store);
+	engine_embref_free_all(c);
+	free(c->store_dir);
+	free(c);
+	return rc;
+}
+
+const char *cache_state_dir(struct cache *c)
+{
+	return store_dir(c->store);
+}
+
+int cache_start(struct cache *c)
+{
+	int rc = engine_maint_start(c);
+
+	if (rc)
+		return rc;
+	engine_remote_follow(c);
+	return 0;
+}
+
+void cache_close(struct cache *c)
+{
+	char snap[4096];
+
+	if (!c)
+		return;
+	pthread_rwlock_wrlock(&c->lock);
+	c->closing = true; /* from here on the store's events are ignored */
+	pthread_rwlock_unlock(&c->lock);
+	engine_maint_stop(c);
+	for (size_t i = 0; i < c->ncats; i++) {
+		struct cat *cat = c->cats[i];
+		int rc;
+
+		engine_maint_flush_hits(c, cat);
+		while (vindex_buffered(cat->vi) > 0)
+			if (vindex_merge(cat->vi, 4096) <= 0)
+				break;
+		engine_cat_snapshot_path(c, cat, snap, sizeof(snap));
+		rc = vindex_save(cat->vi, snap);
+		if (rc)
+			semlog(SEMLOG_WARN, "saving index snapshot '%s' failed: %s (it will be rebuilt at start)",
+			       snap, strerror(-rc));
+		engine_cat_free(cat);
+	}
+	free(c->cats);
+	store_close(c->store);
+	engine_embref_free_all(c);
+	while (c->loads) {
+		struct load_rep *r = c->loads;
+
+		c->loads = r->next;
+		free(r);
+	}
+	pthread_mutex_destroy(&c->load_mu);
+	pthread_rwlock_destroy(&c->lock);
+	pthread_mutex_destroy(&c->maint_mu);
+	pthread_cond_destroy(&c->maint_cv);
+	semlog(SEMLOG_INFO, "store '%s' closed cleanly", c->store_dir);
+	free(c->store_dir);
+	free(c);
+}

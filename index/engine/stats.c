@@ -1,0 +1,327 @@
+/*
+ * stats.c - statistics: the lookup latency histogram, .stats text (one
+ * category, or the root summing all) and .metrics (Prometheus text
+ * exposition format, every category labelled).
+ *
+ * Counters are atomics in struct cat, read without locks (each value is
+ * exact, the set of them is not one instant); entry counts and bytes are
+ * read under cat.lock. Latencies go into a log-linear histogram: exact
+ * microseconds below 64, then 8 buckets per power of two, so quantiles
+ * are within 1/8 of the true value.
+ *
+ * Not here: updating the counters (where the events happen).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "engine_i.h"
+
+static int lat_bucket(uint64_t us)
+{
+	int k, b;
+
+	if (us < LAT_LINEAR)
+		return (int)us;
+	k = 63 - __builtin_clzll(us);             /* 2^k <= us, k >= 6 */
+	b = LAT_LINEAR + (k - 6) * LAT_SUB +
+	    (int)((us - (1ULL << k)) >> (k - 3)); /* 8 sub-buckets */
+	return b < LAT_BUCKETS ? b : LAT_BUCKETS - 1;
+}
+
+/* Upper bound (µs) of bucket b. */
+static uint64_t lat_upper(int b)
+{
+	int k, sub;
+
+	if (b < LAT_LINEAR)
+		return (uint64_t)b;
+	k = 6 + (b - LAT_LINEAR) / LAT_SUB;
+	sub = (b - LAT_LINEAR) % LAT_SUB;
+	return (1ULL << k) + ((uint64_t)(sub + 1) << (k - 3)) - 1;
+}
+
+void engine_lat_record(struct cat *cat, uint64_t us)
+{
+	cat->lat[lat_bucket(us)]++;
+	cat->lat_sum_us += us;
+}
+
+/* q-quantile (0..1) of summed histograms h, or 0 when empty. */
+static uint64_t lat_quantile(const uint64_t *h, double q)
+{
+	uint64_t total = 0, seen = 0, want;
+
+	for (int b = 0; b < LAT_BUCKETS; b++)
+		total += h[b];
+	if (!total)
+		return 0;
+	want = (uint64_t)(q * (double)total);
+	if (want >= total)
+		want = total - 1;
+	for (int b = 0; b < LAT_BUCKETS; b++) {
+		seen += h[b];
+		if (seen > want)
+			return lat_upper(b);
+	}
+	return lat_upper(LAT_BUCKETS - 1);
+}
+
+int engine_text_dup(const char *s, size_t len, char **text, size_t *out_len)
+{
+	*text = malloc(len + 1);
+	if (!*text)
+		return -ENOMEM;
+	memcpy(*text, s, len);
+	(*text)[len] = '\0';
+	*out_len = len;
+	return 0;
+}
+
+struct counters {
+	uint64_t entries, bytes, lookups, hits, exact_hits, semantic_hits;
+	uint64_t misses, fills, expired, evicted, dropped;
+	uint64_t lat[LAT_BUCKETS];
+	uint64_t lat_sum;
+};
+
+static void counters_add(struct counters *t, struct cat *cat)
+{
+	pthread_mutex_lock(&cat->lock);
+	t->entries += cat->by_id.len;
+	t->bytes += (uint64_t)cat->bytes;
+	pthread_mutex_unlock(&cat->lock);
+	t->lookups += cat->lookups;
+	t->hits += cat->hits;
+	t->exact_hits += cat->exact_hits;
+	t->semantic_hits += cat->semantic_hits;
+	t->misses += cat->misses;
+	t->fills += cat->fills;
+	t->expired += cat->expired;
+	t->evicted += cat->evicted;
+	t->dropped += cat->dropped;
+	for (int b = 0; b < LAT_BUCKETS; b++)
+		t->lat[b] += cat->lat[b];
+	t->lat_sum += cat->lat_sum_us;
+}
+
+int cache_stats_text(struct cache *c, const char *path, char **text,
+		     size_t *len)
+{
+	struct counters *t = calloc(1, sizeof(*t));
+	struct cat *cat;
+	char buf[4096];
+	int n = 0, rc = 0;
+	bool root = !strcmp(path, "/");
+
+	if (!t)
+		return -ENOMEM;
+	pthread_rwlock_rdlock(&c->lock);
+	cat = engine_cat_find(c, path);
+	if (!cat) {
+		rc = -ENOENT;
+	} else if (root) {
+		for (size_t i = 0; i < c->ncats; i++)
+			counters_add(t, c->cats[i]);
+	} else {
+		counters_add(t, cat);
+	}
+	if (!rc)
+		n = snprintf(buf, sizeof(buf),
+			     "entries: %" PRIu64 "\nbytes: %" PRIu64 "\nlookups: %" PRIu64
+			     "\nhits: %" PRIu64 "\nexact_hits: %" PRIu64
+			     "\nsemantic_hits: %" PRIu64 "\nmisses: %" PRIu64
+			     "\nfills: %" PRIu64 "\nexpired: %" PRIu64 "\nevicted: %" PRIu64
+			     "\ndamaged_dropped: %" PRIu64 "\nhit_rate: %.4f"
+			     "\nlookup_us_p50: %" PRIu64 "\nlookup_us_p99: %" PRIu64 "\n",
+			     t->entries, t->bytes, t->lookups, t->hits, t->exact_hits,
+			     t->semantic_hits, t->misses, t->fills, t->expired, t->evicted,
+			     t->dropped, t->lookups ? (double)t->hits / t->lookups : 0.0,
+			     lat_quantile(t->lat, 0.5), lat_quantile(t->lat, 0.99));
+	if (!rc) {
+		uint64_t fh = 0, co = 0, ns = 0;
+
+		for (size_t i = 0; i < c->ncats; i++) {
+			if (!root && c->cats[i] != cat)
+				continue;
+			fh += c->cats[i]->false_hits;
+			co += c->cats[i]->coalesced;
+			ns += c->cats[i]->not_stored;
+		}
+		n += snprintf(buf + n, sizeof(buf) - n,
+			      "false_hits: %" PRIu64 "\ncoalesced_hits: %" PRIu64
+			      "\nnot_stored: %" PRIu64 "\n", fh, co, ns);
+	}
+	if (!rc && !root) {
+		struct policy pol;
+		char why[256], ttl[32];
+		double mean = t->lookups ? (double)t->lat_sum / t->lookups : 0;
+
+		engine_cat_policy(cat, &pol);
+		n += snprintf(buf + n, sizeof(buf) - n,
+			      "lookup_cost_us: %.1f\nindex_unmerged: %zu\nindex_tombstones: %zu\n",
+			      mean, vindex_buffered(cat->vi), vindex_tombstones(cat->vi));
+		if (pol.llm_cost_ms > 0) {
+			double be = mean / 1000.0 / pol.llm_cost_ms;
+			double saved = (double)t->hits * pol.llm_cost_ms - t->lookups * mean / 1000.0;
+
+			n += snprintf(buf + n, sizeof(buf) - n,
+				      "llm_cost_ms: %d\nbreak_even_hit_rate: %.6f\n"
+				      "time_saved_ms: %.0f\nabove_break_even: %s\n",
+				      pol.llm_cost_ms, be, saved,
+				      (t->lookups ? (double)t->hits / t->lookups : 0) >= be ? "yes" : "no");
+		}
+		if (pol.auto_disable)
+			n += snprintf(buf + n, sizeof(buf) - n, "auto_disabled: %s\n",
+				      cat->disabled ? "yes (stopped storing: hit rate below break-even)" : "no");
+		if (pol.adaptive_enabled || cat->learned_ms) {
+			struct policy eff = pol;
+
+			engine_adapt_policy(c, cat, &eff, clock_wall_ms(), why, sizeof(why));
+			policy_format_duration(eff.ttl, ttl, sizeof(ttl));
+			n += snprintf(buf + n, sizeof(buf) - n,
+				      "effective_threshold: %.4f\neffective_ttl: %s\nadaptive: %s\n",
+				      eff.threshold, ttl, why);
+		}
+	}
+	if (root && !rc)
+		n += snprintf(buf + n, sizeof(buf) - n,
+			      "categories: %zu\nstore_dropped_at_start: %" PRId64
+			      "\nstore_orphans_removed_at_start: %" PRId64
+			      "\nstore_db_repaired: %d\nstore_db_salvaged: %" PRId64
+			      "\nstore_db_lost: %" PRId64
+			      "\nstore_db_categories_recreated: %" PRId64 "\n",
+			      c->ncats, c->report.dropped_entries,
+			      c->report.orphan_blobs, c->report.db_repaired ? 1 : 0,
+			      (int64_t)c->report.db_salvaged, (int64_t)c->report.db_lost,
+			      (int64_t)c->report.db_cats_recreated);
+	pthread_rwlock_unlock(&c->lock);
+	free(t);
+	if (rc)
+		return rc;
+	return engine_text_dup(buf, n, text, len);
+}
+
+struct sbuf {
+	char *data;
+	size_t len, cap;
+	bool oom;
+};
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->oom)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n >= 0 && (size_t)n < b->cap - b->len) {
+			b->len += n;
+			return;
+		}
+		size_t ncap = b->cap * 2 + (size_t)(n > 0 ? n : 0) + 256;
+		char *nd = realloc(b->data, ncap);
+
+		if (!nd) {
+			b->oom = true;
+			return;
+		}
+		b->data = nd;
+		b->cap = ncap;
+	}
+}
+
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static void label_escape(const char *in, char *out, size_t size)
+{
+	size_t o = 0;
+
+	for (; *in && o + 3 < size; in++) {
+		if (*in == '\\' || *in == '"') {
+			out[o++] = '\\';
+			out[o++] = *in;
+		} else if (*in == '\n') {
+			out[o++] = '\\';
+			out[o++] = 'n';
+		} else {
+			out[o++] = *in;
+		}
+	}
+	out[o] = '\0';
+}
+
+int cache_metrics_text(struct cache *c, char **text, size_t *len)
+{
+	static const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} m[] = {
+#define M(n, t, h, f) { n, t, h, offsetof(struct counters, f) }
+		M("semcache_entries", "gauge", "Entries stored.", entries),
+		M("semcache_bytes", "gauge", "Bytes of responses stored.", bytes),
+		M("semcache_lookups_total", "counter", "Lookups.", lookups),
+		M("semcache_hits_total", "counter", "Lookups answered from the cache.", hits),
+		M("semcache_exact_hits_total", "counter", "Hits through the exact fast path.", exact_hits),
+		M("semcache_semantic_hits_total", "counter", "Hits through the vector index.", semantic_hits),
+		M("semcache_misses_total", "counter", "Lookups not answered.", misses),
+		M("semcache_fills_total", "counter", "Responses stored.", fills),
+		M("semcache_expired_total", "counter", "Entries removed after their ttl.", expired),
+		M("semcache_evicted_total", "counter", "Entries removed by a quota.", evicted),
+		M("semcache_damaged_dropped_total", "counter", "Entries dropped for a damaged response.", dropped),
+#undef M
+	};
+	struct sbuf b = { 0 };
+	struct counters *t;
+	size_t ncats;
+	char lbl[1024];
+
+	pthread_rwlock_rdlock(&c->lock);
+	ncats = c->ncats;
+	t = calloc(ncats ? ncats : 1, sizeof(*t));
+	if (!t) {
+		pthread_rwlock_unlock(&c->lock);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < ncats; i++)
+		counters_add(&t[i], c->cats[i]);
+	for (size_t k = 0; k < sizeof(m) / sizeof(*m); k++) {
+		sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help,
+			  m[k].name, m[k].type);
+		for (size_t i = 0; i < ncats; i++) {
+			label_escape(c->cats[i]->path, lbl, sizeof(lbl));
+			sb_printf(&b, "%s{category=\"%s\"} %" PRIu64 "\n", m[k].name, lbl,
+				  *(const uint64_t *)((const char *)&t[i] + m[k].off));
+		}
+	}
+	sb_printf(&b, "# HELP semcache_lookup_microseconds Lookup time inside the daemon.\n"
+		  "# TYPE semcache_lookup_microseconds gauge\n");
+	for (size_t i = 0; i < ncats; i++) {
+		label_escape(c->cats[i]->path, lbl, sizeof(lbl));
+		sb_printf(&b, "semcache_lookup_microseconds{category=\"%s\",quantile=\"0.5\"} %" PRIu64 "\n",
+			  lbl, lat_quantile(t[i].lat, 0.5));
+		sb_printf(&b, "semcache_lookup_microseconds{category=\"%s\",quantile=\"0.99\"} %" PRIu64 "\n",
+			  lbl, lat_quantile(t[i].lat, 0.99));
+	}
+	pthread_rwlock_unlock(&c->lock);
+	free(t);
+	if (b.oom) {
+		free(b.data);
+		return -ENOMEM;
+	}
+	*text = b.data ? b.data : strdup("");
+	*len = b.len;
+	return *text ? 0 : -ENOMEM;
+}
