@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "embed.h"
 #include "engine_i.h"
+#include "semlog.h"
 
 #define MAX_DEPTH 64
 
@@ -75,10 +76,12 @@ struct cat *engine_cat_new(const struct store_category *sc)
 	return cat;
 }
 
-void engine_cat_free(struct cat *cat)
+void engine_cat_free(struct cache *c, struct cat *cat)
 {
 	if (!cat)
 		return;
+	if (cat->emb)
+		engine_embref_release(c, cat->emb);
 	for (size_t i = 0; i < cat->by_id.cap; i++)
 		if (cat->by_id.keys[i])
 			free(cat->by_id.vals[i]);
@@ -102,6 +105,18 @@ void engine_cat_free(struct cat *cat)
 	pthread_mutex_destroy(&cat->lock);
 	free(cat->path);
 	free(cat);
+}
+
+/* Take cat out of the table and free it. cache.lock held for writing. */
+void engine_cat_delete(struct cache *c, struct cat *cat)
+{
+	for (size_t i = 0; i < c->ncats; i++) {
+		if (c->cats[i] == cat) {
+			c->cats[i] = c->cats[--c->ncats];
+			break;
+		}
+	}
+	engine_cat_free(c, cat);
 }
 
 int engine_cat_append(struct cache *c, struct cat *cat)
@@ -132,13 +147,49 @@ void engine_cat_policy(const struct cat *cat, struct policy *p)
 			policy_apply(p, chain[n]->pfile);
 }
 
-void engine_cat_vparams(struct cat *cat, const struct policy *p,
-			struct vindex_params *vp)
+/*
+ * Give cat the index policy p asks for with cat's embedder (its dimension;
+ * 1 without an embedder): the snapshot snap when it loads with those
+ * parameters (snap may be NULL), else a new empty one. It replaces (and
+ * frees) the index cat had; cat->vp and cat->ef_search say what it was
+ * built with. On error cat keeps what it had.
+ */
+int engine_cat_index_new(struct cat *cat, const struct policy *p,
+			 const char *snap)
 {
-	vp->dim = cat->emb ? cat->emb->dim : 1;
-	vp->m = p->hnsw_m;
-	vp->ef_construction = p->hnsw_ef_construction;
-	vp->ef_search = p->hnsw_ef_search;
+	struct vindex_params vp = { .dim = cat->emb ? cat->emb->dim : 1,
+				    .m = p->hnsw_m,
+				    .ef_construction = p->hnsw_ef_construction,
+				    .ef_search = p->hnsw_ef_search };
+	struct vindex *vi = NULL;
+	int rc = -ENOENT;
+
+	if (snap)
+		rc = vindex_load(snap, &vp, &vi);
+	if (rc) {
+		if (rc != -ENOENT)
+			semlog(SEMLOG_WARN, "index snapshot '%s' unusable (%s): rebuilding from the store",
+			       snap, strerror(-rc));
+		rc = vindex_new(&vp, &vi);
+		if (rc)
+			return rc;
+	}
+	vindex_free(cat->vi);
+	cat->vi = vi;
+	cat->vp = vp;
+	cat->ef_search = vp.ef_search;
+	return 0;
+}
+
+/* A new category's embedder and index, for its effective policy (its
+ * parent must be set). cache.lock held for writing, or no other thread. */
+int engine_cat_setup(struct cache *c, struct cat *cat, const char *snap)
+{
+	struct policy pol;
+
+	engine_cat_policy(cat, &pol);
+	engine_embref_assign(c, cat, &pol);
+	return engine_cat_index_new(cat, &pol, snap);
 }
 
 void engine_cat_snapshot_path(struct cache *c, const struct cat *cat,
@@ -173,8 +224,6 @@ int cache_category_create(struct cache *c, const char *path, mode_t mode,
 {
 	struct store_category sc = { .path = path, .mode = mode & 07777,
 				     .uid = uid, .gid = gid };
-	struct vindex_params vp;
-	struct policy pol;
 	struct cat *parent, *cat = NULL;
 	char *pp = engine_cat_parent_path(path);
 	int rc;
@@ -198,12 +247,7 @@ int cache_category_create(struct cache *c, const char *path, mode_t mode,
 	if (!cat)
 		goto undo;
 	cat->parent = parent;
-	engine_cat_policy(cat, &pol);
-	engine_embref_assign(c, cat, &pol);
-	engine_cat_vparams(cat, &pol, &vp);
-	cat->vp = vp;
-	cat->ef_search = vp.ef_search;
-	rc = vindex_new(&vp, &cat->vi);
+	rc = engine_cat_setup(c, cat, NULL);
 	if (rc)
 		goto undo;
 	rc = engine_cat_append(c, cat);
@@ -214,9 +258,7 @@ int cache_category_create(struct cache *c, const char *path, mode_t mode,
 	return 0;
 undo:
 	store_category_delete(c->store, sc.id);
-	if (cat && cat->emb)
-		engine_embref_release(c, cat->emb);
-	engine_cat_free(cat);
+	engine_cat_free(c, cat);
 out:
 	pthread_rwlock_unlock(&c->lock);
 	free(pp);
@@ -252,15 +294,7 @@ int cache_category_remove(struct cache *c, const char *path)
 		goto out;
 	engine_cat_snapshot_path(c, cat, snap, sizeof(snap));
 	unlink(snap);
-	for (size_t i = 0; i < c->ncats; i++) {
-		if (c->cats[i] == cat) {
-			c->cats[i] = c->cats[--c->ncats];
-			break;
-		}
-	}
-	if (cat->emb)
-		engine_embref_release(c, cat->emb);
-	engine_cat_free(cat);
+	engine_cat_delete(c, cat);
 out:
 	pthread_rwlock_unlock(&c->lock);
 	return rc;

@@ -112,6 +112,18 @@ void engine_embref_free_all(struct cache *c)
 	}
 }
 
+void engine_embref_install(struct cache *c, struct cat *cat,
+			   struct embedder *e, char *key)
+{
+	if (cat->emb)
+		engine_embref_release(c, cat->emb);
+	free(cat->emb_key);
+	free(cat->emb_error);
+	cat->emb = e;
+	cat->emb_key = key;
+	cat->emb_error = NULL;
+}
+
 /* Give cat the embedder its effective policy names (or a reason why not). */
 void engine_embref_assign(struct cache *c, struct cat *cat,
 			  const struct policy *p)
@@ -121,13 +133,7 @@ void engine_embref_assign(struct cache *c, struct cat *cat,
 	char *key = NULL;
 	int rc = engine_embref_acquire(c, p, &e, &key, err, sizeof(err));
 
-	if (cat->emb)
-		engine_embref_release(c, cat->emb);
-	free(cat->emb_key);
-	free(cat->emb_error);
-	cat->emb = e;
-	cat->emb_key = key;
-	cat->emb_error = NULL;
+	engine_embref_install(c, cat, e, key);
 	if (rc) {
 		if (!err[0])
 			snprintf(err, sizeof(err), "%s", strerror(-rc));

@@ -35,9 +35,7 @@
  *                  while maintenance runs.
  *
  * vindex and store calls are never made while holding cat.lock. Counters
- * that are _Atomic need no lock. Where slow work (embedding, store calls,
- * compaction, parsing) still runs under cache.lock, see the comments of
- * the functions concerned.
+ * that are _Atomic need no lock.
  */
 #ifndef SEMCACHE_ENGINE_I_H
 #define SEMCACHE_ENGINE_I_H
@@ -236,18 +234,26 @@ struct cat *engine_cat_find_id(struct cache *c, int64_t id);
 /* The parent path of path (malloc'd), or NULL for "/" (or no memory). */
 char *engine_cat_parent_path(const char *path);
 /* A new category record for sc, with no index, embedder or parent yet
- * (NULL when out of memory); engine_cat_free() frees it, its entries,
- * index, policy and pending misses (not its embedder reference). */
+ * (NULL when out of memory); engine_cat_free() frees it with its entries,
+ * index, policy and pending misses, and releases its embedder. */
 struct cat *engine_cat_new(const struct store_category *sc);
-void engine_cat_free(struct cat *cat);
-/* Add cat to the table. cache.lock held for writing. */
+void engine_cat_free(struct cache *c, struct cat *cat);
+/* Give a new cat (parent set) the embedder and index of its effective
+ * policy: the index from snapshot snap when that loads (snap may be NULL),
+ * else a new empty one. Slow: may create an embedder (a model load) and
+ * read a snapshot. cache.lock held for writing, or no other thread. */
+int engine_cat_setup(struct cache *c, struct cat *cat, const char *snap);
+/* Replace cat's index with the one p asks for (as engine_cat_setup), with
+ * cat's embedder; on error cat keeps its index. */
+int engine_cat_index_new(struct cat *cat, const struct policy *p,
+			 const char *snap);
+/* Add cat to the table / take it out and free it. cache.lock held for
+ * writing. */
 int engine_cat_append(struct cache *c, struct cat *cat);
+void engine_cat_delete(struct cache *c, struct cat *cat);
 /* cat's effective policy: defaults, then every ancestor's policy file from
  * the root down. cache.lock held (p's sources point into the files). */
 void engine_cat_policy(const struct cat *cat, struct policy *p);
-/* The index parameters for cat under p (its embedder's dimension). */
-void engine_cat_vparams(struct cat *cat, const struct policy *p,
-			struct vindex_params *vp);
 /* Where cat's index snapshot lives. */
 void engine_cat_snapshot_path(struct cache *c, const struct cat *cat,
 			      char *buf, size_t size);
@@ -269,6 +275,10 @@ void engine_embref_free_all(struct cache *c);
  * why it cannot have one (cat->emb NULL, cat->emb_error set, logged). */
 void engine_embref_assign(struct cache *c, struct cat *cat,
 			  const struct policy *p);
+/* cat's embedder becomes e (the caller's reference passes to cat), made
+ * from key (malloc'd, cat owns it); the one it had is released. */
+void engine_embref_install(struct cache *c, struct cat *cat,
+			   struct embedder *e, char *key);
 
 /* ---- entry.c: entry records in a category's maps ---- */
 
@@ -293,6 +303,9 @@ bool engine_entry_drop(struct cache *c, struct cat *cat, int64_t id,
 		       const char *why);
 /* The store no longer has id: forget it here (maps, index). Idempotent. */
 void engine_entry_forget(struct cat *cat, int64_t id);
+/* A malloc'd snapshot of cat's entry ids, oldest first, *n of them (NULL
+ * when out of memory). Takes cat.lock. */
+int64_t *engine_entry_ids(struct cat *cat, size_t *n);
 
 /* ---- lookup.c ---- */
 
@@ -327,6 +340,10 @@ void engine_maint_stop(struct cache *c);
 /* Write cat's hit counters back to the store (store call without
  * cat.lock). */
 void engine_maint_flush_hits(struct cache *c, struct cat *cat);
+/* Merge vi's buffered vectors into HNSW, batch at a time (0: sized to the
+ * backlog), until none are left or budget_us has passed (< 0: no limit).
+ * Each batch holds the index's write lock; none is held between them. */
+void engine_maint_merge(struct vindex *vi, int64_t budget_us, int batch);
 
 /* ---- quota.c ---- */
 
@@ -353,6 +370,11 @@ void engine_remote_follow(struct cache *c);
 
 /* Read cat's stored policy at open (a bad one is kept as text, ignored). */
 int engine_policy_load(struct cache *c, struct cat *cat);
+/* pf, parsed from yaml (len bytes, malloc'd; NULL: no policy file),
+ * becomes cat's policy file, both now owned by cat; the previous ones are
+ * freed. cache.lock held for writing (or no other thread). */
+void engine_policy_install(struct cat *cat, struct policy_file *pf,
+			   char *yaml, size_t len);
 
 /* ---- stats.c: statistics and the text they are returned as ---- */
 

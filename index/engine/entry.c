@@ -84,17 +84,24 @@ struct centry *engine_entry_from_store(const struct store_entry *se)
 	return e;
 }
 
-bool engine_entry_expired(const struct policy *p, const struct centry *e,
-			  int64_t now)
+/* When e expires under p (0 = never): ttl after its creation, or after
+ * its last hit with a sliding ttl. */
+static int64_t expires_ms(const struct policy *p, const struct centry *e)
 {
 	int64_t base;
 
 	if (p->ttl <= 0)
-		return false;
+		return 0;
 	base = e->created_ms;
 	if (p->ttl_mode == POLICY_TTL_SLIDING && e->last_hit_ms > base)
 		base = e->last_hit_ms;
-	return now >= base + p->ttl * 1000;
+	return base + p->ttl * 1000;
+}
+
+bool engine_entry_expired(const struct policy *p, const struct centry *e,
+			  int64_t now)
+{
+	return p->ttl > 0 && now >= expires_ms(p, e);
 }
 
 /* Take entry id out of cat's maps; the caller owns what is returned
@@ -148,6 +155,20 @@ void engine_entry_forget(struct cat *cat, int64_t id)
 	}
 }
 
+int64_t *engine_entry_ids(struct cat *cat, size_t *n)
+{
+	int64_t *ids;
+
+	*n = 0;
+	pthread_mutex_lock(&cat->lock);
+	ids = malloc((cat->by_id.len + 1) * sizeof(*ids));
+	if (ids)
+		for (struct centry *e = cat->fifo.head; e; e = e->fifo_next)
+			ids[(*n)++] = e->id;
+	pthread_mutex_unlock(&cat->lock);
+	return ids;
+}
+
 int cache_entries_list(struct cache *c, const char *path,
 		       int (*cb)(void *arg, int64_t id), void *arg)
 {
@@ -162,12 +183,7 @@ int cache_entries_list(struct cache *c, const char *path,
 		pthread_rwlock_unlock(&c->lock);
 		return -ENOENT;
 	}
-	pthread_mutex_lock(&cat->lock);
-	ids = malloc((cat->by_id.len + 1) * sizeof(*ids));
-	if (ids)
-		for (struct centry *e = cat->fifo.head; e; e = e->fifo_next)
-			ids[n++] = e->id;
-	pthread_mutex_unlock(&cat->lock);
+	ids = engine_entry_ids(cat, &n);
 	pthread_rwlock_unlock(&c->lock);
 	if (!ids)
 		return -ENOMEM;
@@ -197,13 +213,7 @@ static int entry_info(struct cache *c, struct cat *cat, int64_t id,
 		info->hits = e->hits;
 		info->bytes = e->bytes;
 		info->expired = engine_entry_expired(&pol, e, now);
-		if (pol.ttl > 0) {
-			int64_t base = e->created_ms;
-
-			if (pol.ttl_mode == POLICY_TTL_SLIDING && e->last_hit_ms > base)
-				base = e->last_hit_ms;
-			info->expires_ms = base + pol.ttl * 1000;
-		}
+		info->expires_ms = expires_ms(&pol, e);
 	}
 	pthread_mutex_unlock(&cat->lock);
 	return e ? 0 : -ENOENT;

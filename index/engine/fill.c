@@ -12,7 +12,6 @@
  * (quota.c), waking waiters (pending.c).
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -12,11 +12,8 @@
  * Not here: the quota and adaptation rules themselves (quota.c, adapt.c),
  * snapshots (open.c).
  */
-#include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -112,6 +109,14 @@ static int merge_batch(struct vindex *vi)
 	return n < MERGE_BATCH ? MERGE_BATCH : n > MERGE_BATCH_MAX ? MERGE_BATCH_MAX : (int)n;
 }
 
+void engine_maint_merge(struct vindex *vi, int64_t budget_us, int batch)
+{
+	for (int64_t t0 = clock_mono_us(); vindex_buffered(vi) > 0 &&
+	     (budget_us < 0 || clock_mono_us() - t0 < budget_us);)
+		if (vindex_merge(vi, batch ? batch : merge_batch(vi)) <= 0)
+			break;
+}
+
 static void maintain(struct cache *c, bool slow)
 {
 	bool backlog = false;
@@ -124,10 +129,7 @@ static void maintain(struct cache *c, bool slow)
 		/* Merge in small batches, releasing the index's write lock
 		 * between them (a lookup waits for one batch at most), until
 		 * the buffer is empty or this tick's time is used up. */
-		for (int64_t t0 = clock_mono_us(); vindex_buffered(cat->vi) > 0 &&
-		     clock_mono_us() - t0 < MERGE_TICK_US;)
-			if (vindex_merge(cat->vi, merge_batch(cat->vi)) <= 0)
-				break;
+		engine_maint_merge(cat->vi, MERGE_TICK_US, 0);
 		backlog |= vindex_buffered(cat->vi) > 0;
 		if (!slow)
 			continue;

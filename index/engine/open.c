@@ -22,7 +22,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "clock.h"
 #include "embed.h"
 #include "engine_i.h"
 #include "semlog.h"
@@ -79,30 +78,16 @@ static int load_entry(void *arg, const struct store_entry *se, const float *vec,
 static int cat_load(struct cache *c, struct cat *cat)
 {
 	struct load_ctx lc = { .c = c, .cat = cat };
-	struct vindex_params vp;
-	struct policy pol;
 	char snap[4096];
 	int rc;
 	float *scratch;
 
-	engine_cat_policy(cat, &pol);
-	engine_embref_assign(c, cat, &pol);
-	engine_cat_vparams(cat, &pol, &vp);
-	cat->vp = vp;
-	cat->ef_search = vp.ef_search;
 	engine_cat_snapshot_path(c, cat, snap, sizeof(snap));
-	rc = vindex_load(snap, &vp, &cat->vi);
-	if (rc == 0) {
-		lc.index_max = vindex_max_id(cat->vi);
-	} else {
-		if (rc != -ENOENT)
-			semlog(SEMLOG_WARN, "index snapshot '%s' unusable (%s): rebuilding from the store",
-			       snap, strerror(-rc));
-		rc = vindex_new(&vp, &cat->vi);
-		if (rc)
-			return rc;
-	}
-	scratch = malloc(sizeof(float) * (size_t)vp.dim);
+	rc = engine_cat_setup(c, cat, snap);
+	if (rc)
+		return rc;
+	lc.index_max = vindex_max_id(cat->vi); /* 0 for a new index */
+	scratch = malloc(sizeof(float) * (size_t)cat->vp.dim);
 	if (!scratch)
 		return -ENOMEM;
 	lc.scratch = scratch;
@@ -115,10 +100,7 @@ static int cat_load(struct cache *c, struct cat *cat)
 	/* Merge for a bounded time only: a host joining a large store (or
 	 * one without a usable snapshot) mounts and answers at once, from
 	 * the brute-force buffer, while maintenance merges the rest. */
-	for (int64_t t0 = clock_mono_us(); vindex_buffered(cat->vi) > 0 &&
-	     clock_mono_us() - t0 < LOAD_MERGE_US;)
-		if (vindex_merge(cat->vi, 512) <= 0)
-			break;
+	engine_maint_merge(cat->vi, LOAD_MERGE_US, 512);
 	if (vindex_buffered(cat->vi) > 0)
 		semlog(SEMLOG_INFO, "category '%s': %zu vectors left to merge into HNSW in the background",
 		       cat->path, vindex_buffered(cat->vi));
@@ -134,7 +116,7 @@ static int collect_cat(void *arg, const struct store_category *sc)
 	struct cat *cat = engine_cat_new(sc);
 
 	if (!cat || engine_cat_append(c, cat)) {
-		engine_cat_free(cat);
+		engine_cat_free(c, cat);
 		return -ENOMEM;
 	}
 	return 0;
@@ -238,7 +220,7 @@ int cache_open(const struct cache_options *o, struct cache **out, char *err,
 	return 0;
 fail:
 	for (size_t i = 0; i < c->ncats; i++)
-		engine_cat_free(c->cats[i]);
+		engine_cat_free(c, c->cats[i]);
 	free(c->cats);
 	store_close(c->store);
 	engine_embref_free_all(c);
@@ -277,15 +259,13 @@ void cache_close(struct cache *c)
 		int rc;
 
 		engine_maint_flush_hits(c, cat);
-		while (vindex_buffered(cat->vi) > 0)
-			if (vindex_merge(cat->vi, 4096) <= 0)
-				break;
+		engine_maint_merge(cat->vi, -1, 4096);
 		engine_cat_snapshot_path(c, cat, snap, sizeof(snap));
 		rc = vindex_save(cat->vi, snap);
 		if (rc)
 			semlog(SEMLOG_WARN, "saving index snapshot '%s' failed: %s (it will be rebuilt at start)",
 			       snap, strerror(-rc));
-		engine_cat_free(cat);
+		engine_cat_free(c, cat);
 	}
 	free(c->cats);
 	store_close(c->store);

@@ -30,8 +30,39 @@ static void cat_set_policy_error(struct cat *cat, const char *msg)
 	cat->perrors = msg ? strdup(msg) : NULL;
 }
 
+/* The .errors line of a parse error: "PATH/policy.yaml:LINE:COL: MESSAGE",
+ * then note, then a newline. */
+static void parse_error_text(const struct cat *cat,
+			     const struct policy_error *perr, const char *note,
+			     char *msg, size_t size)
+{
+	snprintf(msg, size, "%s/policy.yaml:%d:%d: %s%s\n",
+		 strcmp(cat->path, "/") ? cat->path : "", perr->line,
+		 perr->column, perr->message, note);
+}
+
+/* A rejected write: log msg (one line ending in a newline) and keep it
+ * for .errors. */
+static void reject(struct cat *cat, const char *msg)
+{
+	semlog(SEMLOG_WARN, "rejected %.*s", (int)strlen(msg) - 1, msg);
+	cat_set_policy_error(cat, msg);
+}
+
+void engine_policy_install(struct cat *cat, struct policy_file *pf,
+			   char *yaml, size_t len)
+{
+	policy_file_free(cat->pfile);
+	free(cat->pyaml);
+	cat->pfile = pf;
+	cat->pyaml = yaml;
+	cat->pyaml_len = yaml ? len : 0;
+	cat->pyaml_mtime_ms = clock_wall_ms();
+}
+
 int engine_policy_load(struct cache *c, struct cat *cat)
 {
+	struct policy_file *pf = NULL;
 	struct policy_error perr;
 	char *yaml = NULL;
 	size_t len = 0;
@@ -41,20 +72,17 @@ int engine_policy_load(struct cache *c, struct cat *cat)
 		return 0;
 	if (rc)
 		return rc;
-	rc = policy_file_parse(yaml, len, cat->path, &cat->pfile, &perr);
+	rc = policy_file_parse(yaml, len, cat->path, &pf, &perr);
 	if (rc) {
 		char msg[512];
 
-		snprintf(msg, sizeof(msg), "%s/policy.yaml:%d:%d: %s (stored policy ignored)\n",
-			 strcmp(cat->path, "/") ? cat->path : "", perr.line, perr.column,
-			 perr.message);
+		parse_error_text(cat, &perr, " (stored policy ignored)", msg,
+				 sizeof(msg));
 		semlog(SEMLOG_WARN, "%.*s", (int)strlen(msg) - 1, msg);
 		cat_set_policy_error(cat, msg);
-		cat->pfile = NULL;
+		pf = NULL;
 	}
-	cat->pyaml = yaml;
-	cat->pyaml_len = len;
-	cat->pyaml_mtime_ms = clock_wall_ms();
+	engine_policy_install(cat, pf, yaml, len);
 	return 0;
 }
 
@@ -187,31 +215,17 @@ static void rebuild_empty(struct cache *c, struct restructure *rs)
 {
 	for (size_t i = 0; i < c->ncats; i++) {
 		struct cat *x = c->cats[i];
-		struct vindex_params vp;
-		struct vindex *nv;
 		struct policy np;
 
 		if (!rs[i].rebuild)
 			continue;
 		if (rs[i].emb) {
-			if (x->emb)
-				engine_embref_release(c, x->emb);
-			free(x->emb_key);
-			free(x->emb_error);
-			x->emb = rs[i].emb;
-			x->emb_key = rs[i].emb_key;
-			x->emb_error = NULL;
+			engine_embref_install(c, x, rs[i].emb, rs[i].emb_key);
 			rs[i].emb = NULL;
 			rs[i].emb_key = NULL;
 		}
 		engine_cat_policy(x, &np);
-		engine_cat_vparams(x, &np, &vp);
-		if (vindex_new(&vp, &nv) == 0) {
-			vindex_free(x->vi);
-			x->vi = nv;
-			x->vp = vp;
-			x->ef_search = vp.ef_search;
-		}
+		engine_cat_index_new(x, &np, NULL); /* on error the old one stays */
 	}
 }
 
@@ -223,6 +237,7 @@ int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 	struct policy_error perr;
 	struct cat *cat;
 	char *copy = NULL;
+	size_t copy_len;
 	int rc;
 
 	pthread_rwlock_wrlock(&c->lock);
@@ -235,19 +250,13 @@ int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 		if (rc) {
 			char msg[512];
 
-			snprintf(msg, sizeof(msg), "%s/policy.yaml:%d:%d: %s\n",
-				 strcmp(cat->path, "/") ? cat->path : "", perr.line,
-				 perr.column, perr.message);
-			semlog(SEMLOG_WARN, "rejected %.*s", (int)strlen(msg) - 1, msg);
-			cat_set_policy_error(cat, msg);
+			parse_error_text(cat, &perr, "", msg, sizeof(msg));
+			reject(cat, msg);
 			goto out;
 		}
-		rc = -ENOMEM;
-		copy = malloc(len + 1);
-		if (!copy)
+		rc = engine_text_dup(yaml, len, &copy, &copy_len);
+		if (rc)
 			goto out;
-		memcpy(copy, yaml, len);
-		copy[len] = '\0';
 	}
 	rc = -ENOMEM;
 	rs = calloc(c->ncats, sizeof(*rs));
@@ -258,8 +267,7 @@ int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 
 		rc = check_structure(c, cat, pf, rs, msg, sizeof(msg));
 		if (rc) {
-			semlog(SEMLOG_WARN, "rejected %.*s", (int)strlen(msg) - 1, msg);
-			cat_set_policy_error(cat, msg);
+			reject(cat, msg);
 			goto out;
 		}
 	}
@@ -268,12 +276,7 @@ int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 		rc = 0; /* removing a policy that was never stored */
 	if (rc)
 		goto out;
-	policy_file_free(cat->pfile);
-	free(cat->pyaml);
-	cat->pfile = pf;
-	cat->pyaml = copy;
-	cat->pyaml_len = copy ? len : 0;
-	cat->pyaml_mtime_ms = clock_wall_ms();
+	engine_policy_install(cat, pf, copy, len);
 	cat_set_policy_error(cat, NULL);
 	rebuild_empty(c, rs);
 	pf = NULL;

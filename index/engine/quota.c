@@ -11,7 +11,6 @@
  * Not here: when quotas are checked (fill.c after a fill, maint.c every
  * slow tick).
  */
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>

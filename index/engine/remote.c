@@ -13,11 +13,9 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
 #include "embed.h"
 #include "engine_i.h"
 #include "semlog.h"
@@ -61,8 +59,6 @@ static void remote_put(struct cache *c, struct cat *cat,
 static void remote_category(struct cache *c, const struct store_category *sc)
 {
 	struct cat *cat = engine_cat_find_id(c, sc->id);
-	struct vindex_params vp;
-	struct policy pol;
 	char *pp;
 
 	if (cat) {
@@ -77,22 +73,15 @@ static void remote_category(struct cache *c, const struct store_category *sc)
 	cat = engine_cat_new(sc);
 	if (!cat || !pp) {
 		free(pp);
-		engine_cat_free(cat);
+		engine_cat_free(c, cat);
 		return;
 	}
 	cat->parent = engine_cat_find(c, pp);
 	free(pp);
 	if (!cat->parent)
 		cat->parent = engine_cat_find(c, "/");
-	engine_cat_policy(cat, &pol);
-	engine_embref_assign(c, cat, &pol);
-	engine_cat_vparams(cat, &pol, &vp);
-	cat->vp = vp;
-	cat->ef_search = vp.ef_search;
-	if (vindex_new(&vp, &cat->vi) || engine_cat_append(c, cat)) {
-		if (cat->emb)
-			engine_embref_release(c, cat->emb);
-		engine_cat_free(cat);
+	if (engine_cat_setup(c, cat, NULL) || engine_cat_append(c, cat)) {
+		engine_cat_free(c, cat);
 		return;
 	}
 	semlog(SEMLOG_INFO, "category '%s' created by another host", cat->path);
@@ -107,16 +96,8 @@ static void remote_category_delete(struct cache *c, int64_t id)
 	for (size_t i = 0; i < c->ncats; i++)
 		if (c->cats[i]->parent == cat)
 			c->cats[i]->parent = cat->parent;
-	for (size_t i = 0; i < c->ncats; i++) {
-		if (c->cats[i] == cat) {
-			c->cats[i] = c->cats[--c->ncats];
-			break;
-		}
-	}
 	semlog(SEMLOG_INFO, "category '%s' removed by another host", cat->path);
-	if (cat->emb)
-		engine_embref_release(c, cat->emb);
-	engine_cat_free(cat);
+	engine_cat_delete(c, cat);
 }
 
 static void remote_policy(struct cat *cat, const char *yaml, size_t len)
@@ -124,6 +105,7 @@ static void remote_policy(struct cat *cat, const char *yaml, size_t len)
 	struct policy_file *pf = NULL;
 	struct policy_error perr;
 	char *copy = NULL;
+	size_t copy_len;
 
 	if (yaml) {
 		if (policy_file_parse(yaml, len, cat->path, &pf, &perr)) {
@@ -131,20 +113,12 @@ static void remote_policy(struct cat *cat, const char *yaml, size_t len)
 			       cat->path, perr.line, perr.column, perr.message);
 			return;
 		}
-		copy = malloc(len + 1);
-		if (!copy) {
+		if (engine_text_dup(yaml, len, &copy, &copy_len)) {
 			policy_file_free(pf);
 			return;
 		}
-		memcpy(copy, yaml, len);
-		copy[len] = '\0';
 	}
-	policy_file_free(cat->pfile);
-	free(cat->pyaml);
-	cat->pfile = pf;
-	cat->pyaml = copy;
-	cat->pyaml_len = copy ? len : 0;
-	cat->pyaml_mtime_ms = clock_wall_ms();
+	engine_policy_install(cat, pf, copy, len);
 	semlog(SEMLOG_INFO, "policy of '%s' %s by another host", cat->path,
 	       yaml ? "updated" : "removed");
 }
@@ -196,20 +170,17 @@ static void resync(struct cache *c)
 	pthread_rwlock_rdlock(&c->lock);
 	for (size_t i = 0; i < c->ncats && !c->closing; i++) {
 		struct resync_ctx rs = { .c = c, .cat = c->cats[i] };
-		int64_t *gone = NULL;
-		size_t ngone = 0;
+		int64_t *known;
+		size_t n;
 
 		u64map_init(&rs.seen);
 		if (store_entry_scan(c->store, rs.cat->id, 0, resync_entry, &rs) >= 0) {
-			pthread_mutex_lock(&rs.cat->lock);
-			gone = malloc((rs.cat->by_id.len + 1) * sizeof(*gone));
-			for (struct centry *e = rs.cat->fifo.head; gone && e; e = e->fifo_next)
-				if (!u64map_get(&rs.seen, (uint64_t)e->id))
-					gone[ngone++] = e->id;
-			pthread_mutex_unlock(&rs.cat->lock);
-			for (size_t k = 0; k < ngone; k++)
-				engine_entry_forget(rs.cat, gone[k]);
-			free(gone);
+			/* what this host knows and the store no longer has */
+			known = engine_entry_ids(rs.cat, &n);
+			for (size_t k = 0; known && k < n; k++)
+				if (!u64map_get(&rs.seen, (uint64_t)known[k]))
+					engine_entry_forget(rs.cat, known[k]);
+			free(known);
 		}
 		u64map_release(&rs.seen);
 	}
