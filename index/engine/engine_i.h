@@ -36,6 +36,21 @@
  *
  * vindex and store calls are never made while holding cat.lock. Counters
  * that are _Atomic need no lock.
+ *
+ * Not yet so: slow work still runs under cache.lock, which (being
+ * writer-preferring) also holds up every new reader while a writer waits:
+ *   held for reading: lookup.c cache_lookup (embedding, the store read of
+ *     a hit), fill.c cache_fill (embedding, store put, quota store calls),
+ *     pending.c cache_pending_wait (store read), entry.c cache_entry_remove
+ *     and cache_purge, adapt.c cache_feedback_wrong (store deletes),
+ *     maint.c maintain (merges, hit write-back, expiry deletes, quotas,
+ *     vindex_compact), remote.c resync (a store scan of every category);
+ *   held for writing: cat.c cache_category_create, _remove, _setattr
+ *     (store calls, embedder creation), policy_ops.c cache_policy_put
+ *     (parsing, embedder creation, store put), remote.c on_store_event and
+ *     resync (embedder creation, policy parsing, store reads).
+ * And scans of every entry run under cat.lock: maint.c sweep_expired,
+ * quota.c pick_victim (lfu).
  */
 #ifndef SEMCACHE_ENGINE_I_H
 #define SEMCACHE_ENGINE_I_H
