@@ -322,28 +322,40 @@ bool local_parse_id(const char *name, int64_t *id)
 	return true;
 }
 
+DIR *local_blob_dir(struct store_local *s, unsigned xx, char *dname,
+		    int flags)
+{
+	DIR *d;
+	int fd, e;
+
+	snprintf(dname, 16, "blobs/%02x", xx);
+	fd = openat(s->dirfd, dname, O_RDONLY | O_DIRECTORY | O_CLOEXEC | flags);
+	if (fd < 0)
+		return NULL;
+	d = fdopendir(fd);
+	if (!d) {
+		e = errno;
+		close(fd);
+		errno = e;
+	}
+	return d;
+}
+
 int local_blob_ids(struct store_local *s, int64_t **out, size_t *out_n)
 {
-	int64_t *ids = NULL;
-	size_t n = 0, cap = 0;
+	struct local_ids ids = { 0 };
 
 	for (unsigned xx = 0; xx < 256; xx++) {
 		char dname[16];
 		struct dirent *de;
-		DIR *d;
-		int fd;
+		DIR *d = local_blob_dir(s, xx, dname, O_NOFOLLOW);
 
-		snprintf(dname, sizeof(dname), "blobs/%02x", xx);
-		fd = openat(s->dirfd, dname, O_RDONLY | O_DIRECTORY |
-			    O_CLOEXEC | O_NOFOLLOW);
-		if (fd < 0 || !(d = fdopendir(fd))) {
+		if (!d) {
 			int e = errno;
 
-			if (fd >= 0)
-				close(fd);
 			if (e == ENOENT)
 				continue;
-			free(ids);
+			free(ids.v);
 			return -e;
 		}
 		while ((de = readdir(d))) {
@@ -352,25 +364,17 @@ int local_blob_ids(struct store_local *s, int64_t **out, size_t *out_n)
 			if (!local_parse_id(de->d_name, &id) ||
 			    (local_i64_to_u64(id) & 0xff) != xx)
 				continue;
-			if (n == cap) {
-				size_t ncap = cap ? cap * 2 : 1024;
-				int64_t *nids = realloc(ids, ncap * sizeof(*ids));
-
-				if (!nids) {
-					closedir(d);
-					free(ids);
-					return -ENOMEM;
-				}
-				ids = nids;
-				cap = ncap;
+			if (local_ids_push(&ids, id)) {
+				closedir(d);
+				free(ids.v);
+				return -ENOMEM;
 			}
-			ids[n++] = id;
 		}
 		closedir(d);
 	}
-	if (n)
-		qsort(ids, n, sizeof(*ids), local_cmp_i64);
-	*out = ids;
-	*out_n = n;
+	if (ids.n)
+		qsort(ids.v, ids.n, sizeof(*ids.v), local_cmp_i64);
+	*out = ids.v;
+	*out_n = ids.n;
 	return 0;
 }

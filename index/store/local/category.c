@@ -110,64 +110,45 @@ int local_category_create(struct store *store, const char *path, mode_t mode,
 }
 
 /* Collect the ids of a category's entries. Call with mu held. */
-static int cat_entry_ids(struct store_local *s, int64_t cat_id, int64_t **ids,
-			 size_t *n)
+static int cat_entry_ids(struct store_local *s, int64_t cat_id,
+			 struct local_ids *ids)
 {
 	sqlite3_stmt *st = s->st[ST_ENT_IDS_CAT];
-	size_t cap = 0;
 	int rc, ret = 0;
 
-	*ids = NULL;
-	*n = 0;
 	sqlite3_bind_int64(st, 1, cat_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			size_t ncap = cap ? cap * 2 : 256;
-			int64_t *nids = realloc(*ids, ncap * sizeof(**ids));
-
-			if (!nids) {
-				ret = -ENOMEM;
-				break;
-			}
-			*ids = nids;
-			cap = ncap;
-		}
-		(*ids)[(*n)++] = sqlite3_column_int64(st, 0);
-	}
+	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		ret = local_ids_push(ids, sqlite3_column_int64(st, 0));
 	if (!ret && rc != SQLITE_DONE)
 		ret = local_sq_fail(s, rc, "list entries of category");
 	local_stmt_done(st);
 	return ret;
 }
 
-/* One try of store_category_delete. Call with mu held; on success *ids
- * holds the ids whose blobs the caller unlinks. */
+/* One try of store_category_delete. Call with mu held; on success ids
+ * holds the ids whose blobs the caller unlinks (and frees). */
 static int category_delete_tx(struct store_local *s, int64_t cat_id,
-			      int64_t **ids, size_t *n)
+			      struct local_ids *ids)
 {
+	sqlite3_stmt *st = s->st[ST_CAT_EXISTS];
 	int ret;
 
-	*ids = NULL;
-	*n = 0;
+	*ids = (struct local_ids){ 0 };
 	ret = local_tx_begin(s);
 	if (ret)
 		return ret;
-	sqlite3_bind_int64(s->st[ST_CAT_EXISTS], 1, cat_id);
-	ret = sqlite3_step(s->st[ST_CAT_EXISTS]);
-	if (ret == SQLITE_ROW) {
-		const char *p = (const char *)
-			sqlite3_column_text(s->st[ST_CAT_EXISTS], 0);
+	sqlite3_bind_int64(st, 1, cat_id);
+	ret = local_stmt_row(s, st, "look up category");
+	if (ret > 0) {
+		const char *p = (const char *)sqlite3_column_text(st, 0);
 
 		/* the root category stays */
 		ret = p && !strcmp(p, "/") ? -EBUSY : 0;
-	} else {
-		ret = ret == SQLITE_DONE ? -ENOENT :
-		      local_sq_fail(s, ret, "look up category");
 	}
-	local_stmt_done(s->st[ST_CAT_EXISTS]);
+	local_stmt_done(st);
 	if (ret)
 		goto out_rollback;
-	ret = cat_entry_ids(s, cat_id, ids, n);
+	ret = cat_entry_ids(s, cat_id, ids);
 	if (ret)
 		goto out_rollback;
 	sqlite3_bind_int64(s->st[ST_ENT_DELETE_CAT], 1, cat_id);
@@ -190,29 +171,27 @@ static int category_delete_tx(struct store_local *s, int64_t cat_id,
 out_rollback:
 	local_tx_rollback(s);
 out_free:
-	free(*ids);
-	*ids = NULL;
-	*n = 0;
+	free(ids->v);
+	*ids = (struct local_ids){ 0 };
 	return ret;
 }
 
 int local_category_delete(struct store *store, int64_t cat_id)
 {
 	struct store_local *s = local_of(store);
-	int64_t *ids;
-	size_t n;
+	struct local_ids ids;
 	int ret;
 
 	if (!s)
 		return -EINVAL;
 	local_lock(s);
-	ret = category_delete_tx(s, cat_id, &ids, &n);
+	ret = category_delete_tx(s, cat_id, &ids);
 	if (ret == -ENOSPC && local_reserve_give_up(s))
-		ret = category_delete_tx(s, cat_id, &ids, &n);
+		ret = category_delete_tx(s, cat_id, &ids);
 	local_unlock(s);
-	for (size_t i = 0; i < n; i++)
-		local_blob_unlink(s, ids[i]);
-	free(ids);
+	for (size_t i = 0; i < ids.n; i++)
+		local_blob_unlink(s, ids.v[i]);
+	free(ids.v);
 	if (!ret)
 		local_reserve_retake(s);
 	return ret;
@@ -245,9 +224,7 @@ int local_policy_get(struct store *store, int64_t cat_id, char **yaml,
 {
 	struct store_local *s = local_of(store);
 	sqlite3_stmt *st;
-	const void *p;
-	size_t n;
-	int rc, ret = 0;
+	int ret;
 
 	if (!s || !yaml)
 		return -EINVAL;
@@ -255,25 +232,9 @@ int local_policy_get(struct store *store, int64_t cat_id, char **yaml,
 	local_lock(s);
 	st = s->st[ST_POL_GET];
 	sqlite3_bind_int64(st, 1, cat_id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		p = sqlite3_column_blob(st, 0);
-		n = (size_t)sqlite3_column_bytes(st, 0);
-		*yaml = malloc(n + 1);
-		if (!*yaml) {
-			ret = -ENOMEM;
-		} else {
-			if (n)
-				memcpy(*yaml, p, n);
-			(*yaml)[n] = '\0';
-			if (len)
-				*len = n;
-		}
-	} else if (rc == SQLITE_DONE) {
-		ret = -ENOENT;
-	} else {
-		ret = local_sq_fail(s, rc, "read policy");
-	}
+	ret = local_stmt_row(s, st, "read policy");
+	if (ret > 0)
+		ret = local_column_copy(st, 0, yaml, len);
 	local_stmt_done(st);
 	local_unlock(s);
 	return ret;
@@ -283,7 +244,7 @@ int local_policy_put(struct store *store, int64_t cat_id, const char *yaml,
 		     size_t len)
 {
 	struct store_local *s = local_of(store);
-	int rc, ret;
+	int ret;
 
 	if (!s || len > INT_MAX)
 		return -EINVAL;
@@ -296,13 +257,10 @@ int local_policy_put(struct store *store, int64_t cat_id, const char *yaml,
 		goto out;
 	}
 	sqlite3_bind_int64(s->st[ST_CAT_EXISTS], 1, cat_id);
-	rc = sqlite3_step(s->st[ST_CAT_EXISTS]);
+	ret = local_stmt_row(s, s->st[ST_CAT_EXISTS], "look up category");
 	local_stmt_done(s->st[ST_CAT_EXISTS]);
-	if (rc != SQLITE_ROW) {
-		ret = rc == SQLITE_DONE ? -ENOENT :
-		      local_sq_fail(s, rc, "look up category");
+	if (ret < 0)
 		goto out;
-	}
 	sqlite3_bind_int64(s->st[ST_POL_PUT], 1, cat_id);
 	/* a non-NULL pointer even for len 0: NULL would bind SQL NULL */
 	sqlite3_bind_blob(s->st[ST_POL_PUT], 2, len ? yaml : "", (int)len,

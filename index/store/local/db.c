@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -158,6 +159,40 @@ int local_stmt_exec(struct store_local *s, enum stmt_id id, const char *what)
 		ret = local_sq_fail(s, rc, what);
 	local_stmt_done(s->st[id]);
 	return ret;
+}
+
+int local_stmt_row(struct store_local *s, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? -ENOENT : local_sq_fail(s, rc, what);
+}
+
+int local_column_copy(sqlite3_stmt *st, int col, char **out,
+		      size_t *out_len)
+{
+	/* the blob first: sqlite3_column_bytes may convert it */
+	const void *p = sqlite3_column_blob(st, col);
+
+	return store_copy_out(p, (size_t)sqlite3_column_bytes(st, col), out,
+			      out_len);
+}
+
+int local_ids_push(struct local_ids *ids, int64_t id)
+{
+	if (ids->n == ids->cap) {
+		size_t cap = ids->cap ? ids->cap * 2 : 256;
+		int64_t *v = realloc(ids->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		ids->v = v;
+		ids->cap = cap;
+	}
+	ids->v[ids->n++] = id;
+	return 0;
 }
 
 int local_tx_begin(struct store_local *s)

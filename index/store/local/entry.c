@@ -155,10 +155,7 @@ out:
 }
 
 int local_entry_scan(struct store *store, int64_t cat_id, int64_t min_id,
-		     int (*cb)(void *arg, const struct store_entry *e,
-			       const float *vec, int dim,
-			       const char *embedder),
-		     void *arg)
+		     store_scan_cb *cb, void *arg)
 {
 	struct store_local *s = local_of(store);
 	struct store_entry e;
@@ -233,28 +230,12 @@ int local_response_read(struct store *store, int64_t id, void **buf,
 	return local_blob_read(s, id, buf, len);
 }
 
-static int copy_col(sqlite3_stmt *st, int col, char **out, size_t *out_len)
-{
-	const void *p = sqlite3_column_blob(st, col);
-	size_t n = (size_t)sqlite3_column_bytes(st, col);
-
-	*out = malloc(n + 1);
-	if (!*out)
-		return -ENOMEM;
-	if (n)
-		memcpy(*out, p, n);
-	(*out)[n] = '\0';
-	if (out_len)
-		*out_len = n;
-	return 0;
-}
-
 int local_entry_text(struct store *store, int64_t id, char **query,
 		     size_t *query_len, char **ctx, size_t *ctx_len)
 {
 	struct store_local *s = local_of(store);
 	sqlite3_stmt *st;
-	int rc, ret = 0;
+	int ret;
 
 	if (!s)
 		return -EINVAL;
@@ -267,17 +248,14 @@ int local_entry_text(struct store *store, int64_t id, char **query,
 	local_lock(s);
 	st = s->st[ST_ENT_TEXT];
 	sqlite3_bind_int64(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
+	ret = local_stmt_row(s, st, "read entry text");
+	if (ret > 0) {
+		ret = 0;
 		if (query)
-			ret = copy_col(st, 0, query, query_len);
+			ret = local_column_copy(st, 0, query, query_len);
 		if (!ret && ctx &&
 		    sqlite3_column_type(st, 1) != SQLITE_NULL)
-			ret = copy_col(st, 1, ctx, ctx_len);
-	} else if (rc == SQLITE_DONE) {
-		ret = -ENOENT;
-	} else {
-		ret = local_sq_fail(s, rc, "read entry text");
+			ret = local_column_copy(st, 1, ctx, ctx_len);
 	}
 	local_stmt_done(st);
 	local_unlock(s);

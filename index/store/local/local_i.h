@@ -24,6 +24,7 @@
 #include "store.h"
 #include "store_i.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -124,6 +125,13 @@ int local_sq_fail(struct store_local *s, int rc, const char *what);
 void local_stmt_done(sqlite3_stmt *st);
 /* Step a prepared statement that returns no rows, then reset it. mu held. */
 int local_stmt_exec(struct store_local *s, enum stmt_id id, const char *what);
+/* Step st once: 1 when it gave a row (read it now), -ENOENT when there is
+ * none, or the errno of a failure (logged naming what). mu held; the
+ * caller resets st (local_stmt_done) in every case. */
+int local_stmt_row(struct store_local *s, sqlite3_stmt *st, const char *what);
+/* Copy column col of st's row out (store_copy_out: malloc'd, NUL after). */
+int local_column_copy(sqlite3_stmt *st, int col, char **out,
+		      size_t *out_len);
 /* BEGIN IMMEDIATE / ROLLBACK (if in a transaction) / COMMIT (rolling back
  * when it fails). mu held. */
 int local_tx_begin(struct store_local *s);
@@ -141,6 +149,16 @@ int local_db_setup(struct store_local *s, const char *dbpath, char *err,
 		   size_t errlen);
 /* Finalize the statements and close the database (after a failed setup). */
 void local_db_teardown(struct store_local *s);
+
+/* A growing list of ids (entries, blobs); zero-initialised is empty, the
+ * caller frees v. */
+struct local_ids {
+	int64_t *v;
+	size_t n, cap;
+};
+
+/* Append id; -ENOMEM (ids unchanged) when it cannot grow. */
+int local_ids_push(struct local_ids *ids, int64_t id);
 
 /* ---- reserve.c ---- */
 
@@ -176,6 +194,11 @@ int local_blob_dirs(struct store_local *s, char *err, size_t errlen);
 /* The ids of all blob files blobs/XX/ID with the right XX, sorted; *out
  * malloc'd (NULL when there are none). */
 int local_blob_ids(struct store_local *s, int64_t **out, size_t *out_n);
+/* Open blobs/XX (xx < 256) for listing, opened with O_RDONLY | O_DIRECTORY
+ * | O_CLOEXEC | flags; its name goes to dname (16 bytes). NULL with errno
+ * set on failure. */
+DIR *local_blob_dir(struct store_local *s, unsigned xx, char *dname,
+		    int flags);
 /* A blob file name: a positive decimal id without sign or leading zeros. */
 bool local_parse_id(const char *name, int64_t *id);
 /* qsort/bsearch order of int64_t. */
@@ -203,31 +226,17 @@ int local_db_repair(struct store_local *s, struct store_report *rep,
 
 /* ---- category.c and entry.c: the store_ops of the same names ---- */
 
-int local_category_list(struct store *st,
-			int (*cb)(void *arg, const struct store_category *c),
-			void *arg);
-int local_category_create(struct store *st, const char *path, mode_t mode,
-			  uid_t uid, gid_t gid, int64_t *id_out);
-int local_category_delete(struct store *st, int64_t cat_id);
-int local_category_setattr(struct store *st, int64_t cat_id, mode_t mode,
-			   uid_t uid, gid_t gid);
-int local_policy_get(struct store *st, int64_t cat_id, char **yaml,
-		     size_t *len);
-int local_policy_put(struct store *st, int64_t cat_id, const char *yaml,
-		     size_t len);
-int local_entry_put(struct store *st, struct store_entry *e,
-		    const struct store_payload *p);
-int local_entry_delete(struct store *st, int64_t id);
-int local_entry_touch(struct store *st, const struct store_touch *t,
-		      size_t n);
-int local_entry_scan(struct store *st, int64_t cat_id, int64_t min_id,
-		     int (*cb)(void *arg, const struct store_entry *e,
-			       const float *vec, int dim,
-			       const char *embedder),
-		     void *arg);
-int local_response_read(struct store *st, int64_t id, void **buf,
-			size_t *len);
-int local_entry_text(struct store *st, int64_t id, char **query,
-		     size_t *query_len, char **ctx, size_t *ctx_len);
+store_category_list_fn local_category_list;
+store_category_create_fn local_category_create;
+store_category_delete_fn local_category_delete;
+store_category_setattr_fn local_category_setattr;
+store_policy_get_fn local_policy_get;
+store_policy_put_fn local_policy_put;
+store_entry_put_fn local_entry_put;
+store_entry_delete_fn local_entry_delete;
+store_entry_touch_fn local_entry_touch;
+store_entry_scan_fn local_entry_scan;
+store_response_read_fn local_response_read;
+store_entry_text_fn local_entry_text;
 
 #endif

@@ -26,31 +26,26 @@
 int local_recover(struct store_local *s, struct store_report *rep, char *err,
 		  size_t errlen)
 {
-	int64_t *ids = NULL;
+	struct local_ids rows = { 0 };
+	int64_t *ids;
 	unsigned char *seen = NULL;
-	size_t n = 0, cap = 0;
+	size_t n;
 	sqlite3_stmt *st = NULL;
 	int rc, ret = 0;
 
 	rc = sqlite3_prepare_v2(s->db, "SELECT id FROM entries ORDER BY id",
 				-1, &st, NULL);
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 1024;
-			int64_t *nids = realloc(ids, ncap * sizeof(*ids));
-
-			if (!nids) {
-				ret = -ENOMEM;
-				errbuf_set(err, errlen, "store: recovery: out of "
-					"memory listing entries");
-				goto out;
-			}
-			ids = nids;
-			cap = ncap;
+		if (local_ids_push(&rows, sqlite3_column_int64(st, 0))) {
+			ret = -ENOMEM;
+			errbuf_set(err, errlen, "store: recovery: out of "
+				"memory listing entries");
+			goto out;
 		}
-		ids[n++] = sqlite3_column_int64(st, 0);
 		rc = SQLITE_OK;
 	}
+	ids = rows.v;
+	n = rows.n;
 	if (rc != SQLITE_DONE) {
 		ret = local_sq_errno(s->db, rc);
 		errbuf_set(err, errlen, "store: recovery: list entries: %s",
@@ -69,20 +64,16 @@ int local_recover(struct store_local *s, struct store_report *rep, char *err,
 	for (unsigned xx = 0; xx < 256; xx++) {
 		char dname[16];
 		struct dirent *de;
-		DIR *d;
+		DIR *d = local_blob_dir(s, xx, dname, 0);
 		int fd;
 
-		snprintf(dname, sizeof(dname), "blobs/%02x", xx);
-		fd = openat(s->dirfd, dname,
-			    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0 || !(d = fdopendir(fd))) {
+		if (!d) {
 			ret = -errno;
-			if (fd >= 0)
-				close(fd);
 			errbuf_set(err, errlen, "store: recovery: open directory "
 				"'%s/%s': %s", s->dir, dname, strerror(-ret));
 			goto out;
 		}
+		fd = dirfd(d);
 		while ((de = readdir(d))) {
 			const char *name = de->d_name;
 			int64_t id, *hit;
@@ -145,6 +136,6 @@ out_msg:
 out:
 	sqlite3_finalize(st);
 	free(seen);
-	free(ids);
+	free(rows.v);
 	return ret;
 }

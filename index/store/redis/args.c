@@ -1,19 +1,22 @@
 /*
  * args.c - a Redis command's argument vector, built one argument at a time.
  *
- * How: three parallel arrays (pointers, lengths, and a 24-byte slot per
- * argument for numbers printed in decimal) grown by doubling; strings and
- * byte buffers are borrowed, numbers are copied into their slot. An
+ * How: three parallel arrays (pointers, lengths, and an ARG_SLOT-byte slot
+ * per argument for what arg_f and arg_i print) grown by doubling; strings
+ * and byte buffers are borrowed, printed arguments live in their slot. An
  * allocation failure makes the vector invalid (n = -1) and every later
  * call a no-op, so builders check once, when the command is sent
  * (rconn_cmd answers -ENOMEM).
  *
- * What not: no copying of borrowed buffers, no formatting other than
- * decimal integers, no limits on the number of arguments.
+ * What not: no copying of borrowed buffers, no printed argument longer
+ * than a slot (a programmer error: BUG()), no limit on the number of
+ * arguments.
  */
 #include "rconn_i.h"
+#include "semlog.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,13 +41,13 @@ static int args_grow(struct args *a)
 	if (!l)
 		return -ENOMEM;
 	a->l = l;
-	char (*num)[24] = realloc(a->num, sizeof(*num) * (size_t)cap);
+	char (*num)[ARG_SLOT] = realloc(a->num, sizeof(*num) * (size_t)cap);
 	if (!num)
 		return -ENOMEM;
-	/* numbers already added point into the old array: re-point them */
+	/* printed arguments point into the old array: re-point them */
 	for (int i = 0; i < a->n; i++)
-		if (a->v[i] >= a->num[0] && a->v[i] < a->num[0] + 24 * a->cap)
-			a->v[i] = num[(a->v[i] - a->num[0]) / 24];
+		if (a->v[i] >= a->num[0] && a->v[i] < a->num[0] + ARG_SLOT * a->cap)
+			a->v[i] = num[(a->v[i] - a->num[0]) / ARG_SLOT];
 	a->num = num;
 	a->cap = cap;
 	return 0;
@@ -62,16 +65,25 @@ void arg_b(struct args *a, const void *p, size_t len)
 
 void arg_s(struct args *a, const char *s) { arg_b(a, s, strlen(s)); }
 
-void arg_i(struct args *a, int64_t v)
+void arg_f(struct args *a, const char *fmt, ...)
 {
+	va_list ap;
+	int len;
+
 	if (a->n < 0 || (a->n == a->cap && args_grow(a))) {
 		a->n = -1;
 		return;
 	}
-	int len = snprintf(a->num[a->n], 24, "%lld", (long long)v);
+	va_start(ap, fmt);
+	len = vsnprintf(a->num[a->n], ARG_SLOT, fmt, ap);
+	va_end(ap);
+	if (len < 0 || len >= ARG_SLOT)
+		BUG("command argument '%s' does not fit %d bytes", fmt, ARG_SLOT);
 	a->v[a->n] = a->num[a->n];
 	a->l[a->n++] = (size_t)len;
 }
+
+void arg_i(struct args *a, int64_t v) { arg_f(a, "%lld", (long long)v); }
 
 void arg_eval(struct args *a, const char *script, int nkeys)
 {

@@ -1,51 +1,79 @@
 /*
- * call.c - a command of the Redis store: run under the store's lock on the
- * node that serves its key, with an error reply turned into an errno.
+ * call.c - running a command and judging its reply: the one path by which
+ * the Redis store (category.c, entry.c, quota.c, watch.c, open.c) talks to
+ * the server.
  *
- * How: the lock (store_redis.mu) is held only around rconn_cmd, the round
- * trip; the reply is judged after it is dropped. An error reply is logged
- * with what the command was for and the server's message, and is -ENOSPC
- * when the server is out of memory (OOM), else -EIO.
+ * How: rconn_call holds the rconn's lock around the round trip only
+ * (rconn_cmd: routing, redirects, reconnect), then judges the reply without
+ * it: an error reply becomes an errno (logged when the caller named the
+ * command), a reply of an unexpected type becomes the caller's mismatch
+ * errno, and the arguments are released in every case. Callers state the
+ * reply type they expect once, here, instead of checking r->type
+ * themselves.
  *
- * What not: the watcher thread does not come here (it owns its own rconn
- * and takes no lock).
+ * What not: no per-command timeouts beyond the socket's, no pipelining, no
+ * checks of a reply's values (ranges are the callers').
  */
-#include "redis_i.h"
+#include "rconn_i.h"
 #include "semlog.h"
 
 #include <errno.h>
 #include <string.h>
 
-/* Map an error reply to an errno, logging it. */
-static int reply_errno(struct store_redis *s, const redisReply *r,
+/* An error reply as an errno, logged naming what when there is one. */
+static int reply_errno(const struct rconn *rc, const redisReply *r,
 		       const char *what)
 {
-	semlog(SEMLOG_ERR, "store: redis %s:%d: %s: %s", s->host, s->port, what,
-	       r->str);
+	if (!what)
+		return -EIO;
+	semlog(SEMLOG_ERR, "store: redis %s:%d: %s: %s", rc->nodes[0].host,
+	       rc->nodes[0].port, what, r->str);
 	if (!strncmp(r->str, "OOM", 3))
 		return -ENOSPC;
 	return -EIO;
 }
 
-int redis_scmd(struct store_redis *s, const char *key, struct args *a,
-	       redisReply **out, const char *what)
+int rconn_call(struct rconn *rc, const char *key, struct args *a,
+	       const char *what, int type, int mismatch, redisReply **out)
 {
 	redisReply *r = NULL;
+	bool keep = true;
 	int ret;
 
-	pthread_mutex_lock(&s->mu);
-	ret = rconn_cmd(&s->rc, key, a, &r);
-	pthread_mutex_unlock(&s->mu);
+	if (out)
+		*out = NULL;
+	if (rc->lock)
+		pthread_mutex_lock(rc->lock);
+	ret = rconn_cmd(rc, key, a, &r);
+	if (rc->lock)
+		pthread_mutex_unlock(rc->lock);
+	args_release(a);
 	if (ret)
 		return ret;
-	if (r->type == REDIS_REPLY_ERROR) {
-		ret = reply_errno(s, r, what);
-		freeReplyObject(r);
-		return ret;
+	if (type != RCONN_ANY_REPLY && r->type == REDIS_REPLY_ERROR) {
+		ret = reply_errno(rc, r, what);
+		keep = false;
+	} else if (type > 0 && r->type != type) {
+		ret = mismatch;
+		keep = false;
 	}
-	if (out)
+	if (keep && out)
 		*out = r;
 	else
 		freeReplyObject(r);
-	return 0;
+	return ret;
+}
+
+int rconn_call_int(struct rconn *rc, const char *key, struct args *a,
+		   const char *what, int mismatch, long long *v)
+{
+	redisReply *r = NULL;
+	int ret = rconn_call(rc, key, a, what, REDIS_REPLY_INTEGER, mismatch,
+			     &r);
+
+	if (r) {
+		*v = r->integer;
+		freeReplyObject(r);
+	}
+	return ret;
 }

@@ -66,14 +66,10 @@ static int cat_rows(struct store_redis *s, struct cat_row **rows, size_t *n)
 	*n = 0;
 	arg_s(&a, "HGETALL");
 	arg_s(&a, "{semcache}:cats");
-	ret = redis_scmd(s, "{semcache}", &a, &r, "list categories");
-	args_release(&a);
+	ret = rconn_call(&s->rc, "{semcache}", &a, "list categories",
+			 REDIS_REPLY_ARRAY, -EIO, &r);
 	if (ret)
 		return ret;
-	if (r->type != REDIS_REPLY_ARRAY) {
-		freeReplyObject(r);
-		return -EIO;
-	}
 	*rows = calloc(r->elements / 2 + 1, sizeof(**rows));
 	if (!*rows) {
 		freeReplyObject(r);
@@ -88,8 +84,8 @@ static int cat_rows(struct store_redis *s, struct cat_row **rows, size_t *n)
 			ret = -ENOMEM;
 			break;
 		}
-		if (redis_cat_parse(strtoll(r->element[i]->str, NULL, 10), row->buf,
-			      &row->c)) {
+		if (redis_cat_parse(strtoll(r->element[i]->str, NULL, 10),
+				    row->buf, &row->c)) {
 			semlog(SEMLOG_WARN, "store: redis: skipping damaged "
 			       "category %s", r->element[i]->str);
 			free(row->buf);
@@ -117,8 +113,8 @@ static void cat_rows_free(struct cat_row *rows, size_t n)
 }
 
 int redis_category_list(struct store *st,
-			       int (*cb)(void *arg, const struct store_category *c),
-			       void *arg)
+			int (*cb)(void *arg, const struct store_category *c),
+			void *arg)
 {
 	struct cat_row *rows;
 	size_t n;
@@ -130,27 +126,23 @@ int redis_category_list(struct store *st,
 	return ret;
 }
 
-int redis_category_create(struct store *st, const char *path,
-				 mode_t mode, uid_t uid, gid_t gid,
-				 int64_t *id_out)
+int redis_category_create(struct store *st, const char *path, mode_t mode,
+			  uid_t uid, gid_t gid, int64_t *id_out)
 {
 	struct store_redis *s = R(st);
 	char key[48], packed[64], *full = NULL;
 	struct args a = { 0 };
-	redisReply *r = NULL;
-	int64_t id;
+	long long id = -1, done = 0;
 	int ret;
 
 	if (!path || path[0] != '/')
 		return -EINVAL;
 	arg_s(&a, "INCR");
 	arg_s(&a, "{semcache}:next_cat");
-	ret = redis_scmd(s, "{semcache}", &a, &r, "allocate a category id");
-	args_release(&a);
+	ret = rconn_call_int(&s->rc, "{semcache}", &a, "allocate a category id",
+			     0, &id);
 	if (ret)
 		return ret;
-	id = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-	freeReplyObject(r);
 	if (id <= 0)
 		return -EIO;
 	if (id > CAT_MAX) {
@@ -163,8 +155,7 @@ int redis_category_create(struct store *st, const char *path,
 	arg_s(&a, "SET");
 	arg_s(&a, key);
 	arg_s(&a, path);
-	ret = redis_scmd(s, key, &a, NULL, "create category");
-	args_release(&a);
+	ret = rconn_call(&s->rc, key, &a, "create category", 0, 0, NULL);
 	if (ret)
 		return ret;
 	/* 2. the global slot: the category becomes visible */
@@ -173,29 +164,23 @@ int redis_category_create(struct store *st, const char *path,
 		 (unsigned long)gid, (long long)clock_wall_ms());
 	if (asprintf(&full, "%s%s", packed, path) < 0)
 		return -ENOMEM;
-	arg_eval(&a, redis_lua_cat_register, 4);
-	arg_s(&a, "{semcache}:paths");
-	arg_s(&a, "{semcache}:cats");
-	arg_s(&a, "{semcache}:stream");
-	arg_s(&a, "{semcache}:evseq");
+	redis_arg_script(&a, &redis_script_cat_register, "{semcache}");
 	arg_i(&a, id);
 	arg_s(&a, path);
 	arg_s(&a, full);
 	arg_s(&a, s->host_id);
 	arg_s(&a, STREAM_MAXLEN);
-	ret = redis_scmd(s, "{semcache}", &a, &r, "register category");
-	args_release(&a);
+	ret = rconn_call_int(&s->rc, "{semcache}", &a, "register category", 0,
+			     &done);
 	free(full);
 	if (ret)
 		return ret;
-	ret = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? 0 : -EEXIST;
-	freeReplyObject(r);
-	if (ret) {
+	if (done != 1) {
 		arg_s(&a, "DEL");
 		arg_s(&a, key);
-		redis_scmd(s, key, &a, NULL, "drop unused category id");
-		args_release(&a);
-		return ret;
+		rconn_call(&s->rc, key, &a, "drop unused category id", 0, 0,
+			   NULL);
+		return -EEXIST;
 	}
 	if (id_out)
 		*id_out = id;
@@ -205,31 +190,21 @@ int redis_category_create(struct store *st, const char *path,
 /* Remove everything in a category's slot, in batches. */
 static int cat_drop_keys(struct store_redis *s, int64_t id)
 {
-	char tag[24], k[11][48];
-	static const char *const sfx[11] = { ":alive", ":ids", ":policy",
-					     ":stream", ":evseq", ":next",
-					     ":lru", ":lfu", ":bytes", ":qok",
-					     ":evicted" };
+	char tag[24];
 	int ret;
 
 	redis_cat_tag(tag, sizeof(tag), id, "");
-	for (int i = 0; i < 11; i++)
-		redis_cat_tag(k[i], sizeof(k[i]), id, sfx[i]);
 	for (;;) {
 		struct args a = { 0 };
-		redisReply *r = NULL;
+		long long left = 0;
 
-		arg_eval(&a, redis_lua_cat_drop, 11);
-		for (int i = 0; i < 11; i++)
-			arg_s(&a, k[i]);
+		redis_arg_script(&a, &redis_script_cat_drop, tag);
 		arg_s(&a, tag);
 		arg_i(&a, DROP_BATCH);
-		ret = redis_scmd(s, tag, &a, &r, "delete category entries");
-		args_release(&a);
+		ret = rconn_call_int(&s->rc, tag, &a, "delete category entries",
+				     0, &left);
 		if (ret)
 			return ret;
-		long long left = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-		freeReplyObject(r);
 		if (!left)
 			return 0;
 	}
@@ -240,43 +215,30 @@ int redis_category_delete(struct store *st, int64_t cat_id)
 	struct store_redis *s = R(st);
 	struct store_category c;
 	struct args a = { 0 };
+	struct cat_row *rows;
 	redisReply *r = NULL;
+	bool root = false;
+	size_t n;
 	int ret;
 
-	arg_eval(&a, redis_lua_cat_unregister, 4);
-	arg_s(&a, "{semcache}:paths");
-	arg_s(&a, "{semcache}:cats");
-	arg_s(&a, "{semcache}:stream");
-	arg_s(&a, "{semcache}:evseq");
+	/* the root stays: refuse before touching anything */
+	ret = cat_rows(s, &rows, &n);
+	for (size_t i = 0; !ret && i < n; i++)
+		if (rows[i].c.id == cat_id && !strcmp(rows[i].c.path, "/"))
+			root = true;
+	cat_rows_free(rows, n);
+	if (!ret && root)
+		ret = -EBUSY;
+	if (ret)
+		return ret;
+	redis_arg_script(&a, &redis_script_cat_unregister, "{semcache}");
 	arg_i(&a, cat_id);
 	arg_s(&a, s->host_id);
 	arg_s(&a, STREAM_MAXLEN);
-	/* the root stays: refuse before touching anything */
-	{
-		struct cat_row *rows;
-		size_t n;
-		bool root = false;
-
-		ret = cat_rows(s, &rows, &n);
-		for (size_t i = 0; !ret && i < n; i++)
-			if (rows[i].c.id == cat_id && !strcmp(rows[i].c.path, "/"))
-				root = true;
-		cat_rows_free(rows, n);
-		if (!ret && root)
-			ret = -EBUSY;
-		if (ret) {
-			args_release(&a);
-			return ret;
-		}
-	}
-	ret = redis_scmd(s, "{semcache}", &a, &r, "unregister category");
-	args_release(&a);
+	ret = rconn_call(&s->rc, "{semcache}", &a, "unregister category",
+			 REDIS_REPLY_STRING, -ENOENT, &r);
 	if (ret)
 		return ret;
-	if (r->type != REDIS_REPLY_STRING) {
-		freeReplyObject(r);
-		return -ENOENT;
-	}
 	if (redis_cat_parse(cat_id, r->str, &c))
 		semlog(SEMLOG_WARN, "store: redis: category %lld was damaged",
 		       (long long)cat_id);
@@ -291,37 +253,27 @@ int redis_category_delete(struct store *st, int64_t cat_id)
 	return 0;
 }
 
-int redis_category_setattr(struct store *st, int64_t cat_id,
-				  mode_t mode, uid_t uid, gid_t gid)
+int redis_category_setattr(struct store *st, int64_t cat_id, mode_t mode,
+			   uid_t uid, gid_t gid)
 {
 	struct store_redis *s = R(st);
 	struct args a = { 0 };
-	redisReply *r = NULL;
 	char attrs[64];
-	int ret;
 
 	snprintf(attrs, sizeof(attrs), "%lu %lu %lu",
 		 (unsigned long)(mode & 07777), (unsigned long)uid,
 		 (unsigned long)gid);
-	arg_eval(&a, redis_lua_cat_attr, 3);
-	arg_s(&a, "{semcache}:cats");
-	arg_s(&a, "{semcache}:stream");
-	arg_s(&a, "{semcache}:evseq");
+	redis_arg_script(&a, &redis_script_cat_attr, "{semcache}");
 	arg_i(&a, cat_id);
 	arg_s(&a, attrs);
 	arg_s(&a, s->host_id);
 	arg_s(&a, STREAM_MAXLEN);
-	ret = redis_scmd(s, "{semcache}", &a, &r, "set category attributes");
-	args_release(&a);
-	if (ret)
-		return ret;
-	ret = r->type == REDIS_REPLY_STRING ? 0 : -ENOENT;
-	freeReplyObject(r);
-	return ret;
+	return rconn_call(&s->rc, "{semcache}", &a, "set category attributes",
+			  REDIS_REPLY_STRING, -ENOENT, NULL);
 }
 
 int redis_policy_get(struct store *st, int64_t cat_id, char **yaml,
-			    size_t *len)
+		     size_t *len)
 {
 	struct store_redis *s = R(st);
 	struct args a = { 0 };
@@ -332,54 +284,34 @@ int redis_policy_get(struct store *st, int64_t cat_id, char **yaml,
 	redis_cat_tag(key, sizeof(key), cat_id, ":policy");
 	arg_s(&a, "GET");
 	arg_s(&a, key);
-	ret = redis_scmd(s, key, &a, &r, "read policy");
-	args_release(&a);
+	ret = rconn_call(&s->rc, key, &a, "read policy", REDIS_REPLY_STRING,
+			 -ENOENT, &r);
 	if (ret)
 		return ret;
-	if (r->type != REDIS_REPLY_STRING) {
-		freeReplyObject(r);
-		return -ENOENT;
-	}
-	*yaml = malloc(r->len + 1);
-	if (!*yaml) {
-		freeReplyObject(r);
-		return -ENOMEM;
-	}
-	memcpy(*yaml, r->str, r->len);
-	(*yaml)[r->len] = 0;
-	if (len)
-		*len = r->len;
+	ret = store_copy_out(r->str, r->len, yaml, len);
 	freeReplyObject(r);
-	return 0;
+	return ret;
 }
 
 int redis_policy_put(struct store *st, int64_t cat_id, const char *yaml,
-			    size_t len)
+		     size_t len)
 {
 	struct store_redis *s = R(st);
-	static const char *const sfx[4] = { ":alive", ":policy", ":stream",
-					    ":evseq" };
 	struct args a = { 0 };
-	redisReply *r = NULL;
-	char tag[24], k[4][48];
+	long long done = 0;
+	char tag[24];
 	int ret;
 
 	redis_cat_tag(tag, sizeof(tag), cat_id, "");
-	arg_eval(&a, redis_lua_policy, 4);
-	for (int i = 0; i < 4; i++) {
-		redis_cat_tag(k[i], sizeof(k[i]), cat_id, sfx[i]);
-		arg_s(&a, k[i]);
-	}
+	redis_arg_script(&a, &redis_script_policy, tag);
 	arg_s(&a, tag);
 	arg_s(&a, yaml ? "s" : "r");
 	arg_b(&a, yaml, yaml ? len : 0);
 	arg_s(&a, s->host_id);
 	arg_s(&a, STREAM_MAXLEN);
-	ret = redis_scmd(s, tag, &a, &r, yaml ? "write policy" : "remove policy");
-	args_release(&a);
+	ret = rconn_call_int(&s->rc, tag, &a,
+			     yaml ? "write policy" : "remove policy", 0, &done);
 	if (ret)
 		return ret;
-	ret = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? 0 : -ENOENT;
-	freeReplyObject(r);
-	return ret;
+	return done == 1 ? 0 : -ENOENT;
 }

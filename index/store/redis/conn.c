@@ -39,9 +39,10 @@ int rconn_ctx_errno(const redisContext *c, int saved)
 }
 
 redisContext *rconn_ctx_open(const char *host, int port, int cmd_ms, int db,
-			      int *ret, char *why, size_t whylen)
+			     int *ret, char *why, size_t whylen)
 {
-	struct timeval ct = { RCONN_CONNECT_MS / 1000, (RCONN_CONNECT_MS % 1000) * 1000 };
+	struct timeval ct = { RCONN_CONNECT_MS / 1000,
+			      (RCONN_CONNECT_MS % 1000) * 1000 };
 	struct timeval tv = { cmd_ms / 1000, (cmd_ms % 1000) * 1000 };
 	redisContext *c;
 	redisReply *r;
@@ -93,7 +94,7 @@ int rconn_node_connect(struct rconn *rc, struct rnode *n)
 	if (n->down_until && clock_mono_ms() < n->down_until)
 		return n->down_err;
 	n->c = rconn_ctx_open(n->host, n->port, rc->cmd_ms, rc->db, &ret, why,
-			sizeof(why));
+			      sizeof(why));
 	if (!n->c) {
 		if (!n->down_until)
 			semlog(SEMLOG_ERR, "store: redis %s:%d: %s; is redis-server "
@@ -110,7 +111,7 @@ int rconn_node_connect(struct rconn *rc, struct rnode *n)
 }
 
 int rconn_node_cmd(struct rconn *rc, struct rnode *n, bool asking, int argc,
-		    const char **argv, const size_t *len, redisReply **out)
+		   const char **argv, const size_t *len, redisReply **out)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		bool fresh = !n->c;

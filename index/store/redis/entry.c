@@ -55,16 +55,13 @@ static int meta_unpack(const redisReply *m, struct store_entry *e,
 }
 
 int redis_entry_put(struct store *st, struct store_entry *e,
-			   const struct store_payload *p)
+		    const struct store_payload *p)
 {
 	struct store_redis *s = R(st);
-	static const char *const sfx[8] = { ":alive", ":next", ":ids",
-					    ":stream", ":evseq", ":lru",
-					    ":lfu", ":bytes" };
 	unsigned char meta[META_LEN];
 	struct args a = { 0 };
-	redisReply *r = NULL;
-	char tag[24], k[8][48];
+	long long seq = 0;
+	char tag[24];
 	int ret;
 
 	if (!e || !p || !p->query || p->dim < 0 || (p->dim && !p->vec) ||
@@ -73,11 +70,7 @@ int redis_entry_put(struct store *st, struct store_entry *e,
 	e->bytes = (int64_t)p->response_len;
 	meta_pack(meta, e, bytes_crc32(p->response, p->response_len), p->dim);
 	redis_cat_tag(tag, sizeof(tag), e->cat_id, "");
-	arg_eval(&a, redis_lua_put, 8);
-	for (int i = 0; i < 8; i++) {
-		redis_cat_tag(k[i], sizeof(k[i]), e->cat_id, sfx[i]);
-		arg_s(&a, k[i]);
-	}
+	redis_arg_script(&a, &redis_script_put, tag);
 	arg_s(&a, tag);
 	arg_b(&a, meta, sizeof(meta));
 	arg_b(&a, p->query, p->query_len);
@@ -91,49 +84,35 @@ int redis_entry_put(struct store *st, struct store_entry *e,
 	arg_s(&a, s->host_id);
 	arg_s(&a, STREAM_MAXLEN);
 	arg_i(&a, e->last_hit_ms > 0 ? e->last_hit_ms : e->created_ms);
-	ret = redis_scmd(s, tag, &a, &r, "store entry");
-	args_release(&a);
+	ret = rconn_call_int(&s->rc, tag, &a, "store entry", -EIO, &seq);
 	if (ret)
 		return ret;
-	if (r->type != REDIS_REPLY_INTEGER || r->integer <= 0) {
-		ret = r->type == REDIS_REPLY_INTEGER ? -ENOENT : -EIO;
-		freeReplyObject(r);
-		return ret;
-	}
-	e->id = entry_id(e->cat_id, r->integer);
-	freeReplyObject(r);
+	if (seq <= 0)
+		return -ENOENT;   /* no such category */
+	e->id = entry_id(e->cat_id, seq);
 	return 0;
 }
 
 int redis_entry_delete(struct store *st, int64_t id)
 {
 	struct store_redis *s = R(st);
-	static const char *const sfx[6] = { ":ids", ":stream", ":evseq",
-					    ":lru", ":lfu", ":bytes" };
 	struct args a = { 0 };
-	redisReply *r = NULL;
-	char tag[24], k[6][48];
+	long long done = 0;
+	char tag[24];
 	int ret;
 
 	if (id <= 0 || !id_cat(id) || !id_seq(id))
 		return -ENOENT;
 	redis_cat_tag(tag, sizeof(tag), id_cat(id), "");
-	arg_eval(&a, redis_lua_del, 6);
-	for (int i = 0; i < 6; i++) {
-		redis_cat_tag(k[i], sizeof(k[i]), id_cat(id), sfx[i]);
-		arg_s(&a, k[i]);
-	}
+	redis_arg_script(&a, &redis_script_del, tag);
 	arg_s(&a, tag);
 	arg_i(&a, id_seq(id));
 	arg_s(&a, s->host_id);
 	arg_s(&a, STREAM_MAXLEN);
-	ret = redis_scmd(s, tag, &a, &r, "delete entry");
-	args_release(&a);
+	ret = rconn_call_int(&s->rc, tag, &a, "delete entry", 0, &done);
 	if (ret)
 		return ret;
-	ret = r->type == REDIS_REPLY_INTEGER && r->integer == 1 ? 0 : -ENOENT;
-	freeReplyObject(r);
-	return ret;
+	return done == 1 ? 0 : -ENOENT;
 }
 
 static int cmp_touch_cat(const void *a, const void *b)
@@ -145,7 +124,7 @@ static int cmp_touch_cat(const void *a, const void *b)
 }
 
 int redis_entry_touch(struct store *st, const struct store_touch *t,
-			     size_t n)
+		      size_t n)
 {
 	struct store_redis *s = R(st);
 	struct store_touch *v;
@@ -163,15 +142,10 @@ int redis_entry_touch(struct store *st, const struct store_touch *t,
 	for (size_t i = 0; !ret && i < n;) {
 		int64_t cat = id_cat(v[i].id);
 		struct args a = { 0 };
-		char tag[24], k[3][48];
+		char tag[24];
 
 		redis_cat_tag(tag, sizeof(tag), cat, "");
-		redis_cat_tag(k[0], sizeof(k[0]), cat, ":ids");
-		redis_cat_tag(k[1], sizeof(k[1]), cat, ":lru");
-		redis_cat_tag(k[2], sizeof(k[2]), cat, ":lfu");
-		arg_eval(&a, redis_lua_touch, 3);
-		for (int j = 0; j < 3; j++)
-			arg_s(&a, k[j]);
+		redis_arg_script(&a, &redis_script_touch, tag);
 		arg_s(&a, tag);
 		for (size_t j = 0; i < n && id_cat(v[i].id) == cat && j < 1000;
 		     i++, j++) {
@@ -179,14 +153,14 @@ int redis_entry_touch(struct store *st, const struct store_touch *t,
 			arg_i(&a, v[i].hits);
 			arg_i(&a, v[i].last_hit_ms);
 		}
-		ret = redis_scmd(s, tag, &a, NULL, "record hits");
-		args_release(&a);
+		ret = rconn_call(&s->rc, tag, &a, "record hits", 0, 0, NULL);
 	}
 	free(v);
 	return ret;
 }
 
-int redis_get_group(int64_t cat, redisReply **f, scan_fn cb, void *arg)
+int redis_get_group(int64_t cat, redisReply **f, store_scan_cb *cb,
+		    void *arg)
 {
 	struct store_entry e = { 0 };
 	float *vec = NULL;
@@ -221,9 +195,9 @@ int redis_get_group(int64_t cat, redisReply **f, scan_fn cb, void *arg)
 	return ret;
 }
 
-/* Call cb for each group of a redis_lua_get reply with an id above min_id. */
-static int get_reply_each(int64_t cat, const redisReply *r, scan_fn cb,
-			  void *arg, int64_t min_id)
+/* Call cb for each group of a get script reply with an id above min_id. */
+static int get_reply_each(int64_t cat, const redisReply *r,
+			  store_scan_cb *cb, void *arg, int64_t min_id)
 {
 	for (size_t i = 1; i + 6 <= r->elements; i += 6) {
 		int ret;
@@ -238,35 +212,35 @@ static int get_reply_each(int64_t cat, const redisReply *r, scan_fn cb,
 }
 
 int redis_entry_scan(struct store *st, int64_t cat_id, int64_t min_id,
-			    scan_fn cb, void *arg)
+		     store_scan_cb *cb, void *arg)
 {
 	struct store_redis *s = R(st);
 	int64_t lo = min_id > 0 ? id_seq(min_id) - 1 : 0;
-	char tag[24], k[48];
+	char tag[24];
 
 	if (lo < 0)
 		lo = 0;
 	redis_cat_tag(tag, sizeof(tag), cat_id, "");
-	redis_cat_tag(k, sizeof(k), cat_id, ":ids");
 	for (;;) {
 		struct args a = { 0 };
 		redisReply *r = NULL;
 		int ret;
 
-		arg_eval(&a, redis_lua_get, 1);
-		arg_s(&a, k);
+		redis_arg_script(&a, &redis_script_get, tag);
 		arg_s(&a, tag);
 		arg_s(&a, "r");
 		arg_i(&a, lo);
 		arg_i(&a, SCAN_BATCH);
-		ret = redis_scmd(s, tag, &a, &r, "scan entries");
-		args_release(&a);
+		/* a reply that is no array ends the scan like the last page */
+		ret = rconn_call(&s->rc, tag, &a, "scan entries",
+				 REDIS_REPLY_ARRAY, 0, &r);
 		if (ret)
 			return ret;
-		if (r->type != REDIS_REPLY_ARRAY || !r->elements ||
+		if (!r || !r->elements ||
 		    r->element[0]->type != REDIS_REPLY_STRING ||
 		    !r->element[0]->len) {
-			freeReplyObject(r);
+			if (r)
+				freeReplyObject(r);
 			return 0;
 		}
 		lo = strtoll(r->element[0]->str, NULL, 10);
@@ -294,11 +268,11 @@ static int entry_fields(struct store_redis *s, int64_t id, const char *f1,
 	arg_s(&a, f1);
 	arg_s(&a, f2);
 	arg_s(&a, f3);
-	ret = redis_scmd(s, key, &a, out, "read entry");
-	args_release(&a);
+	ret = rconn_call(&s->rc, key, &a, "read entry", REDIS_REPLY_ARRAY,
+			 -ENOENT, out);
 	if (ret)
 		return ret;
-	if ((*out)->type != REDIS_REPLY_ARRAY || (*out)->elements != 3 ||
+	if ((*out)->elements != 3 ||
 	    (*out)->element[0]->type != REDIS_REPLY_STRING) {
 		freeReplyObject(*out);
 		*out = NULL;
@@ -307,23 +281,13 @@ static int entry_fields(struct store_redis *s, int64_t id, const char *f1,
 	return 0;
 }
 
-static void *dup_bytes(const char *p, size_t len)
-{
-	char *b = malloc(len + 1);
-
-	if (b) {
-		memcpy(b, p, len);
-		b[len] = 0;
-	}
-	return b;
-}
-
 int redis_response_read(struct store *st, int64_t id, void **buf,
-			       size_t *len)
+			size_t *len)
 {
 	struct store_redis *s = R(st);
 	struct store_entry e = { 0 };
 	redisReply *r = NULL;
+	char *copy;
 	uint32_t crc;
 	int ret = entry_fields(s, id, "m", "r", "m", &r);
 
@@ -338,39 +302,31 @@ int redis_response_read(struct store *st, int64_t id, void **buf,
 		freeReplyObject(r);
 		return -EBADMSG;
 	}
-	*buf = dup_bytes(r->element[1]->str, r->element[1]->len);
-	*len = r->element[1]->len;
+	ret = store_copy_out(r->element[1]->str, r->element[1]->len, &copy,
+			     len);
+	*buf = copy;
 	freeReplyObject(r);
-	return *buf ? 0 : -ENOMEM;
+	return ret;
 }
 
 int redis_entry_text(struct store *st, int64_t id, char **query,
-			    size_t *query_len, char **ctx, size_t *ctx_len)
+		     size_t *query_len, char **ctx, size_t *ctx_len)
 {
 	redisReply *r = NULL;
 	int ret = entry_fields(R(st), id, "m", "q", "c", &r);
 
 	if (ret)
 		return ret;
-	if (query) {
-		*query = dup_bytes(r->element[1]->str ? r->element[1]->str : "",
-				   r->element[1]->len);
-		if (query_len)
-			*query_len = r->element[1]->len;
-		if (!*query)
-			ret = -ENOMEM;
-	}
+	if (query)
+		ret = store_copy_out(r->element[1]->str, r->element[1]->len,
+				     query, query_len);
 	if (ctx) {
 		*ctx = NULL;
 		if (ctx_len)
 			*ctx_len = 0;
-		if (!ret && r->element[2]->type == REDIS_REPLY_STRING) {
-			*ctx = dup_bytes(r->element[2]->str, r->element[2]->len);
-			if (ctx_len)
-				*ctx_len = r->element[2]->len;
-			if (!*ctx)
-				ret = -ENOMEM;
-		}
+		if (!ret && r->element[2]->type == REDIS_REPLY_STRING)
+			ret = store_copy_out(r->element[2]->str,
+					     r->element[2]->len, ctx, ctx_len);
 	}
 	if (ret && query) {
 		free(*query);

@@ -117,13 +117,12 @@ static void config_get(struct store_redis *s, const char *name, char *out,
 	arg_s(&a, "CONFIG");
 	arg_s(&a, "GET");
 	arg_s(&a, name);
-	if (!rconn_cmd(&s->rc, "{semcache}", &a, &r)) {
-		if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-		    r->element[1]->str)
-			snprintf(out, outlen, "%s", r->element[1]->str);
-		freeReplyObject(r);
-	}
-	args_release(&a);
+	if (rconn_call(&s->rc, "{semcache}", &a, NULL, REDIS_REPLY_ARRAY, 0,
+		       &r) || !r)
+		return;
+	if (r->elements == 2 && r->element[1]->str)
+		snprintf(out, outlen, "%s", r->element[1]->str);
+	freeReplyObject(r);
 }
 
 static int find_root(void *arg, const struct store_category *c)
@@ -139,21 +138,17 @@ static int count_cat(void *arg, const struct store_category *c)
 {
 	struct count_ctx *cc = arg;
 	struct args a = { 0 };
-	redisReply *r = NULL;
+	long long n = 0;
 	char k[48];
 	int ret;
 
 	redis_cat_tag(k, sizeof(k), c->id, ":ids");
 	arg_s(&a, "ZCARD");
 	arg_s(&a, k);
-	ret = redis_scmd(cc->s, k, &a, &r, "count entries");
-	args_release(&a);
-	if (ret)
-		return ret;
-	if (r->type == REDIS_REPLY_INTEGER)
-		cc->n += r->integer;
-	freeReplyObject(r);
-	return 0;
+	ret = rconn_call_int(&cc->s->rc, k, &a, "count entries", 0, &n);
+	if (!ret)
+		cc->n += n;
+	return ret;
 }
 
 static void redis_free(struct store_redis *s)
@@ -205,6 +200,7 @@ static int redis_open(const char *where, const struct store_options *opts,
 			 errlen);
 	if (ret)
 		goto fail;
+	s->rc.lock = &s->mu;
 
 	config_get(s, "appendonly", val, sizeof(val));
 	if (!strcmp(val, "no"))
@@ -231,9 +227,7 @@ static int redis_open(const char *where, const struct store_options *opts,
 		goto fail;
 	}
 	/* watch positions before the engine loads anything */
-	pthread_mutex_lock(&s->mu);
 	ret = redis_ws_snapshot(&s->rc, &s->ws);
-	pthread_mutex_unlock(&s->mu);
 	cc.s = s;
 	cc.n = 0;
 	if (!ret)

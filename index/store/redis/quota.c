@@ -30,19 +30,16 @@
 #include <stdlib.h>
 
 int redis_quota_enforce(struct store *st, int64_t cat_id,
-			       const struct store_quota *q, int64_t *evicted,
-			       size_t max, size_t *n, bool *keep_gone)
+			const struct store_quota *q, int64_t *evicted,
+			size_t max, size_t *n, bool *keep_gone)
 {
 	struct store_redis *s = R(st);
-	static const char *const sfx[8] = { ":ids", ":lru", ":lfu", ":bytes",
-					    ":qok", ":evicted", ":stream",
-					    ":evseq" };
 	static const char order[] = { [STORE_EVICT_LRU] = 'l',
 				      [STORE_EVICT_LFU] = 'u',
 				      [STORE_EVICT_FIFO] = 'f' };
 	struct args a = { 0 };
 	redisReply *r = NULL;
-	char tag[24], k[8][48], ord[2] = { 0 };
+	char tag[24], ord[2] = { 0 };
 	int ret;
 
 	if (!n || !keep_gone)
@@ -50,15 +47,12 @@ int redis_quota_enforce(struct store *st, int64_t cat_id,
 	*n = 0;
 	*keep_gone = false;
 	if (!q || !evicted || !max || cat_id <= 0 || cat_id > CAT_MAX ||
-	    q->entries < 0 || q->bytes < 0 || (unsigned)q->order > STORE_EVICT_FIFO)
+	    q->entries < 0 || q->bytes < 0 ||
+	    (unsigned)q->order > STORE_EVICT_FIFO)
 		return -EINVAL;
 	ord[0] = order[q->order];
 	redis_cat_tag(tag, sizeof(tag), cat_id, "");
-	arg_eval(&a, redis_lua_quota, 8);
-	for (int i = 0; i < 8; i++) {
-		redis_cat_tag(k[i], sizeof(k[i]), cat_id, sfx[i]);
-		arg_s(&a, k[i]);
-	}
+	redis_arg_script(&a, &redis_script_quota, tag);
 	arg_s(&a, tag);
 	arg_i(&a, q->entries);
 	arg_i(&a, q->bytes);
@@ -67,12 +61,11 @@ int redis_quota_enforce(struct store *st, int64_t cat_id,
 	arg_s(&a, s->host_id);
 	arg_s(&a, STREAM_MAXLEN);
 	arg_i(&a, (int64_t)(max < 100000 ? max : 100000));
-	ret = redis_scmd(s, tag, &a, &r, "evict for quota");
-	args_release(&a);
+	ret = rconn_call(&s->rc, tag, &a, "evict for quota", REDIS_REPLY_ARRAY,
+			 -EIO, &r);
 	if (ret)
 		return ret;
-	if (r->type != REDIS_REPLY_ARRAY || !r->elements ||
-	    r->element[0]->type != REDIS_REPLY_INTEGER) {
+	if (!r->elements || r->element[0]->type != REDIS_REPLY_INTEGER) {
 		freeReplyObject(r);
 		return -EIO;
 	}

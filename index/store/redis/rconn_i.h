@@ -8,11 +8,15 @@
  *             down, run a command, reconnect once after a closed connection
  *   router.c  a node table and, on a cluster, the slot map: CRC16 key
  *             slots, CLUSTER SLOTS, MOVED and ASK, TRYAGAIN
+ *   call.c    a command and its reply, judged: the one way the store runs
+ *             commands (rconn_call, rconn_call_int)
  *
- * Invariants: a struct rconn is not synchronised; its owner's lock guards
- * all of it (the store's mu for the store's, the watcher thread owns its
- * own). No function here sleeps longer than a command timeout, except a
- * TRYAGAIN/CLUSTERDOWN retry (50 ms, at most 5 hops).
+ * Invariants: everything in a struct rconn is guarded by *lock, which
+ * rconn_call holds around each round trip (lock is NULL for an rconn that
+ * one thread owns, like the watcher's); the lower functions (rconn_cmd,
+ * rconn_node_*) expect the caller to hold it. No function here waits
+ * longer than a command timeout per hop, except a TRYAGAIN/CLUSTERDOWN
+ * retry (50 ms, at most 5 hops).
  * Errors: -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, -ENETUNREACH, -EIO
  * (connection lost, protocol), -ENOMEM; a node that failed to connect
  * answers its last error for DOWN_MS without a new attempt.
@@ -22,6 +26,7 @@
 #ifndef SEMCACHE_RCONN_I_H
 #define SEMCACHE_RCONN_I_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,20 +39,26 @@
 
 /* ---- args.c: a command's arguments ---- */
 
+#define ARG_SLOT 48
+
 struct args {
 	int n, cap;        /* n = -1 once an allocation failed (sticky) */
 	const char **v;
 	size_t *l;
-	char (*num)[24];   /* backing store of numbers, one per argument */
+	char (*num)[ARG_SLOT];   /* printed arguments, one slot per argument */
 };
 
-/* Arguments are borrowed (only numbers are copied): keep each buffer alive
- * and distinct until the command ran. A zero-initialised struct args is
- * empty; args_release frees what it holds and empties it again. */
+/* Strings and bytes are borrowed: keep each buffer alive until the
+ * command ran. Printed arguments (arg_f, arg_i) are copied. A
+ * zero-initialised struct args is empty; args_release frees what it holds
+ * and empties it again. */
 void args_release(struct args *a);
 void arg_b(struct args *a, const void *p, size_t len);   /* bytes */
 void arg_s(struct args *a, const char *s);               /* a C string */
 void arg_i(struct args *a, int64_t v);                   /* a number */
+/* printf into the argument's slot; more than ARG_SLOT - 1 bytes is BUG() */
+void arg_f(struct args *a, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* EVAL script nkeys: the keys and then the other arguments follow. */
 void arg_eval(struct args *a, const char *script, int nkeys);
 
@@ -62,6 +73,7 @@ struct rnode {
 };
 
 struct rconn {
+	pthread_mutex_t *lock;           /* NULL: one thread owns the rconn */
 	int db;
 	int cmd_ms;                      /* command timeout */
 	bool cluster;
@@ -92,6 +104,11 @@ int rconn_init(struct rconn *rc, const char *host, int port, int db,
 	       int cmd_ms, char *err, size_t errlen);
 /* Close every connection and forget the nodes. */
 void rconn_release(struct rconn *rc);
+/* dst: src's nodes and slot map, without connections, down marks or lock,
+ * with command timeout cmd_ms (src's lock held by the caller). */
+void rconn_clone(struct rconn *dst, const struct rconn *src, int cmd_ms);
+/* Close every connection, keeping the nodes and the slot map. */
+void rconn_disconnect(struct rconn *rc);
 /*
  * Run command a on the node serving key's slot, following MOVED (and
  * reloading the slot map) and ASK. *out is the reply, possibly an error
@@ -100,5 +117,32 @@ void rconn_release(struct rconn *rc);
  */
 int rconn_cmd(struct rconn *rc, const char *key, struct args *a,
 	      redisReply **out);
+
+/* ---- call.c: a command and its reply ---- */
+
+/* rconn_call's type: any reply, error replies included (the caller judges
+ * them). */
+#define RCONN_ANY_REPLY (-1)
+
+/*
+ * Run command a (released here, whatever happens) on the node serving key,
+ * holding rc->lock around the round trip only, and judge the reply:
+ *  - an error reply: with what (what the command is for), logged as
+ *    "store: redis HOST:PORT: WHAT: MESSAGE" and -ENOSPC when the server
+ *    is out of memory, else -EIO; without what, -EIO and no log line
+ *    (unless type is RCONN_ANY_REPLY: then it is handed back);
+ *  - a reply of type type (REDIS_REPLY_INTEGER, _STRING, _ARRAY; 0 = any
+ *    that is not an error): 0, with *out the reply (the caller frees it),
+ *    or freed when out is NULL;
+ *  - a reply of another type: mismatch, with *out NULL. mismatch 0 makes
+ *    that a success without a reply.
+ * Transport errors are rconn_cmd's.
+ */
+int rconn_call(struct rconn *rc, const char *key, struct args *a,
+	       const char *what, int type, int mismatch, redisReply **out);
+/* rconn_call for an integer reply: *v is its value (untouched when the
+ * reply is of another type and mismatch is 0). */
+int rconn_call_int(struct rconn *rc, const char *key, struct args *a,
+		   const char *what, int mismatch, long long *v);
 
 #endif

@@ -36,8 +36,8 @@
  * create fails with -ENOSPC) and 2^39 entries per category.
  *
  * The parts:
- *   rconn_i.h   the connection and command layer (args, conn, router)
- *   call.c      a store command: run under mu, error replies as errnos
+ *   rconn_i.h   the connection and command layer (args, conn, router,
+ *               call: every command goes through rconn_call)
  *   scripts.c   the Lua scripts (every change is one script in one slot)
  *   category.c  categories and policies
  *   entry.c     entries: put, delete, touch, scan, text, response
@@ -110,8 +110,8 @@ struct store_redis {
 	char host_id[20];       /* this instance's id in stream events */
 	bool sync_full;
 
-	pthread_mutex_t mu;     /* guards rc; never held with watcher locks */
-	struct rconn rc;
+	pthread_mutex_t mu;     /* rc.lock: held around each round trip */
+	struct rconn rc;        /* guarded by mu (rconn_call takes it) */
 
 	/* watcher; cb, arg, ws are the watcher thread's once it runs */
 	struct wstate ws;       /* positions since open() */
@@ -135,26 +135,32 @@ static inline void redis_cat_tag(char *buf, size_t len, int64_t cat,
 	snprintf(buf, len, "{c%lld}%s", (long long)cat, suffix);
 }
 
-/* ---- call.c ---- */
-
-/* Run a under mu on the node of key; an error reply is logged (what) and
- * mapped to an errno (-ENOSPC for OOM, else -EIO). The reply goes to *out
- * (the caller frees it), or is freed when out is NULL. */
-int redis_scmd(struct store_redis *s, const char *key, struct args *a,
-	       redisReply **out, const char *what);
-
 /* ---- scripts.c ---- */
 
-extern const char redis_lua_cat_register[];
-extern const char redis_lua_cat_unregister[];
-extern const char redis_lua_cat_attr[];
-extern const char redis_lua_cat_drop[];
-extern const char redis_lua_policy[];
-extern const char redis_lua_put[];
-extern const char redis_lua_del[];
-extern const char redis_lua_touch[];
-extern const char redis_lua_quota[];
-extern const char redis_lua_get[];
+#define REDIS_SCRIPT_KEYS 12
+
+/* A Lua script and the keys it runs on: KEYS[i] is the tag of its slot
+ * ("{c5}", or "{semcache}" for the global scripts) followed by keys[i-1]. */
+struct redis_script {
+	const char *src;
+	const char *keys[REDIS_SCRIPT_KEYS];   /* NULL after the last */
+};
+
+extern const struct redis_script redis_script_cat_register;   /* {semcache} */
+extern const struct redis_script redis_script_cat_unregister; /* {semcache} */
+extern const struct redis_script redis_script_cat_attr;       /* {semcache} */
+extern const struct redis_script redis_script_cat_drop;
+extern const struct redis_script redis_script_policy;
+extern const struct redis_script redis_script_put;
+extern const struct redis_script redis_script_del;
+extern const struct redis_script redis_script_touch;
+extern const struct redis_script redis_script_quota;
+extern const struct redis_script redis_script_get;
+
+/* Start a call of sc on the slot of tag: EVAL, the source, the number of
+ * keys and the keys; the caller adds the ARGV. */
+void redis_arg_script(struct args *a, const struct redis_script *sc,
+		      const char *tag);
 
 /* ---- category.c ---- */
 
@@ -163,41 +169,27 @@ int redis_cat_parse(int64_t id, const char *v, struct store_category *c);
 
 /* ---- entry.c ---- */
 
-typedef int (*scan_fn)(void *arg, const struct store_entry *e,
-		       const float *vec, int dim, const char *embedder);
+/* Call cb for one (seq m h t v em) group of a get script reply. */
+int redis_get_group(int64_t cat, redisReply **f, store_scan_cb *cb,
+		    void *arg);
 
-/* Call cb for one (seq m h t v em) group of a redis_lua_get reply. */
-int redis_get_group(int64_t cat, redisReply **f, scan_fn cb, void *arg);
+/* ---- category.c, entry.c, quota.c, watch.c: the store_ops of the same
+ * names ---- */
 
-/* ---- the store_ops of the same names ---- */
-
-int redis_category_list(struct store *st,
-			int (*cb)(void *arg, const struct store_category *c),
-			void *arg);
-int redis_category_create(struct store *st, const char *path, mode_t mode,
-			  uid_t uid, gid_t gid, int64_t *id_out);
-int redis_category_delete(struct store *st, int64_t cat_id);
-int redis_category_setattr(struct store *st, int64_t cat_id, mode_t mode,
-			   uid_t uid, gid_t gid);
-int redis_policy_get(struct store *st, int64_t cat_id, char **yaml,
-		     size_t *len);
-int redis_policy_put(struct store *st, int64_t cat_id, const char *yaml,
-		     size_t len);
-int redis_entry_put(struct store *st, struct store_entry *e,
-		    const struct store_payload *p);
-int redis_entry_delete(struct store *st, int64_t id);
-int redis_entry_touch(struct store *st, const struct store_touch *t,
-		      size_t n);
-int redis_entry_scan(struct store *st, int64_t cat_id, int64_t min_id,
-		     scan_fn cb, void *arg);
-int redis_response_read(struct store *st, int64_t id, void **buf,
-			size_t *len);
-int redis_entry_text(struct store *st, int64_t id, char **query,
-		     size_t *query_len, char **ctx, size_t *ctx_len);
-int redis_quota_enforce(struct store *st, int64_t cat_id,
-			const struct store_quota *q, int64_t *evicted,
-			size_t max, size_t *n, bool *keep_gone);
-int redis_watch(struct store *st, store_event_fn cb, void *arg);
+store_category_list_fn redis_category_list;
+store_category_create_fn redis_category_create;
+store_category_delete_fn redis_category_delete;
+store_category_setattr_fn redis_category_setattr;
+store_policy_get_fn redis_policy_get;
+store_policy_put_fn redis_policy_put;
+store_entry_put_fn redis_entry_put;
+store_entry_delete_fn redis_entry_delete;
+store_entry_touch_fn redis_entry_touch;
+store_entry_scan_fn redis_entry_scan;
+store_response_read_fn redis_response_read;
+store_entry_text_fn redis_entry_text;
+store_quota_enforce_fn redis_quota_enforce;
+store_watch_fn redis_watch;
 
 /* ---- watch.c, for open.c ---- */
 

@@ -102,7 +102,7 @@ static int rconn_load_slots(struct rconn *rc, int from)
 }
 
 int rconn_init(struct rconn *rc, const char *host, int port, int db,
-		      int cmd_ms, char *err, size_t errlen)
+	       int cmd_ms, char *err, size_t errlen)
 {
 	char why[160];
 	int ret = 0;
@@ -112,7 +112,7 @@ int rconn_init(struct rconn *rc, const char *host, int port, int db,
 	rc->cmd_ms = cmd_ms;
 	node_index(rc, host, port);
 	rc->nodes[0].c = rconn_ctx_open(host, port, cmd_ms, db, &ret, why,
-				  sizeof(why));
+					sizeof(why));
 	if (!rc->nodes[0].c) {
 		errbuf_set(err, errlen, "store: redis %s:%d: %s; is redis-server "
 			"running and reachable?", host, port, why);
@@ -138,9 +138,25 @@ int rconn_init(struct rconn *rc, const char *host, int port, int db,
 
 void rconn_release(struct rconn *rc)
 {
+	rconn_disconnect(rc);
+	rc->nnodes = 0;
+}
+
+void rconn_disconnect(struct rconn *rc)
+{
 	for (int i = 0; i < rc->nnodes; i++)
 		rconn_node_drop(&rc->nodes[i]);
-	rc->nnodes = 0;
+}
+
+void rconn_clone(struct rconn *dst, const struct rconn *src, int cmd_ms)
+{
+	*dst = *src;
+	dst->lock = NULL;
+	dst->cmd_ms = cmd_ms;
+	for (int i = 0; i < dst->nnodes; i++) {
+		dst->nodes[i].c = NULL;
+		dst->nodes[i].down_until = 0;
+	}
 }
 
 /* "MOVED 3999 127.0.0.1:6381" -> slot, node index */
@@ -162,12 +178,8 @@ static int parse_redirect(struct rconn *rc, const char *s, int *slot)
 	return node_index(rc, *host ? host : rc->nodes[0].host, port);
 }
 
-/*
- * Run a command whose keys hash like key. *out is the reply (possibly an
- * error reply, for the caller to judge); 0 or a negative errno.
- */
 int rconn_cmd(struct rconn *rc, const char *key, struct args *a,
-		     redisReply **out)
+	      redisReply **out)
 {
 	int node = rc->cluster ? rc->slot_node[key_slot(key)] : 0;
 	bool asking = false;
@@ -176,8 +188,8 @@ int rconn_cmd(struct rconn *rc, const char *key, struct args *a,
 		return -ENOMEM;
 	for (int hop = 0; hop < 5; hop++) {
 		redisReply *r = NULL;
-		int ret = rconn_node_cmd(rc, &rc->nodes[node], asking, a->n, a->v,
-				   a->l, &r);
+		int ret = rconn_node_cmd(rc, &rc->nodes[node], asking, a->n,
+					 a->v, a->l, &r);
 		int slot, idx;
 
 		asking = false;

@@ -9,18 +9,18 @@
  * global) stream (MAXLEN ~ STREAM_MAXLEN) and PUBLISHes the category's tag
  * on HINT_CHANNEL as a wake-up hint for the watchers (watch.c). The put,
  * delete, touch and quota scripts keep the quota structures ({cC}:lru,
- * {cC}:lfu, {cC}:bytes) up to date (quota.c). The comment above each
- * script gives its KEYS and ARGV in order; the callers (category.c,
- * entry.c, quota.c, watch.c) pass them in that order.
+ * {cC}:lfu, {cC}:bytes) up to date (quota.c). Each script's table entry
+ * (struct redis_script) names its KEYS in order; redis_arg_script starts
+ * a call with them, and the comment above each script gives the ARGV the
+ * caller (category.c, entry.c, quota.c, watch.c) adds in that order.
  *
  * What not: no SCRIPT LOAD / EVALSHA (each call sends the source; Redis
  * caches it by hash), no script touches two slots.
  */
 #include "redis_i.h"
 
-/* KEYS paths cats stream evseq; ARGV id path packed host maxlen; returns
- * 1, or 0 when the path exists */
-const char redis_lua_cat_register[] =
+/* ARGV id path packed host maxlen; returns 1, or 0 when the path exists */
+static const char lua_cat_register[] =
 	"if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 0 end\n"
 	"redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])\n"
 	"redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])\n"
@@ -29,10 +29,12 @@ const char redis_lua_cat_register[] =
 	" 'n', n, 'k', 'c', 'id', ARGV[1], 'c', ARGV[3])\n"
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', '{semcache}')\n"
 	"return 1\n";
+const struct redis_script redis_script_cat_register = { lua_cat_register, {
+	":paths", ":cats", ":stream", ":evseq" } };
 
-/* KEYS paths cats stream evseq; ARGV id host maxlen; returns the removed
- * "MODE UID GID CREATED PATH", or nil when there is no such category */
-const char redis_lua_cat_unregister[] =
+/* ARGV id host maxlen; returns the removed "MODE UID GID CREATED PATH", or
+ * nil when there is no such category */
+static const char lua_cat_unregister[] =
 	"local v = redis.call('HGET', KEYS[2], ARGV[1])\n"
 	"if not v then return false end\n"
 	"local path = string.match(v, '^%S+ %S+ %S+ %S+ (.*)$')\n"
@@ -43,10 +45,12 @@ const char redis_lua_cat_unregister[] =
 	" 'n', n, 'k', 'x', 'id', ARGV[1], 'c', v)\n"
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', '{semcache}')\n"
 	"return v\n";
+const struct redis_script redis_script_cat_unregister = { lua_cat_unregister, {
+	":paths", ":cats", ":stream", ":evseq" } };
 
-/* KEYS cats stream evseq; ARGV id "MODE UID GID" host maxlen; returns the
- * new "MODE UID GID CREATED PATH", or nil when there is no such category */
-const char redis_lua_cat_attr[] =
+/* ARGV id "MODE UID GID" host maxlen; returns the new "MODE UID GID
+ * CREATED PATH", or nil when there is no such category */
+static const char lua_cat_attr[] =
 	"local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
 	"if not v then return false end\n"
 	"local created, path = string.match(v, '^%S+ %S+ %S+ (%S+) (.*)$')\n"
@@ -57,12 +61,13 @@ const char redis_lua_cat_attr[] =
 	" 'n', n, 'k', 'a', 'id', ARGV[1], 'c', nv)\n"
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', '{semcache}')\n"
 	"return nv\n";
+const struct redis_script redis_script_cat_attr = { lua_cat_attr, {
+	":cats", ":stream", ":evseq" } };
 
-/* KEYS alive ids policy stream evseq next lru lfu bytes qok evicted;
- * ARGV tag batch; deletes alive, policy, the quota keys and up to batch
+/* ARGV tag batch; deletes alive, policy, the quota keys and up to batch
  * entries, and once none is left stream, evseq and next; returns the
  * number of entries left */
-const char redis_lua_cat_drop[] =
+static const char lua_cat_drop[] =
 	"redis.call('DEL', KEYS[1], KEYS[3], KEYS[7], KEYS[8], KEYS[9],"
 	" KEYS[10], KEYS[11])\n"
 	"local s = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)\n"
@@ -71,10 +76,13 @@ const char redis_lua_cat_drop[] =
 	"local left = redis.call('ZCARD', KEYS[2])\n"
 	"if left == 0 then redis.call('DEL', KEYS[4], KEYS[5], KEYS[6]) end\n"
 	"return left\n";
+const struct redis_script redis_script_cat_drop = { lua_cat_drop, {
+	":alive", ":ids", ":policy", ":stream", ":evseq", ":next", ":lru",
+	":lfu", ":bytes", ":qok", ":evicted" } };
 
-/* KEYS alive policy stream evseq; ARGV tag op('s' set | 'r' remove) yaml
- * host maxlen; returns 1, or -1 for no such category / no policy */
-const char redis_lua_policy[] =
+/* ARGV tag op('s' set | 'r' remove) yaml host maxlen; returns 1, or -1 for
+ * no such category (set) or no policy (remove) */
+static const char lua_policy[] =
 	"if ARGV[2] == 's' then\n"
 	"  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
 	"  redis.call('SET', KEYS[2], ARGV[3])\n"
@@ -89,6 +97,8 @@ const char redis_lua_policy[] =
 	"end\n"
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', ARGV[1])\n"
 	"return 1\n";
+const struct redis_script redis_script_policy = { lua_policy, {
+	":alive", ":policy", ":stream", ":evseq" } };
 
 /*
  * Shared by the scripts that keep the quota structures: u64(m, at) reads
@@ -112,9 +122,10 @@ const char redis_lua_policy[] =
 	"   string.format('%.17g', h + t / 4398046511104), s)\n" \
 	"end\n"
 
-/* KEYS alive next ids stream evseq lru lfu bytes; ARGV tag meta query
- * hasctx ctx vec embedder response hits last host maxlen use */
-const char redis_lua_put[] =
+/* ARGV tag meta query hasctx ctx vec embedder response hits last host
+ * maxlen use; returns the new entry's sequence, or -1 for no such
+ * category */
+static const char lua_put[] =
 	LUA_QUOTA_LIB
 	"if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
 	"local seq = redis.call('INCR', KEYS[2])\n"
@@ -131,9 +142,11 @@ const char redis_lua_put[] =
 	" 'n', n, 'k', 'p', 's', seq)\n"
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', ARGV[1])\n"
 	"return seq\n";
+const struct redis_script redis_script_put = { lua_put, {
+	":alive", ":next", ":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" } };
 
-/* KEYS ids stream evseq lru lfu bytes; ARGV tag seq host maxlen */
-const char redis_lua_del[] =
+/* ARGV tag seq host maxlen; returns 1, or 0 when there is no such entry */
+static const char lua_del[] =
 	LUA_QUOTA_LIB
 	"if redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then return 0 end\n"
 	"local k = ARGV[1] .. ':e:' .. ARGV[2]\n"
@@ -147,10 +160,12 @@ const char redis_lua_del[] =
 	" 'n', n, 'k', 'd', 's', ARGV[2])\n"
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', ARGV[1])\n"
 	"return 1\n";
+const struct redis_script redis_script_del = { lua_del, {
+	":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" } };
 
-/* KEYS ids lru lfu; ARGV tag (seq hits last)... : keeps the maximum and
+/* ARGV tag (seq hits last)...: keeps the maximum and
  * files the entry under it in the lru and lfu orders */
-const char redis_lua_touch[] =
+static const char lua_touch[] =
 	LUA_QUOTA_LIB
 	"for i = 2, #ARGV, 3 do\n"
 	"  local k = ARGV[1] .. ':e:' .. ARGV[i]\n"
@@ -165,15 +180,16 @@ const char redis_lua_touch[] =
 	"  end\n"
 	"end\n"
 	"return 0\n";
+const struct redis_script redis_script_touch = { lua_touch, {
+	":ids", ":lru", ":lfu" } };
 
 /*
- * KEYS ids lru lfu bytes qok evicted stream evseq; ARGV tag entries bytes
- * order(f|l|u) keep host maxlen limit. Evicts at most limit entries
- * (limit >= 1; 0 evicts nothing) until the category fits, never keep;
- * returns { keep gone (0|1), seq... }. Rebuilds lru, lfu and bytes first
- * when qok is missing.
+ * ARGV tag entries bytes order(f|l|u) keep host maxlen limit. Evicts at
+ * most limit entries (limit >= 1; 0 evicts nothing) until the category
+ * fits, never keep; returns { keep gone (0|1), seq... }. Rebuilds lru, lfu
+ * and bytes first when qok is missing.
  */
-const char redis_lua_quota[] =
+static const char lua_quota[] =
 	LUA_QUOTA_LIB
 	"local tag, ids, lru, lfu, bytes = ARGV[1], KEYS[1], KEYS[2], KEYS[3],"
 	" KEYS[4]\n"
@@ -229,10 +245,12 @@ const char redis_lua_quota[] =
 	"  redis.call('PUBLISH', '" HINT_CHANNEL "', tag)\n"
 	"end\n"
 	"return out\n";
+const struct redis_script redis_script_quota = { lua_quota, {
+	":ids", ":lru", ":lfu", ":bytes", ":qok", ":evicted", ":stream", ":evseq" } };
 
-/* KEYS ids; ARGV tag 'r' lo count | tag 'l' seq...; returns the last seq
+/* ARGV tag 'r' lo count | tag 'l' seq...; returns the last seq
  * looked at, then (seq m h t v em) per live entry */
-const char redis_lua_get[] =
+static const char lua_get[] =
 	"local seqs\n"
 	"if ARGV[2] == 'r' then\n"
 	"  seqs = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf',"
@@ -251,3 +269,17 @@ const char redis_lua_get[] =
 	"  end\n"
 	"end\n"
 	"return out\n";
+const struct redis_script redis_script_get = { lua_get, {
+	":ids" } };
+
+void redis_arg_script(struct args *a, const struct redis_script *sc,
+		      const char *tag)
+{
+	int n = 0;
+
+	while (n < REDIS_SCRIPT_KEYS && sc->keys[n])
+		n++;
+	arg_eval(a, sc->src, n);
+	for (int i = 0; i < n; i++)
+		arg_f(a, "%s%s", tag, sc->keys[i]);
+}

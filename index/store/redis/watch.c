@@ -104,22 +104,20 @@ static int stream_tail(struct rconn *rc, const struct wstream *x,
 	arg_s(&a, "-");
 	arg_s(&a, "COUNT");
 	arg_s(&a, "1");
-	ret = rconn_cmd(rc, x->key, &a, &r);
-	args_release(&a);
+	ret = rconn_call(rc, x->key, &a, NULL, REDIS_REPLY_ARRAY, 0, &r);
 	if (ret)
 		return ret;
 	snprintf(last, lastlen, "0-0");
 	*n = 0;
-	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+	if (r && r->elements == 1) {
 		redisReply *e = r->element[0];
 
 		snprintf(last, lastlen, "%s", e->element[0]->str);
 		*n = field_i(e->element[1], "n");
-	} else if (r->type == REDIS_REPLY_ERROR) {
-		ret = -EIO;
 	}
-	freeReplyObject(r);
-	return ret;
+	if (r)
+		freeReplyObject(r);
+	return 0;
 }
 
 int redis_ws_snapshot(struct rconn *rc, struct wstate *w)
@@ -138,19 +136,17 @@ int redis_ws_snapshot(struct rconn *rc, struct wstate *w)
 		return ret;
 	arg_s(&a, "HKEYS");
 	arg_s(&a, "{semcache}:cats");
-	ret = rconn_cmd(rc, "{semcache}", &a, &r);
-	args_release(&a);
+	ret = rconn_call(rc, "{semcache}", &a, NULL, REDIS_REPLY_ARRAY, -EIO,
+			 &r);
 	if (ret)
 		return ret;
-	if (r->type != REDIS_REPLY_ARRAY) {
-		freeReplyObject(r);
-		return -EIO;
-	}
 	for (size_t i = 0; !ret && i < r->elements; i++) {
 		ret = ws_add(w, strtoll(r->element[i]->str, NULL, 10), "0-0", 0);
 		if (!ret)
-			ret = stream_tail(rc, &w->v[w->n - 1], w->v[w->n - 1].last,
-					  sizeof(w->v[0].last), &w->v[w->n - 1].n);
+			ret = stream_tail(rc, &w->v[w->n - 1],
+					  w->v[w->n - 1].last,
+					  sizeof(w->v[0].last),
+					  &w->v[w->n - 1].n);
 	}
 	freeReplyObject(r);
 	return ret;
@@ -205,16 +201,13 @@ static int prefetch_puts(struct watcher *wt, int64_t cat,
 			 const redisReply *ents)
 {
 	struct args a = { 0 };
-	char tag[24], k[48];
+	char tag[24];
 	bool any = false;
-	int ret;
 
 	wt->pre = NULL;
 	wt->pre_at = 1;
 	redis_cat_tag(tag, sizeof(tag), cat, "");
-	redis_cat_tag(k, sizeof(k), cat, ":ids");
-	arg_eval(&a, redis_lua_get, 1);
-	arg_s(&a, k);
+	redis_arg_script(&a, &redis_script_get, tag);
 	arg_s(&a, tag);
 	arg_s(&a, "l");
 	for (size_t j = 0; j < ents->elements; j++) {
@@ -231,16 +224,8 @@ static int prefetch_puts(struct watcher *wt, int64_t cat,
 		args_release(&a);
 		return 0;
 	}
-	ret = rconn_cmd(&wt->rc, tag, &a, &wt->pre);
-	args_release(&a);
-	if (ret)
-		return ret;
-	if (wt->pre->type != REDIS_REPLY_ARRAY) {
-		freeReplyObject(wt->pre);
-		wt->pre = NULL;
-		return -EIO;
-	}
-	return 0;
+	return rconn_call(&wt->rc, tag, &a, NULL, REDIS_REPLY_ARRAY, -EIO,
+			  &wt->pre);
 }
 
 /* A put event: deliver the prefetched entry, if it still existed. */
@@ -335,87 +320,80 @@ static void pre_free(struct watcher *wt)
 	wt->pre = NULL;
 }
 
-/* Read stream x from its position to its end, delivering. */
+/* Read one XREAD batch of stream i, delivering; *more when the batch was
+ * full (more may follow). */
+static int sweep_batch(struct watcher *wt, size_t i, bool *more)
+{
+	struct wstream *x = &wt->w->v[i];
+	struct args a = { 0 };
+	redisReply *r = NULL, *ents;
+	char key[40];
+	int ret;
+
+	*more = false;
+	arg_s(&a, "XREAD");
+	arg_s(&a, "COUNT");
+	arg_i(&a, SCAN_BATCH);
+	arg_s(&a, "STREAMS");
+	arg_s(&a, x->key);
+	arg_s(&a, x->last);
+	/* handle() may grow wt->w, moving x */
+	snprintf(key, sizeof(key), "%s", x->key);
+	ret = rconn_call(&wt->rc, key, &a, NULL, RCONN_ANY_REPLY, 0, &r);
+	if (ret)
+		return ret;
+	if (r->type == REDIS_REPLY_ERROR) {
+		semlog(SEMLOG_WARN, "store: redis watch %s: %s", key, r->str);
+		ret = -EIO;
+		goto out;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || !r->elements)
+		goto out;   /* nothing new */
+	ents = r->element[0]->element[1];
+	if (x->cat_id) {
+		ret = prefetch_puts(wt, x->cat_id, ents);
+		if (ret)
+			goto out;
+	}
+	for (size_t j = 0; j < ents->elements; j++) {
+		redisReply *e = ents->element[j];
+		int64_t n = field_i(e->element[1], "n"), cat;
+
+		x = &wt->w->v[i];
+		if (n != x->n + 1) {
+			semlog(SEMLOG_WARN, "store: redis watch %s: event "
+			       "%lld follows %lld: events were lost, "
+			       "resynchronising", key, (long long)n,
+			       (long long)x->n);
+			wt->resync = true;
+			goto out;
+		}
+		snprintf(x->last, sizeof(x->last), "%s", e->element[0]->str);
+		x->n = n;
+		cat = x->cat_id;
+		ret = handle(wt, x, e->element[1]);
+		if (ret)
+			goto out;
+		/* a deleted category's stream is no longer ours */
+		if (i >= wt->w->n || wt->w->v[i].cat_id != cat)
+			goto out;
+	}
+	*more = ents->elements >= SCAN_BATCH;
+out:
+	freeReplyObject(r);
+	pre_free(wt);
+	return ret;
+}
+
+/* Read stream i from its position to its end, delivering. */
 static int sweep(struct watcher *wt, size_t i)
 {
-	for (;;) {
-		struct wstream *x = &wt->w->v[i];
-		char key[40];
-		struct args a = { 0 };
-		redisReply *r = NULL;
-		size_t got;
-		int ret;
+	bool more = true;
+	int ret = 0;
 
-		arg_s(&a, "XREAD");
-		arg_s(&a, "COUNT");
-		arg_i(&a, SCAN_BATCH);
-		arg_s(&a, "STREAMS");
-		arg_s(&a, x->key);
-		arg_s(&a, x->last);
-		snprintf(key, sizeof(key), "%s", x->key);
-		ret = rconn_cmd(&wt->rc, key, &a, &r);
-		args_release(&a);
-		if (ret)
-			return ret;
-		if (r->type == REDIS_REPLY_ERROR) {
-			semlog(SEMLOG_WARN, "store: redis watch %s: %s", key, r->str);
-			freeReplyObject(r);
-			pre_free(wt);
-			return -EIO;
-		}
-		if (r->type != REDIS_REPLY_ARRAY || !r->elements) {
-			freeReplyObject(r);
-			pre_free(wt);
-			return 0;
-		}
-		redisReply *ents = r->element[0]->element[1];
-		got = ents->elements;
-		if (x->cat_id) {
-			ret = prefetch_puts(wt, x->cat_id, ents);
-			if (ret) {
-				freeReplyObject(r);
-				pre_free(wt);
-				return ret;
-			}
-		}
-		for (size_t j = 0; j < ents->elements; j++) {
-			redisReply *e = ents->element[j];
-			int64_t n = field_i(e->element[1], "n");
-
-			/* handle() may grow wt->w: re-find x each time */
-			x = &wt->w->v[i];
-			if (n != x->n + 1) {
-				semlog(SEMLOG_WARN, "store: redis watch %s: event "
-				       "%lld follows %lld: events were lost, "
-				       "resynchronising", key, (long long)n,
-				       (long long)x->n);
-				wt->resync = true;
-				freeReplyObject(r);
-				pre_free(wt);
-				return 0;
-			}
-			snprintf(x->last, sizeof(x->last), "%s",
-				 e->element[0]->str);
-			x->n = n;
-			int64_t cat = x->cat_id;
-			ret = handle(wt, x, e->element[1]);
-			if (ret) {
-				freeReplyObject(r);
-				pre_free(wt);
-				return ret;
-			}
-			/* a deleted category's stream is no longer ours */
-			if (i >= wt->w->n || wt->w->v[i].cat_id != cat) {
-				freeReplyObject(r);
-				pre_free(wt);
-				return 0;
-			}
-		}
-		freeReplyObject(r);
-		pre_free(wt);
-		if (got < SCAN_BATCH)
-			return 0;
-	}
+	while (!ret && more)
+		ret = sweep_batch(wt, i, &more);
+	return ret;
 }
 
 static int sweep_all(struct watcher *wt, bool hinted_only)
@@ -453,8 +431,9 @@ static int sub_open(struct watcher *wt)
 	for (int i = 0; i < wt->rc.nnodes; i++) {
 		redisReply *r;
 
-		wt->sub = rconn_ctx_open(wt->rc.nodes[i].host, wt->rc.nodes[i].port,
-				   WATCH_COMMAND_MS, 0, &ret, why, sizeof(why));
+		wt->sub = rconn_ctx_open(wt->rc.nodes[i].host,
+					 wt->rc.nodes[i].port, WATCH_COMMAND_MS,
+					 0, &ret, why, sizeof(why));
 		if (!wt->sub)
 			continue;
 		r = redisCommand(wt->sub, "SUBSCRIBE " HINT_CHANNEL);
@@ -556,8 +535,7 @@ static void *watch_main(void *arg)
 			       s->port, strerror(ret < 0 ? -ret : EIO));
 		up = false;
 		sub_close(wt);
-		for (int i = 0; i < wt->rc.nnodes; i++)
-			rconn_node_drop(&wt->rc.nodes[i]);
+		rconn_disconnect(&wt->rc);
 		backoff = backoff ? backoff * 2 : 100;
 		if (backoff > 2000)
 			backoff = 2000;
@@ -587,13 +565,8 @@ int redis_watch(struct store *st, store_event_fn cb, void *arg)
 	wt->w = &s->ws;
 	/* the slot map is copied; connections are the thread's own */
 	pthread_mutex_lock(&s->mu);
-	wt->rc = s->rc;
+	rconn_clone(&wt->rc, &s->rc, WATCH_COMMAND_MS);
 	pthread_mutex_unlock(&s->mu);
-	wt->rc.cmd_ms = WATCH_COMMAND_MS;
-	for (int i = 0; i < wt->rc.nnodes; i++) {
-		wt->rc.nodes[i].c = NULL;
-		wt->rc.nodes[i].down_until = 0;
-	}
 	s->cb = cb;
 	s->cb_arg = arg;
 	atomic_store(&s->stop, false);
