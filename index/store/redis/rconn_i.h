@@ -14,9 +14,10 @@
  * Invariants: everything in a struct rconn is guarded by *lock, which
  * rconn_call holds around each round trip (lock is NULL for an rconn that
  * one thread owns, like the watcher's); the lower functions (rconn_cmd,
- * rconn_node_*) expect the caller to hold it. No function here waits
- * longer than a command timeout per hop, except a TRYAGAIN/CLUSTERDOWN
- * retry (50 ms, at most 5 hops).
+ * rconn_node_*) expect the caller to hold it. Every wait is bounded: the
+ * connect and command timeouts per attempt, at most two attempts per node
+ * (a reconnect after a closed connection), five hops per command (MOVED,
+ * ASK, or a 50 ms pause after TRYAGAIN/CLUSTERDOWN).
  * Errors: -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, -ENETUNREACH, -EIO
  * (connection lost, protocol), -ENOMEM; a node that failed to connect
  * answers its last error for DOWN_MS without a new attempt.

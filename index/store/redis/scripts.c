@@ -4,10 +4,11 @@
  * unit, and touches the keys of one slot only (one category's, or the
  * global ones), so it runs unchanged on a Redis Cluster.
  *
- * Each write script also bumps its stream's evseq, XADDs an event {h: the
- * writer's host id, n: evseq, k: kind, ...} to its category's (or the
- * global) stream (MAXLEN ~ STREAM_MAXLEN) and PUBLISHes the category's tag
- * on HINT_CHANNEL as a wake-up hint for the watchers (watch.c). The put,
+ * Each script that changes what the hosts see (all but touch, get and
+ * cat_drop) also bumps its stream's evseq, XADDs an event {h: the writer's
+ * host id, n: evseq, k: kind, ...} to its category's (or the global)
+ * stream (MAXLEN ~ STREAM_MAXLEN) and PUBLISHes the category's tag on
+ * HINT_CHANNEL as a wake-up hint for the watchers (watch.c). The put,
  * delete, touch and quota scripts keep the quota structures ({cC}:lru,
  * {cC}:lfu, {cC}:bytes) up to date (quota.c). Each script's table entry
  * (struct redis_script) names its KEYS in order; redis_arg_script starts
