@@ -2,12 +2,13 @@
  * store.c - the store dispatcher: store.h's functions on top of backends.
  *
  * store_open() picks the backend from where the store is: "redis://..." is
- * the Redis backend (store_redis.c), anything else a local directory
- * (store_local.c). Every other call goes through the store's ops table
- * (store_i.h); an op a backend leaves NULL answers -ENOTSUP. Nothing else
- * lives here.
+ * the Redis backend (redis/), anything else a local directory (local/). Every other call goes through the store's ops table
+ * (store_i.h); an op a backend leaves NULL answers -ENOTSUP. Besides, the
+ * one helper both backends use to hand bytes to a caller (store_copy_out).
+ * Nothing else lives here.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store.h"
@@ -124,4 +125,17 @@ int store_quota_enforce(struct store *s, int64_t cat_id,
 bool store_keeps_quotas(const struct store *s)
 {
 	return s->ops->quota_enforce != NULL;
+}
+
+int store_copy_out(const void *p, size_t n, char **out, size_t *out_len)
+{
+	*out = malloc(n + 1);
+	if (!*out)
+		return -ENOMEM;
+	if (n)
+		memcpy(*out, p, n);
+	(*out)[n] = '\0';
+	if (out_len)
+		*out_len = n;
+	return 0;
 }

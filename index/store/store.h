@@ -2,21 +2,28 @@
  * store.h - the crash-safe store: categories, policies, entries, responses.
  *
  * Everything the cache must not lose lives here; the in-memory index is
- * rebuilt from it. This header is the whole interface the engine uses, kept
- * narrow so that a networked backend can sit behind it later. The local
- * backend (store_local.c) keeps metadata and vectors in SQLite (WAL mode) and
- * each response in its own blob file written temp -> fsync? -> rename.
+ * rebuilt from it. This header is the whole interface the engine uses.
+ * store_open() picks one of two backends by where the store is (store.c):
+ *  - a local directory (local/): metadata and vectors in SQLite (WAL mode),
+ *    each response in its own checksummed blob file written temp ->
+ *    fsync? -> rename; only this process uses it (a flock keeps others out);
+ *  - "redis://HOST[:PORT][/DB]" (redis/): a Redis server or Redis Cluster
+ *    that several hosts share, each change one Lua script, with a change
+ *    stream that delivers the other hosts' changes (store_watch) and
+ *    evictions decided in Redis (store_quota_enforce).
  *
  * Invariants:
  *  - Every function is thread-safe.
  *  - A call that returned 0 survives a crash of the process (kill -9). With
- *    opts.sync_full it also survives a crash of the machine.
- *  - An entry row exists only once its blob is complete; a blob without a
- *    row is garbage and removed at the next open.
- *  - Blobs carry their own length and checksum; a damaged blob is reported
- *    as -EBADMSG, never served.
+ *    opts.sync_full it also survives a crash of the machine (for Redis:
+ *    given its appendonly/appendfsync settings; open warns otherwise).
+ *  - An entry exists only once its response is complete (local: the row
+ *    is inserted after its blob is; a blob without a row is garbage, removed
+ *    by the next open after an unclean stop).
+ *  - Responses carry their own length and checksum; a damaged one is
+ *    reported as -EBADMSG, never served.
  *  - Functions return 0 (or a count) or a negative errno; -ENOSPC when the
- *    disk is full. They never abort on bad data.
+ *    disk is full (Redis: out of memory). They never abort on bad data.
  * Times are milliseconds since the epoch.
  */
 #ifndef SEMCACHE_STORE_H

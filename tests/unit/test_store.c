@@ -1,5 +1,5 @@
 /*
- * test_store.c - unit tests of the local store (index/store_local.c).
+ * test_store.c - unit tests of the local store (index/store/local/).
  *
  * Each test works in a fresh directory under $TMPDIR (or /tmp) and removes
  * it afterwards. Crashes are simulated by a forked child that leaves with

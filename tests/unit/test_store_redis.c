@@ -1,5 +1,5 @@
 /*
- * test_store_redis.c - the Redis backend (index/store_redis.c) against real
+ * test_store_redis.c - the Redis backend (index/store/redis/) against real
  * redis-server processes on free loopback ports: categories, policies,
  * entries and responses, ids from two hosts, the change stream (order,
  * delay, no echo, resync on a gap), quotas kept in Redis (two hosts

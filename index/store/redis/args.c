@@ -1,0 +1,93 @@
+/*
+ * args.c - a Redis command's argument vector, built one argument at a time.
+ *
+ * How: three parallel arrays (pointers, lengths, and an ARG_SLOT-byte slot
+ * per argument for what arg_f and arg_i print) grown by doubling; strings
+ * and byte buffers are borrowed, printed arguments live in their slot. An
+ * allocation failure makes the vector invalid (n = -1) and every later
+ * call a no-op, so builders check once, when the command is sent
+ * (rconn_cmd answers -ENOMEM).
+ *
+ * What not: no copying of borrowed buffers, no printed argument longer
+ * than a slot (a programmer error: BUG()), no limit on the number of
+ * arguments.
+ */
+#include "rconn_i.h"
+#include "semlog.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void args_release(struct args *a)
+{
+	free(a->v);
+	free(a->l);
+	free(a->num);
+	memset(a, 0, sizeof(*a));
+}
+
+static int args_grow(struct args *a)
+{
+	int cap = a->cap ? a->cap * 2 : 32;
+	const char **v = realloc(a->v, sizeof(*v) * (size_t)cap);
+
+	if (!v)
+		return -ENOMEM;
+	a->v = v;
+	size_t *l = realloc(a->l, sizeof(*l) * (size_t)cap);
+	if (!l)
+		return -ENOMEM;
+	a->l = l;
+	char (*num)[ARG_SLOT] = realloc(a->num, sizeof(*num) * (size_t)cap);
+	if (!num)
+		return -ENOMEM;
+	/* printed arguments point into the old array: re-point them */
+	for (int i = 0; i < a->n; i++)
+		if (a->v[i] >= a->num[0] && a->v[i] < a->num[0] + ARG_SLOT * a->cap)
+			a->v[i] = num[(a->v[i] - a->num[0]) / ARG_SLOT];
+	a->num = num;
+	a->cap = cap;
+	return 0;
+}
+
+void arg_b(struct args *a, const void *p, size_t len)
+{
+	if (a->n < 0 || (a->n == a->cap && args_grow(a))) {
+		a->n = -1;
+		return;
+	}
+	a->v[a->n] = p ? p : "";
+	a->l[a->n++] = p ? len : 0;
+}
+
+void arg_s(struct args *a, const char *s) { arg_b(a, s, strlen(s)); }
+
+void arg_f(struct args *a, const char *fmt, ...)
+{
+	va_list ap;
+	int len;
+
+	if (a->n < 0 || (a->n == a->cap && args_grow(a))) {
+		a->n = -1;
+		return;
+	}
+	va_start(ap, fmt);
+	len = vsnprintf(a->num[a->n], ARG_SLOT, fmt, ap);
+	va_end(ap);
+	if (len < 0 || len >= ARG_SLOT)
+		BUG("command argument '%s' does not fit %d bytes", fmt, ARG_SLOT);
+	a->v[a->n] = a->num[a->n];
+	a->l[a->n++] = (size_t)len;
+}
+
+void arg_i(struct args *a, int64_t v) { arg_f(a, "%lld", (long long)v); }
+
+void arg_eval(struct args *a, const char *script, int nkeys)
+{
+	arg_s(a, "EVAL");
+	arg_s(a, script);
+	arg_i(a, nkeys);
+}

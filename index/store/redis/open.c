@@ -1,0 +1,293 @@
+/*
+ * open.c - opening and closing a Redis store, and the backend table
+ * (store_redis_ops) that store.c dispatches to.
+ *
+ * How: "redis://HOST[:PORT][/DB]" (PORT 6379, DB 0, HOST may be [v6]) is
+ * parsed, a local state directory $XDG_DATA_HOME/semcachefs/redis-HOST-
+ * PORT-DB is made (0700; the engine keeps its index snapshots there), the
+ * connection is set up (rconn_init: a cluster needs DB 0), the root
+ * category is created unless some host did, and the stream positions are
+ * taken before the engine loads anything. Each open gets a random host id
+ * that marks its own events. Command timeout COMMAND_MS, watcher
+ * WATCH_COMMAND_MS.
+ *
+ * Durability is Redis' own: a call returns after the script's reply, which
+ * Redis sends after writing its AOF. appendonly yes + appendfsync everysec:
+ * acknowledged changes survive a crash of redis-server, up to ~1 s may be
+ * lost in a crash of the machine; appendfsync always: they survive both.
+ * open() logs a warning when appendonly is off (and, with sync_full, when
+ * appendfsync is not always). Redis 7.2's WAITAOF is not used (Debian 12
+ * ships 7.0).
+ *
+ * What not: no TLS or AUTH, no replicas for reads, no repair (a damaged
+ * category or entry is skipped with a log line where it is read).
+ */
+#include "redis_i.h"
+#include "clock.h"
+#include "fileio.h"
+#include "semlog.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* "redis://HOST:PORT/DB" (PORT 6379, DB 0 by default; HOST may be [v6]) */
+static int parse_where(const char *where, char *host, size_t hostlen,
+		       int *port, int *db)
+{
+	const char *p, *end;
+	char *e;
+	long v;
+
+	if (strncmp(where, "redis://", 8))
+		return -EINVAL;
+	p = where + 8;
+	if (*p == '[') {
+		end = strchr(p, ']');
+		if (!end)
+			return -EINVAL;
+		p++;
+	} else {
+		end = p + strcspn(p, ":/");
+	}
+	if (end == p || (size_t)(end - p) >= hostlen)
+		return -EINVAL;
+	memcpy(host, p, (size_t)(end - p));
+	host[end - p] = 0;
+	p = *end == ']' ? end + 1 : end;
+	*port = 6379;
+	*db = 0;
+	if (*p == ':') {
+		errno = 0;
+		v = strtol(p + 1, &e, 10);
+		if (errno || e == p + 1 || v <= 0 || v > 65535)
+			return -EINVAL;
+		*port = (int)v;
+		p = e;
+	}
+	if (*p == '/' && p[1]) {
+		errno = 0;
+		v = strtol(p + 1, &e, 10);
+		if (errno || e == p + 1 || *e || v < 0 || v > INT_MAX)
+			return -EINVAL;
+		*db = (int)v;
+		p = e;
+	} else if (*p == '/') {
+		p++;
+	}
+	return *p ? -EINVAL : 0;
+}
+
+/* $XDG_DATA_HOME/semcachefs/redis-HOST-PORT-DB (or ~/.local/share/...) */
+static int state_dir(struct store_redis *s, char *err, size_t errlen)
+{
+	char base[PATH_MAX];
+	int n, ret = fileio_default_data_dir(base, sizeof(base));
+
+	if (ret)
+		return ret;
+	n = snprintf(s->dir, sizeof(s->dir), "%s/redis-%s-%d-%d", base,
+		     s->host, s->port, s->db);
+	if (n < 0 || (size_t)n >= sizeof(s->dir))
+		return -ENAMETOOLONG;
+	for (char *p = s->dir + strlen(base) + 1; *p; p++)
+		if (*p == '/' || *p == ':')
+			*p = '_';
+	ret = fileio_mkdir_p(s->dir, 0700);
+	if (!ret)
+		chmod(s->dir, 0700);
+	if (ret)
+		errbuf_set(err, errlen, "store: create local state directory "
+			"'%s': %s", s->dir, strerror(-ret));
+	return ret;
+}
+
+/* A CONFIG GET value, or "" when CONFIG is not allowed. */
+static void config_get(struct store_redis *s, const char *name, char *out,
+		       size_t outlen)
+{
+	struct args a = { 0 };
+	redisReply *r = NULL;
+
+	*out = 0;
+	arg_s(&a, "CONFIG");
+	arg_s(&a, "GET");
+	arg_s(&a, name);
+	if (rconn_call(&s->rc, "{semcache}", &a, NULL, REDIS_REPLY_ARRAY, 0,
+		       &r) || !r)
+		return;
+	if (r->elements == 2 && r->element[1]->str)
+		snprintf(out, outlen, "%s", r->element[1]->str);
+	freeReplyObject(r);
+}
+
+static int find_root(void *arg, const struct store_category *c)
+{
+	if (!strcmp(c->path, "/"))
+		*(int64_t *)arg = c->id;
+	return 0;
+}
+
+struct count_ctx { struct store_redis *s; int64_t n; };
+
+static int count_cat(void *arg, const struct store_category *c)
+{
+	struct count_ctx *cc = arg;
+	struct args a = { 0 };
+	long long n = 0;
+	char k[48];
+	int ret;
+
+	redis_cat_tag(k, sizeof(k), c->id, ":ids");
+	arg_s(&a, "ZCARD");
+	arg_s(&a, k);
+	ret = rconn_call_int(&cc->s->rc, k, &a, "count entries", 0, &n);
+	if (!ret)
+		cc->n += n;
+	return ret;
+}
+
+static void redis_free(struct store_redis *s)
+{
+	rconn_release(&s->rc);
+	free(s->ws.v);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+static int redis_open(const char *where, const struct store_options *opts,
+		      struct store **out, struct store_report *report,
+		      char *err, size_t errlen)
+{
+	struct store_report rep = { 0 };
+	struct count_ctx cc;
+	struct store_redis *s;
+	uint64_t hid = 0;
+	int64_t root = 0;
+	char val[32];
+	int ret;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		errbuf_set(err, errlen, "store: out of memory");
+		return -ENOMEM;
+	}
+	s->base.ops = &store_redis_ops;
+	pthread_mutex_init(&s->mu, NULL);
+	snprintf(s->where, sizeof(s->where), "%s", where ? where : "");
+	if (!where || parse_where(where, s->host, sizeof(s->host), &s->port,
+				  &s->db)) {
+		errbuf_set(err, errlen, "store: '%s' is not redis://HOST[:PORT][/DB]",
+			where ? where : "");
+		ret = -EINVAL;
+		goto fail;
+	}
+	s->sync_full = opts && opts->sync_full;
+	if (getrandom(&hid, sizeof(hid), 0) != sizeof(hid))
+		hid = (uint64_t)clock_wall_ms() ^ ((uint64_t)getpid() << 32) ^
+		      (uint64_t)(uintptr_t)s;
+	snprintf(s->host_id, sizeof(s->host_id), "%016llx",
+		 (unsigned long long)hid);
+	ret = state_dir(s, err, errlen);
+	if (ret)
+		goto fail;
+	ret = rconn_init(&s->rc, s->host, s->port, s->db, COMMAND_MS, err,
+			 errlen);
+	if (ret)
+		goto fail;
+	s->rc.lock = &s->mu;
+
+	config_get(s, "appendonly", val, sizeof(val));
+	if (!strcmp(val, "no"))
+		semlog(SEMLOG_WARN, "store: redis %s:%d has appendonly no: fills "
+		       "are lost when redis-server restarts; set appendonly yes "
+		       "(appendfsync everysec or always)", s->host, s->port);
+	config_get(s, "appendfsync", val, sizeof(val));
+	if (s->sync_full && *val && strcmp(val, "always"))
+		semlog(SEMLOG_WARN, "store: redis %s:%d has appendfsync %s: with "
+		       "sync=full set appendfsync always, or a machine crash "
+		       "can lose the last second of fills", s->host, s->port,
+		       val);
+
+	ret = redis_category_list(&s->base, find_root, &root);
+	if (!ret && !root) {
+		ret = redis_category_create(&s->base, "/", 0755, getuid(),
+					    getgid(), &root);
+		if (ret == -EEXIST)   /* another host was quicker */
+			ret = 0;
+	}
+	if (ret) {
+		errbuf_set(err, errlen, "store: redis %s:%d: create the root "
+			"category: %s", s->host, s->port, strerror(-ret));
+		goto fail;
+	}
+	/* watch positions before the engine loads anything */
+	ret = redis_ws_snapshot(&s->rc, &s->ws);
+	cc.s = s;
+	cc.n = 0;
+	if (!ret)
+		ret = redis_category_list(&s->base, count_cat, &cc);
+	if (ret) {
+		errbuf_set(err, errlen, "store: redis %s:%d: read the store: %s",
+			s->host, s->port, strerror(-ret));
+		goto fail;
+	}
+	rep.entries = cc.n;
+	semlog(SEMLOG_INFO, "store: redis %s:%d db %d%s: %lld entries, host id %s,"
+	       " local state in '%s'", s->host, s->port, s->db,
+	       s->rc.cluster ? " (cluster)" : "", (long long)rep.entries,
+	       s->host_id, s->dir);
+	if (report)
+		*report = rep;
+	*out = &s->base;
+	return 0;
+fail:
+	redis_free(s);
+	return ret;
+}
+
+static void redis_close(struct store *st)
+{
+	struct store_redis *s = R(st);
+
+	if (!s)
+		return;
+	if (s->watching) {
+		atomic_store(&s->stop, true);
+		pthread_join(s->thr, NULL);
+		free(s->wctx);
+		s->watching = false;
+	}
+	redis_free(s);
+}
+
+static const char *redis_dir(const struct store *st)
+{
+	return ((const struct store_redis *)st)->dir;
+}
+
+const struct store_ops store_redis_ops = {
+	.name = "redis",
+	.open = redis_open,
+	.close = redis_close,
+	.dir = redis_dir,
+	.category_list = redis_category_list,
+	.category_create = redis_category_create,
+	.category_delete = redis_category_delete,
+	.category_setattr = redis_category_setattr,
+	.policy_get = redis_policy_get,
+	.policy_put = redis_policy_put,
+	.entry_put = redis_entry_put,
+	.entry_delete = redis_entry_delete,
+	.entry_touch = redis_entry_touch,
+	.entry_scan = redis_entry_scan,
+	.response_read = redis_response_read,
+	.entry_text = redis_entry_text,
+	.watch = redis_watch,
+	.quota_enforce = redis_quota_enforce,
+};

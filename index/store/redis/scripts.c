@@ -1,0 +1,286 @@
+/*
+ * scripts.c - the Lua scripts of the Redis backend: every change to the
+ * store is one script, so it is atomic, replicated and AOF-logged as one
+ * unit, and touches the keys of one slot only (one category's, or the
+ * global ones), so it runs unchanged on a Redis Cluster.
+ *
+ * Each script that changes what the hosts see (all but touch, get and
+ * cat_drop) also bumps its stream's evseq, XADDs an event {h: the writer's
+ * host id, n: evseq, k: kind, ...} to its category's (or the global)
+ * stream (MAXLEN ~ STREAM_MAXLEN) and PUBLISHes the category's tag on
+ * HINT_CHANNEL as a wake-up hint for the watchers (watch.c). The put,
+ * delete, touch and quota scripts keep the quota structures ({cC}:lru,
+ * {cC}:lfu, {cC}:bytes) up to date (quota.c). Each script's table entry
+ * (struct redis_script) names its KEYS in order; redis_arg_script starts
+ * a call with them, and the comment above each script gives the ARGV the
+ * caller (category.c, entry.c, quota.c, watch.c) adds in that order.
+ *
+ * What not: no SCRIPT LOAD / EVALSHA (each call sends the source; Redis
+ * caches it by hash), no script touches two slots.
+ */
+#include "redis_i.h"
+
+/* ARGV id path packed host maxlen; returns 1, or 0 when the path exists */
+static const char lua_cat_register[] =
+	"if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 0 end\n"
+	"redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])\n"
+	"redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])\n"
+	"local n = redis.call('INCR', KEYS[4])\n"
+	"redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'h', ARGV[4],"
+	" 'n', n, 'k', 'c', 'id', ARGV[1], 'c', ARGV[3])\n"
+	"redis.call('PUBLISH', '" HINT_CHANNEL "', '{semcache}')\n"
+	"return 1\n";
+const struct redis_script redis_script_cat_register = { lua_cat_register, {
+	":paths", ":cats", ":stream", ":evseq" } };
+
+/* ARGV id host maxlen; returns the removed "MODE UID GID CREATED PATH", or
+ * nil when there is no such category */
+static const char lua_cat_unregister[] =
+	"local v = redis.call('HGET', KEYS[2], ARGV[1])\n"
+	"if not v then return false end\n"
+	"local path = string.match(v, '^%S+ %S+ %S+ %S+ (.*)$')\n"
+	"redis.call('HDEL', KEYS[2], ARGV[1])\n"
+	"redis.call('HDEL', KEYS[1], path)\n"
+	"local n = redis.call('INCR', KEYS[4])\n"
+	"redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'h', ARGV[2],"
+	" 'n', n, 'k', 'x', 'id', ARGV[1], 'c', v)\n"
+	"redis.call('PUBLISH', '" HINT_CHANNEL "', '{semcache}')\n"
+	"return v\n";
+const struct redis_script redis_script_cat_unregister = { lua_cat_unregister, {
+	":paths", ":cats", ":stream", ":evseq" } };
+
+/* ARGV id "MODE UID GID" host maxlen; returns the new "MODE UID GID
+ * CREATED PATH", or nil when there is no such category */
+static const char lua_cat_attr[] =
+	"local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+	"if not v then return false end\n"
+	"local created, path = string.match(v, '^%S+ %S+ %S+ (%S+) (.*)$')\n"
+	"local nv = ARGV[2] .. ' ' .. created .. ' ' .. path\n"
+	"redis.call('HSET', KEYS[1], ARGV[1], nv)\n"
+	"local n = redis.call('INCR', KEYS[3])\n"
+	"redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'h', ARGV[3],"
+	" 'n', n, 'k', 'a', 'id', ARGV[1], 'c', nv)\n"
+	"redis.call('PUBLISH', '" HINT_CHANNEL "', '{semcache}')\n"
+	"return nv\n";
+const struct redis_script redis_script_cat_attr = { lua_cat_attr, {
+	":cats", ":stream", ":evseq" } };
+
+/* ARGV tag batch; deletes alive, policy, the quota keys and up to batch
+ * entries, and once none is left stream, evseq and next; returns the
+ * number of entries left */
+static const char lua_cat_drop[] =
+	"redis.call('DEL', KEYS[1], KEYS[3], KEYS[7], KEYS[8], KEYS[9],"
+	" KEYS[10], KEYS[11])\n"
+	"local s = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)\n"
+	"for _, x in ipairs(s) do redis.call('DEL', ARGV[1] .. ':e:' .. x) end\n"
+	"if #s > 0 then redis.call('ZREM', KEYS[2], unpack(s)) end\n"
+	"local left = redis.call('ZCARD', KEYS[2])\n"
+	"if left == 0 then redis.call('DEL', KEYS[4], KEYS[5], KEYS[6]) end\n"
+	"return left\n";
+const struct redis_script redis_script_cat_drop = { lua_cat_drop, {
+	":alive", ":ids", ":policy", ":stream", ":evseq", ":next", ":lru",
+	":lfu", ":bytes", ":qok", ":evicted" } };
+
+/* ARGV tag op('s' set | 'r' remove) yaml host maxlen; returns 1, or -1 for
+ * no such category (set) or no policy (remove) */
+static const char lua_policy[] =
+	"if ARGV[2] == 's' then\n"
+	"  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
+	"  redis.call('SET', KEYS[2], ARGV[3])\n"
+	"elseif redis.call('DEL', KEYS[2]) == 0 then return -1 end\n"
+	"local n = redis.call('INCR', KEYS[4])\n"
+	"if ARGV[2] == 's' then\n"
+	"  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'h', ARGV[4],"
+	"   'n', n, 'k', 'y', 'y', ARGV[3])\n"
+	"else\n"
+	"  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'h', ARGV[4],"
+	"   'n', n, 'k', 'y')\n"
+	"end\n"
+	"redis.call('PUBLISH', '" HINT_CHANNEL "', ARGV[1])\n"
+	"return 1\n";
+const struct redis_script redis_script_policy = { lua_policy, {
+	":alive", ":policy", ":stream", ":evseq" } };
+
+/*
+ * Shared by the scripts that keep the quota structures: u64(m, at) reads
+ * the little-endian u64 at byte offset at of packed meta m (0: created,
+ * 8: bytes); order_add(lru, lfu, seq, hits, t) files an entry under last
+ * use t (ms, clamped below 2^42 so that lfu's fraction stays below 1).
+ */
+#define LUA_QUOTA_LIB \
+	"local function u64(m, at)\n" \
+	"  local x = 0\n" \
+	"  if m and #m >= at + 8 then\n" \
+	"    for i = at + 8, at + 1, -1 do x = x * 256 + string.byte(m, i) end\n" \
+	"  end\n" \
+	"  return x\n" \
+	"end\n" \
+	"local function order_add(lru, lfu, s, h, t)\n" \
+	"  if t < 0 then t = 0 end\n" \
+	"  if t >= 4398046511104 then t = 4398046511103 end\n" \
+	"  redis.call('ZADD', lru, string.format('%.17g', t), s)\n" \
+	"  redis.call('ZADD', lfu,\n" \
+	"   string.format('%.17g', h + t / 4398046511104), s)\n" \
+	"end\n"
+
+/* ARGV tag meta query hasctx ctx vec embedder response hits last host
+ * maxlen use; returns the new entry's sequence, or -1 for no such
+ * category */
+static const char lua_put[] =
+	LUA_QUOTA_LIB
+	"if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
+	"local seq = redis.call('INCR', KEYS[2])\n"
+	"local k = ARGV[1] .. ':e:' .. seq\n"
+	"redis.call('HSET', k, 'm', ARGV[2], 'q', ARGV[3], 'v', ARGV[6],"
+	" 'em', ARGV[7], 'r', ARGV[8], 'h', ARGV[9], 't', ARGV[10])\n"
+	"if ARGV[4] == '1' then redis.call('HSET', k, 'c', ARGV[5]) end\n"
+	"redis.call('ZADD', KEYS[3], seq, seq)\n"
+	"order_add(KEYS[6], KEYS[7], seq, tonumber(ARGV[9]) or 0,"
+	" tonumber(ARGV[13]) or 0)\n"
+	"redis.call('INCRBY', KEYS[8], #ARGV[8])\n"
+	"local n = redis.call('INCR', KEYS[5])\n"
+	"redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[12], '*', 'h', ARGV[11],"
+	" 'n', n, 'k', 'p', 's', seq)\n"
+	"redis.call('PUBLISH', '" HINT_CHANNEL "', ARGV[1])\n"
+	"return seq\n";
+const struct redis_script redis_script_put = { lua_put, {
+	":alive", ":next", ":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" } };
+
+/* ARGV tag seq host maxlen; returns 1, or 0 when there is no such entry */
+static const char lua_del[] =
+	LUA_QUOTA_LIB
+	"if redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then return 0 end\n"
+	"local k = ARGV[1] .. ':e:' .. ARGV[2]\n"
+	"local b = u64(redis.call('HGET', k, 'm'), 8)\n"
+	"redis.call('DEL', k)\n"
+	"redis.call('ZREM', KEYS[4], ARGV[2])\n"
+	"redis.call('ZREM', KEYS[5], ARGV[2])\n"
+	"redis.call('DECRBY', KEYS[6], string.format('%.17g', b))\n"
+	"local n = redis.call('INCR', KEYS[3])\n"
+	"redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'h', ARGV[3],"
+	" 'n', n, 'k', 'd', 's', ARGV[2])\n"
+	"redis.call('PUBLISH', '" HINT_CHANNEL "', ARGV[1])\n"
+	"return 1\n";
+const struct redis_script redis_script_del = { lua_del, {
+	":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" } };
+
+/* ARGV tag (seq hits last)...: keeps the maximum and
+ * files the entry under it in the lru and lfu orders */
+static const char lua_touch[] =
+	LUA_QUOTA_LIB
+	"for i = 2, #ARGV, 3 do\n"
+	"  local k = ARGV[1] .. ':e:' .. ARGV[i]\n"
+	"  local v = redis.call('HMGET', k, 'h', 't', 'm')\n"
+	"  if v[1] then\n"
+	"    local h, t = tonumber(v[1]) or 0, tonumber(v[2]) or 0\n"
+	"    local nh, nt = tonumber(ARGV[i+1]) or 0, tonumber(ARGV[i+2]) or 0\n"
+	"    if nh > h then redis.call('HSET', k, 'h', ARGV[i+1]); h = nh end\n"
+	"    if nt > t then redis.call('HSET', k, 't', ARGV[i+2]); t = nt end\n"
+	"    if t == 0 then t = u64(v[3], 0) end\n"
+	"    order_add(KEYS[2], KEYS[3], ARGV[i], h, t)\n"
+	"  end\n"
+	"end\n"
+	"return 0\n";
+const struct redis_script redis_script_touch = { lua_touch, {
+	":ids", ":lru", ":lfu" } };
+
+/*
+ * ARGV tag entries bytes order(f|l|u) keep host maxlen limit. Evicts at
+ * most limit entries (limit >= 1; 0 evicts nothing) until the category
+ * fits, never keep; returns { keep gone (0|1), seq... }. Rebuilds lru, lfu
+ * and bytes first when qok is missing.
+ */
+static const char lua_quota[] =
+	LUA_QUOTA_LIB
+	"local tag, ids, lru, lfu, bytes = ARGV[1], KEYS[1], KEYS[2], KEYS[3],"
+	" KEYS[4]\n"
+	"if redis.call('EXISTS', KEYS[5]) == 0 then\n"
+	"  redis.call('DEL', lru, lfu, bytes)\n"
+	"  local b = 0\n"
+	"  for _, s in ipairs(redis.call('ZRANGE', ids, 0, -1)) do\n"
+	"    local v = redis.call('HMGET', tag .. ':e:' .. s, 'm', 'h', 't')\n"
+	"    local t = tonumber(v[3]) or 0\n"
+	"    if t == 0 then t = u64(v[1], 0) end\n"
+	"    order_add(lru, lfu, s, tonumber(v[2]) or 0, t)\n"
+	"    b = b + u64(v[1], 8)\n"
+	"  end\n"
+	"  redis.call('SET', bytes, string.format('%.17g', b))\n"
+	"  redis.call('SET', KEYS[5], '1')\n"
+	"end\n"
+	"local maxn, maxb = tonumber(ARGV[2]) or 0, tonumber(ARGV[3]) or 0\n"
+	"local keep, limit = ARGV[5], tonumber(ARGV[8]) or 1\n"
+	"local n = redis.call('ZCARD', ids)\n"
+	"local b = tonumber(redis.call('GET', bytes) or '0') or 0\n"
+	"local z = ids\n"
+	"if ARGV[4] == 'l' then z = lru elseif ARGV[4] == 'u' then z = lfu end\n"
+	"local out = { (keep == '0' or redis.call('ZSCORE', ids, keep))"
+	" and 0 or 1 }\n"
+	"local skip = 0\n"
+	"while #out - 1 < limit and ((maxn > 0 and n > maxn) or"
+	" (maxb > 0 and b > maxb)) do\n"
+	"  local v = redis.call('ZRANGE', z, skip, skip)[1]\n"
+	"  if not v and z ~= ids then\n"
+	"    z, skip = ids, 0\n"
+	"  elseif not v then\n"
+	"    break\n"
+	"  elseif v == keep then\n"
+	"    skip = skip + 1\n"
+	"  else\n"
+	"    redis.call('ZREM', lru, v)\n"
+	"    redis.call('ZREM', lfu, v)\n"
+	"    if redis.call('ZREM', ids, v) == 1 then\n"
+	"      local k = tag .. ':e:' .. v\n"
+	"      local eb = u64(redis.call('HGET', k, 'm'), 8)\n"
+	"      redis.call('DEL', k)\n"
+	"      redis.call('DECRBY', bytes, string.format('%.17g', eb))\n"
+	"      n, b = n - 1, b - eb\n"
+	"      local e = redis.call('INCR', KEYS[8])\n"
+	"      redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[7], '*', 'h',"
+	" ARGV[6], 'n', e, 'k', 'd', 's', v, 'e', '1')\n"
+	"      out[#out + 1] = v\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"if #out > 1 then\n"
+	"  redis.call('INCRBY', KEYS[6], #out - 1)\n"
+	"  redis.call('PUBLISH', '" HINT_CHANNEL "', tag)\n"
+	"end\n"
+	"return out\n";
+const struct redis_script redis_script_quota = { lua_quota, {
+	":ids", ":lru", ":lfu", ":bytes", ":qok", ":evicted", ":stream", ":evseq" } };
+
+/* ARGV tag 'r' lo count | tag 'l' seq...; returns the last seq
+ * looked at, then (seq m h t v em) per live entry */
+static const char lua_get[] =
+	"local seqs\n"
+	"if ARGV[2] == 'r' then\n"
+	"  seqs = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[3], '+inf',"
+	"   'LIMIT', 0, tonumber(ARGV[4]))\n"
+	"else\n"
+	"  seqs = {}\n"
+	"  for i = 3, #ARGV do seqs[#seqs + 1] = ARGV[i] end\n"
+	"end\n"
+	"local out = { seqs[#seqs] or '' }\n"
+	"for _, s in ipairs(seqs) do\n"
+	"  local v = redis.call('HMGET', ARGV[1] .. ':e:' .. s,"
+	"   'm', 'h', 't', 'v', 'em')\n"
+	"  if v[1] then\n"
+	"    out[#out + 1] = s\n"
+	"    for j = 1, 5 do out[#out + 1] = v[j] or '' end\n"
+	"  end\n"
+	"end\n"
+	"return out\n";
+const struct redis_script redis_script_get = { lua_get, {
+	":ids" } };
+
+void redis_arg_script(struct args *a, const struct redis_script *sc,
+		      const char *tag)
+{
+	int n = 0;
+
+	while (n < REDIS_SCRIPT_KEYS && sc->keys[n])
+		n++;
+	arg_eval(a, sc->src, n);
+	for (int i = 0; i < n; i++)
+		arg_f(a, "%s%s", tag, sc->keys[i]);
+}

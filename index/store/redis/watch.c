@@ -1,0 +1,581 @@
+/*
+ * watch.c - the change-stream watcher: delivers other hosts' changes.
+ *
+ * How: each write script XADDs an event {h: writer host id, n: evseq, k:
+ * kind, ...} to its category's (or the global) stream and PUBLISHes the
+ * category's tag on HINT_CHANNEL as a wake-up hint (Pub/Sub reaches every
+ * node of a cluster). The watcher thread keeps its own connections (a copy
+ * of the slot map, no lock): a subscriber waits for hints with a 100 ms
+ * poll, then reads the hinted streams with non-blocking XREAD from the last
+ * id seen (one key per XREAD, so it works across slots); every second it
+ * reads all streams anyway, so a lost hint costs at most 1 s. The entries
+ * of a batch's put events are fetched with one get script call. An n that
+ * does not follow the last one seen (a trimmed stream, a Redis that lost
+ * data) makes it re-read the positions and deliver STORE_EV_RESYNC.
+ * Positions are taken at open() (redis_ws_snapshot), so nothing between the
+ * engine's initial load and watch() is lost; the price is that such
+ * changes may also arrive as events (apply them idempotently). Events
+ * written by this instance (its random host id) are read but not
+ * delivered, except evictions (quota.c). A broken connection is retried
+ * with a backoff of 100 ms doubling to 2 s, slept in 50 ms slices so that
+ * close is never delayed.
+ *
+ * What not: no blocking XREAD (one key per call across slots), no
+ * delivery of touches (they are not streamed).
+ */
+#include "redis_i.h"
+#include "clock.h"
+#include "semlog.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int ws_add(struct wstate *w, int64_t cat, const char *last, int64_t n)
+{
+	struct wstream *x;
+
+	for (size_t i = 0; i < w->n; i++)
+		if (w->v[i].cat_id == cat)
+			return 0;
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 16;
+		struct wstream *v = realloc(w->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		w->v = v;
+		w->cap = cap;
+	}
+	x = &w->v[w->n++];
+	memset(x, 0, sizeof(*x));
+	x->cat_id = cat;
+	if (cat) {
+		redis_cat_tag(x->tag, sizeof(x->tag), cat, "");
+		redis_cat_tag(x->key, sizeof(x->key), cat, ":stream");
+	} else {
+		snprintf(x->tag, sizeof(x->tag), "{semcache}");
+		snprintf(x->key, sizeof(x->key), "{semcache}:stream");
+	}
+	snprintf(x->last, sizeof(x->last), "%s", last);
+	x->n = n;
+	return 0;
+}
+
+static void ws_del(struct wstate *w, int64_t cat)
+{
+	for (size_t i = 0; i < w->n; i++)
+		if (w->v[i].cat_id == cat) {
+			w->v[i] = w->v[--w->n];
+			return;
+		}
+}
+
+/* A stream entry's field value, or NULL. */
+static const redisReply *field(const redisReply *fields, const char *name)
+{
+	for (size_t i = 0; i + 1 < fields->elements; i += 2)
+		if (!strcmp(fields->element[i]->str, name))
+			return fields->element[i + 1];
+	return NULL;
+}
+
+static int64_t field_i(const redisReply *fields, const char *name)
+{
+	const redisReply *f = field(fields, name);
+
+	return f && f->str ? strtoll(f->str, NULL, 10) : -1;
+}
+
+/* The last entry of a stream: its id and n ("0-0", 0 if empty). */
+static int stream_tail(struct rconn *rc, const struct wstream *x,
+		       char *last, size_t lastlen, int64_t *n)
+{
+	struct args a = { 0 };
+	redisReply *r = NULL;
+	int ret;
+
+	arg_s(&a, "XREVRANGE");
+	arg_s(&a, x->key);
+	arg_s(&a, "+");
+	arg_s(&a, "-");
+	arg_s(&a, "COUNT");
+	arg_s(&a, "1");
+	ret = rconn_call(rc, x->key, &a, NULL, REDIS_REPLY_ARRAY, 0, &r);
+	if (ret)
+		return ret;
+	snprintf(last, lastlen, "0-0");
+	*n = 0;
+	if (r && r->elements == 1) {
+		redisReply *e = r->element[0];
+
+		snprintf(last, lastlen, "%s", e->element[0]->str);
+		*n = field_i(e->element[1], "n");
+	}
+	if (r)
+		freeReplyObject(r);
+	return 0;
+}
+
+int redis_ws_snapshot(struct rconn *rc, struct wstate *w)
+{
+	struct args a = { 0 };
+	redisReply *r = NULL;
+	int ret;
+
+	w->n = 0;
+	/* global first: a category created after it is in its stream */
+	ret = ws_add(w, 0, "0-0", 0);
+	if (!ret)
+		ret = stream_tail(rc, &w->v[0], w->v[0].last,
+				  sizeof(w->v[0].last), &w->v[0].n);
+	if (ret)
+		return ret;
+	arg_s(&a, "HKEYS");
+	arg_s(&a, "{semcache}:cats");
+	ret = rconn_call(rc, "{semcache}", &a, NULL, REDIS_REPLY_ARRAY, -EIO,
+			 &r);
+	if (ret)
+		return ret;
+	for (size_t i = 0; !ret && i < r->elements; i++) {
+		ret = ws_add(w, strtoll(r->element[i]->str, NULL, 10), "0-0", 0);
+		if (!ret)
+			ret = stream_tail(rc, &w->v[w->n - 1],
+					  w->v[w->n - 1].last,
+					  sizeof(w->v[0].last),
+					  &w->v[w->n - 1].n);
+	}
+	freeReplyObject(r);
+	return ret;
+}
+
+struct watcher {
+	struct store_redis *s;
+	struct rconn rc;          /* the thread's own */
+	redisContext *sub;        /* subscribed to HINT_CHANNEL */
+	struct wstate *w;
+	bool resync;
+	redisReply *pre;          /* the entries of a batch's put events */
+	size_t pre_at;            /* next group of pre to look at */
+};
+
+static bool stopping(const struct watcher *wt)
+{
+	return atomic_load(&wt->s->stop);
+}
+
+static void deliver(struct watcher *wt, const struct store_event *ev)
+{
+	wt->s->cb(wt->s->cb_arg, ev);
+}
+
+struct fetch_ctx {
+	struct watcher *wt;
+	bool found;
+};
+
+static int fetch_cb(void *arg, const struct store_entry *e, const float *vec,
+		    int dim, const char *embedder)
+{
+	struct fetch_ctx *fc = arg;
+	struct store_event ev = { .kind = STORE_EV_ENTRY_PUT };
+
+	ev.entry = *e;
+	ev.vec = vec;
+	ev.dim = dim;
+	ev.embedder = embedder;
+	fc->found = true;
+	deliver(fc->wt, &ev);
+	return 0;
+}
+
+/*
+ * Read the entries of the put events (by other hosts) in one XREAD batch
+ * with one script call, into wt->pre: one round trip per batch instead of
+ * one per event. An entry gone by now is absent: its delete event follows.
+ */
+static int prefetch_puts(struct watcher *wt, int64_t cat,
+			 const redisReply *ents)
+{
+	struct args a = { 0 };
+	char tag[24];
+	bool any = false;
+
+	wt->pre = NULL;
+	wt->pre_at = 1;
+	redis_cat_tag(tag, sizeof(tag), cat, "");
+	redis_arg_script(&a, &redis_script_get, tag);
+	arg_s(&a, tag);
+	arg_s(&a, "l");
+	for (size_t j = 0; j < ents->elements; j++) {
+		const redisReply *f = ents->element[j]->element[1];
+		const redisReply *h = field(f, "h"), *kind = field(f, "k");
+
+		if (kind && kind->str && kind->str[0] == 'p' &&
+		    !(h && h->str && !strcmp(h->str, wt->s->host_id))) {
+			arg_i(&a, field_i(f, "s"));
+			any = true;
+		}
+	}
+	if (!any) {
+		args_release(&a);
+		return 0;
+	}
+	return rconn_call(&wt->rc, tag, &a, NULL, REDIS_REPLY_ARRAY, -EIO,
+			  &wt->pre);
+}
+
+/* A put event: deliver the prefetched entry, if it still existed. */
+static int deliver_put(struct watcher *wt, int64_t cat, int64_t seq)
+{
+	struct fetch_ctx fc = { wt, false };
+	const redisReply *r = wt->pre;
+
+	/* groups are in event order, so a cursor finds them */
+	while (r && wt->pre_at + 6 <= r->elements) {
+		redisReply **f = r->element + wt->pre_at;
+		int64_t s = strtoll(f[0]->str, NULL, 10);
+
+		if (s > seq)
+			break;
+		wt->pre_at += 6;
+		if (s == seq)
+			return redis_get_group(cat, f, fetch_cb, &fc);
+	}
+	return 0;
+}
+
+/* Handle one stream entry of stream x (fields f); 0 or -errno. */
+static int handle(struct watcher *wt, struct wstream *x, const redisReply *f)
+{
+	const redisReply *h = field(f, "h"), *k = field(f, "k");
+	bool mine = h && h->str && !strcmp(h->str, wt->s->host_id);
+	struct store_event ev = { 0 };
+	char kind = k && k->str ? k->str[0] : 0;
+	int64_t cat = x->cat_id;
+
+	if (!x->cat_id) {
+		const redisReply *c = field(f, "c");
+		int64_t id = field_i(f, "id");
+		char *buf;
+
+		if (!c || id <= 0)
+			return 0;
+		if (kind == 'c') {
+			/* a new category's stream is read from its start */
+			int ret = ws_add(wt->w, id, "0-0", 0);
+			if (ret)
+				return ret;
+		} else if (kind == 'x') {
+			ws_del(wt->w, id);
+		}
+		if (mine)
+			return 0;
+		buf = strndup(c->str, c->len);
+		if (!buf)
+			return -ENOMEM;
+		if (!redis_cat_parse(id, buf, &ev.category)) {
+			ev.kind = kind == 'c' ? STORE_EV_CATEGORY_CREATE :
+				  kind == 'x' ? STORE_EV_CATEGORY_DELETE :
+						STORE_EV_CATEGORY_ATTR;
+			if (kind == 'c' || kind == 'x' || kind == 'a')
+				deliver(wt, &ev);
+		}
+		free(buf);
+		return 0;
+	}
+	/* an eviction (e=1) reaches its own host too: see store_watch */
+	if (mine && !(kind == 'd' && field(f, "e")))
+		return 0;
+	if (kind == 'p')
+		return deliver_put(wt, cat, field_i(f, "s"));
+	if (kind == 'd') {
+		ev.kind = STORE_EV_ENTRY_DELETE;
+		ev.entry.id = entry_id(cat, field_i(f, "s"));
+		ev.entry.cat_id = cat;
+		ev.category.id = cat;
+		deliver(wt, &ev);
+	} else if (kind == 'y') {
+		const redisReply *y = field(f, "y");
+
+		ev.kind = STORE_EV_POLICY;
+		ev.category.id = cat;
+		ev.entry.cat_id = cat;
+		if (y) {
+			ev.yaml = y->str ? y->str : "";
+			ev.yaml_len = y->len;
+		}
+		deliver(wt, &ev);
+	}
+	return 0;
+}
+
+static void pre_free(struct watcher *wt)
+{
+	if (wt->pre)
+		freeReplyObject(wt->pre);
+	wt->pre = NULL;
+}
+
+/* Read one XREAD batch of stream i, delivering; *more when the batch was
+ * full (more may follow). */
+static int sweep_batch(struct watcher *wt, size_t i, bool *more)
+{
+	struct wstream *x = &wt->w->v[i];
+	struct args a = { 0 };
+	redisReply *r = NULL, *ents;
+	char key[40];
+	int ret;
+
+	*more = false;
+	arg_s(&a, "XREAD");
+	arg_s(&a, "COUNT");
+	arg_i(&a, SCAN_BATCH);
+	arg_s(&a, "STREAMS");
+	arg_s(&a, x->key);
+	arg_s(&a, x->last);
+	/* handle() may grow wt->w, moving x */
+	snprintf(key, sizeof(key), "%s", x->key);
+	ret = rconn_call(&wt->rc, key, &a, NULL, RCONN_ANY_REPLY, 0, &r);
+	if (ret)
+		return ret;
+	if (r->type == REDIS_REPLY_ERROR) {
+		semlog(SEMLOG_WARN, "store: redis watch %s: %s", key, r->str);
+		ret = -EIO;
+		goto out;
+	}
+	if (r->type != REDIS_REPLY_ARRAY || !r->elements)
+		goto out;   /* nothing new */
+	ents = r->element[0]->element[1];
+	if (x->cat_id) {
+		ret = prefetch_puts(wt, x->cat_id, ents);
+		if (ret)
+			goto out;
+	}
+	for (size_t j = 0; j < ents->elements; j++) {
+		redisReply *e = ents->element[j];
+		int64_t n = field_i(e->element[1], "n"), cat;
+
+		x = &wt->w->v[i];
+		if (n != x->n + 1) {
+			semlog(SEMLOG_WARN, "store: redis watch %s: event "
+			       "%lld follows %lld: events were lost, "
+			       "resynchronising", key, (long long)n,
+			       (long long)x->n);
+			wt->resync = true;
+			goto out;
+		}
+		snprintf(x->last, sizeof(x->last), "%s", e->element[0]->str);
+		x->n = n;
+		cat = x->cat_id;
+		ret = handle(wt, x, e->element[1]);
+		if (ret)
+			goto out;
+		/* a deleted category's stream is no longer ours */
+		if (i >= wt->w->n || wt->w->v[i].cat_id != cat)
+			goto out;
+	}
+	*more = ents->elements >= SCAN_BATCH;
+out:
+	freeReplyObject(r);
+	pre_free(wt);
+	return ret;
+}
+
+/* Read stream i from its position to its end, delivering. */
+static int sweep(struct watcher *wt, size_t i)
+{
+	bool more = true;
+	int ret = 0;
+
+	while (!ret && more)
+		ret = sweep_batch(wt, i, &more);
+	return ret;
+}
+
+static int sweep_all(struct watcher *wt, bool hinted_only)
+{
+	int ret = 0;
+
+	/* the global stream first: it adds the streams of new categories */
+	for (size_t i = 0; !ret && i < wt->w->n && !wt->resync; i++) {
+		struct wstream *x = &wt->w->v[i];
+
+		if (hinted_only && !x->hinted)
+			continue;
+		x->hinted = false;
+		int64_t cat = x->cat_id;
+		ret = sweep(wt, i);
+		/* the entry at i may have been replaced by a deletion */
+		if (i < wt->w->n && wt->w->v[i].cat_id != cat)
+			i--;
+	}
+	return ret;
+}
+
+static void sub_close(struct watcher *wt)
+{
+	if (wt->sub)
+		redisFree(wt->sub);
+	wt->sub = NULL;
+}
+
+static int sub_open(struct watcher *wt)
+{
+	char why[160];
+	int ret = -EIO;
+
+	for (int i = 0; i < wt->rc.nnodes; i++) {
+		redisReply *r;
+
+		wt->sub = rconn_ctx_open(wt->rc.nodes[i].host,
+					 wt->rc.nodes[i].port, WATCH_COMMAND_MS,
+					 0, &ret, why, sizeof(why));
+		if (!wt->sub)
+			continue;
+		r = redisCommand(wt->sub, "SUBSCRIBE " HINT_CHANNEL);
+		if (r && r->type == REDIS_REPLY_ARRAY) {
+			freeReplyObject(r);
+			return 0;
+		}
+		freeReplyObject(r);
+		sub_close(wt);
+		ret = -EIO;
+	}
+	return ret;
+}
+
+/* Wait up to ms for hints; mark hinted streams. 0, or -EIO when the
+ * subscription broke. */
+static int sub_wait(struct watcher *wt, int ms, bool *any)
+{
+	void *reply = NULL;
+
+	*any = false;
+	for (;;) {
+		if (redisGetReplyFromReader(wt->sub, &reply) != REDIS_OK)
+			return -EIO;
+		if (!reply) {
+			struct pollfd pfd = { wt->sub->fd, POLLIN, 0 };
+			int pr;
+
+			if (*any)
+				return 0;
+			pr = poll(&pfd, 1, ms);
+			if (pr <= 0)
+				return 0;
+			if (redisBufferRead(wt->sub) != REDIS_OK)
+				return -EIO;
+			ms = 0;
+			continue;
+		}
+		redisReply *r = reply;
+		if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+		    r->element[2]->type == REDIS_REPLY_STRING) {
+			for (size_t i = 0; i < wt->w->n; i++)
+				if (!strcmp(wt->w->v[i].tag, r->element[2]->str))
+					wt->w->v[i].hinted = *any = true;
+			/* the global stream may announce this category */
+			if (wt->w->n)
+				wt->w->v[0].hinted = *any = true;
+		}
+		freeReplyObject(r);
+	}
+}
+
+static void *watch_main(void *arg)
+{
+	struct watcher *wt = arg;
+	struct store_redis *s = wt->s;
+	int64_t backoff = 0, next_full = 0;
+	bool up = true;
+
+	while (!stopping(wt)) {
+		bool any = false;
+		int ret = 0;
+
+		if (!wt->sub) {
+			ret = sub_open(wt);
+			if (!ret)
+				next_full = 0;   /* catch up at once */
+		}
+		if (!ret && wt->resync) {
+			ret = redis_ws_snapshot(&wt->rc, wt->w);
+			if (!ret) {
+				struct store_event ev = { .kind = STORE_EV_RESYNC };
+
+				wt->resync = false;
+				deliver(wt, &ev);
+			}
+		}
+		if (!ret && clock_mono_ms() >= next_full) {
+			next_full = clock_mono_ms() + 1000;
+			ret = sweep_all(wt, false);
+			if (!ret && !up) {
+				semlog(SEMLOG_INFO, "store: redis %s:%d: change "
+				       "stream reconnected and caught up",
+				       s->host, s->port);
+				up = true;
+				backoff = 0;
+			}
+		}
+		if (!ret)
+			ret = sub_wait(wt, 100, &any);
+		if (!ret && any)
+			ret = sweep_all(wt, true);
+		if (!ret)
+			continue;
+		/* broken: back off, in slices so close is never delayed */
+		if (up)
+			semlog(SEMLOG_WARN, "store: redis %s:%d: change stream "
+			       "interrupted (%s); reconnecting", s->host,
+			       s->port, strerror(ret < 0 ? -ret : EIO));
+		up = false;
+		sub_close(wt);
+		rconn_disconnect(&wt->rc);
+		backoff = backoff ? backoff * 2 : 100;
+		if (backoff > 2000)
+			backoff = 2000;
+		for (int64_t until = clock_mono_ms() + backoff;
+		     !stopping(wt) && clock_mono_ms() < until;)
+			usleep(50000);
+	}
+	sub_close(wt);
+	rconn_release(&wt->rc);
+	return NULL;
+}
+
+int redis_watch(struct store *st, store_event_fn cb, void *arg)
+{
+	struct store_redis *s = R(st);
+	struct watcher *wt;
+	int ret;
+
+	if (!cb)
+		return -EINVAL;
+	if (s->watching)
+		return -EBUSY;
+	wt = calloc(1, sizeof(*wt));
+	if (!wt)
+		return -ENOMEM;
+	wt->s = s;
+	wt->w = &s->ws;
+	/* the slot map is copied; connections are the thread's own */
+	pthread_mutex_lock(&s->mu);
+	rconn_clone(&wt->rc, &s->rc, WATCH_COMMAND_MS);
+	pthread_mutex_unlock(&s->mu);
+	s->cb = cb;
+	s->cb_arg = arg;
+	atomic_store(&s->stop, false);
+	ret = -pthread_create(&s->thr, NULL, watch_main, wt);
+	if (ret) {
+		free(wt);
+		return ret;
+	}
+	s->watching = true;
+	s->wctx = wt;   /* s->ws is the thread's from here; freed at close */
+	return 0;
+}
