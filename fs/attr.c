@@ -41,24 +41,121 @@ static int load_getattr(const struct fs_path *fp, struct stat *s)
 	s->st_gid = ci.gid;
 	fill_times(s, clock_wall_ms());
 	if (fp->kind == FS_LOAD_DIR) {
-		s->st_mode = S_IFDIR | 0755;
+		s->st_mode = fs_reserved_mode(fp->res, ci.mode);
 		s->st_nlink = 2;
 		return 0;
 	}
 	s->st_mode = S_IFREG | 0644;
 	s->st_nlink = 1;
 	rc = cache_load_text(fs_st()->cache, fp->name, &text, &len);
-	if (rc == -ENOENT) {
-		struct node *n = node_get(NODE_PENDING, "/.load", fp->name, 0);
-
-		if (!n)
-			return -ENOENT;
-		node_put(n, false);
-		return 0;
-	}
+	if (rc == -ENOENT) /* being created */
+		return fs_pending(FS_LOAD_PATH, fp->name) ? 0 : -ENOENT;
 	free(text);
 	s->st_size = (off_t)len;
 	return rc;
+}
+
+/* A session or scratch file: from its node. */
+static int stat_node(const struct fs_path *fp, struct stat *s)
+{
+	struct node *n = node_get(fp->kind == FS_SESSION ? NODE_SESSION : NODE_SCRATCH,
+				  fp->dir, fp->name, 0);
+	int rc = 0;
+
+	if (!n)
+		return -ENOENT;
+	pthread_mutex_lock(&n->lock);
+	if (fp->kind == FS_SESSION) {
+		rc = n->present[fp->sf] ? 0 : -ENOENT;
+		s->st_mode = S_IFREG | fs_session_files[fp->sf].mode;
+		s->st_size = fs_session_size(n, fp->sf);
+		fill_times(s, n->mtime_ms[fp->sf]);
+	} else {
+		s->st_mode = S_IFREG | n->mode;
+		s->st_size = n->data.len;
+		fill_times(s, n->mtime_scratch);
+	}
+	s->st_blocks = (s->st_size + 511) / 512;
+	s->st_uid = n->uid;
+	s->st_gid = n->gid;
+	pthread_mutex_unlock(&n->lock);
+	node_put(n, false);
+	return rc;
+}
+
+/* CATEGORY/entries/ID and its files; readable by who may read the
+ * category. */
+static int stat_entry(const struct fs_path *fp, const struct cache_cat_info *ci,
+		      struct stat *s)
+{
+	struct cache_entry_info ei;
+	struct buf b = { 0 };
+	int rc = cache_entry_stat(fs_st()->cache, fp->dir, fp->entry, &ei);
+
+	if (rc)
+		return rc;
+	if (fp->kind == FS_ENTRY) {
+		s->st_mode = S_IFDIR | (ci->mode & 0555);
+		s->st_nlink = 2;
+		s->st_size = ei.bytes;
+	} else {
+		s->st_mode = S_IFREG | (ci->mode & 0444);
+		switch (fp->part) {
+		case CACHE_PART_QUERY:
+			s->st_size = ei.query_len;
+			break;
+		case CACHE_PART_CONTEXT:
+			if (!ei.context_len)
+				return -ENOENT;
+			s->st_size = ei.context_len;
+			break;
+		case CACHE_PART_RESPONSE:
+			s->st_size = ei.bytes;
+			break;
+		case CACHE_PART_META:
+			rc = fs_view_text(fp, &b, NULL);
+			if (rc)
+				return rc;
+			s->st_size = b.len;
+			buf_release(&b);
+			break;
+		}
+		s->st_blocks = (s->st_size + 511) / 512;
+	}
+	/* mtime: when it was stored; atime: its last hit */
+	fill_times(s, ei.created_ms);
+	if (ei.last_hit_ms) {
+		s->st_atim.tv_sec = ei.last_hit_ms / 1000;
+		s->st_atim.tv_nsec = (ei.last_hit_ms % 1000) * 1000000;
+	}
+	return 0;
+}
+
+/* A reserved name (fs_reserved): its row's mode; a directory's size is
+ * the category's bytes, a file's the length of its text now. */
+static int stat_reserved(const struct fs_path *fp, const struct cache_cat_info *ci,
+			 struct stat *s)
+{
+	struct buf b = { 0 };
+	int64_t mtime = clock_wall_ms();
+	int rc;
+
+	s->st_mode = fs_reserved_mode(fp->res, ci->mode);
+	if (S_ISDIR(s->st_mode)) {
+		s->st_nlink = 2;
+		s->st_size = ci->bytes;
+		fill_times(s, ci->created_ms);
+		return 0;
+	}
+	rc = fs_view_text(fp, &b, &mtime);
+	if (rc == -ENOENT && fp->res->if_present && fs_pending(fp->dir, fp->res->name))
+		rc = 0;
+	if (rc)
+		return rc;
+	fill_times(s, mtime);
+	s->st_size = b.len;
+	buf_release(&b);
+	return 0;
 }
 
 int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *fi)
@@ -66,9 +163,6 @@ int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *fi)
 	fs_requests++;
 	struct cache_cat_info ci;
 	struct fs_path fp;
-	struct node *n;
-	struct buf b = { 0 };
-	int64_t mtime;
 	int rc = fs_resolve(path, &fp);
 
 	if (rc)
@@ -76,126 +170,30 @@ int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *fi)
 	memset(s, 0, sizeof(*s));
 	if (fp.kind == FS_LOAD_DIR || fp.kind == FS_LOAD_FILE)
 		return load_getattr(&fp, s);
-	if (fp.kind == FS_DIR) {
-		rc = cache_category_stat(fs_st()->cache, fp.dir, &ci);
-		if (rc)
-			return rc;
-		s->st_mode = S_IFDIR | ci.mode;
-		s->st_nlink = 2;
-		s->st_uid = ci.uid;
-		s->st_gid = ci.gid;
-		s->st_size = ci.bytes;
-		s->st_blocks = (ci.bytes + 511) / 512;
-		fill_times(s, ci.created_ms);
-		return 0;
-	}
 	rc = cache_category_stat(fs_st()->cache, fp.dir, &ci);
 	if (rc)
 		return rc;
 	s->st_uid = ci.uid;
 	s->st_gid = ci.gid;
+	if (fp.kind == FS_DIR) {
+		s->st_mode = S_IFDIR | ci.mode;
+		s->st_nlink = 2;
+		s->st_size = ci.bytes;
+		s->st_blocks = (ci.bytes + 511) / 512;
+		fill_times(s, ci.created_ms);
+		return 0;
+	}
 	s->st_nlink = 1;
 	fill_times(s, clock_wall_ms());
 	switch (fp.kind) {
 	case FS_SESSION:
-		n = node_get(NODE_SESSION, fp.dir, fp.name, 0);
-		if (!n)
-			return -ENOENT;
-		pthread_mutex_lock(&n->lock);
-		rc = n->present[fp.sf] ? 0 : -ENOENT;
-		s->st_mode = S_IFREG | (fp.sf == SF_STATUS ? 0444 : 0644);
-		s->st_size = fs_session_size(n, fp.sf);
-		s->st_blocks = (s->st_size + 511) / 512;
-		s->st_uid = n->uid;
-		s->st_gid = n->gid;
-		fill_times(s, n->mtime_ms[fp.sf]);
-		pthread_mutex_unlock(&n->lock);
-		node_put(n, false);
-		return rc;
 	case FS_SCRATCH:
-		n = node_get(NODE_SCRATCH, fp.dir, fp.name, 0);
-		if (!n)
-			return -ENOENT;
-		pthread_mutex_lock(&n->lock);
-		s->st_mode = S_IFREG | n->mode;
-		s->st_size = n->data.len;
-		s->st_blocks = (s->st_size + 511) / 512;
-		s->st_uid = n->uid;
-		s->st_gid = n->gid;
-		fill_times(s, n->mtime_scratch);
-		pthread_mutex_unlock(&n->lock);
-		node_put(n, false);
-		return 0;
-	case FS_ENTRIES:
-		s->st_mode = S_IFDIR | (ci.mode & 0555);
-		s->st_nlink = 2;
-		s->st_size = ci.bytes;
-		fill_times(s, ci.created_ms);
-		return 0;
+		return stat_node(&fp, s);
 	case FS_ENTRY:
-	case FS_ENTRY_FILE: {
-		struct cache_entry_info ei;
-
-		rc = cache_entry_stat(fs_st()->cache, fp.dir, fp.entry, &ei);
-		if (rc)
-			return rc;
-		if (fp.kind == FS_ENTRY) {
-			s->st_mode = S_IFDIR | (ci.mode & 0555);
-			s->st_nlink = 2;
-			s->st_size = ei.bytes;
-		} else {
-			s->st_mode = S_IFREG | (ci.mode & 0444);
-			switch (fp.part) {
-			case CACHE_PART_QUERY:
-				s->st_size = ei.query_len;
-				break;
-			case CACHE_PART_CONTEXT:
-				if (!ei.context_len)
-					return -ENOENT;
-				s->st_size = ei.context_len;
-				break;
-			case CACHE_PART_RESPONSE:
-				s->st_size = ei.bytes;
-				break;
-			case CACHE_PART_META:
-				rc = fs_view_text(&fp, &b, NULL);
-				if (rc)
-					return rc;
-				s->st_size = b.len;
-				buf_release(&b);
-				break;
-			}
-			s->st_blocks = (s->st_size + 511) / 512;
-		}
-		/* mtime: when it was stored; atime: its last hit */
-		fill_times(s, ei.created_ms);
-		if (ei.last_hit_ms) {
-			s->st_atim.tv_sec = ei.last_hit_ms / 1000;
-			s->st_atim.tv_nsec = (ei.last_hit_ms % 1000) * 1000000;
-		}
-		return 0;
-	}
-	case FS_PURGE:
-		s->st_mode = S_IFREG | (ci.mode & 0200);
-		return 0;
-	case FS_POLICY:
-	case FS_VIEW_POLICY:
-	case FS_VIEW_STATS:
-	case FS_VIEW_ERRORS:
-	case FS_VIEW_METRICS:
-		mtime = clock_wall_ms();
-		rc = fs_view_text(&fp, &b, &mtime);
-		if (rc == -ENOENT && fp.kind == FS_POLICY && fs_policy_pending(fp.dir))
-			rc = 0;
-		if (rc)
-			return rc;
-		fill_times(s, mtime);
-		s->st_mode = S_IFREG | (fp.kind == FS_POLICY ? 0644 : 0444);
-		s->st_size = b.len;
-		buf_release(&b);
-		return 0;
+	case FS_ENTRY_FILE:
+		return stat_entry(&fp, &ci, s);
 	default:
-		return -ENOENT;
+		return fp.res ? stat_reserved(&fp, &ci, s) : -ENOENT;
 	}
 }
 

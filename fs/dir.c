@@ -23,15 +23,7 @@ struct dirfill {
 	fuse_fill_dir_t filler;
 };
 
-static int add_child(void *arg, const char *name)
-{
-	struct dirfill *df = arg;
-
-	df->filler(df->buf, name, NULL, 0, 0);
-	return 0;
-}
-
-static int add_load_name(void *arg, const char *name)
+static int add_name(void *arg, const char *name)
 {
 	struct dirfill *df = arg;
 
@@ -41,33 +33,65 @@ static int add_load_name(void *arg, const char *name)
 
 static int add_entry(void *arg, int64_t id)
 {
-	struct dirfill *df = arg;
 	char name[32];
 
 	snprintf(name, sizeof(name), "%" PRId64, id);
-	df->filler(df->buf, name, NULL, 0, 0);
-	return 0;
+	return add_name(arg, name);
 }
 
 static void add_node(void *arg, struct node *n)
 {
-	struct dirfill *df = arg;
 	char name[300];
 
 	if (n->kind == NODE_PENDING)
-		return; /* listed as policy.yaml by the caller */
+		return; /* listed with the reserved names */
 	if (n->kind == NODE_SCRATCH) {
-		df->filler(df->buf, n->name, NULL, 0, 0);
+		add_name(arg, n->name);
 		return;
 	}
 	/* present[] is read without n->lock: a listing is a snapshot anyway,
-	 * and taking node locks under the table lock would invert the order. */
+	 * and node locks are held across lookups and fills, which would stall
+	 * every user of the table behind them. */
 	for (int i = 0; i < SF_N; i++) {
 		if (!n->present[i])
 			continue;
-		snprintf(name, sizeof(name), "%s%s", n->name, fs_sfile_suffix[i]);
-		df->filler(df->buf, name, NULL, 0, 0);
+		snprintf(name, sizeof(name), "%s%s", n->name, fs_session_files[i].suffix);
+		add_name(arg, name);
 	}
+}
+
+/* Does reserved name r of category dir exist (if_present rows)? */
+static bool reserved_present(const char *dir, const struct fs_reserved *r)
+{
+	char *text = NULL;
+	size_t len;
+
+	if (r->text(dir, &text, &len, NULL) == 0) {
+		free(text);
+		return true;
+	}
+	return fs_pending(dir, r->name);
+}
+
+/* A category: its reserved names, child categories, session and scratch
+ * files. */
+static int list_category(const char *dir, struct dirfill *df)
+{
+	int rc;
+
+	for (size_t i = 0; i < fs_reserved_n; i++) {
+		const struct fs_reserved *r = &fs_reserved[i];
+
+		if ((r->root_only && strcmp(dir, "/")) ||
+		    (r->if_present && !reserved_present(dir, r)))
+			continue;
+		add_name(df, r->name);
+	}
+	rc = cache_category_children(fs_st()->cache, dir, add_name, df);
+	if (rc)
+		return rc;
+	node_foreach(dir, add_node, df);
+	return 0;
 }
 
 int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
@@ -76,62 +100,35 @@ int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 {
 	fs_requests++;
 	struct dirfill df = { buf, filler };
+	struct cache_entry_info ei;
 	struct fs_path fp;
-	char *yaml;
-	size_t len;
 	int rc = fs_resolve(path, &fp);
 
 	if (rc)
 		return rc;
-	if (fp.kind == FS_LOAD_DIR) {
-		filler(buf, ".", NULL, 0, 0);
-		filler(buf, "..", NULL, 0, 0);
-		return cache_load_list(fs_st()->cache, add_load_name, &df);
-	}
-	if (fp.kind == FS_ENTRIES) {
-		filler(buf, ".", NULL, 0, 0);
-		filler(buf, "..", NULL, 0, 0);
-		return cache_entries_list(fs_st()->cache, fp.dir, add_entry, &df);
-	}
+	if (fp.kind != FS_DIR && fp.kind != FS_ENTRIES && fp.kind != FS_ENTRY &&
+	    fp.kind != FS_LOAD_DIR)
+		return -ENOTDIR;
 	if (fp.kind == FS_ENTRY) {
-		struct cache_entry_info ei;
-
 		rc = cache_entry_stat(fs_st()->cache, fp.dir, fp.entry, &ei);
 		if (rc)
 			return rc;
-		filler(buf, ".", NULL, 0, 0);
-		filler(buf, "..", NULL, 0, 0);
-		filler(buf, "query", NULL, 0, 0);
-		if (ei.context_len)
-			filler(buf, "context", NULL, 0, 0);
-		filler(buf, "response", NULL, 0, 0);
-		filler(buf, "meta", NULL, 0, 0);
-		return 0;
 	}
-	if (fp.kind != FS_DIR)
-		return -ENOTDIR;
 	filler(buf, ".", NULL, 0, 0);
 	filler(buf, "..", NULL, 0, 0);
-	filler(buf, "entries", NULL, 0, 0);
-	filler(buf, ".purge", NULL, 0, 0);
-	if (!strcmp(fp.dir, "/")) {
-		filler(buf, ".metrics", NULL, 0, 0);
-		filler(buf, ".load", NULL, 0, 0);
+	switch (fp.kind) {
+	case FS_LOAD_DIR:
+		return cache_load_list(fs_st()->cache, add_name, &df);
+	case FS_ENTRIES:
+		return cache_entries_list(fs_st()->cache, fp.dir, add_entry, &df);
+	case FS_ENTRY:
+		for (int i = CACHE_PART_QUERY; i <= CACHE_PART_META; i++)
+			if (i != CACHE_PART_CONTEXT || ei.context_len)
+				filler(buf, fs_entry_part_name[i], NULL, 0, 0);
+		return 0;
+	default:
+		return list_category(fp.dir, &df);
 	}
-	filler(buf, ".policy", NULL, 0, 0);
-	filler(buf, ".stats", NULL, 0, 0);
-	filler(buf, ".errors", NULL, 0, 0);
-	if (cache_policy_get(fs_st()->cache, fp.dir, &yaml, &len, NULL) == 0) {
-		free(yaml);
-		filler(buf, "policy.yaml", NULL, 0, 0);
-	} else if (fs_policy_pending(fp.dir)) {
-		filler(buf, "policy.yaml", NULL, 0, 0);
-	}
-	rc = cache_category_children(fs_st()->cache, fp.dir, add_child, &df);
-	if (rc)
-		return rc;
-	node_foreach(fp.dir, add_node, &df);
-	return 0;
 }
 
 int fs_mkdir(const char *path, mode_t mode)
@@ -143,7 +140,7 @@ int fs_mkdir(const char *path, mode_t mode)
 
 	if (fs_split(path, dir, sizeof(dir), base, sizeof(base)))
 		return -ENAMETOOLONG;
-	if (!fs_name_ok(base) || fs_is_reserved_dir_name(base))
+	if (!fs_name_ok(base) || fs_reserved_name(base))
 		return -EINVAL;
 	if (cache_category_stat(fs_st()->cache, dir, NULL))
 		return -ENOENT;

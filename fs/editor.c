@@ -22,6 +22,23 @@
 #include "clock.h"
 #include "fs_i.h"
 
+/* Scratch content changes only here: a cap on scratch memory goes here. */
+int fs_scratch_write(struct node *n, const char *data, size_t size, off_t off)
+{
+	int rc = buf_write(&n->data, data, size, off);
+
+	n->mtime_scratch = clock_wall_ms();
+	return rc;
+}
+
+int fs_scratch_truncate(struct node *n, size_t size)
+{
+	int rc = buf_truncate(&n->data, size);
+
+	n->mtime_scratch = clock_wall_ms();
+	return rc;
+}
+
 int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
 	fs_requests++;
@@ -53,14 +70,13 @@ int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 		if (!n)
 			return -ENOENT;
 		pthread_mutex_lock(&n->lock);
-		rc = buf_truncate(&n->data, size);
-		n->mtime_scratch = clock_wall_ms();
+		rc = fs_scratch_truncate(n, size);
 		pthread_mutex_unlock(&n->lock);
 		node_put(n, false);
 		return rc;
 	case FS_SESSION:
-		if (fp.sf == SF_STATUS)
-			return -EACCES;
+		if (!(fs_session_files[fp.sf].mode & 0222))
+			return -EACCES; /* NAME.status */
 		n = node_get(NODE_SESSION, fp.dir, fp.name, 0);
 		if (!n)
 			return -ENOENT;
@@ -123,16 +139,11 @@ int fs_unlink(const char *path)
 		return 0;
 	case FS_POLICY:
 		return cache_policy_put(fs_st()->cache, fp.dir, NULL, 0);
-	case FS_VIEW_POLICY:
-	case FS_VIEW_STATS:
-	case FS_VIEW_ERRORS:
-	case FS_VIEW_METRICS:
-	case FS_PURGE:
-	case FS_ENTRY_FILE:
+	default:
 		/* Views come back by themselves, and an entry goes with its
 		 * directory (rmdir): succeeding lets `rm -r` walk a category. */
-		return 0;
-	default:
+		if (fp.kind == FS_ENTRY_FILE || (fp.res && S_ISREG(fp.res->mode)))
+			return 0;
 		return -EACCES;
 	}
 }
@@ -187,9 +198,9 @@ int fs_rename(const char *from, const char *to, unsigned int flags)
 			return -ENOMEM;
 		}
 		pthread_mutex_lock(&m->lock);
-		rc = buf_set(&m->data, data.data, data.len);
+		fs_scratch_truncate(m, 0); /* cannot fail */
+		rc = data.len ? fs_scratch_write(m, data.data, data.len, 0) : 0;
 		m->mode = 0644;
-		m->mtime_scratch = clock_wall_ms();
 		pthread_mutex_unlock(&m->lock);
 		node_put(m, false);
 		buf_release(&data);

@@ -47,6 +47,7 @@
 #define FS_NAME_MAX_BYTES 200          /* longest file or category name */
 #define FS_SCRATCH_MAX_BYTES (1 << 20) /* a scratch file, a policy.yaml */
 #define FS_CONTEXT_MAX_BYTES (1 << 20) /* NAME.context, NAME.feedback */
+#define FS_LOAD_PATH "/.load"          /* the root's directory of loads */
 
 /* What a path is (fs_resolve()); says nothing of whether it exists. */
 enum fs_kind {
@@ -67,9 +68,47 @@ enum fs_kind {
 	FS_LOAD_FILE,    /* /.load/MODEL: its utilisation, 0..1 */
 };
 
+/*
+ * The reserved names of a category, one row a name (names.c, in listing
+ * order). Path resolution, readdir, mkdir's refusal, getattr's modes,
+ * open's refusals and README.md's file table all follow it: a new
+ * reserved file is a new row. A root_only name exists only in the mount
+ * root; elsewhere it is a scratch file name, yet still no category name.
+ * Who may write: the write bits of mode. A row without write bits is
+ * never opened for writing, one without read bits never read-only (even
+ * by root); the kernel checks the rest against the shown owner, the
+ * category's.
+ */
+struct fs_reserved {
+	const char *name;
+	enum fs_kind kind;
+	bool root_only;
+	bool if_present;     /* listed only when it exists (policy.yaml) */
+	mode_t mode;         /* S_IFDIR or S_IFREG | permission bits */
+	bool category_mode;  /* the bits shown are masked by the category's */
+	/* What it shows: its text, malloc'd (mtime set by those that have
+	 * one); NULL for a directory. */
+	int (*text)(const char *dir, char **text, size_t *len, int64_t *mtime);
+};
+extern const struct fs_reserved fs_reserved[];
+extern const size_t fs_reserved_n;
+
+/* The files of a session: NAME + suffix, with their permission bits (the
+ * owner is the session's creator; writing one without write bits is
+ * EACCES). */
+struct fs_session_file {
+	const char *suffix;
+	mode_t mode;
+};
+extern const struct fs_session_file fs_session_files[SF_N];
+
+/* The files of CATEGORY/entries/ID, by enum cache_entry_part. */
+extern const char *const fs_entry_part_name[4];
+
 /* A resolved path. */
 struct fs_path {
 	enum fs_kind kind;
+	const struct fs_reserved *res; /* its row, for a reserved name */
 	enum sfile sf;
 	char dir[4096];          /* category path */
 	char name[256];          /* base name (NAME for sessions) */
@@ -110,14 +149,16 @@ static inline struct fs_handle *fs_handle(const struct fuse_file_info *fi)
 
 /* ---- names.c ---- */
 
-extern const char *const fs_sfile_suffix[SF_N];
 /* A name a client may create: 1..FS_NAME_MAX_BYTES bytes, no control
  * characters, not "." or "..". */
 bool fs_name_ok(const char *name);
 /* A model name under .load/: letters, digits, '.', '_', '-'. */
 bool fs_load_name_ok(const char *name);
-/* Names mkdir refuses. */
-bool fs_is_reserved_dir_name(const char *name);
+/* A reserved name (of any row, or NAME.query and the like): never a
+ * category. */
+bool fs_reserved_name(const char *name);
+/* The st_mode of a reserved name in a category of mode category_mode. */
+mode_t fs_reserved_mode(const struct fs_reserved *r, mode_t category_mode);
 /* Split path into parent directory and base name; -ENAMETOOLONG. */
 int fs_split(const char *path, char *dir, size_t dsize, char *base,
 	     size_t bsize);
@@ -127,8 +168,9 @@ int fs_resolve(const char *path, struct fs_path *fp);
 /* The text of a generated file (a view, policy.yaml, an entry's part) into
  * out (its old content freed); mtime, if given, set for policy.yaml. */
 int fs_view_text(const struct fs_path *fp, struct buf *out, int64_t *mtime);
-/* Is a policy.yaml being created in dir (open, not yet closed)? */
-bool fs_policy_pending(const char *dir);
+/* Is file name of dir being created (open since create(), not yet
+ * closed)? Such a file (policy.yaml, .load/MODEL) exists meanwhile. */
+bool fs_pending(const char *dir, const char *name);
 
 /* ---- protocol.c ---- */
 
@@ -146,6 +188,14 @@ int fs_session_commit(struct fs_handle *h);
 /* Field key ("status", "score", ...) of a status line; -ENODATA. */
 int fs_status_field(const char *status, const char *key, char *out,
 		    size_t size);
+
+/* ---- editor.c ---- */
+
+/* Write into / cut or zero-extend a scratch file's content, and touch its
+ * mtime. Called with n->lock held; 0 or -ENOMEM. No size limit here: the
+ * callers check FS_SCRATCH_MAX_BYTES. */
+int fs_scratch_write(struct node *n, const char *data, size_t size, off_t off);
+int fs_scratch_truncate(struct node *n, size_t size);
 
 /* ---- the FUSE operations (ops.c's table) ---- */
 

@@ -32,15 +32,14 @@ static int64_t policy_limit(const char *dir, bool response)
 	return response ? p.response_bytes : p.query_bytes;
 }
 
-static int open_session(struct fs_path *fp, struct fs_handle *h, int flags,
-			bool create)
+static int open_session(struct fs_path *fp, struct fs_handle *h, int flags)
 {
 	bool wr = (flags & O_ACCMODE) != O_RDONLY;
 	struct node *n;
 	int rc = 0;
 
-	if (wr && fp->sf == SF_STATUS)
-		return -EACCES;
+	if (wr && !(fs_session_files[fp->sf].mode & 0222))
+		return -EACCES; /* NAME.status */
 	if (wr && !fs_name_ok(fp->name))
 		return -EINVAL;
 	n = node_get(NODE_SESSION, fp->dir, fp->name,
@@ -84,14 +83,12 @@ static int open_session(struct fs_path *fp, struct fs_handle *h, int flags,
 			h->limit = FS_CONTEXT_MAX_BYTES;
 	}
 	h->node = n;
-	(void)create;
 	return 0;
 }
 
 static int open_scratch(struct fs_path *fp, struct fs_handle *h, int flags,
 			bool create, mode_t mode)
 {
-	bool wr = (flags & O_ACCMODE) != O_RDONLY;
 	struct node *n;
 
 	if (create && !fs_name_ok(fp->name))
@@ -107,14 +104,11 @@ static int open_scratch(struct fs_path *fp, struct fs_handle *h, int flags,
 		n->uid = fuse_get_context()->uid;
 		n->gid = fuse_get_context()->gid;
 	}
-	if (flags & O_TRUNC) {
-		n->data.len = 0;
-		n->mtime_scratch = clock_wall_ms();
-	}
+	if (flags & O_TRUNC)
+		fs_scratch_truncate(n, 0); /* cannot fail */
 	pthread_mutex_unlock(&n->lock);
 	h->node = n;
 	h->limit = FS_SCRATCH_MAX_BYTES;
-	(void)wr;
 	return 0;
 }
 
@@ -133,8 +127,8 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 		return create ? -EEXIST : -EISDIR;
 	if (fp.kind == FS_LOAD_FILE && !fs_load_name_ok(fp.name))
 		return create ? -EINVAL : -ENOENT;
-	if (fp.kind == FS_PURGE && (fi->flags & O_ACCMODE) == O_RDONLY)
-		return -EACCES;
+	if (fp.res && !(fp.res->mode & (wr ? 0222 : 0444)))
+		return -EACCES; /* .stats for writing, .purge for reading */
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
@@ -144,7 +138,7 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 	strcpy(h->dir, fp.dir);
 	switch (fp.kind) {
 	case FS_SESSION:
-		rc = open_session(&fp, h, fi->flags, create);
+		rc = open_session(&fp, h, fi->flags);
 		fi->direct_io = 1;
 		break;
 	case FS_SCRATCH:
@@ -171,7 +165,7 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 				h->data.len = h->data.cap = len;
 			}
 		} else if (create) {
-			h->pending = node_get(NODE_PENDING, "/.load", fp.name,
+			h->pending = node_get(NODE_PENDING, FS_LOAD_PATH, fp.name,
 					      NODE_CREATE | NODE_TOUCH);
 			if (!h->pending)
 				rc = -ENOMEM;
@@ -186,7 +180,7 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 				rc = 0;
 		}
 		if (!rc && create) {
-			h->pending = node_get(NODE_PENDING, fp.dir, "policy.yaml",
+			h->pending = node_get(NODE_PENDING, fp.dir, fp.name,
 					      NODE_CREATE | NODE_TOUCH);
 			if (!h->pending)
 				rc = -ENOMEM;
@@ -280,8 +274,7 @@ int fs_write(const char *path, const char *data, size_t size, off_t off,
 	}
 	if (h->kind == FS_SCRATCH) {
 		pthread_mutex_lock(&h->node->lock);
-		rc = buf_write(&h->node->data, data, size, off);
-		h->node->mtime_scratch = clock_wall_ms();
+		rc = fs_scratch_write(h->node, data, size, off);
 		pthread_mutex_unlock(&h->node->lock);
 	} else {
 		rc = buf_write(&h->data, data, size, off);
