@@ -4,7 +4,8 @@
  * the helpers one file of the folder offers the others.
  *
  * The folder, one job a file:
- *   names.c     name validation, path resolution into views, view text
+ *   names.c     the reserved-name table, name validation, path
+ *               resolution into views, the text of generated files
  *   attr.c      getattr, chmod/chown/utimens, statfs
  *   dir.c       readdir, mkdir, rmdir
  *   io.c        open/create, read, write, flush, fsync, release (handles)
@@ -71,8 +72,9 @@ enum fs_kind {
 /*
  * The reserved names of a category, one row a name (names.c, in listing
  * order). Path resolution, readdir, mkdir's refusal, getattr's modes,
- * open's refusals and README.md's file table all follow it: a new
- * reserved file is a new row. A root_only name exists only in the mount
+ * open's refusals, unlink, and README.md's file table and list of
+ * reserved names (tests/30-bad-input.bats compares that list with the
+ * mount) all follow it: a new reserved file is a new row. A root_only name exists only in the mount
  * root; elsewhere it is a scratch file name, yet still no category name.
  * Who may write: the write bits of mode. A row without write bits is
  * never opened for writing, one without read bits never read-only (even
@@ -162,8 +164,9 @@ mode_t fs_reserved_mode(const struct fs_reserved *r, mode_t category_mode);
 /* Split path into parent directory and base name; -ENAMETOOLONG. */
 int fs_split(const char *path, char *dir, size_t dsize, char *base,
 	     size_t bsize);
-/* Resolve path: a category (FS_DIR), or a kind of file inside an existing
- * category. -ENOENT when the parent is not a category, -ENAMETOOLONG. */
+/* Resolve path (not NULL): a category (FS_DIR), or a kind of file inside
+ * an existing category. -ENOENT when the parent is not a category,
+ * -ENAMETOOLONG. */
 int fs_resolve(const char *path, struct fs_path *fp);
 /* The text of a generated file (a view, policy.yaml, an entry's part) into
  * out (its old content freed); mtime, if given, set for policy.yaml. */
@@ -197,7 +200,13 @@ int fs_status_field(const char *status, const char *key, char *out,
 int fs_scratch_write(struct node *n, const char *data, size_t size, off_t off);
 int fs_scratch_truncate(struct node *n, size_t size);
 
-/* ---- the FUSE operations (ops.c's table) ---- */
+/*
+ * ---- the FUSE operations (ops.c's table) ----
+ * With hard_remove, libfuse passes path NULL (and fi) for a file that was
+ * unlinked while open. fs_getattr and fs_truncate do not handle that yet:
+ * they resolve the NULL path and crash (ftruncate of such a descriptor);
+ * the fix is to answer from the handle.
+ */
 
 int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *fi);
 int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi);
