@@ -118,6 +118,43 @@ still_works() {
 	done
 }
 
+# README's "Reserved names:" sentence: whole names, then "names ending in"
+# suffixes, each in backquotes, up to "cannot be categories".
+readme_reserved() {
+	sed -n '/^Reserved names:/,/^$/p' "$BATS_TEST_DIRNAME/../README.md" | tr '\n' ' ' |
+		sed 's/cannot be categories.*//'
+}
+
+@test "README's reserved names are the ones the mount shows and refuses" {
+	local text whole suffixes name
+	text=$(readme_reserved)
+	[ -n "$text" ] || fail "README.md has no 'Reserved names:' paragraph"
+	whole=$(sed 's/names ending in.*//' <<<"$text" | grep -o '`[^`]*`' | tr -d '`')
+	suffixes=$(sed -n 's/.*names ending in//p' <<<"$text" | grep -o '`[^`]*`' | tr -d '`')
+	[ -n "$whole" ] && [ -n "$suffixes" ]
+	printf 'threshold: 0.9\n' >"$MNT/policy.yaml"
+	ask / q1 "a question" >/dev/null
+	printf 'x' >"$MNT/scratch" # a scratch file: not reserved
+	for name in $(ls -A "$MNT"); do
+		case $name in
+		code | scratch) ;;
+		q1.*) grep -qxF -- "${name#q1}" <<<"$suffixes" ||
+			fail "session file '$name' has a suffix README does not reserve" ;;
+		*) grep -qxF -- "$name" <<<"$whole" ||
+			fail "'$name' is in the mount root but not in README's reserved names" ;;
+		esac
+	done
+	for name in $whole; do
+		run "$FSOP" mkdir "$MNT/code/$name"
+		[[ $output == "EINVAL at mkdir" || $output == "EEXIST at mkdir" ]] ||
+			fail "mkdir '$name' (reserved in README): $output"
+	done
+	for name in $suffixes; do
+		run "$FSOP" mkdir "$MNT/code/x$name"
+		assert_output "EINVAL at mkdir"
+	done
+}
+
 @test ".. in a path never leaves the mount" {
 	run "$FSOP" mkdir "$MNT/code/../code/../escape"
 	assert_output "ok"

@@ -1,8 +1,10 @@
 /*
- * session.c - the table of in-memory session and scratch files (session.h).
+ * node.c - the table of in-memory session and scratch files (node.h).
  *
  * One hash table keyed by (kind, directory, name) with chaining; a node is
- * freed when it is unlinked and its last reference is put.
+ * freed when it is unlinked and its last reference is put. Listing a
+ * directory or checking that it is empty walks every bucket (4096): fine
+ * for the rare rmdir and readdir, not for a hot path.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -11,65 +13,12 @@
 
 #include "hash.h"
 #include "clock.h"
-#include "session.h"
+#include "node.h"
 
 #define NBUCKETS 4096
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct node *buckets[NBUCKETS];      /* table_lock */
-static struct node *unlinked_free_list;     /* not used: freed directly */
-
-int buf_write(struct buf *b, const char *data, size_t size, off_t off)
-{
-	size_t end = (size_t)off + size;
-
-	if (off < 0)
-		return -EINVAL;
-	if (end > b->cap) {
-		size_t ncap = b->cap ? b->cap : 256;
-		char *n;
-
-		while (ncap < end)
-			ncap *= 2;
-		n = realloc(b->data, ncap);
-		if (!n)
-			return -ENOMEM;
-		b->data = n;
-		b->cap = ncap;
-	}
-	if ((size_t)off > b->len)
-		memset(b->data + b->len, 0, off - b->len);
-	memcpy(b->data + off, data, size);
-	if (end > b->len)
-		b->len = end;
-	return 0;
-}
-
-int buf_truncate(struct buf *b, size_t size)
-{
-	if (size > b->len) {
-		static const char zero[1];
-		int rc = buf_write(b, zero, 0, (off_t)size);
-
-		if (rc)
-			return rc;
-		memset(b->data + b->len, 0, size - b->len);
-	}
-	b->len = size;
-	return 0;
-}
-
-int buf_set(struct buf *b, const char *data, size_t size)
-{
-	b->len = 0;
-	return size ? buf_write(b, data, size, 0) : 0;
-}
-
-void buf_release(struct buf *b)
-{
-	free(b->data);
-	memset(b, 0, sizeof(*b));
-}
 
 static uint64_t node_hash(enum node_kind kind, const char *dir, const char *name)
 {
@@ -256,6 +205,5 @@ size_t node_gc(int64_t idle_ms)
 
 void node_table_release(void)
 {
-	(void)unlinked_free_list;
 	node_gc(-1);
 }

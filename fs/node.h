@@ -1,5 +1,6 @@
 /*
- * session.h - the in-memory files of the mount: query sessions and scratch.
+ * node.h - the table of in-memory files of the mount: query sessions and
+ * scratch files.
  *
  * A session is what a client builds under one NAME in a category:
  * NAME.context, NAME.query, and the daemon's answer NAME.status and
@@ -8,10 +9,18 @@
  * Both live only in memory, disappear at unmount, and are removed after
  * being idle (no open handle, no access) for a while.
  *
- * Locks: table.lock (the map and every node's refs) -> node.lock (content).
+ * A node is found by (kind, category directory, name) and kept alive by
+ * references: the table holds one until node_unlink() or node_gc(), each
+ * open handle and each lookup in flight holds one; the last node_put()
+ * frees it. What the fields mean for the protocol is fs/'s business
+ * (protocol.c); this module only stores them.
+ *
+ * Lock order: table.lock (the map, every node's next, refs and used_ms)
+ * -> node.lock (a node's content). Never take table.lock while holding a
+ * node.lock.
  */
-#ifndef SEMCACHE_SESSION_H
-#define SEMCACHE_SESSION_H
+#ifndef SEMCACHE_NODE_H
+#define SEMCACHE_NODE_H
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -19,22 +28,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "buf.h"
 #include "cache.h"
 
 enum sfile { SF_QUERY, SF_RESPONSE, SF_STATUS, SF_CONTEXT, SF_FEEDBACK, SF_N };
-/* NODE_PENDING marks a policy.yaml being created: it exists from create()
- * on, though the policy itself is installed only when the writer closes. */
+/* NODE_PENDING marks a policy.yaml (or a .load/MODEL file) being created:
+ * it exists from create() on, though what is written is installed only
+ * when the writer closes. */
 enum node_kind { NODE_SESSION, NODE_SCRATCH, NODE_PENDING };
-
-struct buf {
-	char *data;
-	size_t len, cap;
-};
-
-int buf_write(struct buf *b, const char *data, size_t size, off_t off);
-int buf_truncate(struct buf *b, size_t size);
-int buf_set(struct buf *b, const char *data, size_t size);
-void buf_release(struct buf *b);
 
 struct node {
 	enum node_kind kind;
@@ -46,7 +47,8 @@ struct node {
 	int64_t used_ms;           /* table.lock */
 
 	pthread_mutex_t lock;      /* guards everything below */
-	bool present[SF_N];        /* session: which files exist */
+	bool present[SF_N];        /* session: which files exist (listings
+	                            * read it without lock: a snapshot) */
 	struct buf query, context, response;
 	char status[256];
 	bool looked_up;            /* a lookup ran for the current query */
@@ -58,7 +60,7 @@ struct node {
 	int64_t mtime_ms[SF_N];
 	struct buf data;           /* scratch content */
 	mode_t mode;               /* scratch permission bits */
-	uid_t uid;                 /* who created it; immutable after creation */
+	uid_t uid;                 /* who created it: set with its first file */
 	gid_t gid;
 	int64_t mtime_scratch;
 };

@@ -1,0 +1,238 @@
+/*
+ * fs_i.h - what the files of fs/ share (private to fs/, like libfuse's
+ * fuse_i.h): the views a path resolves to, open-file handles, limits, and
+ * the helpers one file of the folder offers the others.
+ *
+ * The folder, one job a file:
+ *   names.c     the reserved-name table, name validation, path
+ *               resolution into views, the text of generated files
+ *   attr.c      getattr, chmod/chown/utimens, statfs
+ *   dir.c       readdir, mkdir, rmdir
+ *   io.c        open/create, read, write, flush, fsync, release (handles)
+ *   protocol.c  the query protocol: lookup, fast path, fill, feedback,
+ *               session file content and the status line
+ *   editor.c    truncate, unlink, rename: editors saving policy.yaml
+ *               through scratch files
+ *   xattr.c     user.semcache.* extended attributes
+ *   ops.c       the fuse_operations table, init/destroy, idle-file GC
+ *   node.c      the in-memory session/scratch file table (node.h)
+ *   buf.c       growable byte buffers (buf.h)
+ *
+ * Locks: fs/ has none of its own beyond node.h's (table.lock ->
+ * node.lock). A handle's fields are not guarded: requests on one
+ * descriptor are assumed not to overlap (the kernel serialises a file's
+ * writes, but not a read or flush running beside them).
+ *
+ * Not here: anything of the engine or policies (index/, policy/): fs/
+ * calls cache.h and nothing below it.
+ */
+#ifndef SEMCACHE_FS_I_H
+#define SEMCACHE_FS_I_H
+
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 312
+#endif
+
+#include <fuse.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include "buf.h"
+#include "cache.h"
+#include "fs.h"
+#include "node.h"
+
+#define FS_NAME_MAX_BYTES 200          /* longest file or category name */
+#define FS_SCRATCH_MAX_BYTES (1 << 20) /* a scratch file, a policy.yaml */
+#define FS_CONTEXT_MAX_BYTES (1 << 20) /* NAME.context, NAME.feedback */
+#define FS_LOAD_PATH "/.load"          /* the root's directory of loads */
+
+/* What a path is (fs_resolve()); says nothing of whether it exists. */
+enum fs_kind {
+	FS_NONE,
+	FS_DIR,
+	FS_SESSION,      /* sfile says which */
+	FS_POLICY,       /* policy.yaml */
+	FS_VIEW_POLICY,  /* .policy */
+	FS_VIEW_STATS,   /* .stats */
+	FS_VIEW_ERRORS,  /* .errors */
+	FS_VIEW_METRICS, /* .metrics (root only) */
+	FS_PURGE,        /* .purge: writing it removes every entry */
+	FS_SCRATCH,
+	FS_ENTRIES,      /* CATEGORY/entries */
+	FS_ENTRY,        /* CATEGORY/entries/ID */
+	FS_ENTRY_FILE,   /* CATEGORY/entries/ID/{query,response,context,meta} */
+	FS_LOAD_DIR,     /* /.load */
+	FS_LOAD_FILE,    /* /.load/MODEL: its utilisation, 0..1 */
+};
+
+/*
+ * The reserved names of a category, one row a name (names.c, in listing
+ * order). Path resolution, readdir, mkdir's refusal, getattr's modes,
+ * open's refusals, unlink, and README.md's file table and list of
+ * reserved names (tests/30-bad-input.bats compares that list with the
+ * mount) all follow it: a new reserved file is a new row. A root_only name exists only in the mount
+ * root; elsewhere it is a scratch file name, yet still no category name.
+ * Who may write: the write bits of mode. A row without write bits is
+ * never opened for writing, one without read bits never read-only (even
+ * by root); the kernel checks the rest against the shown owner, the
+ * category's.
+ */
+struct fs_reserved {
+	const char *name;
+	enum fs_kind kind;
+	bool root_only;
+	bool if_present;     /* listed only when it exists (policy.yaml) */
+	mode_t mode;         /* S_IFDIR or S_IFREG | permission bits */
+	bool category_mode;  /* the bits shown are masked by the category's */
+	/* What it shows: its text, malloc'd (mtime set by those that have
+	 * one); NULL for a directory. */
+	int (*text)(const char *dir, char **text, size_t *len, int64_t *mtime);
+};
+extern const struct fs_reserved fs_reserved[];
+extern const size_t fs_reserved_n;
+
+/* The files of a session: NAME + suffix, with their permission bits (the
+ * owner is the session's creator; writing one without write bits is
+ * EACCES). */
+struct fs_session_file {
+	const char *suffix;
+	mode_t mode;
+};
+extern const struct fs_session_file fs_session_files[SF_N];
+
+/* The files of CATEGORY/entries/ID, by enum cache_entry_part. */
+extern const char *const fs_entry_part_name[4];
+
+/* A resolved path. */
+struct fs_path {
+	enum fs_kind kind;
+	const struct fs_reserved *res; /* its row, for a reserved name */
+	enum sfile sf;
+	char dir[4096];          /* category path */
+	char name[256];          /* base name (NAME for sessions) */
+	int64_t entry;           /* FS_ENTRY, FS_ENTRY_FILE */
+	enum cache_entry_part part;
+};
+
+/* An open file (fuse_file_info.fh). Owned by the descriptor: created in
+ * open/create, freed in release. */
+struct fs_handle {
+	enum fs_kind kind;
+	enum sfile sf;
+	struct node *node;       /* session or scratch, referenced */
+	struct node *pending;    /* policy.yaml being created, referenced */
+	char dir[4096];          /* category; the model name for FS_LOAD_FILE */
+	bool writable;
+	bool dirty;              /* written or truncated since the last flush */
+	int failed;              /* a write failed (-errno): never commit */
+	bool written;            /* write() was called on this handle */
+	struct buf answer;       /* fast path: status line + response */
+	bool answered;
+	struct buf data;         /* write buffer, or read snapshot */
+	int64_t limit;           /* max bytes a write may reach; 0: none */
+};
+
+/* FUSE requests served (a benchmark divides it by lookups); ops.c. */
+extern _Atomic uint64_t fs_requests;
+
+static inline struct fs_state *fs_st(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+static inline struct fs_handle *fs_handle(const struct fuse_file_info *fi)
+{
+	return (struct fs_handle *)(uintptr_t)fi->fh;
+}
+
+/* ---- names.c ---- */
+
+/* A name a client may create: 1..FS_NAME_MAX_BYTES bytes, no control
+ * characters, not "." or "..". */
+bool fs_name_ok(const char *name);
+/* A model name under .load/: letters, digits, '.', '_', '-'. */
+bool fs_load_name_ok(const char *name);
+/* A reserved name (of any row, or NAME.query and the like): never a
+ * category. */
+bool fs_reserved_name(const char *name);
+/* The st_mode of a reserved name in a category of mode category_mode. */
+mode_t fs_reserved_mode(const struct fs_reserved *r, mode_t category_mode);
+/* Split path into parent directory and base name; -ENAMETOOLONG. */
+int fs_split(const char *path, char *dir, size_t dsize, char *base,
+	     size_t bsize);
+/* Resolve path (not NULL): a category (FS_DIR), or a kind of file inside
+ * an existing category. -ENOENT when the parent is not a category,
+ * -ENAMETOOLONG. */
+int fs_resolve(const char *path, struct fs_path *fp);
+/* The text of a generated file (a view, policy.yaml, an entry's part) into
+ * out (its old content freed); mtime, if given, set for policy.yaml. */
+int fs_view_text(const struct fs_path *fp, struct buf *out, int64_t *mtime);
+/* Is file name of dir being created (open since create(), not yet
+ * closed)? Such a file (policy.yaml, .load/MODEL) exists meanwhile. */
+bool fs_pending(const char *dir, const char *name);
+
+/* ---- protocol.c ---- */
+
+/* A session file's content / size. Called with n->lock held. */
+int fs_session_content(struct node *n, enum sfile sf, struct buf *out);
+size_t fs_session_size(struct node *n, enum sfile sf);
+/* The fast path: the first read of a written NAME.query handle. */
+int fs_fast_answer(struct fs_handle *h);
+/* Wait for a coalesced miss's fill. Called with n->lock held (dropped
+ * while waiting). */
+void fs_wait_pending(struct node *n, const char *dir);
+/* Commit what a session handle wrote (flush): lookup, fill, feedback or
+ * context. */
+int fs_session_commit(struct fs_handle *h);
+/* Field key ("status", "score", ...) of a status line; -ENODATA. */
+int fs_status_field(const char *status, const char *key, char *out,
+		    size_t size);
+
+/* ---- editor.c ---- */
+
+/* Write into / cut or zero-extend a scratch file's content, and touch its
+ * mtime. Called with n->lock held; 0 or -ENOMEM. No size limit here: the
+ * callers check FS_SCRATCH_MAX_BYTES. */
+int fs_scratch_write(struct node *n, const char *data, size_t size, off_t off);
+int fs_scratch_truncate(struct node *n, size_t size);
+
+/*
+ * ---- the FUSE operations (ops.c's table) ----
+ * With hard_remove, libfuse passes path NULL (and fi) for a file that was
+ * unlinked while open. fs_getattr and fs_truncate do not handle that yet:
+ * they resolve the NULL path and crash (ftruncate of such a descriptor);
+ * the fix is to answer from the handle.
+ */
+
+int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *fi);
+int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi);
+int fs_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_info *fi);
+int fs_utimens(const char *path, const struct timespec tv[2],
+	       struct fuse_file_info *fi);
+int fs_statfs(const char *path, struct statvfs *sv);
+int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t off,
+	       struct fuse_file_info *fi, enum fuse_readdir_flags flags);
+int fs_mkdir(const char *path, mode_t mode);
+int fs_rmdir(const char *path);
+int fs_open(const char *path, struct fuse_file_info *fi);
+int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi);
+int fs_read(const char *path, char *out, size_t size, off_t off,
+	    struct fuse_file_info *fi);
+int fs_write(const char *path, const char *data, size_t size, off_t off,
+	     struct fuse_file_info *fi);
+int fs_flush(const char *path, struct fuse_file_info *fi);
+int fs_release(const char *path, struct fuse_file_info *fi);
+int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi);
+int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi);
+int fs_unlink(const char *path);
+int fs_rename(const char *from, const char *to, unsigned int flags);
+int fs_getxattr(const char *path, const char *name, char *value, size_t size);
+int fs_listxattr(const char *path, char *list, size_t size);
+int fs_setxattr(const char *path, const char *name, const char *value,
+		size_t size, int flags);
+
+#endif

@@ -1,0 +1,376 @@
+/*
+ * io.c - open files: handles, open/create, read, write, flush, release.
+ *
+ * Design: open resolves the path once and keeps what it needs in a handle
+ * (struct fs_handle, fuse_file_info.fh): a referenced node for session and
+ * scratch files, a snapshot of a generated file's text, or a write buffer.
+ * Writes go to the handle's buffer (scratch files: straight into the node)
+ * and are committed at flush: the protocol step for session files
+ * (protocol.c), the policy for policy.yaml, a load report, a purge. A
+ * write past the handle's limit fails with EFBIG and poisons the handle so
+ * that nothing partial is ever committed. Every file is opened direct_io:
+ * the kernel caches nothing.
+ *
+ * Not here: what a path is (names.c), the protocol steps (protocol.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "fs_i.h"
+
+/* ---- opening files ---- */
+
+static int64_t policy_limit(const char *dir, bool response)
+{
+	struct policy p;
+
+	if (cache_policy(fs_st()->cache, dir, &p))
+		return 0;
+	return response ? p.response_bytes : p.query_bytes;
+}
+
+static int open_session(struct fs_path *fp, struct fs_handle *h, int flags)
+{
+	bool wr = (flags & O_ACCMODE) != O_RDONLY;
+	struct node *n;
+	int rc = 0;
+
+	if (wr && !(fs_session_files[fp->sf].mode & 0222))
+		return -EACCES; /* NAME.status */
+	if (wr && !fs_name_ok(fp->name))
+		return -EINVAL;
+	n = node_get(NODE_SESSION, fp->dir, fp->name,
+		     NODE_TOUCH | (wr && (fp->sf == SF_QUERY || fp->sf == SF_CONTEXT) ?
+				   NODE_CREATE : 0));
+	if (!n)
+		return wr && fp->sf == SF_RESPONSE ? -ENOENT : (wr ? -ENOMEM : -ENOENT);
+	pthread_mutex_lock(&n->lock);
+	if ((fp->sf == SF_RESPONSE || fp->sf == SF_FEEDBACK) && wr && !n->looked_up)
+		rc = -ENOENT; /* a fill or feedback needs a query looked up first */
+	else if (!wr && !n->present[fp->sf])
+		rc = -ENOENT;
+	else if (!(flags & O_TRUNC))
+		rc = fs_session_content(n, fp->sf, &h->data);
+	if (!rc && wr && (flags & O_TRUNC))
+		h->dirty = true;
+	if (!rc && wr && !n->present[fp->sf]) {
+		/* the file exists from its creation on */
+		bool fresh = true;
+
+		for (int i = 0; i < SF_N; i++)
+			fresh &= !n->present[i];
+		if (fresh) {
+			n->uid = fuse_get_context()->uid;
+			n->gid = fuse_get_context()->gid;
+		}
+		n->present[fp->sf] = true;
+		n->mtime_ms[fp->sf] = clock_wall_ms();
+	}
+	pthread_mutex_unlock(&n->lock);
+	if (rc) {
+		node_put(n, false);
+		return rc;
+	}
+	if (wr) {
+		if (fp->sf == SF_QUERY)
+			h->limit = policy_limit(fp->dir, false);
+		else if (fp->sf == SF_RESPONSE)
+			h->limit = policy_limit(fp->dir, true);
+		else
+			h->limit = FS_CONTEXT_MAX_BYTES;
+	}
+	h->node = n;
+	return 0;
+}
+
+static int open_scratch(struct fs_path *fp, struct fs_handle *h, int flags,
+			bool create, mode_t mode)
+{
+	struct node *n;
+
+	if (create && !fs_name_ok(fp->name))
+		return -EINVAL;
+	n = node_get(NODE_SCRATCH, fp->dir, fp->name,
+		     NODE_TOUCH | (create ? NODE_CREATE : 0));
+	if (!n)
+		return create ? -ENOMEM : -ENOENT;
+	pthread_mutex_lock(&n->lock);
+	if (create && !n->mtime_scratch) {
+		n->mode = mode & 0777;
+		n->mtime_scratch = clock_wall_ms();
+		n->uid = fuse_get_context()->uid;
+		n->gid = fuse_get_context()->gid;
+	}
+	if (flags & O_TRUNC)
+		fs_scratch_truncate(n, 0); /* cannot fail */
+	pthread_mutex_unlock(&n->lock);
+	h->node = n;
+	h->limit = FS_SCRATCH_MAX_BYTES;
+	return 0;
+}
+
+static int do_open(const char *path, struct fuse_file_info *fi, bool create,
+		   mode_t mode)
+{
+	bool wr = (fi->flags & O_ACCMODE) != O_RDONLY;
+	struct fs_handle *h;
+	struct fs_path fp;
+	int rc = fs_resolve(path, &fp);
+
+	if (rc)
+		return rc;
+	if (fp.kind == FS_DIR || fp.kind == FS_ENTRIES || fp.kind == FS_ENTRY ||
+	    fp.kind == FS_LOAD_DIR)
+		return create ? -EEXIST : -EISDIR;
+	if (fp.kind == FS_LOAD_FILE && !fs_load_name_ok(fp.name))
+		return create ? -EINVAL : -ENOENT;
+	if (fp.res && !(fp.res->mode & (wr ? 0222 : 0444)))
+		return -EACCES; /* .stats for writing, .purge for reading */
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->kind = fp.kind;
+	h->sf = fp.sf;
+	h->writable = wr;
+	strcpy(h->dir, fp.dir);
+	switch (fp.kind) {
+	case FS_SESSION:
+		rc = open_session(&fp, h, fi->flags);
+		fi->direct_io = 1;
+		break;
+	case FS_SCRATCH:
+		if (cache_category_stat(fs_st()->cache, path, NULL) == 0) {
+			rc = -EEXIST;
+			break;
+		}
+		rc = open_scratch(&fp, h, fi->flags, create, mode);
+		fi->direct_io = 1;
+		break;
+	case FS_PURGE:
+		h->dirty = (fi->flags & O_TRUNC) != 0;
+		fi->direct_io = 1;
+		break;
+	case FS_LOAD_FILE:
+		strcpy(h->dir, fp.name); /* the model name */
+		if (!wr) {
+			char *text = NULL;
+			size_t len = 0;
+
+			rc = cache_load_text(fs_st()->cache, fp.name, &text, &len);
+			if (!rc) {
+				h->data.data = text;
+				h->data.len = h->data.cap = len;
+			}
+		} else if (create) {
+			h->pending = node_get(NODE_PENDING, FS_LOAD_PATH, fp.name,
+					      NODE_CREATE | NODE_TOUCH);
+			if (!h->pending)
+				rc = -ENOMEM;
+		}
+		h->limit = 64;
+		fi->direct_io = 1;
+		break;
+	case FS_POLICY:
+		if (!wr || !(fi->flags & O_TRUNC)) {
+			rc = fs_view_text(&fp, &h->data, NULL);
+			if (rc == -ENOENT && (create || wr))
+				rc = 0;
+		}
+		if (!rc && create) {
+			h->pending = node_get(NODE_PENDING, fp.dir, fp.name,
+					      NODE_CREATE | NODE_TOUCH);
+			if (!h->pending)
+				rc = -ENOMEM;
+		}
+		if (wr && (fi->flags & O_TRUNC))
+			h->dirty = true;
+		h->limit = FS_SCRATCH_MAX_BYTES;
+		fi->direct_io = 1;
+		break;
+	default:
+		if (wr) {
+			rc = -EACCES;
+			break;
+		}
+		rc = fs_view_text(&fp, &h->data, NULL);
+		fi->direct_io = 1;
+		break;
+	}
+	if (rc) {
+		buf_release(&h->data);
+		free(h);
+		return rc;
+	}
+	fi->fh = (uintptr_t)h;
+	return 0;
+}
+
+int fs_open(const char *path, struct fuse_file_info *fi)
+{
+	fs_requests++;
+	return do_open(path, fi, false, 0);
+}
+
+int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	fs_requests++;
+	return do_open(path, fi, true, mode);
+}
+
+int fs_read(const char *path, char *out, size_t size, off_t off,
+	    struct fuse_file_info *fi)
+{
+	fs_requests++;
+	struct fs_handle *h = fs_handle(fi);
+	struct buf *src = &h->data;
+	size_t n;
+
+	if (h->kind == FS_SESSION && h->sf == SF_QUERY && h->writable) {
+		int rc = fs_fast_answer(h);
+
+		if (rc)
+			return rc;
+		if (h->answered)
+			src = &h->answer;
+	}
+
+	if (h->kind == FS_SCRATCH) {
+		pthread_mutex_lock(&h->node->lock);
+		src = &h->node->data;
+	} else if (h->kind == FS_SESSION && !h->writable) {
+		/* read-only session handles read the live content */
+		pthread_mutex_lock(&h->node->lock);
+		if (h->sf == SF_RESPONSE && off == 0)
+			fs_wait_pending(h->node, h->dir);
+		buf_release(&h->data);
+		fs_session_content(h->node, h->sf, &h->data);
+		pthread_mutex_unlock(&h->node->lock);
+	}
+	n = (size_t)off >= src->len ? 0 : src->len - off;
+	if (n > size)
+		n = size;
+	if (n)
+		memcpy(out, src->data + off, n);
+	if (h->kind == FS_SCRATCH)
+		pthread_mutex_unlock(&h->node->lock);
+	return (int)n;
+}
+
+int fs_write(const char *path, const char *data, size_t size, off_t off,
+	     struct fuse_file_info *fi)
+{
+	fs_requests++;
+	struct fs_handle *h = fs_handle(fi);
+	int rc;
+
+	if (!h->writable)
+		return -EBADF;
+	if (h->limit && (int64_t)(off + size) > h->limit) {
+		h->failed = -EFBIG; /* a truncated query or answer is never used */
+		return -EFBIG;
+	}
+	if (h->kind == FS_SCRATCH) {
+		pthread_mutex_lock(&h->node->lock);
+		rc = fs_scratch_write(h->node, data, size, off);
+		pthread_mutex_unlock(&h->node->lock);
+	} else {
+		rc = buf_write(&h->data, data, size, off);
+		h->dirty = true;
+		h->written = true;
+	}
+	return rc ? rc : (int)size;
+}
+
+/* Commit what a handle wrote: the protocol step, the policy, a load
+ * report, a purge. */
+static int do_flush(struct fuse_file_info *fi)
+{
+	struct fs_handle *h = fs_handle(fi);
+	int rc = 0;
+
+	if (!h->writable)
+		return 0;
+	if (h->failed)
+		return h->failed;
+	if (!h->dirty)
+		return 0;
+	h->dirty = false;
+	switch (h->kind) {
+	case FS_SESSION:
+		rc = fs_session_commit(h);
+		break;
+	case FS_POLICY:
+		/* A shell's `> policy.yaml` closes a duplicate descriptor before
+		 * it writes: an unwritten truncation waits for release, so the
+		 * policy never passes through an empty state. */
+		if (!h->written) {
+			h->dirty = true;
+			break;
+		}
+		rc = cache_policy_put(fs_st()->cache, h->dir,
+				      h->data.data ? h->data.data : "", h->data.len);
+		break;
+	case FS_LOAD_FILE: {
+		char num[65], *end;
+		double load;
+
+		if (!h->written)
+			break;
+		memcpy(num, h->data.data, h->data.len);
+		num[h->data.len] = '\0';
+		errno = 0;
+		load = strtod(num, &end);
+		while (*end == ' ' || *end == '\n' || *end == '\t')
+			end++;
+		if (errno || end == num || *end)
+			rc = -EINVAL;
+		else
+			rc = cache_load_report(fs_st()->cache, h->dir, load);
+		break;
+	}
+	case FS_PURGE: {
+		int64_t n = cache_purge(fs_st()->cache, h->dir);
+
+		rc = n < 0 ? (int)n : 0;
+		break;
+	}
+	default:
+		break;
+	}
+	return rc;
+}
+
+int fs_flush(const char *path, struct fuse_file_info *fi)
+{
+	fs_requests++;
+	return do_flush(fi);
+}
+
+int fs_release(const char *path, struct fuse_file_info *fi)
+{
+	fs_requests++;
+	struct fs_handle *h = fs_handle(fi);
+
+	if (h->kind == FS_POLICY && h->writable && h->dirty && !h->written &&
+	    !h->failed)
+		cache_policy_put(fs_st()->cache, h->dir, "", 0); /* truncated to empty */
+	if (h->node)
+		node_put(h->node, true);
+	buf_release(&h->answer);
+	if (h->pending) {
+		node_unlink(h->pending);
+		node_put(h->pending, false);
+	}
+	buf_release(&h->data);
+	free(h);
+	return 0;
+}
+
+int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	fs_requests++;
+	return do_flush(fi);
+}
