@@ -1,5 +1,5 @@
 /*
- * embed_builtin.c - the built-in lexical embedder ("builtin-v1").
+ * builtin.c - the built-in lexical embedder ("builtin-v1").
  *
  * Design: one streaming pass splits the bytes into words (ASCII letters and
  * digits, and every byte >= 0x80 so UTF-8 words stay whole; an apostrophe

@@ -1,5 +1,5 @@
 /*
- * embed_http.c - an OpenAI-compatible /v1/embeddings client ("http").
+ * http.c - an OpenAI-compatible /v1/embeddings client ("http").
  *
  * Works with any server speaking the OpenAI embeddings API (Ollama,
  * llama.cpp server, vLLM, text-embeddings-inference, OpenAI): POST
