@@ -19,6 +19,7 @@
  * saved with another dim or m is refused (-ESTALE), not converted.
  */
 #include "vindex_i.h"
+#include "bytes.h"
 #include "fileio.h"
 #include "semlog.h"
 
@@ -73,23 +74,16 @@ static void hdr_decode(const unsigned char *b, struct vx_header *h)
 	memcpy(&h->body_len, b + 56, 8);
 }
 
+/* CRC-32 of the header (crc field zeroed) followed by the body. */
 static uint32_t file_crc(const unsigned char *hdr, const unsigned char *body,
 			 size_t len)
 {
 	unsigned char h[VX_HDR_SIZE];
-	uLong crc = crc32(0L, Z_NULL, 0);
 
 	memcpy(h, hdr, VX_HDR_SIZE);
 	memset(h + 20, 0, 4);
-	crc = crc32(crc, h, VX_HDR_SIZE);
-	while (len) {
-		uInt chunk = len > (1u << 30) ? (1u << 30) : (uInt)len;
-
-		crc = crc32(crc, body, chunk);
-		body += chunk;
-		len -= chunk;
-	}
-	return (uint32_t)crc;
+	return (uint32_t)crc32_combine(bytes_crc32(h, VX_HDR_SIZE),
+				       bytes_crc32(body, len), (z_off_t)len);
 }
 
 /* Serialise the body into memory (read lock held). */
@@ -297,7 +291,7 @@ static int body_decode(struct vindex *vi, const struct vx_header *h,
 		} else if (vindex_tomb_get(vi, pos)) {
 			ntomb++;
 		} else if ((rc = vindex_map_insert(vi, vi->pos_ids[pos],
-						     pos))) {
+						   pos))) {
 			return rc;
 		}
 	}

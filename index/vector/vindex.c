@@ -169,44 +169,41 @@ void vindex_free(struct vindex *vi)
 
 /* ---- small accessors ---- */
 
-size_t vindex_buffered(struct vindex *vi)
+/* The counters the accessors report, copied under the read lock. */
+struct counts {
+	size_t nbuf, nused, ntomb;
+	int64_t max_id;
+};
+
+static struct counts counts_get(struct vindex *vi)
 {
-	size_t n;
+	struct counts c;
 
 	pthread_rwlock_rdlock(&vi->lock);
-	n = vi->nbuf;
+	c = (struct counts){ .nbuf = vi->nbuf, .nused = vi->nused,
+			     .ntomb = vi->ntomb, .max_id = vi->max_id };
 	pthread_rwlock_unlock(&vi->lock);
-	return n;
+	return c;
+}
+
+size_t vindex_buffered(struct vindex *vi)
+{
+	return counts_get(vi).nbuf;
 }
 
 size_t vindex_live(struct vindex *vi)
 {
-	size_t n;
-
-	pthread_rwlock_rdlock(&vi->lock);
-	n = vi->nused;
-	pthread_rwlock_unlock(&vi->lock);
-	return n;
+	return counts_get(vi).nused;
 }
 
 size_t vindex_tombstones(struct vindex *vi)
 {
-	size_t n;
-
-	pthread_rwlock_rdlock(&vi->lock);
-	n = vi->ntomb;
-	pthread_rwlock_unlock(&vi->lock);
-	return n;
+	return counts_get(vi).ntomb;
 }
 
 int64_t vindex_max_id(struct vindex *vi)
 {
-	int64_t id;
-
-	pthread_rwlock_rdlock(&vi->lock);
-	id = vi->max_id;
-	pthread_rwlock_unlock(&vi->lock);
-	return id;
+	return counts_get(vi).max_id;
 }
 
 int vindex_set_ef_search(struct vindex *vi, int ef_search)
