@@ -32,71 +32,6 @@
 
 #include "model2vec_i.h"
 
-/* UTF-8 decode one code point at s[*i]; invalid or overlong -> U+FFFD and
- * one byte consumed. */
-uint32_t m2v_utf8_next(const unsigned char *s, size_t len, size_t *i)
-{
-	unsigned char c = s[*i];
-	uint32_t cp, min;
-	size_t n, k;
-
-	if (c < 0x80) {
-		(*i)++;
-		return c;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 1; cp = c & 0x1f; min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 2; cp = c & 0x0f; min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 3; cp = c & 0x07; min = 0x10000;
-	} else {
-		(*i)++;
-		return 0xfffd;
-	}
-	if (*i + n >= len) {
-		(*i)++;
-		return 0xfffd;
-	}
-	for (k = 1; k <= n; k++) {
-		if ((s[*i + k] & 0xc0) != 0x80) {
-			(*i)++;
-			return 0xfffd;
-		}
-		cp = (cp << 6) | (s[*i + k] & 0x3f);
-	}
-	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-		(*i)++;
-		return 0xfffd;
-	}
-	*i += n + 1;
-	return cp;
-}
-
-static size_t utf8_put(char *out, uint32_t cp)
-{
-	if (cp < 0x80) {
-		out[0] = (char)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		out[0] = (char)(0xc0 | (cp >> 6));
-		out[1] = (char)(0x80 | (cp & 0x3f));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		out[0] = (char)(0xe0 | (cp >> 12));
-		out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		out[2] = (char)(0x80 | (cp & 0x3f));
-		return 3;
-	}
-	out[0] = (char)(0xf0 | (cp >> 18));
-	out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-	out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-	out[3] = (char)(0x80 | (cp & 0x3f));
-	return 4;
-}
-
 /* Python's str.isspace(). */
 static bool is_py_space(uint32_t cp)
 {
@@ -144,19 +79,28 @@ bool m2v_is_punct(uint32_t cp)
 	       t == U_FINAL_PUNCTUATION;
 }
 
-int m2v_buf_reserve(struct m2v_buf *b, size_t extra)
+void *m2v_grow(void *p, size_t *cap, size_t need, size_t size)
 {
-	char *np;
 	size_t ncap;
 
-	if (b->len + extra <= b->cap)
-		return 0;
-	ncap = (b->len + extra) * 2 + 64;
-	np = realloc(b->p, ncap);
+	if (p && need <= *cap)
+		return p;
+	if (need > (SIZE_MAX / size - 64) / 2)
+		return NULL;
+	ncap = need * 2 + 64;
+	p = realloc(p, ncap * size);
+	if (p)
+		*cap = ncap;
+	return p;
+}
+
+int m2v_buf_reserve(struct m2v_buf *b, size_t extra)
+{
+	char *np = m2v_grow(b->p, &b->cap, b->len + extra, 1);
+
 	if (!np)
 		return -ENOMEM;
 	b->p = np;
-	b->cap = ncap;
 	return 0;
 }
 
@@ -205,7 +149,7 @@ int m2v_normalize(const struct m2v *m, const char *text, size_t len,
 	if (m2v_buf_reserve(tmp, len * 5 + 16))
 		return -ENOMEM;
 	while (i < len) {
-		uint32_t cp = m2v_utf8_next(s, len, &i);
+		uint32_t cp = embed_utf8_next(s, len, &i);
 
 		if (m->clean) {
 			if (cp == 0 || cp == 0xfffd)
@@ -219,11 +163,11 @@ int m2v_normalize(const struct m2v *m, const char *text, size_t len,
 		}
 		if (m->chinese && is_cjk(cp)) {
 			tmp->p[tmp->len++] = ' ';
-			tmp->len += utf8_put(tmp->p + tmp->len, cp);
+			tmp->len += embed_utf8_put(tmp->p + tmp->len, cp);
 			tmp->p[tmp->len++] = ' ';
 			continue;
 		}
-		tmp->len += utf8_put(tmp->p + tmp->len, cp);
+		tmp->len += embed_utf8_put(tmp->p + tmp->len, cp);
 	}
 
 	/* 2. lowercase (full case mapping, may grow) */
@@ -270,7 +214,7 @@ int m2v_normalize(const struct m2v *m, const char *text, size_t len,
 		i = 0;
 		while (i < out->len) {
 			size_t at = i;
-			uint32_t cp = m2v_utf8_next((const unsigned char *)out->p,
+			uint32_t cp = embed_utf8_next((const unsigned char *)out->p,
 						    out->len, &i);
 
 			if (is_py_space(cp) && (m->collapse ||

@@ -38,7 +38,7 @@ static const struct m2v_piece *piece_find(const struct m2v *m, const char *s,
 int m2v_piece_add(struct m2v *m, const char *s, size_t len, int32_t id,
 		  double score)
 {
-	uint64_t h = m2v_fnv1a(M2V_FNV_INIT, s, len);
+	uint64_t h = embed_fnv1a(EMBED_FNV_INIT, s, len);
 	size_t i = (size_t)h & (m->cap - 1);
 
 	for (;; i = (i + 1) & (m->cap - 1)) {
@@ -63,15 +63,11 @@ int m2v_piece_add(struct m2v *m, const char *s, size_t len, int32_t id,
 
 static int ids_push(struct m2v_ids *ids, int32_t id)
 {
-	int32_t *nv;
+	int32_t *nv = m2v_grow(ids->v, &ids->cap, ids->n + 1, sizeof(*nv));
 
-	if (ids->n == ids->cap) {
-		ids->cap = ids->cap ? ids->cap * 2 : 64;
-		nv = realloc(ids->v, ids->cap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		ids->v = nv;
-	}
+	if (!nv)
+		return -ENOMEM;
+	ids->v = nv;
 	ids->v[ids->n++] = id;
 	return 0;
 }
@@ -90,7 +86,7 @@ int m2v_unigram(const struct m2v *m, const char *s, size_t len,
 		goto out;
 	for (i = 0; i < len; n++) {
 		off[n] = i;
-		m2v_utf8_next((const unsigned char *)s, len, &i);
+		embed_utf8_next((const unsigned char *)s, len, &i);
 	}
 	off[n] = len;
 	best = malloc((n + 1) * sizeof(*best));
@@ -103,7 +99,7 @@ int m2v_unigram(const struct m2v *m, const char *s, size_t len,
 		best[i] = -1e18;
 	best[0] = 0.0;
 	for (i = 0; i < n; i++) {
-		uint64_t h = M2V_FNV_INIT;
+		uint64_t h = EMBED_FNV_INIT;
 		double v;
 
 		if (best[i] <= -1e17)
@@ -111,7 +107,7 @@ int m2v_unigram(const struct m2v *m, const char *s, size_t len,
 		for (L = 1; L <= m->maxlen && i + L <= n; L++) {
 			const struct m2v_piece *p;
 
-			h = m2v_fnv1a(h, s + off[i + L - 1], off[i + L] - off[i + L - 1]);
+			h = embed_fnv1a(h, s + off[i + L - 1], off[i + L] - off[i + L - 1]);
 			p = piece_find(m, s + off[i], off[i + L] - off[i], h);
 			if (!p)
 				continue;
@@ -152,7 +148,7 @@ int m2v_wordpiece_word(const struct m2v *m, const char *w, size_t len,
 	size_t start = 0, nchars = 0, i = 0, first = ids->n;
 
 	while (i < len) {
-		m2v_utf8_next((const unsigned char *)w, len, &i);
+		embed_utf8_next((const unsigned char *)w, len, &i);
 		nchars++;
 	}
 	if (nchars > m->max_word)
@@ -172,7 +168,7 @@ int m2v_wordpiece_word(const struct m2v *m, const char *w, size_t len,
 			memcpy(tmp->p + tmp->len, w + start, end - start);
 			tmp->len += end - start;
 			p = piece_find(m, tmp->p, tmp->len,
-				       m2v_fnv1a(M2V_FNV_INIT, tmp->p, tmp->len));
+				       embed_fnv1a(EMBED_FNV_INIT, tmp->p, tmp->len));
 			if (p)
 				break;
 			/* back off one code point */
@@ -200,7 +196,7 @@ int m2v_wordpiece(const struct m2v *m, const char *s, size_t len,
 
 	while (i < len) {
 		size_t at = i;
-		uint32_t cp = m2v_utf8_next((const unsigned char *)s, len, &i);
+		uint32_t cp = embed_utf8_next((const unsigned char *)s, len, &i);
 
 		if (cp == ' ' || m2v_is_punct(cp)) {
 			if (at > word &&

@@ -68,10 +68,18 @@ static bool flag(struct json_object *o, const char *key, bool def)
 	return v ? json_object_get_boolean(v) : def;
 }
 
+/* o's string member key, or def when absent or not a string. */
+static const char *str(struct json_object *o, const char *key,
+		       const char *def)
+{
+	struct json_object *v = m2v_json_get(o, key, json_type_string);
+
+	return v ? json_object_get_string(v) : def;
+}
+
 static int load_normalizer(struct m2v *m, struct json_object *norm, char *err,
 			   size_t errlen)
 {
-	struct json_object *type = m2v_json_get(norm, "type", json_type_string);
 	struct json_object *list;
 	const char *t;
 	size_t i;
@@ -79,7 +87,7 @@ static int load_normalizer(struct m2v *m, struct json_object *norm, char *err,
 
 	if (!norm || json_object_is_type(norm, json_type_null))
 		return 0;
-	t = type ? json_object_get_string(type) : "";
+	t = str(norm, "type", "");
 	if (!strcmp(t, "Sequence")) {
 		list = m2v_json_get(norm, "normalizers", json_type_array);
 		for (i = 0; list && i < json_object_array_length(list); i++) {
@@ -126,8 +134,8 @@ static int load_normalizer(struct m2v *m, struct json_object *norm, char *err,
 int m2v_load_tokenizer(struct m2v *m, const char *data, size_t len,
 		       char *err, size_t errlen)
 {
-	struct json_object *root, *model, *type, *vocab, *pre, *o;
-	const char *t, *pt;
+	struct json_object *root, *model, *vocab, *pre, *o;
+	const char *t, *pt, *unk;
 	size_t pool_len = 0, n, i, used = 0;
 	int ret = -EINVAL;
 
@@ -135,8 +143,7 @@ int m2v_load_tokenizer(struct m2v *m, const char *data, size_t len,
 	if (!root)
 		return -EINVAL;
 	model = m2v_json_get(root, "model", json_type_object);
-	type = m2v_json_get(model, "type", json_type_string);
-	t = type ? json_object_get_string(type) : "";
+	t = str(model, "type", "");
 	if (!strcmp(t, "Unigram")) {
 		m->kind = M2V_TOK_UNIGRAM;
 		vocab = m2v_json_get(model, "vocab", json_type_array);
@@ -163,13 +170,11 @@ int m2v_load_tokenizer(struct m2v *m, const char *data, size_t len,
 
 	/* pre-tokenizer: Metaspace, or BERT-style splitting */
 	pre = m2v_json_get(root, "pre_tokenizer", json_type_object);
-	o = m2v_json_get(pre, "type", json_type_string);
-	pt = o ? json_object_get_string(o) : "";
+	pt = str(pre, "type", "");
 	if (!strcmp(pt, "Metaspace")) {
 		m->pre = M2V_PRE_METASPACE;
-		o = m2v_json_get(pre, "replacement", json_type_string);
 		snprintf(m->meta, sizeof(m->meta), "%s",
-			 o ? json_object_get_string(o) : M2V_META_DEFAULT);
+			 str(pre, "replacement", M2V_META_DEFAULT));
 	} else if (!strcmp(pt, "BertPreTokenizer") || !strcmp(pt, "Whitespace") ||
 		   (!*pt && m->kind == M2V_TOK_WORDPIECE)) {
 		m->pre = M2V_PRE_BERT;
@@ -223,7 +228,7 @@ int m2v_load_tokenizer(struct m2v *m, const char *data, size_t len,
 
 			memcpy(m->pool + used, json_object_get_string(ps), pl);
 			while (k < pl) {
-				m2v_utf8_next((const unsigned char *)m->pool + used,
+				embed_utf8_next((const unsigned char *)m->pool + used,
 					      pl, &k);
 				cps++;
 			}
@@ -234,7 +239,7 @@ int m2v_load_tokenizer(struct m2v *m, const char *data, size_t len,
 			used += pl + 1;
 		}
 	} else {
-		o = m2v_json_get(model, "unk_token", json_type_string);
+		unk = str(model, "unk_token", NULL);
 		m->unk_id = -1;
 		json_object_object_foreach(vocab, key, val) {
 			size_t pl = strlen(key);
@@ -248,14 +253,12 @@ int m2v_load_tokenizer(struct m2v *m, const char *data, size_t len,
 			}
 			memcpy(m->pool + used, key, pl + 1);
 			m2v_piece_add(m, m->pool + used, pl, (int32_t)id, 0);
-			if (o && !strcmp(key, json_object_get_string(o)))
+			if (unk && !strcmp(key, unk))
 				m->unk_id = (int32_t)id;
 			used += pl + 1;
 		}
-		o = m2v_json_get(model, "continuing_subword_prefix",
-				 json_type_string);
 		snprintf(m->prefix, sizeof(m->prefix), "%s",
-			 o ? json_object_get_string(o) : "##");
+			 str(model, "continuing_subword_prefix", "##"));
 		m->prefix_len = strlen(m->prefix);
 		o = m2v_json_get(model, "max_input_chars_per_word", json_type_int);
 		m->max_word = o ? (size_t)json_object_get_int64(o) : 100;

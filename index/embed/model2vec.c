@@ -289,9 +289,9 @@ int embed_model2vec_new(const char *dir, struct embedder **out, char *err,
 		ret = -EIO;
 		goto fail;
 	}
-	h = m2v_fnv1a(M2V_FNV_INIT, st, st_len);
-	h = m2v_fnv1a(h, tok, tok_len);
-	h = m2v_fnv1a(h, &m->normalize, sizeof(m->normalize));
+	h = embed_fnv1a(EMBED_FNV_INIT, st, st_len);
+	h = embed_fnv1a(h, tok, tok_len);
+	h = embed_fnv1a(h, &m->normalize, sizeof(m->normalize));
 	snprintf(m->base.name, sizeof(m->base.name), "model2vec-%d-%016llx",
 		 m->base.dim, (unsigned long long)h);
 	json_object_put(config);

@@ -3,8 +3,8 @@
  * to index/embed/; callers use embed.h's embed_model2vec_new()).
  *
  * The parts, in the order a query meets them:
- *  - m2v_text.c: UTF-8 decoding and the normaliser (clean, CJK spacing,
- *    lowercase, Replace rules, white space);
+ *  - m2v_text.c: the normaliser (clean, CJK spacing, lowercase, Replace
+ *    rules, white space), with UTF-8 from utf8.c;
  *  - m2v_tokenize.c: the piece table and the Unigram and WordPiece
  *    tokenisers;
  *  - model2vec.c: pooling token vectors into one, freeing, and loading a
@@ -28,6 +28,7 @@
 #include <unicode/ucasemap.h>
 
 #include "embed.h"
+#include "embed_i.h"
 
 #define M2V_META_DEFAULT "\xe2\x96\x81" /* U+2581 */
 
@@ -89,30 +90,19 @@ struct m2v_ids {
 	size_t n, cap;
 };
 
-/* FNV-1a over n bytes, continuing from h (M2V_FNV_INIT to start): the
- * piece table's hash and the model name's. */
-#define M2V_FNV_INIT 0xcbf29ce484222325ull
-
-static inline uint64_t m2v_fnv1a(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-
-	while (n--) {
-		h ^= *b++;
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
 /* ---- m2v_text.c ---- */
 
-/* Decode one code point at s[*i] and advance *i; invalid or overlong
- * UTF-8 gives U+FFFD and consumes one byte. */
-uint32_t m2v_utf8_next(const unsigned char *s, size_t len, size_t *i);
-/* BERT's punctuation: ASCII non-alphanumeric graphics and Unicode P*. */
-bool m2v_is_punct(uint32_t cp);
+/*
+ * Room for need elements of size bytes in the array p of *cap elements:
+ * returns p when it is large enough, else p reallocated to need * 2 + 64
+ * elements with *cap updated, or NULL (p and *cap untouched) when out of
+ * memory. Never NULL for success, even when need is 0.
+ */
+void *m2v_grow(void *p, size_t *cap, size_t need, size_t size);
 /* Room for extra more bytes. 0 or -ENOMEM. */
 int m2v_buf_reserve(struct m2v_buf *b, size_t extra);
+/* BERT's punctuation: ASCII non-alphanumeric graphics and Unicode P*. */
+bool m2v_is_punct(uint32_t cp);
 /* Normalise text into out (UTF-8, single spaces, no leading or trailing
  * space); tmp is scratch. 0, -ENOMEM, -E2BIG or -EIO (ICU). */
 int m2v_normalize(const struct m2v *m, const char *text, size_t len,
