@@ -1,5 +1,5 @@
 /*
- * embed_builtin.c - the built-in lexical embedder ("builtin-v1").
+ * builtin.c - the built-in lexical embedder ("builtin-v1").
  *
  * Design: one streaming pass splits the bytes into words (ASCII letters and
  * digits, and every byte >= 0x80 so UTF-8 words stay whole; an apostrophe
@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "embed.h"
+#include "embed_i.h"
 #include "hash.h"
 
 #define BUILTIN_NAME "builtin-v1"
@@ -90,14 +91,7 @@ struct builtin_state {
 
 static uint64_t hash_bytes(const char *p, size_t n, uint64_t seed)
 {
-	uint64_t h = 0xcbf29ce484222325ull ^ seed;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		h ^= (unsigned char)p[i];
-		h *= 0x100000001b3ull;
-	}
-	return hash_fmix64(h);
+	return hash_fmix64(embed_fnv1a(EMBED_FNV_INIT ^ seed, p, n));
 }
 
 static void add_feature(float *out, uint64_t h, float w)

@@ -2,11 +2,11 @@
  * embed.h - text embedders behind one interface.
  *
  * An embedder turns a query's bytes into a dense float vector of a fixed
- * dimension. Implementations: the built-in lexical embedder
- * (embed_builtin.c), Model2Vec static models read from a directory
- * (embed_model2vec.c) and any OpenAI-compatible /v1/embeddings endpoint
- * (embed_http.c). A category's policy picks one (policy key "embedder" and,
- * for http, the "http.*" keys); embedder_new() builds it.
+ * dimension. Implementations: the built-in lexical embedder (builtin.c),
+ * Model2Vec static models read from a directory (model2vec.c and its
+ * m2v_*.c parts) and any OpenAI-compatible /v1/embeddings endpoint
+ * (http.c). A category's policy picks one (policy key "embedder" and, for
+ * http, the "http.*" keys); embedder_new() builds it (embed.c).
  *
  * Invariants:
  *  - embed() is reentrant: many threads may embed with one embedder at once.

@@ -1,5 +1,5 @@
 /*
- * embed_http.c - an OpenAI-compatible /v1/embeddings client ("http").
+ * http.c - an OpenAI-compatible /v1/embeddings client ("http").
  *
  * Works with any server speaking the OpenAI embeddings API (Ollama,
  * llama.cpp server, vLLM, text-embeddings-inference, OpenAI): POST
@@ -46,6 +46,7 @@
 #include <json-c/json.h>
 
 #include "embed.h"
+#include "embed_i.h"
 #include "clock.h"
 
 #define LINGER_US 1000
@@ -120,41 +121,14 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
 static char *utf8_clean(const char *s, size_t len)
 {
 	char *o = malloc(len * 3 + 1), *w = o;
-	size_t i = 0, n, k;
+	size_t i = 0;
 
 	if (!o)
 		return NULL;
-	while (i < len) {
-		unsigned char c = (unsigned char)s[i];
-		uint32_t cp = 0, min = 0;
-
-		n = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 :
-		    c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 9;
-		if (n == 0) {
-			*w++ = (char)c;
-			i++;
-			continue;
-		}
-		if (n != 9 && i + n < len) {
-			cp = c & (0x3f >> n);
-			min = n == 1 ? 0x80 : n == 2 ? 0x800 : 0x10000;
-			for (k = 1; k <= n; k++) {
-				if (((unsigned char)s[i + k] & 0xc0) != 0x80)
-					break;
-				cp = (cp << 6) | ((unsigned char)s[i + k] & 0x3f);
-			}
-			if (k > n && cp >= min && cp <= 0x10ffff &&
-			    !(cp >= 0xd800 && cp <= 0xdfff)) {
-				memcpy(w, s + i, n + 1);
-				w += n + 1;
-				i += n + 1;
-				continue;
-			}
-		}
-		memcpy(w, "\xef\xbf\xbd", 3);
-		w += 3;
-		i++;
-	}
+	/* a valid sequence re-encodes to its own bytes (no overlong forms) */
+	while (i < len)
+		w += embed_utf8_put(w, embed_utf8_next((const unsigned char *)s,
+						       len, &i));
 	*w = '\0';
 	return o;
 }
@@ -486,13 +460,10 @@ static const struct embedder_ops http_ops = {
 	.free = http_free,
 };
 
-static uint64_t fnv1a(uint64_t h, const char *s)
+/* FNV-1a of a string, then a terminator byte's worth of mixing. */
+static uint64_t fnv1a_str(uint64_t h, const char *s)
 {
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ull;
-	}
-	return h ^ 0xff;
+	return embed_fnv1a(h, s, strlen(s)) ^ 0xff;
 }
 
 int embed_http_new(const struct policy *p, struct embedder **out, char *err,
@@ -575,7 +546,7 @@ int embed_http_new(const struct policy *p, struct embedder **out, char *err,
 		}
 		h->base.dim = dim;
 	}
-	hash = fnv1a(fnv1a(0xcbf29ce484222325ull, h->url), h->model);
+	hash = fnv1a_str(fnv1a_str(EMBED_FNV_INIT, h->url), h->model);
 	snprintf(h->base.name, sizeof(h->base.name), "http-%d-%016llx",
 		 h->base.dim, (unsigned long long)hash);
 	*out = &h->base;

@@ -10,7 +10,7 @@
  * UNKNOWN_EXCEPT -1) with the message kept in a thread-local string that
  * faiss_get_last_error() returns.
  *
- * What not: this is not a full C API. Only what index/vindex.c calls is
+ * What not: this is not a full C API. Only what index/vector/ calls is
  * here; when a real libfaiss_c is found the build links it and skips this
  * file, so callers must stay within the official API.
  */

@@ -1,5 +1,5 @@
 /*
- * test_http.c - unit tests for index/embed_http.c against a real server.
+ * test_http.c - unit tests for index/embed/http.c against a real server.
  *
  * The server is the tests' own tests/tools/fake_embed_server.py (python3's
  * http.server on 127.0.0.1, deterministic hash vectors; not a real model),

@@ -1,5 +1,5 @@
 /*
- * test_model2vec.c - unit tests for index/embed_model2vec.c.
+ * test_model2vec.c - unit tests for index/embed/model2vec.c.
  *
  * Against the shared fixture (../shared/data/models/model2vec-fixture, or
  * $SEMCACHE_SHARED/data/...): the "hello" reference vector, and agreement

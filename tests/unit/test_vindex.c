@@ -1,5 +1,5 @@
 /*
- * test_vindex.c - unit tests for index/vindex.c: exact results on small
+ * test_vindex.c - unit tests for index/vector/: exact results on small
  * sets, accept filters, removes, buffer vs merged equivalence, HNSW recall
  * against brute force, compaction, save/load (and damaged files), and
  * searches racing with adds and merges.
