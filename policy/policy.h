@@ -3,7 +3,7 @@
  *
  * A directory's policy.yaml sets some keys; the effective policy of a
  * directory is the built-in defaults, overridden by the root's file, then by
- * each directory's file down to it. One typed table (policy.c) drives
+ * each directory's file down to it. One typed table (keys.c) drives
  * parsing, validation, the defaults, the printing of the effective policy
  * and the README's key list.
  *
