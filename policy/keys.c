@@ -34,151 +34,174 @@ static int validate_model(const void *value, char *msg, size_t size);
 static int validate_env_name(const void *value, char *msg, size_t size);
 static int validate_load_name(const void *value, char *msg, size_t size);
 
-#define FIELD(f) .offset = offsetof(struct policy, f)
+/*
+ * One row per key, by value type:
+ *   KEY_FLOAT(name, field, min, max, default, doc), and the same for
+ *   KEY_DURATION, KEY_MILLIS, KEY_SIZE, KEY_COUNT and KEY_INT;
+ *   KEY_ENUM(name, field, choices, default, doc);
+ *   KEY_BOOL(name, field, default, doc);
+ *   KEY_STRING(name, field, default, allowed, validator, doc).
+ * The field must have the C type its value type stores (a mismatch does not
+ * compile); a string's longest length is its array's size minus one.
+ */
+#define FIELD(f, ctype) .offset = _Generic(((struct policy *)0)->f, \
+					   ctype: offsetof(struct policy, f))
+#define KEY_FLOAT(n, f, lo, hi, d, text) { .name = n, .type = VT_FLOAT, \
+	FIELD(f, double), .fmin = lo, .fmax = hi, .fdef = d, .doc = text }
+#define KEY_WHOLE(vt, ctype, n, f, lo, hi, d, text) { .name = n, .type = vt, \
+	FIELD(f, ctype), .min = lo, .max = hi, .def = d, .doc = text }
+#define KEY_DURATION(...) KEY_WHOLE(VT_DURATION, int64_t, __VA_ARGS__)
+#define KEY_MILLIS(...) KEY_WHOLE(VT_MILLIS, int64_t, __VA_ARGS__)
+#define KEY_SIZE(...) KEY_WHOLE(VT_SIZE, int64_t, __VA_ARGS__)
+#define KEY_COUNT(...) KEY_WHOLE(VT_COUNT, int64_t, __VA_ARGS__)
+#define KEY_INT(...) KEY_WHOLE(VT_INT, int, __VA_ARGS__)
+#define KEY_ENUM(n, f, names, d, text) { .name = n, .type = VT_ENUM, \
+	.offset = offsetof(struct policy, f), .choices = names, .def = d, \
+	.doc = text }
+#define KEY_BOOL(n, f, d, text) { .name = n, .type = VT_BOOL, \
+	FIELD(f, bool), .def = d, .doc = text }
+#define KEY_STRING(n, f, d, values, check, text) { .name = n, \
+	.type = VT_STRING, FIELD(f, char *), \
+	.max = sizeof(((struct policy *)0)->f) - 1, .sdef = d, \
+	.allowed = values, .validate = check, .doc = text }
+
+#define CENTURY (36500 * DAY)   /* the longest duration a key takes */
 
 const struct policy_key_spec policy_key_specs[POLICY_NKEYS] = {
-	[POLICY_THRESHOLD] = { "threshold", VT_FLOAT, FIELD(threshold),
-		.fmin = 0, .fmax = 1, .fdef = 0.90,
-		.doc = "cosine similarity a stored query needs to be a hit" },
-	[POLICY_TTL] = { "ttl", VT_DURATION, FIELD(ttl),
-		.min = 0, .max = 36500 * DAY, .def = 7 * DAY,
-		.doc = "how long an entry lives; 0 = never expires" },
-	[POLICY_TTL_MODE] = { "ttl_mode", VT_ENUM, FIELD(ttl_mode),
-		.choices = ttl_modes, .def = POLICY_TTL_ABSOLUTE,
-		.doc = "absolute: counted from the store; sliding: from the last hit" },
-	[POLICY_QUOTA_ENTRIES] = { "quota.entries", VT_COUNT,
-		FIELD(quota_entries), .min = 0, .max = INT64_MAX, .def = 0,
-		.doc = "most entries kept; 0 = unlimited" },
-	[POLICY_QUOTA_BYTES] = { "quota.bytes", VT_SIZE, FIELD(quota_bytes),
-		.min = 0, .max = INT64_MAX, .def = 0,
-		.doc = "most bytes of entries kept; 0 = unlimited" },
-	[POLICY_EVICTION] = { "eviction", VT_ENUM, FIELD(eviction),
-		.choices = evictions, .def = POLICY_EVICT_LRU,
-		.doc = "which entry goes first when a quota is reached" },
-	[POLICY_CACHE] = { "cache", VT_BOOL, FIELD(cache), .def = 1,
-		.doc = "false: never store or serve responses here" },
-	[POLICY_CONTEXT] = { "context", VT_ENUM, FIELD(context),
-		.choices = contexts, .def = POLICY_CONTEXT_MATCH,
-		.doc = "match: a hit needs the same context too; ignore: the query alone decides" },
-	[POLICY_LIMITS_QUERY_BYTES] = { "limits.query_bytes", VT_SIZE,
-		FIELD(query_bytes), .min = 1, .max = 16 * MIB, .def = 64 * KIB,
-		.doc = "largest query accepted" },
-	[POLICY_LIMITS_RESPONSE_BYTES] = { "limits.response_bytes", VT_SIZE,
-		FIELD(response_bytes), .min = 1, .max = GIB, .def = 16 * MIB,
-		.doc = "largest response stored" },
-	[POLICY_HNSW_M] = { "hnsw.m", VT_INT, FIELD(hnsw_m),
-		.min = 4, .max = 128, .def = 32,
-		.doc = "HNSW links per node (fixed when the index is built)" },
-	[POLICY_HNSW_EF_CONSTRUCTION] = { "hnsw.ef_construction", VT_INT,
-		FIELD(hnsw_ef_construction), .min = 8, .max = 2048, .def = 128,
-		.doc = "HNSW candidate list size while inserting" },
-	[POLICY_HNSW_EF_SEARCH] = { "hnsw.ef_search", VT_INT,
-		FIELD(hnsw_ef_search), .min = 1, .max = 4096, .def = 32,
-		.doc = "HNSW candidate list size while searching" },
-	[POLICY_EMBEDDER] = { "embedder", VT_STRING, FIELD(embedder),
-		.max = POLICY_EMBEDDER_MAX - 1, .sdef = "builtin",
-		.allowed = "builtin, model2vec:/ABSOLUTE/DIR, http",
-		.validate = validate_embedder,
-		.doc = "how text becomes a vector: the built-in lexical embedder, "
-		       "a Model2Vec model directory, or the http.* endpoint" },
-	[POLICY_HTTP_URL] = { "http.url", VT_STRING, FIELD(http_url),
-		.max = POLICY_URL_MAX - 1, .sdef = "",
-		.allowed = "http://... or https://...",
-		.validate = validate_url,
-		.doc = "embedder http: the OpenAI-compatible endpoint, e.g. "
-		       "http://127.0.0.1:11434/v1/embeddings" },
-	[POLICY_HTTP_MODEL] = { "http.model", VT_STRING, FIELD(http_model),
-		.max = POLICY_NAME_MAX - 1, .sdef = "",
-		.allowed = "a model name", .validate = validate_model,
-		.doc = "embedder http: the model the endpoint runs" },
-	[POLICY_HTTP_DIMENSIONS] = { "http.dimensions", VT_INT,
-		FIELD(http_dimensions), .min = 0, .max = 65536, .def = 0,
-		.doc = "embedder http: vector size to request; 0 = the model's own "
-		       "(learnt from the first answer)" },
-	[POLICY_HTTP_API_KEY_ENV] = { "http.api_key_env", VT_STRING,
-		FIELD(http_api_key_env), .max = POLICY_NAME_MAX - 1, .sdef = "",
-		.allowed = "an environment variable name",
-		.validate = validate_env_name,
-		.doc = "embedder http: the NAME of the environment variable "
-		       "holding the API key (never the key itself); \"\" = none" },
-	[POLICY_HTTP_TIMEOUT] = { "http.timeout", VT_MILLIS,
-		FIELD(http_timeout_ms), .min = 1, .max = 600000, .def = 2000,
-		.doc = "embedder http: longest wait for one request; after it the "
-		       "lookup is a miss" },
-	[POLICY_HTTP_RETRIES] = { "http.retries", VT_INT, FIELD(http_retries),
-		.min = 0, .max = 10, .def = 1,
-		.doc = "embedder http: extra attempts after a failed request" },
-	[POLICY_HTTP_BATCH] = { "http.batch", VT_INT, FIELD(http_batch),
-		.min = 1, .max = 2048, .def = 16,
-		.doc = "embedder http: most concurrent queries sent in one request" },
-	[POLICY_MODEL] = { "model", VT_STRING, FIELD(model),
-		.max = POLICY_NAME_MAX - 1, .sdef = "",
-		.allowed = "a name of letters, digits, '.', '_', '-'",
-		.validate = validate_load_name,
-		.doc = "the downstream model this category fronts; its load is "
-		       "reported in MOUNTPOINT/.load/NAME" },
-	[POLICY_ADAPTIVE_ENABLED] = { "adaptive.enabled", VT_BOOL,
-		FIELD(adaptive_enabled), .def = 0,
-		.doc = "follow the model's load: loosen threshold and lengthen ttl "
-		       "while it is overloaded" },
-	[POLICY_ADAPTIVE_THRESHOLD_MIN] = { "adaptive.threshold_min", VT_FLOAT,
-		FIELD(adaptive_threshold_min), .fmin = 0, .fmax = 1, .fdef = 0.80,
-		.doc = "the threshold under sustained high load (never above threshold)" },
-	[POLICY_ADAPTIVE_TTL_MAX] = { "adaptive.ttl_max", VT_DURATION,
-		FIELD(adaptive_ttl_max), .min = 0, .max = 36500 * DAY, .def = 30 * DAY,
-		.doc = "the ttl under sustained high load (never below ttl; 0 = never expires)" },
-	[POLICY_ADAPTIVE_HIGH] = { "adaptive.high", VT_FLOAT,
-		FIELD(adaptive_high), .fmin = 0, .fmax = 1, .fdef = 0.80,
-		.doc = "load (0..1) at or above which the category adapts" },
-	[POLICY_ADAPTIVE_LOW] = { "adaptive.low", VT_FLOAT,
-		FIELD(adaptive_low), .fmin = 0, .fmax = 1, .fdef = 0.50,
-		.doc = "load at or below which it returns to normal (hysteresis)" },
-	[POLICY_ADAPTIVE_RATE] = { "adaptive.rate", VT_FLOAT,
-		FIELD(adaptive_rate), .fmin = 0.001, .fmax = 1000, .fdef = 0.2,
-		.doc = "how fast to move: share of the way between normal and full "
-		       "adaptation per second" },
-	[POLICY_ADAPTIVE_STALE_AFTER] = { "adaptive.stale_after", VT_DURATION,
-		FIELD(adaptive_stale_after), .min = 1, .max = 36500 * DAY, .def = 30,
-		.doc = "a load report older than this counts as normal load" },
-	[POLICY_ADAPTIVE_LEARN_THRESHOLD] = { "adaptive.learn_threshold", VT_BOOL,
-		FIELD(adaptive_learn_threshold), .def = 0,
-		.doc = "a wrong hit reported in NAME.feedback raises the threshold "
-		       "just above its score (bounded, decaying back)" },
-	[POLICY_ADAPTIVE_LEARN_DECAY] = { "adaptive.learn_decay", VT_DURATION,
-		FIELD(adaptive_learn_decay), .min = 1, .max = 36500 * DAY, .def = 3600,
-		.doc = "how long a learnt threshold takes to decay back" },
-	[POLICY_LLM_COST_MS] = { "llm_cost_ms", VT_INT, FIELD(llm_cost_ms),
-		.min = 0, .max = 86400000, .def = 0,
-		.doc = "what a miss costs downstream, in milliseconds (for break-even "
-		       "accounting in .stats); 0 = unknown" },
-	[POLICY_AUTO_DISABLE] = { "auto_disable", VT_DURATION,
-		FIELD(auto_disable), .min = 0, .max = 36500 * DAY, .def = 0,
-		.doc = "stop storing after the hit rate stayed below break-even for "
-		       "this long (needs llm_cost_ms); 0 = never" },
-	[POLICY_FILL_TIMEOUT] = { "fill_timeout", VT_MILLIS,
-		FIELD(fill_timeout_ms), .min = 0, .max = 600000, .def = 0,
-		.doc = "coalesce misses: a query matching one whose fill is pending "
-		       "waits up to this long for it; 0 = off" },
+	[POLICY_THRESHOLD] = KEY_FLOAT("threshold", threshold, 0, 1, 0.90,
+		"cosine similarity a stored query needs to be a hit"),
+	[POLICY_TTL] = KEY_DURATION("ttl", ttl, 0, CENTURY, 7 * DAY,
+		"how long an entry lives; 0 = never expires"),
+	[POLICY_TTL_MODE] = KEY_ENUM("ttl_mode", ttl_mode, ttl_modes,
+		POLICY_TTL_ABSOLUTE,
+		"absolute: counted from the store; sliding: from the last hit"),
+	[POLICY_QUOTA_ENTRIES] = KEY_COUNT("quota.entries", quota_entries,
+		0, INT64_MAX, 0, "most entries kept; 0 = unlimited"),
+	[POLICY_QUOTA_BYTES] = KEY_SIZE("quota.bytes", quota_bytes,
+		0, INT64_MAX, 0, "most bytes of entries kept; 0 = unlimited"),
+	[POLICY_EVICTION] = KEY_ENUM("eviction", eviction, evictions,
+		POLICY_EVICT_LRU, "which entry goes first when a quota is reached"),
+	[POLICY_CACHE] = KEY_BOOL("cache", cache, true,
+		"false: never store or serve responses here"),
+	[POLICY_CONTEXT] = KEY_ENUM("context", context, contexts,
+		POLICY_CONTEXT_MATCH,
+		"match: a hit needs the same context too; ignore: the query alone decides"),
+	[POLICY_LIMITS_QUERY_BYTES] = KEY_SIZE("limits.query_bytes", query_bytes,
+		1, 16 * MIB, 64 * KIB, "largest query accepted"),
+	[POLICY_LIMITS_RESPONSE_BYTES] = KEY_SIZE("limits.response_bytes",
+		response_bytes, 1, GIB, 16 * MIB, "largest response stored"),
+	[POLICY_HNSW_M] = KEY_INT("hnsw.m", hnsw_m, 4, 128, 32,
+		"HNSW links per node (fixed when the index is built)"),
+	[POLICY_HNSW_EF_CONSTRUCTION] = KEY_INT("hnsw.ef_construction",
+		hnsw_ef_construction, 8, 2048, 128,
+		"HNSW candidate list size while inserting"),
+	[POLICY_HNSW_EF_SEARCH] = KEY_INT("hnsw.ef_search", hnsw_ef_search,
+		1, 4096, 32, "HNSW candidate list size while searching"),
+	[POLICY_EMBEDDER] = KEY_STRING("embedder", embedder, "builtin",
+		"builtin, model2vec:/ABSOLUTE/DIR, http", validate_embedder,
+		"how text becomes a vector: the built-in lexical embedder, "
+		"a Model2Vec model directory, or the http.* endpoint"),
+	[POLICY_HTTP_URL] = KEY_STRING("http.url", http_url, "",
+		"http://... or https://...", validate_url,
+		"embedder http: the OpenAI-compatible endpoint, e.g. "
+		"http://127.0.0.1:11434/v1/embeddings"),
+	[POLICY_HTTP_MODEL] = KEY_STRING("http.model", http_model, "",
+		"a model name", validate_model,
+		"embedder http: the model the endpoint runs"),
+	[POLICY_HTTP_DIMENSIONS] = KEY_INT("http.dimensions", http_dimensions,
+		0, 65536, 0,
+		"embedder http: vector size to request; 0 = the model's own "
+		"(learnt from the first answer)"),
+	[POLICY_HTTP_API_KEY_ENV] = KEY_STRING("http.api_key_env",
+		http_api_key_env, "", "an environment variable name",
+		validate_env_name,
+		"embedder http: the NAME of the environment variable "
+		"holding the API key (never the key itself); \"\" = none"),
+	[POLICY_HTTP_TIMEOUT] = KEY_MILLIS("http.timeout", http_timeout_ms,
+		1, 600000, 2000,
+		"embedder http: longest wait for one request; after it the "
+		"lookup is a miss"),
+	[POLICY_HTTP_RETRIES] = KEY_INT("http.retries", http_retries, 0, 10, 1,
+		"embedder http: extra attempts after a failed request"),
+	[POLICY_HTTP_BATCH] = KEY_INT("http.batch", http_batch, 1, 2048, 16,
+		"embedder http: most concurrent queries sent in one request"),
+	[POLICY_MODEL] = KEY_STRING("model", model, "",
+		"a name of letters, digits, '.', '_', '-'", validate_load_name,
+		"the downstream model this category fronts; its load is "
+		"reported in MOUNTPOINT/.load/NAME"),
+	[POLICY_ADAPTIVE_ENABLED] = KEY_BOOL("adaptive.enabled",
+		adaptive_enabled, false,
+		"follow the model's load: loosen threshold and lengthen ttl "
+		"while it is overloaded"),
+	[POLICY_ADAPTIVE_THRESHOLD_MIN] = KEY_FLOAT("adaptive.threshold_min",
+		adaptive_threshold_min, 0, 1, 0.80,
+		"the threshold under sustained high load (never above threshold)"),
+	[POLICY_ADAPTIVE_TTL_MAX] = KEY_DURATION("adaptive.ttl_max",
+		adaptive_ttl_max, 0, CENTURY, 30 * DAY,
+		"the ttl under sustained high load (never below ttl; 0 = never expires)"),
+	[POLICY_ADAPTIVE_HIGH] = KEY_FLOAT("adaptive.high", adaptive_high,
+		0, 1, 0.80, "load (0..1) at or above which the category adapts"),
+	[POLICY_ADAPTIVE_LOW] = KEY_FLOAT("adaptive.low", adaptive_low,
+		0, 1, 0.50,
+		"load at or below which it returns to normal (hysteresis)"),
+	[POLICY_ADAPTIVE_RATE] = KEY_FLOAT("adaptive.rate", adaptive_rate,
+		0.001, 1000, 0.2,
+		"how fast to move: share of the way between normal and full "
+		"adaptation per second"),
+	[POLICY_ADAPTIVE_STALE_AFTER] = KEY_DURATION("adaptive.stale_after",
+		adaptive_stale_after, 1, CENTURY, 30,
+		"a load report older than this counts as normal load"),
+	[POLICY_ADAPTIVE_LEARN_THRESHOLD] = KEY_BOOL("adaptive.learn_threshold",
+		adaptive_learn_threshold, false,
+		"a wrong hit reported in NAME.feedback raises the threshold "
+		"just above its score (bounded, decaying back)"),
+	[POLICY_ADAPTIVE_LEARN_DECAY] = KEY_DURATION("adaptive.learn_decay",
+		adaptive_learn_decay, 1, CENTURY, 3600,
+		"how long a learnt threshold takes to decay back"),
+	[POLICY_LLM_COST_MS] = KEY_INT("llm_cost_ms", llm_cost_ms,
+		0, 86400000, 0,
+		"what a miss costs downstream, in milliseconds (for break-even "
+		"accounting in .stats); 0 = unknown"),
+	[POLICY_AUTO_DISABLE] = KEY_DURATION("auto_disable", auto_disable,
+		0, CENTURY, 0,
+		"stop storing after the hit rate stayed below break-even for "
+		"this long (needs llm_cost_ms); 0 = never"),
+	[POLICY_FILL_TIMEOUT] = KEY_MILLIS("fill_timeout", fill_timeout_ms,
+		0, 600000, 0,
+		"coalesce misses: a query matching one whose fill is pending "
+		"waits up to this long for it; 0 = off"),
 };
 
 /* ---- validators ------------------------------------------------------ */
+
+/* Control bytes (below 0x20, DEL); the second also counts spaces. */
+static bool has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+static bool has_space_or_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
 
 /* builtin, http, model2vec:/ABSOLUTE/PATH (the directory is checked when
  * the embedder is created, not here: the parser reads no files). */
 static int validate_embedder(const void *value, char *msg, size_t size)
 {
-	const char *name = value, *path;
+	const char *name = value;
 	char shown[48];
-	size_t i;
 
 	if (strcmp(name, "builtin") == 0 || strcmp(name, "http") == 0)
 		return 0;
 	if (strncmp(name, "model2vec:", 10) == 0) {
-		path = name + 10;
-		for (i = 0; path[i]; i++)
-			if ((unsigned char)path[i] < 0x20 || path[i] == 0x7f)
-				break;
-		if (path[0] == '/' && !path[i])
+		if (name[10] == '/' && !has_control(name + 10))
 			return 0;
 		snprintf(msg, size, "embedder: '%s' needs an absolute model "
 			 "directory, like 'model2vec:/srv/models/potion-base-8M'",
@@ -189,14 +212,6 @@ static int validate_embedder(const void *value, char *msg, size_t size)
 		 "model2vec:/ABSOLUTE/DIR, http)",
 		 policy_show(name, strlen(name), shown, sizeof(shown)));
 	return -EINVAL;
-}
-
-static bool has_space_or_control(const char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char)*s <= 0x20 || *s == 0x7f)
-			return true;
-	return false;
 }
 
 static int validate_url(const void *value, char *msg, size_t size)
@@ -218,13 +233,9 @@ static int validate_url(const void *value, char *msg, size_t size)
 static int validate_model(const void *value, char *msg, size_t size)
 {
 	const char *model = value;
-	const char *s;
 	char shown[48];
 
-	for (s = model; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			break;
-	if (model[0] && !*s)
+	if (model[0] && !has_control(model))
 		return 0;
 	snprintf(msg, size, "http.model: '%s' is not a model name",
 		 policy_show(model, strlen(model), shown, sizeof(shown)));

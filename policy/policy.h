@@ -7,7 +7,10 @@
  * parsing, validation, the defaults, the printing of the effective policy
  * and the README's key list.
  *
- * This module knows nothing of FUSE or FAISS; it works on bytes and structs.
+ * No global mutable state and no locks: every function may be called from
+ * any thread, and a struct policy_file is never changed after it is parsed,
+ * so threads may share one. This module knows nothing of FUSE or FAISS; it
+ * works on bytes and structs and reads no files.
  */
 #ifndef SEMCACHE_POLICY_H
 #define SEMCACHE_POLICY_H

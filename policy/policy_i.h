@@ -15,8 +15,8 @@
  *
  * Invariants: policy_key_specs[] has one row per enum policy_key, in that
  * order; a row's offset names a field of struct policy whose C type is the
- * one its value type stores (see enum policy_vtype). All of it is
- * constant: no mutable state, no locks.
+ * one its value type stores (see enum policy_vtype), checked when the
+ * table compiles. All of it is constant: no mutable state, no locks.
  */
 #ifndef SEMCACHE_POLICY_I_H
 #define SEMCACHE_POLICY_I_H

@@ -81,70 +81,51 @@ void policy_format_range(const struct policy_key_spec *ks, char *buf,
 	policy_out_result(&o);
 }
 
-/* What a value of this key looks like, for "expected ..." messages. */
+/* What each value type is called in words, one row per type. */
+static const struct {
+	const char *doc;          /* the Markdown table's type column */
+	const char *placeholder;  /* in a group's form: "{entries: N}" */
+	const char *form;         /* "expected ..."; NULL: made from the key */
+} vtype_words[] = {
+	[VT_FLOAT] = { "number", "NUMBER", NULL },
+	[VT_DURATION] = { "duration", "DURATION",
+			  "a duration like 30s, 5m, 2h, 7d or 0" },
+	[VT_MILLIS] = { "duration", "DURATION",
+			"a duration like 500ms, 2s or 1m" },
+	[VT_SIZE] = { "size", "SIZE",
+		      "a size like 512KiB, 64MiB, 2GiB or a number of bytes" },
+	[VT_COUNT] = { "integer", "N", "a whole number" },
+	[VT_INT] = { "integer", "N", "a whole number" },
+	[VT_ENUM] = { "choice", "NAME", NULL },
+	[VT_BOOL] = { "boolean", "true|false", "true or false" },
+	[VT_STRING] = { "string", "NAME", "a name" },
+};
+
 void policy_format_form(const struct policy_key_spec *ks, char *buf,
 			size_t size)
 {
 	struct policy_out o = { buf, size, 0 };
-	char range[128];
+	char lo[32], hi[32];
 	size_t i;
 
-	switch (ks->type) {
-	case VT_FLOAT:
-		policy_format_float(ks->fmin, range, sizeof(range));
-		policy_out_printf(&o, "a number from %s", range);
-		policy_format_float(ks->fmax, range, sizeof(range));
-		policy_out_printf(&o, " to %s", range);
-		break;
-	case VT_DURATION:
-		policy_out_printf(&o, "a duration like 30s, 5m, 2h, 7d or 0");
-		break;
-	case VT_MILLIS:
-		policy_out_printf(&o, "a duration like 500ms, 2s or 1m");
-		break;
-	case VT_SIZE:
-		policy_out_printf(&o, "a size like 512KiB, 64MiB, 2GiB or a number of bytes");
-		break;
-	case VT_COUNT:
-	case VT_INT:
-		policy_out_printf(&o, "a whole number");
-		break;
-	case VT_ENUM:
+	if (vtype_words[ks->type].form) {
+		policy_out_printf(&o, "%s", vtype_words[ks->type].form);
+	} else if (ks->type == VT_FLOAT) {
+		policy_format_float(ks->fmin, lo, sizeof(lo));
+		policy_format_float(ks->fmax, hi, sizeof(hi));
+		policy_out_printf(&o, "a number from %s to %s", lo, hi);
+	} else {
 		policy_out_printf(&o, "one of");
 		for (i = 0; ks->choices[i]; i++)
-			policy_out_printf(&o, "%s %s", i ? "," : "", ks->choices[i]);
-		break;
-	case VT_BOOL:
-		policy_out_printf(&o, "true or false");
-		break;
-	case VT_STRING:
-		policy_out_printf(&o, "a name");
-		break;
+			policy_out_printf(&o, "%s %s", i ? "," : "",
+					  ks->choices[i]);
 	}
 	policy_out_result(&o);
 }
 
 const char *policy_placeholder(const struct policy_key_spec *ks)
 {
-	switch (ks->type) {
-	case VT_FLOAT:
-		return "NUMBER";
-	case VT_DURATION:
-	case VT_MILLIS:
-		return "DURATION";
-	case VT_SIZE:
-		return "SIZE";
-	case VT_COUNT:
-	case VT_INT:
-		return "N";
-	case VT_ENUM:
-		return "NAME";
-	case VT_BOOL:
-		return "true|false";
-	case VT_STRING:
-		return "NAME";
-	}
-	BUG("unknown value type");
+	return vtype_words[ks->type].placeholder;
 }
 
 void policy_format_value(const struct policy_key_spec *ks,
@@ -213,13 +194,6 @@ int policy_format(const struct policy *p, char *buf, size_t size)
 
 int policy_keys_markdown(char *buf, size_t size)
 {
-	static const char *const type_names[] = {
-		[VT_FLOAT] = "number", [VT_DURATION] = "duration",
-		[VT_MILLIS] = "duration",
-		[VT_SIZE] = "size", [VT_COUNT] = "integer",
-		[VT_INT] = "integer", [VT_ENUM] = "choice",
-		[VT_BOOL] = "boolean", [VT_STRING] = "string",
-	};
 	struct policy_out o = { buf, size, 0 };
 	struct policy def;
 	char value[POLICY_VALUE_MAX + 4], range[128];
@@ -234,8 +208,8 @@ int policy_keys_markdown(char *buf, size_t size)
 		policy_format_value(ks, &def, value, sizeof(value));
 		policy_format_range(ks, range, sizeof(range));
 		policy_out_printf(&o, "| `%s` | %s | `%s` | %s | %s |\n",
-				  ks->name, type_names[ks->type], value, range,
-				  ks->doc);
+				  ks->name, vtype_words[ks->type].doc, value,
+				  range, ks->doc);
 	}
 	return policy_out_result(&o);
 }

@@ -45,10 +45,12 @@ const char *policy_show(const char *s, size_t len, char *buf, size_t size)
 	return buf;
 }
 
-static const struct {
+struct unit {
 	const char *suffix;
 	int64_t mult;
-} size_units[] = {
+};
+
+static const struct unit size_units[] = {
 	/* formatting prefers earlier rows when lengths tie */
 	{ "EiB", (int64_t)1 << 60 }, { "PiB", (int64_t)1 << 50 },
 	{ "TiB", (int64_t)1 << 40 }, { "GiB", GIB }, { "MiB", MIB },
@@ -59,12 +61,12 @@ static const struct {
 	{ "kB", 1000 }, { "B", 1 },
 };
 
-static const struct {
-	char suffix;
-	int64_t mult;
-} duration_units[] = {
-	{ 'd', DAY }, { 'h', 3600 }, { 'm', 60 }, { 's', 1 },
+/* formatting takes the first that divides: the largest */
+static const struct unit duration_units[] = {
+	{ "d", DAY }, { "h", 3600 }, { "m", 60 }, { "s", 1 },
 };
+
+#define NUNITS(units) (sizeof(units) / sizeof(units[0]))
 
 /*
  * Leading decimal digits of s[*i..len) -> *v. 0, -EINVAL when there is no
@@ -109,37 +111,13 @@ int policy_parse_whole_n(const char *s, size_t len, int64_t *out)
 	return 0;
 }
 
-int policy_parse_duration_n(const char *s, size_t len, int64_t *out)
-{
-	size_t i = 0, u;
-	bool neg = false;
-	int64_t v;
-	int r;
-
-	if (i < len && s[i] == '-') {
-		neg = true;
-		i++;
-	}
-	r = parse_digits(s, len, &i, &v);
-	if (r == -EINVAL)
-		return r;
-	if (i == len) {
-		u = sizeof(duration_units) / sizeof(duration_units[0]) - 1;
-	} else {
-		for (u = 0; u < sizeof(duration_units) / sizeof(duration_units[0]); u++)
-			if (s[i] == duration_units[u].suffix)
-				break;
-		if (u == sizeof(duration_units) / sizeof(duration_units[0]) ||
-		    i + 1 != len)
-			return -EINVAL;
-	}
-	if (r < 0 || neg || v > INT64_MAX / duration_units[u].mult)
-		return -ERANGE;
-	*out = v * duration_units[u].mult;
-	return 0;
-}
-
-int policy_parse_size_n(const char *s, size_t len, int64_t *out)
+/*
+ * An optional '-', digits, then nothing or one of the n units' suffixes
+ * (nothing counts 1) -> the number times the unit. -ERANGE when negative
+ * or past INT64_MAX.
+ */
+static int parse_in_units(const char *s, size_t len, const struct unit *units,
+			  size_t n, int64_t *out)
 {
 	size_t i = 0, u;
 	bool neg = false;
@@ -154,17 +132,28 @@ int policy_parse_size_n(const char *s, size_t len, int64_t *out)
 	if (r == -EINVAL)
 		return r;
 	if (i < len) {
-		for (u = 0; u < sizeof(size_units) / sizeof(size_units[0]); u++)
-			if (policy_text_is(s + i, len - i, size_units[u].suffix))
+		for (u = 0; u < n; u++)
+			if (policy_text_is(s + i, len - i, units[u].suffix))
 				break;
-		if (u == sizeof(size_units) / sizeof(size_units[0]))
+		if (u == n)
 			return -EINVAL;
-		mult = size_units[u].mult;
+		mult = units[u].mult;
 	}
 	if (r < 0 || neg || v > INT64_MAX / mult)
 		return -ERANGE;
 	*out = v * mult;
 	return 0;
+}
+
+int policy_parse_duration_n(const char *s, size_t len, int64_t *out)
+{
+	return parse_in_units(s, len, duration_units, NUNITS(duration_units),
+			      out);
+}
+
+int policy_parse_size_n(const char *s, size_t len, int64_t *out)
+{
+	return parse_in_units(s, len, size_units, NUNITS(size_units), out);
 }
 
 /*
@@ -276,10 +265,10 @@ void policy_format_duration(int64_t secs, char *buf, size_t size)
 		snprintf(buf, size, "0");
 		return;
 	}
-	for (u = 0; u < sizeof(duration_units) / sizeof(duration_units[0]); u++)
+	for (u = 0; u < NUNITS(duration_units); u++)
 		if (secs % duration_units[u].mult == 0)
 			break;
-	snprintf(buf, size, "%" PRId64 "%c", secs / duration_units[u].mult,
+	snprintf(buf, size, "%" PRId64 "%s", secs / duration_units[u].mult,
 		 duration_units[u].suffix);
 }
 
@@ -289,7 +278,7 @@ void policy_format_size(int64_t bytes, char *buf, size_t size)
 	size_t u;
 
 	snprintf(best, sizeof(best), "%" PRId64, bytes);
-	for (u = 0; bytes > 0 && u < sizeof(size_units) / sizeof(size_units[0]); u++) {
+	for (u = 0; bytes > 0 && u < NUNITS(size_units); u++) {
 		if (size_units[u].mult == 1 || bytes % size_units[u].mult)
 			continue;
 		snprintf(cand, sizeof(cand), "%" PRId64 "%s",
