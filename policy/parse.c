@@ -8,13 +8,17 @@
  * by its key's type through values.c, bounds-checked and validated. A
  * scalar is read by its key's type, not by YAML tag resolution: plain and
  * quoted scalars mean the same (threshold: "0.9" is accepted) and tags are
- * ignored. Every error is -EINVAL with a 1-based line and column taken
- * from libyaml's marks and a message that quotes the offending text
- * (policy_show: bounded, control bytes masked) and says what is expected.
+ * ignored. Every error is -EINVAL (-ENOMEM when memory runs out) with a
+ * 1-based line and column taken from libyaml's marks and a message that
+ * says what is expected; the walk quotes user text through policy_show
+ * (bounded, control bytes masked).
  *
  * It does not read files, walk directories or cache parsed policies: the
- * caller hands in bytes and owns the struct policy_file. There is no
- * global mutable state; every function may be called from any thread.
+ * caller hands in bytes and owns the struct policy_file. It does not bound
+ * the input's size or nesting: libyaml builds the whole tree before the
+ * walk starts (and its scanner takes time quadratic in the depth of nested
+ * flow collections). There is no global mutable state; every function may
+ * be called from any thread.
  */
 #include "policy_i.h"
 #include "semlog.h"

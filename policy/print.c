@@ -1,16 +1,18 @@
 /*
  * print.c - policies and keys as text: the effective policy that .policy
  * shows, with where each value came from, the Markdown table of every key
- * (semcachefs --keys, the README), and the phrases parse errors use to say
- * what a key accepts.
+ * (semcachefs --policy-keys, the README), and the phrases parse errors use
+ * to say what a key accepts.
  *
  * Design: everything is generated from the key table (keys.c) and the
- * value writers (values.c), so the printed policy parses back to itself
- * and the documentation cannot drift from the parser. Output goes through
- * struct policy_out, an appender with snprintf's contract: it never writes
- * past size and returns the length the whole text needs.
+ * value writers (values.c), so the documentation cannot drift from the
+ * parser, and numbers, durations and sizes print in forms the parser
+ * reads (decimals rounded to 4 places). Output goes through struct
+ * policy_out, an appender with snprintf's contract: it never writes past
+ * size and returns the length the whole text needs.
  *
- * It does not allocate and holds no state.
+ * It does not quote strings (an empty one prints as ""; one holding " #"
+ * or starting with '[' does not read back as YAML), allocate or hold state.
  */
 #include "policy_i.h"
 #include "semlog.h"

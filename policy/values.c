@@ -6,9 +6,10 @@
  * Design: readers take a pointer and a length (libyaml's scalars are not
  * NUL-terminated) and tell "not such a value" (-EINVAL) from "such a value
  * that does not fit" (-ERANGE), so that messages can say which; the public
- * policy_parse_*() wrappers fold both into -EINVAL. Writers print the
- * shortest exact form, so what .policy prints parses back to the same
- * value. Numbers are plain decimals without exponents, hex, .inf or .nan;
+ * policy_parse_*() wrappers fold both into -EINVAL. Writers print
+ * durations and sizes in their shortest exact form, which reads back to
+ * the same value, and decimals rounded to 4 places (0.12345 prints 0.1235).
+ * Numbers are plain decimals without exponents, hex, .inf or .nan;
  * booleans are YAML 1.2's true/false, never yes/no/on/off.
  *
  * It knows nothing of YAML or of keys beyond their value type; bounds are
