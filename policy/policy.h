@@ -3,11 +3,14 @@
  *
  * A directory's policy.yaml sets some keys; the effective policy of a
  * directory is the built-in defaults, overridden by the root's file, then by
- * each directory's file down to it. One typed table (policy.c) drives
+ * each directory's file down to it. One typed table (keys.c) drives
  * parsing, validation, the defaults, the printing of the effective policy
  * and the README's key list.
  *
- * This module knows nothing of FUSE or FAISS; it works on bytes and structs.
+ * No global mutable state and no locks: every function may be called from
+ * any thread, and a struct policy_file is never changed after it is parsed,
+ * so threads may share one. This module knows nothing of FUSE or FAISS; it
+ * works on bytes and structs and reads no files.
  */
 #ifndef SEMCACHE_POLICY_H
 #define SEMCACHE_POLICY_H

@@ -4,6 +4,7 @@
  * What not: no sampling or shuffling; callers pick questions by index.
  */
 #include "bench_corpus.h"
+#include "bench_util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -14,12 +15,6 @@
 
 #include "hash.h"
 #include "textnorm.h"
-
-static void oom(void)
-{
-	fprintf(stderr, "bench: out of memory loading the corpus\n");
-	exit(1);
-}
 
 int bench_corpus_load(struct bench_corpus *c, const char *path)
 {
@@ -44,21 +39,30 @@ int bench_corpus_load(struct bench_corpus *c, const char *path)
 		if (u64map_get(&seen, h))
 			continue;
 		if (u64map_put(&seen, h, (void *)1))
-			oom();
+			bench_die("out of memory loading the corpus");
 		if (c->n == cap) {
 			cap = cap ? cap * 2 : 65536;
-			c->q = realloc(c->q, cap * sizeof(*c->q));
-			if (!c->q)
-				oom();
+			c->q = bench_xrealloc(c->q, cap, sizeof(*c->q));
 		}
 		c->q[c->n] = strdup(line);
 		if (!c->q[c->n])
-			oom();
+			bench_die("out of memory loading the corpus");
 		c->n++;
 	}
 	fclose(f);
 	u64map_release(&seen);
 	return 0;
+}
+
+void bench_corpus_need(struct bench_corpus *c, const char *path)
+{
+	int rc = bench_corpus_load(c, path);
+
+	if (rc) {
+		printf("SKIP: corpus '%s' not readable (%s); get ../shared/data or pass --corpus\n",
+		       path, strerror(-rc));
+		exit(77);
+	}
 }
 
 void bench_paraphrase(const char *src, char *out, size_t size)

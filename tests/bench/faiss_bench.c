@@ -40,7 +40,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <faiss/c_api/AutoTune_c.h>
@@ -51,53 +50,25 @@
 
 #include "config.h"
 #include "embed.h"
+#include "bench_util.h"
 
 #define K 16
 
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
 static void die_faiss(const char *what)
 {
-	fprintf(stderr, "faiss_bench: faiss %s failed: %s\n", what,
-		faiss_get_last_error());
-	exit(1);
+	bench_die("faiss %s failed: %s", what, faiss_get_last_error());
 }
 
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n, size);
-
-	if (!p) {
-		fprintf(stderr, "faiss_bench: out of memory (%zu x %zu bytes)\n", n, size);
-		exit(1);
-	}
-	return p;
-}
-
-/* xorshift64* and Box-Muller: Gaussian coordinates give directions
- * uniform on the sphere once normalised. */
+/* bench_rng's state (-s picks it) and Box-Muller: Gaussian coordinates
+ * give directions uniform on the sphere once normalised. */
 static uint64_t rng_state;
-
-static double rng_unit(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return ((rng_state * 2685821657736338717ULL) >> 11) * (1.0 / 9007199254740992.0);
-}
 
 static void random_unit(float *v, int dim)
 {
 	double s = 0;
 
 	for (int i = 0; i < dim; i++) {
-		double u = rng_unit() + 1e-12, w = rng_unit();
+		double u = bench_rng_unit(&rng_state) + 1e-12, w = bench_rng_unit(&rng_state);
 
 		v[i] = (float)(sqrt(-2 * log(u)) * cos(2 * M_PI * w));
 		s += (double)v[i] * v[i];
@@ -151,20 +122,6 @@ static int corpus_vectors(const char *path, size_t skip, size_t n, float *out,
 		rc = -EINVAL;
 	}
 	return rc;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-static double pct(const double *sorted, size_t n, double p)
-{
-	size_t i = (size_t)(p * (n - 1) + 0.5);
-
-	return sorted[i < n ? i : n - 1];
 }
 
 /* Top-1 and threshold-decision agreement of HNSW with an exact scan. */
@@ -229,7 +186,7 @@ int main(int argc, char **argv)
 	char desc[64];
 	float *base, *queries, *extra, dist[K];
 	idx_t labels[K];
-	double *t, t0, build_s = -1;
+	double *t, t0, build_s = -1, p50, p99;
 	FILE *f;
 	int opt;
 
@@ -256,9 +213,9 @@ int main(int argc, char **argv)
 	omp_set_num_threads(1);
 	rng_state = 0x9e3779b97f4a7c15ULL ^ (uint64_t)seed;
 
-	base = xcalloc((size_t)n, dim * sizeof(float));
-	queries = xcalloc((size_t)nq, dim * sizeof(float));
-	extra = xcalloc((size_t)nadd + 1, dim * sizeof(float));
+	base = bench_xcalloc((size_t)n, dim * sizeof(float));
+	queries = bench_xcalloc((size_t)nq, dim * sizeof(float));
+	extra = bench_xcalloc((size_t)nadd + 1, dim * sizeof(float));
 	if (corpus) {
 		if (corpus_vectors(corpus, 0, (size_t)n, base, (int)dim) ||
 		    corpus_vectors(corpus, (size_t)n, (size_t)nq, queries, (int)dim) ||
@@ -290,12 +247,12 @@ int main(int argc, char **argv)
 		    faiss_ParameterSpace_set_index_parameter(ps, idx, "efConstruction", (double)efc))
 			die_faiss("set efConstruction");
 		faiss_ParameterSpace_free(ps);
-		t0 = now_us();
+		t0 = bench_now_us();
 		if (!faiss_Index_is_trained(idx) && faiss_Index_train(idx, n, base))
 			die_faiss("train");
 		if (faiss_Index_add(idx, n, base))
 			die_faiss("add");
-		build_s = (now_us() - t0) / 1e6;
+		build_s = (bench_now_us() - t0) / 1e6;
 		if (index_file) {
 			f = fopen(index_file, "wb");
 			if (!f || faiss_write_index(idx, f) || fclose(f))
@@ -306,34 +263,36 @@ int main(int argc, char **argv)
 	    faiss_ParameterSpace_set_index_parameter(ps, idx, "efSearch", (double)ef))
 		die_faiss("set efSearch");
 
-	t = xcalloc((size_t)(nq > nadd ? nq : nadd) + 1, sizeof(double));
+	t = bench_xcalloc((size_t)(nq > nadd ? nq : nadd) + 1, sizeof(double));
 	/* Warm-up pass, then the timed pass over the same queries. */
 	for (int pass = 0; pass < 2; pass++) {
 		for (long i = 0; i < nq; i++) {
-			t0 = now_us();
+			t0 = bench_now_us();
 			if (faiss_Index_search(idx, 1, queries + i * dim, K, dist, labels))
 				die_faiss("search");
-			t[i] = now_us() - t0;
+			t[i] = bench_now_us() - t0;
 		}
 	}
-	qsort(t, (size_t)nq, sizeof(double), cmp_double);
+	p50 = bench_quantile(t, (size_t)nq, 0.5);   /* sorts t */
+	p99 = bench_quantile(t, (size_t)nq, 0.99);
 	printf("faiss=%s data=%s n=%ld dim=%ld M=%ld storage=%s efConstruction=%ld "
 	       "efSearch=%ld k=%d build_s=%.1f "
 	       "search_p50_us=%.1f search_p99_us=%.1f search_min_us=%.1f",
 	       SEMCACHE_FAISS_KIND, corpus ? "corpus" : "synthetic", n, dim, m,
-	       storage, efc, ef, K, build_s, pct(t, nq, 0.5), pct(t, nq, 0.99), t[0]);
+	       storage, efc, ef, K, build_s, p50, p99, t[0]);
 	if (agree)
 		print_agreement(idx, base, n, queries, nq, dim, thr);
 
 	for (long i = 0; i < nadd; i++) {
-		t0 = now_us();
+		t0 = bench_now_us();
 		if (faiss_Index_add(idx, 1, extra + i * dim))
 			die_faiss("add");
-		t[i] = now_us() - t0;
+		t[i] = bench_now_us() - t0;
 	}
 	if (nadd) {
-		qsort(t, (size_t)nadd, sizeof(double), cmp_double);
-		printf(" add_p50_us=%.1f add_p99_us=%.1f", pct(t, nadd, 0.5), pct(t, nadd, 0.99));
+		p50 = bench_quantile(t, (size_t)nadd, 0.5);
+		p99 = bench_quantile(t, (size_t)nadd, 0.99);
+		printf(" add_p50_us=%.1f add_p99_us=%.1f", p50, p99);
 	}
 	printf("\n");
 

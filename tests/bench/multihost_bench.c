@@ -53,17 +53,13 @@
  * Cluster, no durability (AOF off).
  */
 
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -72,21 +68,17 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "hash.h"
 #include "textnorm.h"
 #include "bench_corpus.h"
+#include "bench_util.h"
 
-#define FUSE_MAGIC 0x65735546
 #define MAX_RUNS 15
 #define MAX_HOSTS 8
 #define MAX_CLIENTS 8
-#define BUF_BYTES (64 * 1024)
-#define RESP_BYTES 512
 #define HELD_OUT 3000
 #define POLL_TIMEOUT_S 10.0
 
@@ -99,169 +91,6 @@ static struct {
 	char cmdline[4096];
 } O = { .n = 10000, .fills = 500, .big = 100000, .down = 10000, .runs = 5,
 	.secs = 3, .perf = true };
-
-/* ---------------------------------------------------------------- utils */
-
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "multihost_bench: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	exit(1);   /* the atexit handler unmounts and stops what we started */
-}
-
-static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void note(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "# ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* The q quantile of v[0..n) (sorts v). */
-static double quantile(double *v, size_t n, double q)
-{
-	if (!n)
-		return NAN;
-	qsort(v, n, sizeof(*v), cmp_double);
-	return v[(size_t)(q * (double)(n - 1) + 0.5)];
-}
-
-struct sumry { double med, min, max; };
-
-static struct sumry summarise(const double *v, int n)
-{
-	double t[MAX_RUNS];
-	struct sumry s = { NAN, NAN, NAN };
-
-	if (n <= 0)
-		return s;
-	memcpy(t, v, sizeof(*v) * n);
-	qsort(t, n, sizeof(*t), cmp_double);
-	s.min = t[0];
-	s.max = t[n - 1];
-	s.med = n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
-	return s;
-}
-
-static int set_cpu(pid_t tid, int cpu)
-{
-	cpu_set_t set;
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-
-	CPU_ZERO(&set);
-	if (cpu >= 0)
-		CPU_SET(cpu, &set);
-	else
-		for (long i = 0; i < ncpu && i < CPU_SETSIZE; i++)
-			CPU_SET(i, &set);
-	return sched_setaffinity(tid, sizeof(set), &set);
-}
-
-/* Pin (cpu >= 0) or unpin (-1) every thread of a process. */
-static void set_cpu_all(pid_t pid, int cpu)
-{
-	char path[64];
-	struct dirent *d;
-	DIR *dir;
-
-	if (pid <= 0)
-		return;
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	dir = opendir(path);
-	if (!dir)
-		return;
-	while ((d = readdir(dir)))
-		if (d->d_name[0] != '.')
-			set_cpu((pid_t)atoi(d->d_name), cpu);
-	closedir(dir);
-}
-
-/* VmRSS or VmHWM of pid in KiB, -1 when unknown. */
-static long proc_kib(pid_t pid, const char *key)
-{
-	char path[64], line[256];
-	long kib = -1;
-	size_t kl = strlen(key);
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, kl) && line[kl] == ':') {
-			kib = atol(line + kl + 1);
-			break;
-		}
-	fclose(f);
-	return kib;
-}
-
-/* utime + stime of pid in seconds, -1 when unknown. */
-static double proc_cpu_s(pid_t pid)
-{
-	char path[64], buf[2048], *p;
-	unsigned long long ut, st;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');  /* the command name may hold spaces */
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-			 &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static char *sibling(const char *rel)
-{
-	char self[PATH_MAX], *slash, *out;
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	if (n <= 0)
-		return NULL;
-	self[n] = '\0';
-	slash = strrchr(self, '/');
-	if (!slash)
-		return NULL;
-	*slash = '\0';
-	if (asprintf(&out, "%s/%s", self, rel) < 0)
-		return NULL;
-	return out;
-}
 
 static bool in_path(const char *prog)
 {
@@ -279,27 +108,6 @@ static bool in_path(const char *prog)
 	return false;
 }
 
-/* Run argv (PATH lookup), stdout to out_fd (-1: /dev/null); exit status. */
-static int run_cmd(char *const argv[], int out_fd)
-{
-	pid_t pid = fork();
-	int st;
-
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-
-		dup2(out_fd >= 0 ? out_fd : fd, 1);
-		dup2(fd, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* --------------------------------------------------------------- corpus */
 
 static char **Q;        /* unique (after textnorm) questions */
@@ -308,13 +116,8 @@ static size_t NQ;
 static void corpus_load(const char *path)
 {
 	struct bench_corpus bc = { 0 };
-	int rc = bench_corpus_load(&bc, path);
 
-	if (rc) {
-		printf("SKIP: corpus '%s' not readable (%s); get ../shared/data or pass --corpus\n",
-		       path, strerror(-rc));
-		exit(77);
-	}
+	bench_corpus_need(&bc, path);
 	Q = bc.q;
 	NQ = bc.n;
 	if (NQ < HELD_OUT + 1000) {
@@ -355,6 +158,7 @@ struct host {
 	char name[8];
 	int db;
 	pid_t pid;
+	bool stop_at_exec;  /* SIGSTOP before exec, for perf to attach */
 	char mnt[PATH_MAX], state[PATH_MAX], log[PATH_MAX];
 };
 
@@ -367,70 +171,20 @@ static bool cleaned;
 static _Atomic bool STOP;          /* set at exit: client threads stop */
 static _Atomic long LOOKUPS;       /* lookups done by throughput clients */
 
-static bool is_fuse_mounted(const char *mnt)
-{
-	struct statfs sf;
-
-	return statfs(mnt, &sf) == 0 && (unsigned long)sf.f_type == FUSE_MAGIC;
-}
-
-/* Wait up to secs for pid to exit; SIGKILL after that. */
-static void reap(pid_t pid, double secs)
-{
-	double t0 = now_us();
-	int st;
-
-	while (waitpid(pid, &st, WNOHANG) == 0) {
-		if (now_us() - t0 > secs * 1e6) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &st, 0);
-			return;
-		}
-		usleep(10000);
-	}
-}
-
-/*
- * Unmount h and wait for its daemon; seconds it took (a clean stop writes
- * the index snapshots). When the mount stays busy (a client still has a
- * file open, e.g. after a failure), SIGTERM makes the daemon unmount and
- * exit cleanly; SIGKILL and a lazy unmount are the last resort.
- */
+/* Unmount h and wait for its daemon (see bench_fs_stop); seconds it took
+ * (a clean stop writes the index snapshots). */
 static double host_stop(struct host *h)
 {
-	char *um[] = { "fusermount3", "-u", h->mnt, NULL };
-	char *lazy[] = { "umount", "-l", h->mnt, NULL };
-	double t0 = now_us();
-	int st;
-
-	if (h->pid <= 0)
-		return 0;
-	for (int tries = 0; is_fuse_mounted(h->mnt) && tries < 20; tries++)
-		if (run_cmd(um, -1))
-			usleep(100000);
-	if (is_fuse_mounted(h->mnt) && waitpid(h->pid, &st, WNOHANG) == 0)
-		kill(h->pid, SIGTERM);
-	reap(h->pid, 300);
-	if (is_fuse_mounted(h->mnt))
-		run_cmd(lazy, -1);
-	h->pid = 0;
-	return (now_us() - t0) / 1e6;
+	return bench_fs_stop(&h->pid, h->mnt);
 }
 
 static void perf_stop(void)
 {
 	if (PERF_PID > 0) {
 		kill(PERF_PID, SIGINT);
-		reap(PERF_PID, 60);
+		bench_reap(PERF_PID, 60);
 		PERF_PID = 0;
 	}
-}
-
-static void rm_rf(const char *path)
-{
-	char *argv[] = { "rm", "-rf", (char *)path, NULL };
-
-	run_cmd(argv, -1);
 }
 
 static void cleanup(void)
@@ -444,13 +198,13 @@ static void cleanup(void)
 		host_stop(&H[i]);
 	if (REDIS_PID > 0) {
 		kill(REDIS_PID, SIGTERM);
-		reap(REDIS_PID, 30);
+		bench_reap(REDIS_PID, 30);
 		REDIS_PID = 0;
 	}
 	if (TMP[0] && !O.keep)
-		rm_rf(TMP);
+		bench_rm_rf(TMP);
 	else if (TMP[0])
-		note("kept %s", TMP);
+		bench_note("kept %s", TMP);
 }
 
 static void on_signal(int sig)
@@ -473,7 +227,7 @@ static void redis_cli(const char *cmd, int out_fd)
 	     tok = strtok_r(NULL, " ", &save))
 		argv[n++] = tok;
 	argv[n] = NULL;
-	run_cmd(argv, out_fd);
+	bench_run(argv, out_fd);
 }
 
 static bool redis_up(void)
@@ -489,7 +243,7 @@ static bool redis_up(void)
 	if (fd < 0)
 		return false;
 	unlink(out);
-	run_cmd(argv, fd);
+	bench_run(argv, fd);
 	up = pread(fd, b, sizeof(b) - 1, 0) > 0 && !strncmp(b, "PONG", 4);
 	close(fd);
 	return up;
@@ -546,6 +300,9 @@ static void redis_cmdstat(const char *cmd, long long *calls, long long *usec)
 static void redis_start(void)
 {
 	char port[16], dir[PATH_MAX], log[PATH_MAX];
+	char *argv[] = { "redis-server", "--port", port, "--bind", "127.0.0.1",
+			 "--save", "", "--appendonly", "no", "--dir", dir,
+			 "--logfile", log, "--daemonize", "no", NULL };
 	double t0;
 
 	snprintf(dir, sizeof(dir), "%s/redis", TMP);
@@ -554,18 +311,8 @@ static void redis_start(void)
 	for (int attempt = 0; attempt < 5; attempt++) {
 		PORT = 23000 + (int)(((unsigned)getpid() * 2654435761u + (unsigned)attempt * 7919u) % 9000u);
 		snprintf(port, sizeof(port), "%d", PORT);
-		REDIS_PID = fork();
-		if (REDIS_PID < 0)
-			die("fork: %s", strerror(errno));
-		if (REDIS_PID == 0) {
-			char *argv[] = { "redis-server", "--port", port, "--bind", "127.0.0.1",
-					 "--save", "", "--appendonly", "no", "--dir", dir,
-					 "--logfile", log, "--daemonize", "no", NULL };
-
-			execvp(argv[0], argv);
-			_exit(127);
-		}
-		for (t0 = now_us(); now_us() - t0 < 10e6; usleep(20000)) {
+		REDIS_PID = bench_spawn(argv, NULL, NULL, NULL);
+		for (t0 = bench_now_us(); bench_now_us() - t0 < 10e6; usleep(20000)) {
 			int st;
 
 			if (waitpid(REDIS_PID, &st, WNOHANG) == REDIS_PID) {
@@ -573,18 +320,18 @@ static void redis_start(void)
 				break;  /* port taken? try another */
 			}
 			if (redis_up()) {
-				note("redis-server pid %d on 127.0.0.1:%d (--save '' --appendonly no)",
-				     (int)REDIS_PID, PORT);
+				bench_note("redis-server pid %d on 127.0.0.1:%d (--save '' --appendonly no)",
+					   (int)REDIS_PID, PORT);
 				return;
 			}
 		}
 		if (REDIS_PID > 0) {
 			kill(REDIS_PID, SIGTERM);
-			reap(REDIS_PID, 10);
+			bench_reap(REDIS_PID, 10);
 			REDIS_PID = 0;
 		}
 	}
-	die("redis-server did not come up; log: %s", log);
+	bench_die("redis-server did not come up; log: %s", log);
 }
 
 static struct host *host_new(const char *name, int db)
@@ -592,7 +339,7 @@ static struct host *host_new(const char *name, int db)
 	struct host *h;
 
 	if (NH == MAX_HOSTS)
-		die("too many hosts");
+		bench_die("too many hosts");
 	h = &H[NH++];
 	snprintf(h->name, sizeof(h->name), "%s", name);
 	h->db = db;
@@ -609,21 +356,11 @@ static struct host *host_new(const char *name, int db)
 static void perf_start(pid_t pid, const char *out)
 {
 	char p[16];
+	char *argv[] = { "perf", "record", "-q", "-F", "499", "-p", p, "-o",
+			 (char *)out, NULL };
 
 	snprintf(p, sizeof(p), "%d", (int)pid);
-	PERF_PID = fork();
-	if (PERF_PID < 0)
-		die("fork: %s", strerror(errno));
-	if (PERF_PID == 0) {
-		char *argv[] = { "perf", "record", "-q", "-F", "499", "-p", p, "-o",
-				 (char *)out, NULL };
-		int fd = open("/dev/null", O_WRONLY);
-
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
+	PERF_PID = bench_spawn(argv, "/dev/null", NULL, NULL);
 	usleep(500000); /* perf attaches within this (no readiness signal) */
 }
 
@@ -632,159 +369,51 @@ static void perf_start(pid_t pid, const char *out)
  * mounted; returns seconds from the exec (after perf is attached, when
  * perf_out is given) to the mount. *t0_out gets the start time (µs).
  */
+static void host_child(void *arg)
+{
+	const struct host *h = arg;
+
+	setenv("XDG_DATA_HOME", h->state, 1);
+	if (h->stop_at_exec)
+		raise(SIGSTOP);
+}
+
 static double host_start(struct host *h, const char *perf_out, double *t0_out)
 {
 	char opt[256];
+	char *argv[] = { (char *)O.daemon, "-f", "-o", opt, h->mnt, NULL };
 	double t0;
 	int st;
 
 	snprintf(opt, sizeof(opt), "store=redis://127.0.0.1:%d/%d", PORT, h->db);
-	h->pid = fork();
-	if (h->pid < 0)
-		die("fork: %s", strerror(errno));
-	if (h->pid == 0) {
-		char *argv[] = { (char *)O.daemon, "-f", "-o", opt, h->mnt, NULL };
-		int fd = open(h->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
-		setenv("XDG_DATA_HOME", h->state, 1);
-		if (perf_out)
-			raise(SIGSTOP);
-		execv(argv[0], argv);
-		_exit(127);
-	}
+	h->stop_at_exec = perf_out != NULL;
+	h->pid = bench_spawn(argv, h->log, host_child, h);
 	if (perf_out) {
 		waitpid(h->pid, &st, WUNTRACED);
 		perf_start(h->pid, perf_out);
-		t0 = now_us();
+		t0 = bench_now_us();
 		kill(h->pid, SIGCONT);
 	} else {
-		t0 = now_us();
+		t0 = bench_now_us();
 	}
 	if (t0_out)
 		*t0_out = t0;
-	while (!is_fuse_mounted(h->mnt)) {
-		if (waitpid(h->pid, &st, WNOHANG) == h->pid) {
-			h->pid = 0;
-			die("host %s exited before mounting (status %d); log: %s",
-			    h->name, st, h->log);
-		}
-		if (now_us() - t0 > 900e6)
-			die("host %s not mounted after 900 s; log: %s", h->name, h->log);
-		usleep(200);
-	}
-	return (now_us() - t0) / 1e6;
+	bench_wait_mounted(&h->pid, h->mnt, h->log, 900);
+	return (bench_now_us() - t0) / 1e6;
 }
 
 /* ----------------------------------------------------------- the client */
-
-struct sess {
-	int dirfd;
-	char name_q[64], resp[PATH_MAX];
-	char *buf;
-};
-
-static void sess_init(struct sess *s, const char *dir, const char *name)
-{
-	snprintf(s->name_q, sizeof(s->name_q), "%s.query", name);
-	snprintf(s->resp, sizeof(s->resp), "%s/%s.response", dir, name);
-	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY);
-	s->buf = malloc(BUF_BYTES);
-	if (s->dirfd < 0 || !s->buf)
-		die("cannot open '%s': %s", dir, strerror(errno));
-}
-
-static void sess_release(struct sess *s)
-{
-	if (s->dirfd >= 0)
-		close(s->dirfd);
-	s->dirfd = -1;
-	free(s->buf);
-	s->buf = NULL;
-}
-
-/* The fast path: 1 hit, 0 miss, negative errno on failure. */
-static int lookup(struct sess *s, const char *q)
-{
-	size_t len = strlen(q);
-	int fd = openat(s->dirfd, s->name_q, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	ssize_t n;
-	int rc;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, q, len) != (ssize_t)len) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	n = pread(fd, s->buf, BUF_BYTES, 0);
-	rc = n < 4 ? (n < 0 ? -errno : -EIO) : !memcmp(s->buf, "hit", 3);
-	if (close(fd) && rc >= 0)
-		rc = -errno;
-	return rc;
-}
-
-/* A durable fill of question i: a lookup, then NAME.response. */
-static int fill_one(struct sess *s, const char *q, size_t i)
-{
-	char ans[RESP_BYTES];
-	int fd, n, rc = lookup(s, q);
-
-	if (rc < 0)
-		return rc;
-	n = snprintf(ans, sizeof(ans), "answer %zu: ", i);
-	for (int k = n; k < RESP_BYTES; k++)
-		ans[k] = (char)('a' + (k * 7 + i) % 26);
-	fd = open(s->resp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, ans, RESP_BYTES) != RESP_BYTES) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	return close(fd) ? -errno : 0;
-}
-
-/* A counter of DIR/.stats, -1 when absent. */
-static long long stat_of(const char *dir, const char *key)
-{
-	char path[PATH_MAX], text[8192], k[64];
-	const char *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/.stats", dir);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	text[n] = '\0';
-	snprintf(k, sizeof(k), "\n%s: ", key);
-	p = strstr(text, k);
-	if (!p && !strncmp(text, k + 1, strlen(k + 1)))
-		p = text - 1;
-	return p ? atoll(p + strlen(k)) : -1;
-}
 
 /* Seconds until DIR/.stats shows entries >= n and index_unmerged 0. */
 static double wait_caught_up(const char *dir, long n, double t0, double timeout_s)
 {
 	for (;;) {
-		if (stat_of(dir, "entries") >= n && stat_of(dir, "index_unmerged") == 0)
-			return (now_us() - t0) / 1e6;
-		if (now_us() - t0 > timeout_s * 1e6)
-			die("'%s' not caught up after %.0f s (entries %lld, index_unmerged %lld)",
-			    dir, timeout_s, stat_of(dir, "entries"),
-			    stat_of(dir, "index_unmerged"));
+		if (bench_stat(dir, "entries") >= n && bench_stat(dir, "index_unmerged") == 0)
+			return (bench_now_us() - t0) / 1e6;
+		if (bench_now_us() - t0 > timeout_s * 1e6)
+			bench_die("'%s' not caught up after %.0f s (entries %.0f, index_unmerged %.0f)",
+				  dir, timeout_s, bench_stat(dir, "entries"),
+				  bench_stat(dir, "index_unmerged"));
 		usleep(20000);
 	}
 }
@@ -792,72 +421,26 @@ static double wait_caught_up(const char *dir, long n, double t0, double timeout_
 static void wait_dir(const char *dir, double timeout_s)
 {
 	struct stat st;
-	double t0 = now_us();
+	double t0 = bench_now_us();
 
 	while (stat(dir, &st)) {
-		if (now_us() - t0 > timeout_s * 1e6)
-			die("'%s' did not appear within %.0f s", dir, timeout_s);
+		if (bench_now_us() - t0 > timeout_s * 1e6)
+			bench_die("'%s' did not appear within %.0f s", dir, timeout_s);
 		usleep(2000);
 	}
 }
 
-/* ------------------------------------------------------- threads: fills */
+/* ---------------------------------------------------------------- fills */
 
-struct filler {
-	pthread_t th;
-	struct sess s;
-	_Atomic size_t *next;
-	size_t end;
-	int err;
-};
-
-static void *fill_main(void *arg)
+static const char *fill_question(size_t i, char *buf, size_t size, void *arg)
 {
-	struct filler *w = arg;
-	char qb[8400];
-	size_t i;
-
-	while ((i = atomic_fetch_add(w->next, 1)) < w->end) {
-		int rc = fill_one(&w->s, question(i, qb, sizeof(qb)), i);
-
-		if (rc < 0) {
-			fprintf(stderr, "multihost_bench: fill %zu failed: %s\n", i,
-				strerror(-rc));
-			w->err = rc;
-			break;
-		}
-	}
-	return NULL;
+	return question(i, buf, size);
 }
 
 /* Fill questions [from, to) into dir with k writers; fills per second. */
 static double fill_range(const char *dir, size_t from, size_t to, int k)
 {
-	struct filler w[8];
-	_Atomic size_t next = from;
-	double t0;
-
-	for (int i = 0; i < k; i++) {
-		char name[32];
-
-		memset(&w[i], 0, sizeof(w[i]));
-		snprintf(name, sizeof(name), "fill%d", i);
-		sess_init(&w[i].s, dir, name);
-		w[i].next = &next;
-		w[i].end = to;
-	}
-	t0 = now_us();
-	for (int i = 0; i < k; i++)
-		pthread_create(&w[i].th, NULL, fill_main, &w[i]);
-	for (int i = 0; i < k; i++)
-		pthread_join(w[i].th, NULL);
-	t0 = now_us() - t0;
-	for (int i = 0; i < k; i++) {
-		sess_release(&w[i].s);
-		if (w[i].err)
-			die("filling '%s' failed", dir);
-	}
-	return (double)(to - from) / (t0 / 1e6);
+	return bench_fill_range(dir, from, to, k, true, fill_question, NULL);
 }
 
 /* ------------------------------------------------------- 1. propagation */
@@ -873,60 +456,60 @@ static void propagation(struct host *a, struct host *b, size_t first, long n,
 	char da[PATH_MAX], db[PATH_MAX], qb[8400];
 	double *d = calloc(n, sizeof(double)), *f = calloc(n, sizeof(double));
 	double poll_total = 0;
-	struct sess sa, sb;
+	struct bench_sess sa, sb;
 	long k = 0;
 
 	if (!d || !f)
-		die("out of memory");
+		bench_die("out of memory");
 	snprintf(da, sizeof(da), "%s/prop", a->mnt);
 	snprintf(db, sizeof(db), "%s/prop", b->mnt);
-	sess_init(&sa, da, "pa");
-	sess_init(&sb, db, "pb");
+	bench_sess_init(&sa, da, "pa");
+	bench_sess_init(&sb, db, "pb");
 	memset(out, 0, sizeof(*out));
-	set_cpu(0, cpu);
-	set_cpu_all(a->pid, cpu);
-	set_cpu_all(b->pid, cpu);
-	set_cpu_all(REDIS_PID, cpu);
+	bench_set_cpu(0, cpu);
+	bench_set_cpu_all(a->pid, cpu);
+	bench_set_cpu_all(b->pid, cpu);
+	bench_set_cpu_all(REDIS_PID, cpu);
 	for (long i = 0; i < n; i++) {
 		const char *q = question(first + i, qb, sizeof(qb));
-		double t0 = now_us(), t1;
-		int rc = fill_one(&sa, q, first + i);
+		double t0 = bench_now_us(), t1;
+		int rc = bench_fill(&sa, q, first + i, true);
 
 		if (rc < 0)
-			die("propagation fill on %s failed: %s", a->name, strerror(-rc));
-		t1 = now_us();
+			bench_die("propagation fill on %s failed: %s", a->name, strerror(-rc));
+		t1 = bench_now_us();
 		f[i] = t1 - t0;
 		for (;;) {
-			double p0 = now_us();
+			double p0 = bench_now_us();
 
-			rc = lookup(&sb, q);
-			poll_total += now_us() - p0;
+			rc = bench_lookup_fast(&sb, q, strlen(q), true);
+			poll_total += bench_now_us() - p0;
 			out->polls++;
 			if (rc < 0)
-				die("propagation poll on %s failed: %s", b->name, strerror(-rc));
+				bench_die("propagation poll on %s failed: %s", b->name, strerror(-rc));
 			if (rc == 1) {
-				d[k++] = now_us() - t1;
+				d[k++] = bench_now_us() - t1;
 				break;
 			}
-			if (now_us() - t1 > POLL_TIMEOUT_S * 1e6) {
+			if (bench_now_us() - t1 > POLL_TIMEOUT_S * 1e6) {
 				out->timeouts++;
 				break;
 			}
 		}
 	}
-	set_cpu(0, -1);
-	set_cpu_all(a->pid, -1);
-	set_cpu_all(b->pid, -1);
-	set_cpu_all(REDIS_PID, -1);
+	bench_set_cpu(0, -1);
+	bench_set_cpu_all(a->pid, -1);
+	bench_set_cpu_all(b->pid, -1);
+	bench_set_cpu_all(REDIS_PID, -1);
 	out->n = k;
-	out->p50 = quantile(d, k, 0.5) / 1e3;
-	out->p90 = quantile(d, k, 0.9) / 1e3;
-	out->p99 = quantile(d, k, 0.99) / 1e3;
+	out->p50 = bench_quantile(d, k, 0.5) / 1e3;
+	out->p90 = bench_quantile(d, k, 0.9) / 1e3;
+	out->p99 = bench_quantile(d, k, 0.99) / 1e3;
 	out->max = k ? d[k - 1] / 1e3 : NAN;
-	out->fill_p50 = quantile(f, n, 0.5) / 1e3;
+	out->fill_p50 = bench_quantile(f, n, 0.5) / 1e3;
 	out->poll_us = out->polls ? poll_total / out->polls : NAN;
-	sess_release(&sa);
-	sess_release(&sb);
+	bench_sess_release(&sa);
+	bench_sess_release(&sb);
 	free(d);
 	free(f);
 }
@@ -939,7 +522,7 @@ static const char *const cfg_name[C_N] = {
 
 struct tclient {
 	pthread_t th;
-	struct sess s;
+	struct bench_sess s;
 	int id, cpu;
 	pthread_barrier_t *bar;
 	_Atomic bool *stop;
@@ -957,9 +540,9 @@ static void *tput_main(void *arg)
 	size_t i = (size_t)c->id * 1000003u;
 	double t0;
 
-	set_cpu(0, c->cpu);
+	bench_set_cpu(0, c->cpu);
 	pthread_barrier_wait(c->bar);
-	t0 = now_us();
+	t0 = bench_now_us();
 	while (!atomic_load(c->stop) && !atomic_load(&STOP)) {
 		int kind = (int)(i % 3), rc;
 		size_t idx = (i / 3 * 7919) % (size_t)O.n;
@@ -974,18 +557,16 @@ static void *tput_main(void *arg)
 		} else {
 			q = held_out(i / 3);
 		}
-		l0 = now_us();
-		rc = lookup(&c->s, q);
-		l0 = now_us() - l0;
+		l0 = bench_now_us();
+		rc = bench_lookup_fast(&c->s, q, strlen(q), true);
+		l0 = bench_now_us() - l0;
 		if (rc < 0) {
 			c->err = rc;
 			break;
 		}
 		if (c->nlat == c->caplat) {
 			c->caplat = c->caplat ? c->caplat * 2 : 65536;
-			c->lat = realloc(c->lat, c->caplat * sizeof(double));
-			if (!c->lat)
-				die("out of memory");
+			c->lat = bench_xrealloc(c->lat, c->caplat, sizeof(double));
 		}
 		c->lat[c->nlat++] = l0;
 		c->hits[kind] += rc;
@@ -994,7 +575,7 @@ static void *tput_main(void *arg)
 		c->done++;
 		i++;
 	}
-	c->secs = (now_us() - t0) / 1e6;
+	c->secs = (bench_now_us() - t0) / 1e6;
 	return NULL;
 }
 
@@ -1034,7 +615,7 @@ static void tput_run(struct host **hs, int nc, int nhosts, int cpu,
 		memset(&c[i], 0, sizeof(c[i]));
 		snprintf(dir, sizeof(dir), "%s/tput", hs[i]->mnt);
 		snprintf(name, sizeof(name), "t%d", i);
-		sess_init(&c[i].s, dir, name);
+		bench_sess_init(&c[i].s, dir, name);
 		c[i].id = i + r * MAX_CLIENTS;
 		c[i].cpu = cpu;
 		c[i].bar = &bar;
@@ -1051,7 +632,7 @@ static void tput_run(struct host **hs, int nc, int nhosts, int cpu,
 		double rate;
 
 		if (c[i].err)
-			die("lookup through %s failed: %s", hs[i]->mnt, strerror(-c[i].err));
+			bench_die("lookup through %s failed: %s", hs[i]->mnt, strerror(-c[i].err));
 		rate = c[i].done / c[i].secs;
 		agg += rate;
 		hr[i % nhosts] += rate;
@@ -1063,13 +644,13 @@ static void tput_run(struct host **hs, int nc, int nhosts, int cpu,
 	}
 	all = malloc((nall + 1) * sizeof(double));
 	if (!all)
-		die("out of memory");
+		bench_die("out of memory");
 	nall = 0;
 	for (int i = 0; i < nc; i++) {
 		memcpy(all + nall, c[i].lat, c[i].nlat * sizeof(double));
 		nall += c[i].nlat;
 		free(c[i].lat);
-		sess_release(&c[i].s);
+		bench_sess_release(&c[i].s);
 	}
 	out->agg[r] = agg;
 	out->per_host[r] = agg / nhosts;
@@ -1080,8 +661,8 @@ static void tput_run(struct host **hs, int nc, int nhosts, int cpu,
 		if (hr[i] > out->host_max[r])
 			out->host_max[r] = hr[i];
 	}
-	out->p50[r] = quantile(all, nall, 0.5);
-	out->p99[r] = quantile(all, nall, 0.99);
+	out->p50[r] = bench_quantile(all, nall, 0.5);
+	out->p99[r] = bench_quantile(all, nall, 0.99);
 	out->runs++;
 	free(all);
 }
@@ -1089,8 +670,8 @@ static void tput_run(struct host **hs, int nc, int nhosts, int cpu,
 static void pin_all(struct host **hs, int n, int cpu)
 {
 	for (int i = 0; i < n; i++)
-		set_cpu_all(hs[i]->pid, cpu);
-	set_cpu_all(REDIS_PID, cpu);
+		bench_set_cpu_all(hs[i]->pid, cpu);
+	bench_set_cpu_all(REDIS_PID, cpu);
 }
 
 /* The three configurations side by side, O.runs times, in rotating order. */
@@ -1103,9 +684,9 @@ static void throughput(struct host *a, struct host *b, struct host *c, int cpu,
 
 	memset(res, 0, sizeof(struct tput_res) * C_N);
 	pin_all(h3, 3, cpu);
-	d0 = proc_cpu_s(a->pid) + proc_cpu_s(b->pid) + proc_cpu_s(c->pid);
+	d0 = bench_proc_cpu_s(a->pid) + bench_proc_cpu_s(b->pid) + bench_proc_cpu_s(c->pid);
 	c0 = self_cpu_s();
-	r0 = proc_cpu_s(REDIS_PID);
+	r0 = bench_proc_cpu_s(REDIS_PID);
 	l0 = atomic_load(&LOOKUPS);
 	{ /* warm-up, not counted */
 		struct tput_res tmp = { 0 };
@@ -1128,10 +709,10 @@ static void throughput(struct host *a, struct host *b, struct host *c, int cpu,
 		}
 	l0 = atomic_load(&LOOKUPS) - l0;
 	if (l0 > 0) {
-		res[0].cpu_daemons = (proc_cpu_s(a->pid) + proc_cpu_s(b->pid) +
-				      proc_cpu_s(c->pid) - d0) * 1e6 / l0;
+		res[0].cpu_daemons = (bench_proc_cpu_s(a->pid) + bench_proc_cpu_s(b->pid) +
+				      bench_proc_cpu_s(c->pid) - d0) * 1e6 / l0;
 		res[0].cpu_clients = (self_cpu_s() - c0) * 1e6 / l0;
-		res[0].cpu_redis = (proc_cpu_s(REDIS_PID) - r0) * 1e6 / l0;
+		res[0].cpu_redis = (bench_proc_cpu_s(REDIS_PID) - r0) * 1e6 / l0;
 	}
 	pin_all(h3, 3, -1);
 }
@@ -1157,38 +738,40 @@ static void catch_up(struct host *h, long entries, size_t probe,
 		     const char *tag, struct catchup *out)
 {
 	char dir[PATH_MAX], qb[8400];
+	const char *q;
 	double t0;
-	struct sess s;
+	struct bench_sess s;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	out->entries = entries;
 	redis_cli("config resetstat", -1);
-	out->redis_cpu_s = proc_cpu_s(REDIS_PID);
+	out->redis_cpu_s = bench_proc_cpu_s(REDIS_PID);
 	if (O.perf)
 		snprintf(out->perf, sizeof(out->perf), "%s/perf-%s.data", TMP, tag);
 	out->mount_s = host_start(h, O.perf ? out->perf : NULL, &t0);
 	snprintf(dir, sizeof(dir), "%s/big", h->mnt);
 	wait_dir(dir, 60);
-	sess_init(&s, dir, "probe");
-	while ((rc = lookup(&s, question(probe, qb, sizeof(qb)))) < 0) {
-		if (now_us() - t0 > 600e6)
-			die("no lookup answered on %s: %s", h->name, strerror(-rc));
+	bench_sess_init(&s, dir, "probe");
+	q = question(probe, qb, sizeof(qb));
+	while ((rc = bench_lookup_fast(&s, q, strlen(q), true)) < 0) {
+		if (bench_now_us() - t0 > 600e6)
+			bench_die("no lookup answered on %s: %s", h->name, strerror(-rc));
 		usleep(1000);
 	}
-	out->first_s = (now_us() - t0) / 1e6;
+	out->first_s = (bench_now_us() - t0) / 1e6;
 	out->first_hit = rc == 1;
-	sess_release(&s);
+	bench_sess_release(&s);
 	out->caught_s = wait_caught_up(dir, entries, t0, 1800);
-	out->cpu_s = proc_cpu_s(h->pid);
-	out->redis_cpu_s = proc_cpu_s(REDIS_PID) - out->redis_cpu_s;
+	out->cpu_s = bench_proc_cpu_s(h->pid);
+	out->redis_cpu_s = bench_proc_cpu_s(REDIS_PID) - out->redis_cpu_s;
 	perf_stop();
 	redis_cmdstat("eval", &out->evals, &out->eval_us);
-	out->rss_kib = proc_kib(h->pid, "VmRSS");
-	out->hwm_kib = proc_kib(h->pid, "VmHWM");
-	note("%s: mount %.2f s, first lookup %.2f s (%s), caught up %.2f s, RSS %ld KiB, peak %ld KiB, CPU %.2f s (redis %.2f s, %lld EVALs, %lld µs)",
-	     tag, out->mount_s, out->first_s, out->first_hit ? "hit" : "miss",
-	     out->caught_s, out->rss_kib, out->hwm_kib, out->cpu_s,
+	out->rss_kib = bench_proc_kib(h->pid, "VmRSS");
+	out->hwm_kib = bench_proc_kib(h->pid, "VmHWM");
+	bench_note("%s: mount %.2f s, first lookup %.2f s (%s), caught up %.2f s, RSS %ld KiB, peak %ld KiB, CPU %.2f s (redis %.2f s, %lld EVALs, %lld µs)",
+		   tag, out->mount_s, out->first_s, out->first_hit ? "hit" : "miss",
+		   out->caught_s, out->rss_kib, out->hwm_kib, out->cpu_s,
 	     out->redis_cpu_s, out->evals, out->eval_us);
 }
 
@@ -1202,7 +785,7 @@ static FILE *run_to_file(char *const argv[], const char *name)
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0)
 		return NULL;
-	run_cmd(argv, fd);
+	bench_run(argv, fd);
 	close(fd);
 	return fopen(path, "r");
 }
@@ -1324,12 +907,12 @@ static void cell_ms(char *b, size_t n, double v)
 static void print_tput(const char *mode, struct tput_res *t)
 {
 	for (int k = 0; k < C_N; k++) {
-		struct sumry a = summarise(t[k].agg, t[k].runs);
-		struct sumry p = summarise(t[k].per_host, t[k].runs);
-		struct sumry mn = summarise(t[k].host_min, t[k].runs);
-		struct sumry mx = summarise(t[k].host_max, t[k].runs);
-		struct sumry l50 = summarise(t[k].p50, t[k].runs);
-		struct sumry l99 = summarise(t[k].p99, t[k].runs);
+		struct bench_summary a = bench_summarise(t[k].agg, t[k].runs);
+		struct bench_summary p = bench_summarise(t[k].per_host, t[k].runs);
+		struct bench_summary mn = bench_summarise(t[k].host_min, t[k].runs);
+		struct bench_summary mx = bench_summarise(t[k].host_max, t[k].runs);
+		struct bench_summary l50 = bench_summarise(t[k].p50, t[k].runs);
+		struct bench_summary l99 = bench_summarise(t[k].p99, t[k].runs);
 
 		printf("| lookups/s, %s, %s | aggregate **%.0f** [%.0f–%.0f]; per host %.0f",
 		       mode, cfg_name[k], a.med, a.min, a.max, p.med);
@@ -1352,21 +935,6 @@ static void print_catchup(const char *what, const struct catchup *c)
 	       c->hwm_kib / 1024.0, c->rss_kib * 1024.0 / c->entries, c->cpu_s,
 	       c->redis_cpu_s, c->evals, c->eval_us / 1e6,
 	       c->perf[0] ? ", perf record attached" : "");
-}
-
-/* The 1, 5 and 15 minute load averages. */
-static void load_avg(char *b, size_t n)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-	char *sp;
-
-	snprintf(b, n, "?");
-	if (!f)
-		return;
-	if (fgets(b, (int)n, f) && (sp = strchr(b, ' ')) && (sp = strchr(sp + 1, ' ')) &&
-	    (sp = strchr(sp + 1, ' ')))
-		*sp = '\0';
-	fclose(f);
 }
 
 /* ----------------------------------------------------------------- main */
@@ -1401,9 +969,7 @@ int main(int argc, char **argv)
 	size_t off = 0;
 	int opt;
 
-	for (int i = 0, n = 0; i < argc && n < (int)sizeof(O.cmdline) - 1; i++)
-		n += snprintf(O.cmdline + n, sizeof(O.cmdline) - n, "%s%s",
-			      i ? " " : "", argv[i]);
+	bench_cmdline(argc, argv, O.cmdline, sizeof(O.cmdline));
 	while ((opt = getopt_long(argc, argv, "n:h", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'C': O.ci = true; break;
@@ -1447,36 +1013,27 @@ int main(int argc, char **argv)
 		printf("SKIP: needs fusermount3 (package fuse3)\n");
 		return 77;
 	}
-	if (!O.daemon)
-		O.daemon = sibling("../fs/semcachefs");
-	if (!O.daemon || access(O.daemon, X_OK)) {
-		printf("SKIP: daemon '%s' not found (build with meson, or pass --daemon)\n",
-		       O.daemon ? O.daemon : "?");
-		return 77;
-	}
+	O.daemon = bench_daemon(O.daemon);
 	if (!O.corpus)
 		O.corpus = SEMCACHE_SOURCE_ROOT "/../shared/data/corpus/qqp_questions.txt";
 	corpus_load(O.corpus);
 	if (O.perf && !in_path("perf")) {
-		note("perf not found: no profile of the catch-up");
+		bench_note("perf not found: no profile of the catch-up");
 		O.perf = false;
 	}
 	if ((size_t)(O.big + O.down) > fillable())
-		note("%zu unique questions: past that, questions are reused with a \" (variant K)\" suffix",
-		     fillable());
+		bench_note("%zu unique questions: past that, questions are reused with a \" (variant K)\" suffix",
+			   fillable());
 
-	snprintf(TMP, sizeof(TMP), "%s/multihost-bench-XXXXXX",
-		 O.tmp ? O.tmp : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(TMP))
-		die("mkdtemp '%s': %s", TMP, strerror(errno));
+	bench_mkdtemp(TMP, sizeof(TMP), O.tmp, "multihost-bench");
 	atexit(cleanup);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGHUP, on_signal);
 	signal(SIGPIPE, SIG_IGN);
-	load_avg(la0, sizeof(la0));
-	note("temp dir %s; daemon %s; %zu unique questions; load average %s",
-	     TMP, O.daemon, NQ, la0);
+	bench_loadavg(la0, sizeof(la0), 3);
+	bench_note("temp dir %s; daemon %s; %zu unique questions; load average %s",
+		   TMP, O.daemon, NQ, la0);
 	redis_start();
 
 	/* hosts A, B, C on DB 0 */
@@ -1487,29 +1044,29 @@ int main(int argc, char **argv)
 	host_start(b, NULL, NULL);
 	snprintf(dir, sizeof(dir), "%s/prop", a->mnt);
 	if (mkdir(dir, 0755))
-		die("mkdir '%s': %s", dir, strerror(errno));
+		bench_die("mkdir '%s': %s", dir, strerror(errno));
 	snprintf(dir, sizeof(dir), "%s/tput", a->mnt);
 	if (mkdir(dir, 0755))
-		die("mkdir '%s': %s", dir, strerror(errno));
+		bench_die("mkdir '%s': %s", dir, strerror(errno));
 	snprintf(dir, sizeof(dir), "%s/prop", b->mnt);
 	wait_dir(dir, 10);
 
 	/* 1. propagation: unpinned, then all on CPU 0 */
-	note("1. propagation: %ld fills on A, B polled", O.fills);
+	bench_note("1. propagation: %ld fills on A, B polled", O.fills);
 	off = (size_t)O.n;
 	propagation(a, b, off, O.fills, -1, &prop[0]);
 	propagation(a, b, off + (size_t)O.fills, O.fills, 0, &prop[1]);
 	for (int i = 0; i < 2; i++)
-		note("   %s: p50 %.2f ms p99 %.2f ms max %.2f ms, %ld timeouts, %.1f polls/fill of %.0f µs",
-		     i ? "cpu0" : "unpinned", prop[i].p50, prop[i].p99, prop[i].max,
-		     prop[i].timeouts, (double)prop[i].polls / O.fills, prop[i].poll_us);
+		bench_note("   %s: p50 %.2f ms p99 %.2f ms max %.2f ms, %ld timeouts, %.1f polls/fill of %.0f µs",
+			   i ? "cpu0" : "unpinned", prop[i].p50, prop[i].p99, prop[i].max,
+			   prop[i].timeouts, (double)prop[i].polls / O.fills, prop[i].poll_us);
 
 	/* 2. lookups/s: fill tput through A, then C joins */
-	note("2. filling %ld entries into tput through A (4 writers)", O.n);
+	bench_note("2. filling %ld entries into tput through A (4 writers)", O.n);
 	snprintf(dir, sizeof(dir), "%s/tput", a->mnt);
 	fills_tput = fill_range(dir, 0, (size_t)O.n, 4);
 	{
-		double t0 = now_us();
+		double t0 = bench_now_us();
 
 		snprintf(dir, sizeof(dir), "%s/tput", b->mnt);
 		bulk_b = wait_caught_up(dir, O.n, t0, 600);
@@ -1517,11 +1074,11 @@ int main(int argc, char **argv)
 	host_start(c, NULL, NULL);
 	snprintf(dir, sizeof(dir), "%s/tput", c->mnt);
 	wait_dir(dir, 30);
-	wait_caught_up(dir, O.n, now_us(), 600);
+	wait_caught_up(dir, O.n, bench_now_us(), 600);
 	snprintf(dir, sizeof(dir), "%s/tput", a->mnt);
-	wait_caught_up(dir, O.n, now_us(), 600);
-	note("   %.0f fills/s; B caught up %.2f s after the last fill; lookups/s unpinned, then on CPU 0",
-	     fills_tput, bulk_b);
+	wait_caught_up(dir, O.n, bench_now_us(), 600);
+	bench_note("   %.0f fills/s; B caught up %.2f s after the last fill; lookups/s unpinned, then on CPU 0",
+		   fills_tput, bulk_b);
 	throughput(a, b, c, -1, tput[0]);
 	throughput(a, b, c, 0, tput[1]);
 	host_stop(c);
@@ -1534,29 +1091,29 @@ int main(int argc, char **argv)
 	host_start(f, NULL, NULL);
 	snprintf(dir, sizeof(dir), "%s/big", f->mnt);
 	if (mkdir(dir, 0755))
-		die("mkdir '%s': %s", dir, strerror(errno));
-	note("3. filling %ld entries into big through F (4 writers)", O.big);
+		bench_die("mkdir '%s': %s", dir, strerror(errno));
+	bench_note("3. filling %ld entries into big through F (4 writers)", O.big);
 	fills_big = fill_range(dir, 0, (size_t)O.big, 4);
 	{
-		double t0 = now_us();
+		double t0 = bench_now_us();
 
 		merge_f = wait_caught_up(dir, O.big, t0, 1800);
 	}
 	mem = redis_used_memory();
-	note("   %.0f fills/s; F merged its backlog %.2f s after the last fill; redis used_memory %lld B",
-	     fills_big, merge_f, mem);
+	bench_note("   %.0f fills/s; F merged its backlog %.2f s after the last fill; redis used_memory %lld B",
+		   fills_big, merge_f, mem);
 	catch_up(d, O.big, (size_t)O.big / 2, "fresh", &fresh);
 	tstop = host_stop(d);
-	note("   D stopped cleanly in %.2f s (snapshot written)", tstop);
+	bench_note("   D stopped cleanly in %.2f s (snapshot written)", tstop);
 	fills_down = fill_range(dir, (size_t)O.big, (size_t)(O.big + O.down), 4);
-	wait_caught_up(dir, O.big + O.down, now_us(), 1800);
+	wait_caught_up(dir, O.big + O.down, bench_now_us(), 1800);
 	catch_up(d, O.big + O.down, (size_t)(O.big + O.down - 1), "restart", &back);
 	host_stop(d);
 	catch_up(d, O.big + O.down, (size_t)(O.big + O.down - 1), "restart-nothing-missed", &again);
 	log_excerpt(d);
 	host_stop(d);
 	host_stop(f);
-	load_avg(la1, sizeof(la1));
+	bench_loadavg(la1, sizeof(la1), 3);
 
 	/* the table */
 	printf("\n## semcachefs: hosts sharing one redis-server on loopback, all on one machine\n\n");

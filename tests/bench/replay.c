@@ -63,22 +63,20 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "bench_util.h"
 
 #ifndef SEMCACHE_SOURCE_ROOT
 #define SEMCACHE_SOURCE_ROOT "."
 #endif
-#define FUSE_MAGIC 0x65735546UL
 
 /* ------------------------------------------------------------ options */
 
@@ -129,53 +127,8 @@ static struct {
 	.seed = 7,
 };
 
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "replay_bench: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	exit(1);
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* xorshift64*: deterministic across platforms */
+/* bench_rng's state: seeded per trace, so every run sees the same requests */
 static uint64_t rng_state;
-static uint64_t rng(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 2685821657736338717ULL;
-}
-static double rng_unit(void) { return (double)(rng() >> 11) / 9007199254740992.0; }
-
-static int cmp_dbl(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* q-quantile of v[0..n) (sorts v). */
-static double quant(double *v, size_t n, double q)
-{
-	if (!n)
-		return NAN;
-	qsort(v, n, sizeof(*v), cmp_dbl);
-	size_t i = (size_t)(q * (double)(n - 1) + 0.5);
-	return v[i < n ? i : n - 1];
-}
 
 /* ------------------------------------------------------------ inputs */
 
@@ -215,7 +168,7 @@ static void load_trace(struct trace *tr, const char *path)
 	double t0 = NAN;
 
 	if (!f)
-		die("%s: %s", path, strerror(errno));
+		bench_die("%s: %s", path, strerror(errno));
 	tr->n = 0;
 	tr->r = NULL;
 	while (fgets(line, sizeof(line), f)) {
@@ -234,9 +187,7 @@ static void load_trace(struct trace *tr, const char *path)
 			break;
 		if (tr->n == cap) {
 			cap = cap ? 2 * cap : 4096;
-			tr->r = realloc(tr->r, cap * sizeof(*tr->r));
-			if (!tr->r)
-				die("out of memory");
+			tr->r = bench_xrealloc(tr->r, cap, sizeof(*tr->r));
 		}
 		tr->r[tr->n].t = t - t0;
 		tr->r[tr->n].gen = atoi(c2 + 1);
@@ -246,7 +197,7 @@ static void load_trace(struct trace *tr, const char *path)
 	}
 	fclose(f);
 	if (!tr->n)
-		die("%s: no rows", path);
+		bench_die("%s: no rows", path);
 	tr->span = tr->r[tr->n - 1].t;
 }
 
@@ -261,7 +212,7 @@ static void load_corpus(const char *path)
 	ssize_t n;
 
 	if (!f)
-		die("%s: %s", path, strerror(errno));
+		bench_die("%s: %s", path, strerror(errno));
 	while ((n = getline(&line, &cap, f)) > 0) {
 		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 			line[--n] = '\0';
@@ -273,9 +224,7 @@ static void load_corpus(const char *path)
 			continue;
 		if (ncorpus == acap) {
 			acap = acap ? 2 * acap : 65536;
-			corpus = realloc(corpus, acap * sizeof(*corpus));
-			if (!corpus)
-				die("out of memory");
+			corpus = bench_xrealloc(corpus, acap, sizeof(*corpus));
 		}
 		corpus[ncorpus++] = strdup(line);
 	}
@@ -340,7 +289,7 @@ static void load_pairs(const char *path)
 	size_t cap = 0, acap = 0;
 
 	if (!f)
-		die("%s: %s", path, strerror(errno));
+		bench_die("%s: %s", path, strerror(errno));
 	while (getline(&line, &cap, f) > 0) {
 		char *p = line, *a = csv_field(&p), *b = csv_field(&p), *l = csv_field(&p);
 
@@ -348,9 +297,7 @@ static void load_pairs(const char *path)
 			continue;
 		if (npairs == acap) {
 			acap = acap ? 2 * acap : 16384;
-			pairs = realloc(pairs, acap * sizeof(*pairs));
-			if (!pairs)
-				die("out of memory");
+			pairs = bench_xrealloc(pairs, acap, sizeof(*pairs));
 		}
 		pairs[npairs++] = (struct slot){ { strdup(a), strdup(b) }, *l - '0' };
 	}
@@ -385,8 +332,8 @@ static char *mutate(const char *q, int *variant)
 		break;
 	case V_DROP:
 	case V_SWAP: {
-		int k = *variant == V_DROP ? 1 + (int)(rng() % (uint64_t)(n - 1))
-					   : (int)(rng() % (uint64_t)(n - 1));
+		int k = *variant == V_DROP ? 1 + (int)(bench_rng(&rng_state) % (uint64_t)(n - 1))
+					   : (int)(bench_rng(&rng_state) % (uint64_t)(n - 1));
 		if (*variant == V_SWAP) {
 			char *t = w[k];
 			w[k] = w[k + 1];
@@ -430,7 +377,7 @@ static struct req *make_requests(size_t n, struct slot **slots_out, double *serv
 	for (size_t i = 0; i < npairs; i++)
 		perm[i] = i;
 	for (size_t i = 0; i < np; i++) {
-		size_t j = i + rng() % (npairs - i), t = perm[i];
+		size_t j = i + bench_rng(&rng_state) % (npairs - i), t = perm[i];
 		perm[i] = perm[j];
 		perm[j] = t;
 		slot[i] = pairs[perm[i]];
@@ -438,14 +385,14 @@ static struct req *make_requests(size_t n, struct slot **slots_out, double *serv
 	for (size_t i = 0; i < ncorpus; i++)
 		perm[i] = i;
 	for (size_t i = 0; i < pool - np; i++) {
-		size_t j = i + rng() % (ncorpus - i), t = perm[i];
+		size_t j = i + bench_rng(&rng_state) % (ncorpus - i), t = perm[i];
 		perm[i] = perm[j];
 		perm[j] = t;
 		slot[np + i] = (struct slot){ { corpus[perm[i]], NULL }, -1 };
 	}
 	/* ... in random popularity order */
 	for (size_t i = pool - 1; i > 0; i--) {
-		size_t j = rng() % (i + 1);
+		size_t j = bench_rng(&rng_state) % (i + 1);
 		struct slot t = slot[i];
 		slot[i] = slot[j];
 		slot[j] = t;
@@ -453,7 +400,7 @@ static struct req *make_requests(size_t n, struct slot **slots_out, double *serv
 	for (size_t k = 0; k < pool; k++)
 		cdf[k] = (sum += 1.0 / pow((double)k + 1, O.zipf));
 	for (size_t i = 0; i < n; i++) {
-		double u = rng_unit() * sum;
+		double u = bench_rng_unit(&rng_state) * sum;
 		size_t lo = 0, hi = pool - 1;
 
 		while (lo < hi) {
@@ -467,12 +414,12 @@ static struct req *make_requests(size_t n, struct slot **slots_out, double *serv
 		const struct slot *sl = &slot[lo];
 
 		r->pool_idx = (int)lo;
-		if (sl->label >= 0 && rng_unit() < O.partner) {
+		if (sl->label >= 0 && bench_rng_unit(&rng_state) < O.partner) {
 			r->side = 1;
 			r->variant = V_PARTNER;
 			r->text = strdup(sl->q[1]);
 		} else {
-			r->variant = rng_unit() < O.verbatim ? V_VERBATIM : 1 + (int)(rng() % 4);
+			r->variant = bench_rng_unit(&rng_state) < O.verbatim ? V_VERBATIM : 1 + (int)(bench_rng(&rng_state) % 4);
 			r->text = mutate(sl->q[0], &r->variant);
 		}
 		r->servable = seen[lo][r->side] || (sl->label == 1 && seen[lo][!r->side]);
@@ -489,103 +436,24 @@ static struct req *make_requests(size_t n, struct slot **slots_out, double *serv
 
 /* ------------------------------------------------------------ daemon */
 
-static bool is_mounted(const char *mnt)
-{
-	struct statfs sf;
-
-	return statfs(mnt, &sf) == 0 && (unsigned long)sf.f_type == FUSE_MAGIC;
-}
-
 static pid_t daemon_start(const char *store, const char *mnt, const char *log)
 {
 	char opt[PATH_MAX + 16];
+	char *argv[] = { (char *)O.daemon, "-f", "-o", opt, (char *)mnt, NULL };
 	pid_t pid;
-	double t0 = now_s();
-	int st;
 
 	snprintf(opt, sizeof(opt), "store=%s", store);
-	pid = fork();
-	if (pid < 0)
-		die("fork: %s", strerror(errno));
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		char *argv[] = { (char *)O.daemon, "-f", "-o", opt, (char *)mnt, NULL };
-
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	while (!is_mounted(mnt)) {
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			die("semcachefs exited before mounting (status %d); log: %s", st, log);
-		if (now_s() - t0 > 30)
-			die("semcachefs not mounted after 30 s; log: %s", log);
-		usleep(1000);
-	}
+	pid = bench_spawn(argv, log, NULL, NULL);
+	bench_wait_mounted(&pid, mnt, log, 30);
 	return pid;
 }
 
-static void daemon_stop(pid_t pid, const char *mnt)
-{
-	int st;
-
-	for (int tries = 0; is_mounted(mnt) && tries < 100; tries++) {
-		pid_t p = fork();
-
-		if (p == 0) {
-			int fd = open("/dev/null", O_WRONLY);
-			dup2(fd, 1);
-			dup2(fd, 2);
-			execlp("fusermount3", "fusermount3", "-u", mnt, (char *)NULL);
-			_exit(127);
-		}
-		waitpid(p, &st, 0);
-		if (is_mounted(mnt))
-			usleep(100000);
-	}
-	waitpid(pid, &st, 0);
-}
-
-static int write_file(const char *path, const char *buf, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644), rc = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, buf, len) != (ssize_t)len)
-		rc = -errno;
-	if (close(fd) && !rc)
-		rc = -errno;
-	return rc;
-}
-
+/* A .stats text (in a static buffer), or NULL. */
 static char *read_file(const char *path)
 {
 	static char buf[65536];
-	int fd = open(path, O_RDONLY);
-	ssize_t n;
 
-	if (fd < 0)
-		return NULL;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[n > 0 ? n : 0] = '\0';
-	return buf;
-}
-
-/* "key: value" from a .stats text; NAN when absent. */
-static double stat_num(const char *text, const char *key)
-{
-	size_t k = strlen(key);
-
-	for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-		if (!strncmp(p, key, k) && p[k] == ':')
-			return strtod(p + k + 1, NULL);
-	return NAN;
+	return bench_get(path, buf, sizeof(buf)) < 0 ? NULL : buf;
 }
 
 /* ------------------------------------------------------------ one run */
@@ -672,24 +540,24 @@ static void run_one(const struct trace *tr, const struct req *rq, const struct s
 	snprintf(mnt, sizeof(mnt), "%s/%s-%s-mnt", tmp, tr->name, adaptive ? "on" : "off");
 	snprintf(log, sizeof(log), "%s/%s-%s.log", tmp, tr->name, adaptive ? "on" : "off");
 	if (mkdir(mnt, 0700))
-		die("mkdir %s: %s", mnt, strerror(errno));
+		bench_die("mkdir %s: %s", mnt, strerror(errno));
 	pid = daemon_start(store, mnt, log);
 	snprintf(cat, sizeof(cat), "%s/%s", mnt, tr->name);
 	if (mkdir(cat, 0755))
-		die("mkdir %s: %s", cat, strerror(errno));
+		bench_die("mkdir %s: %s", cat, strerror(errno));
 	int pl = snprintf(pol, sizeof(pol), "model: sim\nthreshold: %g\nttl: %.0fs\n", O.threshold, ttl_w);
 	if (adaptive)
 		pl += snprintf(pol + pl, sizeof(pol) - (size_t)pl,
 			       "adaptive: {enabled: true, threshold_min: %g, ttl_max: %.0fs, high: %g, low: %g, rate: %g}\n",
 			       O.tmin, ttlmax_w, O.high, O.low, O.rate);
 	snprintf(path, sizeof(path), "%s/policy.yaml", cat);
-	if (write_file(path, pol, (size_t)pl))
-		die("writing %s failed: %s (policy: %s)", path, strerror(errno), pol);
+	if (bench_put(path, pol, (size_t)pl))
+		bench_die("writing %s failed: %s (policy: %s)", path, strerror(errno), pol);
 	snprintf(path, sizeof(path), "%s/.load/sim", mnt);
-	if (write_file(path, "0", 1))
-		die("writing %s failed", path);
+	if (bench_put(path, "0", 1))
+		bench_die("writing %s failed", path);
 
-	t0 = now_s();
+	t0 = bench_now_us() / 1e6;
 	for (;;) {
 		double t_arr = ai < n ? tr->r[ai].t : INFINITY;
 		double t_fill = nheap ? heap[0].t : INFINITY;
@@ -699,7 +567,7 @@ static void run_one(const struct trace *tr, const struct req *rq, const struct s
 		if (ai >= n && !nheap)
 			break;
 		/* pace: wall time follows trace time / compress */
-		double target = t0 + t / O.compress, w = now_s();
+		double target = t0 + t / O.compress, w = bench_now_us() / 1e6;
 		if (target > w) {
 			struct timespec ts = { .tv_sec = (time_t)(target - w),
 					       .tv_nsec = (long)(fmod(target - w, 1.0) * 1e9) };
@@ -732,12 +600,12 @@ static void run_one(const struct trace *tr, const struct req *rq, const struct s
 			last_load = load;
 			last_tick = t;
 			snprintf(path, sizeof(path), "%s/.load/sim", mnt);
-			if (write_file(path, s, (size_t)sl))
+			if (bench_put(path, s, (size_t)sl))
 				R->errors++;
 			if (ticks % 5 == 0) { /* sample the effective threshold */
 				snprintf(path, sizeof(path), "%s/.stats", cat);
 				char *st = read_file(path);
-				double eff = st ? stat_num(st, "effective_threshold") : NAN;
+				double eff = st ? bench_stat_num(st, "effective_threshold") : NAN;
 				if (!isnan(eff)) {
 					nthr++;
 					if (eff < O.threshold - 1e-9)
@@ -761,7 +629,7 @@ static void run_one(const struct trace *tr, const struct req *rq, const struct s
 				pad = (int)sizeof(ans_buf) - al;
 			memset(ans_buf + al, 'x', (size_t)pad);
 			snprintf(path, sizeof(path), "%s/r%zu.response", cat, f.i);
-			if (write_file(path, ans_buf, (size_t)(al + pad)))
+			if (bench_put(path, ans_buf, (size_t)(al + pad)))
 				R->fill_fail++;
 			snprintf(path, sizeof(path), "%s/r%zu.query", cat, f.i);
 			unlink(path);
@@ -829,7 +697,7 @@ static void run_one(const struct trace *tr, const struct req *rq, const struct s
 			double e = fmin(end, (double)(k + 1) * BUCKET);
 			if (k >= nb) {
 				size_t nn = k * 2 + 16;
-				busy = realloc(busy, nn * sizeof(double));
+				busy = bench_xrealloc(busy, nn, sizeof(double));
 				memset(busy + nb, 0, (nn - nb) * sizeof(double));
 				nb = nn;
 			}
@@ -838,7 +706,7 @@ static void run_one(const struct trace *tr, const struct req *rq, const struct s
 		}
 		heap_push(end, i);
 	}
-	R->wall_s = now_s() - t0;
+	R->wall_s = bench_now_us() / 1e6 - t0;
 	R->sim_s = tr->span;
 	R->load_mean = ticks ? load_sum / (double)ticks : 0;
 	R->lag_late = (double)late / (double)n;
@@ -846,43 +714,34 @@ static void run_one(const struct trace *tr, const struct req *rq, const struct s
 	{
 		double *tmpv = malloc((nsc + 1) * sizeof(double));
 		memcpy(tmpv, scores, nsc * sizeof(double));
-		R->hit_min = nsc ? quant(tmpv, nsc, 0) : NAN;
-		R->hit_p10 = quant(tmpv, nsc, 0.10);
-		R->hit_p50 = quant(tmpv, nsc, 0.50);
+		R->hit_min = nsc ? bench_quantile(tmpv, nsc, 0) : NAN;
+		R->hit_p10 = bench_quantile(tmpv, nsc, 0.10);
+		R->hit_p50 = bench_quantile(tmpv, nsc, 0.50);
 		free(tmpv);
 	}
-	R->wait_p50 = quant(waits, nwait, 0.5);
-	R->wait_p95 = quant(waits, nwait, 0.95);
-	R->lat_p50 = quant(lats, nwait, 0.5);
-	R->lat_p95 = quant(lats, nwait, 0.95);
+	R->wait_p50 = bench_quantile(waits, nwait, 0.5);
+	R->wait_p95 = bench_quantile(waits, nwait, 0.95);
+	R->lat_p50 = bench_quantile(lats, nwait, 0.5);
+	R->lat_p95 = bench_quantile(lats, nwait, 0.95);
 	snprintf(path, sizeof(path), "%s/.stats", cat);
 	char *st = read_file(path);
 	if (st) {
-		R->st_hits = stat_num(st, "hits");
-		R->st_misses = stat_num(st, "misses");
-		R->st_exact = stat_num(st, "exact_hits");
-		R->st_semantic = stat_num(st, "semantic_hits");
-		R->st_eff = stat_num(st, "effective_threshold");
-		R->st_fills = stat_num(st, "fills");
-		R->st_expired = stat_num(st, "expired");
-		R->lookup_us_p50 = stat_num(st, "lookup_us_p50");
+		R->st_hits = bench_stat_num(st, "hits");
+		R->st_misses = bench_stat_num(st, "misses");
+		R->st_exact = bench_stat_num(st, "exact_hits");
+		R->st_semantic = bench_stat_num(st, "semantic_hits");
+		R->st_eff = bench_stat_num(st, "effective_threshold");
+		R->st_fills = bench_stat_num(st, "fills");
+		R->st_expired = bench_stat_num(st, "expired");
+		R->lookup_us_p50 = bench_stat_num(st, "lookup_us_p50");
 	}
-	daemon_stop(pid, mnt);
+	bench_fs_stop(&pid, mnt);
 	rmdir(mnt);
 	if (!R->errors && !R->fill_fail)
 		unlink(log);
 	else
 		fprintf(stderr, "    errors: the daemon's log is kept: %s\n", log);
-	{
-		char *rm[] = { "rm", "-rf", store, NULL };
-		pid_t p = fork();
-		int stt;
-		if (p == 0) {
-			execvp(rm[0], rm);
-			_exit(127);
-		}
-		waitpid(p, &stt, 0);
-	}
+	bench_rm_rf(store);
 	free(busy);
 	free(free_at);
 	free(scores);
@@ -892,23 +751,6 @@ static void run_one(const struct trace *tr, const struct req *rq, const struct s
 }
 
 /* ------------------------------------------------------------ output */
-
-static char *exe_sibling(const char *rel)
-{
-	char self[PATH_MAX], *slash, *out;
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	if (n <= 0)
-		return NULL;
-	self[n] = '\0';
-	slash = strrchr(self, '/');
-	if (!slash)
-		return NULL;
-	*slash = '\0';
-	if (asprintf(&out, "%s/%s", self, rel) < 0)
-		return NULL;
-	return out;
-}
 
 static void usage(void)
 {
@@ -932,15 +774,13 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	char tmp[PATH_MAX], path[PATH_MAX + 64], cmdline[4096] = "";
-	size_t cl = 0;
+	char tmp[PATH_MAX], path[PATH_MAX + 64], cmdline[4096];
 
-	for (int i = 0; i < argc; i++)
-		cl += (size_t)snprintf(cmdline + cl, sizeof(cmdline) - cl, "%s%s", i ? " " : "", argv[i]);
+	bench_cmdline(argc, argv, cmdline, sizeof(cmdline));
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define OPT(name, stmt) if (!strcmp(a, name)) { if (!v) die("%s needs a value", a); stmt; i++; continue; }
+#define OPT(name, stmt) if (!strcmp(a, name)) { if (!v) bench_die("%s needs a value", a); stmt; i++; continue; }
 		if (!strcmp(a, "--quick")) { O.quick = true; continue; }
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
 		OPT("--traces", O.traces = v)
@@ -968,12 +808,12 @@ int main(int argc, char **argv)
 		OPT("--daemon", O.daemon = v)
 		OPT("--tmp", O.tmp = v)
 		usage();
-		die("unknown option '%s'", a);
+		bench_die("unknown option '%s'", a);
 	}
 	if (O.quick && O.duration == 0)
 		O.duration = 300;
 	if (O.compress <= 0 || O.servers < 1 || O.pool < 1 || O.rho <= 0)
-		die("bad parameters");
+		bench_die("bad parameters");
 	if (!O.data)
 		O.data = SEMCACHE_SOURCE_ROOT "/../shared/data";
 	snprintf(path, sizeof(path), "%s/corpus/qqp_questions.txt", O.data);
@@ -981,13 +821,7 @@ int main(int argc, char **argv)
 		printf("SKIP: %s not found (the shared evaluation data is absent)\n", path);
 		return 77;
 	}
-	if (!O.daemon)
-		O.daemon = exe_sibling("../fs/semcachefs");
-	if (!O.daemon || access(O.daemon, X_OK)) {
-		printf("SKIP: daemon '%s' not found (build with meson, or pass --daemon)\n",
-		       O.daemon ? O.daemon : "?");
-		return 77;
-	}
+	O.daemon = bench_daemon(O.daemon);
 	signal(SIGPIPE, SIG_IGN);
 	load_corpus(path);
 	snprintf(path, sizeof(path), "%s/pairs/qqp_val.csv", O.data);
@@ -998,10 +832,7 @@ int main(int argc, char **argv)
 		O.pair_share = 0;
 	}
 
-	snprintf(tmp, sizeof(tmp), "%s/semcache-replay-XXXXXX",
-		 O.tmp ? O.tmp : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(tmp))
-		die("mkdtemp '%s': %s", tmp, strerror(errno));
+	bench_mkdtemp(tmp, sizeof(tmp), O.tmp, "semcache-replay");
 
 	struct col { char name[64]; struct result r; struct trace tr; double per_tok, repeat; size_t partner_reqs; } cols[8];
 	int ncol = 0;
@@ -1022,7 +853,7 @@ int main(int argc, char **argv)
 			tokens += tr.r[i].gen;
 		double per_tok = (O.rho * O.servers * tr.span - (double)tr.n * O.base_ms / 1000.0) / tokens;
 		if (per_tok <= 0)
-			die("--rho %g with --base-ms %g leaves no time for tokens on trace %s", O.rho, O.base_ms, tn);
+			bench_die("--rho %g with --base-ms %g leaves no time for tokens on trace %s", O.rho, O.base_ms, tn);
 		struct req *rq = make_requests(tr.n, &slots, &repeat);
 		bool *hot = calloc(tr.n, sizeof(bool));
 

@@ -64,15 +64,12 @@
  * Built by meson, not run by the test suite (meson test --benchmark runs
  * it with --ci).
  */
-#include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -82,9 +79,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -92,13 +86,11 @@
 #include "hash.h"
 #include "textnorm.h"
 #include "bench_corpus.h"
+#include "bench_util.h"
 
 #define CAT "bench"
 #define MAX_RUNS 15
 #define MAX_NS 8
-#define FUSE_MAGIC 0x65735546
-#define RESP_BYTES 512
-#define BUF_BYTES (64 * 1024)
 #define DIM_BUILTIN 256
 #define HNSW_M 32
 #define AGREE_N 6
@@ -119,125 +111,6 @@ static struct {
 } O = { .runs = 5, .lookups = 1000, .warmup = 200, .unpinned = true,
 	.shell = true, .only_kind = -1 };
 
-/* ---------------------------------------------------------------- utils */
-
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "semcache_bench: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	exit(1);
-}
-
-static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void note(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "# ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double quantile(double *v, int n, double q)
-{
-	int i;
-
-	if (n <= 0)
-		return NAN;
-	qsort(v, n, sizeof(*v), cmp_double);
-	i = (int)(q * (n - 1) + 0.5);
-	return v[i];
-}
-
-/* Median, min and max of a few per-run figures. */
-struct sumry { double med, min, max; int n; };
-
-static struct sumry summarise(const double *v, int n)
-{
-	double t[MAX_RUNS * 4];
-	struct sumry s = { NAN, NAN, NAN, n };
-
-	if (n <= 0)
-		return s;
-	memcpy(t, v, sizeof(*v) * n);
-	qsort(t, n, sizeof(*t), cmp_double);
-	s.min = t[0];
-	s.max = t[n - 1];
-	s.med = n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
-	return s;
-}
-
-static int set_cpu(pid_t tid, int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	if (cpu >= 0) {
-		CPU_SET(cpu, &set);
-	} else {
-		for (int i = 0; i < CPU_SETSIZE && i < sysconf(_SC_NPROCESSORS_ONLN); i++)
-			CPU_SET(i, &set);
-	}
-	return sched_setaffinity(tid, sizeof(set), &set);
-}
-
-/* Pin (cpu >= 0) or unpin (-1) every thread of a process. */
-static void set_cpu_all(pid_t pid, int cpu)
-{
-	char path[64];
-	struct dirent *d;
-	DIR *dir;
-
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	dir = opendir(path);
-	if (!dir)
-		return;
-	while ((d = readdir(dir)))
-		if (d->d_name[0] != '.')
-			set_cpu((pid_t)atoi(d->d_name), cpu);
-	closedir(dir);
-}
-
-static long rss_kib(pid_t pid)
-{
-	char path[64], line[256];
-	long kib = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld", &kib) == 1)
-			break;
-	fclose(f);
-	return kib;
-}
-
 /* --------------------------------------------------------------- corpus */
 
 struct corpus {
@@ -249,13 +122,8 @@ struct corpus {
 static void corpus_load(struct corpus *c, const char *path, size_t held)
 {
 	struct bench_corpus bc = { 0 };
-	int rc = bench_corpus_load(&bc, path);
 
-	if (rc) {
-		printf("SKIP: corpus '%s' not found (%s); get ../shared/data or pass --corpus\n",
-		       path, strerror(-rc));
-		exit(77);
-	}
+	bench_corpus_need(&bc, path);
 	c->q = bc.q;
 	c->n = bc.n;
 	c->held = held;
@@ -295,243 +163,40 @@ struct fsproc {
 	char log[PATH_MAX];
 };
 
-static bool is_fuse_mounted(const char *mnt)
-{
-	struct statfs sf;
-
-	return statfs(mnt, &sf) == 0 && (unsigned long)sf.f_type == FUSE_MAGIC;
-}
-
-/* Start argv[0] (already has -f and the mountpoint) pinned to cpu (-1: free). */
-static pid_t spawn(char *const argv[], int cpu, const char *log)
-{
-	pid_t pid = fork();
-
-	if (pid < 0)
-		die("fork: %s", strerror(errno));
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
-		if (cpu >= 0)
-			set_cpu(0, cpu);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-static void fs_wait_mounted(struct fsproc *p, double timeout_s)
-{
-	double t0 = now_us();
-	int st;
-
-	while (!is_fuse_mounted(p->mnt)) {
-		if (waitpid(p->pid, &st, WNOHANG) == p->pid)
-			die("'%s' exited before mounting (status %d); log: %s",
-			    p->mnt, st, p->log);
-		if (now_us() - t0 > timeout_s * 1e6)
-			die("'%s' not mounted after %.0f s; log: %s", p->mnt,
-			    timeout_s, p->log);
-		usleep(200);
-	}
-}
-
-static void run_wait(char *const argv[])
-{
-	pid_t pid = fork();
-	int st;
-
-	if (pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-
-		dup2(fd, 1);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	waitpid(pid, &st, 0);
-}
-
-/* Unmount and wait for the daemon to exit; returns the seconds it took. */
-static double fs_stop(struct fsproc *p)
-{
-	char *um[] = { "fusermount3", "-u", p->mnt, NULL };
-	double t0 = now_us();
-	int st;
-
-	if (p->pid <= 0)
-		return 0;
-	for (int tries = 0; is_fuse_mounted(p->mnt) && tries < 100; tries++) {
-		run_wait(um);
-		if (is_fuse_mounted(p->mnt))
-			usleep(50000);
-	}
-	waitpid(p->pid, &st, 0);
-	p->pid = 0;
-	return (now_us() - t0) / 1e6;
-}
-
-static void semcachefs_start(struct fsproc *p, const char *store, int cpu)
+static void semcachefs_start(struct fsproc *p, const char *store)
 {
 	char opt[PATH_MAX + 16];
 	char *argv[] = { (char *)O.daemon, "-f", "-o", opt, p->mnt, NULL };
 
 	snprintf(opt, sizeof(opt), "store=%s", store);
-	p->pid = spawn(argv, cpu, p->log);
+	p->pid = bench_spawn(argv, p->log, NULL, NULL);
 }
 
-static void nullfs_start(struct fsproc *p, int cpu)
+static void nullfs_start(struct fsproc *p)
 {
 	char *argv[] = { (char *)O.nullfs, "-f", p->mnt, NULL };
 
-	p->pid = spawn(argv, cpu, p->log);
-	fs_wait_mounted(p, 30);
+	p->pid = bench_spawn(argv, p->log, NULL, NULL);
+	bench_wait_mounted(&p->pid, p->mnt, p->log, 30);
 }
 
 /* ----------------------------------------------------------- the client */
 
-/* One client's session files (each thread has its own NAME). */
-struct sess {
-	char dir[PATH_MAX];
-	char query[PATH_MAX], status[PATH_MAX], response[PATH_MAX];
-	char name_q[300];
-	int dirfd;
-	char *buf;
-};
 
-static void sess_init(struct sess *s, const char *dir, const char *name)
-{
-	snprintf(s->dir, sizeof(s->dir), "%s", dir);
-	snprintf(s->query, sizeof(s->query), "%s/%s.query", dir, name);
-	snprintf(s->status, sizeof(s->status), "%s/%s.status", dir, name);
-	snprintf(s->response, sizeof(s->response), "%s/%s.response", dir, name);
-	snprintf(s->name_q, sizeof(s->name_q), "%s.query", name);
-	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY);
-	s->buf = malloc(BUF_BYTES);
-	if (s->dirfd < 0 || !s->buf)
-		die("cannot open '%s': %s", dir, strerror(errno));
-}
-
-static void sess_release(struct sess *s)
-{
-	if (s->dirfd >= 0)
-		close(s->dirfd);
-	s->dirfd = -1;
-	free(s->buf);
-	s->buf = NULL;
-}
-
-/* 1 hit, 0 miss, negative errno on failure. */
-static int lookup_3file(struct sess *s, const char *q, size_t len)
-{
-	int fd = open(s->query, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	ssize_t n, r;
-	int hit;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, q, len) != (ssize_t)len) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	if (close(fd))
-		return -errno;
-	fd = open(s->status, O_RDONLY);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, s->buf, BUF_BYTES);
-	close(fd);
-	if (n < 4)
-		return n < 0 ? -errno : -EIO;
-	hit = !memcmp(s->buf, "hit", 3);
-	fd = open(s->response, O_RDONLY);
-	if (fd < 0)
-		return -errno;
-	n = 0;
-	while ((r = read(fd, s->buf, BUF_BYTES)) > 0)
-		n += r;
-	close(fd);
-	if (r < 0)
-		return -EIO;
-	return hit;
-}
-
-static int lookup_fast(struct sess *s, const char *q, size_t len, bool at)
-{
-	int fd = at ? openat(s->dirfd, s->name_q, O_RDWR | O_CREAT | O_TRUNC, 0644)
-		    : open(s->query, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	ssize_t n;
-	int rc;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, q, len) != (ssize_t)len) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	n = pread(fd, s->buf, BUF_BYTES, 0);
-	rc = n < 4 ? (n < 0 ? -errno : -EIO) : !memcmp(s->buf, "hit", 3);
-	if (close(fd) && rc >= 0)
-		rc = -errno;
-	return rc;
-}
-
-static int lookup(struct sess *s, enum proto p, const char *q)
+static int lookup(struct bench_sess *s, enum proto p, const char *q)
 {
 	size_t len = strlen(q);
 
-	return p == P_3FILE ? lookup_3file(s, q, len)
-			    : lookup_fast(s, q, len, p == P_FASTAT);
-}
-
-/* A durable fill: a fast-path lookup, then NAME.response; 0 once close() is 0. */
-static int fill_one(struct sess *s, const char *q, size_t i)
-{
-	char ans[RESP_BYTES];
-	int fd, n, rc = lookup_fast(s, q, strlen(q), false);
-
-	if (rc < 0)
-		return rc;
-	n = snprintf(ans, sizeof(ans), "answer %zu: ", i);
-	for (int k = n; k < RESP_BYTES; k++)
-		ans[k] = (char)('a' + (k * 7 + i) % 26);
-	fd = open(s->response, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, ans, RESP_BYTES) != RESP_BYTES) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	return close(fd) ? -errno : 0;
+	return p == P_3FILE ? bench_lookup_3file(s, q, len)
+			    : bench_lookup_fast(s, q, len, p == P_FASTAT);
 }
 
 /* The root's fuse_requests counter, or -1 when the daemon has none. */
 static long long fuse_requests(const char *mnt)
 {
-	char path[PATH_MAX], text[4096];
-	const char *p;
-	ssize_t n;
-	int fd;
+	double v = bench_stat(mnt, "fuse_requests");
 
-	snprintf(path, sizeof(path), "%s/.stats", mnt);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
-		return -1;
-	n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	text[n] = '\0';
-	p = strstr(text, "fuse_requests: ");
-	return p ? atoll(p + 15) : -1;
+	return isnan(v) ? -1 : (long long)v;
 }
 
 /* What reading .stats itself costs in requests (counted between two reads). */
@@ -582,14 +247,14 @@ struct result {
 	bool have_requests;
 };
 
-static void warm_up(struct sess *s, const struct corpus *c, long n,
+static void warm_up(struct bench_sess *s, const struct corpus *c, long n,
 		    enum proto p, enum kind k)
 {
 	char qb[8192];
 
 	for (int i = 0; i < O.warmup; i++)
 		if (lookup(s, p, query_of(c, n, k, -1, i % O.lookups, qb, sizeof(qb))) < 0)
-			die("warm-up lookup failed: %s", strerror(errno));
+			bench_die("warm-up lookup failed: %s", strerror(errno));
 }
 
 /*
@@ -597,7 +262,7 @@ static void warm_up(struct sess *s, const struct corpus *c, long n,
  * to out. mnt (or NULL) is read for the request counter around the run;
  * cost is what one read of it costs (stats_cost).
  */
-static void measure_run(struct sess *s, const char *mnt, long long cost,
+static void measure_run(struct bench_sess *s, const char *mnt, long long cost,
 			const struct corpus *c, long n, enum proto p, enum kind k,
 			int r, struct lat *out)
 {
@@ -609,13 +274,13 @@ static void measure_run(struct sess *s, const char *mnt, long long cost,
 		out->reqs = -1;
 	for (int i = 0; i < O.lookups; i++) {
 		const char *q = query_of(c, n, k, r, i, qb, sizeof(qb));
-		double t0 = now_us();
+		double t0 = bench_now_us();
 		int rc = lookup(s, p, q);
 
-		t[i] = now_us() - t0;
+		t[i] = bench_now_us() - t0;
 		if (rc < 0)
-			die("%s lookup '%s' failed: %s", proto_name[p], q,
-			    strerror(-rc));
+			bench_die("%s lookup '%s' failed: %s", proto_name[p], q,
+				  strerror(-rc));
 		out->hits += rc;
 		out->asked++;
 	}
@@ -623,88 +288,50 @@ static void measure_run(struct sess *s, const char *mnt, long long cost,
 	if (before >= 0 && after >= 0)
 		out->reqv[out->nreq++] = (double)(after - before - cost) / O.lookups;
 	if (out->nreq)
-		out->reqs = summarise(out->reqv, out->nreq).med;
-	out->p99[out->runs] = quantile(t, O.lookups, 0.99);
-	out->p50[out->runs] = quantile(t, O.lookups, 0.50);
+		out->reqs = bench_summarise(out->reqv, out->nreq).med;
+	out->p99[out->runs] = bench_quantile(t, O.lookups, 0.99);
+	out->p50[out->runs] = bench_quantile(t, O.lookups, 0.50);
 	out->runs++;
 	free(t);
 }
 
-/* ------------------------------------------------------- threads: fills */
+/* ---------------------------------------------------------------- fills */
 
-struct worker {
-	pthread_t th;
-	const struct corpus *c;
-	struct sess s;
-	_Atomic size_t *next;
-	size_t end;
-	long n;
-	enum proto p;
-	int count;                 /* throughput: lookups to do */
-	int base;
-	pthread_barrier_t *bar;
-	int err;
-};
-
-static void *fill_main(void *arg)
+static const char *corpus_question(size_t i, char *buf, size_t size, void *arg)
 {
-	struct worker *w = arg;
-	size_t i;
+	const struct corpus *c = arg;
 
-	set_cpu(0, -1);
-	while ((i = atomic_fetch_add(w->next, 1)) < w->end) {
-		int rc = fill_one(&w->s, w->c->q[i], i);
-
-		if (rc < 0) {
-			fprintf(stderr, "semcache_bench: fill %zu failed: %s\n", i,
-				strerror(-rc));
-			w->err = rc;
-			break;
-		}
-	}
-	return NULL;
+	return c->q[i];
 }
 
 /* Fill questions [from, to) with k writers; returns fills per second. */
 static double fill_range(const char *dir, const struct corpus *c, size_t from,
 			 size_t to, int k)
 {
-	struct worker w[4];
-	_Atomic size_t next = from;
-	double t0;
-
-	for (int i = 0; i < k; i++) {
-		char name[32];
-
-		memset(&w[i], 0, sizeof(w[i]));
-		snprintf(name, sizeof(name), "fill%d", i);
-		sess_init(&w[i].s, dir, name);
-		w[i].c = c;
-		w[i].next = &next;
-		w[i].end = to;
-	}
-	t0 = now_us();
-	for (int i = 0; i < k; i++)
-		pthread_create(&w[i].th, NULL, fill_main, &w[i]);
-	for (int i = 0; i < k; i++)
-		pthread_join(w[i].th, NULL);
-	t0 = now_us() - t0;
-	for (int i = 0; i < k; i++) {
-		sess_release(&w[i].s);
-		if (w[i].err)
-			die("filling failed");
-	}
-	return (double)(to - from) / (t0 / 1e6);
+	return bench_fill_range(dir, from, to, k, false, corpus_question,
+				(void *)c);
 }
 
 /* --------------------------------------------------- threads: lookups/s */
+
+struct worker {
+	pthread_t th;
+	const struct corpus *c;
+	struct bench_sess s;
+	long n;
+	enum proto p;
+	int count;                 /* lookups to do */
+	int base;
+	pthread_barrier_t *bar;
+	int err;
+};
 
 static void *tput_main(void *arg)
 {
 	struct worker *w = arg;
 	char qb[8192];
 
-	set_cpu(0, -1);
+	bench_set_cpu(0, -1);
 	pthread_barrier_wait(w->bar);
 	for (int i = 0; i < w->count; i++) {
 		const char *q = query_of(w->c, w->n, K_MISS, 0, w->base + i, qb,
@@ -733,7 +360,7 @@ static double throughput(const char *dir, const struct corpus *c, long n,
 
 		memset(&w[i], 0, sizeof(w[i]));
 		snprintf(name, sizeof(name), "tput%d", i);
-		sess_init(&w[i].s, dir, name);
+		bench_sess_init(&w[i].s, dir, name);
 		w[i].c = c;
 		w[i].n = n;
 		w[i].p = p;
@@ -743,14 +370,14 @@ static double throughput(const char *dir, const struct corpus *c, long n,
 		pthread_create(&w[i].th, NULL, tput_main, &w[i]);
 	}
 	pthread_barrier_wait(&bar);
-	t0 = now_us();
+	t0 = bench_now_us();
 	pthread_barrier_wait(&bar);
-	t0 = now_us() - t0;
+	t0 = bench_now_us() - t0;
 	for (int i = 0; i < k; i++) {
 		pthread_join(w[i].th, NULL);
-		sess_release(&w[i].s);
+		bench_sess_release(&w[i].s);
 		if (w[i].err)
-			die("throughput lookup failed");
+			bench_die("throughput lookup failed");
 	}
 	pthread_barrier_destroy(&bar);
 	return (double)k * per_thread / (t0 / 1e6);
@@ -769,12 +396,12 @@ void inproc_batch(struct cache *cache, const struct corpus *c, long n,
 		const char *q = query_of(c, n, k, r, i, qb, sizeof(qb));
 		struct cache_query cq = { q, strlen(q), NULL, 0 };
 		struct cache_result res;
-		double t0 = now_us();
+		double t0 = bench_now_us();
 		int rc = cache_lookup(cache, "/" CAT, &cq, &res);
 
-		t[i] = now_us() - t0;
+		t[i] = bench_now_us() - t0;
 		if (rc)
-			die("cache_lookup: %s", strerror(-rc));
+			bench_die("cache_lookup: %s", strerror(-rc));
 		*hits += res.outcome == CACHE_HIT;
 		cache_result_release(&res);
 	}
@@ -788,8 +415,8 @@ static void inproc_run(struct cache *cache, const struct corpus *c, long n,
 	out->reqs = -1;
 	inproc_batch(cache, c, n, k, r, t, &out->hits);
 	out->asked += O.lookups;
-	out->p99[out->runs] = quantile(t, O.lookups, 0.99);
-	out->p50[out->runs] = quantile(t, O.lookups, 0.50);
+	out->p99[out->runs] = bench_quantile(t, O.lookups, 0.99);
+	out->p50[out->runs] = bench_quantile(t, O.lookups, 0.50);
 	out->runs++;
 	free(t);
 }
@@ -826,13 +453,13 @@ static void agreement(struct cache *cache, const struct corpus *c, long n,
 	const char **qs;
 
 	if (embed_builtin_new(&e))
-		die("embed_builtin_new failed");
+		bench_die("embed_builtin_new failed");
 	base = malloc(sizeof(float) * e->dim * (size_t)n);
 	qv = malloc(sizeof(float) * e->dim);
 	best = malloc(sizeof(float) * nq);
 	qs = calloc(nq, sizeof(*qs));
 	if (!base || !qv || !best || !qs)
-		die("out of memory");
+		bench_die("out of memory");
 	for (long i = 0; i < n; i++)
 		embedder_embed(e, c->q[i], strlen(c->q[i]), base + (size_t)i * e->dim);
 	for (int j = 0; j < nq; j++) {
@@ -861,7 +488,7 @@ static void agreement(struct cache *cache, const struct corpus *c, long n,
 
 		snprintf(yaml, sizeof(yaml), "hnsw: {ef_search: %d}\n", agree_efs[x]);
 		if (!t || cache_policy_put(cache, "/" CAT, yaml, strlen(yaml)))
-			die("cannot set hnsw.ef_search in-process");
+			bench_die("cannot set hnsw.ef_search in-process");
 		asked = 0;
 		for (int j = 0; j < nq; j++) {
 			struct cache_query cq = { qs[j], strlen(qs[j]), NULL, 0 };
@@ -869,7 +496,7 @@ static void agreement(struct cache *cache, const struct corpus *c, long n,
 			bool same;
 
 			if (cache_lookup(cache, "/" CAT, &cq, &r))
-				die("cache_lookup failed");
+				bench_die("cache_lookup failed");
 			if (!r.exact) {
 				asked++;
 				same = fabsf(r.score - best[j]) <= 1e-4f;
@@ -881,7 +508,7 @@ static void agreement(struct cache *cache, const struct corpus *c, long n,
 		}
 		inproc_warm_up(cache, c, n, K_MISS);
 		inproc_batch(cache, c, n, K_MISS, 0, t, &hits);
-		res->agree_us[x] = quantile(t, O.lookups, 0.50);
+		res->agree_us[x] = bench_quantile(t, O.lookups, 0.50);
 		free(t);
 		res->agree[x] = asked ? (double)agree / asked : NAN;
 		res->decide90[x] = asked ? (double)dec[0] / asked : NAN;
@@ -903,12 +530,12 @@ static struct cache *inproc_open(const char *store, double *ms)
 	struct cache_options co = { .store_dir = store, .quiet = true };
 	struct cache *cache;
 	char err[512];
-	double t0 = now_us();
+	double t0 = bench_now_us();
 
 	if (cache_open(&co, &cache, err, sizeof(err)))
-		die("cache_open '%s': %s", store, err);
+		bench_die("cache_open '%s': %s", store, err);
 	if (ms)
-		*ms = (now_us() - t0) / 1e3;
+		*ms = (bench_now_us() - t0) / 1e3;
 	return cache;
 }
 
@@ -926,7 +553,7 @@ static double shell_lookup_ms(const char *dir, const struct corpus *c, long n,
 	snprintf(qfile, sizeof(qfile), "%s/shell-queries.txt", tmp);
 	f = fopen(qfile, "w");
 	if (!f)
-		die("cannot write '%s'", qfile);
+		bench_die("cannot write '%s'", qfile);
 	for (int i = 0; i < iters; i++)
 		fprintf(f, "%s\n", query_of(c, n, K_MISS, run, i, qb, sizeof(qb)));
 	fclose(f);
@@ -934,61 +561,42 @@ static double shell_lookup_ms(const char *dir, const struct corpus *c, long n,
 		 "cd '%s' && while IFS= read -r q; do echo \"$q\" > x.query; "
 		 "cat x.status >/dev/null; cat x.response >/dev/null; done < '%s'",
 		 dir, qfile);
-	t0 = now_us();
+	t0 = bench_now_us();
 	st = system(script);
-	t0 = now_us() - t0;
+	t0 = bench_now_us() - t0;
 	if (st != 0)
-		die("the shell loop failed (status %d)", st);
+		bench_die("the shell loop failed (status %d)", st);
 	return t0 / 1e3 / iters;
 }
 
 /* ----------------------------------------------------------- one N */
-
-static void rm_rf(const char *path)
-{
-	char *argv[] = { "rm", "-rf", (char *)path, NULL };
-
-	run_wait(argv);
-}
 
 
 static void mkdir_cat(const char *mnt, char *dir, size_t size)
 {
 	snprintf(dir, size, "%s/" CAT, mnt);
 	if (mkdir(dir, 0755) && errno != EEXIST)
-		die("mkdir '%s': %s", dir, strerror(errno));
+		bench_die("mkdir '%s': %s", dir, strerror(errno));
 }
 
 static void wait_answer(const char *dir, double timeout_s)
 {
-	struct sess s = { .dirfd = -1 };
-	double t0 = now_us();
+	struct bench_sess s = { .dirfd = -1 };
+	double t0 = bench_now_us();
 	char path[PATH_MAX];
 
 	/* a first answered lookup, polled without holding a descriptor */
 	snprintf(path, sizeof(path), "%s/startup.query", dir);
-	s.buf = malloc(BUF_BYTES);
+	s.buf = malloc(BENCH_BUF_BYTES);
 	snprintf(s.query, sizeof(s.query), "%s", path);
 	for (;;) {
-		if (lookup_fast(&s, "is the cache up", 15, false) >= 0)
+		if (bench_lookup_fast(&s, "is the cache up", 15, false) >= 0)
 			break;
-		if (now_us() - t0 > timeout_s * 1e6)
-			die("no answer from '%s' after %.0f s", dir, timeout_s);
+		if (bench_now_us() - t0 > timeout_s * 1e6)
+			bench_die("no answer from '%s' after %.0f s", dir, timeout_s);
 		usleep(200);
 	}
 	free(s.buf);
-}
-
-static void loadavg(char *out, size_t size)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-
-	out[0] = '\0';
-	if (f) {
-		if (fgets(out, (int)size, f))
-			out[strcspn(out, " ")] = '\0';
-		fclose(f);
-	}
 }
 
 static void bench_n(long n, const struct corpus *c, const char *tmp,
@@ -997,35 +605,35 @@ static void bench_n(long n, const struct corpus *c, const char *tmp,
 	struct fsproc d = { 0 }, nf = { 0 };
 	char store[PATH_MAX], copy[PATH_MAX], dir[PATH_MAX], ndir[PATH_MAX];
 	struct cache *cache;
-	struct sess s, ns;
+	struct bench_sess s, ns;
 	size_t at = 0;
 	int B;
 
 	memset(res, 0, sizeof(*res));
 	res->n = n;
-	loadavg(res->load_before, sizeof(res->load_before));
+	bench_loadavg(res->load_before, sizeof(res->load_before), 1);
 	snprintf(store, sizeof(store), "%s/store-%ld", tmp, n);
 	snprintf(copy, sizeof(copy), "%s/store-%ld-copy", tmp, n);
 	snprintf(d.mnt, sizeof(d.mnt), "%s/mnt-%ld", tmp, n);
 	snprintf(d.log, sizeof(d.log), "%s/semcachefs-%ld.log", tmp, n);
 	if (mkdir(d.mnt, 0700))
-		die("mkdir '%s': %s", d.mnt, strerror(errno));
+		bench_die("mkdir '%s': %s", d.mnt, strerror(errno));
 
 	/* 1. empty daemon, then the fill */
-	note("N=%ld: starting '%s' (store %s)", n, O.daemon, store);
-	semcachefs_start(&d, store, -1);
-	fs_wait_mounted(&d, 60);
+	bench_note("N=%ld: starting '%s' (store %s)", n, O.daemon, store);
+	semcachefs_start(&d, store);
+	bench_wait_mounted(&d.pid, d.mnt, d.log, 60);
 	mkdir_cat(d.mnt, dir, sizeof(dir));
-	sess_init(&s, dir, "probe");
+	bench_sess_init(&s, dir, "probe");
 	if (lookup(&s, P_FAST, "warm the embedder up") < 0)
-		die("first lookup failed");
-	sess_release(&s);
+		bench_die("first lookup failed");
+	bench_sess_release(&s);
 	usleep(300000);
-	res->rss_empty_kib = rss_kib(d.pid);
+	res->rss_empty_kib = bench_proc_kib(d.pid, "VmRSS");
 
 	/* fills/s: alternating batches of 1 and 4 writers, then the rest */
 	B = (int)(n / 20 < 500 ? n / 20 : 500);
-	double t0 = now_us();
+	double t0 = bench_now_us();
 
 	for (int r = 0; r < O.runs && at + 2 * (size_t)B <= (size_t)n; r++) {
 		res->fills1[r] = fill_range(dir, c, at, at + B, 1);
@@ -1039,29 +647,29 @@ static void bench_n(long n, const struct corpus *c, const char *tmp,
 
 		fill_range(dir, c, at, to, 4);
 		at = to;
-		note("N=%ld: filled %zu (%.0f s)", n, at, (now_us() - t0) / 1e6);
+		bench_note("N=%ld: filled %zu (%.0f s)", n, at, (bench_now_us() - t0) / 1e6);
 	}
-	res->fill_total_s = (now_us() - t0) / 1e6;
+	res->fill_total_s = (bench_now_us() - t0) / 1e6;
 	sleep(1);
-	res->rss_filled_kib = rss_kib(d.pid);
-	note("N=%ld: filled in %.1f s; RSS %ld KiB (empty %ld KiB)", n,
-	     res->fill_total_s, res->rss_filled_kib, res->rss_empty_kib);
-	res->stop_s = fs_stop(&d);
+	res->rss_filled_kib = bench_proc_kib(d.pid, "VmRSS");
+	bench_note("N=%ld: filled in %.1f s; RSS %ld KiB (empty %ld KiB)", n,
+		   res->fill_total_s, res->rss_filled_kib, res->rss_empty_kib);
+	res->stop_s = bench_fs_stop(&d.pid, d.mnt);
 
 	/* 2. start-up to the first answered lookup (a clean stop each time) */
 	for (int r = 0; r < O.runs; r++) {
-		double t1 = now_us();
+		double t1 = bench_now_us();
 
-		semcachefs_start(&d, store, -1);
+		semcachefs_start(&d, store);
 		snprintf(dir, sizeof(dir), "%s/" CAT, d.mnt);
 		wait_answer(dir, 300);
-		res->startup_ms[r] = (now_us() - t1) / 1e3;
+		res->startup_ms[r] = (bench_now_us() - t1) / 1e3;
 		res->startup_runs++;
 		if (r + 1 < O.runs)
-			fs_stop(&d);
+			bench_fs_stop(&d.pid, d.mnt);
 	}
-	note("N=%ld: start-up %.0f ms (last run)", n,
-	     res->startup_ms[res->startup_runs - 1]);
+	bench_note("N=%ld: start-up %.0f ms (last run)", n,
+		   res->startup_ms[res->startup_runs - 1]);
 
 	/* 3. latency: the mount, the nullfs floor and the in-process floor
 	 * (on a copy of the store) run by run, side by side, pinned together
@@ -1070,24 +678,24 @@ static void bench_n(long n, const struct corpus *c, const char *tmp,
 	{
 		char *cp[] = { "cp", "-a", store, copy, NULL };
 
-		run_wait(cp);
+		bench_run(cp, -1);
 	}
 	snprintf(nf.mnt, sizeof(nf.mnt), "%s/null-%ld", tmp, n);
 	snprintf(nf.log, sizeof(nf.log), "%s/nullfs-%ld.log", tmp, n);
 	if (mkdir(nf.mnt, 0700))
-		die("mkdir '%s': %s", nf.mnt, strerror(errno));
-	nullfs_start(&nf, -1);
+		bench_die("mkdir '%s': %s", nf.mnt, strerror(errno));
+	nullfs_start(&nf);
 	snprintf(ndir, sizeof(ndir), "%s/" CAT, nf.mnt);
 	cache = inproc_open(copy, &res->open_inproc_ms);
-	sess_init(&s, dir, "b");
-	sess_init(&ns, ndir, "b");
+	bench_sess_init(&s, dir, "b");
+	bench_sess_init(&ns, ndir, "b");
 	{
 		long long cost = stats_cost(d.mnt), ncost = stats_cost(nf.mnt);
 
 		for (int pin = 0; pin < (O.unpinned ? 2 : 1); pin++) {
-			set_cpu_all(d.pid, pin ? -1 : 0);
-			set_cpu_all(nf.pid, pin ? -1 : 0);
-			set_cpu(0, pin ? -1 : 0);
+			bench_set_cpu_all(d.pid, pin ? -1 : 0);
+			bench_set_cpu_all(nf.pid, pin ? -1 : 0);
+			bench_set_cpu(0, pin ? -1 : 0);
 			for (int p = 0; p < P_N; p++)
 				for (int k = 0; k < K_N; k++) {
 					warm_up(&s, c, n, p, k);
@@ -1102,16 +710,16 @@ static void bench_n(long n, const struct corpus *c, const char *tmp,
 							   &res->inproc[pin][p][k]);
 					}
 				}
-			note("N=%ld: %s latency done", n, pin ? "unpinned" : "pinned");
+			bench_note("N=%ld: %s latency done", n, pin ? "unpinned" : "pinned");
 		}
 	}
-	sess_release(&s);
-	sess_release(&ns);
+	bench_sess_release(&s);
+	bench_sess_release(&ns);
 
 	/* 4. throughput, unpinned, the mount and nullfs run by run */
-	set_cpu_all(d.pid, -1);
-	set_cpu_all(nf.pid, -1);
-	set_cpu(0, -1);
+	bench_set_cpu_all(d.pid, -1);
+	bench_set_cpu_all(nf.pid, -1);
+	bench_set_cpu(0, -1);
 	{
 		int per = O.ci ? 200 : 1000;
 
@@ -1126,8 +734,8 @@ static void bench_n(long n, const struct corpus *c, const char *tmp,
 			res->tput_runs++;
 		}
 	}
-	note("N=%ld: throughput done", n);
-	res->rss_restart_kib = rss_kib(d.pid);
+	bench_note("N=%ld: throughput done", n);
+	res->rss_restart_kib = bench_proc_kib(d.pid, "VmRSS");
 
 	/* 7. the shell, through both mounts */
 	if (O.shell) {
@@ -1139,19 +747,19 @@ static void bench_n(long n, const struct corpus *c, const char *tmp,
 		}
 		res->shell_runs = O.runs;
 	}
-	fs_stop(&d);
-	fs_stop(&nf);
+	bench_fs_stop(&d.pid, d.mnt);
+	bench_fs_stop(&nf.pid, nf.mnt);
 	rmdir(nf.mnt);
 	rmdir(d.mnt);
 
 	/* 5b. HNSW agreement, in-process (nothing else running) */
-	set_cpu(0, -1);
+	bench_set_cpu(0, -1);
 	agreement(cache, c, n, res);
-	note("N=%ld: HNSW agreement done", n);
+	bench_note("N=%ld: HNSW agreement done", n);
 	cache_close(cache);
-	rm_rf(copy);
-	loadavg(res->load_after, sizeof(res->load_after));
-	note("N=%ld: done", n);
+	bench_rm_rf(copy);
+	bench_loadavg(res->load_after, sizeof(res->load_after), 1);
+	bench_note("N=%ld: done", n);
 }
 
 /* ------------------------------------------------------------- printing */
@@ -1201,25 +809,45 @@ static void agreement_rows(int i, const struct result *r)
 	cell(i, "%s", v[2]);
 }
 
-static struct sumry s50(const struct lat *l)
+static struct bench_summary s50(const struct lat *l)
 {
-	return summarise(l->p50, l->runs);
+	return bench_summarise(l->p50, l->runs);
 }
 
-static struct sumry s99(const struct lat *l)
+static struct bench_summary s99(const struct lat *l)
 {
-	return summarise(l->p99, l->runs);
+	return bench_summarise(l->p99, l->runs);
 }
 
 /* "p50 [min-max] / p99" in µs */
 static void lat_cell(int col, const struct lat *l)
 {
-	struct sumry a = s50(l), b = s99(l);
+	struct bench_summary a = s50(l), b = s99(l);
 
 	if (!l->runs)
 		cell(col, "-");
 	else
 		cell(col, "%.0f [%.0f–%.0f] / %.0f", a.med, a.min, a.max, b.med);
+}
+
+/* The lookups/s rows of one result column: 1, 2, 4 threads per protocol. */
+static void tput_rows(int col, const char *what, double tput[P_N][3][MAX_RUNS],
+		      int runs)
+{
+	char name[160];
+
+	for (int p = 0; p < P_N; p++) {
+		struct bench_summary t1 = bench_summarise(tput[p][0], runs);
+		struct bench_summary t2 = bench_summarise(tput[p][1], runs);
+		struct bench_summary t4 = bench_summarise(tput[p][2], runs);
+
+		snprintf(name, sizeof(name),
+			 "%s lookups/s %s, unpinned: 1 / 2 / 4 threads (2T÷1T)",
+			 what, proto_name[p]);
+		row(name);
+		cell(col, "%.0f / %.0f / %.0f (%.2f×)", t1.med, t2.med, t4.med,
+		     t2.med / t1.med);
+	}
 }
 
 static void print_table(struct result *res, int nres)
@@ -1292,33 +920,11 @@ static void print_table(struct result *res, int nres)
 		     100.0 * r->mount[0][P_FAST][K_EXACT].hits / r->mount[0][P_FAST][K_EXACT].asked,
 		     100.0 * r->mount[0][P_FAST][K_SEM].hits / r->mount[0][P_FAST][K_SEM].asked,
 		     100.0 * r->mount[0][P_FAST][K_MISS].hits / r->mount[0][P_FAST][K_MISS].asked);
-		for (int p = 0; p < P_N; p++) {
-			struct sumry t1 = summarise(r->tput[p][0], r->tput_runs);
-			struct sumry t2 = summarise(r->tput[p][1], r->tput_runs);
-			struct sumry t4 = summarise(r->tput[p][2], r->tput_runs);
-
-			snprintf(name, sizeof(name),
-				 "miss lookups/s %s, unpinned: 1 / 2 / 4 threads (2T÷1T)",
-				 proto_name[p]);
-			row(name);
-			cell(i, "%.0f / %.0f / %.0f (%.2f×)", t1.med, t2.med, t4.med,
-			     t2.med / t1.med);
-		}
-		for (int p = 0; p < P_N; p++) {
-			struct sumry t1 = summarise(r->null_tput[p][0], r->tput_runs);
-			struct sumry t2 = summarise(r->null_tput[p][1], r->tput_runs);
-			struct sumry t4 = summarise(r->null_tput[p][2], r->tput_runs);
-
-			snprintf(name, sizeof(name),
-				 "nullfs lookups/s %s, unpinned: 1 / 2 / 4 threads (2T÷1T)",
-				 proto_name[p]);
-			row(name);
-			cell(i, "%.0f / %.0f / %.0f (%.2f×)", t1.med, t2.med, t4.med,
-			     t2.med / t1.med);
-		}
+		tput_rows(i, "miss", r->tput, r->tput_runs);
+		tput_rows(i, "nullfs", r->null_tput, r->tput_runs);
 		{
-			struct sumry f1 = summarise(r->fills1, r->fill_runs);
-			struct sumry f4 = summarise(r->fills4, r->fill_runs);
+			struct bench_summary f1 = bench_summarise(r->fills1, r->fill_runs);
+			struct bench_summary f4 = bench_summarise(r->fills4, r->fill_runs);
 
 			row("durable fills/s (lookup + fill), 1 writer [min–max]");
 			cell(i, "%.0f [%.0f–%.0f]", f1.med, f1.min, f1.max);
@@ -1343,7 +949,7 @@ static void print_table(struct result *res, int nres)
 			     4 * DIM_BUILTIN, faiss, 1.3 * faiss + 300);
 		}
 		{
-			struct sumry su = summarise(r->startup_ms, r->startup_runs);
+			struct bench_summary su = bench_summarise(r->startup_ms, r->startup_runs);
 
 			row("start-up to first answered lookup, ms [min–max]");
 			cell(i, "%.0f [%.0f–%.0f]", su.med, su.min, su.max);
@@ -1351,8 +957,8 @@ static void print_table(struct result *res, int nres)
 			cell(i, "%.1f / %.0f", r->stop_s, r->open_inproc_ms);
 		}
 		if (r->shell_runs) {
-			struct sumry a = summarise(r->shell_ms, r->shell_runs);
-			struct sumry b = summarise(r->shell_null_ms, r->shell_runs);
+			struct bench_summary a = bench_summarise(r->shell_ms, r->shell_runs);
+			struct bench_summary b = bench_summarise(r->shell_null_ms, r->shell_runs);
 
 			row("bash echo/cat lookup (miss), ms: mount [min–max] (nullfs)");
 			cell(i, "%.2f [%.2f–%.2f] (%.2f)", a.med, a.min, a.max, b.med);
@@ -1387,32 +993,21 @@ static const char *const op_names[NOPS] = { "getattr", "create", "open",
 /* Reads .stats once: returns fuse_requests (-1 if none), fills v. */
 static long long read_ops(const char *mnt, long long v[NOPS])
 {
-	char path[PATH_MAX], text[4096], key[64];
-	ssize_t n;
-	int fd;
-
-	const char *t;
+	char path[PATH_MAX], text[4096];
+	double t;
 
 	memset(v, 0, sizeof(long long) * NOPS);
 	snprintf(path, sizeof(path), "%s/.stats", mnt);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
+	if (bench_get(path, text, sizeof(text)) <= 0)
 		return -1;
-	n = read(fd, text, sizeof(text) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	text[n] = '\0';
 	for (int i = 0; i < NOPS; i++) {
-		const char *p;
+		double d = bench_stat_num(text, op_names[i]);
 
-		snprintf(key, sizeof(key), "\n%s: ", op_names[i]);
-		p = strstr(text, key);
-		if (p)
-			v[i] = atoll(p + strlen(key));
+		if (!isnan(d))
+			v[i] = (long long)d;
 	}
-	t = strstr(text, "fuse_requests: ");
-	return t ? atoll(t + 15) : -1;
+	t = bench_stat_num(text, "fuse_requests");
+	return isnan(t) ? -1 : (long long)t;
 }
 
 /* "getattr 4, open 1" for the per-kind difference b - a - cost. */
@@ -1439,7 +1034,7 @@ static void requests_on(const char *label, const char *mnt, const char *dir,
 {
 	long long cost, a, b, tot = 0;
 	long long oc[NOPS], o1[NOPS], o2[NOPS];
-	char buf[BUF_BYTES], qpath[PATH_MAX], spath[PATH_MAX], rpath[PATH_MAX];
+	char buf[BENCH_BUF_BYTES], qpath[PATH_MAX], spath[PATH_MAX], rpath[PATH_MAX];
 	char kinds[256];
 	int fd, dfd;
 	ssize_t n;
@@ -1504,11 +1099,11 @@ static int requests_mode(const struct corpus *c, const char *tmp)
 	snprintf(nf.log, sizeof(nf.log), "%s/nullfs-req.log", tmp);
 	mkdir(d.mnt, 0700);
 	mkdir(nf.mnt, 0700);
-	semcachefs_start(&d, store, -1);
-	fs_wait_mounted(&d, 60);
+	semcachefs_start(&d, store);
+	bench_wait_mounted(&d.pid, d.mnt, d.log, 60);
 	if (fuse_requests(d.mnt) < 0) {
 		printf("SKIP: this semcachefs has no fuse_requests counter in .stats\n");
-		fs_stop(&d);
+		bench_fs_stop(&d.pid, d.mnt);
 		return 77;
 	}
 	mkdir_cat(d.mnt, dir, sizeof(dir));
@@ -1518,8 +1113,8 @@ static int requests_mode(const struct corpus *c, const char *tmp)
 	requests_on("(warm-up)", d.mnt, dir, c->q[c->n - 1]);
 	requests_on("semcachefs miss", d.mnt, dir, c->q[c->n - 1]);
 	requests_on("semcachefs exact hit", d.mnt, dir, c->q[3]);
-	fs_stop(&d);
-	nullfs_start(&nf, -1);
+	bench_fs_stop(&d.pid, d.mnt);
+	nullfs_start(&nf);
 	snprintf(dir, sizeof(dir), "%s/" CAT, nf.mnt);
 	requests_on("(warm-up)", nf.mnt, dir, c->q[c->n - 1]);
 	requests_on("nullfs", nf.mnt, dir, c->q[c->n - 1]);
@@ -1533,7 +1128,7 @@ static int requests_mode(const struct corpus *c, const char *tmp)
 		text[n] = '\0';
 		printf("\nnullfs request kinds over the run (includes the .stats reads):\n%s", text);
 	}
-	fs_stop(&nf);
+	bench_fs_stop(&nf.pid, nf.mnt);
 	rmdir(d.mnt);
 	rmdir(nf.mnt);
 	printf("\nEach step's count is the root .stats counter after minus before, "
@@ -1544,23 +1139,6 @@ static int requests_mode(const struct corpus *c, const char *tmp)
 
 /* --------------------------------------------------------------- main */
 
-static char *sibling(const char *rel)
-{
-	char self[PATH_MAX], *slash, *out;
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	if (n <= 0)
-		return NULL;
-	self[n] = '\0';
-	slash = strrchr(self, '/');
-	if (!slash)
-		return NULL;
-	*slash = '\0';
-	if (asprintf(&out, "%s/%s", self, rel) < 0)
-		return NULL;
-	return out;
-}
-
 static void parse_ns(const char *s)
 {
 	char *end;
@@ -1570,7 +1148,7 @@ static void parse_ns(const char *s)
 		double v = strtod(s, &end);
 
 		if (end == s)
-			die("bad -n list '%s'", s);
+			bench_die("bad -n list '%s'", s);
 		if (*end == 'k' || *end == 'K')
 			v *= 1000, end++;
 		else if (*end == 'm' || *end == 'M')
@@ -1595,13 +1173,10 @@ int main(int argc, char **argv)
 	struct result res[MAX_NS];
 	struct corpus c = { 0 };
 	char tmp[PATH_MAX];
-	size_t o = 0;
 	long maxn = 0;
 	int opt;
 
-	for (int i = 0; i < argc; i++)
-		o += snprintf(O.cmdline + o, o < sizeof(O.cmdline) ? sizeof(O.cmdline) - o : 0,
-			      "%s%s", i ? " " : "", argv[i]);
+	bench_cmdline(argc, argv, O.cmdline, sizeof(O.cmdline));
 	parse_ns("10000,100000");
 	while ((opt = getopt_long(argc, argv, "n:r:l:h", lo, NULL)) != -1) {
 		switch (opt) {
@@ -1625,7 +1200,7 @@ int main(int argc, char **argv)
 				      !strcmp(optarg, "semantic") ? K_SEM :
 				      !strcmp(optarg, "miss") ? K_MISS : -2;
 			if (O.only_kind == -2)
-				die("--kind is exact, semantic or miss");
+				bench_die("--kind is exact, semantic or miss");
 			break;
 		default:
 			fprintf(stderr, "usage: see the comment at the top of tests/bench/semcache_bench.c\n");
@@ -1639,7 +1214,7 @@ int main(int argc, char **argv)
 		O.warmup = 50;
 	}
 	if (O.runs < 1 || O.runs > MAX_RUNS || O.lookups < 10)
-		die("--runs must be 1..%d and --lookups at least 10", MAX_RUNS);
+		bench_die("--runs must be 1..%d and --lookups at least 10", MAX_RUNS);
 	if (O.warmup > O.lookups)
 		O.warmup = O.lookups;
 	if (!O.corpus)
@@ -1658,7 +1233,7 @@ int main(int argc, char **argv)
 		struct result r = { .n = maxn };
 		struct cache *cache;
 
-		set_cpu(0, 0);
+		bench_set_cpu(0, 0);
 		cache = inproc_open(O.inproc, &r.open_inproc_ms);
 		printf("cache_open %.0f ms\n", r.open_inproc_ms);
 		if (O.agree_only) {
@@ -1690,9 +1265,9 @@ int main(int argc, char **argv)
 
 	if (O.drive) {
 		struct lat l;
-		struct sess s;
+		struct bench_sess s;
 
-		sess_init(&s, O.drive, "drive");
+		bench_sess_init(&s, O.drive, "drive");
 		for (int p = 0; p < P_N; p++) {
 			memset(&l, 0, sizeof(l));
 			warm_up(&s, &c, maxn, p, K_MISS);
@@ -1701,7 +1276,7 @@ int main(int argc, char **argv)
 			printf("drive %s miss: p50 %.1f µs p99 %.1f µs (hits %ld/%ld)\n",
 			       proto_name[p], s50(&l).med, s99(&l).med, l.hits, l.asked);
 		}
-		sess_release(&s);
+		bench_sess_release(&s);
 		return 0;
 	}
 
@@ -1710,27 +1285,23 @@ int main(int argc, char **argv)
 		       strerror(errno));
 		return 77;
 	}
-	if (!O.daemon)
-		O.daemon = sibling("../fs/semcachefs");
+	O.daemon = bench_daemon(O.daemon);
 	if (!O.nullfs)
-		O.nullfs = sibling("nullfs");
-	if (!O.daemon || access(O.daemon, X_OK) || !O.nullfs || access(O.nullfs, X_OK)) {
-		printf("SKIP: daemon '%s' or nullfs '%s' not found (build with meson, or pass --daemon/--nullfs)\n",
-		       O.daemon ? O.daemon : "?", O.nullfs ? O.nullfs : "?");
+		O.nullfs = bench_sibling("nullfs");
+	if (!O.nullfs || access(O.nullfs, X_OK)) {
+		printf("SKIP: nullfs '%s' not found (build with meson, or pass --nullfs)\n",
+		       O.nullfs ? O.nullfs : "?");
 		return 77;
 	}
-	snprintf(tmp, sizeof(tmp), "%s/semcache-bench-XXXXXX",
-		 O.tmp ? O.tmp : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(tmp))
-		die("mkdtemp '%s': %s", tmp, strerror(errno));
+	bench_mkdtemp(tmp, sizeof(tmp), O.tmp, "semcache-bench");
 	signal(SIGPIPE, SIG_IGN);
-	note("temp dir %s; daemon %s; nullfs %s; %zu unique questions", tmp,
-	     O.daemon, O.nullfs, c.n);
+	bench_note("temp dir %s; daemon %s; nullfs %s; %zu unique questions", tmp,
+		   O.daemon, O.nullfs, c.n);
 
 	if (O.requests_only) {
 		int rc = requests_mode(&c, tmp);
 
-		rm_rf(tmp);
+		bench_rm_rf(tmp);
 		return rc;
 	}
 	for (int i = 0; i < O.nn; i++) {
@@ -1741,16 +1312,16 @@ int main(int argc, char **argv)
 			snprintf(from, sizeof(from), "%s/store-%ld", tmp, O.ns[i]);
 			snprintf(to, sizeof(to), "%s/store-%ld", O.keep, O.ns[i]);
 			mkdir(O.keep, 0700);
-			rm_rf(to);
+			bench_rm_rf(to);
 			if (rename(from, to))
-				note("cannot keep '%s' as '%s': %s", from, to, strerror(errno));
+				bench_note("cannot keep '%s' as '%s': %s", from, to, strerror(errno));
 			else
-				note("kept the store of N=%ld in %s", O.ns[i], to);
+				bench_note("kept the store of N=%ld in %s", O.ns[i], to);
 		}
 		/* print as we go: a long run still leaves its results */
 		print_table(res, i + 1);
 		fflush(stdout);
 	}
-	rm_rf(tmp);
+	bench_rm_rf(tmp);
 	return 0;
 }

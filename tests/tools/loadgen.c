@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define STALL_MS 30000
 
 static const char *dir;
@@ -35,19 +37,16 @@ static long items;
 static _Atomic int stop;
 static _Atomic long n_lookups, n_fills, n_rms, n_errors;
 
+static long long now_ms(void)
+{
+	return (long long)(bench_now_us() / 1000);
+}
+
 struct client {
 	pthread_t th;
 	int id;
 	_Atomic long long last_progress_ms;
 };
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int question(long i, char *q, size_t cap)
 {
@@ -63,34 +62,6 @@ static int answer(long i, char *a, size_t cap)
 		a[n++] = (char)('a' + (i * 7 + k) % 26);
 	a[n] = '\0';
 	return n;
-}
-
-static int put(const char *path, const char *buf, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, buf, len) != (ssize_t)len) {
-		int e = errno;
-
-		close(fd);
-		return -e;
-	}
-	return close(fd) ? -errno : 0;
-}
-
-static ssize_t get(const char *path, char *buf, size_t cap)
-{
-	ssize_t n, got = 0;
-	int fd = open(path, O_RDONLY);
-
-	if (fd < 0)
-		return -errno;
-	while ((size_t)got < cap && (n = read(fd, buf + got, cap - got)) > 0)
-		got += n;
-	close(fd);
-	return got;
 }
 
 static void error(const char *what, const char *path, int e)
@@ -111,12 +82,12 @@ static int fill_one(const char *name, const char *q, size_t qn,
 	int rc;
 
 	snprintf(path, sizeof(path), "%s/%s.query", dir, name);
-	if ((rc = put(path, q, qn))) {
+	if ((rc = bench_put(path, q, qn))) {
 		error("query", path, -rc);
 		return rc;
 	}
 	snprintf(path, sizeof(path), "%s/%s.response", dir, name);
-	if ((rc = put(path, a, an)))
+	if ((rc = bench_put(path, a, an)))
 		error("fill", path, -rc);
 	return rc;
 }
@@ -156,13 +127,12 @@ static void *client(void *arg)
 			int rc;
 
 			snprintf(path, sizeof(path), "%s/%s.query", dir, name);
-			if ((rc = put(path, q, (size_t)qn))) {
+			if ((rc = bench_put(path, q, (size_t)qn))) {
 				error("lookup", path, -rc);
 				continue;
 			}
 			snprintf(path, sizeof(path), "%s/%s.status", dir, name);
-			n = get(path, st, sizeof(st) - 1);
-			st[n > 0 ? n : 0] = '\0';
+			n = bench_get(path, st, sizeof(st));
 			if (n < 0 || strncmp(st, "hit score=1.000 ", 16) ||
 			    !strstr(st, "match=exact")) {
 				error("lookup status", st, EPROTO);
@@ -170,7 +140,7 @@ static void *client(void *arg)
 			}
 			snprintf(path, sizeof(path), "%s/%s.response", dir,
 				 name);
-			n = get(path, got, sizeof(got));
+			n = bench_get(path, got, sizeof(got));
 			if (n != an || memcmp(got, a, (size_t)an)) {
 				error("wrong response of", q, EBADMSG);
 				continue;
@@ -203,22 +173,6 @@ static void *client(void *arg)
 	return NULL;
 }
 
-static long rss_kb(long pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%ld/status", pid);
-	if (!(f = fopen(path, "r")))
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
 static int do_run(int nclients, long secs, long pid)
 {
 	struct client *cs = calloc((size_t)nclients, sizeof(*cs));
@@ -239,7 +193,7 @@ static int do_run(int nclients, long secs, long pid)
 
 		nanosleep(&tick, NULL);  /* the sampling period, not a wait */
 		if (nrss < secs * 4 + 8)
-			rss[nrss++] = rss_kb(pid);
+			rss[nrss++] = bench_proc_kib((pid_t)pid, "VmRSS");
 		for (int i = 0; i < nclients; i++)
 			if (t - cs[i].last_progress_ms > STALL_MS) {
 				fprintf(stderr, "loadgen: client %d made no "

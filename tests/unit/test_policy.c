@@ -1,5 +1,5 @@
 /*
- * test_policy.c - unit tests for policy/policy.c.
+ * test_policy.c - unit tests for policy/.
  *
  * Covers every key in block and flow style, the defaults, three-level
  * inheritance with provenance, each kind of error with its message and (for
