@@ -162,7 +162,8 @@ int fs_rmdir(const char *path)
 	if (rc)
 		return rc;
 	if (fp.kind == FS_ENTRY) /* rm -r CATEGORY/entries/ID: invalidate it */
-		return cache_entry_remove(fs_st()->cache, fp.dir, fp.entry);
+		return cache_entry_remove(fs_st()->cache, fp.dir, fp.entry,
+					  fs_caller());
 	if (fp.kind == FS_ENTRIES) {
 		struct cache_cat_info ci;
 

@@ -92,7 +92,7 @@ int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 		if (!rc)
 			rc = buf_truncate(&b, size);
 		if (!rc)
-			rc = cache_policy_put(fs_st()->cache, fp.dir, b.data ? b.data : "", b.len);
+			rc = cache_policy_put(fs_st()->cache, fp.dir, b.data ? b.data : "", b.len, fs_caller());
 		buf_release(&b);
 		return rc;
 	}
@@ -138,7 +138,7 @@ int fs_unlink(const char *path)
 		node_put(n, false);
 		return 0;
 	case FS_POLICY:
-		return cache_policy_put(fs_st()->cache, fp.dir, NULL, 0);
+		return cache_policy_put(fs_st()->cache, fp.dir, NULL, 0, fs_caller());
 	default:
 		/* Views come back by themselves, and an entry goes with its
 		 * directory (rmdir): succeeding lets `rm -r` walk a category. */
@@ -180,7 +180,7 @@ int fs_rename(const char *from, const char *to, unsigned int flags)
 		pthread_mutex_unlock(&n->lock);
 		if (!rc)
 			rc = cache_policy_put(fs_st()->cache, a.dir, data.data ? data.data : "",
-					      data.len);
+					      data.len, fs_caller());
 		if (!rc)
 			node_unlink(n);
 		node_put(n, false);
@@ -204,7 +204,7 @@ int fs_rename(const char *from, const char *to, unsigned int flags)
 		pthread_mutex_unlock(&m->lock);
 		node_put(m, false);
 		buf_release(&data);
-		return rc ? rc : cache_policy_put(fs_st()->cache, a.dir, NULL, 0);
+		return rc ? rc : cache_policy_put(fs_st()->cache, a.dir, NULL, 0, fs_caller());
 	}
 	if (a.kind == FS_SCRATCH && b.kind == FS_SCRATCH) {
 		if (cache_category_stat(fs_st()->cache, to, NULL) == 0)

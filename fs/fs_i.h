@@ -139,6 +139,17 @@ struct fs_handle {
 /* FUSE requests served (a benchmark divides it by lookups); ops.c. */
 extern _Atomic uint64_t fs_requests;
 
+/* Who is asking: the caller of the FUSE request being served. */
+static inline struct cache_caller *fs_caller(void)
+{
+	static _Thread_local struct cache_caller who;
+	struct fuse_context *ctx = fuse_get_context();
+
+	who.uid = ctx->uid;
+	who.gid = ctx->gid;
+	return &who;
+}
+
 static inline struct fs_state *fs_st(void)
 {
 	return fuse_get_context()->private_data;

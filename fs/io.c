@@ -311,7 +311,7 @@ static int do_flush(struct fuse_file_info *fi)
 			break;
 		}
 		rc = cache_policy_put(fs_st()->cache, h->dir,
-				      h->data.data ? h->data.data : "", h->data.len);
+				      h->data.data ? h->data.data : "", h->data.len, fs_caller());
 		break;
 	case FS_LOAD_FILE: {
 		char num[65], *end;
@@ -332,7 +332,7 @@ static int do_flush(struct fuse_file_info *fi)
 		break;
 	}
 	case FS_PURGE: {
-		int64_t n = cache_purge(fs_st()->cache, h->dir);
+		int64_t n = cache_purge(fs_st()->cache, h->dir, fs_caller());
 
 		rc = n < 0 ? (int)n : 0;
 		break;
@@ -356,7 +356,7 @@ int fs_release(const char *path, struct fuse_file_info *fi)
 
 	if (h->kind == FS_POLICY && h->writable && h->dirty && !h->written &&
 	    !h->failed)
-		cache_policy_put(fs_st()->cache, h->dir, "", 0); /* truncated to empty */
+		cache_policy_put(fs_st()->cache, h->dir, "", 0, fs_caller()); /* truncated to empty */
 	if (h->node)
 		node_put(h->node, true);
 	buf_release(&h->answer);

@@ -206,7 +206,7 @@ static int run_fill(struct fs_handle *h)
 		q.context_len = n->context.len;
 	}
 	rc = cache_fill(fs_st()->cache, h->dir, &q, &n->result, h->data.data,
-			h->data.len, &id, &stored);
+			h->data.len, fs_caller(), &id, &stored);
 	if (rc)
 		return rc;
 	rc = buf_set(&n->response, h->data.data, h->data.len);
@@ -245,7 +245,7 @@ static int run_feedback(struct fs_handle *h)
 	if (!n->looked_up || n->result.outcome != CACHE_HIT || !n->result.entry_id)
 		return -ENOENT; /* no hit to judge */
 	rc = cache_feedback_wrong(fs_st()->cache, h->dir, n->result.entry_id,
-				  n->result.score);
+				  n->result.score, fs_caller());
 	if (rc)
 		return rc;
 	rc = buf_set(&n->feedback, word, len);

@@ -249,7 +249,7 @@ void engine_adapt_break_even(struct cat *cat, const struct policy *p)
 }
 
 int cache_feedback_wrong(struct cache *c, const char *path, int64_t entry_id,
-			 float score)
+			 float score, const struct cache_caller *who)
 {
 	struct policy pol;
 	struct cat *cat;

@@ -33,6 +33,42 @@ struct cache_options {
 	const char *store_dir;
 	bool sync_full;            /* fsync every fill (survives power loss) */
 	bool quiet;                /* no informational log lines */
+	/* The trust the mount owner grants (see "Trust" below). */
+	uid_t owner_uid;           /* who mounted: trusted like root */
+	const char *embed_env;     /* "NAME:NAME": environment variables an
+				    * http.api_key_env may name (each starts
+				    * with SEMCACHEFS_); NULL or "": none */
+	const char *embed_urls;    /* "PREFIX,PREFIX": URLs an http embedder
+				    * may use with a key, or at all in a
+				    * policy an untrusted user wrote */
+	const char *model_dirs;    /* "DIR:DIR": model directories a policy an
+				    * untrusted user wrote may name */
+	unsigned max_slow;         /* most requests waiting on slow work at
+				    * once (remote embedding, a pending
+				    * fill); 0 = the engine's default */
+};
+
+/*
+ * Trust. Every mutating call says who asks (struct cache_caller: the FUSE
+ * caller's uid and gid; NULL means trusted, for in-process tools and
+ * tests). Trusted are root and the mount owner. Rules:
+ *  - policy.yaml of a category may be written or removed only by the
+ *    category's owner or a trusted caller (-EACCES otherwise), whatever the
+ *    directory's mode (a sticky 1777 category included);
+ *  - an http embedder sends an API key only if the variable is named in
+ *    opts.embed_env and the URL starts with a prefix in opts.embed_urls; a
+ *    policy written by an untrusted caller may enable http only for URLs
+ *    under opts.embed_urls, and name model directories only under
+ *    opts.model_dirs (-EPERM otherwise, with the reason in .errors);
+ *  - every entry records the uid that filled it; a fill never replaces a
+ *    live entry another user filled unless the caller owns the category or
+ *    is trusted (-EACCES); removing an entry, purging, and wrong-hit
+ *    feedback that invalidates follow the same rule (feedback from others
+ *    is counted but does not invalidate).
+ */
+struct cache_caller {
+	uid_t uid;
+	gid_t gid;
 };
 
 /* Open the store, load or rebuild every category's index. */
@@ -124,7 +160,8 @@ void cache_result_release(struct cache_result *r);
  */
 int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 	       const struct cache_result *prior, const void *resp,
-	       size_t resp_len, int64_t *id_out, bool *stored);
+	       size_t resp_len, const struct cache_caller *who,
+	       int64_t *id_out, bool *stored);
 /* Why the last fill of category path was not stored ("" if it was). */
 void cache_fill_note(struct cache *c, const char *path, char *buf, size_t size);
 
@@ -142,7 +179,7 @@ int cache_pending_wait(struct cache *c, const char *path,
  * adaptive.learn_threshold the threshold is raised just above score.
  */
 int cache_feedback_wrong(struct cache *c, const char *path, int64_t entry_id,
-			 float score);
+			 float score, const struct cache_caller *who);
 
 /* ---- downstream model load ---- */
 
@@ -171,7 +208,7 @@ int cache_policy_get(struct cache *c, const char *path, char **yaml,
  * cache_policy_errors() and logged. yaml NULL removes the file.
  */
 int cache_policy_put(struct cache *c, const char *path, const char *yaml,
-		     size_t len);
+		     size_t len, const struct cache_caller *who);
 /* .policy text (effective values with provenance). malloc'd. */
 int cache_policy_text(struct cache *c, const char *path, char **text,
 		      size_t *len);
@@ -190,6 +227,7 @@ struct cache_entry_info {
 	int64_t bytes;             /* response length */
 	uint32_t query_len;
 	uint32_t context_len;      /* 0 = stored without context */
+	uid_t uid;                 /* who filled it */
 	bool expired;
 };
 
@@ -206,10 +244,12 @@ enum cache_entry_part { CACHE_PART_QUERY, CACHE_PART_CONTEXT,
 int cache_entry_read(struct cache *c, const char *path, int64_t id,
 		     enum cache_entry_part part, char **data, size_t *len);
 /* Invalidate one entry: never served again, its blob deleted. */
-int cache_entry_remove(struct cache *c, const char *path, int64_t id);
+int cache_entry_remove(struct cache *c, const char *path, int64_t id,
+		       const struct cache_caller *who);
 /* Remove every entry of category path (not of its subcategories); the
  * category and its policy stay. Returns how many were removed. */
-int64_t cache_purge(struct cache *c, const char *path);
+int64_t cache_purge(struct cache *c, const char *path,
+		    const struct cache_caller *who);
 
 /* ---- statistics ---- */
 

@@ -313,7 +313,8 @@ int cache_entry_read(struct cache *c, const char *path, int64_t id,
 	return -EINVAL;
 }
 
-int cache_entry_remove(struct cache *c, const char *path, int64_t id)
+int cache_entry_remove(struct cache *c, const char *path, int64_t id,
+		       const struct cache_caller *who)
 {
 	struct cat *cat;
 	int rc = -ENOENT;
@@ -329,7 +330,8 @@ int cache_entry_remove(struct cache *c, const char *path, int64_t id)
 	return rc;
 }
 
-int64_t cache_purge(struct cache *c, const char *path)
+int64_t cache_purge(struct cache *c, const char *path,
+		    const struct cache_caller *who)
 {
 	struct centry *e;
 	struct cat *cat;

@@ -24,7 +24,8 @@
 
 int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 	       const struct cache_result *prior, const void *resp,
-	       size_t resp_len, int64_t *id_out, bool *stored)
+	       size_t resp_len, const struct cache_caller *who,
+	       int64_t *id_out, bool *stored)
 {
 	struct store_payload pl = { 0 };
 	struct store_entry se = { 0 };

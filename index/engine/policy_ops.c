@@ -230,7 +230,7 @@ static void rebuild_empty(struct cache *c, struct restructure *rs)
 }
 
 int cache_policy_put(struct cache *c, const char *path, const char *yaml,
-		     size_t len)
+		     size_t len, const struct cache_caller *who)
 {
 	struct restructure *rs = NULL;
 	struct policy_file *pf = NULL;

@@ -77,6 +77,9 @@ struct store_entry {
 	int64_t bytes;               /* response length */
 	uint64_t key[2];             /* exact key of (normalised query, context) */
 	uint64_t ctx_hash;           /* 0 = stored without context */
+	uid_t uid;                   /* who filled it; entries stored before
+				      * uids were kept read back as the
+				      * category's owner */
 };
 
 /* What a fill stores besides the entry's metadata. */

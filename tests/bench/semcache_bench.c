@@ -487,7 +487,7 @@ static void agreement(struct cache *cache, const struct corpus *c, long n,
 		long hits = 0;
 
 		snprintf(yaml, sizeof(yaml), "hnsw: {ef_search: %d}\n", agree_efs[x]);
-		if (!t || cache_policy_put(cache, "/" CAT, yaml, strlen(yaml)))
+		if (!t || cache_policy_put(cache, "/" CAT, yaml, strlen(yaml), NULL))
 			bench_die("cannot set hnsw.ef_search in-process");
 		asked = 0;
 		for (int j = 0; j < nq; j++) {
@@ -515,7 +515,7 @@ static void agreement(struct cache *cache, const struct corpus *c, long n,
 		res->decide80[x] = asked ? (double)dec[1] / asked : NAN;
 	}
 	res->agree_q = asked;
-	cache_policy_put(cache, "/" CAT, NULL, 0);
+	cache_policy_put(cache, "/" CAT, NULL, 0, NULL);
 	for (int j = 0; j < nq; j++)
 		free((void *)qs[j]);
 	free(qs);

@@ -40,7 +40,7 @@ static int64_t fill(struct cache *c, const char *cat, const char *q,
 	bool stored = false;
 
 	CHECK_EQ_INT(cache_lookup(c, cat, &cq, &r), 0);
-	CHECK_EQ_INT(cache_fill(c, cat, &cq, &r, answer, strlen(answer), &id, &stored), 0);
+	CHECK_EQ_INT(cache_fill(c, cat, &cq, &r, answer, strlen(answer), NULL, &id, &stored), 0);
 	CHECK(stored);
 	cache_result_release(&r);
 	return id;
@@ -117,23 +117,23 @@ int main(void)
 	{
 		struct cache_query cq = { "q", 1, NULL, 0 };
 
-		CHECK_EQ_INT(cache_fill(c, "/code", &cq, NULL, "", 0, &id, &stored), -EINVAL);
+		CHECK_EQ_INT(cache_fill(c, "/code", &cq, NULL, "", 0, NULL, &id, &stored), -EINVAL);
 	}
 	{
 		static const char bin[] = { 'a', 0, (char)0xff, (char)0xfe, 'b' };
 		struct cache_query cq = { bin, sizeof(bin), NULL, 0 };
 
-		CHECK_EQ_INT(cache_fill(c, "/code", &cq, NULL, bin, sizeof(bin), &id, &stored), 0);
+		CHECK_EQ_INT(cache_fill(c, "/code", &cq, NULL, bin, sizeof(bin), NULL, &id, &stored), 0);
 		CHECK_EQ_INT(cache_lookup(c, "/code", &cq, &r), 0);
 		CHECK(r.outcome == CACHE_HIT && r.response_len == sizeof(bin));
 		cache_result_release(&r);
 	}
 
 	/* policies: invalid rejected, valid applied, threshold change applies */
-	CHECK_EQ_INT(cache_policy_put(c, "/code", "treshold: 0.5\n", 14), -EINVAL);
-	CHECK_EQ_INT(cache_policy_put(c, "/code", "threshold: 0.999\n", 17), 0);
+	CHECK_EQ_INT(cache_policy_put(c, "/code", "treshold: 0.5\n", 14, NULL), -EINVAL);
+	CHECK_EQ_INT(cache_policy_put(c, "/code", "threshold: 0.999\n", 17, NULL), 0);
 	CHECK(misses(c, "/code", "python: reverse a list", NULL));
-	CHECK_EQ_INT(cache_policy_put(c, "/code", NULL, 0), 0);
+	CHECK_EQ_INT(cache_policy_put(c, "/code", NULL, 0, NULL), 0);
 	CHECK(hit_with(c, "/code", "python: reverse a list", NULL, ans));
 	CHECK_EQ_INT(cache_category_remove(c, "/code"), -ENOTEMPTY);
 
@@ -147,7 +147,7 @@ int main(void)
 	CHECK(hit_with(c, "/chat", "how old is he?", "conversation about Obama", "63"));
 
 	/* ttl: expiry judged at lookup */
-	CHECK_EQ_INT(cache_policy_put(c, "/chat", "ttl: 1s\n", 8), 0);
+	CHECK_EQ_INT(cache_policy_put(c, "/chat", "ttl: 1s\n", 8, NULL), 0);
 	usleep(1100 * 1000);
 	CHECK(misses(c, "/chat", "how old is he?", "conversation about Obama"));
 	cache_close(c);
