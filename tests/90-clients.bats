@@ -125,6 +125,34 @@ stop_proxy() {
 	kill_daemon
 }
 
+# mount_shared_readonly: remount with -o allow_other and make $MNT/shared,
+# a category other users may read but not write (0755, owned by root)
+mount_shared_readonly() {
+	[ "$(id -u)" = 0 ] || skip "needs root to run a command as another uid (setpriv)"
+	command -v setpriv >/dev/null || skip "needs setpriv (util-linux)"
+	stop_daemon
+	start_daemon -o allow_other
+	chmod 0755 "$WORK"
+	mkdir -m 0755 "$MNT/shared"
+}
+
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+
+@test "python: a category the user may not write is EACCES with a message saying so" {
+	[ -x /usr/bin/python3 ] || skip "needs /usr/bin/python3 (package python3) for another user"
+	mount_shared_readonly
+	run -0 as_nobody /usr/bin/python3 -B -c '
+import sys
+sys.path.insert(0, sys.argv[1])
+from semcachefs import Cache, SemcacheError
+try:
+    Cache(sys.argv[2]).lookup("how do I reverse a list in python")
+except SemcacheError as e:
+    print(e.code, e.strerror)
+' "$PY" "$MNT/shared"
+	assert_output --regexp "^EACCES permission denied on '$MNT/shared/py-[0-9a-f-]+\.query': ask the owner of category '$MNT/shared' for read and write access\$"
+}
+
 # ---- Node.js: examples/node ----
 
 @test "node: the client's lookup, fill, ask, feedback, concurrency and bad input" {
@@ -153,6 +181,16 @@ stop_proxy() {
 	run -0 node -e 'const p = require(process.argv[1]); console.log(p.main, p.exports, Object.keys(p.dependencies ?? {}).length)' \
 		"$EXAMPLES/node/package.json"
 	assert_output "./semcachefs.js ./semcachefs.js 0"
+}
+
+@test "node: a category the user may not write is EACCES" {
+	require_node
+	mount_shared_readonly
+	run -0 as_nobody node --input-type=module -e '
+		const { Cache } = await import(process.argv[1]);
+		try { await new Cache(process.argv[2]).lookup("how do I reverse a list in python"); }
+		catch (e) { console.log(e.code, e.message); }' "$EXAMPLES/node/semcachefs.js" "$MNT/shared"
+	assert_output --regexp "^EACCES permission denied on '$MNT/shared/js-[0-9a-f-]+\.query': ask the owner of category '$MNT/shared' for read and write access\$"
 }
 
 # ---- LangChain.js: examples/langchain ----
