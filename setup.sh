@@ -12,7 +12,11 @@
 # has AVX2; SEMCACHE_AVX2_TESTS=0 skips that), the bats suite through real
 # mounts, and prints one closing line
 # "N passed, N failed". Tests that need ../shared skip with a message when
-# it is absent. SEMCACHE_FAISS=avx2 makes build/test/mount use that FAISS
+# it is absent. The client tests (tests/90-clients.bats) need Node.js and
+# npm (Debian's nodejs and npm are installed when no node/npm is on the
+# PATH) and install their npm packages, exact versions from
+# examples/package-lock.json, into examples/node_modules (git-ignored).
+# SEMCACHE_FAISS=avx2 makes build/test/mount use that FAISS
 # (built first when needed); SEMCACHE_FAISS=debian switches ./build back.
 set -euo pipefail
 
@@ -51,6 +55,13 @@ install_deps() {
 	$SUDO apt-get update -q
 	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 		--no-install-recommends "${missing[@]}"
+}
+
+# Node.js and npm for the client tests; a node and npm already on the PATH
+# (from any source) are kept
+install_node() {
+	command -v node >/dev/null && command -v npm >/dev/null && return 0
+	install_deps nodejs npm
 }
 
 build() {
@@ -161,6 +172,7 @@ mount)
 	;;
 test)
 	install_deps "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}"
+	install_node
 	build
 	run_tests
 	;;
