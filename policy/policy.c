@@ -132,10 +132,13 @@ static const struct key_spec key_specs[POLICY_NKEYS] = {
 		.doc = "HNSW candidate list size while searching" },
 	[POLICY_EMBEDDER] = { "embedder", VT_STRING, FIELD(embedder),
 		.max = POLICY_EMBEDDER_MAX - 1, .sdef = "builtin",
-		.allowed = "builtin, model2vec:/ABSOLUTE/DIR, http",
+		.allowed = "builtin, model2vec:/ABSOLUTE/DIR, http, use-lite, "
+			   "use-lite:/ABSOLUTE/DIR",
 		.validate = validate_embedder,
 		.doc = "how text becomes a vector: the built-in lexical embedder, "
-		       "a Model2Vec model directory, or the http.* endpoint" },
+		       "a Model2Vec model directory, the http.* endpoint, or the "
+		       "Universal Sentence Encoder lite (its installed model, or "
+		       "a copy in another directory)" },
 	[POLICY_HTTP_URL] = { "http.url", VT_STRING, FIELD(http_url),
 		.max = POLICY_URL_MAX - 1, .sdef = "",
 		.allowed = "http://... or https://...",
@@ -305,30 +308,35 @@ static size_t field_size(const struct key_spec *ks)
 	POLICY_BUG("unknown value type");
 }
 
-/* builtin, http, model2vec:/ABSOLUTE/PATH (the directory is checked when
- * the embedder is created, not here: the parser reads no files). */
+/* builtin, http, use-lite, model2vec:/ABSOLUTE/PATH, use-lite:/ABSOLUTE/PATH
+ * (the directory is checked when the embedder is created, not here: the
+ * parser reads no files). */
 static int validate_embedder(const void *value, char *msg, size_t size)
 {
 	const char *name = value, *path;
 	char shown[48];
 	size_t i;
 
-	if (strcmp(name, "builtin") == 0 || strcmp(name, "http") == 0)
+	if (strcmp(name, "builtin") == 0 || strcmp(name, "http") == 0 ||
+	    strcmp(name, "use-lite") == 0)
 		return 0;
-	if (strncmp(name, "model2vec:", 10) == 0) {
-		path = name + 10;
+	if (strncmp(name, "model2vec:", 10) == 0 ||
+	    strncmp(name, "use-lite:", 9) == 0) {
+		path = strchr(name, ':') + 1;
 		for (i = 0; path[i]; i++)
 			if ((unsigned char)path[i] < 0x20 || path[i] == 0x7f)
 				break;
 		if (path[0] == '/' && !path[i])
 			return 0;
 		snprintf(msg, size, "embedder: '%s' needs an absolute model "
-			 "directory, like 'model2vec:/srv/models/potion-base-8M'",
-			 show(name, strlen(name), shown, sizeof(shown)));
+			 "directory, like '%.*s:/srv/models/%s'",
+			 show(name, strlen(name), shown, sizeof(shown)),
+			 (int)(path - 1 - name), name,
+			 name[0] == 'm' ? "potion-base-8M" : "use-lite");
 		return -EINVAL;
 	}
 	snprintf(msg, size, "unknown embedder '%s' (known: builtin, "
-		 "model2vec:/ABSOLUTE/DIR, http)",
+		 "model2vec:/ABSOLUTE/DIR, http, use-lite, use-lite:/ABSOLUTE/DIR)",
 		 show(name, strlen(name), shown, sizeof(shown)));
 	return -EINVAL;
 }
