@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cblas.h>
 #include <json-c/json.h>
 
 #include "hash.h"
@@ -479,13 +480,23 @@ out:
 	return ret;
 }
 
-/* One thread per sgemm (see the top of the file); a BLAS that is not
- * OpenBLAS has no such knob and is left alone. */
+/* One thread per sgemm (see the top of the file), set in the library our
+ * cblas_sgemm calls go to (a process can hold two OpenBLAS copies, e.g.
+ * libopenblas.so.0 and an OpenBLAS libblas.so.3 under a FAISS); a BLAS
+ * that is not OpenBLAS has no such knob and is left alone. */
 static void blas_single_thread(void)
 {
-	void (*set)(int) = (void (*)(int))dlsym(RTLD_DEFAULT,
-						"openblas_set_num_threads");
+	void (*set)(int) = NULL;
+	Dl_info info;
+	void *h;
 
+	if (dladdr((void *)cblas_sgemm, &info) && info.dli_fname &&
+	    (h = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD))) {
+		set = (void (*)(int))dlsym(h, "openblas_set_num_threads");
+		dlclose(h);
+	}
+	if (!set)
+		set = (void (*)(int))dlsym(RTLD_DEFAULT, "openblas_set_num_threads");
 	if (set)
 		set(1);
 }

@@ -41,15 +41,20 @@ static void fill_bias(float *c, size_t rows, int cols, const float *bias)
 		memcpy(c + r * (size_t)cols, bias, (size_t)cols * sizeof(float));
 }
 
-/* C[rows][cols] += bias */
-static void add_bias(float *c, size_t rows, int cols, const float *bias)
+/* C[rows][cols] += bias. Widths are multiples of LANES: inner loops of a
+ * fixed trip count over restrict pointers, which -O2 vectorises. */
+#define LANES 8
+
+static void add_bias(float *restrict c, size_t rows, int cols,
+		     const float *restrict bias)
 {
 	size_t r;
-	int j;
+	int j, l;
 
-	for (r = 0; r < rows; r++)
-		for (j = 0; j < cols; j++)
-			c[r * (size_t)cols + (size_t)j] += bias[j];
+	for (r = 0; r < rows; r++, c += cols)
+		for (j = 0; j < cols; j += LANES)
+			for (l = 0; l < LANES; l++)
+				c[j + l] += bias[j + l];
 }
 
 /* C[m][n] += A[m][k] @ B[k][n], all row-major and dense */
@@ -60,30 +65,46 @@ static void gemm_acc(size_t m, int n, int k, const float *a, const float *b,
 		    1.0f, a, k, b, n, 1.0f, c, n);
 }
 
+/* Sum of w floats (w a multiple of LANES) in LANES partial sums. */
+static float sum_lanes(const float *restrict x, int w)
+{
+	float acc[LANES] = { 0 }, s = 0;
+	int j, l;
+
+	for (j = 0; j < w; j += LANES)
+		for (l = 0; l < LANES; l++)
+			acc[l] += x[j + l];
+	for (l = 0; l < LANES; l++)
+		s += acc[l];
+	return s;
+}
+
 /* y = layer_norm(x) row by row, as the graph: (scale * rsqrt(var + eps)) *
- * (x - mean) + bias */
-static void layer_norm(const float *x, float *y, size_t rows, int w,
-		       const float *s, const float *b, float eps)
+ * (x - mean) + bias. y holds x - mean in between. */
+static void layer_norm(const float *restrict x, float *restrict y,
+		       size_t rows, int w, const float *restrict s,
+		       const float *restrict b, float eps)
 {
 	size_t r;
-	int j;
+	int j, l;
 
 	for (r = 0; r < rows; r++) {
-		const float *xr = x + r * (size_t)w;
-		float *yr = y + r * (size_t)w, mean, inv;
-		double sum = 0, var = 0;
+		const float *restrict xr = x + r * (size_t)w;
+		float *restrict yr = y + r * (size_t)w;
+		float mean, inv, acc[LANES] = { 0 }, var = 0;
 
-		for (j = 0; j < w; j++)
-			sum += xr[j];
-		mean = (float)(sum / w);
-		for (j = 0; j < w; j++) {
-			float d = xr[j] - mean;
-
-			var += (double)d * d;
-		}
-		inv = 1.0f / sqrtf((float)(var / w) + eps);
-		for (j = 0; j < w; j++)
-			yr[j] = (s[j] * inv) * (xr[j] - mean) + b[j];
+		mean = sum_lanes(xr, w) / (float)w;
+		for (j = 0; j < w; j += LANES)
+			for (l = 0; l < LANES; l++) {
+				yr[j + l] = xr[j + l] - mean;
+				acc[l] += yr[j + l] * yr[j + l];
+			}
+		for (l = 0; l < LANES; l++)
+			var += acc[l];
+		inv = 1.0f / sqrtf(var / (float)w + eps);
+		for (j = 0; j < w; j += LANES)
+			for (l = 0; l < LANES; l++)
+				yr[j + l] = (s[j + l] * inv) * yr[j + l] + b[j + l];
 	}
 }
 
@@ -129,6 +150,17 @@ static void attention(const struct use_layer *l, const float *qkv, size_t n,
 	}
 }
 
+/* x = max(x, 0), n a multiple of LANES */
+static void relu(float *restrict x, size_t n)
+{
+	size_t i;
+	int l;
+
+	for (i = 0; i < n; i += LANES)
+		for (l = 0; l < LANES; l++)
+			x[i + l] = x[i + l] > 0 ? x[i + l] : 0;
+}
+
 struct scratch {
 	float *x, *h, *y, *qkv, *att, *f, *s, *pool;
 };
@@ -137,14 +169,10 @@ struct scratch {
 static void feed_forward(const struct use_lite *m, const struct use_layer *l,
 			 struct scratch *w, size_t rows)
 {
-	size_t i, cnt = rows * USE_FFN;
-
 	layer_norm(w->h, w->y, rows, USE_D, l->fln_s, l->fln_b, m->eps);
 	fill_bias(w->f, rows, USE_FFN, l->b1);
 	gemm_acc(rows, USE_FFN, USE_D, w->y, l->w1, w->f);
-	for (i = 0; i < cnt; i++)
-		if (w->f[i] < 0)
-			w->f[i] = 0;
+	relu(w->f, rows * USE_FFN);
 	add_bias(w->h, rows, USE_D, l->b2);
 	gemm_acc(rows, USE_D, USE_FFN, w->f, l->w2, w->h);
 }
