@@ -10,18 +10,22 @@
  *     layer 1: h = h + attn(LN(h)) @ Wo            width 512
  *     each:    h = h + relu(LN(h) @ W1) @ W2       feed-forward 1536
  *   (every product has its bias; LN is layer norm, epsilon from the graph)
- *   v = tanh(mean of the n rows of h @ Wt + bt); v / max(|v|, 1e-6)
+ *   v = tanh(mean of the n rows of h @ Wt + bt); v * rsqrt(max(v.v, 1e-12))
  *
  * Design: every product is one cblas_sgemm over the rows of all texts of
  * the call (a batch shares each product; attention runs per text and head,
- * also through sgemm). Biases are written into the output first and the
- * product is added to it (beta = 1), residuals likewise, so no pass over a
- * matrix is spent on adding. Everything else (layer norms, softmax, relu,
- * tanh) is one plain loop over the data. Scratch memory is one allocation
+ * also through sgemm). A product's bias is copied into its output (or
+ * added to the residual the output accumulates into) and sgemm adds the
+ * product with beta = 1, so no pass adds a product afterwards. Everything
+ * else (layer norms, softmax, relu, tanh) is one plain loop over the data,
+ * written so that -O2 vectorises it. Scratch memory is one allocation
  * per call: reentrant, no state outside the call.
  *
- * It does not batch across calls, and runs no other graph: the loader
- * (use_lite.c) refuses a model.json whose weights differ in names or shapes.
+ * The empty text (no tokens, where the reference throws) gives the zero
+ * vector. It does not batch across calls (a batch's vectors differ from
+ * single calls' in the last bits, and embed.h promises one vector per
+ * text), and runs no other graph: the loader (use_lite.c) refuses a
+ * model.json whose weights differ in names, shapes or consuming ops.
  */
 #include <errno.h>
 #include <math.h>
