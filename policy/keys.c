@@ -98,9 +98,12 @@ const struct policy_key_spec policy_key_specs[POLICY_NKEYS] = {
 	[POLICY_HNSW_EF_SEARCH] = KEY_INT("hnsw.ef_search", hnsw_ef_search,
 		1, 4096, 32, "HNSW candidate list size while searching"),
 	[POLICY_EMBEDDER] = KEY_STRING("embedder", embedder, "builtin",
-		"builtin, model2vec:/ABSOLUTE/DIR, http", validate_embedder,
+		"builtin, model2vec:/ABSOLUTE/DIR, http, use-lite, "
+		"use-lite:/ABSOLUTE/DIR", validate_embedder,
 		"how text becomes a vector: the built-in lexical embedder, "
-		"a Model2Vec model directory, or the http.* endpoint"),
+		"a Model2Vec model directory, the http.* endpoint, or the "
+		"Universal Sentence Encoder lite (its installed model, or "
+		"a copy in another directory)"),
 	[POLICY_HTTP_URL] = KEY_STRING("http.url", http_url, "",
 		"http://... or https://...", validate_url,
 		"embedder http: the OpenAI-compatible endpoint, e.g. "
@@ -198,18 +201,24 @@ static int validate_embedder(const void *value, char *msg, size_t size)
 	const char *name = value;
 	char shown[48];
 
-	if (strcmp(name, "builtin") == 0 || strcmp(name, "http") == 0)
+	if (strcmp(name, "builtin") == 0 || strcmp(name, "http") == 0 ||
+	    strcmp(name, "use-lite") == 0)
 		return 0;
-	if (strncmp(name, "model2vec:", 10) == 0) {
-		if (name[10] == '/' && !has_control(name + 10))
+	if (strncmp(name, "model2vec:", 10) == 0 ||
+	    strncmp(name, "use-lite:", 9) == 0) {
+		const char *path = strchr(name, ':') + 1;
+
+		if (path[0] == '/' && !has_control(path))
 			return 0;
 		snprintf(msg, size, "embedder: '%s' needs an absolute model "
-			 "directory, like 'model2vec:/srv/models/potion-base-8M'",
-			 policy_show(name, strlen(name), shown, sizeof(shown)));
+			 "directory, like '%.*s:/srv/models/%s'",
+			 policy_show(name, strlen(name), shown, sizeof(shown)),
+			 (int)(path - 1 - name), name,
+			 name[0] == 'm' ? "potion-base-8M" : "use-lite");
 		return -EINVAL;
 	}
 	snprintf(msg, size, "unknown embedder '%s' (known: builtin, "
-		 "model2vec:/ABSOLUTE/DIR, http)",
+		 "model2vec:/ABSOLUTE/DIR, http, use-lite, use-lite:/ABSOLUTE/DIR)",
 		 policy_show(name, strlen(name), shown, sizeof(shown)));
 	return -EINVAL;
 }

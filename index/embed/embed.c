@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "embed.h"
+#include "use_lite.h"
 
 static _Thread_local char last_error[EMBED_ERR_MAX];
 
@@ -57,6 +58,13 @@ static int create_http(const struct policy *p, const char *arg,
 	return embed_http_new(p, out, err, errlen);
 }
 
+/* "use-lite" (arg "": the compiled-in directory) or "use-lite:/DIR" */
+static int create_use_lite(const struct policy *p, const char *arg,
+			   struct embedder **out, char *err, size_t errlen)
+{
+	return embed_use_lite_new(*arg ? arg : NULL, out, err, errlen);
+}
+
 struct embedder_kind {
 	const char *spec;
 	int prefix;     /* spec is "name:" and the rest is the argument */
@@ -68,6 +76,8 @@ static const struct embedder_kind embedder_kinds[] = {
 	{ "builtin", 0, create_builtin },
 	{ "model2vec:", 1, create_model2vec },
 	{ "http", 0, create_http },
+	{ "use-lite", 0, create_use_lite },
+	{ "use-lite:", 1, create_use_lite },
 };
 
 #define N_KINDS (sizeof(embedder_kinds) / sizeof(embedder_kinds[0]))
@@ -100,7 +110,8 @@ int embedder_new(const struct policy *p, struct embedder **out, char *err,
 		return ret;
 	}
 	snprintf(err, errlen, "unknown embedder '%s' (known: builtin, "
-		 "model2vec:/PATH/TO/MODEL, http)", spec);
+		 "model2vec:/PATH/TO/MODEL, http, use-lite, "
+		 "use-lite:/PATH/TO/MODEL)", spec);
 	embed_set_error("%s", err);
 	return -EINVAL;
 }

@@ -33,7 +33,8 @@ static void usage(FILE *f)
 		"       semcachefs-eval [--embedder SPEC] [--policy FILE] "
 		"[--threshold T] --followups FILE\n"
 		"  SPEC: builtin (default), model2vec:/ABSOLUTE/DIR, http "
-		"(with http.* keys from --policy)\n");
+		"(with http.* keys from --policy),\n"
+		"        use-lite, use-lite:/ABSOLUTE/DIR\n");
 }
 
 static int load_policy(const char *path, struct policy *p)

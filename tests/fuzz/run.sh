@@ -21,7 +21,7 @@ if [ ! -f "$bdir/build.ninja" ]; then
 		-Dc_args=-fsanitize=fuzzer-no-link -Dcpp_args=-fsanitize=fuzzer-no-link \
 		-Dbuildtype=debugoptimized >/dev/null
 fi
-ninja -C "$bdir" tests/fuzz_policy tests/fuzz_embed tests/fuzz_blob >/dev/null
+ninja -C "$bdir" tests/fuzz_policy tests/fuzz_embed tests/fuzz_blob tests/fuzz_usetok >/dev/null
 
 out=$bdir/fuzz-out
 rm -rf "$out"
@@ -44,11 +44,20 @@ seed fuzz_blob valid '\x01\x00a valid payload'
 seed fuzz_blob flip '\x01\x83a damaged payload'
 seed fuzz_blob cut '\x01\xc1a cut payload that is long enough'
 seed fuzz_blob short 'SCB'
+seed fuzz_usetok q1 'What is the best way to learn Python programming?'
+seed fuzz_usetok colon 'a:b :: 10:30 http://x.com:8080/ :)'
+seed fuzz_usetok nfkc '\xef\xac\x81 \xc2\xbd \xef\xbc\xa8 \xe2\x91\xa0 e\xcc\x81 \xea\xb0\x80 \xef\xb7\xba'
+seed fuzz_usetok cjk '\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x98\x80\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd \xe2\x96\x81'
+seed fuzz_usetok bad '\xff\xc3\x28\xe2\x82\x28\xed\xa0\x80\xf4\x90\x80\x80\xf0\x9f\x98\x00\ttab\n'
+# the installed model's vocabulary when tools/fetch-model.sh has run
+if [ -z "${SEMCACHE_USE_LITE_DIR:-}" ] && [ -f "$root/.models/model-embeddings-en-0.2.0/vocab.json" ]; then
+	export SEMCACHE_USE_LITE_DIR=$root/.models/model-embeddings-en-0.2.0
+fi
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fail=0
-for h in fuzz_policy fuzz_embed fuzz_blob; do
+for h in fuzz_policy fuzz_embed fuzz_blob fuzz_usetok; do
 	log=$out/$h/log
 	rc=0
 	"$bdir/tests/$h" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \

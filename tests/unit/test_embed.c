@@ -97,7 +97,7 @@ int main(void)
 	ret = embedder_new_spec("nope", &e, err, sizeof(err));
 	CHECK_EQ_INT(ret, -EINVAL);
 	CHECK(e == NULL);
-	CHECK(!strcmp(err, "unknown embedder 'nope' (known: builtin, model2vec:/PATH/TO/MODEL, http)"));
+	CHECK(!strcmp(err, "unknown embedder 'nope' (known: builtin, model2vec:/PATH/TO/MODEL, http, use-lite, use-lite:/PATH/TO/MODEL)"));
 	ret = embedder_new_spec("builtin", &e, err, sizeof(err));
 	CHECK_EQ_INT(ret, 0);
 	if (ret < 0)

@@ -523,10 +523,13 @@ static void test_errors(void)
 	expect_error("context: fuzzy\n", 1, 10,
 		     "context: expected one of match, ignore, got 'fuzzy'");
 	expect_error("embedder: [builtin]\n", 1, 11, "embedder: expected a name, got a sequence");
-	expect_error("embedder: foo\n", 1, 11, "unknown embedder 'foo' (known: builtin, model2vec:/ABSOLUTE/DIR, http)");
+	expect_error("embedder: foo\n", 1, 11, "unknown embedder 'foo' (known: builtin, model2vec:/ABSOLUTE/DIR, http, use-lite, use-lite:/ABSOLUTE/DIR)");
 	expect_error("embedder: \"\"\n", 1, 11, "unknown embedder '' (known: builtin,");
 	expect_error("embedder: model2vec:models/m\n", 1, 11, "embedder: 'model2vec:models/m' needs an absolute model directory");
 	expect_error("embedder: \"model2vec:\"\n", 1, 11, "needs an absolute model directory");
+	expect_error("embedder: use-lite:models/u\n", 1, 11, "embedder: 'use-lite:models/u' needs an absolute model directory, like 'use-lite:/srv/models/use-lite'");
+	expect_error("embedder: \"use-lite:\"\n", 1, 11, "needs an absolute model directory");
+	expect_error("embedder: use-lite-large\n", 1, 11, "unknown embedder 'use-lite-large'");
 	expect_error("http: {url: ftp://x}\n", 1, 13, "http.url: 'ftp://x' is not an http:// or https:// url");
 	expect_error("http: {url: 'http://a b'}\n", 1, 13, "is not an http:// or https:// url");
 	expect_error("http: {model: \"\"}\n", 1, 15, "http.model: '' is not a model name");
@@ -726,6 +729,9 @@ static void test_http_keys(void)
 	expect_value("http: {timeout: 120}", "http.timeout: 2m");
 	expect_value("embedder: model2vec:/srv/models/potion-base-8M",
 		     "embedder: model2vec:/srv/models/potion-base-8M");
+	expect_value("embedder: use-lite", "embedder: use-lite");
+	expect_value("embedder: use-lite:/srv/models/use-lite",
+		     "embedder: use-lite:/srv/models/use-lite");
 	expect_value("http: {api_key_env: OPENAI_API_KEY}",
 		     "http.api_key_env: OPENAI_API_KEY");
 
@@ -776,7 +782,7 @@ static void test_markdown(void)
 	CHECK(strstr(buf, "| `ttl` | duration | `7d` | 0..36500d |"));
 	CHECK(strstr(buf, "| `limits.query_bytes` | size | `64KiB` | 1..16MiB |"));
 	CHECK(strstr(buf, "| `eviction` | choice | `lru` | lru, lfu, fifo |"));
-	CHECK(strstr(buf, "| `embedder` | string | `builtin` | builtin, model2vec:/ABSOLUTE/DIR, http |"));
+	CHECK(strstr(buf, "| `embedder` | string | `builtin` | builtin, model2vec:/ABSOLUTE/DIR, http, use-lite, use-lite:/ABSOLUTE/DIR |"));
 	CHECK(strstr(buf, "| `http.timeout` | duration | `2s` | 1ms..10m |"));
 	CHECK_EQ_INT(policy_keys_markdown(NULL, 0), n);
 }
