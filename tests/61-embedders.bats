@@ -112,17 +112,19 @@ start_server() { # start_server [ENV=VALUE...]: sets PORT and SERVER_PID
 
 @test "http: the API key is read from the named variable and never shown" {
 	stop_daemon
-	export SEMCACHE_TEST_KEY=sk-very-secret-value-1234
-	start_daemon
+	export SEMCACHEFS_TEST_KEY=sk-very-secret-value-1234
 	start_server FAKE_EMBED_KEY=sk-very-secret-value-1234
+	start_daemon -o embed_env=SEMCACHEFS_TEST_KEY -o "embed_urls=http://127.0.0.1:$PORT/"
 	mkdir "$MNT/h"
-	printf 'embedder: http\nhttp: {url: "http://127.0.0.1:%s/v1/embeddings", model: ok, dimensions: 16, api_key_env: SEMCACHE_TEST_KEY}\n' "$PORT" >"$MNT/h/policy.yaml"
+	run "$FSOP" write "$MNT/h/policy.yaml" "$(printf 'embedder: http\nhttp: {url: "http://127.0.0.1:%s/v1/embeddings", model: ok, dimensions: 16, api_key_env: SEMCACHEFS_TEST_KEY}\n' "$PORT")"
+	assert_output "ok"
 	ask h q1 "a secret question"
 	fill h q1 "a secret answer"
 	run ask h q2 "a secret question, again"
-	refute_output --partial "reason"
+	assert_output --regexp '^hit '
 	run curl -s "http://127.0.0.1:$PORT/stats"
 	assert_output --partial '"bad_auth": 0'
+	refute_output --partial '"requests": 0'
 	run grep -r "sk-very-secret" "$MNT/h/.policy" "$MNT/.stats" "$MNT/.metrics" "$LOG" "$MNT/h/entries"
 	assert_failure 1
 	run grep -rl "sk-very-secret" "$STORE"
