@@ -16,14 +16,6 @@ teardown() {
 	teardown_mount
 }
 
-start_server() { # start_server [ENV=VALUE...]: sets PORT and SERVER_PID
-	env "$@" python3 "$TESTS_DIR/tools/fake_embed_server.py" >"$WORK/server.out" 2>&1 &
-	SERVER_PID=$!
-	has_port() { [ -s "$WORK/server.out" ]; }
-	wait_until 10 has_port
-	PORT=$(head -n 1 "$WORK/server.out")
-}
-
 server_requests() {
 	curl -s "http://127.0.0.1:$PORT/stats" | sed -n 's/.*"requests": \([0-9]*\).*/\1/p'
 }
@@ -55,7 +47,7 @@ need_users() {
 }
 
 @test "a slow embedder in one category, a queued mkdir and a policy write never stall lookups elsewhere" {
-	start_server
+	start_embed_server
 	mkdir "$MNT/fast" "$MNT/slow" "$MNT/other"
 	ask fast q "the question everyone asks" >/dev/null
 	fill fast q "the answer"
@@ -89,7 +81,7 @@ need_users() {
 }
 
 @test "a policy write whose embedder must be probed does not hold up other categories" {
-	start_server
+	start_embed_server
 	mkdir "$MNT/fast" "$MNT/probe"
 	ask fast q "the question everyone asks" >/dev/null
 	fill fast q "the answer"
@@ -147,7 +139,7 @@ need_users() {
 
 @test "an API key goes only to granted URLs from granted variables" {
 	export SEMCACHEFS_GRANTED_KEY=sk-granted-1234 HOME_SECRET=sk-home-5678
-	start_server
+	start_embed_server
 	stop_daemon
 	start_daemon -o embed_env=SEMCACHEFS_GRANTED_KEY -o "embed_urls=http://127.0.0.1:$PORT/"
 	mkdir "$MNT/h"
@@ -184,7 +176,7 @@ need_users() {
 
 @test "another user may not enable http or name a model directory without the owner's grant" {
 	need_users
-	start_server
+	start_embed_server
 	mkdir -m 0777 "$MNT/pub"
 	as_user 1001 mkdir "$MNT/pub/mine"
 	run as_user 1001 "$FSOP" write "$MNT/pub/mine/policy.yaml" "$(printf 'embedder: http\nhttp: {url: "http://127.0.0.1:%s/v1/embeddings", model: ok, dimensions: 16}\n' "$PORT")"
@@ -203,7 +195,7 @@ need_users() {
 }
 
 @test "with -o embed_urls another user may use an http embedder there, without a key" {
-	start_server
+	start_embed_server
 	need_users -o "embed_urls=http://127.0.0.1:$PORT/"
 	mkdir -m 0777 "$MNT/pub"
 	as_user 1001 mkdir "$MNT/pub/mine"
