@@ -133,7 +133,8 @@ static void dirty_reserve(struct cat *cat)
 		return; /* the hit is counted in memory, written back later */
 	pthread_mutex_lock(&cat->lock);
 	if (cap > cat->dirty_cap) {
-		memcpy(n, cat->dirty, cat->ndirty * sizeof(*n));
+		if (cat->ndirty)
+			memcpy(n, cat->dirty, cat->ndirty * sizeof(*n));
 		free(cat->dirty);
 		cat->dirty = n;
 		cat->dirty_cap = cap;
