@@ -290,3 +290,21 @@ EOF
 	run ask m q2 "again world hello"
 	assert_output --regexp '^hit score=1\.000 '
 }
+
+@test ".load lists every model that reports, and refuses reports past its bound" {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		echo 0.5 >"$MNT/.load/model-$i"
+	done
+	run ls "$MNT/.load"
+	[ "${#lines[@]}" -eq 100 ]
+	for ((i = 100; i < 1024; i++)); do
+		echo 0.5 >"$MNT/.load/model-$i"
+	done
+	run "$FSOP" write "$MNT/.load/one-too-many" "0.5"
+	assert_output "ENOSPC at close"
+	grep -q "load report for model 'one-too-many' refused" "$LOG"
+	# an existing one still takes reports
+	run "$FSOP" write "$MNT/.load/model-7" "0.9"
+	assert_output "ok"
+}
