@@ -35,6 +35,9 @@ struct options {
 	int show_version;
 	int debug_log;
 	int show_keys;
+	char *embed_env;
+	char *embed_urls;
+	char *model_dirs;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 1 }
@@ -43,6 +46,9 @@ static const struct fuse_opt option_spec[] = {
 	OPT("sync=%s", sync),
 	OPT("log=%s", log),
 	OPT("session_ttl=%d", session_ttl),
+	OPT("embed_env=%s", embed_env),
+	OPT("embed_urls=%s", embed_urls),
+	OPT("model_dirs=%s", model_dirs),
 	OPT("verbose", debug_log),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
@@ -67,6 +73,14 @@ static void usage(const char *prog)
 	       "                         SECS seconds (default 600)\n"
 	       "    -o log=FILE          log file (default: stderr with -f, else\n"
 	       "                         STORE/semcachefs.log)\n"
+	       "    -o embed_env=NAME[:NAME...]  environment variables a policy's\n"
+	       "                         http.api_key_env may name (each must start\n"
+	       "                         with SEMCACHEFS_; default: none)\n"
+	       "    -o embed_urls=PREFIX[,PREFIX...]  URLs an http embedder may send\n"
+	       "                         a key to, and the only URLs a policy written\n"
+	       "                         by another user than the mount owner may name\n"
+	       "    -o model_dirs=DIR[:DIR...]  the only model directories a policy\n"
+	       "                         written by another user may name\n"
 	       "    -o verbose           debug logging\n"
 	       "    -h, --help           this help\n"
 	       "    -V, --version        version\n"
@@ -217,6 +231,13 @@ int main(int argc, char *argv[])
 	}
 	co.store_dir = store;
 	co.sync_full = opts.sync && !strcmp(opts.sync, "full");
+	co.owner_uid = getuid();
+	co.embed_env = opts.embed_env;
+	co.embed_urls = opts.embed_urls;
+	co.model_dirs = opts.model_dirs;
+	/* at most 5/8 of the FUSE workers may wait on slow work (a remote
+	 * embedder, a pending fill): the rest serve everyone else */
+	co.max_slow = (cl.max_threads < 64 ? 64 : cl.max_threads) * 5 / 8;
 	if (cache_open(&co, &state.cache, err, sizeof(err))) {
 		fprintf(stderr, "semcachefs: %s\n", err);
 		goto out;
@@ -267,5 +288,8 @@ out:
 	free(opts.store);
 	free(opts.sync);
 	free(opts.log);
+	free(opts.embed_env);
+	free(opts.embed_urls);
+	free(opts.model_dirs);
 	return rc;
 }

@@ -17,14 +17,6 @@ teardown() {
 	teardown_mount
 }
 
-start_server() { # start_server [ENV=VALUE...]: sets PORT and SERVER_PID
-	env "$@" python3 "$TESTS_DIR/tools/fake_embed_server.py" >"$WORK/server.out" 2>&1 &
-	SERVER_PID=$!
-	has_port() { [ -s "$WORK/server.out" ]; }
-	wait_until 10 has_port
-	PORT=$(head -n 1 "$WORK/server.out")
-}
-
 @test "model2vec: a category with a Model2Vec model caches and matches" {
 	require_shared
 	mkdir "$MNT/m2v"
@@ -64,7 +56,7 @@ start_server() { # start_server [ENV=VALUE...]: sets PORT and SERVER_PID
 }
 
 @test "http: a category embeds through an OpenAI-compatible endpoint" {
-	start_server
+	start_embed_server
 	mkdir "$MNT/h"
 	printf 'embedder: http\nhttp: {url: "http://127.0.0.1:%s/v1/embeddings", model: ok, dimensions: 16}\n' "$PORT" >"$MNT/h/policy.yaml"
 	run ask h q1 "what is the meaning of life"
@@ -79,7 +71,7 @@ start_server() { # start_server [ENV=VALUE...]: sets PORT and SERVER_PID
 }
 
 @test "http: with the endpoint down, lookups answer miss with a reason and fills fail cleanly" {
-	start_server
+	start_embed_server
 	mkdir "$MNT/h"
 	printf 'embedder: http\nhttp: {url: "http://127.0.0.1:%s/v1/embeddings", model: ok, dimensions: 16, timeout: 500ms}\n' "$PORT" >"$MNT/h/policy.yaml"
 	ask h q1 "what is the meaning of life"
@@ -100,7 +92,7 @@ start_server() { # start_server [ENV=VALUE...]: sets PORT and SERVER_PID
 }
 
 @test "http: a slow endpoint gives a miss within the timeout" {
-	start_server
+	start_embed_server
 	mkdir "$MNT/h"
 	printf 'embedder: http\nhttp: {url: "http://127.0.0.1:%s/v1/embeddings", model: slow, dimensions: 16, timeout: 300ms, retries: 0}\n' "$PORT" >"$MNT/h/policy.yaml"
 	t0=$(date +%s%N)
@@ -112,17 +104,19 @@ start_server() { # start_server [ENV=VALUE...]: sets PORT and SERVER_PID
 
 @test "http: the API key is read from the named variable and never shown" {
 	stop_daemon
-	export SEMCACHE_TEST_KEY=sk-very-secret-value-1234
-	start_daemon
-	start_server FAKE_EMBED_KEY=sk-very-secret-value-1234
+	export SEMCACHEFS_TEST_KEY=sk-very-secret-value-1234
+	start_embed_server FAKE_EMBED_KEY=sk-very-secret-value-1234
+	start_daemon -o embed_env=SEMCACHEFS_TEST_KEY -o "embed_urls=http://127.0.0.1:$PORT/"
 	mkdir "$MNT/h"
-	printf 'embedder: http\nhttp: {url: "http://127.0.0.1:%s/v1/embeddings", model: ok, dimensions: 16, api_key_env: SEMCACHE_TEST_KEY}\n' "$PORT" >"$MNT/h/policy.yaml"
+	run "$FSOP" write "$MNT/h/policy.yaml" "$(printf 'embedder: http\nhttp: {url: "http://127.0.0.1:%s/v1/embeddings", model: ok, dimensions: 16, api_key_env: SEMCACHEFS_TEST_KEY}\n' "$PORT")"
+	assert_output "ok"
 	ask h q1 "a secret question"
 	fill h q1 "a secret answer"
 	run ask h q2 "a secret question, again"
-	refute_output --partial "reason"
+	assert_output "miss" # embedded (with the key): no reason to report
 	run curl -s "http://127.0.0.1:$PORT/stats"
 	assert_output --partial '"bad_auth": 0'
+	refute_output --partial '"requests": 0'
 	run grep -r "sk-very-secret" "$MNT/h/.policy" "$MNT/.stats" "$MNT/.metrics" "$LOG" "$MNT/h/entries"
 	assert_failure 1
 	run grep -rl "sk-very-secret" "$STORE"

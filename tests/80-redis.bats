@@ -108,6 +108,30 @@ ask_b() {
 	wait_until 5 gone
 }
 
+@test "an embedder changed on one host is the one the other host embeds with" {
+	require_shared
+	mkdir "$MNT/m"
+	has_m() { [ -d "$MNT_B/m" ]; }
+	wait_until 5 has_m
+	fixture=$SHARED/data/models/model2vec-fixture
+	run "$FSOP" write "$MNT/m/policy.yaml" "embedder: model2vec:$fixture"
+	assert_output "ok"
+	# B learns the policy and rebuilds the category's embedder and index:
+	# an entry B fills is stored with the Model2Vec embedder's vectors
+	learnt() { grep -q "^embedder: model2vec:" "$MNT_B/m/.policy"; }
+	wait_until 5 learnt
+	ask_b m q1 "hello world, how are you today" >/dev/null
+	printf 'fine' >"$MNT_B/m/q1.response"
+	id=$(sed -n 's/^stored entry=\([0-9]*\)$/\1/p' "$MNT_B/m/q1.status")
+	run cat "$MNT_B/m/entries/$id/meta"
+	assert_line --regexp '^embedder: model2vec-'
+	# and A, whose embedder it is, finds it by meaning (not only exactly)
+	known_a() { [ -d "$MNT/m/entries/$id" ]; }
+	wait_until 5 known_a
+	run ask m q2 "how are you today, hello world"
+	assert_output --regexp '^hit .* match=semantic$'
+}
+
 @test "an invalidation on one host is never served on the other" {
 	mkdir "$MNT/code"
 	ask code q1 "what is the capital of france"

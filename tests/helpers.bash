@@ -94,6 +94,17 @@ setup_mount() {
 	start_daemon "$@"
 }
 
+# start_embed_server [ENV=VALUE...]: the tests' OpenAI-compatible
+# embeddings server (tests/tools/fake_embed_server.py) on a loopback port;
+# sets PORT and SERVER_PID (kill it in teardown)
+start_embed_server() {
+	env "$@" python3 "$TESTS_DIR/tools/fake_embed_server.py" >"$WORK/server.out" 2>&1 &
+	SERVER_PID=$!
+	has_port() { [ -s "$WORK/server.out" ]; }
+	wait_until 10 has_port
+	PORT=$(head -n 1 "$WORK/server.out")
+}
+
 # stored_responses: how many response bodies the store holds (blob files
 # of the local store; entry hashes {cC}:e:SEQ in Redis)
 stored_responses() {

@@ -58,7 +58,7 @@ void engine_adapt_policy(struct cache *c, struct cat *cat, struct policy *p,
 {
 	double load = 0, level, tmin;
 	int64_t at = 0, age_ms = -1;
-	bool have = false, was_high, changed_state = false;
+	bool have = false, was_high, high, changed_state = false;
 	double base_thr = p->threshold;
 
 	if (p->adaptive_enabled && p->model[0] &&
@@ -95,6 +95,7 @@ void engine_adapt_policy(struct cache *c, struct cat *cat, struct policy *p,
 		cat->adapt_high = false;
 	}
 	level = cat->adapt_level;
+	high = cat->adapt_high;
 	if (level > 0) {
 		tmin = p->adaptive_threshold_min < p->threshold ?
 		       p->adaptive_threshold_min : p->threshold;
@@ -124,9 +125,9 @@ void engine_adapt_policy(struct cache *c, struct cat *cat, struct policy *p,
 	if (changed_state)
 		semlog(SEMLOG_INFO, "category '%s': model '%s' load %.2f %s: %s (level %.2f, threshold %.4f, ttl %" PRId64 "s)",
 		       cat->path, p->model, load,
-		       cat->adapt_high ? "at or above adaptive.high" :
+		       high ? "at or above adaptive.high" :
 		       have ? "at or below adaptive.low" : "report missing or stale",
-		       cat->adapt_high ? "adapting" : "returning to normal",
+		       high ? "adapting" : "returning to normal",
 		       level, p->threshold, p->ttl);
 	if (why) {
 		if (!p->adaptive_enabled)
@@ -154,6 +155,12 @@ int cache_load_report(struct cache *c, const char *name, double load)
 		if (!strcmp(r->name, name))
 			break;
 	if (!r) {
+		if (c->nloads >= ENGINE_MAX_MODELS) {
+			pthread_mutex_unlock(&c->load_mu);
+			semlog(SEMLOG_WARN, "load report for model '%.64s' refused: %d models already report load",
+			       name, ENGINE_MAX_MODELS);
+			return -ENOSPC;
+		}
 		r = calloc(1, sizeof(*r));
 		if (!r) {
 			pthread_mutex_unlock(&c->load_mu);
@@ -162,6 +169,7 @@ int cache_load_report(struct cache *c, const char *name, double load)
 		snprintf(r->name, sizeof(r->name), "%s", name);
 		r->next = c->loads;
 		c->loads = r;
+		c->nloads++;
 	}
 	r->load = load;
 	r->at_ms = clock_wall_ms();
@@ -188,16 +196,20 @@ int cache_load_text(struct cache *c, const char *name, char **text,
 int cache_load_list(struct cache *c, int (*cb)(void *arg, const char *name),
 		    void *arg)
 {
-	char names[64][POLICY_NAME_MAX];
+	char (*names)[POLICY_NAME_MAX];
 	size_t n = 0;
 	int rc = 0;
 
 	pthread_mutex_lock(&c->load_mu);
-	for (struct load_rep *r = c->loads; r && n < 64; r = r->next)
+	names = malloc((c->nloads + 1) * sizeof(*names));
+	for (struct load_rep *r = c->loads; names && r; r = r->next)
 		snprintf(names[n++], POLICY_NAME_MAX, "%s", r->name);
 	pthread_mutex_unlock(&c->load_mu);
+	if (!names)
+		return -ENOMEM;
 	for (size_t i = 0; i < n && !rc; i++)
 		rc = cb(arg, names[i]);
+	free(names);
 	return rc;
 }
 
@@ -251,36 +263,52 @@ void engine_adapt_break_even(struct cat *cat, const struct policy *p)
 int cache_feedback_wrong(struct cache *c, const char *path, int64_t entry_id,
 			 float score, const struct cache_caller *who)
 {
-	struct policy pol;
+	struct catref ref;
+	struct policy *pol = &ref.pol;
+	struct centry *e;
 	struct cat *cat;
+	bool may = false;
+	int rc = engine_cat_get(c, path, &ref);
 
-	pthread_rwlock_rdlock(&c->lock);
-	cat = engine_cat_find(c, path);
-	if (!cat) {
-		pthread_rwlock_unlock(&c->lock);
-		return -ENOENT;
-	}
-	engine_cat_policy(cat, &pol);
+	if (rc)
+		return rc;
+	cat = ref.cat;
 	pthread_mutex_lock(&cat->lock);
-	if (pol.adaptive_learn_threshold) {
+	e = u64map_get(&cat->by_id, (uint64_t)entry_id);
+	if (e)
+		may = engine_entry_may_change(c, ref.owner, e, who);
+	if (may && pol->adaptive_learn_threshold) {
 		double floor = score + 0.001;
-		double cap = pol.threshold + 0.1;
+		double cap = pol->threshold + 0.1;
 
 		if (cap > 1.0)
 			cap = 1.0;
 		if (floor > cap)
 			floor = cap;
-		if (floor > pol.threshold) {
+		if (floor > pol->threshold) {
 			cat->learned_floor = floor;
 			cat->learned_ms = clock_wall_ms();
 		}
 	}
 	pthread_mutex_unlock(&cat->lock);
-	engine_entry_drop(c, cat, entry_id, "reported wrong");
 	cat->false_hits++;
-	semlog(SEMLOG_INFO, "category '%s': entry %" PRId64 " (score %.4f) reported wrong: invalidated%s",
-	       cat->path, entry_id, score, pol.adaptive_learn_threshold ?
-	       ", threshold raised above its score" : "");
-	pthread_rwlock_unlock(&c->lock);
-	return 0;
+	if (!e) { /* gone already: nothing left to invalidate */
+		engine_cat_put(c, &ref);
+		return 0;
+	}
+	if (!may) {
+		/* counted; only the filler, the owner or trusted invalidate */
+		semlog(SEMLOG_INFO, "category '%s': entry %" PRId64 " (score %.4f) reported wrong by uid %u: counted, kept (filled by another user)",
+		       cat->path, entry_id, score, who ? (unsigned)who->uid : 0);
+		engine_cat_put(c, &ref);
+		return 0;
+	}
+	rc = engine_entry_delete(c, cat, ref.core, entry_id, "reported wrong");
+	if (rc == -ENOENT)
+		rc = 0; /* gone already: nothing left to invalidate */
+	semlog(SEMLOG_INFO, "category '%s': entry %" PRId64 " (score %.4f) reported wrong: %s%s",
+	       cat->path, entry_id, score, rc ? "invalidation failed" : "invalidated",
+	       pol->adaptive_learn_threshold ? ", threshold raised above its score" : "");
+	engine_cat_put(c, &ref);
+	return rc;
 }

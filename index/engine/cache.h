@@ -135,6 +135,7 @@ struct cache_result {
 	/* Kept for a fill of the same query (no second embedding). */
 	float *vec;                /* malloc'd, dim floats, or NULL */
 	int dim;
+	const void *vec_by;        /* the embedder vec came from (identity) */
 	int64_t pending_id;        /* CACHE_PENDING: the fill waited for */
 	int64_t leader_id;         /* a miss others may wait on: this query's
 				    * fill resolves it (0 = none) */
@@ -153,10 +154,12 @@ void cache_result_release(struct cache_result *r);
 /*
  * Store resp as the answer to q in category path; durable when it returns 0.
  * prior may be the result of looking q up (its vector is reused) or NULL.
- * An entry with the same exact key is replaced. *stored is false when the
- * policy says cache: false (nothing stored, not an error).
+ * An entry with the same exact key is replaced (unless it is a live entry
+ * another user filled and who may not replace it: -EACCES). *stored is
+ * false when the policy says cache: false (nothing stored, not an error).
  * Errors: -ENOENT (category gone), -EINVAL (empty response or query),
- * -EFBIG (over limits.response_bytes), -ENOSPC, -EIO.
+ * -EFBIG (over limits.response_bytes), -EACCES, -EBUSY (its remote
+ * embedder has too many requests waiting), -ENOSPC, -EIO.
  */
 int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 	       const struct cache_result *prior, const void *resp,

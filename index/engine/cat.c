@@ -2,14 +2,20 @@
  * cat.c - the category table and the category operations of cache.h
  * (stat, mkdir, rmdir, chmod/chown, readdir).
  *
- * Categories live in one array under cache.lock, found by a linear search
- * on path or store id; each knows its parent, and its effective policy is
- * computed by walking up to the root (policy files inherit). Creating a
- * category writes the store first, then builds its record, embedder and
- * empty index; any failure undoes the store row.
+ * Categories are found by path through a hash map (and by store id through
+ * another), both under cache.tree; each knows its parent, and its effective
+ * policy is computed by walking up to the root (policy files inherit).
+ * Operations take references under a short hold of cache.tree (see the
+ * concurrency notes in engine_i.h) and never call the store with it held:
+ * mkdir reserves the name with a record in state CAT_CREATING, writes the
+ * store and builds the core without any lock, then makes it live; rmdir
+ * marks the record CAT_REMOVING (fills are refused from then on), deletes
+ * it from the store, then takes it out of the table. A category in either
+ * state is invisible to lookups and keeps its name taken.
  *
- * Not here: loading categories at open (open.c), entries (entry.c),
- * policy files (policy_ops.c), other hosts' categories (remote.c).
+ * Not here: loading categories at open (open.c), entries (entry.c), the
+ * core (core.c), policy files (policy_ops.c), other hosts' categories
+ * (remote.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -24,22 +30,37 @@
 #include "engine_i.h"
 #include "semlog.h"
 
-#define MAX_DEPTH 64
+#define PATH_SEED 0x9a7c5e3a1b2d4f60ULL
+
+static uint64_t path_key(const char *path)
+{
+	uint64_t h = hash64(path, strlen(path), PATH_SEED);
+
+	return h ? h : 1;
+}
+
+/* The category named path in any state, or NULL. cache.tree held. */
+static struct cat *cat_lookup(struct cache *c, const char *path)
+{
+	struct cat *x = u64map_get(&c->by_path, path_key(path));
+
+	while (x && strcmp(x->path, path))
+		x = x->hnext;
+	return x;
+}
 
 struct cat *engine_cat_find(struct cache *c, const char *path)
 {
-	for (size_t i = 0; i < c->ncats; i++)
-		if (!strcmp(c->cats[i]->path, path))
-			return c->cats[i];
-	return NULL;
+	struct cat *x = cat_lookup(c, path);
+
+	return x && x->state == CAT_LIVE ? x : NULL;
 }
 
 struct cat *engine_cat_find_id(struct cache *c, int64_t id)
 {
-	for (size_t i = 0; i < c->ncats; i++)
-		if (c->cats[i]->id == id)
-			return c->cats[i];
-	return NULL;
+	struct cat *x = id > 0 ? u64map_get(&c->by_id, (uint64_t)id) : NULL;
+
+	return x && x->state == CAT_LIVE ? x : NULL;
 }
 
 char *engine_cat_parent_path(const char *path)
@@ -53,6 +74,14 @@ char *engine_cat_parent_path(const char *path)
 	return strndup(path, slash - path);
 }
 
+bool engine_cat_in_subtree(const struct cat *x, const struct cat *top)
+{
+	for (; x; x = x->parent)
+		if (x == top)
+			return true;
+	return false;
+}
+
 struct cat *engine_cat_new(const struct store_category *sc)
 {
 	struct cat *cat = calloc(1, sizeof(*cat));
@@ -60,40 +89,37 @@ struct cat *engine_cat_new(const struct store_category *sc)
 	if (!cat)
 		return NULL;
 	cat->path = strdup(sc->path);
-	if (!cat->path) {
+	if (!cat->path || clock_cond_init(&cat->pend_cv)) {
+		free(cat->path);
 		free(cat);
 		return NULL;
 	}
 	cat->id = sc->id;
+	cat->refs = 1;
+	cat->state = CAT_LIVE;
 	cat->mode = sc->mode;
 	cat->uid = sc->uid;
 	cat->gid = sc->gid;
 	cat->created_ms = sc->created_ms;
+	pthread_mutex_init(&cat->admin_mu, NULL);
 	pthread_mutex_init(&cat->lock, NULL);
-	pthread_cond_init(&cat->pend_cv, NULL);
 	u64map_init(&cat->by_id);
 	u64map_init(&cat->by_key);
 	return cat;
 }
 
-void engine_cat_free(struct cache *c, struct cat *cat)
+static void cat_free(struct cache *c, struct cat *cat)
 {
-	if (!cat)
-		return;
-	if (cat->emb)
-		engine_embref_release(c, cat->emb);
 	for (size_t i = 0; i < cat->by_id.cap; i++)
 		if (cat->by_id.keys[i])
 			free(cat->by_id.vals[i]);
 	u64map_release(&cat->by_id);
 	u64map_release(&cat->by_key);
-	vindex_free(cat->vi);
+	engine_core_put(c, cat->core);
 	policy_file_free(cat->pfile);
 	free(cat->pyaml);
 	free(cat->perrors);
 	free(cat->dirty);
-	free(cat->emb_key);
-	free(cat->emb_error);
 	while (cat->pending) {
 		struct pending *p = cat->pending;
 
@@ -103,24 +129,27 @@ void engine_cat_free(struct cache *c, struct cat *cat)
 	}
 	pthread_cond_destroy(&cat->pend_cv);
 	pthread_mutex_destroy(&cat->lock);
+	pthread_mutex_destroy(&cat->admin_mu);
 	free(cat->path);
 	free(cat);
 }
 
-/* Take cat out of the table and free it. cache.lock held for writing. */
-void engine_cat_delete(struct cache *c, struct cat *cat)
+void engine_cat_hold(struct cat *cat)
 {
-	for (size_t i = 0; i < c->ncats; i++) {
-		if (c->cats[i] == cat) {
-			c->cats[i] = c->cats[--c->ncats];
-			break;
-		}
-	}
-	engine_cat_free(c, cat);
+	cat->refs++;
 }
 
-int engine_cat_append(struct cache *c, struct cat *cat)
+void engine_cat_release(struct cache *c, struct cat *cat)
 {
+	if (cat && --cat->refs == 0)
+		cat_free(c, cat);
+}
+
+int engine_cat_link(struct cache *c, struct cat *cat)
+{
+	uint64_t k = path_key(cat->path);
+	int rc;
+
 	if (c->ncats == c->cats_cap) {
 		size_t ncap = c->cats_cap ? c->cats_cap * 2 : 16;
 		struct cat **n = realloc(c->cats, ncap * sizeof(*n));
@@ -130,66 +159,146 @@ int engine_cat_append(struct cache *c, struct cat *cat)
 		c->cats = n;
 		c->cats_cap = ncap;
 	}
-	c->cats[c->ncats++] = cat;
-	return 0;
-}
-
-void engine_cat_policy(const struct cat *cat, struct policy *p)
-{
-	const struct cat *chain[MAX_DEPTH];
-	int n = 0;
-
-	for (const struct cat *x = cat; x && n < MAX_DEPTH; x = x->parent)
-		chain[n++] = x;
-	policy_defaults(p);
-	while (n--)
-		if (chain[n]->pfile)
-			policy_apply(p, chain[n]->pfile);
-}
-
-/*
- * Give cat the index policy p asks for with cat's embedder (its dimension;
- * 1 without an embedder): the snapshot snap when it loads with those
- * parameters (snap may be NULL), else a new empty one. It replaces (and
- * frees) the index cat had; cat->vp and cat->ef_search say what it was
- * built with. On error cat keeps what it had.
- */
-int engine_cat_index_new(struct cat *cat, const struct policy *p,
-			 const char *snap)
-{
-	struct vindex_params vp = { .dim = cat->emb ? cat->emb->dim : 1,
-				    .m = p->hnsw_m,
-				    .ef_construction = p->hnsw_ef_construction,
-				    .ef_search = p->hnsw_ef_search };
-	struct vindex *vi = NULL;
-	int rc = -ENOENT;
-
-	if (snap)
-		rc = vindex_load(snap, &vp, &vi);
-	if (rc) {
-		if (rc != -ENOENT)
-			semlog(SEMLOG_WARN, "index snapshot '%s' unusable (%s): rebuilding from the store",
-			       snap, strerror(-rc));
-		rc = vindex_new(&vp, &vi);
+	if (cat->id > 0) {
+		rc = u64map_put(&c->by_id, (uint64_t)cat->id, cat);
 		if (rc)
 			return rc;
 	}
-	vindex_free(cat->vi);
-	cat->vi = vi;
-	cat->vp = vp;
-	cat->ef_search = vp.ef_search;
+	cat->hnext = u64map_get(&c->by_path, k);
+	rc = u64map_put(&c->by_path, k, cat);
+	if (rc) {
+		if (cat->id > 0)
+			u64map_del(&c->by_id, (uint64_t)cat->id);
+		return rc;
+	}
+	c->cats[c->ncats++] = cat;
+	c->tree_gen++;
 	return 0;
 }
 
-/* A new category's embedder and index, for its effective policy (its
- * parent must be set). cache.lock held for writing, or no other thread. */
-int engine_cat_setup(struct cache *c, struct cat *cat, const char *snap)
+/* Give cat its store id once the store made it. cache.tree write. */
+static int cat_set_id(struct cache *c, struct cat *cat, int64_t id)
 {
-	struct policy pol;
+	int rc = u64map_put(&c->by_id, (uint64_t)id, cat);
 
-	engine_cat_policy(cat, &pol);
-	engine_embref_assign(c, cat, &pol);
-	return engine_cat_index_new(cat, &pol, snap);
+	if (!rc)
+		cat->id = id;
+	return rc;
+}
+
+void engine_cat_unlink(struct cache *c, struct cat *cat)
+{
+	uint64_t k = path_key(cat->path);
+	struct cat *head = u64map_get(&c->by_path, k);
+
+	if (head == cat) {
+		if (cat->hnext)
+			u64map_put(&c->by_path, k, cat->hnext); /* replaces: no allocation */
+		else
+			u64map_del(&c->by_path, k);
+	} else {
+		for (struct cat *x = head; x; x = x->hnext)
+			if (x->hnext == cat) {
+				x->hnext = cat->hnext;
+				break;
+			}
+	}
+	cat->hnext = NULL;
+	if (cat->id > 0 && u64map_get(&c->by_id, (uint64_t)cat->id) == cat)
+		u64map_del(&c->by_id, (uint64_t)cat->id);
+	for (size_t i = 0; i < c->ncats; i++) {
+		if (c->cats[i] == cat) {
+			c->cats[i] = c->cats[--c->ncats];
+			break;
+		}
+	}
+	if (cat->state == CAT_LIVE)
+		cat->state = CAT_REMOVING; /* out of the table: never live again */
+	c->tree_gen++;
+}
+
+void engine_cat_policy(const struct cat *cat, const struct cat *over,
+		       const struct policy_file *pf, struct policy *p)
+{
+	const struct cat *chain[ENGINE_MAX_DEPTH + 2];
+	int n = 0;
+
+	for (const struct cat *x = cat; x && n < ENGINE_MAX_DEPTH + 2; x = x->parent)
+		chain[n++] = x;
+	policy_defaults(p);
+	while (n--) {
+		const struct policy_file *f = chain[n] == over ? pf : chain[n]->pfile;
+
+		if (f)
+			policy_apply(p, f);
+	}
+}
+
+static void ref_fill(struct cat *cat, struct catref *r)
+{
+	engine_cat_hold(cat);
+	r->cat = cat;
+	r->core = cat->core;
+	r->owner = cat->uid;
+	engine_core_hold(r->core);
+	engine_cat_policy(cat, NULL, NULL, &r->pol);
+	for (int i = 0; i < POLICY_NKEYS; i++)
+		r->pol.source[i] = NULL; /* not valid past the lock */
+}
+
+int engine_cat_get(struct cache *c, const char *path, struct catref *r)
+{
+	struct cat *cat;
+
+	pthread_rwlock_rdlock(&c->tree);
+	cat = engine_cat_find(c, path);
+	if (cat)
+		ref_fill(cat, r);
+	pthread_rwlock_unlock(&c->tree);
+	if (!cat)
+		memset(r, 0, sizeof(*r));
+	return cat ? 0 : -ENOENT;
+}
+
+void engine_cat_ref(struct cache *c, struct cat *cat, struct catref *r)
+{
+	pthread_rwlock_rdlock(&c->tree);
+	ref_fill(cat, r);
+	pthread_rwlock_unlock(&c->tree);
+}
+
+void engine_cat_put(struct cache *c, struct catref *r)
+{
+	if (!r->cat)
+		return;
+	engine_core_put(c, r->core);
+	engine_cat_release(c, r->cat);
+	r->cat = NULL;
+	r->core = NULL;
+}
+
+struct cat **engine_cat_all(struct cache *c, size_t *n)
+{
+	struct cat **all;
+
+	*n = 0;
+	pthread_rwlock_rdlock(&c->tree);
+	all = malloc((c->ncats + 1) * sizeof(*all));
+	for (size_t i = 0; all && i < c->ncats; i++) {
+		if (c->cats[i]->state != CAT_LIVE)
+			continue;
+		engine_cat_hold(c->cats[i]);
+		all[(*n)++] = c->cats[i];
+	}
+	pthread_rwlock_unlock(&c->tree);
+	return all;
+}
+
+void engine_cat_release_all(struct cache *c, struct cat **cats, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		engine_cat_release(c, cats[i]);
+	free(cats);
 }
 
 void engine_cat_snapshot_path(struct cache *c, const struct cat *cat,
@@ -203,7 +312,7 @@ int cache_category_stat(struct cache *c, const char *path,
 {
 	struct cat *cat;
 
-	pthread_rwlock_rdlock(&c->lock);
+	pthread_rwlock_rdlock(&c->tree);
 	cat = engine_cat_find(c, path);
 	if (cat && info) {
 		info->mode = cat->mode;
@@ -215,8 +324,26 @@ int cache_category_stat(struct cache *c, const char *path,
 		info->bytes = cat->bytes;
 		pthread_mutex_unlock(&cat->lock);
 	}
-	pthread_rwlock_unlock(&c->lock);
+	pthread_rwlock_unlock(&c->tree);
 	return cat ? 0 : -ENOENT;
+}
+
+static int path_depth(const char *path)
+{
+	int d = 0;
+
+	for (const char *p = path; *p; p++)
+		d += *p == '/';
+	return strcmp(path, "/") ? d : 0;
+}
+
+/* Undo a mkdir that did not complete: the name is free again. */
+static void create_abandon(struct cache *c, struct cat *cat)
+{
+	pthread_rwlock_wrlock(&c->tree);
+	engine_cat_unlink(c, cat);
+	pthread_rwlock_unlock(&c->tree);
+	engine_cat_release(c, cat);
 }
 
 int cache_category_create(struct cache *c, const char *path, mode_t mode,
@@ -224,44 +351,93 @@ int cache_category_create(struct cache *c, const char *path, mode_t mode,
 {
 	struct store_category sc = { .path = path, .mode = mode & 07777,
 				     .uid = uid, .gid = gid };
-	struct cat *parent, *cat = NULL;
+	struct catcore *core = NULL;
+	struct cat *parent, *cat;
+	struct policy pol;
 	char *pp = engine_cat_parent_path(path);
 	int rc;
 
 	if (!pp)
-		return -EEXIST;
-	pthread_rwlock_wrlock(&c->lock);
-	rc = -EEXIST;
-	if (engine_cat_find(c, path))
-		goto out;
-	rc = -ENOENT;
-	parent = engine_cat_find(c, pp);
-	if (!parent)
-		goto out;
+		return strcmp(path, "/") ? -ENOMEM : -EEXIST;
+	if (path_depth(path) > ENGINE_MAX_DEPTH) {
+		free(pp);
+		return -ENAMETOOLONG;
+	}
 	sc.created_ms = clock_wall_ms();
-	rc = store_category_create(c->store, path, sc.mode, uid, gid, &sc.id);
-	if (rc)
-		goto out;
-	rc = -ENOMEM;
 	cat = engine_cat_new(&sc);
-	if (!cat)
-		goto undo;
-	cat->parent = parent;
-	rc = engine_cat_setup(c, cat, NULL);
-	if (rc)
-		goto undo;
-	rc = engine_cat_append(c, cat);
-	if (rc)
-		goto undo;
-	pthread_rwlock_unlock(&c->lock);
+	if (!cat) {
+		free(pp);
+		return -ENOMEM;
+	}
+	cat->state = CAT_CREATING;
+	/* Reserve the name: a record nobody sees until it is live. */
+	pthread_rwlock_wrlock(&c->tree);
+	parent = engine_cat_find(c, pp);
+	rc = cat_lookup(c, path) ? -EEXIST : !parent ? -ENOENT : 0;
+	if (!rc) {
+		cat->parent = parent;
+		rc = engine_cat_link(c, cat);
+	}
+	if (!rc) {
+		engine_cat_hold(cat); /* ours, while we work */
+		engine_cat_policy(cat, NULL, NULL, &pol);
+	}
+	pthread_rwlock_unlock(&c->tree);
 	free(pp);
-	return 0;
-undo:
-	store_category_delete(c->store, sc.id);
-	engine_cat_free(c, cat);
-out:
-	pthread_rwlock_unlock(&c->lock);
-	free(pp);
+	if (rc) {
+		engine_cat_release(c, cat);
+		return rc;
+	}
+	/* Slow work, no lock held: the store, then the embedder and index. */
+	rc = store_category_create(c->store, path, sc.mode, uid, gid, &sc.id);
+	if (!rc) {
+		rc = engine_core_make(c, &pol, path, NULL, false, &core, NULL, 0);
+	}
+	if (!rc) {
+		pthread_rwlock_wrlock(&c->tree);
+		rc = cat_set_id(c, cat, sc.id);
+		if (!rc) {
+			cat->core = core;
+			cat->state = CAT_LIVE;
+			c->tree_gen++;
+			core = NULL;
+		}
+		pthread_rwlock_unlock(&c->tree);
+	}
+	if (rc) {
+		if (sc.id)
+			store_category_delete(c->store, sc.id);
+		engine_core_put(c, core);
+		create_abandon(c, cat);
+		/* Another host made it first: its event found the name taken
+		 * by this attempt, so learn it from the store now. */
+		if (rc == -EEXIST)
+			engine_remote_categories(c);
+	}
+	engine_cat_release(c, cat);
+	return rc;
+}
+
+/* May cat be removed? cache.tree held for writing. */
+static int remove_check(struct cache *c, struct cat *cat)
+{
+	int rc = 0;
+
+	if (!cat->parent)
+		return -EBUSY;
+	if (cat->pyaml)
+		return -ENOTEMPTY;
+	for (size_t i = 0; i < c->ncats; i++)
+		if (c->cats[i]->parent == cat)
+			return -ENOTEMPTY;
+	pthread_mutex_lock(&cat->lock);
+	if (cat->by_id.len)
+		rc = -ENOTEMPTY;
+	else if (cat->fills_inflight)
+		rc = -EBUSY;
+	else
+		cat->removing = true; /* from here on fills are refused */
+	pthread_mutex_unlock(&cat->lock);
 	return rc;
 }
 
@@ -271,77 +447,104 @@ int cache_category_remove(struct cache *c, const char *path)
 	char snap[4096];
 	int rc;
 
-	pthread_rwlock_wrlock(&c->lock);
+	pthread_rwlock_wrlock(&c->tree);
 	cat = engine_cat_find(c, path);
-	rc = -ENOENT;
-	if (!cat)
-		goto out;
-	rc = -EBUSY;
-	if (!cat->parent)
-		goto out;
-	rc = -ENOTEMPTY;
-	if (cat->by_id.len || cat->pyaml)
-		goto out;
-	rc = -EBUSY;
-	if (cat->waiters)
-		goto out;
-	rc = -ENOTEMPTY;
-	for (size_t i = 0; i < c->ncats; i++)
-		if (c->cats[i]->parent == cat)
-			goto out;
-	rc = store_category_delete(c->store, cat->id);
+	rc = cat ? remove_check(c, cat) : -ENOENT;
+	if (!rc) {
+		cat->state = CAT_REMOVING;
+		c->tree_gen++;
+		engine_cat_hold(cat);
+	}
+	pthread_rwlock_unlock(&c->tree);
 	if (rc)
-		goto out;
-	engine_cat_snapshot_path(c, cat, snap, sizeof(snap));
-	unlink(snap);
-	engine_cat_delete(c, cat);
-out:
-	pthread_rwlock_unlock(&c->lock);
+		return rc;
+	rc = store_category_delete(c->store, cat->id);
+	pthread_rwlock_wrlock(&c->tree);
+	if (rc) {
+		cat->state = CAT_LIVE;
+		c->tree_gen++;
+	} else {
+		engine_cat_unlink(c, cat);
+	}
+	pthread_rwlock_unlock(&c->tree);
+	if (rc) {
+		pthread_mutex_lock(&cat->lock);
+		cat->removing = false;
+		pthread_mutex_unlock(&cat->lock);
+	} else {
+		engine_cat_snapshot_path(c, cat, snap, sizeof(snap));
+		unlink(snap);
+		engine_cat_release(c, cat); /* the table's reference */
+	}
+	engine_cat_release(c, cat);
 	return rc;
 }
 
 int cache_category_setattr(struct cache *c, const char *path, int mode,
 			   uid_t uid, gid_t gid)
 {
+	struct catref ref;
 	struct cat *cat;
-	int rc = -ENOENT;
+	mode_t nm;
+	uid_t nu;
+	gid_t ng;
+	int rc = engine_cat_get(c, path, &ref);
 
-	pthread_rwlock_wrlock(&c->lock);
-	cat = engine_cat_find(c, path);
-	if (cat) {
-		mode_t nm = mode >= 0 ? (mode_t)mode & 07777 : cat->mode;
-		uid_t nu = uid != (uid_t)-1 ? uid : cat->uid;
-		gid_t ng = gid != (gid_t)-1 ? gid : cat->gid;
-
-		rc = store_category_setattr(c->store, cat->id, nm, nu, ng);
-		if (!rc) {
-			cat->mode = nm;
-			cat->uid = nu;
-			cat->gid = ng;
-		}
+	if (rc)
+		return rc;
+	cat = ref.cat;
+	pthread_mutex_lock(&cat->admin_mu);
+	pthread_rwlock_rdlock(&c->tree);
+	nm = mode >= 0 ? (mode_t)mode & 07777 : cat->mode;
+	nu = uid != (uid_t)-1 ? uid : cat->uid;
+	ng = gid != (gid_t)-1 ? gid : cat->gid;
+	pthread_rwlock_unlock(&c->tree);
+	rc = store_category_setattr(c->store, cat->id, nm, nu, ng);
+	if (!rc) {
+		pthread_rwlock_wrlock(&c->tree);
+		cat->mode = nm;
+		cat->uid = nu;
+		cat->gid = ng;
+		c->tree_gen++;
+		pthread_rwlock_unlock(&c->tree);
 	}
-	pthread_rwlock_unlock(&c->lock);
+	pthread_mutex_unlock(&cat->admin_mu);
+	engine_cat_put(c, &ref);
 	return rc;
 }
 
 int cache_category_children(struct cache *c, const char *path,
 			    int (*cb)(void *arg, const char *name), void *arg)
 {
+	char **names = NULL;
+	size_t n = 0;
 	struct cat *cat;
 	int rc = 0;
 
-	pthread_rwlock_rdlock(&c->lock);
+	pthread_rwlock_rdlock(&c->tree);
 	cat = engine_cat_find(c, path);
-	if (!cat) {
+	if (!cat)
 		rc = -ENOENT;
-		goto out;
-	}
-	for (size_t i = 0; i < c->ncats && !rc; i++) {
-		if (c->cats[i]->parent != cat)
+	else if (!(names = malloc((c->ncats + 1) * sizeof(*names))))
+		rc = -ENOMEM;
+	for (size_t i = 0; !rc && i < c->ncats; i++) {
+		struct cat *x = c->cats[i];
+
+		if (x->parent != cat || x->state != CAT_LIVE)
 			continue;
-		rc = cb(arg, strrchr(c->cats[i]->path, '/') + 1);
+		names[n] = strdup(strrchr(x->path, '/') + 1);
+		if (!names[n])
+			rc = -ENOMEM;
+		else
+			n++;
 	}
-out:
-	pthread_rwlock_unlock(&c->lock);
+	pthread_rwlock_unlock(&c->tree);
+	/* the callback (a readdir filler) runs with no lock held */
+	for (size_t i = 0; i < n; i++) {
+		if (!rc)
+			rc = cb(arg, names[i]);
+		free(names[i]);
+	}
+	free(names);
 	return rc;
 }

@@ -3,17 +3,19 @@
  * same one.
  *
  * Loading a model is slow and its memory large, so embedders are kept in
- * a reference-counted list keyed by their identity (the embedder name, and
- * for "http" every setting that changes its vectors). All of it is meant
- * to run under cache.lock held for writing (or before other threads exist),
- * creating an embedder included; cache_policy_put() still releases the
- * embedders of a rejected write after dropping the lock.
+ * a reference-counted list keyed by their identity (the embedder spec, and
+ * for "http" every setting that changes its vectors), under cache.emb_mu.
+ * The list is only looked at under that lock; an embedder is made with no
+ * lock held, then the list is looked at again: if another thread made the
+ * same one meanwhile, that one is used and this one freed.
  *
- * Not here: the embedders themselves (index/embed/), choosing when a
- * category's embedder may change (policy_ops.c).
+ * Not here: the embedders themselves (index/embed/), whether the mount
+ * owner allows one (trust.c), when a category's embedder may change
+ * (policy_ops.c).
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,6 @@
 #include "engine_i.h"
 #include "semlog.h"
 
-/* The identity of the embedder a policy asks for (settings included). */
 char *engine_embref_key(const struct policy *p)
 {
 	char *key = NULL;
@@ -37,53 +38,87 @@ char *engine_embref_key(const struct policy *p)
 	return n < 0 ? NULL : key;
 }
 
-/* Find or create the embedder for policy p. cache.lock held for writing
- * (or no other thread running yet). */
+/* The listed embedder with identity key, one reference taken, or NULL.
+ * cache.emb_mu held. */
+static struct embedder *listed(struct cache *c, const char *key)
+{
+	for (struct embref *r = c->embs; r; r = r->next)
+		if (!strcmp(r->key, key)) {
+			r->refs++;
+			return r->e;
+		}
+	return NULL;
+}
+
 int engine_embref_acquire(struct cache *c, const struct policy *p,
-			  struct embedder **out, char **key_out, char *err,
-			  size_t errlen)
+			  struct embedder **out, char *err, size_t errlen)
 {
 	char *key = engine_embref_key(p);
+	struct embedder *e = NULL, *have;
 	struct embref *r;
 	int rc;
 
+	*out = NULL;
 	if (!key)
 		return -ENOMEM;
-	for (r = c->embs; r; r = r->next)
-		if (!strcmp(r->key, key))
-			break;
-	if (!r) {
-		struct embedder *e = NULL;
-
-		rc = embedder_new(p, &e, err, errlen);
-		if (rc) {
-			free(key);
-			return rc;
-		}
-		r = calloc(1, sizeof(*r));
-		if (!r) {
-			embedder_free(e);
-			free(key);
-			return -ENOMEM;
-		}
-		r->key = strdup(key);
+	rc = engine_trust_embedder(c, p, err, errlen);
+	if (rc)
+		goto out;
+	pthread_mutex_lock(&c->emb_mu);
+	have = listed(c, key);
+	pthread_mutex_unlock(&c->emb_mu);
+	if (have) {
+		*out = have;
+		goto out;
+	}
+	rc = embedder_new(p, &e, err, errlen); /* slow: no lock held */
+	if (rc)
+		goto out;
+	r = calloc(1, sizeof(*r));
+	pthread_mutex_lock(&c->emb_mu);
+	have = listed(c, key);
+	if (!have && r) {
+		r->key = key;
 		r->e = e;
+		r->refs = 1;
 		r->next = c->embs;
 		c->embs = r;
-		if (!r->key) {
-			free(key);
-			return -ENOMEM; /* r stays listed, unreferenced: freed at close */
-		}
-		semlog(SEMLOG_INFO, "embedder '%s' ready (%d dimensions)", e->name, e->dim);
+		key = NULL;
+		*out = e;
+		e = NULL;
+		r = NULL;
 	}
-	r->refs++;
-	*out = r->e;
-	*key_out = key;
-	return 0;
+	pthread_mutex_unlock(&c->emb_mu);
+	if (have) {
+		*out = have; /* another thread made it first */
+	} else if (*out) {
+		semlog(SEMLOG_INFO, "embedder '%s' ready (%d dimensions)",
+		       (*out)->name, (*out)->dim);
+	} else {
+		rc = -ENOMEM;
+	}
+	embedder_free(e);
+	free(r);
+out:
+	free(key);
+	return rc;
+}
+
+struct embedder *engine_embref_hold(struct cache *c, struct embedder *e)
+{
+	pthread_mutex_lock(&c->emb_mu);
+	for (struct embref *r = c->embs; r; r = r->next)
+		if (r->e == e)
+			r->refs++;
+	pthread_mutex_unlock(&c->emb_mu);
+	return e;
 }
 
 void engine_embref_release(struct cache *c, struct embedder *e)
 {
+	struct embref *gone = NULL;
+
+	pthread_mutex_lock(&c->emb_mu);
 	for (struct embref **pp = &c->embs; *pp; pp = &(*pp)->next) {
 		struct embref *r = *pp;
 
@@ -91,15 +126,18 @@ void engine_embref_release(struct cache *c, struct embedder *e)
 			continue;
 		if (--r->refs == 0) {
 			*pp = r->next;
-			embedder_free(r->e);
-			free(r->key);
-			free(r);
+			gone = r;
 		}
-		return;
+		break;
+	}
+	pthread_mutex_unlock(&c->emb_mu);
+	if (gone) {
+		embedder_free(gone->e);
+		free(gone->key);
+		free(gone);
 	}
 }
 
-/* Free every embedder, referenced or not (at close). */
 void engine_embref_free_all(struct cache *c)
 {
 	while (c->embs) {
@@ -109,36 +147,5 @@ void engine_embref_free_all(struct cache *c)
 		embedder_free(r->e);
 		free(r->key);
 		free(r);
-	}
-}
-
-void engine_embref_install(struct cache *c, struct cat *cat,
-			   struct embedder *e, char *key)
-{
-	if (cat->emb)
-		engine_embref_release(c, cat->emb);
-	free(cat->emb_key);
-	free(cat->emb_error);
-	cat->emb = e;
-	cat->emb_key = key;
-	cat->emb_error = NULL;
-}
-
-/* Give cat the embedder its effective policy names (or a reason why not). */
-void engine_embref_assign(struct cache *c, struct cat *cat,
-			  const struct policy *p)
-{
-	char err[512] = "";
-	struct embedder *e = NULL;
-	char *key = NULL;
-	int rc = engine_embref_acquire(c, p, &e, &key, err, sizeof(err));
-
-	engine_embref_install(c, cat, e, key);
-	if (rc) {
-		if (!err[0])
-			snprintf(err, sizeof(err), "%s", strerror(-rc));
-		cat->emb_error = strdup(err);
-		semlog(SEMLOG_ERR, "category '%s': embedder '%s' unavailable: %s (exact matches still served)",
-		       cat->path, p->embedder, err);
 	}
 }

@@ -5,8 +5,11 @@
  *
  * Each entry is in two hash maps (by id, and by the first half of its
  * exact key) and two lists (insertion and recency order, for eviction),
- * all under cat.lock. Removing an entry takes it out of the maps under
- * cat.lock, then deletes it from the index and the store without it.
+ * all under cat.lock. Removing an entry deletes it from the store first
+ * (with no lock held) and only then takes it out of the maps and the index,
+ * so that a removal the store refused leaves the entry as it was. Only the
+ * entry's filler, the category's owner or a trusted caller may remove or
+ * replace an entry.
  *
  * Not here: adding entries (fill.c, open.c, remote.c), serving them
  * (lookup.c), eviction (quota.c), expiry sweeps (maint.c).
@@ -81,12 +84,13 @@ struct centry *engine_entry_from_store(const struct store_entry *se)
 	e->key[0] = se->key[0];
 	e->key[1] = se->key[1];
 	e->ctx_hash = se->ctx_hash;
+	e->uid = se->uid;
 	return e;
 }
 
 /* When e expires under p (0 = never): ttl after its creation, or after
  * its last hit with a sliding ttl. */
-static int64_t expires_ms(const struct policy *p, const struct centry *e)
+int64_t engine_entry_expires_ms(const struct policy *p, const struct centry *e)
 {
 	int64_t base;
 
@@ -101,12 +105,20 @@ static int64_t expires_ms(const struct policy *p, const struct centry *e)
 bool engine_entry_expired(const struct policy *p, const struct centry *e,
 			  int64_t now)
 {
-	return p->ttl > 0 && now >= expires_ms(p, e);
+	return p->ttl > 0 && now >= engine_entry_expires_ms(p, e);
+}
+
+bool engine_entry_may_change(const struct cache *c, uid_t owner,
+			     const struct centry *e,
+			     const struct cache_caller *who)
+{
+	return engine_trust_caller(c, who) || who->uid == owner ||
+	       who->uid == e->uid;
 }
 
 /* Take entry id out of cat's maps; the caller owns what is returned
- * (NULL if it was gone). Called without cat->lock. */
-struct centry *engine_entry_take(struct cat *cat, int64_t id)
+ * (NULL if it was gone). Takes cat.lock. */
+static struct centry *entry_take(struct cat *cat, int64_t id)
 {
 	struct centry *e;
 
@@ -118,39 +130,41 @@ struct centry *engine_entry_take(struct cat *cat, int64_t id)
 	return e;
 }
 
-/* Delete an entry everywhere: memory (if still there), index, store. */
-void engine_entry_retire(struct cache *c, struct cat *cat, struct centry *e,
-			 const char *why)
+/*
+ * The store first: only once it no longer has the entry is it taken out
+ * here, so a removal either reaches the store or fails with its errno and
+ * changes nothing (a lookup meanwhile may still serve it, or find the
+ * response gone and miss). With no cat.lock or cache.tree held.
+ */
+int engine_entry_delete(struct cache *c, struct cat *cat,
+			struct catcore *core, int64_t id, const char *why)
 {
+	bool known;
 	int rc;
 
-	vindex_remove(cat->vi, e->id);
-	rc = store_entry_delete(c->store, e->id);
-	if (rc && rc != -ENOENT)
-		semlog(SEMLOG_WARN, "category '%s': deleting %s entry %" PRId64 " failed: %s",
-		       cat->path, why, e->id, strerror(-rc));
-	free(e);
+	pthread_mutex_lock(&cat->lock);
+	known = u64map_get(&cat->by_id, (uint64_t)id) != NULL;
+	pthread_mutex_unlock(&cat->lock);
+	if (!known)
+		return -ENOENT;
+	rc = store_entry_delete(c->store, id);
+	if (rc && rc != -ENOENT) {
+		semlog(SEMLOG_WARN, "category '%s': deleting %s entry %" PRId64 " failed: %s (it stays)",
+		       cat->path, why, id, strerror(-rc));
+		return rc;
+	}
+	/* gone from the store (here, or already by another host or call) */
+	engine_entry_forget(cat, core, id);
+	return rc;
 }
 
-/* Take entry id out and retire it everywhere. Returns whether it was there. */
-bool engine_entry_drop(struct cache *c, struct cat *cat, int64_t id,
-		       const char *why)
+void engine_entry_forget(struct cat *cat, struct catcore *core, int64_t id)
 {
-	struct centry *e = engine_entry_take(cat, id);
-
-	if (e)
-		engine_entry_retire(c, cat, e, why);
-	return e != NULL;
-}
-
-/* The store removed an entry (another host did, or a quota the store
- * keeps): forget it here. Idempotent. */
-void engine_entry_forget(struct cat *cat, int64_t id)
-{
-	struct centry *e = engine_entry_take(cat, id);
+	struct centry *e = entry_take(cat, id);
 
 	if (e) {
-		vindex_remove(cat->vi, id);
+		if (core)
+			vindex_remove(core->vi, id);
 		free(e);
 	}
 }
@@ -172,19 +186,15 @@ int64_t *engine_entry_ids(struct cat *cat, size_t *n)
 int cache_entries_list(struct cache *c, const char *path,
 		       int (*cb)(void *arg, int64_t id), void *arg)
 {
-	struct cat *cat;
-	int64_t *ids = NULL;
+	struct catref ref;
+	int64_t *ids;
 	size_t n = 0;
-	int rc = 0;
+	int rc = engine_cat_get(c, path, &ref);
 
-	pthread_rwlock_rdlock(&c->lock);
-	cat = engine_cat_find(c, path);
-	if (!cat) {
-		pthread_rwlock_unlock(&c->lock);
-		return -ENOENT;
-	}
-	ids = engine_entry_ids(cat, &n);
-	pthread_rwlock_unlock(&c->lock);
+	if (rc)
+		return rc;
+	ids = engine_entry_ids(ref.cat, &n);
+	engine_cat_put(c, &ref);
 	if (!ids)
 		return -ENOMEM;
 	for (size_t i = 0; i < n && !rc; i++)
@@ -193,15 +203,15 @@ int cache_entries_list(struct cache *c, const char *path,
 	return rc;
 }
 
-/* Look entry id up in path's category: fills *info. cache.lock held. */
-static int entry_info(struct cache *c, struct cat *cat, int64_t id,
+/* Fill *info for entry id of ref's category from memory. */
+static int entry_info(struct cache *c, struct catref *ref, int64_t id,
 		      struct cache_entry_info *info)
 {
-	struct policy pol;
+	struct policy pol = ref->pol;
+	struct cat *cat = ref->cat;
 	struct centry *e;
 	int64_t now = clock_wall_ms();
 
-	engine_cat_policy(cat, &pol);
 	engine_adapt_policy(c, cat, &pol, now, NULL, 0);
 	pthread_mutex_lock(&cat->lock);
 	e = u64map_get(&cat->by_id, (uint64_t)id);
@@ -212,8 +222,9 @@ static int entry_info(struct cache *c, struct cat *cat, int64_t id,
 		info->last_hit_ms = e->last_hit_ms;
 		info->hits = e->hits;
 		info->bytes = e->bytes;
+		info->uid = e->uid;
 		info->expired = engine_entry_expired(&pol, e, now);
-		info->expires_ms = expires_ms(&pol, e);
+		info->expires_ms = engine_entry_expires_ms(&pol, e);
 	}
 	pthread_mutex_unlock(&cat->lock);
 	return e ? 0 : -ENOENT;
@@ -224,13 +235,13 @@ int cache_entry_stat(struct cache *c, const char *path, int64_t id,
 {
 	char *q = NULL, *ctx = NULL;
 	size_t ql = 0, cl = 0;
-	struct cat *cat;
-	int rc;
+	struct catref ref;
+	int rc = engine_cat_get(c, path, &ref);
 
-	pthread_rwlock_rdlock(&c->lock);
-	cat = engine_cat_find(c, path);
-	rc = cat ? entry_info(c, cat, id, info) : -ENOENT;
-	pthread_rwlock_unlock(&c->lock);
+	if (rc)
+		return rc;
+	rc = entry_info(c, &ref, id, info);
+	engine_cat_put(c, &ref);
 	if (rc)
 		return rc;
 	rc = store_entry_text(c->store, id, &q, &ql, &ctx, &cl);
@@ -254,6 +265,34 @@ static void iso_time(int64_t ms, char *buf, size_t size)
 	}
 	gmtime_r(&t, &tm);
 	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int entry_meta(struct cache *c, const char *path,
+		      const struct cache_entry_info *info, char **data,
+		      size_t *len)
+{
+	char created[32], expires[32], last[32], buf[1024];
+	char emb_name[EMBED_NAME_MAX] = "unavailable";
+	struct catref ref;
+	int n;
+
+	if (engine_cat_get(c, path, &ref) == 0) {
+		if (ref.core->emb)
+			snprintf(emb_name, sizeof(emb_name), "%s", ref.core->emb->name);
+		engine_cat_put(c, &ref);
+	}
+	iso_time(info->created_ms, created, sizeof(created));
+	iso_time(info->expires_ms, expires, sizeof(expires));
+	iso_time(info->last_hit_ms, last, sizeof(last));
+	n = snprintf(buf, sizeof(buf),
+		     "id: %" PRId64 "\ncreated: %s\nexpires: %s\nexpired: %s\n"
+		     "hits: %" PRId64 "\nlast_hit: %s\nbytes: %" PRId64
+		     "\nquery_bytes: %u\ncontext: %s\nembedder: %s\nuid: %u\n",
+		     info->id, created, expires, info->expired ? "yes" : "no",
+		     info->hits, last, info->bytes, info->query_len,
+		     info->context_len ? "yes" : "no", emb_name,
+		     (unsigned)info->uid);
+	return engine_text_dup(buf, n, data, len);
 }
 
 int cache_entry_read(struct cache *c, const char *path, int64_t id,
@@ -286,29 +325,8 @@ int cache_entry_read(struct cache *c, const char *path, int64_t id,
 			*len = cl;
 		}
 		return 0;
-	case CACHE_PART_META: {
-		char created[32], expires[32], last[32], buf[1024];
-		char emb_name[EMBED_NAME_MAX] = "unavailable";
-		struct cat *cat;
-		int n;
-
-		pthread_rwlock_rdlock(&c->lock);
-		cat = engine_cat_find(c, path);
-		if (cat && cat->emb)
-			snprintf(emb_name, sizeof(emb_name), "%s", cat->emb->name);
-		pthread_rwlock_unlock(&c->lock);
-		iso_time(info.created_ms, created, sizeof(created));
-		iso_time(info.expires_ms, expires, sizeof(expires));
-		iso_time(info.last_hit_ms, last, sizeof(last));
-		n = snprintf(buf, sizeof(buf),
-			     "id: %" PRId64 "\ncreated: %s\nexpires: %s\nexpired: %s\n"
-			     "hits: %" PRId64 "\nlast_hit: %s\nbytes: %" PRId64
-			     "\nquery_bytes: %u\ncontext: %s\nembedder: %s\n",
-			     info.id, created, expires, info.expired ? "yes" : "no",
-			     info.hits, last, info.bytes, info.query_len,
-			     info.context_len ? "yes" : "no", emb_name);
-		return engine_text_dup(buf, n, data, len);
-	}
+	case CACHE_PART_META:
+		return entry_meta(c, path, &info, data, len);
 	}
 	return -EINVAL;
 }
@@ -316,45 +334,62 @@ int cache_entry_read(struct cache *c, const char *path, int64_t id,
 int cache_entry_remove(struct cache *c, const char *path, int64_t id,
 		       const struct cache_caller *who)
 {
-	struct cat *cat;
-	int rc = -ENOENT;
+	struct catref ref;
+	struct centry *e;
+	bool may = false;
+	int rc = engine_cat_get(c, path, &ref);
 
-	pthread_rwlock_rdlock(&c->lock);
-	cat = engine_cat_find(c, path);
-	if (cat && engine_entry_drop(c, cat, id, "invalidated")) {
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&ref.cat->lock);
+	e = u64map_get(&ref.cat->by_id, (uint64_t)id);
+	if (e)
+		may = engine_entry_may_change(c, ref.owner, e, who);
+	pthread_mutex_unlock(&ref.cat->lock);
+	if (!e)
+		rc = -ENOENT;
+	else if (!may)
+		rc = -EACCES;
+	else
+		rc = engine_entry_delete(c, ref.cat, ref.core, id, "invalidated");
+	if (rc == -EACCES)
+		semlog(SEMLOG_WARN, "category '%s': uid %u may not remove entry %" PRId64 " (filled by another user; the category's owner may)",
+		       ref.cat->path, (unsigned)who->uid, id);
+	else if (!rc)
 		semlog(SEMLOG_INFO, "category '%s': entry %" PRId64 " invalidated",
-		       cat->path, id);
-		rc = 0;
-	}
-	pthread_rwlock_unlock(&c->lock);
+		       ref.cat->path, id);
+	engine_cat_put(c, &ref);
 	return rc;
 }
 
 int64_t cache_purge(struct cache *c, const char *path,
 		    const struct cache_caller *who)
 {
-	struct centry *e;
-	struct cat *cat;
-	int64_t n = 0;
+	struct catref ref;
+	int64_t *ids, n = 0;
+	size_t nids = 0;
+	int rc = engine_cat_get(c, path, &ref);
 
-	pthread_rwlock_rdlock(&c->lock);
-	cat = engine_cat_find(c, path);
-	if (!cat) {
-		pthread_rwlock_unlock(&c->lock);
-		return -ENOENT;
+	if (rc)
+		return rc;
+	if (!engine_trust_caller(c, who) && who->uid != ref.owner) {
+		semlog(SEMLOG_WARN, "category '%s': uid %u may not purge it (only its owner uid %u may)",
+		       ref.cat->path, (unsigned)who->uid, (unsigned)ref.owner);
+		engine_cat_put(c, &ref);
+		return -EACCES;
 	}
-	for (;;) {
-		pthread_mutex_lock(&cat->lock);
-		e = cat->fifo.head;
-		if (e)
-			engine_entry_unpublish(cat, e);
-		pthread_mutex_unlock(&cat->lock);
-		if (!e)
-			break;
-		engine_entry_retire(c, cat, e, "purged");
-		n++;
+	ids = engine_entry_ids(ref.cat, &nids);
+	rc = ids ? 0 : -ENOMEM;
+	for (size_t i = 0; i < nids && !rc; i++) {
+		rc = engine_entry_delete(c, ref.cat, ref.core, ids[i], "purged");
+		if (rc == -ENOENT)
+			rc = 0; /* gone meanwhile */
+		else if (!rc)
+			n++;
 	}
-	semlog(SEMLOG_INFO, "category '%s': purged %" PRId64 " entries", cat->path, n);
-	pthread_rwlock_unlock(&c->lock);
-	return n;
+	free(ids);
+	semlog(rc ? SEMLOG_WARN : SEMLOG_INFO, "category '%s': purged %" PRId64 " entries%s%s",
+	       ref.cat->path, n, rc ? "; stopped: " : "", rc ? strerror(-rc) : "");
+	engine_cat_put(c, &ref);
+	return rc ? rc : n;
 }

@@ -2,13 +2,16 @@
  * lookup.c - cache_lookup(): the exact fast path, then embedding and a
  * vector search; serving a hit; the exact key of a query.
  *
- * Under cache.lock held for reading: the effective (and adapted) policy,
- * the exact map (no embedding, no index), then the query's embedding and a
- * search of the category's index whose candidates are accepted only when
- * their entry is live, unexpired and of the same context. A hit's response
- * is read from the store. A miss under fill_timeout may become pending on
- * an earlier miss (pending.c). The vector computed is kept in the result
- * so that a fill of the same query does not embed again.
+ * With references to the category and its core taken under a short hold
+ * of cache.tree (and no engine lock held while the work is done): the
+ * effective (and adapted) policy, the exact map (no embedding, no index),
+ * then the query's embedding and a search of the core's index whose
+ * candidates are accepted only when their entry is live, unexpired and of
+ * the same context. A hit's response is read from the store before the
+ * hit is counted. A remote embedder is asked only while the bound on slow
+ * work allows (else: miss, busy). A miss under fill_timeout may become
+ * pending on an earlier miss (pending.c). The vector computed is kept in
+ * the result so that a fill of the same query does not embed again.
  *
  * Not here: storing (fill.c), waiting for a pending fill (pending.c).
  */
@@ -26,9 +29,7 @@
 #include "textnorm.h"
 
 #define KEY_SEED_A 0x5e3ac4cef5a11e01ULL
-
 #define KEY_SEED_B 0x0b5e55edca7e9a72ULL
-
 #define CTX_SEED 0xc0a7e47c0a7e47c1ULL
 
 /* Normalise q and derive its exact key under policy p. */
@@ -104,46 +105,65 @@ static bool note_hit(struct cat *cat, int64_t id, int64_t now, int64_t *created)
 		*created = e->created_ms;
 		ELIST_UNLINK(&cat->lru, e, lru_prev, lru_next);
 		ELIST_LINK(&cat->lru, e, lru_prev, lru_next);
-		if (!e->dirty) {
-			if (cat->ndirty == cat->dirty_cap) {
-				size_t ncap = cat->dirty_cap ? cat->dirty_cap * 2 : 64;
-				int64_t *n = realloc(cat->dirty, ncap * sizeof(*n));
-
-				if (n) {
-					cat->dirty = n;
-					cat->dirty_cap = ncap;
-				}
-			}
-			if (cat->ndirty < cat->dirty_cap) {
-				cat->dirty[cat->ndirty++] = e->id;
-				e->dirty = true;
-			}
+		if (!e->dirty && cat->ndirty < cat->dirty_cap) {
+			cat->dirty[cat->ndirty++] = e->id;
+			e->dirty = true;
 		}
 	}
 	pthread_mutex_unlock(&cat->lock);
 	return e != NULL;
 }
 
-/* A stored response could not be read back: drop the entry for good. */
-static void drop_damaged(struct cache *c, struct cat *cat, int64_t id, int err)
+/* Room in cat's hit write-back queue for one more (allocated with no
+ * lock held, so that note_hit never allocates under cat.lock). */
+static void dirty_reserve(struct cat *cat)
 {
-	semlog(SEMLOG_ERR, "category '%s': entry %" PRId64 " response unreadable (%s): entry dropped",
-	       cat->path, id, strerror(-err));
-	engine_entry_drop(c, cat, id, "damaged");
-	cat->dropped++;
+	size_t need, cap;
+	int64_t *n;
+
+	pthread_mutex_lock(&cat->lock);
+	need = cat->ndirty + 1;
+	cap = cat->dirty_cap;
+	pthread_mutex_unlock(&cat->lock);
+	if (need <= cap)
+		return;
+	cap = cap ? cap * 2 : 64;
+	n = malloc(cap * sizeof(*n));
+	if (!n)
+		return; /* the hit is counted in memory, written back later */
+	pthread_mutex_lock(&cat->lock);
+	if (cap > cat->dirty_cap) {
+		if (cat->ndirty)
+			memcpy(n, cat->dirty, cat->ndirty * sizeof(*n));
+		free(cat->dirty);
+		cat->dirty = n;
+		cat->dirty_cap = cap;
+		n = NULL;
+	}
+	pthread_mutex_unlock(&cat->lock);
+	free(n);
 }
 
-int engine_lookup_serve(struct cache *c, struct cat *cat, int64_t id,
+int engine_lookup_serve(struct cache *c, struct catref *ref, int64_t id,
 			int64_t now, struct cache_result *r)
 {
+	struct cat *cat = ref->cat;
 	int64_t created = now;
 	int rc;
 
-	if (!note_hit(cat, id, now, &created))
-		return -ENOENT;
+	/* the response first (a store call, no lock held); the hit is
+	 * counted only once it is in hand */
 	rc = store_response_read(c->store, id, &r->response, &r->response_len);
-	if (rc == -EBADMSG || rc == -ENOENT) {
-		drop_damaged(c, cat, id, rc); /* really damaged or gone */
+	if (rc == -EBADMSG) {
+		semlog(SEMLOG_ERR, "category '%s': entry %" PRId64 " response unreadable (%s): entry dropped",
+		       cat->path, id, strerror(-rc));
+		if (engine_entry_delete(c, cat, ref->core, id, "damaged") == 0)
+			cat->dropped++;
+		return rc;
+	}
+	if (rc == -ENOENT) {
+		/* gone from the store (removed meanwhile, or by another host) */
+		engine_entry_forget(cat, ref->core, id);
 		return rc;
 	}
 	if (rc) {
@@ -152,20 +172,55 @@ int engine_lookup_serve(struct cache *c, struct cat *cat, int64_t id,
 			 strerror(-rc));
 		return rc;
 	}
+	dirty_reserve(cat);
+	if (!note_hit(cat, id, now, &created)) {
+		/* removed while its response was read: never served again */
+		free(r->response);
+		r->response = NULL;
+		r->response_len = 0;
+		return -ENOENT;
+	}
 	r->outcome = CACHE_HIT;
 	r->entry_id = id;
 	r->age_s = (now - created) / 1000;
 	return 0;
 }
 
+/* Embed q into r->vec with ref's embedder; a remote embedder only while
+ * the bound on slow work allows. A failure is a miss with a note. */
+static bool lookup_embed(struct cache *c, struct catref *ref,
+			 const struct cache_query *q, struct cache_result *r)
+{
+	const struct catcore *core = ref->core;
+	bool remote = core->emb->remote;
+	int rc;
+
+	if (remote && !engine_slow_enter(c, ref->cat)) {
+		snprintf(r->note, sizeof(r->note), "busy: too many requests wait on this category's embedder");
+		return false;
+	}
+	rc = engine_core_embed(core, q->query, q->query_len, r->vec);
+	if (remote)
+		engine_slow_exit(c, ref->cat);
+	if (rc) {
+		/* a remote embedder is down or slow: answer miss, say why */
+		snprintf(r->note, sizeof(r->note), "embedder unavailable: %s",
+			 embedder_last_error());
+		return false;
+	}
+	return true;
+}
+
 int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 		 struct cache_result *r)
 {
 	struct accept_ctx ac;
-	struct policy pol;
+	struct catref ref;
+	struct catcore *core;
 	struct keyed k = { 0 };
 	struct cat *cat;
 	struct centry *e;
+	struct policy pol;
 	int64_t hit_id = 0, id;
 	float score;
 	int rc, n;
@@ -174,12 +229,12 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 
 	memset(r, 0, sizeof(*r));
 	r->outcome = CACHE_MISS;
-	pthread_rwlock_rdlock(&c->lock);
-	cat = engine_cat_find(c, path);
-	rc = -ENOENT;
-	if (!cat)
-		goto out;
-	engine_cat_policy(cat, &pol);
+	rc = engine_cat_get(c, path, &ref);
+	if (rc)
+		return rc;
+	cat = ref.cat;
+	core = ref.core;
+	pol = ref.pol;
 	engine_adapt_policy(c, cat, &pol, clock_wall_ms(), NULL, 0);
 	r->threshold = (float)pol.threshold;
 	rc = -EFBIG;
@@ -203,7 +258,7 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 	if (e && e->key[1] == k.key[1] && entry_matches(&ac, e))
 		hit_id = e->id;
 	pthread_mutex_unlock(&cat->lock);
-	if (hit_id && engine_lookup_serve(c, cat, hit_id, ac.now, r) == 0) {
+	if (hit_id && engine_lookup_serve(c, &ref, hit_id, ac.now, r) == 0) {
 		r->exact = true;
 		r->score = 1.0f;
 		cat->hits++;
@@ -211,56 +266,52 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 		goto out;
 	}
 
-	if (!cat->emb) {
+	if (!core->emb) {
 		snprintf(r->note, sizeof(r->note), "embedder unavailable: %s",
-			 cat->emb_error ? cat->emb_error : "unknown");
+			 core->emb_error ? core->emb_error : "unknown");
 		cat->misses++;
 		rc = 0;
 		goto out;
 	}
-	r->dim = cat->emb->dim;
+	r->dim = core->emb->dim;
+	r->vec_by = core->emb;
 	r->vec = malloc(sizeof(float) * r->dim);
 	rc = -ENOMEM;
 	if (!r->vec)
 		goto out;
-	rc = embedder_embed(cat->emb, q->query, q->query_len, r->vec);
-	if (rc) {
-		/* a remote embedder is down or slow: answer miss, say why */
-		snprintf(r->note, sizeof(r->note), "embedder unavailable: %s",
-			 embedder_last_error());
+	rc = 0;
+	if (!lookup_embed(c, &ref, q, r)) {
 		free(r->vec);
 		r->vec = NULL;
 		cat->misses++;
-		rc = 0;
 		goto out;
 	}
-	if (pol.hnsw_ef_search != cat->ef_search) {
+	if (pol.hnsw_ef_search != core->ef_search) {
 		/* two lookups may both set the same value: harmless */
-		cat->ef_search = pol.hnsw_ef_search;
-		vindex_set_ef_search(cat->vi, pol.hnsw_ef_search);
+		core->ef_search = pol.hnsw_ef_search;
+		vindex_set_ef_search(core->vi, pol.hnsw_ef_search);
 	}
-	n = vindex_search(cat->vi, r->vec, 1, accept_entry, &ac, &id, &score);
+	n = vindex_search(core->vi, r->vec, 1, accept_entry, &ac, &id, &score);
 	if (n < 0) {
 		rc = n;
 		goto out;
 	}
-	rc = 0;
 	if (n == 1) {
 		r->score = score;
 		if (score + 1e-6f >= (float)pol.threshold &&
-		    engine_lookup_serve(c, cat, id, ac.now, r) == 0) {
+		    engine_lookup_serve(c, &ref, id, ac.now, r) == 0) {
 			cat->hits++;
 			cat->semantic_hits++;
 			goto out;
 		}
 	}
-	if (pol.fill_timeout_ms > 0 && engine_pending_coalesce(c, cat, &pol, &k, r, ac.now))
+	if (pol.fill_timeout_ms > 0 && engine_pending_coalesce(c, cat, &pol, &k, r))
 		goto out; /* pending: counted once resolved */
 	cat->misses++;
 out:
-	if (cat && !rc)
+	if (!rc)
 		engine_lat_record(cat, (uint64_t)(clock_mono_us() - t0));
-	pthread_rwlock_unlock(&c->lock);
+	engine_cat_put(c, &ref);
 	engine_lookup_key_release(&k);
 	if (rc)
 		cache_result_release(r);

@@ -1,6 +1,10 @@
 /*
  * maint.c - the background maintenance thread.
  *
+ * It works on references to each category and its core (taken under a
+ * short hold of cache.tree) with no engine lock held across its slow work
+ * (store calls, merges, compaction).
+ *
  * Every tick (100 ms, 2 ms while a merge backlog remains) it merges
  * recently added vectors into HNSW in small batches, bounded in time per
  * category. Every tenth tick it also writes hit counters back to the
@@ -12,8 +16,8 @@
  * Not here: the quota and adaptation rules themselves (quota.c, adapt.c),
  * snapshots (open.c).
  */
+#include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,6 +33,7 @@
 #define MERGE_TICK_US 80000   /* merging time per category per tick */
 
 #define SWEEP_BATCH 128       /* expired entries retired per category per tick */
+#define SWEEP_SCAN 8192       /* map slots looked at per category per tick */
 
 void engine_maint_flush_hits(struct cache *c, struct cat *cat)
 {
@@ -66,37 +71,40 @@ void engine_maint_flush_hits(struct cache *c, struct cat *cat)
 	free(t);
 }
 
-/* Retire up to SWEEP_BATCH expired entries of cat; true if more are left.
- * Expired entries are never served (expiry is judged at lookup), so this is
- * only garbage collection: it yields between deletions so that lookups and
- * fills waiting for the index or the store are never held up for long. */
-static bool sweep_expired(struct cache *c, struct cat *cat)
+/* Retire up to SWEEP_BATCH expired entries of cat, looking at up to
+ * SWEEP_SCAN slots of its map from where the last sweep stopped; true if
+ * more may be left. Expired entries are never served (expiry is judged at
+ * lookup), so this is only garbage collection: cat.lock is held for one
+ * bounded scan, the store deletes run without it. */
+static bool sweep_expired(struct cache *c, struct catref *ref)
 {
-	struct centry *victims[SWEEP_BATCH];
-	struct policy pol;
+	int64_t victims[SWEEP_BATCH];
+	struct policy pol = ref->pol;
+	struct cat *cat = ref->cat;
 	int64_t now = clock_wall_ms();
-	size_t n = 0;
+	size_t n = 0, cap, i, scanned = 0;
+	bool more;
 
-	engine_cat_policy(cat, &pol);
 	engine_adapt_policy(c, cat, &pol, now, NULL, 0);
 	if (pol.ttl <= 0)
 		return false;
 	pthread_mutex_lock(&cat->lock);
-	for (size_t i = 0; i < cat->by_id.cap && n < SWEEP_BATCH; i++) {
+	cap = cat->by_id.cap;
+	i = cat->sweep_pos < cap ? cat->sweep_pos : 0;
+	for (; scanned < SWEEP_SCAN && scanned < cap && n < SWEEP_BATCH; scanned++) {
 		struct centry *e = cat->by_id.vals[i];
 
 		if (cat->by_id.keys[i] && engine_entry_expired(&pol, e, now))
-			victims[n++] = e;
+			victims[n++] = e->id;
+		i = (i + 1) % cap;
 	}
-	for (size_t i = 0; i < n; i++)
-		engine_entry_unpublish(cat, victims[i]);
+	cat->sweep_pos = i;
+	more = n == SWEEP_BATCH || scanned < cap;
 	pthread_mutex_unlock(&cat->lock);
-	for (size_t i = 0; i < n; i++) {
-		engine_entry_retire(c, cat, victims[i], "expired");
-		sched_yield();
-	}
-	cat->expired += n;
-	return n == SWEEP_BATCH;
+	for (size_t k = 0; k < n; k++)
+		if (engine_entry_delete(c, cat, ref->core, victims[k], "expired") == 0)
+			cat->expired++;
+	return n > 0 && more;
 }
 
 /* Larger batches while a backlog is large (FAISS pays a cost per add call
@@ -117,46 +125,56 @@ void engine_maint_merge(struct vindex *vi, int64_t budget_us, int batch)
 			break;
 }
 
+/* The slow tick's work on one category. */
+static bool maintain_slow(struct cache *c, struct catref *ref)
+{
+	struct catcore *core = ref->core;
+	size_t tomb, live;
+	bool backlog;
+
+	engine_maint_flush_hits(c, ref->cat);
+	backlog = sweep_expired(c, ref);
+	if (engine_quota_over(&ref->pol, ref->cat))
+		engine_quota_apply(c, ref, 0);
+	engine_adapt_break_even(ref->cat, &ref->pol);
+	pthread_mutex_lock(&ref->cat->lock);
+	engine_pending_prune(ref->cat, clock_mono_ms());
+	pthread_mutex_unlock(&ref->cat->lock);
+	tomb = vindex_tombstones(core->vi);
+	live = vindex_live(core->vi);
+	if (tomb >= 64 && tomb * 4 > tomb + live) {
+		int rc = vindex_compact(core->vi); /* builds without its lock */
+
+		if (rc)
+			semlog(SEMLOG_WARN, "category '%s': compaction failed: %s",
+			       ref->cat->path, strerror(-rc));
+	}
+	return backlog;
+}
+
+/* One tick over every category, each with references taken under a
+ * short hold of cache.tree and worked on with no engine lock held. */
 static void maintain(struct cache *c, bool slow)
 {
 	bool backlog = false;
+	size_t n;
+	struct cat **all = engine_cat_all(c, &n);
 
-	pthread_rwlock_rdlock(&c->lock);
-	for (size_t i = 0; i < c->ncats; i++) {
-		struct cat *cat = c->cats[i];
-		size_t tomb, live;
+	for (size_t i = 0; all && i < n; i++) {
+		struct catref ref;
 
+		engine_cat_ref(c, all[i], &ref);
 		/* Merge in small batches, releasing the index's write lock
 		 * between them (a lookup waits for one batch at most), until
 		 * the buffer is empty or this tick's time is used up. */
-		engine_maint_merge(cat->vi, MERGE_TICK_US, 0);
-		backlog |= vindex_buffered(cat->vi) > 0;
-		if (!slow)
-			continue;
-		engine_maint_flush_hits(c, cat);
-		backlog |= sweep_expired(c, cat);
-		{
-			struct policy pol;
-
-			engine_cat_policy(cat, &pol);
-			if (engine_quota_over(&pol, cat))
-				engine_quota_apply(c, cat, &pol, 0);
-			engine_adapt_break_even(cat, &pol);
-			pthread_mutex_lock(&cat->lock);
-			engine_pending_prune(cat, clock_wall_ms());
-			pthread_mutex_unlock(&cat->lock);
-		}
-		tomb = vindex_tombstones(cat->vi);
-		live = vindex_live(cat->vi);
-		if (tomb >= 64 && tomb * 4 > tomb + live) {
-			int rc = vindex_compact(cat->vi);
-
-			if (rc)
-				semlog(SEMLOG_WARN, "category '%s': compaction failed: %s",
-				       cat->path, strerror(-rc));
-		}
+		engine_maint_merge(ref.core->vi, MERGE_TICK_US, 0);
+		backlog |= vindex_buffered(ref.core->vi) > 0;
+		if (slow)
+			backlog |= maintain_slow(c, &ref);
+		engine_cat_put(c, &ref);
 	}
-	pthread_rwlock_unlock(&c->lock);
+	if (all)
+		engine_cat_release_all(c, all, n);
 	c->backlog = backlog;
 }
 
@@ -167,15 +185,9 @@ static void *maint_main(void *arg)
 
 	pthread_mutex_lock(&c->maint_mu);
 	while (!c->stopping) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
 		/* keep merging promptly while fills outpace the merge */
-		ts.tv_nsec += (c->backlog ? 2 : 100) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = clock_abstime(c->backlog ? 2 : 100);
+
 		pthread_cond_timedwait(&c->maint_cv, &c->maint_mu, &ts);
 		if (c->stopping)
 			break;

@@ -22,8 +22,6 @@
 #include "clock.h"
 #include "engine_i.h"
 
-#define MAX_WAITERS 48 /* below the FUSE worker threads: fills must get through */
-
 static float dot(const float *a, const float *b, int n)
 {
 	float s = 0;
@@ -65,10 +63,11 @@ void engine_pending_prune(struct cat *cat, int64_t now)
  */
 bool engine_pending_coalesce(struct cache *c, struct cat *cat,
 			     const struct policy *pol, const struct keyed *k,
-			     struct cache_result *r, int64_t now)
+			     struct cache_result *r)
 {
 	struct pending *best = NULL, *p;
 	float best_score = -2;
+	int64_t now = clock_mono_ms();
 
 	pthread_mutex_lock(&cat->lock);
 	engine_pending_prune(cat, now);
@@ -88,7 +87,7 @@ bool engine_pending_coalesce(struct cache *c, struct cat *cat,
 			best_score = sc;
 		}
 	}
-	if (best && cat->waiters < MAX_WAITERS) {
+	if (best) {
 		r->outcome = CACHE_PENDING;
 		r->pending_id = best->id;
 		r->score = best_score;
@@ -142,52 +141,50 @@ void engine_pending_resolve(struct cat *cat, int64_t leader_id,
 int cache_pending_wait(struct cache *c, const char *path,
 		       struct cache_result *r)
 {
+	struct catref ref;
 	struct pending *p;
 	struct cat *cat;
 	int64_t entry = 0, now;
-	int rc = 0;
+	bool waited = false;
+	int rc;
 
 	if (r->outcome != CACHE_PENDING)
 		return 0;
-	pthread_rwlock_rdlock(&c->lock);
-	cat = engine_cat_find(c, path);
-	if (!cat) {
-		pthread_rwlock_unlock(&c->lock);
-		r->outcome = CACHE_MISS;
-		return -ENOENT;
-	}
-	pthread_mutex_lock(&cat->lock);
-	cat->waiters++; /* keeps cat alive: removal refuses while waited on */
-	pthread_rwlock_unlock(&c->lock);
-	for (;;) {
-		struct timespec ts;
-
-		for (p = cat->pending; p && p->id != r->pending_id; p = p->next)
-			;
-		now = clock_wall_ms();
-		if (!p || p->done || now >= p->deadline_ms) {
-			entry = p && p->done ? p->entry_id : 0;
-			break;
-		}
-		ts.tv_sec = p->deadline_ms / 1000;
-		ts.tv_nsec = (p->deadline_ms % 1000) * 1000000;
-		pthread_cond_timedwait(&cat->pend_cv, &cat->lock, &ts);
-	}
-	pthread_mutex_unlock(&cat->lock);
-
-	pthread_rwlock_rdlock(&c->lock);
-	pthread_mutex_lock(&cat->lock);
-	cat->waiters--;
-	pthread_mutex_unlock(&cat->lock);
 	r->outcome = CACHE_MISS;
-	if (entry && engine_lookup_serve(c, cat, entry, clock_wall_ms(), r) == 0) {
+	rc = engine_cat_get(c, path, &ref);
+	if (rc)
+		return rc;
+	cat = ref.cat;
+	if (engine_slow_enter(c, cat)) {
+		waited = true;
+		pthread_mutex_lock(&cat->lock);
+		cat->waiters++;
+		for (;;) {
+			struct timespec ts;
+
+			for (p = cat->pending; p && p->id != r->pending_id; p = p->next)
+				;
+			now = clock_mono_ms();
+			if (!p || p->done || now >= p->deadline_ms) {
+				entry = p && p->done ? p->entry_id : 0;
+				break;
+			}
+			ts = clock_abstime(p->deadline_ms - now);
+			pthread_cond_timedwait(&cat->pend_cv, &cat->lock, &ts);
+		}
+		cat->waiters--;
+		pthread_mutex_unlock(&cat->lock);
+		engine_slow_exit(c, cat);
+	}
+	if (entry && engine_lookup_serve(c, &ref, entry, clock_wall_ms(), r) == 0) {
 		cat->hits++;
 		cat->semantic_hits++;
 		cat->coalesced++;
 	} else {
-		snprintf(r->note, sizeof(r->note), "fill timeout");
+		snprintf(r->note, sizeof(r->note), "%s", waited ? "fill timeout" :
+			 "busy: too many requests wait on slow work");
 		cat->misses++;
 	}
-	pthread_rwlock_unlock(&c->lock);
-	return rc;
+	engine_cat_put(c, &ref);
+	return 0;
 }

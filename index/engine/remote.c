@@ -1,13 +1,17 @@
 /*
  * remote.c - changes other hosts make to a store they share with this
  * one: entries put and deleted, categories created, changed and removed,
- * policies replaced; and a full resync when the change stream had a gap.
+ * policies replaced; and a full resync when the change stream had a gap
+ * (or the store was reset behind the daemons' backs).
  *
- * Events arrive on the store's watcher thread. Entry events take
- * cache.lock for reading, structural ones (categories, policies) for
- * writing; every handler checks closing under that lock, so once
- * cache_close() has set it no event touches the categories again. Events
- * may arrive twice: every handler is idempotent.
+ * Events arrive on the store's watcher thread and are handled like local
+ * requests: references taken under a short hold of cache.tree, the slow
+ * work (index adds, making a new category's core, parsing a policy, store
+ * reads) done with no engine lock held, the result published under the
+ * lock it belongs to. A policy from another host goes through the same
+ * path as a local write (policy_ops.c), so a new embedder or index
+ * structure is built here too. Events may arrive twice: every handler is
+ * idempotent. Once cache_close() has set closing, events are ignored.
  *
  * Not here: the store's change stream itself (index/store/redis/).
  */
@@ -20,205 +24,333 @@
 #include "engine_i.h"
 #include "semlog.h"
 
-/* Another host filled: publish the entry here too. cache.lock read. */
-static void remote_put(struct cache *c, struct cat *cat,
-		       const struct store_event *ev)
+static bool closing(struct cache *c)
+{
+	bool v;
+
+	pthread_rwlock_rdlock(&c->tree);
+	v = c->closing;
+	pthread_rwlock_unlock(&c->tree);
+	return v;
+}
+
+/* References to the live category with store id id; -ENOENT. */
+static int ref_id(struct cache *c, int64_t id, struct catref *r)
+{
+	struct cat *cat;
+
+	pthread_rwlock_rdlock(&c->tree);
+	cat = c->closing ? NULL : engine_cat_find_id(c, id);
+	if (cat)
+		engine_cat_hold(cat);
+	pthread_rwlock_unlock(&c->tree);
+	if (!cat)
+		return -ENOENT;
+	engine_cat_ref(c, cat, r);
+	engine_cat_release(c, cat);
+	return 0;
+}
+
+/* Another host filled: publish the entry here too. 0, or -ENOMEM. */
+static int remote_put(struct cache *c, struct catref *ref,
+		      const struct store_event *ev)
 {
 	const struct store_entry *se = &ev->entry;
+	struct catcore *core = ref->core;
+	struct cat *cat = ref->cat;
 	struct centry *e, *old = NULL;
-	bool usable;
+	bool known;
 
 	pthread_mutex_lock(&cat->lock);
-	e = u64map_get(&cat->by_id, (uint64_t)se->id);
+	known = u64map_get(&cat->by_id, (uint64_t)se->id) != NULL;
 	pthread_mutex_unlock(&cat->lock);
-	if (e)
-		return; /* already known (a change may arrive twice) */
-	usable = cat->emb && ev->vec && ev->dim == cat->emb->dim &&
-		 ev->embedder && !strcmp(ev->embedder, cat->emb->name);
-	if (usable)
-		vindex_add(cat->vi, se->id, ev->vec); /* -EEXIST: already there */
+	if (known)
+		return 0; /* a change may arrive twice */
+	if (core->emb && ev->vec && ev->dim == core->emb->dim && ev->embedder &&
+	    !strcmp(ev->embedder, core->emb->name))
+		vindex_add(core->vi, se->id, ev->vec); /* -EEXIST: already there */
 	e = engine_entry_from_store(se);
 	if (!e)
-		return;
+		return -ENOMEM;
 	pthread_mutex_lock(&cat->lock);
 	if (engine_entry_publish(cat, e, &old)) {
 		pthread_mutex_unlock(&cat->lock);
 		free(e);
-		return;
+		return -ENOMEM;
 	}
 	pthread_mutex_unlock(&cat->lock);
 	if (old) {
 		/* the other host replaced it in the store already */
-		vindex_remove(cat->vi, old->id);
+		vindex_remove(core->vi, old->id);
 		free(old);
 	}
-	if (cat->pending)
-		engine_pending_resolve(cat, 0, se->key, se->id);
+	engine_pending_resolve(cat, 0, se->key, se->id);
+	return 0;
 }
 
+/* A category made (or changed) elsewhere: known here by id, its
+ * attributes follow; unknown, it is made with its core (slow, no lock)
+ * and linked unless the name was taken meanwhile. */
 static void remote_category(struct cache *c, const struct store_category *sc)
 {
-	struct cat *cat = engine_cat_find_id(c, sc->id);
+	struct catcore *core = NULL;
+	struct cat *cat, *parent;
+	struct policy pol;
 	char *pp;
+	bool taken;
 
+	pthread_rwlock_wrlock(&c->tree);
+	cat = c->closing ? NULL : engine_cat_find_id(c, sc->id);
 	if (cat) {
 		cat->mode = sc->mode;
 		cat->uid = sc->uid;
 		cat->gid = sc->gid;
-		return;
 	}
-	if (engine_cat_find(c, sc->path))
+	taken = c->closing || cat || engine_cat_find(c, sc->path);
+	pthread_rwlock_unlock(&c->tree);
+	if (taken)
 		return;
 	pp = engine_cat_parent_path(sc->path);
-	cat = engine_cat_new(sc);
-	if (!cat || !pp) {
+	cat = pp ? engine_cat_new(sc) : NULL;
+	if (!cat) {
 		free(pp);
-		engine_cat_free(c, cat);
 		return;
 	}
-	cat->parent = engine_cat_find(c, pp);
+	pthread_rwlock_rdlock(&c->tree);
+	parent = engine_cat_find(c, pp);
+	if (!parent)
+		parent = engine_cat_find(c, "/");
+	engine_cat_hold(parent); /* kept while the core is made */
+	cat->parent = parent;
+	engine_cat_policy(cat, NULL, NULL, &pol);
+	pthread_rwlock_unlock(&c->tree);
 	free(pp);
-	if (!cat->parent)
-		cat->parent = engine_cat_find(c, "/");
-	if (engine_cat_setup(c, cat, NULL) || engine_cat_append(c, cat)) {
-		engine_cat_free(c, cat);
+	if (engine_core_make(c, &pol, cat->path, NULL, false, &core, NULL, 0)) {
+		engine_cat_release(c, parent);
+		engine_cat_release(c, cat);
 		return;
 	}
-	semlog(SEMLOG_INFO, "category '%s' created by another host", cat->path);
+	cat->core = core;
+	pthread_rwlock_wrlock(&c->tree);
+	/* re-check: the name still free, the parent still there */
+	taken = c->closing || engine_cat_find(c, sc->path) ||
+		engine_cat_find_id(c, sc->id) || parent->state != CAT_LIVE ||
+		engine_cat_link(c, cat);
+	pthread_rwlock_unlock(&c->tree);
+	engine_cat_release(c, parent);
+	if (taken) {
+		engine_cat_release(c, cat);
+		return;
+	}
+	semlog(SEMLOG_INFO, "category '%s' created by another host", sc->path);
 }
 
 static void remote_category_delete(struct cache *c, int64_t id)
 {
-	struct cat *cat = engine_cat_find_id(c, id);
+	struct cat *cat;
 
-	if (!cat || !cat->parent || cat->waiters)
-		return;
-	for (size_t i = 0; i < c->ncats; i++)
-		if (c->cats[i]->parent == cat)
-			c->cats[i]->parent = cat->parent;
-	semlog(SEMLOG_INFO, "category '%s' removed by another host", cat->path);
-	engine_cat_delete(c, cat);
-}
-
-static void remote_policy(struct cat *cat, const char *yaml, size_t len)
-{
-	struct policy_file *pf = NULL;
-	struct policy_error perr;
-	char *copy = NULL;
-	size_t copy_len;
-
-	if (yaml) {
-		if (policy_file_parse(yaml, len, cat->path, &pf, &perr)) {
-			semlog(SEMLOG_WARN, "category '%s': policy from another host is invalid here (%d:%d: %s); kept the previous one",
-			       cat->path, perr.line, perr.column, perr.message);
-			return;
-		}
-		if (engine_text_dup(yaml, len, &copy, &copy_len)) {
-			policy_file_free(pf);
-			return;
-		}
+	pthread_rwlock_wrlock(&c->tree);
+	cat = c->closing ? NULL : engine_cat_find_id(c, id);
+	if (cat && cat->parent) {
+		for (size_t i = 0; i < c->ncats; i++)
+			if (c->cats[i]->parent == cat)
+				c->cats[i]->parent = cat->parent;
+		engine_cat_unlink(c, cat);
+	} else {
+		cat = NULL;
 	}
-	engine_policy_install(cat, pf, copy, len);
-	semlog(SEMLOG_INFO, "policy of '%s' %s by another host", cat->path,
-	       yaml ? "updated" : "removed");
+	pthread_rwlock_unlock(&c->tree);
+	if (!cat)
+		return;
+	semlog(SEMLOG_INFO, "category '%s' removed by another host", cat->path);
+	pthread_mutex_lock(&cat->lock);
+	cat->removing = true;
+	pthread_mutex_unlock(&cat->lock);
+	engine_cat_release(c, cat); /* the table's reference */
 }
 
-static int resync_cat(void *arg, const struct store_category *sc)
+static void remote_policy(struct cache *c, int64_t id, const char *yaml,
+			  size_t len)
 {
-	remote_category(arg, sc);
+	struct catref ref;
+
+	if (ref_id(c, id, &ref))
+		return;
+	engine_policy_set(c, ref.cat, yaml, len, NULL, true);
+	engine_cat_put(c, &ref);
+}
+
+/* ---- resync ---- */
+
+struct cat_list {
+	struct store_category *v;
+	size_t n, cap;
+	int rc;
+};
+
+static int collect(void *arg, const struct store_category *sc)
+{
+	struct cat_list *l = arg;
+
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 16;
+		struct store_category *nv = realloc(l->v, ncap * sizeof(*nv));
+
+		if (!nv)
+			return l->rc = -ENOMEM;
+		l->v = nv;
+		l->cap = ncap;
+	}
+	l->v[l->n] = *sc;
+	l->v[l->n].path = strdup(sc->path);
+	if (!l->v[l->n].path)
+		return l->rc = -ENOMEM;
+	l->n++;
 	return 0;
+}
+
+/* Is a category with store id id in the list? */
+static bool listed(const struct cat_list *l, int64_t id)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].id == id)
+			return true;
+	return false;
+}
+
+void engine_remote_categories(struct cache *c)
+{
+	struct cat_list l = { 0 };
+	struct cat **all;
+	size_t n;
+	int rc = store_category_list(c->store, collect, &l);
+
+	if (rc < 0 || l.rc) {
+		semlog(SEMLOG_WARN, "reloading categories from the store failed: %s",
+		       strerror(-(l.rc ? l.rc : rc)));
+		goto out;
+	}
+	/* parents before children: the store lists in id order, and a
+	 * category's id is above its parent's */
+	for (size_t i = 0; i < l.n; i++)
+		remote_category(c, &l.v[i]);
+	all = engine_cat_all(c, &n);
+	for (size_t i = 0; all && i < n; i++)
+		if (all[i]->parent && !listed(&l, all[i]->id))
+			remote_category_delete(c, all[i]->id);
+	if (all)
+		engine_cat_release_all(c, all, n);
+out:
+	for (size_t i = 0; i < l.n; i++)
+		free((char *)l.v[i].path);
+	free(l.v);
+}
+
+/* cat's policy as the store has it now, installed if it differs. */
+static void resync_policy(struct cache *c, struct cat *cat)
+{
+	char *yaml = NULL;
+	size_t len = 0;
+	bool same;
+	int rc = store_policy_get(c->store, cat->id, &yaml, &len);
+
+	if (rc && rc != -ENOENT)
+		return;
+	pthread_rwlock_rdlock(&c->tree);
+	same = rc ? !cat->pyaml : cat->pyaml && cat->pyaml_len == len &&
+	       !memcmp(cat->pyaml, yaml, len);
+	pthread_rwlock_unlock(&c->tree);
+	if (!same)
+		engine_policy_set(c, cat, rc ? NULL : yaml, len, NULL, true);
+	free(yaml);
 }
 
 struct resync_ctx {
 	struct cache *c;
-	struct cat *cat;
+	struct catref *ref;
 	struct u64map seen;
+	int rc;
 };
 
 static int resync_entry(void *arg, const struct store_entry *se,
 			const float *vec, int dim, const char *embedder)
 {
-	struct resync_ctx *rc = arg;
+	struct resync_ctx *rs = arg;
 	struct store_event ev = { .kind = STORE_EV_ENTRY_PUT, .entry = *se,
 				  .vec = vec, .dim = dim, .embedder = embedder };
 
-	u64map_put(&rc->seen, (uint64_t)se->id, (void *)1);
-	remote_put(rc->c, rc->cat, &ev);
-	return 0;
+	if (!rs->rc)
+		rs->rc = u64map_put(&rs->seen, (uint64_t)se->id, (void *)1);
+	if (!rs->rc)
+		rs->rc = remote_put(rs->c, rs->ref, &ev);
+	return rs->rc;
+}
+
+/* cat's entries as the store has them: the missing published, the ones
+ * the store lost forgotten — unless the scan did not complete. */
+static void resync_entries(struct cache *c, struct cat *cat)
+{
+	struct catref ref;
+	struct resync_ctx rs = { .c = c, .ref = &ref };
+	int64_t *known;
+	size_t n;
+	int rc;
+
+	engine_cat_ref(c, cat, &ref);
+	u64map_init(&rs.seen);
+	rc = store_entry_scan(c->store, cat->id, 0, resync_entry, &rs);
+	if (rc < 0 || rs.rc) {
+		semlog(SEMLOG_WARN, "category '%s': reloading entries from the store failed: %s (entries kept)",
+		       cat->path, strerror(-(rs.rc ? rs.rc : rc)));
+	} else {
+		known = engine_entry_ids(cat, &n);
+		for (size_t k = 0; known && k < n; k++)
+			if (!u64map_get(&rs.seen, (uint64_t)known[k]))
+				engine_entry_forget(cat, ref.core, known[k]);
+		free(known);
+	}
+	u64map_release(&rs.seen);
+	engine_cat_put(c, &ref);
 }
 
 /* Events were lost: bring categories, policies and entries back in line. */
 static void resync(struct cache *c)
 {
+	struct cat **all;
+	size_t n;
+
 	semlog(SEMLOG_WARN, "change stream had a gap: reloading from the store");
-	pthread_rwlock_wrlock(&c->lock);
-	if (c->closing) {
-		pthread_rwlock_unlock(&c->lock);
-		return;
+	engine_remote_categories(c);
+	all = engine_cat_all(c, &n);
+	for (size_t i = 0; all && i < n && !closing(c); i++) {
+		resync_policy(c, all[i]);
+		resync_entries(c, all[i]);
 	}
-	store_category_list(c->store, resync_cat, c);
-	for (size_t i = 0; i < c->ncats; i++) {
-		char *yaml = NULL;
-		size_t len = 0;
-		int rc = store_policy_get(c->store, c->cats[i]->id, &yaml, &len);
-
-		if (rc == 0 || rc == -ENOENT)
-			remote_policy(c->cats[i], rc ? NULL : yaml, len);
-		free(yaml);
-	}
-	pthread_rwlock_unlock(&c->lock);
-	pthread_rwlock_rdlock(&c->lock);
-	for (size_t i = 0; i < c->ncats && !c->closing; i++) {
-		struct resync_ctx rs = { .c = c, .cat = c->cats[i] };
-		int64_t *known;
-		size_t n;
-
-		u64map_init(&rs.seen);
-		if (store_entry_scan(c->store, rs.cat->id, 0, resync_entry, &rs) >= 0) {
-			/* what this host knows and the store no longer has */
-			known = engine_entry_ids(rs.cat, &n);
-			for (size_t k = 0; known && k < n; k++)
-				if (!u64map_get(&rs.seen, (uint64_t)known[k]))
-					engine_entry_forget(rs.cat, known[k]);
-			free(known);
-		}
-		u64map_release(&rs.seen);
-	}
-	pthread_rwlock_unlock(&c->lock);
+	if (all)
+		engine_cat_release_all(c, all, n);
 }
 
-/*
- * Runs on the store's watcher thread. Every handler checks closing under
- * the lock it works in, so once cache_close() has set it (under the write
- * lock) no event touches the categories again.
- */
+/* Runs on the store's watcher thread. */
 static void on_store_event(void *arg, const struct store_event *ev)
 {
 	struct cache *c = arg;
-	bool structural = ev->kind != STORE_EV_ENTRY_PUT &&
-			  ev->kind != STORE_EV_ENTRY_DELETE;
-	struct cat *cat;
+	struct catref ref;
 
-	if (ev->kind == STORE_EV_RESYNC) {
-		resync(c);
+	if (closing(c))
 		return;
-	}
-	if (structural)
-		pthread_rwlock_wrlock(&c->lock);
-	else
-		pthread_rwlock_rdlock(&c->lock);
-	if (c->closing) {
-		pthread_rwlock_unlock(&c->lock);
-		return;
-	}
 	switch (ev->kind) {
+	case STORE_EV_RESYNC:
+		resync(c);
+		break;
 	case STORE_EV_ENTRY_PUT:
 	case STORE_EV_ENTRY_DELETE:
-		cat = engine_cat_find_id(c, ev->entry.cat_id);
-		if (cat && ev->kind == STORE_EV_ENTRY_PUT)
-			remote_put(c, cat, ev);
-		else if (cat)
-			engine_entry_forget(cat, ev->entry.id);
+		if (ref_id(c, ev->entry.cat_id, &ref))
+			break;
+		if (ev->kind == STORE_EV_ENTRY_PUT)
+			remote_put(c, &ref, ev);
+		else
+			engine_entry_forget(ref.cat, ref.core, ev->entry.id);
+		engine_cat_put(c, &ref);
 		break;
 	case STORE_EV_CATEGORY_CREATE:
 	case STORE_EV_CATEGORY_ATTR:
@@ -228,14 +360,9 @@ static void on_store_event(void *arg, const struct store_event *ev)
 		remote_category_delete(c, ev->category.id);
 		break;
 	case STORE_EV_POLICY:
-		cat = engine_cat_find_id(c, ev->category.id);
-		if (cat)
-			remote_policy(cat, ev->yaml, ev->yaml_len);
-		break;
-	case STORE_EV_RESYNC:
+		remote_policy(c, ev->category.id, ev->yaml, ev->yaml_len);
 		break;
 	}
-	pthread_rwlock_unlock(&c->lock);
 }
 
 void engine_remote_follow(struct cache *c)

@@ -84,6 +84,25 @@ int engine_text_dup(const char *s, size_t len, char **text, size_t *out_len)
 	return 0;
 }
 
+/* Append to buf (size bytes, *n used) like snprintf, never past its end:
+ * *n stays at most size - 1. */
+static void buf_add(char *buf, size_t size, int *n, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void buf_add(char *buf, size_t size, int *n, const char *fmt, ...)
+{
+	va_list ap;
+	int m;
+
+	if (*n < 0 || (size_t)*n >= size)
+		return;
+	va_start(ap, fmt);
+	m = vsnprintf(buf + *n, size - (size_t)*n, fmt, ap);
+	va_end(ap);
+	if (m > 0)
+		*n = (size_t)(*n + m) >= size ? (int)size - 1 : *n + m;
+}
+
 struct counters {
 	uint64_t entries, bytes, lookups, hits, exact_hits, semantic_hits;
 	uint64_t misses, fills, expired, evicted, dropped;
@@ -111,101 +130,128 @@ static void counters_add(struct counters *t, struct cat *cat)
 	t->lat_sum += cat->lat_sum_us;
 }
 
+/* The counters of every category cats[0..n) into t. */
+static void counters_sum(struct counters *t, struct cat **cats, size_t n,
+			 uint64_t *fh, uint64_t *co, uint64_t *ns, uint64_t *busy)
+{
+	for (size_t i = 0; i < n; i++) {
+		counters_add(t, cats[i]);
+		*fh += cats[i]->false_hits;
+		*co += cats[i]->coalesced;
+		*ns += cats[i]->not_stored;
+		*busy += cats[i]->busy;
+	}
+}
+
+/* The lines only one category's .stats has. */
+static int cat_lines(struct cache *c, struct catref *ref,
+		     const struct counters *t, char *buf, size_t size)
+{
+	struct policy *pol = &ref->pol;
+	struct cat *cat = ref->cat;
+	char why[256], ttl[32];
+	double mean = t->lookups ? (double)t->lat_sum / t->lookups : 0;
+	bool disabled;
+	int64_t learned;
+	int n;
+
+	pthread_mutex_lock(&cat->lock);
+	disabled = cat->disabled;
+	learned = cat->learned_ms;
+	pthread_mutex_unlock(&cat->lock);
+	n = 0;
+	buf_add(buf, size, &n,
+		     "lookup_cost_us: %.1f\nindex_unmerged: %zu\nindex_tombstones: %zu\n",
+		     mean, vindex_buffered(ref->core->vi), vindex_tombstones(ref->core->vi));
+	if (pol->llm_cost_ms > 0) {
+		double be = mean / 1000.0 / pol->llm_cost_ms;
+		double saved = (double)t->hits * pol->llm_cost_ms - t->lookups * mean / 1000.0;
+
+		buf_add(buf, size, &n,
+			      "llm_cost_ms: %d\nbreak_even_hit_rate: %.6f\n"
+			      "time_saved_ms: %.0f\nabove_break_even: %s\n",
+			      pol->llm_cost_ms, be, saved,
+			      (t->lookups ? (double)t->hits / t->lookups : 0) >= be ? "yes" : "no");
+	}
+	if (pol->auto_disable)
+		buf_add(buf, size, &n, "auto_disabled: %s\n",
+			      disabled ? "yes (stopped storing: hit rate below break-even)" : "no");
+	if (pol->adaptive_enabled || learned) {
+		struct policy eff = *pol;
+
+		engine_adapt_policy(c, cat, &eff, clock_wall_ms(), why, sizeof(why));
+		policy_format_duration(eff.ttl, ttl, sizeof(ttl));
+		buf_add(buf, size, &n,
+			      "effective_threshold: %.4f\neffective_ttl: %s\nadaptive: %s\n",
+			      eff.threshold, ttl, why);
+	}
+	return n;
+}
+
 int cache_stats_text(struct cache *c, const char *path, char **text,
 		     size_t *len)
 {
 	struct counters *t = calloc(1, sizeof(*t));
-	struct cat *cat;
+	uint64_t fh = 0, co = 0, ns = 0, busy = 0;
+	struct cat **all = NULL;
+	struct catref ref;
+	size_t nall = 0;
 	char buf[4096];
-	int n = 0, rc = 0;
+	int n, rc;
 	bool root = !strcmp(path, "/");
 
 	if (!t)
 		return -ENOMEM;
-	pthread_rwlock_rdlock(&c->lock);
-	cat = engine_cat_find(c, path);
-	if (!cat) {
-		rc = -ENOENT;
-	} else if (root) {
-		for (size_t i = 0; i < c->ncats; i++)
-			counters_add(t, c->cats[i]);
-	} else {
-		counters_add(t, cat);
+	rc = engine_cat_get(c, path, &ref);
+	if (rc) {
+		free(t);
+		return rc;
 	}
-	if (!rc)
-		n = snprintf(buf, sizeof(buf),
-			     "entries: %" PRIu64 "\nbytes: %" PRIu64 "\nlookups: %" PRIu64
-			     "\nhits: %" PRIu64 "\nexact_hits: %" PRIu64
-			     "\nsemantic_hits: %" PRIu64 "\nmisses: %" PRIu64
-			     "\nfills: %" PRIu64 "\nexpired: %" PRIu64 "\nevicted: %" PRIu64
-			     "\ndamaged_dropped: %" PRIu64 "\nhit_rate: %.4f"
-			     "\nlookup_us_p50: %" PRIu64 "\nlookup_us_p99: %" PRIu64 "\n",
-			     t->entries, t->bytes, t->lookups, t->hits, t->exact_hits,
-			     t->semantic_hits, t->misses, t->fills, t->expired, t->evicted,
-			     t->dropped, t->lookups ? (double)t->hits / t->lookups : 0.0,
-			     lat_quantile(t->lat, 0.5), lat_quantile(t->lat, 0.99));
-	if (!rc) {
-		uint64_t fh = 0, co = 0, ns = 0;
-
-		for (size_t i = 0; i < c->ncats; i++) {
-			if (!root && c->cats[i] != cat)
-				continue;
-			fh += c->cats[i]->false_hits;
-			co += c->cats[i]->coalesced;
-			ns += c->cats[i]->not_stored;
-		}
-		n += snprintf(buf + n, sizeof(buf) - n,
-			      "false_hits: %" PRIu64 "\ncoalesced_hits: %" PRIu64
-			      "\nnot_stored: %" PRIu64 "\n", fh, co, ns);
+	if (root)
+		all = engine_cat_all(c, &nall);
+	if (root && !all) {
+		rc = -ENOMEM;
+		goto out;
 	}
-	if (!rc && !root) {
-		struct policy pol;
-		char why[256], ttl[32];
-		double mean = t->lookups ? (double)t->lat_sum / t->lookups : 0;
-
-		engine_cat_policy(cat, &pol);
-		n += snprintf(buf + n, sizeof(buf) - n,
-			      "lookup_cost_us: %.1f\nindex_unmerged: %zu\nindex_tombstones: %zu\n",
-			      mean, vindex_buffered(cat->vi), vindex_tombstones(cat->vi));
-		if (pol.llm_cost_ms > 0) {
-			double be = mean / 1000.0 / pol.llm_cost_ms;
-			double saved = (double)t->hits * pol.llm_cost_ms - t->lookups * mean / 1000.0;
-
-			n += snprintf(buf + n, sizeof(buf) - n,
-				      "llm_cost_ms: %d\nbreak_even_hit_rate: %.6f\n"
-				      "time_saved_ms: %.0f\nabove_break_even: %s\n",
-				      pol.llm_cost_ms, be, saved,
-				      (t->lookups ? (double)t->hits / t->lookups : 0) >= be ? "yes" : "no");
-		}
-		if (pol.auto_disable)
-			n += snprintf(buf + n, sizeof(buf) - n, "auto_disabled: %s\n",
-				      cat->disabled ? "yes (stopped storing: hit rate below break-even)" : "no");
-		if (pol.adaptive_enabled || cat->learned_ms) {
-			struct policy eff = pol;
-
-			engine_adapt_policy(c, cat, &eff, clock_wall_ms(), why, sizeof(why));
-			policy_format_duration(eff.ttl, ttl, sizeof(ttl));
-			n += snprintf(buf + n, sizeof(buf) - n,
-				      "effective_threshold: %.4f\neffective_ttl: %s\nadaptive: %s\n",
-				      eff.threshold, ttl, why);
-		}
-	}
-	if (root && !rc)
-		n += snprintf(buf + n, sizeof(buf) - n,
+	counters_sum(t, root ? all : &ref.cat, root ? nall : 1, &fh, &co, &ns, &busy);
+	n = snprintf(buf, sizeof(buf),
+		     "entries: %" PRIu64 "\nbytes: %" PRIu64 "\nlookups: %" PRIu64
+		     "\nhits: %" PRIu64 "\nexact_hits: %" PRIu64
+		     "\nsemantic_hits: %" PRIu64 "\nmisses: %" PRIu64
+		     "\nfills: %" PRIu64 "\nexpired: %" PRIu64 "\nevicted: %" PRIu64
+		     "\ndamaged_dropped: %" PRIu64 "\nhit_rate: %.4f"
+		     "\nlookup_us_p50: %" PRIu64 "\nlookup_us_p99: %" PRIu64 "\n"
+		     "false_hits: %" PRIu64 "\ncoalesced_hits: %" PRIu64
+		     "\nnot_stored: %" PRIu64 "\nbusy: %" PRIu64 "\n",
+		     t->entries, t->bytes, t->lookups, t->hits, t->exact_hits,
+		     t->semantic_hits, t->misses, t->fills, t->expired, t->evicted,
+		     t->dropped, t->lookups ? (double)t->hits / t->lookups : 0.0,
+		     lat_quantile(t->lat, 0.5), lat_quantile(t->lat, 0.99),
+		     fh, co, ns, busy);
+	if (n >= (int)sizeof(buf))
+		n = sizeof(buf) - 1;
+	if (!root)
+		n += cat_lines(c, &ref, t, buf + n, sizeof(buf) - n);
+	else
+		buf_add(buf, sizeof(buf), &n,
 			      "categories: %zu\nstore_dropped_at_start: %" PRId64
 			      "\nstore_orphans_removed_at_start: %" PRId64
 			      "\nstore_db_repaired: %d\nstore_db_salvaged: %" PRId64
 			      "\nstore_db_lost: %" PRId64
 			      "\nstore_db_categories_recreated: %" PRId64 "\n",
-			      c->ncats, c->report.dropped_entries,
+			      nall, c->report.dropped_entries,
 			      c->report.orphan_blobs, c->report.db_repaired ? 1 : 0,
 			      (int64_t)c->report.db_salvaged, (int64_t)c->report.db_lost,
 			      (int64_t)c->report.db_cats_recreated);
-	pthread_rwlock_unlock(&c->lock);
+	if (n >= (int)sizeof(buf))
+		n = sizeof(buf) - 1;
+	rc = engine_text_dup(buf, n, text, len);
+out:
+	if (all)
+		engine_cat_release_all(c, all, nall);
+	engine_cat_put(c, &ref);
 	free(t);
-	if (rc)
-		return rc;
-	return engine_text_dup(buf, n, text, len);
+	return rc;
 }
 
 struct sbuf {
@@ -287,21 +333,21 @@ int cache_metrics_text(struct cache *c, char **text, size_t *len)
 	struct counters *t;
 	size_t ncats;
 	char lbl[1024];
+	struct cat **all = engine_cat_all(c, &ncats);
 
-	pthread_rwlock_rdlock(&c->lock);
-	ncats = c->ncats;
-	t = calloc(ncats ? ncats : 1, sizeof(*t));
+	t = all ? calloc(ncats ? ncats : 1, sizeof(*t)) : NULL;
 	if (!t) {
-		pthread_rwlock_unlock(&c->lock);
+		if (all)
+			engine_cat_release_all(c, all, ncats);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < ncats; i++)
-		counters_add(&t[i], c->cats[i]);
+		counters_add(&t[i], all[i]);
 	for (size_t k = 0; k < sizeof(m) / sizeof(*m); k++) {
 		sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help,
 			  m[k].name, m[k].type);
 		for (size_t i = 0; i < ncats; i++) {
-			label_escape(c->cats[i]->path, lbl, sizeof(lbl));
+			label_escape(all[i]->path, lbl, sizeof(lbl));
 			sb_printf(&b, "%s{category=\"%s\"} %" PRIu64 "\n", m[k].name, lbl,
 				  *(const uint64_t *)((const char *)&t[i] + m[k].off));
 		}
@@ -309,13 +355,13 @@ int cache_metrics_text(struct cache *c, char **text, size_t *len)
 	sb_printf(&b, "# HELP semcache_lookup_microseconds Lookup time inside the daemon.\n"
 		  "# TYPE semcache_lookup_microseconds gauge\n");
 	for (size_t i = 0; i < ncats; i++) {
-		label_escape(c->cats[i]->path, lbl, sizeof(lbl));
+		label_escape(all[i]->path, lbl, sizeof(lbl));
 		sb_printf(&b, "semcache_lookup_microseconds{category=\"%s\",quantile=\"0.5\"} %" PRIu64 "\n",
 			  lbl, lat_quantile(t[i].lat, 0.5));
 		sb_printf(&b, "semcache_lookup_microseconds{category=\"%s\",quantile=\"0.99\"} %" PRIu64 "\n",
 			  lbl, lat_quantile(t[i].lat, 0.99));
 	}
-	pthread_rwlock_unlock(&c->lock);
+	engine_cat_release_all(c, all, ncats);
 	free(t);
 	if (b.oom) {
 		free(b.data);
