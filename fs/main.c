@@ -1,8 +1,8 @@
 /*
  * main.c - semcachefs: parse options, open the cache, mount, serve, clean up.
  *
- * Our options (-o store=, sync=, session_ttl=, log=) are taken out of the
- * argument list; everything else is standard FUSE and passes through. The
+ * Our options (-o store=, sync=, session_ttl=, scratch_max=,
+ * scratch_user_max=, log=) are taken out of the argument list; everything else is standard FUSE and passes through. The
  * cache is opened before mounting so that a bad store is reported on the
  * terminal; background threads start only after daemonising (fs_init).
  */
@@ -23,6 +23,7 @@
 #include "config.h"
 #include "fileio.h"
 #include "fs.h"
+#include "quota.h"
 #include "semlog.h"
 #include "policy.h"
 
@@ -30,6 +31,8 @@ struct options {
 	char *store;
 	char *sync;
 	char *log;
+	char *scratch_max;
+	char *scratch_user_max;
 	int session_ttl;
 	int show_help;
 	int show_version;
@@ -43,6 +46,8 @@ static const struct fuse_opt option_spec[] = {
 	OPT("sync=%s", sync),
 	OPT("log=%s", log),
 	OPT("session_ttl=%d", session_ttl),
+	OPT("scratch_max=%s", scratch_max),
+	OPT("scratch_user_max=%s", scratch_user_max),
 	OPT("verbose", debug_log),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
@@ -65,6 +70,10 @@ static void usage(const char *prog)
 	       "                         full: also of the machine (fsync per fill)\n"
 	       "    -o session_ttl=SECS  remove idle session and scratch files after\n"
 	       "                         SECS seconds (default 600)\n"
+	       "    -o scratch_max=SIZE  bytes all scratch files may hold (default 64MiB;\n"
+	       "                         over it writes fail with ENOSPC)\n"
+	       "    -o scratch_user_max=SIZE  bytes one user's scratch files may hold\n"
+	       "                         (default 16MiB; over it EDQUOT)\n"
 	       "    -o log=FILE          log file (default: stderr with -f, else\n"
 	       "                         STORE/semcachefs.log)\n"
 	       "    -o verbose           debug logging\n"
@@ -124,6 +133,20 @@ static void daemon_ready(int fd)
 	close(fd);
 }
 
+/* -o NAME=SIZE ("64MiB", "1000") into *out if given; 0, or -1 after
+ * saying why. */
+static int size_option(const char *name, const char *text, int64_t *out)
+{
+	if (!text)
+		return 0;
+	if (policy_parse_size(text, out) || *out < 1) {
+		fprintf(stderr, "semcachefs: -o %s='%s' is not a size of at least 1 byte "
+			"(e.g. 64MiB)\n", name, text);
+		return -1;
+	}
+	return 0;
+}
+
 static char *default_store(void)
 {
 	char buf[PATH_MAX];
@@ -138,6 +161,8 @@ int main(int argc, char *argv[])
 	struct fuse_cmdline_opts cl = { 0 };
 	struct fs_state state = { 0 };
 	struct cache_options co = { 0 };
+	int64_t scratch_max = QUOTA_DEFAULT_MOUNT_MAX;
+	int64_t scratch_user_max = QUOTA_DEFAULT_USER_MAX;
 	struct fuse_loop_config *lc = NULL;
 	struct fuse *fuse = NULL;
 	char err[512] = "";
@@ -145,44 +170,52 @@ int main(int argc, char *argv[])
 	int notify_fd = -1;
 	int rc = 1;
 
+	/* usage errors exit 2, through out: (everything is freed) */
 	if (fuse_opt_parse(&args, &opts, option_spec, NULL) == -1)
-		return 2;
+		goto usage;
 	if (opts.show_version) {
 		printf("semcachefs %s (FAISS: %s, libfuse %s)\n", SEMCACHE_VERSION,
 		       SEMCACHE_FAISS_KIND, fuse_pkgversion());
-		return 0;
+		rc = 0;
+		goto out;
 	}
 	if (opts.show_keys) {
 		char buf[16384];
 		int n = policy_keys_markdown(buf, sizeof(buf));
 
 		fwrite(buf, 1, n < (int)sizeof(buf) ? (size_t)n : sizeof(buf) - 1, stdout);
-		return 0;
+		rc = 0;
+		goto out;
 	}
 	if (opts.show_help) {
 		usage(argv[0]);
 		printf("FUSE options:\n");
 		fuse_lib_help(&args);
-		return 0;
+		rc = 0;
+		goto out;
 	}
 	if (fuse_parse_cmdline(&args, &cl) != 0)
-		return 2;
+		goto usage;
 	/* Modes, owners and groups of categories are enforced by the kernel,
 	 * so that with -o allow_other each tenant sees only what it may. */
 	if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
-		return 2;
+		goto usage;
 	if (!cl.mountpoint) {
 		fprintf(stderr, "semcachefs: no mountpoint given (see 'semcachefs --help')\n");
-		return 2;
+		goto usage;
 	}
 	if (opts.sync && strcmp(opts.sync, "normal") && strcmp(opts.sync, "full")) {
 		fprintf(stderr, "semcachefs: -o sync='%s' is not 'normal' or 'full'\n", opts.sync);
-		return 2;
+		goto usage;
 	}
 	if (opts.session_ttl < 1) {
 		fprintf(stderr, "semcachefs: -o session_ttl must be at least 1 second\n");
-		return 2;
+		goto usage;
 	}
+	if (size_option("scratch_max", opts.scratch_max, &scratch_max) ||
+	    size_option("scratch_user_max", opts.scratch_user_max, &scratch_user_max))
+		goto usage;
+	quota_set_limits(scratch_max, scratch_user_max);
 	if (opts.debug_log)
 		semlog_set_level(SEMLOG_DEBUG);
 	if (!cl.foreground) {
@@ -217,12 +250,15 @@ int main(int argc, char *argv[])
 	}
 	co.store_dir = store;
 	co.sync_full = opts.sync && !strcmp(opts.sync, "full");
+	co.owner_uid = getuid(); /* the mount owner, trusted like root */
 	if (cache_open(&co, &state.cache, err, sizeof(err))) {
 		fprintf(stderr, "semcachefs: %s\n", err);
 		goto out;
 	}
 	state.store_dir = cache_state_dir(state.cache);
 	state.session_ttl_ms = (int64_t)opts.session_ttl * 1000;
+	state.owner_uid = getuid();
+	state.owner_gid = getgid();
 
 	fuse = fuse_new(&args, &semcache_ops, sizeof(semcache_ops), &state);
 	if (!fuse)
@@ -260,6 +296,9 @@ out_fuse:
 	fuse_destroy(fuse);
 out_cache:
 	cache_close(state.cache);
+	goto out;
+usage:
+	rc = 2;
 out:
 	free(store);
 	free(cl.mountpoint);
@@ -267,5 +306,7 @@ out:
 	free(opts.store);
 	free(opts.sync);
 	free(opts.log);
+	free(opts.scratch_max);
+	free(opts.scratch_user_max);
 	return rc;
 }
