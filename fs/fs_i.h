@@ -15,6 +15,8 @@
  *               through scratch files
  *   xattr.c     user.semcache.* extended attributes
  *   ops.c       the fuse_operations table, init/destroy, idle-file GC
+ *   guard.c     requests answered before libfuse sees them (a rename of
+ *               a name onto itself, on which libfuse would hang)
  *   node.c      the in-memory session/scratch file table (node.h)
  *   quota.c     the byte caps of scratch files, per mount and per user
  *   buf.c       growable byte buffers (buf.h)
@@ -263,6 +265,13 @@ int fs_scratch_truncate(struct node *n, size_t size);
  * that a hostile writer cannot fill the log: at most a few lines a second,
  * then one saying how many were left out. */
 void fs_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- guard.c ---- */
+
+/* Read the session's requests through the guard; after fuse_mount(),
+ * before the loop. 0 or -EIO. */
+struct fuse_session;
+int fs_guard_install(struct fuse_session *se);
 
 /* ---- the FUSE operations (ops.c's table); fs_i.h's head says what a
  * NULL path means ---- */

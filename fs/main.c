@@ -23,6 +23,7 @@
 #include "config.h"
 #include "fileio.h"
 #include "fs.h"
+#include "fs_i.h"
 #include "quota.h"
 #include "semlog.h"
 #include "policy.h"
@@ -265,6 +266,10 @@ int main(int argc, char *argv[])
 		goto out_cache;
 	if (fuse_mount(fuse, cl.mountpoint) != 0)
 		goto out_fuse;
+	if (fs_guard_install(fuse_get_session(fuse))) {
+		fprintf(stderr, "semcachefs: cannot read requests through the guard\n");
+		goto out_unmount;
+	}
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
 		goto out_unmount;
 	if (notify_fd >= 0) {

@@ -2,7 +2,10 @@
  * node.c - the table of in-memory session and scratch files (node.h).
  *
  * One hash table keyed by (kind, directory, name) with chaining; a node is
- * freed when it is unlinked and its last reference is put. Listing a
+ * freed when it is unlinked and its last reference is put (a scratch
+ * node's bytes are then credited back to its creator's cap, quota.h). A
+ * rename moves a node that is still in the table only: one unlinked
+ * meanwhile is never put back without the table's reference. Listing a
  * directory or checking that it is empty walks every bucket (4096): fine
  * for the rare rmdir and readdir, not for a hot path.
  */

@@ -108,11 +108,24 @@ static unsigned pick(uint64_t *s, unsigned n)
 	return (unsigned)(next(s) % n);
 }
 
+/* Each thread's call in flight, printed if the daemon hangs. */
+static char in_flight[MAXTHREADS][2100];
+static _Thread_local char *my_call;
+
+static void begin(const char *what, const char *path, const char *to)
+{
+	if (my_call)
+		snprintf(my_call, sizeof(in_flight[0]), "%s(%.1000s%s%.1000s)", what, path,
+			 to ? ", " : "", to ? to : "");
+}
+
 /* Note the outcome of call what (rc < 0: errno says why). */
 static void note(const char *what, const char *path, long rc)
 {
 	int e = errno;
 
+	if (my_call)
+		my_call[0] = '\0';
 	atomic_fetch_add(&ops, 1);
 	atomic_store(&last_progress_ms, now_ms());
 	if (rc >= 0)
@@ -132,6 +145,9 @@ static void note(const char *what, const char *path, long rc)
 	fflush(stdout);
 	pthread_mutex_unlock(&print_mu);
 }
+
+/* Run call, recording it as in flight first. */
+#define DO(what, path, call) (begin((what), (path), NULL), note((what), (path), (call)))
 
 static void random_path(uint64_t *s, char *out, size_t size)
 {
@@ -181,11 +197,12 @@ static void op_open(uint64_t *s)
 	int fd;
 
 	random_path(s, path, sizeof(path));
+	begin("open", path, NULL);
 	fd = open(path, acc[pick(s, 3)] | more[pick(s, 6)], 0600);
 	note("open", path, fd);
 	pthread_rwlock_wrlock(&sl->lock);
 	if (sl->fd >= 0)
-		note("close", "slot", close(sl->fd));
+		DO("close", "slot", close(sl->fd));
 	sl->fd = fd;
 	pthread_rwlock_unlock(&sl->lock);
 }
@@ -196,7 +213,7 @@ static void op_close(uint64_t *s)
 
 	pthread_rwlock_wrlock(&sl->lock);
 	if (sl->fd >= 0)
-		note("close", "slot", close(sl->fd));
+		DO("close", "slot", close(sl->fd));
 	sl->fd = -1;
 	pthread_rwlock_unlock(&sl->lock);
 }
@@ -221,36 +238,39 @@ static void op_fd(uint64_t *s, char *buf, size_t cap)
 	case 0:
 	case 1:
 		n = random_data(s, buf, cap);
-		note("pwrite", "fd", pwrite(fd, buf, n, pick(s, 3) ? 0 : random_off(s)));
+		DO("pwrite", "fd", pwrite(fd, buf, n, pick(s, 3) ? 0 : random_off(s)));
 		break;
 	case 2:
 		n = random_data(s, buf, cap);
-		note("write", "fd", write(fd, buf, n));
+		DO("write", "fd", write(fd, buf, n));
 		break;
 	case 3:
 	case 4:
-		note("pread", "fd", pread(fd, buf, cap, pick(s, 3) ? 0 : random_off(s)));
+		DO("pread", "fd", pread(fd, buf, cap, pick(s, 3) ? 0 : random_off(s)));
 		break;
 	case 5:
-		note("ftruncate", "fd", ftruncate(fd, pick(s, 2) ? (off_t)pick(s, 64) : random_off(s)));
+		DO("ftruncate", "fd", ftruncate(fd, pick(s, 2) ? (off_t)pick(s, 64) : random_off(s)));
 		break;
 	case 6:
-		note(pick(s, 2) ? "fsync" : "fdatasync", "fd", pick(s, 2) ? fsync(fd) : fdatasync(fd));
+		if (pick(s, 2))
+			DO("fsync", "fd", fsync(fd));
+		else
+			DO("fdatasync", "fd", fdatasync(fd));
 		break;
 	case 7:
-		note("fstat", "fd", fstat(fd, &st));
+		DO("fstat", "fd", fstat(fd, &st));
 		break;
 	case 8:
-		note("fchmod", "fd", fchmod(fd, pick(s, 2) ? 0600 : 0644));
+		DO("fchmod", "fd", fchmod(fd, pick(s, 2) ? 0600 : 0644));
 		break;
 	case 9:
-		note("futimens", "fd", futimens(fd, ts));
+		DO("futimens", "fd", futimens(fd, ts));
 		break;
 	case 10:
-		note("fgetxattr", "fd", fgetxattr(fd, "user.semcache.status", small, sizeof(small)));
+		DO("fgetxattr", "fd", fgetxattr(fd, "user.semcache.status", small, sizeof(small)));
 		break;
 	default:
-		note("flistxattr", "fd", flistxattr(fd, small, pick(s, 2) ? sizeof(small) : 8));
+		DO("flistxattr", "fd", flistxattr(fd, small, pick(s, 2) ? sizeof(small) : 8));
 		break;
 	}
 	pthread_rwlock_unlock(&sl->lock);
@@ -264,10 +284,10 @@ static void op_dir(uint64_t *s)
 	snprintf(path, sizeof(path), "%s/%s", mnt, cats[pick(s, NCATS)]);
 	switch (pick(s, 4)) {
 	case 0:
-		note("mkdir", path, mkdir(path, pick(s, 2) ? 0755 : 01777));
+		DO("mkdir", path, mkdir(path, pick(s, 2) ? 0755 : 01777));
 		break;
 	case 1:
-		note("rmdir", path, rmdir(path));
+		DO("rmdir", path, rmdir(path));
 		break;
 	case 2: {
 		/* a chain below the depth cap and one level past it (rarely:
@@ -279,6 +299,7 @@ static void op_dir(uint64_t *s)
 
 		for (int i = 0; i < 33 && len < (int)sizeof(deep) - 4; i++) {
 			len += snprintf(deep + len, sizeof(deep) - len, "/d");
+			begin("mkdir", deep, NULL);
 			if (mkdir(deep, 0755) && errno != EEXIST) {
 				note("mkdir", "deep", -1);
 				break;
@@ -288,10 +309,12 @@ static void op_dir(uint64_t *s)
 		break;
 	}
 	default:
+		begin("opendir", path, NULL);
 		d = opendir(path);
 		note("opendir", path, d ? 0 : -1);
 		if (d) {
 			errno = 0;
+			begin("readdir", path, NULL);
 			while (readdir(d))
 				;
 			note("readdir", path, errno ? -1 : 0);
@@ -312,7 +335,7 @@ static void op_path(uint64_t *s, char *buf, size_t cap)
 	random_path(s, path, sizeof(path));
 	switch (pick(s, 10)) {
 	case 0:
-		note("unlink", path, unlink(path));
+		DO("unlink", path, unlink(path));
 		break;
 	case 1:
 	case 2: {
@@ -322,46 +345,56 @@ static void op_path(uint64_t *s, char *buf, size_t cap)
 
 		snprintf(path, sizeof(path), "%s/%s/%s", mnt, dir, a);
 		snprintf(to, sizeof(to), "%s/%s/%s", mnt, pick(s, 8) ? dir : cats[pick(s, NCATS)], b);
+		begin("renameat2", path, to);
 		note("renameat2", path, renameat2(AT_FDCWD, path, AT_FDCWD, to, flags[pick(s, 4)]));
 		break;
 	}
 	case 3:
-		note("truncate", path, truncate(path, pick(s, 2) ? (off_t)pick(s, 64) : random_off(s)));
+		DO("truncate", path, truncate(path, pick(s, 2) ? (off_t)pick(s, 64) : random_off(s)));
 		break;
 	case 4:
-		note("stat", path, stat(path, &st));
+		DO("stat", path, stat(path, &st));
 		break;
 	case 5:
-		note("getxattr", path, getxattr(path, pick(s, 2) ? "user.semcache.status" :
+		DO("getxattr", path, getxattr(path, pick(s, 2) ? "user.semcache.status" :
 						"user.semcache.hits", small, pick(s, 2) ? sizeof(small) : 2));
 		break;
 	case 6:
-		note(pick(s, 2) ? "listxattr" : "setxattr", path, pick(s, 2) ?
-		     listxattr(path, small, sizeof(small)) :
-		     setxattr(path, "user.semcache.status", "hit", 3, 0));
+		if (pick(s, 2))
+			DO("listxattr", path, listxattr(path, small, sizeof(small)));
+		else
+			DO("setxattr", path, setxattr(path, "user.semcache.status", "hit", 3, 0));
 		break;
 	case 7:
-		note("chmod", path, chmod(path, pick(s, 2) ? 0600 : 0755));
+		DO("chmod", path, chmod(path, pick(s, 2) ? 0600 : 0755));
 		break;
 	default:
 		/* a whole write: a query, a fill, a policy, a purge */
+		begin("open", path, NULL);
 		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		note("open", path, fd);
 		if (fd < 0)
 			break;
 		n = random_data(s, buf, cap);
-		note("write", path, write(fd, buf, n));
-		note("close", path, close(fd));
+		DO("write", path, write(fd, buf, n));
+		DO("close", path, close(fd));
 		break;
 	}
 }
 
-static void *worker(void *arg)
+struct worker_arg {
+	uint64_t seed;
+	int index;
+};
+
+static void *worker(void *varg)
 {
-	uint64_t s = (uint64_t)(uintptr_t)arg * 0x9e3779b97f4a7c15ULL + 1;
+	const struct worker_arg *arg = varg;
+	uint64_t s = arg->seed * 0x9e3779b97f4a7c15ULL + 1;
 	size_t cap = 1 << 20;
 	char *buf = malloc(cap);
 
+	my_call = in_flight[arg->index];
 	if (!buf)
 		return NULL;
 	while (!atomic_load(&stop)) {
@@ -393,6 +426,7 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
 	pthread_t th[MAXTHREADS];
+	struct worker_arg args[MAXTHREADS];
 	int secs, nthreads = 4;
 	uint64_t seed;
 	char path[512];
@@ -421,8 +455,10 @@ int main(int argc, char **argv)
 		slots[i].fd = -1;
 	}
 	atomic_store(&last_progress_ms, now_ms());
-	for (int i = 0; i < nthreads; i++)
-		pthread_create(&th[i], NULL, worker, (void *)(uintptr_t)(seed * 31 + i + 1));
+	for (int i = 0; i < nthreads; i++) {
+		args[i] = (struct worker_arg){ seed * 31 + i + 1, i };
+		pthread_create(&th[i], NULL, worker, &args[i]);
+	}
 	end = now_ms() + (int64_t)secs * 1000;
 	while (now_ms() < end)
 		usleep(100000);
@@ -435,6 +471,9 @@ int main(int argc, char **argv)
 		}
 		if (now_ms() - atomic_load(&last_progress_ms) > 60000) {
 			printf("hang: no call returned for 60 s\n");
+			for (int i = 0; i < nthreads; i++)
+				if (in_flight[i][0])
+					printf("thread %d in %s\n", i, in_flight[i]);
 			fflush(stdout);
 			_exit(3);
 		}
