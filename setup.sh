@@ -104,7 +104,7 @@ build_asan() {
 		meson setup build-asan -Db_sanitize=address,undefined \
 			-Db_lundef=false >/dev/null
 	fi
-	ninja -C build-asan fs/semcachefs tests/fsop tests/crashfill tests/loadgen \
+	ninja -C build-asan fs/semcachefs tests/fsop tests/crashfill tests/loadgen tests/protofuzz \
 		index/semcachefs-eval
 }
 

@@ -4,12 +4,15 @@
  * Design: a path is resolved (names.c) and its kind says where the
  * attributes come from: a category's owner, group, mode and byte count
  * from the engine; session and scratch files from their node (owner =
- * creator); generated files are owned like their category, with fixed
- * modes, and their size is the length of their current text (computed on
- * each stat, so `ls -l` and `wc -c` agree). Times: categories and entries
+ * creator); an entry is owned by its filler; generated files are owned
+ * like their category (.metrics by the mount owner), with fixed modes,
+ * and their size is the length of their current text (computed on each
+ * stat, so `ls -l` and `wc -c` agree). Times: categories and entries
  * carry their creation time (an entry's atime is its last hit); views are
  * always "now". Only categories persist chmod/chown; scratch files keep a
  * mode in memory; other files accept and ignore them so editors succeed.
+ * A file gone while open (path NULL) is described from its handle, with
+ * no link left.
  *
  * Not here: truncate (editor.c), which is also a setattr.
  */
@@ -55,21 +58,14 @@ static int load_getattr(const struct fs_path *fp, struct stat *s)
 	return rc;
 }
 
-/* A session or scratch file: from its node. */
-static int stat_node(const struct fs_path *fp, struct stat *s)
+/* Session file sf or the scratch file of node n: its owner (the
+ * creator), mode, size and times. n->lock held. */
+static void node_attrs(struct node *n, enum sfile sf, struct stat *s)
 {
-	struct node *n = node_get(fp->kind == FS_SESSION ? NODE_SESSION : NODE_SCRATCH,
-				  fp->dir, fp->name, 0);
-	int rc = 0;
-
-	if (!n)
-		return -ENOENT;
-	pthread_mutex_lock(&n->lock);
-	if (fp->kind == FS_SESSION) {
-		rc = n->present[fp->sf] ? 0 : -ENOENT;
-		s->st_mode = S_IFREG | fs_session_files[fp->sf].mode;
-		s->st_size = fs_session_size(n, fp->sf);
-		fill_times(s, n->mtime_ms[fp->sf]);
+	if (n->kind == NODE_SESSION) {
+		s->st_mode = S_IFREG | fs_session_files[sf].mode;
+		s->st_size = fs_session_size(n, sf);
+		fill_times(s, n->mtime_ms[sf]);
 	} else {
 		s->st_mode = S_IFREG | n->mode;
 		s->st_size = n->data.len;
@@ -78,9 +74,58 @@ static int stat_node(const struct fs_path *fp, struct stat *s)
 	s->st_blocks = (s->st_size + 511) / 512;
 	s->st_uid = n->uid;
 	s->st_gid = n->gid;
+}
+
+/* A session or scratch file: from its node. */
+static int stat_node(const struct fs_path *fp, struct stat *s)
+{
+	struct node *n = node_get(fp->kind == FS_SESSION ? NODE_SESSION : NODE_SCRATCH,
+				  fp->dir, fp->name, 0);
+	int rc;
+
+	if (!n)
+		return -ENOENT;
+	pthread_mutex_lock(&n->lock);
+	rc = fp->kind == FS_SESSION && !n->present[fp->sf] ? -ENOENT : 0;
+	node_attrs(n, fp->sf, s);
 	pthread_mutex_unlock(&n->lock);
 	node_put(n, false);
 	return rc;
+}
+
+/* A file gone while open (path NULL): what its handle knows. */
+static int stat_handle(struct fs_handle *h, struct stat *s)
+{
+	struct cache_cat_info ci = { .mode = 0777 };
+	struct node *n = h->node;
+
+	memset(s, 0, sizeof(*s));
+	fill_times(s, clock_wall_ms());
+	s->st_nlink = 0; /* its name is gone */
+	if (n) {
+		pthread_mutex_lock(&n->lock);
+		node_attrs(n, h->sf, s);
+		pthread_mutex_unlock(&n->lock);
+		return 0;
+	}
+	/* a view, policy.yaml, .purge, an entry's file, .load/MODEL: owned
+	 * like its category while it exists */
+	if (cache_category_stat(fs_st()->cache, h->kind == FS_LOAD_FILE ? "/" : h->dir,
+				&ci) == 0) {
+		s->st_uid = ci.uid;
+		s->st_gid = ci.gid;
+	}
+	if (h->res && h->res->mount_owner) {
+		s->st_uid = fs_st()->owner_uid;
+		s->st_gid = fs_st()->owner_gid;
+	}
+	s->st_mode = h->res ? fs_reserved_mode(h->res, ci.mode) :
+		     S_IFREG | (h->kind == FS_LOAD_FILE ? 0644 : ci.mode & 0444);
+	pthread_mutex_lock(&h->lock);
+	s->st_size = h->data.len;
+	pthread_mutex_unlock(&h->lock);
+	s->st_blocks = (s->st_size + 511) / 512;
+	return 0;
 }
 
 /* CATEGORY/entries/ID and its files; readable by who may read the
@@ -94,6 +139,7 @@ static int stat_entry(const struct fs_path *fp, const struct cache_cat_info *ci,
 
 	if (rc)
 		return rc;
+	s->st_uid = ei.uid; /* its filler */
 	if (fp->kind == FS_ENTRY) {
 		s->st_mode = S_IFDIR | (ci->mode & 0555);
 		s->st_nlink = 2;
@@ -141,6 +187,10 @@ static int stat_reserved(const struct fs_path *fp, const struct cache_cat_info *
 	int rc;
 
 	s->st_mode = fs_reserved_mode(fp->res, ci->mode);
+	if (fp->res->mount_owner) {
+		s->st_uid = fs_st()->owner_uid;
+		s->st_gid = fs_st()->owner_gid;
+	}
 	if (S_ISDIR(s->st_mode)) {
 		s->st_nlink = 2;
 		s->st_size = ci->bytes;
@@ -163,8 +213,11 @@ int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *fi)
 	fs_requests++;
 	struct cache_cat_info ci;
 	struct fs_path fp;
-	int rc = fs_resolve(path, &fp);
+	int rc;
 
+	if (!path && fi)
+		return stat_handle(fs_handle(fi), s);
+	rc = fs_resolve(path, &fp);
 	if (rc)
 		return rc;
 	memset(s, 0, sizeof(*s));
@@ -202,8 +255,19 @@ int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 	fs_requests++;
 	struct fs_path fp;
 	struct node *n;
-	int rc = fs_resolve(path, &fp);
+	int rc;
 
+	if (!path && fi) {
+		struct fs_handle *h = fs_handle(fi);
+
+		if (h->kind == FS_SCRATCH) {
+			pthread_mutex_lock(&h->node->lock);
+			h->node->mode = mode & 0777;
+			pthread_mutex_unlock(&h->node->lock);
+		}
+		return 0;
+	}
+	rc = fs_resolve(path, &fp);
 	if (rc)
 		return rc;
 	if (fp.kind == FS_DIR)
@@ -226,8 +290,11 @@ int fs_chown(const char *path, uid_t uid, gid_t gid,
 {
 	fs_requests++;
 	struct fs_path fp;
-	int rc = fs_resolve(path, &fp);
+	int rc;
 
+	if (!path && fi)
+		return 0; /* a file gone while open: nothing to keep */
+	rc = fs_resolve(path, &fp);
 	if (rc)
 		return rc;
 	if (fp.kind == FS_DIR)
@@ -241,7 +308,7 @@ int fs_utimens(const char *path, const struct timespec tv[2],
 	fs_requests++;
 	struct fs_path fp;
 
-	return fs_resolve(path, &fp);
+	return !path && fi ? 0 : fs_resolve(path, &fp);
 }
 
 int fs_statfs(const char *path, struct statvfs *sv)

@@ -5,7 +5,9 @@
  * CATEGORY/entries, CATEGORY/entries/ID and /.load. A listing is a
  * snapshot: the reserved files, policy.yaml when there is one, the child
  * categories, then the session and scratch files of the node table.
- * mkdir refuses reserved names; rmdir of entries/ID invalidates the entry.
+ * mkdir refuses reserved names and categories deeper than FS_MAX_DEPTH
+ * (FS_DEPTH_ERRNO, logged); rmdir of entries/ID invalidates the entry. A
+ * directory removed while it is being listed lists as ENOENT.
  *
  * Not here: renaming (editor.c refuses categories), the engine's rules for
  * removing a category (cache_category_remove).
@@ -41,19 +43,20 @@ static int add_entry(void *arg, int64_t id)
 
 static void add_node(void *arg, struct node *n)
 {
+	bool present[SF_N];
 	char name[300];
 
 	if (n->kind == NODE_PENDING)
 		return; /* listed with the reserved names */
 	if (n->kind == NODE_SCRATCH) {
-		add_name(arg, n->name);
+		add_name(arg, n->name); /* the name changes under table.lock only */
 		return;
 	}
-	/* present[] is read without n->lock: a listing is a snapshot anyway,
-	 * and node locks are held across lookups and fills, which would stall
-	 * every user of the table behind them. */
+	pthread_mutex_lock(&n->lock); /* never held across slow work */
+	memcpy(present, n->present, sizeof(present));
+	pthread_mutex_unlock(&n->lock);
 	for (int i = 0; i < SF_N; i++) {
-		if (!n->present[i])
+		if (!present[i])
 			continue;
 		snprintf(name, sizeof(name), "%s%s", n->name, fs_session_files[i].suffix);
 		add_name(arg, name);
@@ -90,8 +93,7 @@ static int list_category(const char *dir, struct dirfill *df)
 	rc = cache_category_children(fs_st()->cache, dir, add_name, df);
 	if (rc)
 		return rc;
-	node_foreach(dir, add_node, df);
-	return 0;
+	return node_foreach(dir, add_node, df);
 }
 
 int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
@@ -102,8 +104,11 @@ int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	struct dirfill df = { buf, filler };
 	struct cache_entry_info ei;
 	struct fs_path fp;
-	int rc = fs_resolve(path, &fp);
+	int rc;
 
+	if (!path)
+		return -ENOENT; /* removed while open, as getdents(2) says */
+	rc = fs_resolve(path, &fp);
 	if (rc)
 		return rc;
 	if (fp.kind != FS_DIR && fp.kind != FS_ENTRIES && fp.kind != FS_ENTRY &&
@@ -131,6 +136,16 @@ int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	}
 }
 
+/* How many levels below the root path is ("/a/b": 2). */
+static int depth_of(const char *path)
+{
+	int d = 0;
+
+	for (const char *p = path; *p; p++)
+		d += *p == '/' && p[1];
+	return d;
+}
+
 int fs_mkdir(const char *path, mode_t mode)
 {
 	fs_requests++;
@@ -138,12 +153,20 @@ int fs_mkdir(const char *path, mode_t mode)
 	char dir[4096], base[256];
 	struct node *n;
 
+	if (!path)
+		return -ESTALE;
 	if (fs_split(path, dir, sizeof(dir), base, sizeof(base)))
 		return -ENAMETOOLONG;
 	if (!fs_name_ok(base) || fs_reserved_name(base))
 		return -EINVAL;
 	if (cache_category_stat(fs_st()->cache, dir, NULL))
 		return -ENOENT;
+	if (depth_of(path) > FS_MAX_DEPTH) {
+		fs_warn("mkdir '%s' at depth %d by uid %u refused (%s): categories "
+			"nest at most %d levels deep", base, depth_of(path),
+			(unsigned)fc->uid, strerrorname_np(FS_DEPTH_ERRNO), FS_MAX_DEPTH);
+		return -FS_DEPTH_ERRNO;
+	}
 	n = node_get(NODE_SCRATCH, dir, base, 0);
 	if (n) {
 		node_put(n, false);

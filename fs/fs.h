@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "cache.h"
 
@@ -14,6 +15,8 @@ struct fs_state {
 	struct cache *cache;
 	const char *store_dir;     /* local state directory */
 	int64_t session_ttl_ms;    /* idle session/scratch files are removed */
+	uid_t owner_uid;           /* who mounted: trusted like root */
+	gid_t owner_gid;
 
 	pthread_t gc;              /* session garbage collector */
 	bool gc_started;

@@ -15,13 +15,36 @@
  *               through scratch files
  *   xattr.c     user.semcache.* extended attributes
  *   ops.c       the fuse_operations table, init/destroy, idle-file GC
+ *   guard.c     requests answered before libfuse sees them (a rename of
+ *               a name onto itself, on which libfuse would hang)
  *   node.c      the in-memory session/scratch file table (node.h)
+ *   quota.c     the byte caps of scratch files, per mount and per user
  *   buf.c       growable byte buffers (buf.h)
  *
- * Locks: fs/ has none of its own beyond node.h's (table.lock ->
- * node.lock). A handle's fields are not guarded: requests on one
- * descriptor are assumed not to overlap (the kernel serialises a file's
- * writes, but not a read or flush running beside them).
+ * Locks, in the order they are taken:
+ *   handle.lock -> table.lock -> node.lock -> quota.lock
+ * handle.lock (struct fs_handle) serialises the requests on one open file
+ * (a pread beside a pwrite or a close of a duplicate): it is held across
+ * that descriptor's own lookup or fill, and no request on another
+ * descriptor ever takes it. table.lock and node.lock (node.h) and
+ * quota.lock (quota.c) are only held for short copies: a node's lock is
+ * never held across an engine call that may be slow (embedding, a fill's
+ * fsync, feedback): the protocol copies under it, calls the engine
+ * without it, re-takes it and re-checks the node's generation.
+ *
+ * Stale descriptors: with hard_remove, libfuse passes path NULL (and the
+ * handle) for an open file that was unlinked or whose category was
+ * removed. Operations with a handle answer from it (getattr, truncate,
+ * chmod, read, write, flush, fsync, release work on the file as it was),
+ * except that a session file's descriptor commits nothing once its file
+ * was unlinked (-ESTALE: the session goes on without it, node.file_gen);
+ * fs_resolve(NULL) is -ESTALE for the rest. Requests the kernel sends
+ * without a handle for such a file (fstat, fchmod, futimens, fgetxattr)
+ * are answered ESTALE by libfuse itself.
+ *
+ * Identity: commits (flush, fsync, release) act as the uid that opened the
+ * descriptor (struct fs_handle.who), as permissions are checked at open;
+ * a release request carries no caller (the kernel sends uid 0).
  *
  * Not here: anything of the engine or policies (index/, policy/): fs/
  * calls cache.h and nothing below it.
@@ -48,6 +71,10 @@
 #define FS_NAME_MAX_BYTES 200          /* longest file or category name */
 #define FS_SCRATCH_MAX_BYTES (1 << 20) /* a scratch file, a policy.yaml */
 #define FS_CONTEXT_MAX_BYTES (1 << 20) /* NAME.context, NAME.feedback */
+#define FS_PURGE_MAX_BYTES 64          /* what a write of .purge may reach */
+#define FS_LOAD_MAX_BYTES 64           /* a .load/MODEL report */
+#define FS_MAX_DEPTH 32                /* deepest category ("/a" is 1) */
+#define FS_DEPTH_ERRNO EMLINK          /* mkdir below FS_MAX_DEPTH */
 #define FS_LOAD_PATH "/.load"          /* the root's directory of loads */
 
 /* What a path is (fs_resolve()); says nothing of whether it exists. */
@@ -78,8 +105,8 @@ enum fs_kind {
  * root; elsewhere it is a scratch file name, yet still no category name.
  * Who may write: the write bits of mode. A row without write bits is
  * never opened for writing, one without read bits never read-only (even
- * by root); the kernel checks the rest against the shown owner, the
- * category's.
+ * by root); the kernel checks the rest against the shown owner: the
+ * category's, or the mount owner's for a mount_owner row.
  */
 struct fs_reserved {
 	const char *name;
@@ -88,6 +115,7 @@ struct fs_reserved {
 	bool if_present;     /* listed only when it exists (policy.yaml) */
 	mode_t mode;         /* S_IFDIR or S_IFREG | permission bits */
 	bool category_mode;  /* the bits shown are masked by the category's */
+	bool mount_owner;    /* owned by the mount owner, not the category's */
 	/* What it shows: its text, malloc'd (mtime set by those that have
 	 * one); NULL for a directory. */
 	int (*text)(const char *dir, char **text, size_t *len, int64_t *mtime);
@@ -119,21 +147,28 @@ struct fs_path {
 };
 
 /* An open file (fuse_file_info.fh). Owned by the descriptor: created in
- * open/create, freed in release. */
+ * open/create, freed in release. The fields set at open (kind to who) never
+ * change; the others are guarded by lock. */
 struct fs_handle {
 	enum fs_kind kind;
 	enum sfile sf;
+	const struct fs_reserved *res; /* its row, for a reserved name */
 	struct node *node;       /* session or scratch, referenced */
 	struct node *pending;    /* policy.yaml being created, referenced */
 	char dir[4096];          /* category; the model name for FS_LOAD_FILE */
 	bool writable;
+	int64_t limit;           /* max bytes a write may reach (never 0) */
+	struct cache_caller who; /* who opened it: commits act as them */
+	unsigned file_gen;       /* session: node.file_gen[sf] at open */
+
+	pthread_mutex_t lock;    /* guards what follows */
 	bool dirty;              /* written or truncated since the last flush */
 	int failed;              /* a write failed (-errno): never commit */
 	bool written;            /* write() was called on this handle */
 	struct buf answer;       /* fast path: status line + response */
 	bool answered;
+	int answer_rc;           /* fast path: the refused lookup's -errno */
 	struct buf data;         /* write buffer, or read snapshot */
-	int64_t limit;           /* max bytes a write may reach; 0: none */
 };
 
 /* FUSE requests served (a benchmark divides it by lookups); ops.c. */
@@ -153,6 +188,12 @@ static inline struct cache_caller *fs_caller(void)
 static inline struct fs_state *fs_st(void)
 {
 	return fuse_get_context()->private_data;
+}
+
+/* Root and the mount owner (cache.h "Trust"). */
+static inline bool fs_trusted(uid_t uid)
+{
+	return uid == 0 || uid == fs_st()->owner_uid;
 }
 
 static inline struct fs_handle *fs_handle(const struct fuse_file_info *fi)
@@ -175,9 +216,9 @@ mode_t fs_reserved_mode(const struct fs_reserved *r, mode_t category_mode);
 /* Split path into parent directory and base name; -ENAMETOOLONG. */
 int fs_split(const char *path, char *dir, size_t dsize, char *base,
 	     size_t bsize);
-/* Resolve path (not NULL): a category (FS_DIR), or a kind of file inside
- * an existing category. -ENOENT when the parent is not a category,
- * -ENAMETOOLONG. */
+/* Resolve path: a category (FS_DIR), or a kind of file inside an
+ * existing category. -ENOENT when the parent is not a category,
+ * -ENAMETOOLONG; -ESTALE for NULL (a file gone while open). */
 int fs_resolve(const char *path, struct fs_path *fp);
 /* The text of a generated file (a view, policy.yaml, an entry's part) into
  * out (its old content freed); mtime, if given, set for policy.yaml. */
@@ -185,19 +226,25 @@ int fs_view_text(const struct fs_path *fp, struct buf *out, int64_t *mtime);
 /* Is file name of dir being created (open since create(), not yet
  * closed)? Such a file (policy.yaml, .load/MODEL) exists meanwhile. */
 bool fs_pending(const char *dir, const char *name);
+/* May uid write or remove policy.yaml of category dir (its owner or a
+ * trusted uid)? 0, -EACCES, -ENOENT. The engine checks the same when the
+ * policy is installed; this answers at open, before anything is written. */
+int fs_may_set_policy(const char *dir, uid_t uid);
 
 /* ---- protocol.c ---- */
 
 /* A session file's content / size. Called with n->lock held. */
 int fs_session_content(struct node *n, enum sfile sf, struct buf *out);
 size_t fs_session_size(struct node *n, enum sfile sf);
-/* The fast path: the first read of a written NAME.query handle. */
+/* The fast path: the first read of a written NAME.query handle. h->lock
+ * held; n->lock not. */
 int fs_fast_answer(struct fs_handle *h);
 /* Wait for a coalesced miss's fill. Called with n->lock held (dropped
  * while waiting). */
 void fs_wait_pending(struct node *n, const char *dir);
 /* Commit what a session handle wrote (flush): lookup, fill, feedback or
- * context. */
+ * context. h->lock held; n->lock not (taken and dropped around the
+ * engine's calls). */
 int fs_session_commit(struct fs_handle *h);
 /* Field key ("status", "score", ...) of a status line; -ENODATA. */
 int fs_status_field(const char *status, const char *key, char *out,
@@ -206,18 +253,28 @@ int fs_status_field(const char *status, const char *key, char *out,
 /* ---- editor.c ---- */
 
 /* Write into / cut or zero-extend a scratch file's content, and touch its
- * mtime. Called with n->lock held; 0 or -ENOMEM. No size limit here: the
- * callers check FS_SCRATCH_MAX_BYTES. */
+ * mtime. Called with n->lock held. 0, -EFBIG (over FS_SCRATCH_MAX_BYTES),
+ * -ENOSPC / -EDQUOT (over the mount's / the creator's scratch cap,
+ * quota.h), -ENOMEM; the content is unchanged on error. */
 int fs_scratch_write(struct node *n, const char *data, size_t size, off_t off);
 int fs_scratch_truncate(struct node *n, size_t size);
 
-/*
- * ---- the FUSE operations (ops.c's table) ----
- * With hard_remove, libfuse passes path NULL (and fi) for a file that was
- * unlinked while open. fs_getattr and fs_truncate do not handle that yet:
- * they resolve the NULL path and crash (ftruncate of such a descriptor);
- * the fix is to answer from the handle.
- */
+/* ---- ops.c ---- */
+
+/* A warning about a caller's request (a cap, a limit), rate-limited so
+ * that a hostile writer cannot fill the log: at most a few lines a second,
+ * then one saying how many were left out. */
+void fs_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- guard.c ---- */
+
+/* Read the session's requests through the guard; after fuse_mount(),
+ * before the loop. 0 or -EIO. */
+struct fuse_session;
+int fs_guard_install(struct fuse_session *se);
+
+/* ---- the FUSE operations (ops.c's table); fs_i.h's head says what a
+ * NULL path means ---- */
 
 int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *fi);
 int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi);

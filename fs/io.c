@@ -8,8 +8,10 @@
  * and are committed at flush: the protocol step for session files
  * (protocol.c), the policy for policy.yaml, a load report, a purge. A
  * write past the handle's limit fails with EFBIG and poisons the handle so
- * that nothing partial is ever committed. Every file is opened direct_io:
- * the kernel caches nothing.
+ * that nothing partial is ever committed; every writable handle has a
+ * limit. Every file is opened direct_io: the kernel caches nothing. A
+ * handle's lock serialises the requests on one descriptor; commits act as
+ * the uid that opened it (fs_i.h).
  *
  * Not here: what a path is (names.c), the protocol steps (protocol.c).
  */
@@ -23,32 +25,47 @@
 
 /* ---- opening files ---- */
 
-static int64_t policy_limit(const char *dir, bool response)
+/* limits.query_bytes or limits.response_bytes of dir into *limit. */
+static int policy_limit(const char *dir, bool response, int64_t *limit)
 {
 	struct policy p;
+	int rc = cache_policy(fs_st()->cache, dir, &p);
 
-	if (cache_policy(fs_st()->cache, dir, &p))
-		return 0;
-	return response ? p.response_bytes : p.query_bytes;
+	if (rc)
+		return rc; /* the category went away since the path resolved */
+	*limit = response ? p.response_bytes : p.query_bytes;
+	return 0;
 }
 
 static int open_session(struct fs_path *fp, struct fs_handle *h, int flags)
 {
 	bool wr = (flags & O_ACCMODE) != O_RDONLY;
+	bool create = wr && (fp->sf == SF_QUERY || fp->sf == SF_CONTEXT);
 	struct node *n;
+	bool fresh = true;
 	int rc = 0;
 
 	if (wr && !(fs_session_files[fp->sf].mode & 0222))
 		return -EACCES; /* NAME.status */
 	if (wr && !fs_name_ok(fp->name))
 		return -EINVAL;
-	n = node_get(NODE_SESSION, fp->dir, fp->name,
-		     NODE_TOUCH | (wr && (fp->sf == SF_QUERY || fp->sf == SF_CONTEXT) ?
-				   NODE_CREATE : 0));
+	if (wr) {
+		rc = fp->sf == SF_QUERY || fp->sf == SF_RESPONSE ?
+		     policy_limit(fp->dir, fp->sf == SF_RESPONSE, &h->limit) : 0;
+		if (rc)
+			return rc;
+		if (fp->sf != SF_QUERY && fp->sf != SF_RESPONSE)
+			h->limit = FS_CONTEXT_MAX_BYTES;
+	}
+	n = node_get(NODE_SESSION, fp->dir, fp->name, NODE_TOUCH | (create ? NODE_CREATE : 0));
 	if (!n)
-		return wr && fp->sf == SF_RESPONSE ? -ENOENT : (wr ? -ENOMEM : -ENOENT);
+		return create ? -ENOMEM : -ENOENT;
 	pthread_mutex_lock(&n->lock);
-	if ((fp->sf == SF_RESPONSE || fp->sf == SF_FEEDBACK) && wr && !n->looked_up)
+	for (int i = 0; i < SF_N; i++)
+		fresh &= !n->present[i];
+	if (!fresh && n->uid != h->who.uid && h->who.uid != 0)
+		rc = -EACCES; /* another user's session (its files are 0600) */
+	else if ((fp->sf == SF_RESPONSE || fp->sf == SF_FEEDBACK) && wr && !n->looked_up)
 		rc = -ENOENT; /* a fill or feedback needs a query looked up first */
 	else if (!wr && !n->present[fp->sf])
 		rc = -ENOENT;
@@ -56,15 +73,13 @@ static int open_session(struct fs_path *fp, struct fs_handle *h, int flags)
 		rc = fs_session_content(n, fp->sf, &h->data);
 	if (!rc && wr && (flags & O_TRUNC))
 		h->dirty = true;
+	h->file_gen = n->file_gen[fp->sf];
 	if (!rc && wr && !n->present[fp->sf]) {
-		/* the file exists from its creation on */
-		bool fresh = true;
-
-		for (int i = 0; i < SF_N; i++)
-			fresh &= !n->present[i];
+		/* the file exists from its creation on; the session is its
+		 * first file's creator's */
 		if (fresh) {
-			n->uid = fuse_get_context()->uid;
-			n->gid = fuse_get_context()->gid;
+			n->uid = h->who.uid;
+			n->gid = h->who.gid;
 		}
 		n->present[fp->sf] = true;
 		n->mtime_ms[fp->sf] = clock_wall_ms();
@@ -73,14 +88,6 @@ static int open_session(struct fs_path *fp, struct fs_handle *h, int flags)
 	if (rc) {
 		node_put(n, false);
 		return rc;
-	}
-	if (wr) {
-		if (fp->sf == SF_QUERY)
-			h->limit = policy_limit(fp->dir, false);
-		else if (fp->sf == SF_RESPONSE)
-			h->limit = policy_limit(fp->dir, true);
-		else
-			h->limit = FS_CONTEXT_MAX_BYTES;
 	}
 	h->node = n;
 	return 0;
@@ -101,8 +108,8 @@ static int open_scratch(struct fs_path *fp, struct fs_handle *h, int flags,
 	if (create && !n->mtime_scratch) {
 		n->mode = mode & 0777;
 		n->mtime_scratch = clock_wall_ms();
-		n->uid = fuse_get_context()->uid;
-		n->gid = fuse_get_context()->gid;
+		n->uid = h->who.uid;
+		n->gid = h->who.gid;
 	}
 	if (flags & O_TRUNC)
 		fs_scratch_truncate(n, 0); /* cannot fail */
@@ -134,7 +141,10 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 		return -ENOMEM;
 	h->kind = fp.kind;
 	h->sf = fp.sf;
+	h->res = fp.res;
 	h->writable = wr;
+	h->who = *fs_caller();
+	h->limit = FS_SCRATCH_MAX_BYTES;
 	strcpy(h->dir, fp.dir);
 	switch (fp.kind) {
 	case FS_SESSION:
@@ -151,6 +161,7 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 		break;
 	case FS_PURGE:
 		h->dirty = (fi->flags & O_TRUNC) != 0;
+		h->limit = FS_PURGE_MAX_BYTES;
 		fi->direct_io = 1;
 		break;
 	case FS_LOAD_FILE:
@@ -170,10 +181,15 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 			if (!h->pending)
 				rc = -ENOMEM;
 		}
-		h->limit = 64;
+		h->limit = FS_LOAD_MAX_BYTES;
 		fi->direct_io = 1;
 		break;
 	case FS_POLICY:
+		if (wr) {
+			rc = fs_may_set_policy(fp.dir, h->who.uid);
+			if (rc)
+				break;
+		}
 		if (!wr || !(fi->flags & O_TRUNC)) {
 			rc = fs_view_text(&fp, &h->data, NULL);
 			if (rc == -ENOENT && (create || wr))
@@ -187,7 +203,6 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 		}
 		if (wr && (fi->flags & O_TRUNC))
 			h->dirty = true;
-		h->limit = FS_SCRATCH_MAX_BYTES;
 		fi->direct_io = 1;
 		break;
 	default:
@@ -200,10 +215,15 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 		break;
 	}
 	if (rc) {
+		if (h->pending) {
+			node_unlink(h->pending);
+			node_put(h->pending, false);
+		}
 		buf_release(&h->data);
 		free(h);
 		return rc;
 	}
+	pthread_mutex_init(&h->lock, NULL);
 	fi->fh = (uintptr_t)h;
 	return 0;
 }
@@ -220,43 +240,62 @@ int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	return do_open(path, fi, true, mode);
 }
 
-int fs_read(const char *path, char *out, size_t size, off_t off,
-	    struct fuse_file_info *fi)
+/* A read: the fast path's answer, a scratch file, a session file's live
+ * content, or the handle's snapshot / write buffer. h->lock held. */
+static int do_read(struct fs_handle *h, char *out, size_t size, off_t off)
 {
-	fs_requests++;
-	struct fs_handle *h = fs_handle(fi);
 	struct buf *src = &h->data;
-	size_t n;
+	struct node *n = h->node;
+	size_t len;
 
 	if (h->kind == FS_SESSION && h->sf == SF_QUERY && h->writable) {
 		int rc = fs_fast_answer(h);
 
 		if (rc)
 			return rc;
+		if (h->answer_rc)
+			return h->answer_rc; /* never the query's bytes as an answer */
 		if (h->answered)
 			src = &h->answer;
 	}
-
 	if (h->kind == FS_SCRATCH) {
-		pthread_mutex_lock(&h->node->lock);
-		src = &h->node->data;
+		pthread_mutex_lock(&n->lock);
+		src = &n->data;
 	} else if (h->kind == FS_SESSION && !h->writable) {
-		/* read-only session handles read the live content */
-		pthread_mutex_lock(&h->node->lock);
-		if (h->sf == SF_RESPONSE && off == 0)
-			fs_wait_pending(h->node, h->dir);
-		buf_release(&h->data);
-		fs_session_content(h->node, h->sf, &h->data);
-		pthread_mutex_unlock(&h->node->lock);
+		/* read-only session handles read the live content; once their
+		 * file is unlinked, what they read last */
+		pthread_mutex_lock(&n->lock);
+		if (n->file_gen[h->sf] == h->file_gen) {
+			if (h->sf == SF_RESPONSE && off == 0)
+				fs_wait_pending(n, h->dir);
+			buf_release(&h->data);
+			fs_session_content(n, h->sf, &h->data);
+		}
+		pthread_mutex_unlock(&n->lock);
 	}
-	n = (size_t)off >= src->len ? 0 : src->len - off;
-	if (n > size)
-		n = size;
-	if (n)
-		memcpy(out, src->data + off, n);
+	len = (size_t)off >= src->len ? 0 : src->len - (size_t)off;
+	if (len > size)
+		len = size;
+	if (len)
+		memcpy(out, src->data + off, len);
 	if (h->kind == FS_SCRATCH)
-		pthread_mutex_unlock(&h->node->lock);
-	return (int)n;
+		pthread_mutex_unlock(&n->lock);
+	return (int)len;
+}
+
+int fs_read(const char *path, char *out, size_t size, off_t off,
+	    struct fuse_file_info *fi)
+{
+	fs_requests++;
+	struct fs_handle *h = fs_handle(fi);
+	int rc;
+
+	if (off < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&h->lock);
+	rc = do_read(h, out, size, off);
+	pthread_mutex_unlock(&h->lock);
+	return rc;
 }
 
 int fs_write(const char *path, const char *data, size_t size, off_t off,
@@ -268,11 +307,13 @@ int fs_write(const char *path, const char *data, size_t size, off_t off,
 
 	if (!h->writable)
 		return -EBADF;
-	if (h->limit && (int64_t)(off + size) > h->limit) {
+	if (off < 0)
+		return -EINVAL;
+	pthread_mutex_lock(&h->lock);
+	if ((uint64_t)off > (uint64_t)h->limit || size > (uint64_t)h->limit - (uint64_t)off) {
 		h->failed = -EFBIG; /* a truncated query or answer is never used */
-		return -EFBIG;
-	}
-	if (h->kind == FS_SCRATCH) {
+		rc = -EFBIG;
+	} else if (h->kind == FS_SCRATCH) {
 		pthread_mutex_lock(&h->node->lock);
 		rc = fs_scratch_write(h->node, data, size, off);
 		pthread_mutex_unlock(&h->node->lock);
@@ -281,14 +322,14 @@ int fs_write(const char *path, const char *data, size_t size, off_t off,
 		h->dirty = true;
 		h->written = true;
 	}
+	pthread_mutex_unlock(&h->lock);
 	return rc ? rc : (int)size;
 }
 
 /* Commit what a handle wrote: the protocol step, the policy, a load
- * report, a purge. */
-static int do_flush(struct fuse_file_info *fi)
+ * report, a purge. h->lock held. */
+static int do_flush(struct fs_handle *h)
 {
-	struct fs_handle *h = fs_handle(fi);
 	int rc = 0;
 
 	if (!h->writable)
@@ -311,15 +352,16 @@ static int do_flush(struct fuse_file_info *fi)
 			break;
 		}
 		rc = cache_policy_put(fs_st()->cache, h->dir,
-				      h->data.data ? h->data.data : "", h->data.len, fs_caller());
+				      h->data.data ? h->data.data : "", h->data.len, &h->who);
 		break;
 	case FS_LOAD_FILE: {
-		char num[65], *end;
+		char num[FS_LOAD_MAX_BYTES + 1], *end;
 		double load;
 
 		if (!h->written)
 			break;
-		memcpy(num, h->data.data, h->data.len);
+		if (h->data.len)
+			memcpy(num, h->data.data, h->data.len);
 		num[h->data.len] = '\0';
 		errno = 0;
 		load = strtod(num, &end);
@@ -332,7 +374,7 @@ static int do_flush(struct fuse_file_info *fi)
 		break;
 	}
 	case FS_PURGE: {
-		int64_t n = cache_purge(fs_st()->cache, h->dir, fs_caller());
+		int64_t n = cache_purge(fs_st()->cache, h->dir, &h->who);
 
 		rc = n < 0 ? (int)n : 0;
 		break;
@@ -346,7 +388,13 @@ static int do_flush(struct fuse_file_info *fi)
 int fs_flush(const char *path, struct fuse_file_info *fi)
 {
 	fs_requests++;
-	return do_flush(fi);
+	struct fs_handle *h = fs_handle(fi);
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	rc = do_flush(h);
+	pthread_mutex_unlock(&h->lock);
+	return rc;
 }
 
 int fs_release(const char *path, struct fuse_file_info *fi)
@@ -354,9 +402,10 @@ int fs_release(const char *path, struct fuse_file_info *fi)
 	fs_requests++;
 	struct fs_handle *h = fs_handle(fi);
 
+	/* the last request on the descriptor: nothing else holds h->lock */
 	if (h->kind == FS_POLICY && h->writable && h->dirty && !h->written &&
-	    !h->failed)
-		cache_policy_put(fs_st()->cache, h->dir, "", 0, fs_caller()); /* truncated to empty */
+	    !h->failed) /* truncated to empty; as its opener (a release has no caller) */
+		cache_policy_put(fs_st()->cache, h->dir, "", 0, &h->who);
 	if (h->node)
 		node_put(h->node, true);
 	buf_release(&h->answer);
@@ -365,12 +414,12 @@ int fs_release(const char *path, struct fuse_file_info *fi)
 		node_put(h->pending, false);
 	}
 	buf_release(&h->data);
+	pthread_mutex_destroy(&h->lock);
 	free(h);
 	return 0;
 }
 
 int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
-	fs_requests++;
-	return do_flush(fi);
+	return fs_flush(path, fi);
 }

@@ -1,8 +1,8 @@
 /*
  * main.c - semcachefs: parse options, open the cache, mount, serve, clean up.
  *
- * Our options (-o store=, sync=, session_ttl=, log=) are taken out of the
- * argument list; everything else is standard FUSE and passes through. The
+ * Our options (-o store=, sync=, session_ttl=, scratch_max=,
+ * scratch_user_max=, log=) are taken out of the argument list; everything else is standard FUSE and passes through. The
  * cache is opened before mounting so that a bad store is reported on the
  * terminal; background threads start only after daemonising (fs_init).
  */
@@ -23,6 +23,8 @@
 #include "config.h"
 #include "fileio.h"
 #include "fs.h"
+#include "fs_i.h"
+#include "quota.h"
 #include "semlog.h"
 #include "policy.h"
 
@@ -30,6 +32,8 @@ struct options {
 	char *store;
 	char *sync;
 	char *log;
+	char *scratch_max;
+	char *scratch_user_max;
 	int session_ttl;
 	int show_help;
 	int show_version;
@@ -49,6 +53,8 @@ static const struct fuse_opt option_spec[] = {
 	OPT("embed_env=%s", embed_env),
 	OPT("embed_urls=%s", embed_urls),
 	OPT("model_dirs=%s", model_dirs),
+	OPT("scratch_max=%s", scratch_max),
+	OPT("scratch_user_max=%s", scratch_user_max),
 	OPT("verbose", debug_log),
 	OPT("-h", show_help),
 	OPT("--help", show_help),
@@ -71,6 +77,10 @@ static void usage(const char *prog)
 	       "                         full: also of the machine (fsync per fill)\n"
 	       "    -o session_ttl=SECS  remove idle session and scratch files after\n"
 	       "                         SECS seconds (default 600)\n"
+	       "    -o scratch_max=SIZE  bytes all scratch files may hold (default 64MiB;\n"
+	       "                         over it writes fail with ENOSPC)\n"
+	       "    -o scratch_user_max=SIZE  bytes one user's scratch files may hold\n"
+	       "                         (default 16MiB; over it EDQUOT)\n"
 	       "    -o log=FILE          log file (default: stderr with -f, else\n"
 	       "                         STORE/semcachefs.log)\n"
 	       "    -o embed_env=NAME[:NAME...]  environment variables a policy's\n"
@@ -138,6 +148,20 @@ static void daemon_ready(int fd)
 	close(fd);
 }
 
+/* -o NAME=SIZE ("64MiB", "1000") into *out if given; 0, or -1 after
+ * saying why. */
+static int size_option(const char *name, const char *text, int64_t *out)
+{
+	if (!text)
+		return 0;
+	if (policy_parse_size(text, out) || *out < 1) {
+		fprintf(stderr, "semcachefs: -o %s='%s' is not a size of at least 1 byte "
+			"(e.g. 64MiB)\n", name, text);
+		return -1;
+	}
+	return 0;
+}
+
 static char *default_store(void)
 {
 	char buf[PATH_MAX];
@@ -152,6 +176,8 @@ int main(int argc, char *argv[])
 	struct fuse_cmdline_opts cl = { 0 };
 	struct fs_state state = { 0 };
 	struct cache_options co = { 0 };
+	int64_t scratch_max = QUOTA_DEFAULT_MOUNT_MAX;
+	int64_t scratch_user_max = QUOTA_DEFAULT_USER_MAX;
 	struct fuse_loop_config *lc = NULL;
 	struct fuse *fuse = NULL;
 	char err[512] = "";
@@ -159,44 +185,52 @@ int main(int argc, char *argv[])
 	int notify_fd = -1;
 	int rc = 1;
 
+	/* usage errors exit 2, through out: (everything is freed) */
 	if (fuse_opt_parse(&args, &opts, option_spec, NULL) == -1)
-		return 2;
+		goto usage;
 	if (opts.show_version) {
 		printf("semcachefs %s (FAISS: %s, libfuse %s)\n", SEMCACHE_VERSION,
 		       SEMCACHE_FAISS_KIND, fuse_pkgversion());
-		return 0;
+		rc = 0;
+		goto out;
 	}
 	if (opts.show_keys) {
 		char buf[16384];
 		int n = policy_keys_markdown(buf, sizeof(buf));
 
 		fwrite(buf, 1, n < (int)sizeof(buf) ? (size_t)n : sizeof(buf) - 1, stdout);
-		return 0;
+		rc = 0;
+		goto out;
 	}
 	if (opts.show_help) {
 		usage(argv[0]);
 		printf("FUSE options:\n");
 		fuse_lib_help(&args);
-		return 0;
+		rc = 0;
+		goto out;
 	}
 	if (fuse_parse_cmdline(&args, &cl) != 0)
-		return 2;
+		goto usage;
 	/* Modes, owners and groups of categories are enforced by the kernel,
 	 * so that with -o allow_other each tenant sees only what it may. */
 	if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
-		return 2;
+		goto usage;
 	if (!cl.mountpoint) {
 		fprintf(stderr, "semcachefs: no mountpoint given (see 'semcachefs --help')\n");
-		return 2;
+		goto usage;
 	}
 	if (opts.sync && strcmp(opts.sync, "normal") && strcmp(opts.sync, "full")) {
 		fprintf(stderr, "semcachefs: -o sync='%s' is not 'normal' or 'full'\n", opts.sync);
-		return 2;
+		goto usage;
 	}
 	if (opts.session_ttl < 1) {
 		fprintf(stderr, "semcachefs: -o session_ttl must be at least 1 second\n");
-		return 2;
+		goto usage;
 	}
+	if (size_option("scratch_max", opts.scratch_max, &scratch_max) ||
+	    size_option("scratch_user_max", opts.scratch_user_max, &scratch_user_max))
+		goto usage;
+	quota_set_limits(scratch_max, scratch_user_max);
 	if (opts.debug_log)
 		semlog_set_level(SEMLOG_DEBUG);
 	if (!cl.foreground) {
@@ -244,12 +278,18 @@ int main(int argc, char *argv[])
 	}
 	state.store_dir = cache_state_dir(state.cache);
 	state.session_ttl_ms = (int64_t)opts.session_ttl * 1000;
+	state.owner_uid = getuid();
+	state.owner_gid = getgid();
 
 	fuse = fuse_new(&args, &semcache_ops, sizeof(semcache_ops), &state);
 	if (!fuse)
 		goto out_cache;
 	if (fuse_mount(fuse, cl.mountpoint) != 0)
 		goto out_fuse;
+	if (fs_guard_install(fuse_get_session(fuse))) {
+		fprintf(stderr, "semcachefs: cannot read requests through the guard\n");
+		goto out_unmount;
+	}
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
 		goto out_unmount;
 	if (notify_fd >= 0) {
@@ -281,6 +321,9 @@ out_fuse:
 	fuse_destroy(fuse);
 out_cache:
 	cache_close(state.cache);
+	goto out;
+usage:
+	rc = 2;
 out:
 	free(store);
 	free(cl.mountpoint);
@@ -291,5 +334,7 @@ out:
 	free(opts.embed_env);
 	free(opts.embed_urls);
 	free(opts.model_dirs);
+	free(opts.scratch_max);
+	free(opts.scratch_user_max);
 	return rc;
 }

@@ -49,8 +49,11 @@ static int text_stats(const char *dir, char **text, size_t *len,
 	if (rc || strcmp(dir, "/"))
 		return rc;
 	if (asprintf(&more, "%sfuse_requests: %" PRIu64 "\n", *text,
-		     (uint64_t)fs_requests) < 0)
+		     (uint64_t)fs_requests) < 0) {
+		free(*text);
+		*text = NULL;
 		return -ENOMEM;
+	}
 	free(*text);
 	*text = more;
 	*len = strlen(more);
@@ -87,9 +90,10 @@ const struct fs_reserved fs_reserved[] = {
 	 * removed; by the category's owner */
 	{ .name = ".purge", .kind = FS_PURGE, .mode = S_IFREG | 0200,
 	  .category_mode = true, .text = text_empty },
-	/* every category's counters in Prometheus text format */
+	/* every category's counters in Prometheus text format (names of
+	 * categories others may not see): the mount owner's and root's */
 	{ .name = ".metrics", .kind = FS_VIEW_METRICS, .root_only = true,
-	  .mode = S_IFREG | 0444, .text = text_metrics },
+	  .mode = S_IFREG | 0400, .mount_owner = true, .text = text_metrics },
 	/* .load/MODEL: a model's utilisation (0..1), written by whoever
 	 * knows it (io.c, attr.c) */
 	{ .name = FS_LOAD_PATH + 1, .kind = FS_LOAD_DIR, .root_only = true,
@@ -110,12 +114,14 @@ const struct fs_reserved fs_reserved[] = {
 };
 const size_t fs_reserved_n = sizeof(fs_reserved) / sizeof(*fs_reserved);
 
+/* A session is its creator's alone (the kernel checks these bits against
+ * the creator's uid, shown as the owner). */
 const struct fs_session_file fs_session_files[SF_N] = {
-	[SF_QUERY] = { ".query", 0644 },
-	[SF_RESPONSE] = { ".response", 0644 },
-	[SF_STATUS] = { ".status", 0444 },
-	[SF_CONTEXT] = { ".context", 0644 },
-	[SF_FEEDBACK] = { ".feedback", 0644 },
+	[SF_QUERY] = { ".query", 0600 },
+	[SF_RESPONSE] = { ".response", 0600 },
+	[SF_STATUS] = { ".status", 0400 },
+	[SF_CONTEXT] = { ".context", 0600 },
+	[SF_FEEDBACK] = { ".feedback", 0600 },
 };
 
 mode_t fs_reserved_mode(const struct fs_reserved *r, mode_t category_mode)
@@ -240,6 +246,8 @@ int fs_resolve(const char *path, struct fs_path *fp)
 	const char *ent;
 
 	memset(fp, 0, sizeof(*fp));
+	if (!path)
+		return -ESTALE; /* an open file that is gone: see fs_i.h */
 	if (strlen(path) >= sizeof(fp->dir))
 		return -ENAMETOOLONG;
 	if (!strncmp(path, FS_LOAD_PATH, ll) && (path[ll] == '\0' || path[ll] == '/')) {

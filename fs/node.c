@@ -2,7 +2,10 @@
  * node.c - the table of in-memory session and scratch files (node.h).
  *
  * One hash table keyed by (kind, directory, name) with chaining; a node is
- * freed when it is unlinked and its last reference is put. Listing a
+ * freed when it is unlinked and its last reference is put (a scratch
+ * node's bytes are then credited back to its creator's cap, quota.h). A
+ * rename moves a node that is still in the table only: one unlinked
+ * meanwhile is never put back without the table's reference. Listing a
  * directory or checking that it is empty walks every bucket (4096): fine
  * for the rare rmdir and readdir, not for a hot path.
  */
@@ -14,6 +17,7 @@
 #include "hash.h"
 #include "clock.h"
 #include "node.h"
+#include "quota.h"
 
 #define NBUCKETS 4096
 
@@ -29,6 +33,8 @@ static uint64_t node_hash(enum node_kind kind, const char *dir, const char *name
 
 static void node_free(struct node *n)
 {
+	if (n->kind == NODE_SCRATCH)
+		quota_charge(n->uid, -(int64_t)n->data.len);
 	buf_release(&n->query);
 	buf_release(&n->context);
 	buf_release(&n->response);
@@ -42,6 +48,19 @@ static void node_free(struct node *n)
 	free(n);
 }
 
+/* The node of (kind, dir, name) with hash h, or NULL. table_lock held. */
+static struct node *find(uint64_t h, enum node_kind kind, const char *dir,
+			 const char *name)
+{
+	struct node *n;
+
+	for (n = buckets[h % NBUCKETS]; n; n = n->next)
+		if (n->hkey == h && n->kind == kind && !strcmp(n->dir, dir) &&
+		    !strcmp(n->name, name))
+			break;
+	return n;
+}
+
 struct node *node_get(enum node_kind kind, const char *dir, const char *name,
 		      int flags)
 {
@@ -49,10 +68,7 @@ struct node *node_get(enum node_kind kind, const char *dir, const char *name,
 	struct node *n;
 
 	pthread_mutex_lock(&table_lock);
-	for (n = buckets[h % NBUCKETS]; n; n = n->next)
-		if (n->hkey == h && n->kind == kind && !strcmp(n->dir, dir) &&
-		    !strcmp(n->name, name))
-			break;
+	n = find(h, kind, dir, name);
 	if (!n && (flags & NODE_CREATE)) {
 		n = calloc(1, sizeof(*n));
 		if (n) {
@@ -124,38 +140,82 @@ void node_unlink(struct node *n)
 		node_free(n);
 }
 
-int node_rename(struct node *n, const char *name)
+int node_rename(struct node *n, const char *name, bool noreplace)
 {
+	uint64_t h = node_hash(n->kind, n->dir, name);
 	char *nn = strdup(name);
-	struct node **pp;
+	struct node *m, **pp;
+	bool free_m = false;
+	int rc = 0;
 
 	if (!nn)
 		return -ENOMEM;
 	pthread_mutex_lock(&table_lock);
-	for (pp = &buckets[n->hkey % NBUCKETS]; *pp; pp = &(*pp)->next) {
-		if (*pp == n) {
-			*pp = n->next;
-			break;
-		}
+	for (pp = &buckets[n->hkey % NBUCKETS]; *pp && *pp != n; pp = &(*pp)->next)
+		;
+	m = find(h, n->kind, n->dir, name);
+	if (!*pp) {
+		rc = -ENOENT; /* unlinked meanwhile: never put it back */
+	} else if (m == n) {
+		/* renamed onto itself: nothing changes */
+	} else if (m && noreplace) {
+		rc = -EEXIST;
+	} else {
+		if (m)
+			free_m = detach(m);
+		/* pp may have moved if m was n's neighbour: find n again */
+		for (pp = &buckets[n->hkey % NBUCKETS]; *pp != n; pp = &(*pp)->next)
+			;
+		*pp = n->next;
+		free(n->name);
+		n->name = nn;
+		nn = NULL;
+		n->hkey = h;
+		n->next = buckets[h % NBUCKETS];
+		buckets[h % NBUCKETS] = n;
 	}
-	free(n->name);
-	n->name = nn;
-	n->hkey = node_hash(n->kind, n->dir, nn);
-	n->next = buckets[n->hkey % NBUCKETS];
-	buckets[n->hkey % NBUCKETS] = n;
 	pthread_mutex_unlock(&table_lock);
-	return 0;
+	if (free_m)
+		node_free(m);
+	free(nn);
+	return rc;
 }
 
-void node_foreach(const char *dir, void (*cb)(void *arg, struct node *n),
-		  void *arg)
+int node_foreach(const char *dir, void (*cb)(void *arg, struct node *n),
+		 void *arg)
 {
+	struct node **list = NULL;
+	size_t len = 0, cap = 0;
+	int rc = 0;
+
 	pthread_mutex_lock(&table_lock);
-	for (size_t i = 0; i < NBUCKETS; i++)
-		for (struct node *n = buckets[i]; n; n = n->next)
-			if (!strcmp(n->dir, dir))
-				cb(arg, n);
+	for (size_t i = 0; i < NBUCKETS && !rc; i++) {
+		for (struct node *n = buckets[i]; n && !rc; n = n->next) {
+			if (strcmp(n->dir, dir))
+				continue;
+			if (len == cap) {
+				size_t ncap = cap ? cap * 2 : 64;
+				struct node **nl = realloc(list, ncap * sizeof(*nl));
+
+				if (!nl) {
+					rc = -ENOMEM;
+					break;
+				}
+				list = nl;
+				cap = ncap;
+			}
+			n->refs++;
+			list[len++] = n;
+		}
+	}
 	pthread_mutex_unlock(&table_lock);
+	for (size_t i = 0; i < len; i++) {
+		if (!rc)
+			cb(arg, list[i]);
+		node_put(list[i], false);
+	}
+	free(list);
+	return rc;
 }
 
 bool node_dir_busy(const char *dir)

@@ -17,7 +17,7 @@
  *
  * Lock order: table.lock (the map, every node's next, refs and used_ms)
  * -> node.lock (a node's content). Never take table.lock while holding a
- * node.lock.
+ * node.lock. Neither is held across slow work (fs_i.h).
  */
 #ifndef SEMCACHE_NODE_H
 #define SEMCACHE_NODE_H
@@ -47,20 +47,24 @@ struct node {
 	int64_t used_ms;           /* table.lock */
 
 	pthread_mutex_t lock;      /* guards everything below */
-	bool present[SF_N];        /* session: which files exist (listings
-	                            * read it without lock: a snapshot) */
+	bool present[SF_N];        /* session: which files exist */
+	unsigned file_gen[SF_N];   /* bumped when that file is unlinked: a
+	                            * descriptor opened before is stale */
 	struct buf query, context, response;
 	char status[256];
 	bool looked_up;            /* a lookup ran for the current query */
 	struct cache_result result;/* its vector, for a fill */
 	struct buf feedback;       /* what was written to NAME.feedback */
-	unsigned gen;              /* bumped by every lookup */
+	unsigned gen;              /* bumped by every lookup begun; a step
+	                            * that dropped the lock re-checks it */
 	bool waiting;              /* a reader waits on result's pending fill */
 	pthread_cond_t cv;         /* signalled when waiting ends; with lock */
 	int64_t mtime_ms[SF_N];
-	struct buf data;           /* scratch content */
+	struct buf data;           /* scratch content; its length is charged
+	                            * to uid's scratch cap (quota.h) */
 	mode_t mode;               /* scratch permission bits */
-	uid_t uid;                 /* who created it: set with its first file */
+	uid_t uid;                 /* who created it: set with its first file,
+	                            * then never changed */
 	gid_t gid;
 	int64_t mtime_scratch;
 };
@@ -78,13 +82,17 @@ struct node *node_get(enum node_kind kind, const char *dir, const char *name,
 void node_put(struct node *n, bool touch);
 /* Drop a node from the table (it is freed once unreferenced). */
 void node_unlink(struct node *n);
-/* Rename a scratch node; -EEXIST handled by the caller. */
-int node_rename(struct node *n, const char *name);
+/* Rename n (referenced by the caller) to name in its directory, in one
+ * step: a node of that kind and name is replaced (dropped from the table)
+ * unless noreplace (-EEXIST). -ENOENT if n is no longer in the table
+ * (unlinked meanwhile), -ENOMEM. */
+int node_rename(struct node *n, const char *name, bool noreplace);
 
-/* Call cb(arg, node) for every node of dir, with table.lock held: cb must
- * not call back into the table. */
-void node_foreach(const char *dir, void (*cb)(void *arg, struct node *n),
-		  void *arg);
+/* Call cb(arg, node) for every node of dir: the nodes are collected (and
+ * referenced) under table.lock, then cb runs without it, so it may take
+ * the node's lock. 0 or -ENOMEM. */
+int node_foreach(const char *dir, void (*cb)(void *arg, struct node *n),
+		 void *arg);
 /* Is there any node in dir? */
 bool node_dir_busy(const char *dir);
 /* Remove nodes idle longer than idle_ms. Returns how many. */

@@ -24,12 +24,50 @@
  * options and daemonising (main.c).
  */
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fs_i.h"
 #include "semlog.h"
 
 _Atomic uint64_t fs_requests;
+
+#define WARN_PER_SECOND 5
+
+void fs_warn(const char *fmt, ...)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	static int64_t window_ms;   /* mu: start of the current second */
+	static unsigned shown, left_out; /* mu */
+	unsigned dropped = 0;
+	int64_t now = clock_mono_ms();
+	bool show;
+	char msg[512];
+	va_list ap;
+
+	pthread_mutex_lock(&mu);
+	if (now - window_ms >= 1000) {
+		dropped = left_out;
+		window_ms = now;
+		shown = left_out = 0;
+	}
+	show = shown < WARN_PER_SECOND;
+	if (show)
+		shown++;
+	else
+		left_out++;
+	pthread_mutex_unlock(&mu);
+	if (dropped)
+		semlog(SEMLOG_WARN, "%u more warnings like the ones above were left out", dropped);
+	if (!show)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	semlog(SEMLOG_WARN, "%s", msg);
+}
 
 static void *gc_main(void *arg)
 {
@@ -37,10 +75,8 @@ static void *gc_main(void *arg)
 
 	pthread_mutex_lock(&s->gc_mu);
 	while (!s->gc_stop) {
-		struct timespec ts;
+		struct timespec ts = clock_abstime(1000);
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
 		pthread_cond_timedwait(&s->gc_cv, &s->gc_mu, &ts);
 		if (s->gc_stop)
 			break;
@@ -67,7 +103,7 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	if (cache_start(s->cache))
 		semlog(SEMLOG_ERR, "cannot start the maintenance thread");
 	pthread_mutex_init(&s->gc_mu, NULL);
-	pthread_cond_init(&s->gc_cv, NULL);
+	clock_cond_init(&s->gc_cv); /* timed waits on CLOCK_MONOTONIC */
 	if (pthread_create(&s->gc, NULL, gc_main, s) == 0)
 		s->gc_started = true;
 	semlog(SEMLOG_INFO, "mounted");

@@ -3,12 +3,21 @@
  * NAME.status, NAME.response, NAME.feedback.
  *
  * Design: a session is a node (node.h); a handle writes into its own
- * buffer and the protocol step runs when the writer closes (flush), under
- * the node's lock: the close() of NAME.query returns after the lookup, the
- * close() of NAME.response after the fill is durable. The fast path runs
- * the same lookup on the first read of a NAME.query opened read-write and
- * answers on that descriptor. A lookup pending on another query's fill
- * (miss coalescing) is waited for by the reader, without the node's lock.
+ * buffer and the protocol step runs when the writer closes (flush): the
+ * close() of NAME.query returns after the lookup, the close() of
+ * NAME.response after the fill is durable. The fast path runs the same
+ * lookup on the first read of a NAME.query opened read-write and answers
+ * on that descriptor. A lookup pending on another query's fill (miss
+ * coalescing) is waited for by the reader, without the node's lock.
+ *
+ * Locking: a step copies what it needs from the node under the node's
+ * lock, calls the engine without it (an embedding, a fill's fsync may be
+ * slow: stat and getxattr of the session's files never wait for them),
+ * then re-takes it and shows the outcome only if no newer lookup of the
+ * session began meanwhile (node.gen): the last query wins, never a stale
+ * one. Meanwhile the session shows what it showed before the step. A
+ * descriptor whose file was unlinked since it was opened (node.file_gen)
+ * changes nothing: -ESTALE.
  *
  * The status line ("hit score=S entry=ID ...", "miss reason=...",
  * "stored entry=ID", "error ...") is written here and parsed back here
@@ -97,39 +106,66 @@ static void adopt_result(struct node *n)
 	n->mtime_ms[SF_STATUS] = n->mtime_ms[SF_RESPONSE] = clock_wall_ms();
 }
 
-/* The lookup of NAME.query: runs when its writer closes. node->lock held. */
+/* Was h's file unlinked since h was opened? node->lock held. */
+static bool stale(const struct fs_handle *h)
+{
+	return h->node->file_gen[h->sf] != h->file_gen;
+}
+
+/* The query's context (NAME.context, if present) copied into ctx.
+ * node->lock held. */
+static int copy_context(struct node *n, struct buf *ctx)
+{
+	return n->present[SF_CONTEXT] ? buf_set(ctx, n->context.data, n->context.len) : 0;
+}
+
+/* The lookup of NAME.query: runs when its writer closes. Takes and drops
+ * node->lock around the engine's call. */
 static int run_lookup(struct fs_handle *h)
 {
 	struct node *n = h->node;
 	struct cache_query q = { h->data.data, h->data.len, NULL, 0 };
+	struct buf ctx = { 0 };
 	struct cache_result r;
-	int64_t now = clock_wall_ms();
-	int rc;
+	unsigned gen;
+	int rc, rc2;
 
-	if (n->present[SF_CONTEXT]) {
-		q.context = n->context.data;
-		q.context_len = n->context.len;
-	}
-	rc = buf_set(&n->query, h->data.data, h->data.len);
+	pthread_mutex_lock(&n->lock);
+	rc = stale(h) ? -ESTALE : copy_context(n, &ctx);
+	gen = rc ? n->gen : ++n->gen;
+	pthread_mutex_unlock(&n->lock);
 	if (rc)
 		return rc;
+	q.context = ctx.data;
+	q.context_len = ctx.len;
+	rc = cache_lookup(fs_st()->cache, h->dir, &q, &r);
+	buf_release(&ctx);
+
+	pthread_mutex_lock(&n->lock);
+	rc2 = gen == n->gen && !stale(h) ? buf_set(&n->query, h->data.data, h->data.len) : 0;
+	if (gen != n->gen || stale(h) || rc2) {
+		/* a newer query of the session began meanwhile (it decides
+		 * what the session shows), or NAME.query was removed */
+		pthread_mutex_unlock(&n->lock);
+		if (!rc)
+			cache_result_release(&r);
+		return rc ? rc : rc2;
+	}
 	cache_result_release(&n->result);
 	n->looked_up = false;
 	n->response.len = 0;
 	n->present[SF_QUERY] = n->present[SF_STATUS] = n->present[SF_RESPONSE] = true;
-	for (int i = SF_QUERY; i <= SF_STATUS; i++)
-		n->mtime_ms[i] = now;
-	n->gen++;
-	rc = cache_lookup(fs_st()->cache, h->dir, &q, &r);
+	n->mtime_ms[SF_QUERY] = n->mtime_ms[SF_STATUS] = n->mtime_ms[SF_RESPONSE] = clock_wall_ms();
 	if (rc) {
 		set_status(n, "error %s\n", rc == -EINVAL ? "empty query" :
 			   rc == -EFBIG ? "query over limits.query_bytes" : strerror(-rc));
-		return rc;
+	} else {
+		n->result = r;
+		n->looked_up = true;
+		adopt_result(n);
 	}
-	n->result = r;
-	n->looked_up = true;
-	adopt_result(n);
-	return 0;
+	pthread_mutex_unlock(&n->lock);
+	return rc;
 }
 
 /*
@@ -164,7 +200,8 @@ void fs_wait_pending(struct node *n, const char *dir)
 /*
  * The fast path: a NAME.query opened read-write answers on the same
  * descriptor. The first read after a write runs the lookup and reads return
- * the status line, a newline, then the response bytes (from offset 0).
+ * the status line, a newline, then the response bytes (from offset 0). A
+ * refused lookup's errno answers every read until the next write.
  */
 int fs_fast_answer(struct fs_handle *h)
 {
@@ -176,62 +213,105 @@ int fs_fast_answer(struct fs_handle *h)
 	if (!h->dirty)
 		return 0;
 	h->dirty = false;
-	pthread_mutex_lock(&n->lock);
+	h->answered = false;
+	h->answer.len = 0;
 	rc = run_lookup(h);
-	if (!rc)
+	if (!rc) {
+		pthread_mutex_lock(&n->lock);
 		fs_wait_pending(n, h->dir);
-	if (!rc)
 		rc = buf_set(&h->answer, n->status, strlen(n->status));
-	if (!rc && n->response.len)
-		rc = buf_write(&h->answer, n->response.data, n->response.len,
-			       (off_t)h->answer.len);
-	pthread_mutex_unlock(&n->lock);
+		if (!rc && n->response.len)
+			rc = buf_write(&h->answer, n->response.data, n->response.len,
+				       (off_t)h->answer.len);
+		pthread_mutex_unlock(&n->lock);
+	}
 	h->answered = !rc;
+	h->answer_rc = rc;
 	return rc;
 }
 
-/* The fill through NAME.response. node->lock held. */
+/* What a fill needs of the session's last lookup, copied. node->lock
+ * held. */
+static int copy_for_fill(struct node *n, struct buf *query, struct buf *ctx,
+			 struct cache_result *prior)
+{
+	int rc = buf_set(query, n->query.data, n->query.len);
+
+	if (!rc)
+		rc = copy_context(n, ctx);
+	*prior = n->result;
+	prior->response = NULL;
+	prior->response_len = 0;
+	prior->vec = NULL;
+	if (!rc && n->result.vec && n->result.dim > 0) {
+		size_t bytes = (size_t)n->result.dim * sizeof(float);
+
+		prior->vec = malloc(bytes);
+		if (prior->vec)
+			memcpy(prior->vec, n->result.vec, bytes);
+		else
+			rc = -ENOMEM;
+	}
+	return rc;
+}
+
+/* The fill through NAME.response. Takes and drops node->lock around the
+ * engine's call. */
 static int run_fill(struct fs_handle *h)
 {
 	struct node *n = h->node;
-	struct cache_query q = { n->query.data, n->query.len, NULL, 0 };
+	struct buf query = { 0 }, ctx = { 0 };
+	struct cache_result prior = { 0 };
+	struct cache_query q;
+	char note[160] = "";
 	int64_t id = 0;
-	bool stored;
+	bool stored = false;
+	unsigned gen;
 	int rc;
 
-	if (!n->looked_up)
-		return -ENOENT;
-	if (n->present[SF_CONTEXT]) {
-		q.context = n->context.data;
-		q.context_len = n->context.len;
-	}
-	rc = cache_fill(fs_st()->cache, h->dir, &q, &n->result, h->data.data,
-			h->data.len, fs_caller(), &id, &stored);
+	pthread_mutex_lock(&n->lock);
+	rc = stale(h) ? -ESTALE : n->looked_up ? copy_for_fill(n, &query, &ctx, &prior) : -ENOENT;
+	gen = n->gen;
+	pthread_mutex_unlock(&n->lock);
 	if (rc)
-		return rc;
-	rc = buf_set(&n->response, h->data.data, h->data.len);
+		goto out;
+	q = (struct cache_query){ query.data, query.len, ctx.data, ctx.len };
+	rc = cache_fill(fs_st()->cache, h->dir, &q, &prior, h->data.data,
+			h->data.len, &h->who, &id, &stored);
 	if (rc)
-		return rc;
-	n->mtime_ms[SF_RESPONSE] = n->mtime_ms[SF_STATUS] = clock_wall_ms();
-	if (stored) {
-		set_status(n, "stored entry=%" PRId64 "\n", id);
-	} else {
-		char note[160];
-
+		goto out;
+	if (!stored)
 		cache_fill_note(fs_st()->cache, h->dir, note, sizeof(note));
-		set_status(n, "not-stored reason=%s\n", note[0] ? note : "policy");
+
+	pthread_mutex_lock(&n->lock);
+	if (gen == n->gen && !stale(h)) { /* else a newer query shows its own */
+		rc = buf_set(&n->response, h->data.data, h->data.len);
+		n->mtime_ms[SF_RESPONSE] = n->mtime_ms[SF_STATUS] = clock_wall_ms();
+		if (stored)
+			set_status(n, "stored entry=%" PRId64 "\n", id);
+		else
+			set_status(n, "not-stored reason=%s\n", note[0] ? note : "policy");
 	}
-	return 0;
+	pthread_mutex_unlock(&n->lock);
+out:
+	buf_release(&query);
+	buf_release(&ctx);
+	cache_result_release(&prior);
+	return rc;
 }
 
 /* NAME.feedback: "wrong" after a hit invalidates the entry served and
- * counts a false hit. node->lock held. */
+ * counts a false hit. Takes and drops node->lock around the engine's
+ * call. */
 static int run_feedback(struct fs_handle *h)
 {
 	struct node *n = h->node;
 	char word[16];
 	size_t len = h->data.len;
 	const char *d = h->data.data ? h->data.data : "";
+	int64_t entry;
+	float score;
+	unsigned gen;
 	int rc;
 
 	while (len && (d[len - 1] == '\n' || d[len - 1] == ' ' || d[len - 1] == '\r'))
@@ -242,19 +322,31 @@ static int run_feedback(struct fs_handle *h)
 	word[len] = '\0';
 	if (strcmp(word, "wrong"))
 		return -EINVAL; /* the only verdict there is */
-	if (!n->looked_up || n->result.outcome != CACHE_HIT || !n->result.entry_id)
-		return -ENOENT; /* no hit to judge */
-	rc = cache_feedback_wrong(fs_st()->cache, h->dir, n->result.entry_id,
-				  n->result.score, fs_caller());
+	pthread_mutex_lock(&n->lock);
+	rc = stale(h) ? -ESTALE : 0;
+	entry = n->looked_up && n->result.outcome == CACHE_HIT ? n->result.entry_id : 0;
+	score = n->result.score;
+	gen = n->gen;
+	pthread_mutex_unlock(&n->lock);
 	if (rc)
 		return rc;
+	if (!entry)
+		return -ENOENT; /* no hit to judge */
+	rc = cache_feedback_wrong(fs_st()->cache, h->dir, entry, score, &h->who);
+	if (rc)
+		return rc;
+
+	pthread_mutex_lock(&n->lock);
 	rc = buf_set(&n->feedback, word, len);
 	n->present[SF_FEEDBACK] = true;
 	n->mtime_ms[SF_FEEDBACK] = clock_wall_ms();
-	set_status(n, "miss reason=reported wrong (entry %" PRId64 " invalidated)\n",
-		   n->result.entry_id);
-	n->result.entry_id = 0;
-	n->response.len = 0;
+	if (gen == n->gen && n->result.entry_id == entry) {
+		set_status(n, "miss reason=reported wrong (entry %" PRId64 " invalidated)\n",
+			   entry);
+		n->result.entry_id = 0;
+		n->response.len = 0;
+	}
+	pthread_mutex_unlock(&n->lock);
 	return rc;
 }
 
@@ -264,20 +356,25 @@ int fs_session_commit(struct fs_handle *h)
 	struct node *n = h->node;
 	int rc = 0;
 
-	pthread_mutex_lock(&n->lock);
-	if (h->sf == SF_QUERY) {
-		rc = run_lookup(h);
-	} else if (h->sf == SF_RESPONSE) {
-		rc = run_fill(h);
-	} else if (h->sf == SF_FEEDBACK) {
-		rc = run_feedback(h);
-	} else if (h->sf == SF_CONTEXT) {
-		rc = buf_set(&n->context, h->data.data, h->data.len);
-		n->present[SF_CONTEXT] = true;
-		n->mtime_ms[SF_CONTEXT] = clock_wall_ms();
+	switch (h->sf) {
+	case SF_QUERY:
+		return run_lookup(h);
+	case SF_RESPONSE:
+		return run_fill(h);
+	case SF_FEEDBACK:
+		return run_feedback(h);
+	case SF_CONTEXT:
+		pthread_mutex_lock(&n->lock);
+		rc = stale(h) ? -ESTALE : buf_set(&n->context, h->data.data, h->data.len);
+		if (!rc) {
+			n->present[SF_CONTEXT] = true;
+			n->mtime_ms[SF_CONTEXT] = clock_wall_ms();
+		}
+		pthread_mutex_unlock(&n->lock);
+		return rc;
+	default:
+		return 0;
 	}
-	pthread_mutex_unlock(&n->lock);
-	return rc;
 }
 
 /* Value of field key ("status", "score", ...) parsed from a status line. */

@@ -9,12 +9,7 @@ setup() {
 	mkdir "$MNT/code"
 }
 
-teardown() {
-	if [ -n "${DAEMON_PID:-}" ]; then
-		kill -0 "$DAEMON_PID" # the daemon survived the test
-	fi
-	teardown_mount
-}
+teardown() { teardown_alive; }
 
 still_works() {
 	run ask code ok "how do I reverse a list in python"

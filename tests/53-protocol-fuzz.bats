@@ -18,23 +18,12 @@ setup() {
 	echo "# seed $SEED" >&3
 }
 
-teardown() {
-	if [ -n "${DAEMON_PID:-}" ]; then
-		kill -0 "$DAEMON_PID" # the daemon survived the test
-	fi
-	teardown_mount
-}
+teardown() { teardown_alive; }
 
 ALLOWED="EINVAL ENAMETOOLONG ENOENT EACCES EFBIG EPERM EISDIR ENOTDIR EEXIST ENOTEMPTY EXDEV"
 
-still_answers() {
-	ask code alive "how do I reverse a list in python" >/dev/null
-	printf 'reversed(xs)' >"$MNT/code/alive.response"
-	run ask code alive2 "how do I reverse a list in python"
-	assert_success
-	assert_output --regexp '^hit score=1\.000 '
-	run cat "$MNT/code/alive2.response"
-	assert_output "reversed(xs)"
+answers_with_stats() {
+	still_answers code
 	run cat "$MNT/.stats"
 	assert_success
 	assert_line --regexp '^entries: [0-9]+$'
@@ -175,7 +164,7 @@ errnos_allowed() {
 	assert_success
 	echo "$output" | sed 's/^/# /' >&3
 	errnos_allowed
-	still_answers
+	answers_with_stats
 }
 
 @test "huge writes, odd offsets, truncate and partial writes get allowed errnos only" {
@@ -183,7 +172,7 @@ errnos_allowed() {
 	assert_success
 	echo "$output" | sed 's/^/# /' >&3
 	errnos_allowed
-	still_answers
+	answers_with_stats
 }
 
 @test "200 open handles on one NAME.query all close and the lookup is done" {
@@ -193,7 +182,7 @@ errnos_allowed() {
 	errnos_allowed
 	run cat "$MNT/code/many.status"
 	assert_output --regexp '^(hit|miss)'
-	still_answers
+	answers_with_stats
 }
 
 @test "8 concurrent writers of one NAME.query leave one whole question and status" {
@@ -204,7 +193,7 @@ errnos_allowed() {
 	assert_output --regexp '^writer [0-7] question [0-2] about concurrency$'
 	run cat "$MNT/code/same.status"
 	assert_output --regexp '^(hit|miss)'
-	still_answers
+	answers_with_stats
 }
 
 @test "control characters and over-long names are refused with EINVAL or ENAMETOOLONG" {
@@ -214,5 +203,5 @@ errnos_allowed() {
 	assert_output --regexp '^(EINVAL|ENAMETOOLONG) at open$'
 	run "$FSOP" mkdir "$MNT/code/tab"$'\t'"dir"
 	assert_output "EINVAL at mkdir"
-	still_answers
+	answers_with_stats
 }

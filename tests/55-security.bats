@@ -111,3 +111,138 @@ threshold: 0.9; touch $marker
 	assert_success
 	assert_file_not_exists "$marker"
 }
+
+# ---- with -o allow_other: who owns what (cache.h "Trust") ----
+
+as_other() { setpriv --reuid=1234 --regid=1234 --clear-groups "$@"; }
+
+# remount_shared: remount with -o allow_other; $MNT/open is a 1777 category
+remount_shared() {
+	[ "$(id -u)" = 0 ] || skip "needs root to run a command as another uid (setpriv)"
+	command -v setpriv >/dev/null || skip "needs setpriv (util-linux)"
+	stop_daemon
+	chmod 0755 "$WORK"
+	start_daemon -o allow_other
+	mkdir "$MNT/open"
+	chmod 1777 "$MNT/open"
+}
+
+@test "session files are 0600 and their creator's: another user gets EACCES on them" {
+	remount_shared
+	run as_nobody "$FSOP" write "$MNT/open/s.query" "a private question"
+	assert_output "ok"
+	run stat -c '%a %u %g' "$MNT/open/s.query" "$MNT/open/s.status" "$MNT/open/s.response"
+	assert_output "600 65534 65534
+400 65534 65534
+600 65534 65534"
+	run as_nobody "$FSOP" write "$MNT/open/s.response" "a private answer"
+	assert_output "ok"
+	run as_other "$FSOP" read "$MNT/open/s.response"
+	assert_output "EACCES at open"
+	run as_other "$FSOP" read "$MNT/open/s.status"
+	assert_output "EACCES at open"
+	run as_other "$FSOP" write "$MNT/open/s.query" "another user's question"
+	assert_output "EACCES at open"
+	run as_other "$FSOP" write "$MNT/open/s.context" "another user's context"
+	assert_output "EACCES at open" # a new file of the session is no way in either
+	run as_other "$FSOP" unlink "$MNT/open/s.query"
+	assert_output "EPERM at unlink" # the sticky category keeps it the creator's
+	run as_nobody "$FSOP" read "$MNT/open/s.response"
+	assert_output "a private answer"
+	run as_nobody "$FSOP" read "$MNT/open/s.query"
+	assert_output "a private question"
+}
+
+@test ".metrics is 0400 and the mount owner's, whoever owns the root category" {
+	remount_shared
+	chown 1234:1234 "$MNT"
+	run stat -c '%a %u %g' "$MNT/.metrics"
+	assert_output "400 $(id -u) $(id -g)"
+	run stat -c '%u' "$MNT/.stats"
+	assert_output "1234"
+	run as_other "$FSOP" read "$MNT/.metrics"
+	assert_output "EACCES at open"
+	run as_nobody "$FSOP" read "$MNT/.metrics"
+	assert_output "EACCES at open"
+	run "$FSOP" read "$MNT/.metrics"
+	assert_success
+	assert_line --regexp '^semcache_entries\{category="/open"\} 0$'
+}
+
+@test "policy.yaml follows the category owner: others cannot create or install it in a 1777 category" {
+	remount_shared
+	run as_nobody "$FSOP" write "$MNT/open/policy.yaml" "threshold: 0.05"
+	assert_output "EACCES at open"
+	assert_file_not_exists "$MNT/open/policy.yaml"
+	run as_nobody "$FSOP" write "$MNT/open/low.yaml" "threshold: 0.05"
+	assert_output "ok"
+	run as_nobody "$FSOP" rename "$MNT/open/low.yaml" "$MNT/open/policy.yaml"
+	assert_output "EACCES at rename"
+	echo "threshold: 0.9" >"$MNT/open/policy.yaml"
+	run stat -c '%a %u' "$MNT/open/policy.yaml"
+	assert_output "644 0"
+	chown 1234:1234 "$MNT/open"
+	run stat -c '%u' "$MNT/open/policy.yaml"
+	assert_output "1234"
+	run as_other "$FSOP" write "$MNT/open/policy.yaml" "threshold: 0.8"
+	assert_output "ok" # the category's owner may
+	run as_nobody "$FSOP" rename "$MNT/open/low.yaml" "$MNT/open/policy.yaml"
+	assert_output "EPERM at rename" # now the kernel's sticky check comes first
+	run cat "$MNT/open/policy.yaml"
+	assert_output "threshold: 0.8"
+}
+
+@test "a policy.yaml renamed to a backup is a scratch file of who renamed it" {
+	remount_shared
+	mkdir "$MNT/mine"
+	chown 1234:1234 "$MNT/mine"
+	run as_other "$FSOP" write "$MNT/mine/policy.yaml" "threshold: 0.9"
+	assert_output "ok"
+	run as_other "$FSOP" rename "$MNT/mine/policy.yaml" "$MNT/mine/policy.yaml~"
+	assert_output "ok"
+	run stat -c '%a %u %g' "$MNT/mine/policy.yaml~"
+	assert_output "644 1234 1234"
+	run as_other "$FSOP" read "$MNT/mine/policy.yaml~"
+	assert_output "threshold: 0.9"
+	assert_file_not_exists "$MNT/mine/policy.yaml"
+}
+
+@test "entries show the uid that filled them" {
+	skip "needs the engine's trust checks (lead): cache_entry_info.uid is not filled in yet"
+	remount_shared
+	run as_nobody "$FSOP" write "$MNT/open/n.query" "a question nobody asked"
+	assert_output "ok"
+	run as_nobody "$FSOP" write "$MNT/open/n.response" "nobody's answer"
+	assert_output "ok"
+	id=$(sed -n 's/^stored entry=\([0-9]*\)$/\1/p' "$MNT/open/n.status")
+	run stat -c '%u' "$MNT/open/entries/$id" "$MNT/open/entries/$id/response"
+	assert_output "65534
+65534"
+}
+
+@test "another user's fill never replaces an entry in a shared category" {
+	skip "needs the engine's trust checks (lead): a fill over another user's entry is EACCES"
+	remount_shared
+	ask open q1 "how do I reverse a list in python" >/dev/null
+	fill open q1 "reversed(xs)"
+	run as_nobody "$FSOP" write "$MNT/open/n.query" "how do I reverse a list in python"
+	assert_output "ok"
+	run as_nobody "$FSOP" write "$MNT/open/n.response" "rm -rf /"
+	assert_output "EACCES at close"
+	ask open q2 "how do I reverse a list in python" >/dev/null
+	run cat "$MNT/open/q2.response"
+	assert_output "reversed(xs)"
+}
+
+@test "another user's wrong-hit feedback is counted, not invalidating" {
+	skip "needs the engine's trust checks (lead): feedback from others does not invalidate"
+	remount_shared
+	ask open q1 "how do I reverse a list in python" >/dev/null
+	fill open q1 "reversed(xs)"
+	run as_nobody "$FSOP" write "$MNT/open/n.query" "how do I reverse a list in python"
+	assert_output "ok"
+	run as_nobody "$FSOP" write "$MNT/open/n.feedback" "wrong"
+	assert_output "ok"
+	run ask open q2 "how do I reverse a list in python"
+	assert_output --regexp '^hit score=1\.000 '
+}

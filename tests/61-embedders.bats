@@ -102,6 +102,37 @@ teardown() {
 	(((t1 - t0) / 1000000 < 1500))
 }
 
+@test "a slow lookup never makes stat or getxattr of its session's files wait" {
+	command -v getfattr >/dev/null || skip "needs getfattr (package attr)"
+	start_server FAKE_EMBED_SLOW_S=3
+	mkdir "$MNT/h"
+	printf 'embedder: http\nhttp: {url: "http://127.0.0.1:%s/v1/embeddings", model: slow, dimensions: 16, timeout: 20s, retries: 0}\n' "$PORT" >"$MNT/h/policy.yaml"
+	run ask h s "the first question, embedded slowly"
+	assert_output "miss"
+	# the session's second lookup, in flight until the endpoint answers
+	printf 'the second question\n' >"$MNT/h/s.query" &
+	local writer=$!
+	in_flight() { curl -s "http://127.0.0.1:$PORT/stats" | grep -q '"requests": 2,'; }
+	wait_until 10 in_flight
+	t0=$(date +%s%N)
+	run stat -c %s "$MNT/h/s.status" "$MNT/h/s.query"
+	assert_success
+	# the outcome of the last lookup that completed: the first one, or
+	# the empty one of the shell's duplicate descriptor closed before it
+	# wrote
+	run getfattr --absolute-names --only-values -n user.semcache.status "$MNT/h/s.response"
+	assert_output --regexp '^(miss|error)$'
+	run cat "$MNT/h/s.status"
+	assert_output --regexp '^(miss|error empty query)$'
+	t1=$(date +%s%N)
+	echo "# stat, getfattr and cat took $(((t1 - t0) / 1000000)) ms during a 3 s lookup" >&3
+	(((t1 - t0) / 1000000 < 1000))
+	wait "$writer"
+	run cat "$MNT/h/s.query" "$MNT/h/s.status"
+	assert_output "the second question
+miss"
+}
+
 @test "http: the API key is read from the named variable and never shown" {
 	stop_daemon
 	export SEMCACHEFS_TEST_KEY=sk-very-secret-value-1234

@@ -153,6 +153,27 @@ teardown_mount() {
 	return "$status"
 }
 
+# teardown_alive: teardown_mount, failing first if the daemon died during
+# the test (for the files that throw bad input at it)
+teardown_alive() {
+	if [ -n "${DAEMON_PID:-}" ]; then
+		kill -0 "$DAEMON_PID" # the daemon survived the test
+	fi
+	teardown_mount
+}
+
+# still_answers DIR: a lookup, a fill and an exact hit in category DIR
+# work (the daemon is alive and serving)
+still_answers() {
+	ask "$1" alive "how do I reverse a list in python" >/dev/null
+	printf 'reversed(xs)' >"$MNT/$1/alive.response"
+	run ask "$1" alive2 "how do I reverse a list in python"
+	assert_success
+	assert_output --regexp '^hit score=1\.000 '
+	run cat "$MNT/$1/alive2.response"
+	assert_output "reversed(xs)"
+}
+
 # ask DIR NAME QUERY: the shell protocol's lookup; prints NAME.status.
 ask() {
 	printf '%s\n' "$3" >"$MNT/$1/$2.query" && cat "$MNT/$1/$2.status"

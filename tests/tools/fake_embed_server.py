@@ -6,7 +6,7 @@ from a hash of each input, so tests can check batching, dimensions and
 failure handling against a real HTTP server on loopback. The request's
 "model" picks a behaviour:
   ok         vectors (dimension = "dimensions" or 8)
-  slow       sleeps 5 s, then answers
+  slow       sleeps FAKE_EMBED_SLOW_S seconds (default 5), then answers
   error500   HTTP 500
   malformed  HTTP 200 with a body that is not JSON
   flaky      HTTP 500 on every other request, else ok
@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LOCK = threading.Lock()
 STATS = {"requests": 0, "inputs": 0, "max_batch": 0, "bad_auth": 0}
 KEY = os.environ.get("FAKE_EMBED_KEY")
+SLOW_S = float(os.environ.get("FAKE_EMBED_SLOW_S", "5"))
 
 
 def vector(text, dim):
@@ -77,7 +78,7 @@ class Handler(BaseHTTPRequestHandler):
             nreq = STATS["requests"]
         mode = req.get("model", "ok")
         if mode == "slow":
-            time.sleep(5)
+            time.sleep(SLOW_S)
         if mode == "error500" or (mode == "flaky" and nreq % 2 == 1):
             return self.reply(500, '{"error": {"message": "internal"}}')
         if mode == "malformed":

@@ -8,6 +8,7 @@
  *   fsop pwrite PATH OFF DATA open(O_WRONLY|O_CREAT) without truncating
  *   fsop read PATH            print the content
  *   fsop mkdir PATH | rmdir PATH | unlink PATH | rename FROM TO
+ *   fsop rename2 FROM TO noreplace|exchange   renameat2(2) with that flag
  * Exit status 0 on success, 1 with "ERRNAME at STEP" on failure, 2 on usage.
  */
 #include <errno.h>
@@ -101,6 +102,15 @@ int main(int argc, char **argv)
 		return unlink(argv[2]) ? fail("unlink") : (puts("ok"), 0);
 	if (!strcmp(op, "rename") && argc == 4)
 		return rename(argv[2], argv[3]) ? fail("rename") : (puts("ok"), 0);
-	fprintf(stderr, "usage: fsop write|writen|pwrite|read|mkdir|rmdir|unlink|rename ...\n");
+	if (!strcmp(op, "rename2") && argc == 5) {
+		unsigned flags = !strcmp(argv[4], "noreplace") ? RENAME_NOREPLACE :
+				 !strcmp(argv[4], "exchange") ? RENAME_EXCHANGE : 0;
+
+		if (!flags)
+			return 2;
+		return renameat2(AT_FDCWD, argv[2], AT_FDCWD, argv[3], flags) ?
+		       fail("rename") : (puts("ok"), 0);
+	}
+	fprintf(stderr, "usage: fsop write|writen|pwrite|read|mkdir|rmdir|unlink|rename|rename2 ...\n");
 	return 2;
 }
