@@ -2,7 +2,9 @@
  * main.c - semcachefs: parse options, open the cache, mount, serve, clean up.
  *
  * Our options (-o store=, sync=, session_ttl=, scratch_max=,
- * scratch_user_max=, log=) are taken out of the argument list; everything else is standard FUSE and passes through. The
+ * scratch_user_max=, embed_env=, embed_urls=, model_dirs=, log=) are taken
+ * out of the argument list; everything else is standard FUSE and passes
+ * through. The
  * cache is opened before mounting so that a bad store is reported on the
  * terminal; background threads start only after daemonising (fs_init).
  */
