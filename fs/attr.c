@@ -141,7 +141,9 @@ static int stat_entry(const struct fs_path *fp, const struct cache_cat_info *ci,
 		return rc;
 	s->st_uid = ei.uid; /* its filler */
 	if (fp->kind == FS_ENTRY) {
-		s->st_mode = S_IFDIR | (ci->mode & 0555);
+		/* writable as the category is, so `rm -r entries/ID` can walk
+		 * it (unlinking its files changes nothing; rmdir removes) */
+		s->st_mode = S_IFDIR | (ci->mode & 0777);
 		s->st_nlink = 2;
 		s->st_size = ei.bytes;
 	} else {

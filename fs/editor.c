@@ -86,7 +86,11 @@ int fs_may_set_policy(const char *dir, uid_t uid)
 
 	if (rc)
 		return rc;
-	return fs_trusted(uid) || ci.uid == uid ? 0 : -EACCES;
+	if (fs_trusted(uid) || ci.uid == uid)
+		return 0;
+	fs_warn("%s/policy.yaml: change by uid %u refused (EACCES): only the category's owner (uid %u) or the mount owner may change it",
+		dir, (unsigned)uid, (unsigned)ci.uid);
+	return -EACCES;
 }
 
 /* ftruncate: the handle's write buffer, or its scratch file. */

@@ -83,8 +83,10 @@ static int text_empty(const char *dir, char **text, size_t *len,
  * say the same. */
 const struct fs_reserved fs_reserved[] = {
 	/* one directory per cached entry: query, response, context, meta;
-	 * readable by who may read the category */
-	{ .name = "entries", .kind = FS_ENTRIES, .mode = S_IFDIR | 0555,
+	 * readable by who may read the category; its write and sticky bits
+	 * are the category's, so who may remove entries/ID is the kernel's
+	 * usual rule (with the engine's check behind it) */
+	{ .name = "entries", .kind = FS_ENTRIES, .mode = S_IFDIR | 01777,
 	  .category_mode = true },
 	/* written (any content, even none): every entry of the category is
 	 * removed; by the category's owner */

@@ -361,7 +361,7 @@ int cache_category_create(struct cache *c, const char *path, mode_t mode,
 		return strcmp(path, "/") ? -ENOMEM : -EEXIST;
 	if (path_depth(path) > ENGINE_MAX_DEPTH) {
 		free(pp);
-		return -ENAMETOOLONG;
+		return -EMLINK;
 	}
 	sc.created_ms = clock_wall_ms();
 	cat = engine_cat_new(&sc);
