@@ -30,13 +30,13 @@ setup_hosts() {
 }
 
 teardown_hosts() {
-	local h
+	local h rc=0
 	# a test may leave the server stopped (kill -STOP): let it go on
 	[ ! -s "$WORK/redis.pid" ] || kill -CONT "$(cat "$WORK/redis.pid")" 2>/dev/null || true
-	for h in "${!PIDS[@]}"; do stop_host "$h" || status=$?; done
-	teardown_mount || status=$?
+	for h in "${!PIDS[@]}"; do stop_host "$h" || rc=$?; done
+	teardown_mount || rc=$?
 	redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1 || true
-	return "${status:-0}"
+	return "$rc"
 }
 
 start_redis() {

@@ -18,6 +18,8 @@ at run time with a command the proxy answers itself (redis-cli -p PORT ...):
           big       integers (and digit strings) become 2^62
           wrongtype integers become strings, strings integers, arrays nil
           garbage   a random reply of a random type (seeded)
+          junk      a random reply, and the command is NOT forwarded
+          mixed     garbage or junk, at random
           raw       bytes that are not RESP (a protocol error)
           reply     ARG, with \\r\\n escapes, instead of the server's reply
                     (the command still runs)
@@ -210,9 +212,17 @@ async def handle(cr, cw, upstream):
                 if rule and rule["mode"] == "stall":
                     await pending.put(("stall", None))
                     continue
-                if rule and rule["mode"] == "fake":
+                mode = rule["mode"] if rule else None
+                if mode == "mixed":
+                    mode = rng.choice(["garbage", "junk"])
+                if mode == "fake":
                     await pending.put(("local", rule["arg"]))
                     continue
+                if mode == "junk":
+                    await pending.put(("local", enc(*random_value())))
+                    continue
+                if mode == "garbage":
+                    rule = dict(rule, mode="garbage")
                 if args and args[0].upper() in (b"SUBSCRIBE", b"PSUBSCRIBE"):
                     rule = "subscribe"
                 await pending.put(("fwd", rule))
