@@ -6,7 +6,10 @@
  * every statement prepared once (SQLITE_PREPARE_PERSISTENT) at open and
  * indexed by enum stmt_id. Columns of entries are ordered small fields
  * first, then vec, then the texts, so a scan reaches vec without walking the
- * overflow pages of long queries. Entry ids come from an in-memory counter
+ * overflow pages of long queries. The WAL is checkpointed every
+ * STORE_WAL_PAGES pages (1 MiB, not SQLite's 4 MiB), so that a disk that
+ * fills up is not filled by the WAL and a delete on it can still be
+ * checkpointed (reserve.c). Entry ids come from an in-memory counter
  * that starts above both max(id) and sqlite_sequence, so an id is never
  * handed out twice. Every open runs PRAGMA quick_check: a database SQLite
  * calls corrupt gives -EUCLEAN, which open.c answers with repair.c.
@@ -31,6 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define SEMCACHE_STR_(x) #x
+#define SEMCACHE_STR(x) SEMCACHE_STR_(x)
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -412,6 +418,10 @@ int local_db_setup(struct store_local *s, const char *dbpath, char *err,
 	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
 	ret = local_db_exec(s->db, "PRAGMA journal_mode=WAL", err, errlen,
 			    dbpath);
+	if (!ret)
+		ret = local_db_exec(s->db, "PRAGMA wal_autocheckpoint="
+				    SEMCACHE_STR(STORE_WAL_PAGES), err, errlen,
+				    dbpath);
 	if (!ret)
 		ret = local_db_exec(s->db, s->sync_full ?
 				    "PRAGMA synchronous=FULL" :

@@ -44,6 +44,8 @@
 #define STORE_DELETE_BATCH 8       /* entries per transaction of a category
 				    * delete: its WAL growth fits a chunk */
 #define STORE_BUSY_MS 5000
+#define STORE_WAL_PAGES 256        /* wal_autocheckpoint: a WAL that a full
+				    * disk's reserve can still checkpoint */
 
 /* The statements prepared once at open (db.c has their SQL). */
 enum stmt_id {

@@ -2,7 +2,8 @@
  * reserve.c - the full-disk reserve of the local store.
  *
  * A full disk also stops deletes: the WAL must grow to record them, and a
- * checkpoint must grow the database. So open sets aside a reserve file of
+ * checkpoint must grow the database (db.c keeps the WAL small for that:
+ * STORE_WAL_PAGES between checkpoints). So open sets aside a reserve file of
  * up to STORE_RESERVE_BYTES (allocated with posix_fallocate, one
  * STORE_RESERVE_CHUNK at a time, keeping what fits). A delete that hits
  * ENOSPC gives up one chunk and retries, as often as chunks are left
