@@ -28,11 +28,14 @@
  *    by the next open after an unclean stop).
  *  - Responses carry their own length and checksum; a damaged one is
  *    reported as -EBADMSG, never served.
- *  - A call that failed did not change the store, except where its
- *    comment says otherwise (store_category_delete). For Redis a put that
- *    failed after reaching the server may have run: it is cancelled (the
+ *  - A call that failed changed nothing, with two exceptions. A local
+ *    store_category_delete may have removed some entries (see there). A
+ *    Redis call that failed after reaching the server (-ETIMEDOUT, -EIO,
+ *    -EPROTO) may have taken effect there: a put is then cancelled (the
  *    entry removed, with a delete event to the other hosts) as soon as the
- *    server answers again, so it is never served for long.
+ *    server answers again, so it is never served for long; any other
+ *    change (a delete, a policy, a category) may stand, and shows at the
+ *    next scan or listing.
  *  - Functions return 0 (or a count) or a negative errno; -ENOSPC when the
  *    disk is full (Redis: out of memory); -ETIMEDOUT, -ECONNREFUSED, -EIO
  *    when a server does not answer; -EPROTO (with a log line) when a
@@ -89,7 +92,9 @@ struct store_category {
 
 struct store_entry {
 	int64_t id;                  /* > 0, unique for the store's life
-				      * (Redis: across resets too) */
+				      * (Redis: a reset store moves its
+				      * counters past every id this host
+				      * has seen, see STORE_EV_RESYNC) */
 	int64_t cat_id;
 	int64_t created_ms;
 	int64_t last_hit_ms;         /* 0 = never hit */

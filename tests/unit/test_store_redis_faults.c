@@ -20,6 +20,9 @@
  *  - FLUSHALL behind the stores' backs: detected, categories restored
  *    under their ids, RESYNC delivered, fills work again, new ids differ
  *    from every old one;
+ *  - puts with NULL pointers and lengths are refused as by the local
+ *    store, a refused create uses up no id, a category whose stored value
+ *    is damaged can still be deleted;
  *  - two stores on one URL get local state directories of their own.
  * Skips (exit 77) without redis-server or python3.
  */
@@ -669,6 +672,50 @@ static void test_reset(int port)
 	free(lb.v);
 }
 
+/* ---- smaller contracts ---- */
+
+static void test_small(int port)
+{
+	char err[256], key[48];
+	int ret;
+	struct store *a = open_at(port, err, sizeof(err), &ret);
+	struct store_entry e = { 0 };
+	struct store_payload p = { .query = "q", .query_len = 1,
+				   .embedder = "builtin-v1",
+				   .response = NULL, .response_len = 5 };
+	int64_t cat, cat2;
+	long long before;
+
+	CHECK(a != NULL);
+	if (!a)
+		return;
+	/* a put both backends refuse alike: a NULL response with a length */
+	e.cat_id = cat = mkcat(a, "/small");
+	CHECK_EQ_INT(OPS.entry_put(a, &e, &p), -EINVAL);
+	p.response = "r";
+	p.embedder = NULL;
+	CHECK_EQ_INT(OPS.entry_put(a, &e, &p), -EINVAL);
+	/* a create refused with -EEXIST uses up no category id */
+	before = rint_of(port, "GET %s", "{semcache}:next_cat");
+	CHECK_EQ_INT(OPS.category_create(a, "/small", 0755, 0, 0, NULL), -EEXIST);
+	CHECK_EQ_INT(rint_of(port, "GET %s", "{semcache}:next_cat"), before);
+	/* a damaged category value: its delete still frees the path */
+	CHECK_EQ_INT(OPS.category_create(a, "/damaged", 0755, 0, 0, &cat2), 0);
+	snprintf(key, sizeof(key), "%lld", (long long)cat2);
+	{
+		struct timeval tv = { 1, 0 };
+		redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+		redisReply *r = redisCommand(c, "HSET {semcache}:cats %s garbage",
+					     key);
+
+		freeReplyObject(r);
+		redisFree(c);
+	}
+	CHECK_EQ_INT(OPS.category_delete(a, cat2), 0);
+	CHECK_EQ_INT(OPS.category_create(a, "/damaged", 0755, 0, 0, &cat2), 0);
+	OPS.close(a);
+}
+
 /* ---- local state ---- */
 
 static void test_state_dirs(int port)
@@ -733,6 +780,7 @@ int main(void)
 	test_fake_cluster(&cx);
 	test_uids(s.port);
 	test_reset(s.port);
+	test_small(s.port);
 	test_state_dirs(s.port);
 	chaos_stop(&cx);
 	srv_kill(&s);
