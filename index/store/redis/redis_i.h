@@ -139,8 +139,8 @@ struct known_cat {
 /*
  * Locks: rc has its own (rconn_i.h); mu guards the lists below and the
  * epoch and is held only to copy or change them, never across a command.
- * Lock order: mu, then rc.mu (which is a leaf); the watcher thread has its
- * own rconn and takes mu only as above.
+ * Lock order: mu and an rconn's mu are never held together (each is a
+ * leaf); the watcher thread has its own rconn and takes mu only as above.
  */
 struct store_redis {
 	struct store base;      /* ops = &store_redis_ops; first member */

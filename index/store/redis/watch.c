@@ -4,11 +4,13 @@
  * How: each write script XADDs an event {h: writer host id, n: evseq, k:
  * kind, ...} to its category's (or the global) stream and PUBLISHes the
  * category's tag on HINT_CHANNEL as a wake-up hint (Pub/Sub reaches every
- * node of a cluster). The watcher thread keeps its own connections (a copy
- * of the slot map, no lock): a subscriber waits for hints with a 100 ms
- * poll, then reads the hinted streams with non-blocking XREAD from the last
- * id seen (one key per XREAD, so it works across slots); every second it
- * reads all streams anyway, so a lost hint costs at most 1 s. The entries
+ * node of a cluster). The watcher thread has an rconn of its own (one
+ * connection per node, a copy of the slot map), so it never waits for the
+ * pool the other threads use, nor they for it. A subscriber waits for
+ * hints with a 100 ms poll, then reads the hinted streams with non-blocking
+ * XREAD from the last id seen (one key per XREAD, so it works across
+ * slots); every second it reads all streams anyway, so a lost hint costs
+ * at most 1 s. The entries
  * of a batch's put events are fetched with one get script call. An n that
  * does not follow the last one seen (a trimmed stream, a Redis that lost
  * data) makes it re-read the positions and deliver STORE_EV_RESYNC; so
