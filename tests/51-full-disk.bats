@@ -132,3 +132,41 @@ earlier_intact() {
 	run cat "$MNT/code/late2.response"
 	assert_output "room again"
 }
+
+@test "removals on a full disk reach the store: after a restart none of the removed entries is back" {
+	mkdir "$MNT/code" "$MNT/big"
+	for i in $(seq 1 150); do
+		ask code "r$i" "removal question $i on a disk that fills up $((i * 7919))" >/dev/null
+		run "$FSOP" write "$MNT/code/r$i.response" "answer $i $(printf '%*s' 600 '' | tr ' ' x)"
+		assert_output "ok"
+	done
+	for i in $(seq 1 60); do
+		ask big "b$i" "category question $i that goes away with it $((i * 104729))" >/dev/null
+		run "$FSOP" write "$MNT/big/b$i.response" "answer $i"
+		assert_output "ok"
+	done
+	ls "$MNT/code/entries" >"$WORK/ids"
+	[ "$(wc -l <"$WORK/ids")" = 150 ]
+	stop_daemon
+	start_daemon
+	fill_disk
+	while read -r id; do
+		run rm -r "$MNT/code/entries/$id"
+		assert_success
+		# the space one removal freed is taken again at once
+		dd if=/dev/zero of="$STORE/ballast" bs=4k oflag=append conv=notrunc 2>/dev/null || true
+	done <"$WORK/ids"
+	run rm -r "$MNT/big"
+	assert_success
+	# every removal reached the store (the daemon would say otherwise)
+	run grep -c "database or disk is full" "$LOG"
+	assert_output "0"
+	stop_daemon
+	rm "$STORE/ballast"
+	start_daemon
+	run ls "$MNT/code/entries"
+	assert_output ""
+	[ ! -d "$MNT/big" ]
+	run cat "$MNT/.stats"
+	assert_line "entries: 0"
+}

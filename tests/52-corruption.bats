@@ -121,6 +121,27 @@ blob_of() { printf '%s/blobs/%02x/%d' "$STORE" $(($1 & 255)) "$1"; }
 	assert_output "4 0"
 }
 
+@test "a valid blob copied over another entry's blob is never served as that entry's answer" {
+	fill_n code 4
+	a=$(entry_of code f1)
+	b=$(entry_of code f3)
+	[ -n "$a" ] && [ -n "$b" ]
+	stop_daemon
+	cp "$(blob_of "$a")" "$(blob_of "$b")"
+	start_daemon
+	# question 3 gets no answer at all rather than question 1's
+	run ask code x "corruption question 3 about the code store 23757"
+	assert_output "miss"
+	run cat "$MNT/code/x.response"
+	assert_output ""
+	grep -q "belongs to entry $a, not to entry $b" "$LOG"
+	run cat "$MNT/.stats"
+	assert_line "damaged_dropped: 1"
+	# question 1 still gets its own
+	run served code 4
+	assert_output "3 1"
+}
+
 @test "a truncated response blob is never served: its entry is dropped and counted" {
 	fill_n code 4
 	id=$(entry_of code f3)

@@ -4,79 +4,10 @@
 # redis-server started on a loopback port by the test.
 
 load helpers
+load redis_hosts
 
-setup() {
-	require_fuse
-	command -v redis-server >/dev/null || skip "needs redis-server (package redis-server)"
-	WORK=$(mktemp -d "${BATS_TMPDIR:-/tmp}/semcache.XXXXXX")
-	MNT=$WORK/a
-	MNT_B=$WORK/b
-	LOG=$WORK/a.log
-	LOG_B=$WORK/b.log
-	mkdir -p "$MNT" "$MNT_B" "$WORK/redis" "$WORK/state-a" "$WORK/state-b"
-	PORT=$((23000 + RANDOM % 9000)) # below the kernel's ephemeral ports (32768+)
-	start_redis
-	URL=redis://127.0.0.1:$PORT/0
-	STORE=$URL
-	XDG_DATA_HOME=$WORK/state-a start_daemon
-	start_b
-}
-
-teardown() {
-	local h
-	for h in "${!PIDS[@]}"; do stop_host "$h" || status=$?; done
-	teardown_mount || status=$?
-	redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1 || true
-	return "${status:-0}"
-}
-
-start_redis() {
-	redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly yes \
-		--appendfsync always --dir "$WORK/redis" --daemonize yes \
-		--logfile "$WORK/redis.log" >/dev/null
-	up() { redis-cli -p "$PORT" ping 2>/dev/null | grep -q PONG; }
-	wait_until 10 up
-}
-
-declare -gA PIDS # host name (b, c) -> daemon pid; A is helpers.bash's
-
-# start_host X: mount another host X on $WORK/X, local state $WORK/state-X,
-# log $WORK/X.log
-start_host() {
-	local m=$WORK/$1
-	mkdir -p "$m" "$WORK/state-$1"
-	XDG_DATA_HOME=$WORK/state-$1 "$SEMCACHEFS" -f -o store="$URL" "$m" 2>>"$WORK/$1.log" &
-	PIDS[$1]=$!
-	mounted_x() { grep -qs " $m fuse" /proc/self/mounts; }
-	wait_until 20 mounted_x
-}
-
-# stop_host X: unmount X; fails if the daemon did not exit 0 or a sanitizer
-# reported anything in its log
-stop_host() {
-	[ -n "${PIDS[$1]:-}" ] || return 0
-	fusermount3 -u "$WORK/$1" 2>/dev/null || umount -l "$WORK/$1" 2>/dev/null || true
-	local s=0
-	wait "${PIDS[$1]}" || s=$?
-	unset "PIDS[$1]"
-	if grep -qE "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer" "$WORK/$1.log"; then
-		grep -A 20 -E "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer" "$WORK/$1.log" >&3
-		return 99
-	fi
-	if [ "$s" != 0 ]; then
-		echo "--- host $1 log (exit status $s) ---" >&3
-		tail -n 30 "$WORK/$1.log" >&3
-	fi
-	return "$s"
-}
-
-start_b() { start_host b; }
-stop_b() { stop_host b; }
-
-# ask_b DIR NAME QUERY: the lookup on host B
-ask_b() {
-	printf '%s\n' "$3" >"$MNT_B/$1/$2.query" && cat "$MNT_B/$1/$2.status"
-}
+setup() { setup_hosts; }
+teardown() { teardown_hosts; }
 
 @test "a fill on one host is a hit on the other, with the same bytes" {
 	mkdir "$MNT/code"

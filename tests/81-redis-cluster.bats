@@ -3,17 +3,11 @@
 # ports with `redis-cli --cluster create`.
 
 load helpers
+load redis_hosts
 
 setup() {
-	require_fuse
-	command -v redis-server >/dev/null || skip "needs redis-server (package redis-server)"
 	command -v redis-cli >/dev/null || skip "needs redis-cli (package redis-tools)"
-	WORK=$(mktemp -d "${BATS_TMPDIR:-/tmp}/semcache.XXXXXX")
-	MNT=$WORK/a
-	MNT_B=$WORK/b
-	LOG=$WORK/a.log
-	LOG_B=$WORK/b.log
-	mkdir -p "$MNT" "$MNT_B" "$WORK/state-a" "$WORK/state-b"
+	hosts_workdirs
 	# below the kernel's ephemeral ports (32768+), cluster bus ports (+10000) too
 	BASE=$((20000 + RANDOM % 2700))
 	PORTS=("$BASE" "$((BASE + 1))" "$((BASE + 2))")

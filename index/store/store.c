@@ -4,10 +4,12 @@
  * store_open() picks the backend from where the store is: "redis://..." is
  * the Redis backend (redis/), anything else a local directory (local/). Every other call goes through the store's ops table
  * (store_i.h); an op a backend leaves NULL answers -ENOTSUP. Besides, the
- * one helper both backends use to hand bytes to a caller (store_copy_out).
+ * helpers both backends use: the checks of a put's payload
+ * (store_payload_check) and handing bytes to a caller (store_copy_out).
  * Nothing else lives here.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,5 +139,18 @@ int store_copy_out(const void *p, size_t n, char **out, size_t *out_len)
 	(*out)[n] = '\0';
 	if (out_len)
 		*out_len = n;
+	return 0;
+}
+
+int store_payload_check(const struct store_entry *e,
+			const struct store_payload *p)
+{
+	if (!e || !p || !p->embedder || p->dim < 0 || (p->dim && !p->vec) ||
+	    (p->query_len && !p->query) || (p->context_len && !p->context) ||
+	    (p->response_len && !p->response) || p->query_len > INT_MAX ||
+	    p->context_len > INT_MAX ||
+	    (size_t)p->dim > INT_MAX / sizeof(float) ||
+	    p->response_len > (uint64_t)INT64_MAX)
+		return -EINVAL;
 	return 0;
 }

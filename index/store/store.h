@@ -10,10 +10,16 @@
  *  - "redis://HOST[:PORT][/DB]" (redis/): a Redis server or Redis Cluster
  *    that several hosts share, each change one Lua script, with a change
  *    stream that delivers the other hosts' changes (store_watch) and
- *    evictions decided in Redis (store_quota_enforce).
+ *    evictions decided in Redis (store_quota_enforce). Calls run on a pool
+ *    of connections (opts.redis_pool per node), each bounded end to end by
+ *    opts.redis_timeout_ms: a call never waits behind another's round
+ *    trip while a connection is free, and a paused or dead server fails
+ *    it with -ETIMEDOUT (or -ECONNREFUSED) by then.
  *
  * Invariants:
- *  - Every function is thread-safe.
+ *  - Every function is thread-safe; no lock of the store is held while a
+ *    caller's callback runs, except during a local scan (see
+ *    store_entry_scan).
  *  - A call that returned 0 survives a crash of the process (kill -9). With
  *    opts.sync_full it also survives a crash of the machine (for Redis:
  *    given its appendonly/appendfsync settings; open warns otherwise).
@@ -22,8 +28,20 @@
  *    by the next open after an unclean stop).
  *  - Responses carry their own length and checksum; a damaged one is
  *    reported as -EBADMSG, never served.
+ *  - A call that failed changed nothing, with two exceptions. A local
+ *    store_category_delete may have removed some entries (see there). A
+ *    Redis call that failed after reaching the server (-ETIMEDOUT, -EIO,
+ *    -EPROTO) may have taken effect there: a put is then cancelled (the
+ *    entry removed, with a delete event to the other hosts) as soon as the
+ *    server answers again, so it is never served for long; any other
+ *    change (a delete, a policy, a category) may stand, and shows at the
+ *    next scan or listing.
  *  - Functions return 0 (or a count) or a negative errno; -ENOSPC when the
- *    disk is full (Redis: out of memory). They never abort on bad data.
+ *    disk is full (Redis: out of memory); -ETIMEDOUT, -ECONNREFUSED, -EIO
+ *    when a server does not answer; -EPROTO (with a log line) when a
+ *    server's reply breaks the protocol or is out of range (a negative or
+ *    zero id, a wrong type, a reply that is not the request's own). They
+ *    never abort on bad data, from a caller, a file or a server.
  * Times are milliseconds since the epoch.
  */
 #ifndef SEMCACHE_STORE_H
@@ -38,6 +56,10 @@ struct store;
 
 struct store_options {
 	bool sync_full;   /* fsync blobs, directories and every commit */
+	/* Redis only (0 = the default): connections per node (4; at most
+	 * 64) and the time limit of one call in ms (2000). */
+	unsigned redis_pool;
+	int redis_timeout_ms;
 };
 
 /* What open found and repaired. */
@@ -69,7 +91,10 @@ struct store_category {
 };
 
 struct store_entry {
-	int64_t id;                  /* > 0, unique for the store's life */
+	int64_t id;                  /* > 0, unique for the store's life
+				      * (Redis: a reset store moves its
+				      * counters past every id this host
+				      * has seen, see STORE_EV_RESYNC) */
 	int64_t cat_id;
 	int64_t created_ms;
 	int64_t last_hit_ms;         /* 0 = never hit */
@@ -77,9 +102,10 @@ struct store_entry {
 	int64_t bytes;               /* response length */
 	uint64_t key[2];             /* exact key of (normalised query, context) */
 	uint64_t ctx_hash;           /* 0 = stored without context */
-	uid_t uid;                   /* who filled it; entries stored before
-				      * uids were kept read back as the
-				      * category's owner */
+	uid_t uid;                   /* who filled it (the caller's, kept by
+				      * store_entry_put); entries stored
+				      * before uids were kept read back as
+				      * the category's owner */
 };
 
 /* What a fill stores besides the entry's metadata. */
@@ -111,7 +137,10 @@ int store_category_list(struct store *s,
 /* -EEXIST if path exists. */
 int store_category_create(struct store *s, const char *path, mode_t mode,
 			  uid_t uid, gid_t gid, int64_t *id_out);
-/* Removes the category, its policy, its entries and their blobs. */
+/* Removes the category, its policy, its entries and their blobs; -EBUSY
+ * for the root, -ENOENT if there is none. On failure the category is still
+ * there, but (local store, on a full disk) some of its entries may be gone
+ * already: a store_entry_scan tells which are left. */
 int store_category_delete(struct store *s, int64_t cat_id);
 int store_category_setattr(struct store *s, int64_t cat_id, mode_t mode,
 			   uid_t uid, gid_t gid);
@@ -126,11 +155,17 @@ int store_policy_put(struct store *s, int64_t cat_id, const char *yaml,
 
 /*
  * Store an entry: blob first, then the row. e->id is assigned here; the
- * other fields of e are the caller's. Returns 0 once durable.
+ * other fields of e (uid included) are the caller's. Returns 0 once
+ * durable (Redis: once the server confirmed this very put). -ENOENT when
+ * the category does not exist, -EINVAL for a payload with NULL pointers
+ * and non-zero lengths, a negative dim or no embedder name.
  */
 int store_entry_put(struct store *s, struct store_entry *e,
 		    const struct store_payload *p);
-/* Remove the row, then the blob. -ENOENT if there is no such entry. */
+/* Remove the row, then the blob. -ENOENT if there is no such entry; any
+ * other error means the entry is still stored (local: -ENOSPC only when
+ * even the full-disk reserve did not make room). A blob whose unlink
+ * failed is recorded and removed at a later delete or open. */
 int store_entry_delete(struct store *s, int64_t id);
 
 struct store_touch { int64_t id; int64_t last_hit_ms; int64_t hits; };
@@ -141,7 +176,10 @@ int store_entry_touch(struct store *s, const struct store_touch *t, size_t n);
 
 /*
  * Call cb for every entry of a category with id > min_id, in id order, with
- * its vector (dim floats) and embedder name. cb returns 0 to go on.
+ * its vector (dim floats) and embedder name. cb returns 0 to go on. An
+ * entry whose record is damaged (vector length not dim floats, bad
+ * metadata) is skipped with a log line. The local store runs cb with its
+ * lock held: cb must not call the store.
  */
 int store_entry_scan(struct store *s, int64_t cat_id, int64_t min_id,
 		     int (*cb)(void *arg, const struct store_entry *e,
@@ -150,7 +188,8 @@ int store_entry_scan(struct store *s, int64_t cat_id, int64_t min_id,
 		     void *arg);
 
 /* Read and verify an entry's response. *buf is malloc'd (caller frees);
- * -ENOENT if gone, -EBADMSG if the blob is damaged. */
+ * -ENOENT if gone, -EBADMSG if the blob is damaged or belongs to another
+ * entry (local blobs record their entry's id). */
 int store_response_read(struct store *s, int64_t id, void **buf,
 			size_t *len);
 /*
@@ -203,7 +242,14 @@ enum store_event_kind {
 	STORE_EV_CATEGORY_DELETE,  /* category.id, category.path */
 	STORE_EV_CATEGORY_ATTR,    /* category */
 	STORE_EV_POLICY,           /* category.id; yaml NULL = removed */
-	STORE_EV_RESYNC,           /* events were lost: reload everything */
+	STORE_EV_RESYNC,           /* events were lost, or the store was
+				    * reset behind our back (FLUSHALL):
+				    * reload categories, policies and
+				    * entries, dropping what is gone. After
+				    * a reset the store has put back every
+				    * category this process knew under the
+				    * same id (empty, without policy) and
+				    * made sure no new id equals an old one. */
 };
 
 struct store_event {
@@ -222,7 +268,9 @@ typedef void (*store_event_fn)(void *arg, const struct store_event *ev);
 /*
  * Deliver other hosts' changes to cb, from a thread of the store's own,
  * until store_close(). -ENOTSUP for a backend only this process changes
- * (the local directory).
+ * (the local directory). cb may call the store. The thread also finishes
+ * store work that failed calls left (cancelled puts, dropped keys) and
+ * checks, every second, whether the store was reset.
  */
 int store_watch(struct store *s, store_event_fn cb, void *arg);
 

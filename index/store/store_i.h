@@ -85,6 +85,11 @@ struct store {
 extern const struct store_ops store_local_ops;
 extern const struct store_ops store_redis_ops;
 
+/* For backends: the checks of store_entry_put's arguments they share
+ * (-EINVAL). */
+int store_payload_check(const struct store_entry *e,
+			const struct store_payload *p);
+
 /* For backends: *out = a malloc'd copy of the n bytes at p (p may be NULL
  * when n is 0) with a NUL after them, *out_len = n when out_len is not
  * NULL; 0, or -ENOMEM with *out NULL. */

@@ -4,9 +4,11 @@
  * A store is opened once in a temporary directory. Each input becomes the
  * file blobs/01/1 (entry 1): with the first byte even, the input is written
  * as it is (random headers); odd, a valid header for the rest of the input
- * is written, then one byte may be flipped or the file cut, as the input's
- * second byte says. store_response_read() must then return -EBADMSG, or 0
- * with exactly the payload bytes, or -ENOENT for no file; never crash.
+ * is written (version 1, or version 2 naming entry 1 or another entry, as
+ * the second byte says), then one byte may be flipped or the file cut.
+ * store_response_read() must then return -EBADMSG, or 0 with exactly the
+ * payload bytes after the header of the file's version, or -ENOENT for no
+ * file; never crash; a version 2 blob of another entry is never served.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -92,29 +94,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		atexit(cleanup);
 	}
 	if (size >= 2 && (data[0] & 1)) {
-		unsigned char hdr[20];
+		unsigned char hdr[28];
 		unsigned mode = data[1];
+		bool v2 = mode & 4, other = v2 && (mode & 8);
+		size_t hlen = v2 ? 28 : 20;
 
 		payload = data + 2;
 		plen = size - 2;
 		memcpy(hdr, "SCB1", 4);
-		le32(hdr + 4, 1);
+		le32(hdr + 4, v2 ? 2 : 1);
 		le64(hdr + 8, plen);
 		le32(hdr + 16, (uint32_t)crc32(0, payload, (uInt)plen));
+		le64(hdr + 20, other ? 2 : 1);
 		if (mode < 128) {
-			valid = true;
-			put(hdr, sizeof(hdr), payload, plen);
+			valid = !other;
+			put(hdr, hlen, payload, plen);
 		} else {
 			/* damage one byte (header or payload) or cut */
-			unsigned char *copy = malloc(sizeof(hdr) + plen);
-			size_t at = (mode * 7919u) % (sizeof(hdr) + plen);
+			unsigned char *copy = malloc(hlen + plen);
+			size_t at = (mode * 7919u) % (hlen + plen);
 
 			FUZZ_CHECK(copy);
-			memcpy(copy, hdr, sizeof(hdr));
-			memcpy(copy + sizeof(hdr), payload, plen);
+			memcpy(copy, hdr, hlen);
+			memcpy(copy + hlen, payload, plen);
 			if (mode & 2)
 				copy[at] ^= (unsigned char)(1u << (mode % 8));
-			put(copy, (mode & 2) ? sizeof(hdr) + plen : at, NULL, 0);
+			put(copy, (mode & 2) ? hlen + plen : at, NULL, 0);
 			free(copy);
 		}
 	} else {
@@ -125,9 +130,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (valid)
 		FUZZ_CHECK(rc == 0);
 	if (rc == 0) {
-		/* served bytes are exactly the file's payload */
-		FUZZ_CHECK(flen >= 20 && len == flen - 20 &&
-			   !memcmp(buf, file + 20, len));
+		/* served bytes are exactly the file's payload, after the
+		 * header of its version; a version 2 blob names entry 1 */
+		size_t hl = flen >= 8 && file[4] == 2 ? 28 : 20;
+
+		FUZZ_CHECK(flen >= hl && len == flen - hl &&
+			   !memcmp(buf, file + hl, len));
+		FUZZ_CHECK(hl == 20 || file[20] == 1);
 		if (valid)
 			FUZZ_CHECK(len == plen && !memcmp(buf, payload, plen));
 		free(buf);

@@ -26,287 +26,7 @@
 
 #include <hiredis/hiredis.h>
 
-#define OPS store_redis_ops
-#define DIM 256
-
-static char tmp[PATH_MAX];
-
-static int64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void pause_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	bind(fd, (struct sockaddr *)&a, sizeof(a));
-	getsockname(fd, (struct sockaddr *)&a, &len);
-	port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
-static bool port_free(int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	bool ok;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	a.sin_port = htons((uint16_t)port);
-	ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-	close(fd);
-	return ok;
-}
-
-/* A cluster node also listens on port + 10000 (its bus), so <= 55535. */
-static int free_cluster_port(void)
-{
-	for (int i = 0; i < 1000; i++) {
-		int p = 20000 + (int)((unsigned)rand() % 35000);
-
-		if (port_free(p) && port_free(p + 10000))
-			return p;
-	}
-	return 0;
-}
-
-struct srv {
-	pid_t pid;
-	int port;
-	char dir[PATH_MAX];
-};
-
-static redisReply *cmd1(int port, const char *fmt, const char *arg)
-{
-	struct timeval tv = { 1, 0 };
-	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-	redisReply *r = NULL;
-
-	if (c && !c->err)
-		r = redisCommand(c, fmt, arg);
-	if (c)
-		redisFree(c);
-	return r;
-}
-
-static bool srv_ping(int port)
-{
-	redisReply *r = cmd1(port, "PING %s", "x");
-	bool ok = r && r->type == REDIS_REPLY_STRING;
-
-	freeReplyObject(r);
-	return ok;
-}
-
-/* Start redis-server on s->port (0: pick one) with its data in s->dir. */
-static bool srv_start(struct srv *s, bool cluster)
-{
-	char port[16];
-
-	if (!s->port)
-		s->port = cluster ? free_cluster_port() : free_port();
-	if (!*s->dir) {
-		snprintf(s->dir, sizeof(s->dir), "%s/redis-%d", tmp, s->port);
-		mkdir(s->dir, 0700);
-	}
-	snprintf(port, sizeof(port), "%d", s->port);
-	fflush(NULL);
-	s->pid = fork();
-	if (s->pid == 0) {
-		char log[PATH_MAX + 8];
-
-		snprintf(log, sizeof(log), "%s/log", s->dir);
-		freopen(log, "a", stdout);
-		freopen(log, "a", stderr);
-		if (cluster)
-			execlp("redis-server", "redis-server", "--port", port,
-			       "--bind", "127.0.0.1", "--save", "",
-			       "--appendonly", "yes", "--dir", s->dir,
-			       "--daemonize", "no", "--cluster-enabled", "yes",
-			       "--cluster-config-file", "nodes.conf",
-			       "--cluster-node-timeout", "2000", (char *)NULL);
-		else
-			/* appendfsync always: the restart check relies on every
-			 * acknowledged write being in the AOF when redis is
-			 * killed; with everysec a busy disk may delay the write */
-			execlp("redis-server", "redis-server", "--port", port,
-			       "--bind", "127.0.0.1", "--save", "",
-			       "--appendonly", "yes", "--appendfsync", "always",
-			       "--dir", s->dir, "--daemonize", "no", (char *)NULL);
-		_exit(127);
-	}
-	for (int64_t end = mono_us() + 5000000; mono_us() < end; pause_ms(10))
-		if (srv_ping(s->port))
-			return true;
-	return false;
-}
-
-static void srv_kill(struct srv *s)
-{
-	if (s->pid > 0) {
-		kill(s->pid, SIGKILL);
-		waitpid(s->pid, NULL, 0);
-	}
-	s->pid = 0;
-}
-
-static struct store *open_at(int port, char *err, size_t errlen, int *ret)
-{
-	char where[64];
-	struct store *st = NULL;
-
-	snprintf(where, sizeof(where), "redis://127.0.0.1:%d/0", port);
-	*ret = OPS.open(where, NULL, &st, NULL, err, errlen);
-	return st;
-}
-
-/* ---- collecting events ---- */
-
-struct evlog {
-	pthread_mutex_t mu;
-	size_t n, cap;
-	struct { struct store_event ev; int64_t t_us; uint64_t mark; } *v;
-	int resyncs;
-};
-
-static void ev_cb(void *arg, const struct store_event *ev)
-{
-	struct evlog *l = arg;
-
-	pthread_mutex_lock(&l->mu);
-	if (ev->kind == STORE_EV_RESYNC)
-		l->resyncs++;
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 256;
-		l->v = realloc(l->v, l->cap * sizeof(*l->v));
-	}
-	l->v[l->n].ev = *ev;
-	l->v[l->n].ev.vec = NULL;
-	l->v[l->n].ev.embedder = NULL;
-	l->v[l->n].ev.yaml = NULL;
-	l->v[l->n].ev.category.path = NULL;
-	l->v[l->n].t_us = mono_us();
-	l->v[l->n].mark = ev->dim == DIM && ev->vec &&
-			  ev->vec[0] == (float)ev->entry.key[0] ? 1 : 0;
-	l->n++;
-	pthread_mutex_unlock(&l->mu);
-}
-
-static size_t ev_count(struct evlog *l)
-{
-	size_t n;
-
-	pthread_mutex_lock(&l->mu);
-	n = l->n;
-	pthread_mutex_unlock(&l->mu);
-	return n;
-}
-
-static bool ev_wait(struct evlog *l, size_t n, int ms)
-{
-	for (int64_t end = mono_us() + ms * 1000; mono_us() < end; pause_ms(2))
-		if (ev_count(l) >= n)
-			return true;
-	return ev_count(l) >= n;
-}
-
-/* ---- entries ---- */
-
-static float vec[DIM];
-
-static int put(struct store *st, int64_t cat, uint64_t mark, const void *resp,
-	       size_t resp_len, int64_t *id)
-{
-	struct store_entry e = { .cat_id = cat, .created_ms = 1000 + (int64_t)mark,
-				 .key = { mark, ~mark }, .ctx_hash = 0 };
-	char q[64];
-	struct store_payload p = { .query = q, .vec = vec, .dim = DIM,
-				   .embedder = "builtin-v1",
-				   .response = resp, .response_len = resp_len };
-	int ret;
-
-	p.query_len = (size_t)snprintf(q, sizeof(q), "query %llu",
-				       (unsigned long long)mark);
-	vec[0] = (float)mark;
-	ret = OPS.entry_put(st, &e, &p);
-	if (id)
-		*id = e.id;
-	return ret;
-}
-
-struct scan_ctx {
-	int n;
-	int64_t ids[4096];
-	struct store_entry first;
-	float vec[DIM];
-	int dim;
-	char emb[32];
-};
-
-static int scan_cb(void *arg, const struct store_entry *e, const float *v,
-		   int dim, const char *embedder)
-{
-	struct scan_ctx *sc = arg;
-
-	if (!sc->n) {
-		sc->first = *e;
-		sc->dim = dim;
-		memcpy(sc->vec, v, sizeof(float) * (dim > DIM ? DIM : dim));
-		snprintf(sc->emb, sizeof(sc->emb), "%s", embedder);
-	}
-	if (sc->n < 4096)
-		sc->ids[sc->n] = e->id;
-	sc->n++;
-	return 0;
-}
-
-static int count_entries(struct store *st, int64_t cat)
-{
-	struct scan_ctx *sc = calloc(1, sizeof(*sc));
-	int ret = OPS.entry_scan(st, cat, 0, scan_cb, sc), n = sc->n;
-
-	free(sc);
-	return ret ? ret : n;
-}
-
-struct cat_find { const char *path; int64_t id; mode_t mode; int n; };
-
-static int cat_cb(void *arg, const struct store_category *c)
-{
-	struct cat_find *f = arg;
-
-	f->n++;
-	if (!strcmp(c->path, f->path)) {
-		f->id = c->id;
-		f->mode = c->mode;
-	}
-	return 0;
-}
-
-static int64_t cat_lookup(struct store *st, const char *path, mode_t *mode)
-{
-	struct cat_find f = { path, 0, 0, 0 };
-
-	OPS.category_list(st, cat_cb, &f);
-	if (mode)
-		*mode = f.mode;
-	return f.id;
-}
+#include "redis_test.h"
 
 /* ---- single node ---- */
 
@@ -438,14 +158,7 @@ static void test_basics(int port)
 		put(a, cat2, (uint64_t)i, "x", 1, NULL);
 	OPS.policy_put(a, cat2, "ttl: 1\n", 7);
 	CHECK_EQ_INT(OPS.category_delete(a, cat2), 0);
-	redisReply *r = cmd1(port, "KEYS %s", "{c*");
-	int left = 0;
-	char tag[32];
-	snprintf(tag, sizeof(tag), "{c%lld}", (long long)cat2);
-	for (size_t i = 0; r && i < r->elements; i++)
-		left += !strncmp(r->element[i]->str, tag, strlen(tag));
-	CHECK_EQ_INT(left, 0);
-	freeReplyObject(r);
+	CHECK_EQ_INT(cat_keys_left(port, cat2), 0);
 	CHECK_EQ_INT(put(a, cat2, 1, "x", 1, NULL), -ENOENT);
 
 	free(sc);
@@ -560,19 +273,6 @@ static size_t deletes(struct evlog *l)
 		n += l->v[i].ev.kind == STORE_EV_ENTRY_DELETE;
 	pthread_mutex_unlock(&l->mu);
 	return n;
-}
-
-static long long rint_of(int port, const char *fmt, const char *key)
-{
-	redisReply *r = cmd1(port, fmt, key);
-	long long v = -1;
-
-	if (r && r->type == REDIS_REPLY_INTEGER)
-		v = r->integer;
-	else if (r && r->type == REDIS_REPLY_STRING)
-		v = strtoll(r->str, NULL, 10);
-	freeReplyObject(r);
-	return v;
 }
 
 /* Evict from category cat per q; returns how many, ids in v. */
@@ -708,18 +408,7 @@ static void test_quota(int port)
 				       v, 16, &n, &gone), -EINVAL);
 	/* a category deleted takes its quota keys along */
 	CHECK_EQ_INT(OPS.category_delete(a, cat), 0);
-	{
-		redisReply *r = cmd1(port, "KEYS %s", "{c*}:*");
-		char tag[24];
-		int left = 0;
-
-		snprintf(tag, sizeof(tag), "{c%lld}:", (long long)cat);
-		for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY &&
-		     i < r->elements; i++)
-			left += !strncmp(r->element[i]->str, tag, strlen(tag));
-		CHECK_EQ_INT(left, 0);
-		freeReplyObject(r);
-	}
+	CHECK_EQ_INT(cat_keys_left(port, cat), 0);
 	OPS.close(a);
 	OPS.close(b);
 	free(la.v);
@@ -1085,26 +774,10 @@ int main(void)
 {
 	struct srv s = { 0 };
 	char cmd[PATH_MAX + 16];
+	int ret = redis_test_begin("store_redis", &s);
 
-	if (system("command -v redis-server >/dev/null 2>&1") != 0) {
-		printf("store_redis: SKIP: redis-server is not installed "
-		       "(apt-get install redis-server redis-tools)\n");
-		return 77;
-	}
-	snprintf(tmp, sizeof(tmp), "%s/semcache-redis-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(tmp)) {
-		perror("mkdtemp");
-		return 1;
-	}
-	setenv("XDG_DATA_HOME", tmp, 1);
-	srand((unsigned)getpid() ^ (unsigned)mono_us());
-	if (!srv_start(&s, false)) {
-		printf("store_redis: redis-server did not start (see %s)\n",
-		       s.dir);
-		srv_kill(&s);
-		return 1;
-	}
+	if (ret)
+		return ret;
 	/* unreachable: a clear error, fast */
 	{
 		char where[64], err[256];

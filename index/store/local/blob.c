@@ -1,8 +1,12 @@
 /*
  * blob.c - the local store's response files, blobs/XX/ID.
  *
- * Format: a 20-byte header, "SCB1", u32 version, u64 payload length, u32
- * zlib crc32 of the payload (all little-endian), then the payload. A blob
+ * Format: a header, "SCB1", u32 version, u64 payload length, u32 zlib
+ * crc32 of the payload, and in version 2 the u64 id of the entry it
+ * belongs to (all little-endian), then the payload. Version 2 (28 bytes of
+ * header) is written; version 1 (20 bytes, no id, written by older
+ * builds) is still read. A version 2 blob is served only for its own
+ * entry: a valid blob copied over another entry's is -EBADMSG. A blob
  * is written temp -> fsync? -> rename -> fsync(dir)? (the fsyncs with
  * sync_full), each failure logged naming its step, and read back only when
  * the header, the file's length and the checksum agree (else -EBADMSG).
@@ -30,8 +34,9 @@
 #include <unistd.h>
 
 #define BLOB_MAGIC "SCB1"
-#define BLOB_VERSION 1u
-#define BLOB_HDR_LEN 20
+#define BLOB_VERSION 2u
+#define BLOB_V1_HDR_LEN 20
+#define BLOB_HDR_LEN 28
 
 int local_blob_name(int64_t id, struct blob_name *n)
 {
@@ -97,6 +102,7 @@ int local_blob_write(struct store_local *s, int64_t id, const void *data,
 	bytes_put_le32(hdr + 4, BLOB_VERSION);
 	bytes_put_le64(hdr + 8, (uint64_t)len);
 	bytes_put_le32(hdr + 16, bytes_crc32(data, len));
+	bytes_put_le64(hdr + 20, local_i64_to_u64(id));
 
 	fd = openat(s->dirfd, n.tmp,
 		    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
@@ -154,6 +160,8 @@ int local_blob_read(struct store_local *s, int64_t id, void **buf,
 	struct blob_name n;
 	struct stat sb;
 	uint64_t plen;
+	uint32_t ver;
+	size_t hlen;
 	void *data = NULL;
 	ssize_t got;
 	int fd, ret;
@@ -179,14 +187,31 @@ int local_blob_read(struct store_local *s, int64_t id, void **buf,
 		semlog(SEMLOG_ERR, "store: read blob '%s': %s", n.fin, strerror(-ret));
 		goto out;
 	}
+	ver = (size_t)got >= BLOB_V1_HDR_LEN ? bytes_get_le32(hdr + 4) : 0;
+	hlen = ver == 1 ? BLOB_V1_HDR_LEN : BLOB_HDR_LEN;
 	plen = bytes_get_le64(hdr + 8);
-	if ((size_t)got < sizeof(hdr) || memcmp(hdr, BLOB_MAGIC, 4) ||
-	    bytes_get_le32(hdr + 4) != BLOB_VERSION ||
-	    plen != (uint64_t)sb.st_size - BLOB_HDR_LEN ||
-	    plen > SIZE_MAX - 1) {
+	if ((size_t)got < hlen || memcmp(hdr, BLOB_MAGIC, 4) ||
+	    (ver != 1 && ver != BLOB_VERSION) || sb.st_size < (off_t)hlen ||
+	    plen != (uint64_t)sb.st_size - hlen || plen > SIZE_MAX - 1) {
 		ret = -EBADMSG;
 		semlog(SEMLOG_ERR, "store: blob '%s' is damaged (bad header or length); "
 			  "delete entry %lld", n.fin, (long long)id);
+		goto out;
+	}
+	if (ver == BLOB_VERSION &&
+	    bytes_get_le64(hdr + 20) != local_i64_to_u64(id)) {
+		ret = -EBADMSG;
+		semlog(SEMLOG_ERR, "store: blob '%s' belongs to entry %lld, not to "
+		       "entry %lld (copied over it?); not served: delete entry "
+		       "%lld", n.fin, (long long)local_u64_to_i64(
+		       bytes_get_le64(hdr + 20)), (long long)id, (long long)id);
+		goto out;
+	}
+	/* a version 1 header is shorter: its payload starts inside hdr */
+	if (lseek(fd, (off_t)hlen, SEEK_SET) < 0) {
+		ret = -errno;
+		semlog(SEMLOG_ERR, "store: seek in blob '%s': %s", n.fin,
+		       strerror(-ret));
 		goto out;
 	}
 	data = malloc(plen ? (size_t)plen : 1);
@@ -217,15 +242,19 @@ out:
 	return ret;
 }
 
-void local_blob_unlink(struct store_local *s, int64_t id)
+int local_blob_unlink(struct store_local *s, int64_t id)
 {
 	struct blob_name n;
+	int ret = local_blob_name(id, &n);
 
-	if (local_blob_name(id, &n))
-		return;
-	if (unlinkat(s->dirfd, n.fin, 0) < 0 && errno != ENOENT)
-		semlog(SEMLOG_ERR, "store: remove blob '%s': %s; it stays until the next "
-			  "unclean open", n.fin, strerror(errno));
+	if (ret)
+		return ret;
+	if (unlinkat(s->dirfd, n.fin, 0) < 0 && errno != ENOENT) {
+		ret = -errno;
+		semlog(SEMLOG_ERR, "store: remove blob '%s': %s", n.fin,
+		       strerror(-ret));
+	}
+	return ret;
 }
 
 static int mkdir_at(int dirfd, const char *name, bool *created)

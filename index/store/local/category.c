@@ -4,9 +4,13 @@
  * How: each call is one prepared statement (or one transaction) under the
  * store's mutex. Listing copies the rows out first, so the callback runs
  * without the mutex and may call back into the store. Deleting a category
- * removes its entries, its policy and its row in one transaction (the root
- * "/" is refused with -EBUSY), retried once after giving up the full-disk
- * reserve, then unlinks the entries' blobs without the mutex.
+ * (the root "/" is refused with -EBUSY) removes its entries in
+ * transactions of STORE_DELETE_BATCH, unlinking their blobs without the
+ * mutex after each (so that on a full disk each transaction fits a
+ * reserve chunk and frees space for the next), then what is left with its
+ * policy and its row in one last transaction; each is retried after giving
+ * up reserve chunks (reserve.c). A failure leaves the category in place
+ * with the entries not yet removed.
  *
  * What not: no path syntax checks beyond a leading '/' (the engine owns
  * names), no inheritance of policies (policy/ does that).
@@ -109,14 +113,17 @@ int local_category_create(struct store *store, const char *path, mode_t mode,
 	return ret;
 }
 
-/* Collect the ids of a category's entries. Call with mu held. */
-static int cat_entry_ids(struct store_local *s, int64_t cat_id,
-			 struct local_ids *ids)
+/* Collect the entry ids statement id gives for category cat_id (?1),
+ * at most limit (?2) when limit > 0. Call with mu held. */
+static int cat_entry_ids(struct store_local *s, enum stmt_id id,
+			 int64_t cat_id, int64_t limit, struct local_ids *ids)
 {
-	sqlite3_stmt *st = s->st[ST_ENT_IDS_CAT];
+	sqlite3_stmt *st = s->st[id];
 	int rc, ret = 0;
 
 	sqlite3_bind_int64(st, 1, cat_id);
+	if (limit > 0)
+		sqlite3_bind_int64(st, 2, limit);
 	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		ret = local_ids_push(ids, sqlite3_column_int64(st, 0));
 	if (!ret && rc != SQLITE_DONE)
@@ -148,7 +155,7 @@ static int category_delete_tx(struct store_local *s, int64_t cat_id,
 	local_stmt_done(st);
 	if (ret)
 		goto out_rollback;
-	ret = cat_entry_ids(s, cat_id, ids);
+	ret = cat_entry_ids(s, ST_ENT_IDS_CAT, cat_id, 0, ids);
 	if (ret)
 		goto out_rollback;
 	sqlite3_bind_int64(s->st[ST_ENT_DELETE_CAT], 1, cat_id);
@@ -176,24 +183,75 @@ out_free:
 	return ret;
 }
 
+/* Remove the first STORE_DELETE_BATCH entries of a category (their ids go
+ * to ids). mu held. 0 with ids->n 0 once none is left. */
+static int delete_batch(struct store_local *s, int64_t cat_id,
+			struct local_ids *ids)
+{
+	int ret;
+
+	ids->n = 0;
+	ret = cat_entry_ids(s, ST_ENT_IDS_BATCH, cat_id, STORE_DELETE_BATCH, ids);
+	if (ret || !ids->n)
+		return ret;
+	sqlite3_bind_int64(s->st[ST_ENT_DELETE_UPTO], 1, cat_id);
+	sqlite3_bind_int64(s->st[ST_ENT_DELETE_UPTO], 2, ids->v[ids->n - 1]);
+	ret = local_delete_exec(s, ST_ENT_DELETE_UPTO, "delete entries of category");
+	if (ret)
+		ids->n = 0;
+	return ret;
+}
+
+/* Unlink the blobs of ids without mu, then retake the reserve. */
+static void drop_blobs(struct store_local *s, const struct local_ids *ids)
+{
+	local_unlock(s);
+	for (size_t i = 0; i < ids->n; i++)
+		local_blob_drop(s, ids->v[i]);
+	local_lock(s);
+	local_reserve_retake(s);
+}
+
 int local_category_delete(struct store *store, int64_t cat_id)
 {
 	struct store_local *s = local_of(store);
-	struct local_ids ids;
+	struct local_ids ids = { 0 };
+	sqlite3_stmt *st;
 	int ret;
 
 	if (!s)
 		return -EINVAL;
 	local_lock(s);
-	ret = category_delete_tx(s, cat_id, &ids);
-	if (ret == -ENOSPC && local_reserve_give_up(s))
-		ret = category_delete_tx(s, cat_id, &ids);
-	local_unlock(s);
-	for (size_t i = 0; i < ids.n; i++)
-		local_blob_unlink(s, ids.v[i]);
-	free(ids.v);
+	ret = local_sync_restore(s);
+	st = s->st[ST_CAT_EXISTS];
+	sqlite3_bind_int64(st, 1, cat_id);
 	if (!ret)
-		local_reserve_retake(s);
+		ret = local_stmt_row(s, st, "look up category");
+	if (ret > 0) {
+		const char *p = (const char *)sqlite3_column_text(st, 0);
+
+		/* the root category stays */
+		ret = p && !strcmp(p, "/") ? -EBUSY : 0;
+	}
+	local_stmt_done(st);
+	while (!ret) {
+		ret = delete_batch(s, cat_id, &ids);
+		if (ret || !ids.n)
+			break;
+		drop_blobs(s, &ids);
+	}
+	if (!ret) {
+		free(ids.v);
+		ret = category_delete_tx(s, cat_id, &ids);
+		while (ret == -ENOSPC && local_reserve_give_up(s))
+			ret = category_delete_tx(s, cat_id, &ids);
+		if (!ret)
+			drop_blobs(s, &ids);
+	}
+	if (!ret && s->have_orphans)
+		local_orphans_retry(s);
+	local_unlock(s);
+	free(ids.v);
 	return ret;
 }
 

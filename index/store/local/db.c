@@ -6,13 +6,22 @@
  * every statement prepared once (SQLITE_PREPARE_PERSISTENT) at open and
  * indexed by enum stmt_id. Columns of entries are ordered small fields
  * first, then vec, then the texts, so a scan reaches vec without walking the
- * overflow pages of long queries. Entry ids come from an in-memory counter
+ * overflow pages of long queries. The WAL is checkpointed every
+ * STORE_WAL_PAGES pages (1 MiB, not SQLite's 4 MiB), so that a disk that
+ * fills up is not filled by the WAL and a delete on it can still be
+ * checkpointed (reserve.c). Entry ids come from an in-memory counter
  * that starts above both max(id) and sqlite_sequence, so an id is never
  * handed out twice. Every open runs PRAGMA quick_check: a database SQLite
  * calls corrupt gives -EUCLEAN, which open.c answers with repair.c.
  *
- * What not: no schema migrations yet (version 1 is the only one; a newer
- * one is refused), no repair (repair.c), no blob files (blob.c).
+ * Schema versions: 2 adds entries.uid (who filled it; NULL in rows from
+ * version 1, read as the category's owner) and the orphans table (blobs
+ * whose unlink failed, removed later). A version 1 database is migrated at
+ * open in one transaction (ALTER TABLE ADD COLUMN: the column lands after
+ * the texts there, while a new database has it among the small fields); a
+ * newer version is refused.
+ *
+ * What not: no repair (repair.c), no blob files (blob.c).
  */
 #include "local_i.h"
 #include "clock.h"
@@ -25,6 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define SEMCACHE_STR_(x) #x
+#define SEMCACHE_STR(x) SEMCACHE_STR_(x)
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -44,17 +56,25 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_POL_DELETE] = "DELETE FROM policies WHERE cat_id = ?1",
 	[ST_ENT_INSERT] = "INSERT INTO entries(id, cat_id, created_ms,"
 		" last_hit_ms, hits, bytes, key_hi, key_lo, ctx_hash, dim,"
-		" embedder, vec, query, context)"
+		" embedder, vec, query, context, uid)"
 		" SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
-		" ?13, ?14 WHERE EXISTS (SELECT 1 FROM categories"
+		" ?13, ?14, ?15 WHERE EXISTS (SELECT 1 FROM categories"
 		" WHERE id = ?2)",
 	[ST_ENT_DELETE] = "DELETE FROM entries WHERE id = ?1",
 	[ST_ENT_DELETE_CAT] = "DELETE FROM entries WHERE cat_id = ?1",
 	[ST_ENT_IDS_CAT] = "SELECT id FROM entries WHERE cat_id = ?1",
+	[ST_ENT_IDS_BATCH] = "SELECT id FROM entries WHERE cat_id = ?1"
+		" ORDER BY id LIMIT ?2",
+	[ST_ENT_DELETE_UPTO] = "DELETE FROM entries WHERE cat_id = ?1"
+		" AND id <= ?2",
+	[ST_ORPHAN_ADD] = "INSERT OR IGNORE INTO orphans(id) VALUES(?1)",
+	[ST_ORPHAN_DEL] = "DELETE FROM orphans WHERE id = ?1",
+	[ST_ORPHAN_LIST] = "SELECT id FROM orphans ORDER BY id LIMIT 1024",
 	[ST_ENT_TOUCH] = "UPDATE entries SET last_hit_ms = ?2, hits = ?3"
 		" WHERE id = ?1",
 	[ST_ENT_SCAN] = "SELECT id, cat_id, created_ms, last_hit_ms, hits,"
-		" bytes, key_hi, key_lo, ctx_hash, dim, embedder, vec"
+		" bytes, key_hi, key_lo, ctx_hash, dim, embedder, vec,"
+		" coalesce(uid, (SELECT uid FROM categories WHERE id = ?1), 0)"
 		" FROM entries WHERE cat_id = ?1 AND id > ?2 ORDER BY id",
 	[ST_ENT_TEXT] = "SELECT query, context FROM entries WHERE id = ?1",
 };
@@ -78,6 +98,7 @@ static const char schema_sql[] =
 	" last_hit_ms INTEGER NOT NULL,"
 	" hits INTEGER NOT NULL,"
 	" bytes INTEGER NOT NULL,"
+	" uid INTEGER,"
 	" key_hi INTEGER NOT NULL,"
 	" key_lo INTEGER NOT NULL,"
 	" ctx_hash INTEGER NOT NULL,"
@@ -86,7 +107,16 @@ static const char schema_sql[] =
 	" vec BLOB NOT NULL,"
 	" query BLOB NOT NULL,"
 	" context BLOB);"
-	"CREATE INDEX entries_cat ON entries(cat_id, id);";
+	"CREATE INDEX entries_cat ON entries(cat_id, id);"
+	"CREATE TABLE orphans(id INTEGER PRIMARY KEY);";
+
+/* From version 1 to 2 (see the top). */
+static const char migrate_v2_sql[] =
+	"BEGIN IMMEDIATE;"
+	"ALTER TABLE entries ADD COLUMN uid INTEGER;"
+	"CREATE TABLE IF NOT EXISTS orphans(id INTEGER PRIMARY KEY);"
+	"PRAGMA user_version=2;"
+	"COMMIT;";
 
 void local_lock(struct store_local *s)
 {
@@ -286,6 +316,14 @@ static int db_schema(struct store_local *s, const char *dbpath, char *err,
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			return ret;
 		}
+	} else if (ver == 1) {
+		ret = local_db_exec(s->db, migrate_v2_sql, err, errlen, dbpath);
+		if (ret) {
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			return ret;
+		}
+		semlog(SEMLOG_INFO, "store: '%s' upgraded from schema version 1 "
+		       "to 2 (entries record who filled them)", dbpath);
 	}
 	rc = sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO categories"
 				"(path, mode, uid, gid, created_ms)"
@@ -380,6 +418,10 @@ int local_db_setup(struct store_local *s, const char *dbpath, char *err,
 	sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
 	ret = local_db_exec(s->db, "PRAGMA journal_mode=WAL", err, errlen,
 			    dbpath);
+	if (!ret)
+		ret = local_db_exec(s->db, "PRAGMA wal_autocheckpoint="
+				    SEMCACHE_STR(STORE_WAL_PAGES), err, errlen,
+				    dbpath);
 	if (!ret)
 		ret = local_db_exec(s->db, s->sync_full ?
 				    "PRAGMA synchronous=FULL" :

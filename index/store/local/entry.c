@@ -3,13 +3,18 @@
  * texts and responses.
  *
  * How: a put takes its id from the in-memory counter under the mutex, writes
- * the blob without it (blob.c), then inserts the row under it; the insert
- * checks in SQL that the category exists, and a failed insert removes the
- * blob again. A delete removes the row, then the blob; on a full disk it
- * gives up the reserve once and retries (reserve.c). Hit counters are
- * batched into one transaction that is not fsync'd even with sync_full. A
- * scan runs its callback with the mutex held, with vec pointing into
- * SQLite's row (copied to an aligned buffer when it is not float-aligned).
+ * the blob without it (blob.c), then inserts the row (with the filler's
+ * uid) under it; the insert checks in SQL that the category exists, and a
+ * failed insert removes the blob again. A delete removes the row, then the
+ * blob; on a full disk it gives up reserve chunks and retries (reserve.c),
+ * and returns the errno when even that fails (the entry then stays). A
+ * blob that cannot be unlinked is recorded in the orphans table and
+ * removed at a later delete or open. Hit counters are batched into one
+ * transaction that is not fsync'd even with sync_full (synchronous=NORMAL
+ * for it; setting FULL back is checked, and retried before the next
+ * durable write, which fails rather than commit without it). A scan runs
+ * its callback with the mutex held, with vec pointing into SQLite's row
+ * (copied to an aligned buffer when it is not float-aligned).
  *
  * What not: no eviction policy (the engine decides what to delete), no
  * reading of responses under the mutex (blob.c reads the file).
@@ -33,13 +38,7 @@ int local_entry_put(struct store *store, struct store_entry *e,
 	int64_t id;
 	int rc, ret;
 
-	if (!s || !e || !p || !p->embedder || p->dim < 0 ||
-	    (p->dim && !p->vec) || (p->query_len && !p->query) ||
-	    (p->context_len && !p->context) ||
-	    (p->response_len && !p->response) ||
-	    p->query_len > INT_MAX || p->context_len > INT_MAX ||
-	    (size_t)p->dim > INT_MAX / sizeof(float) ||
-	    p->response_len > (uint64_t)INT64_MAX)
+	if (!s || store_payload_check(e, p))
 		return -EINVAL;
 
 	local_lock(s);
@@ -51,6 +50,12 @@ int local_entry_put(struct store *store, struct store_entry *e,
 		return ret;
 
 	local_lock(s);
+	ret = local_sync_restore(s);
+	if (ret) {
+		local_unlock(s);
+		local_blob_unlink(s, id);
+		return ret;
+	}
 	st = s->st[ST_ENT_INSERT];
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_int64(st, 2, e->cat_id);
@@ -72,6 +77,7 @@ int local_entry_put(struct store *store, struct store_entry *e,
 				  (int)p->context_len, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, 14);
+	sqlite3_bind_int64(st, 15, (int64_t)e->uid);
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE) {
 		snprintf(what, sizeof(what), "insert entry %lld",
@@ -99,20 +105,86 @@ int local_entry_delete(struct store *store, int64_t id)
 	if (!s)
 		return -EINVAL;
 	local_lock(s);
-	sqlite3_bind_int64(s->st[ST_ENT_DELETE], 1, id);
-	ret = local_stmt_exec(s, ST_ENT_DELETE, "delete entry");
-	if (ret == -ENOSPC && local_reserve_give_up(s)) {
+	ret = local_sync_restore(s);
+	if (!ret) {
 		sqlite3_bind_int64(s->st[ST_ENT_DELETE], 1, id);
-		ret = local_stmt_exec(s, ST_ENT_DELETE, "delete entry");
+		ret = local_delete_exec(s, ST_ENT_DELETE, "delete entry");
 	}
 	if (!ret && sqlite3_changes(s->db) == 0)
 		ret = -ENOENT;
 	local_unlock(s);
-	if (!ret) {
-		local_blob_unlink(s, id);
-		local_reserve_retake(s);
+	if (ret)
+		return ret;
+	local_blob_drop(s, id);
+	local_lock(s);
+	local_reserve_retake(s);
+	if (s->have_orphans)
+		local_orphans_retry(s);
+	local_unlock(s);
+	return 0;
+}
+
+void local_blob_drop(struct store_local *s, int64_t id)
+{
+	int rc;
+
+	if (!local_blob_unlink(s, id))
+		return;
+	local_lock(s);
+	sqlite3_bind_int64(s->st[ST_ORPHAN_ADD], 1, id);
+	rc = sqlite3_step(s->st[ST_ORPHAN_ADD]);
+	local_stmt_done(s->st[ST_ORPHAN_ADD]);
+	if (rc == SQLITE_DONE) {
+		s->have_orphans = true;
+		semlog(SEMLOG_WARN, "store: the blob of deleted entry %lld stays "
+		       "for now; it is removed at a later delete or open",
+		       (long long)id);
+	} else {
+		/* then the next open looks for orphans itself */
+		s->orphans_lost = true;
+		semlog(SEMLOG_ERR, "store: cannot record the blob of deleted "
+		       "entry %lld for removal (%s); the next open checks the "
+		       "store", (long long)id, sqlite3_errmsg(s->db));
 	}
-	return ret;
+	local_unlock(s);
+}
+
+void local_orphans_retry(struct store_local *s)
+{
+	sqlite3_stmt *st = s->st[ST_ORPHAN_LIST];
+	struct local_ids ids = { 0 };
+	bool left = false;
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (local_ids_push(&ids, sqlite3_column_int64(st, 0)))
+			break;
+	local_stmt_done(st);
+	for (size_t i = 0; i < ids.n; i++) {
+		if (local_blob_unlink(s, ids.v[i])) {
+			left = true;
+			continue;
+		}
+		sqlite3_bind_int64(s->st[ST_ORPHAN_DEL], 1, ids.v[i]);
+		if (local_stmt_exec(s, ST_ORPHAN_DEL, "forget a removed orphan"))
+			left = true;
+	}
+	s->have_orphans = left || ids.n == 1024 || rc != SQLITE_DONE;
+	free(ids.v);
+}
+
+int local_sync_restore(struct store_local *s)
+{
+	int rc;
+
+	if (!s->sync_normal)
+		return 0;
+	rc = sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return local_sq_fail(s, rc, "set synchronous=FULL again (the "
+				     "write waits for it)");
+	s->sync_normal = false;
+	return 0;
 }
 
 int local_entry_touch(struct store *store, const struct store_touch *t, size_t n)
@@ -128,9 +200,10 @@ int local_entry_touch(struct store *store, const struct store_touch *t, size_t n
 	local_lock(s);
 	/* Hit counters are not worth an fsync, even with sync_full; the
 	 * next synchronous commit covers them. */
-	if (s->sync_full)
-		sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL,
-			     NULL);
+	if (s->sync_full &&
+	    sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL,
+			 NULL) == SQLITE_OK)
+		s->sync_normal = true;
 	ret = local_tx_begin(s);
 	if (ret)
 		goto out;
@@ -147,9 +220,9 @@ int local_entry_touch(struct store *store, const struct store_touch *t, size_t n
 	}
 	ret = local_tx_commit(s);
 out:
-	if (s->sync_full)
-		sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL,
-			     NULL);
+	/* checked: a failure is retried before the next durable write */
+	if (local_sync_restore(s) && !ret)
+		ret = -EIO;
 	local_unlock(s);
 	return ret;
 }
@@ -207,6 +280,7 @@ int local_entry_scan(struct store *store, int64_t cat_id, int64_t min_id,
 		e.key[0] = local_i64_to_u64(sqlite3_column_int64(st, 6));
 		e.key[1] = local_i64_to_u64(sqlite3_column_int64(st, 7));
 		e.ctx_hash = local_i64_to_u64(sqlite3_column_int64(st, 8));
+		e.uid = (uid_t)sqlite3_column_int64(st, 12);
 		ret = cb(arg, &e, dim ? vec : NULL, (int)dim, emb ? emb : "");
 		if (ret)
 			break;

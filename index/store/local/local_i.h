@@ -33,14 +33,19 @@
 
 #include <sqlite3.h>
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_DB_NAME "semcache.db"
 #define STORE_CLEAN_NAME "clean"
 #define STORE_RESERVE_NAME "reserve"
 #define STORE_LOST_NAME "lost+found"
 #define STORE_SALVAGE_NAME "salvage.tmp"
 #define STORE_RESERVE_BYTES (256 * 1024)
+#define STORE_RESERVE_CHUNK (64 * 1024)
+#define STORE_DELETE_BATCH 8       /* entries per transaction of a category
+				    * delete: its WAL growth fits a chunk */
 #define STORE_BUSY_MS 5000
+#define STORE_WAL_PAGES 256        /* wal_autocheckpoint: a WAL that a full
+				    * disk's reserve can still checkpoint */
 
 /* The statements prepared once at open (db.c has their SQL). */
 enum stmt_id {
@@ -59,6 +64,11 @@ enum stmt_id {
 	ST_ENT_DELETE,
 	ST_ENT_DELETE_CAT,
 	ST_ENT_IDS_CAT,
+	ST_ENT_IDS_BATCH,
+	ST_ENT_DELETE_UPTO,
+	ST_ORPHAN_ADD,
+	ST_ORPHAN_DEL,
+	ST_ORPHAN_LIST,
 	ST_ENT_TOUCH,
 	ST_ENT_SCAN,
 	ST_ENT_TEXT,
@@ -78,7 +88,15 @@ struct store_local {
 	sqlite3 *db;                 /* guarded by mu */
 	sqlite3_stmt *st[ST_COUNT];  /* guarded by mu */
 	int64_t next_id;             /* guarded by mu */
-	bool have_reserve;           /* guarded by mu */
+	int64_t reserve_bytes;       /* guarded by mu: set aside now */
+	bool disk_full;              /* guarded by mu: the reserve was used
+				      * (checkpoint after every delete) */
+	bool have_orphans;           /* guarded by mu: rows in orphans */
+	bool orphans_lost;           /* guarded by mu: an orphan could not be
+				      * recorded: no clean marker at close */
+	bool sync_normal;            /* guarded by mu: synchronous=FULL could
+				      * not be set back (retried before the
+				      * next durable write) */
 	float *scan_buf;             /* guarded by mu: aligned copy of a vec */
 	size_t scan_cap;             /* guarded by mu */
 };
@@ -162,14 +180,31 @@ int local_ids_push(struct local_ids *ids, int64_t id);
 
 /* ---- reserve.c ---- */
 
-/* Set the reserve file aside (have_reserve says whether it worked). Called
- * at open, and with mu held. */
+/* Set up to STORE_RESERVE_BYTES aside in STORE_RESERVE_CHUNK pieces,
+ * keeping what fits (reserve_bytes says how much). At open, and with mu
+ * held. */
 void local_reserve_take(struct store_local *s);
-/* mu held: give up the reserve; true if a retry of what hit ENOSPC may now
- * succeed. */
+/* mu held: give up one chunk of the reserve for a delete that hit ENOSPC;
+ * true if a retry may now succeed. */
 bool local_reserve_give_up(struct store_local *s);
-/* Take the reserve back after a delete if it was given up (takes mu). */
+/* mu held: after a delete, checkpoint the WAL if the disk was found full
+ * (so it is reused, not grown) and take the reserve back as far as the
+ * freed space allows. */
 void local_reserve_retake(struct store_local *s);
+/* mu held: run one delete statement (bound already), giving up reserve
+ * chunks and retrying while it fails with ENOSPC. */
+int local_delete_exec(struct store_local *s, enum stmt_id id,
+		      const char *what);
+
+/* ---- orphans (entry.c) ---- */
+
+/* Unlink the blob of deleted entry id; a failure is recorded in orphans
+ * (mu taken here) so that it is removed later. */
+void local_blob_drop(struct store_local *s, int64_t id);
+/* Unlink the blobs recorded in orphans and forget them. mu held. */
+void local_orphans_retry(struct store_local *s);
+/* mu held: synchronous=FULL again where it was set off (sync_full). */
+int local_sync_restore(struct store_local *s);
 
 /* ---- blob.c ---- */
 
@@ -186,9 +221,8 @@ int local_blob_write(struct store_local *s, int64_t id, const void *data,
 /* Read and verify blobs/XX/ID; *buf malloc'd. -ENOENT, -EBADMSG. */
 int local_blob_read(struct store_local *s, int64_t id, void **buf,
 		    size_t *len);
-/* Remove blobs/XX/ID; a failure is logged (the next unclean open removes
- * it as an orphan). */
-void local_blob_unlink(struct store_local *s, int64_t id);
+/* Remove blobs/XX/ID: 0 (also when it was gone) or the errno, logged. */
+int local_blob_unlink(struct store_local *s, int64_t id);
 /* Create blobs/ and blobs/00..ff as real directories (never symlinks). */
 int local_blob_dirs(struct store_local *s, char *err, size_t errlen);
 /* The ids of all blob files blobs/XX/ID with the right XX, sorted; *out

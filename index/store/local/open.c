@@ -12,7 +12,9 @@
  * as is any store that was not closed cleanly. Close finalizes the
  * statements, closes the database (checkpointing the WAL), syncs the file
  * system unless every step was already fsync'd (sync_full), and only then
- * writes the clean marker.
+ * writes the clean marker (not when a blob's removal could not even be
+ * recorded: then the next open checks the store). Every open removes the
+ * blobs recorded in the orphans table.
  *
  * What not: no schema work (db.c), no blob format (blob.c).
  */
@@ -125,10 +127,11 @@ static int local_open(const char *dir, const struct store_options *opts,
 	if (ret)
 		goto fail;
 	local_reserve_take(s);
-	if (!s->have_reserve)
-		semlog(SEMLOG_ERR, "store: cannot set aside %d KiB in '%s/%s'; deletes may fail"
-			  " while the disk is full", STORE_RESERVE_BYTES / 1024,
-			  dir, STORE_RESERVE_NAME);
+	if (s->reserve_bytes < STORE_RESERVE_BYTES)
+		semlog(SEMLOG_ERR, "store: could set aside only %lld of %d KiB in "
+		       "'%s/%s'; deletes may fail while the disk is full",
+		       (long long)s->reserve_bytes / 1024,
+		       STORE_RESERVE_BYTES / 1024, dir, STORE_RESERVE_NAME);
 	ret = local_db_damaged_empty(s) ? -EUCLEAN : local_db_setup(s, dbpath, err, errlen);
 	if (ret == -ENOSPC && local_reserve_give_up(s)) {
 		semlog(SEMLOG_ERR, "store: opening '%s' on a full disk: gave up the reserve and "
@@ -154,6 +157,9 @@ static int local_open(const char *dir, const struct store_options *opts,
 		if (ret)
 			goto fail_db;
 	}
+	/* blobs whose unlink failed before: removed now */
+	s->have_orphans = true;
+	local_orphans_retry(s);
 	rc = local_db_int(s->db, "SELECT count(*) FROM entries", &rep.entries);
 	if (rc != SQLITE_OK) {
 		ret = local_sq_errno(s->db, rc);
@@ -195,6 +201,9 @@ static void local_close(struct store_local *s)
 			  sqlite3_errmsg(s->db));
 	else
 		s->db = NULL;
+	/* an orphan blob nobody recorded: let the next open look for it */
+	if (ok && s->orphans_lost)
+		ok = false;
 	/* Without sync_full nothing was fsync'd; the marker promises that
 	 * everything before it is on disk. */
 	if (ok && !s->sync_full && syncfs(s->dirfd) < 0) {

@@ -164,18 +164,24 @@ static void salvage_entries(struct store_local *s, sqlite3 *src, sqlite3 *dst,
 	sqlite3_stmt *rd = NULL, *wr = NULL, *cat = NULL, *mk = NULL;
 	bool lost_dir = false;
 
-	sqlite3_prepare_v2(src, "SELECT id, cat_id, created_ms, last_hit_ms,"
-			   " hits, bytes, key_hi, key_lo, ctx_hash, dim,"
-			   " embedder, vec, query, context FROM entries"
-			   " WHERE id = ?1", -1, &rd, NULL);
+	/* a version 1 database has no uid column: NULL, the owner's */
+	if (sqlite3_prepare_v2(src, "SELECT id, cat_id, created_ms, last_hit_ms,"
+			       " hits, bytes, key_hi, key_lo, ctx_hash, dim,"
+			       " embedder, vec, query, context, uid FROM entries"
+			       " WHERE id = ?1", -1, &rd, NULL) != SQLITE_OK)
+		sqlite3_prepare_v2(src, "SELECT id, cat_id, created_ms,"
+				   " last_hit_ms, hits, bytes, key_hi, key_lo,"
+				   " ctx_hash, dim, embedder, vec, query,"
+				   " context, NULL FROM entries WHERE id = ?1",
+				   -1, &rd, NULL);
 	if (!rd)
 		semlog(SEMLOG_ERR, "store: repair: table 'entries' is unreadable (%s)",
 			  sqlite3_errmsg(src));
 	sqlite3_prepare_v2(dst, "INSERT INTO entries(id, cat_id, created_ms,"
 			   " last_hit_ms, hits, bytes, key_hi, key_lo,"
-			   " ctx_hash, dim, embedder, vec, query, context)"
+			   " ctx_hash, dim, embedder, vec, query, context, uid)"
 			   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
-			   " ?11, ?12, ?13, ?14)", -1, &wr, NULL);
+			   " ?11, ?12, ?13, ?14, ?15)", -1, &wr, NULL);
 	sqlite3_prepare_v2(dst, "SELECT 1 FROM categories WHERE id = ?1", -1,
 			   &cat, NULL);
 	sqlite3_prepare_v2(dst, "INSERT OR IGNORE INTO categories(id, path,"
@@ -215,7 +221,7 @@ static void salvage_entries(struct store_local *s, sqlite3 *src, sqlite3 *dst,
 					sqlite3_reset(mk);
 				}
 				sqlite3_reset(cat);
-				for (int c = 0; c < 14; c++)
+				for (int c = 0; c < 15; c++)
 					sqlite3_bind_value(wr, c + 1,
 						sqlite3_column_value(rd, c));
 				ok = sqlite3_step(wr) == SQLITE_DONE;

@@ -3,7 +3,9 @@
  *
  * How: three parallel arrays (pointers, lengths, and an ARG_SLOT-byte slot
  * per argument for what arg_f and arg_i print) grown by doubling; strings
- * and byte buffers are borrowed, printed arguments live in their slot. An
+ * and byte buffers are borrowed, printed argument i lives in slot i (so
+ * growing re-points exactly those, found by equality before the old slots
+ * are freed). An
  * allocation failure makes the vector invalid (n = -1) and every later
  * call a no-op, so builders check once, when the command is sent
  * (rconn_cmd answers -ENOMEM).
@@ -33,6 +35,7 @@ static int args_grow(struct args *a)
 {
 	int cap = a->cap ? a->cap * 2 : 32;
 	const char **v = realloc(a->v, sizeof(*v) * (size_t)cap);
+	char (*num)[ARG_SLOT];
 
 	if (!v)
 		return -ENOMEM;
@@ -41,13 +44,17 @@ static int args_grow(struct args *a)
 	if (!l)
 		return -ENOMEM;
 	a->l = l;
-	char (*num)[ARG_SLOT] = realloc(a->num, sizeof(*num) * (size_t)cap);
+	num = malloc(sizeof(*num) * (size_t)cap);
 	if (!num)
 		return -ENOMEM;
-	/* printed arguments point into the old array: re-point them */
+	/* a printed argument i lives in slot i: re-point those while the old
+	 * slots are still allocated */
 	for (int i = 0; i < a->n; i++)
-		if (a->v[i] >= a->num[0] && a->v[i] < a->num[0] + ARG_SLOT * a->cap)
-			a->v[i] = num[(a->v[i] - a->num[0]) / ARG_SLOT];
+		if (a->v[i] == a->num[i]) {
+			memcpy(num[i], a->num[i], ARG_SLOT);
+			a->v[i] = num[i];
+		}
+	free(a->num);
 	a->num = num;
 	a->cap = cap;
 	return 0;

@@ -4,12 +4,18 @@
  *
  * How: "redis://HOST[:PORT][/DB]" (PORT 6379, DB 0, HOST may be [v6]) is
  * parsed, a local state directory $XDG_DATA_HOME/semcachefs/redis-HOST-
- * PORT-DB is made (0700; the engine keeps its index snapshots there), the
- * connection is set up (rconn_init: a cluster needs DB 0), the root
- * category is created unless some host did, and the stream positions are
- * taken before the engine loads anything. Each open gets a random host id
- * that marks its own events. Command timeout COMMAND_MS, watcher
- * WATCH_COMMAND_MS.
+ * PORT-DB is made (0700; the engine keeps its index snapshots there) and
+ * locked (flock): a second process of this user on the same URL takes
+ * redis-HOST-PORT-DB-1 (up to -7) instead, so each daemon's snapshots are
+ * its own and a restarted daemon finds its snapshots again, while two
+ * mounts of one cache on one host still work. Then the connection pool is
+ * set up (rconn_init: a cluster needs DB 0), the store's epoch read or
+ * written (reset.c), the root category created unless some host did, and
+ * the stream positions are taken before the engine loads anything. Each
+ * open gets a random host id that marks its own events and prefixes its
+ * request ids. Command timeout opts->redis_timeout_ms (COMMAND_MS by
+ * default), opts->redis_pool connections per node (RCONN_POOL_DEFAULT);
+ * the watcher has its own connection with WATCH_COMMAND_MS.
  *
  * Durability is Redis' own: a call returns after the script's reply, which
  * Redis sends after writing its AOF. appendonly yes + appendfsync everysec:
@@ -31,9 +37,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#define STATE_SLOTS 8
 
 /* "redis://HOST:PORT/DB" (PORT 6379, DB 0 by default; HOST may be [v6]) */
 static int parse_where(const char *where, char *host, size_t hostlen,
@@ -82,28 +92,70 @@ static int parse_where(const char *where, char *host, size_t hostlen,
 	return *p ? -EINVAL : 0;
 }
 
-/* $XDG_DATA_HOME/semcachefs/redis-HOST-PORT-DB (or ~/.local/share/...) */
+/* $XDG_DATA_HOME/semcachefs/redis-HOST-PORT-DB[-K] (or ~/.local/share/...):
+ * the first of STATE_SLOTS such directories whose flock this process
+ * gets; s->dir_fd keeps it. */
 static int state_dir(struct store_redis *s, char *err, size_t errlen)
 {
 	char base[PATH_MAX];
-	int n, ret = fileio_default_data_dir(base, sizeof(base));
+	int ret = fileio_default_data_dir(base, sizeof(base));
 
-	if (ret)
+	if (ret) {
+		errbuf_set(err, errlen, "store: no local state directory: set "
+			"XDG_DATA_HOME or HOME (%s)", strerror(-ret));
 		return ret;
-	n = snprintf(s->dir, sizeof(s->dir), "%s/redis-%s-%d-%d", base,
-		     s->host, s->port, s->db);
-	if (n < 0 || (size_t)n >= sizeof(s->dir))
-		return -ENAMETOOLONG;
-	for (char *p = s->dir + strlen(base) + 1; *p; p++)
-		if (*p == '/' || *p == ':')
-			*p = '_';
-	ret = fileio_mkdir_p(s->dir, 0700);
-	if (!ret)
+	}
+	for (int k = 0; k < STATE_SLOTS; k++) {
+		char sfx[8] = "";
+		int n, fd;
+
+		if (k)
+			snprintf(sfx, sizeof(sfx), "-%d", k);
+		n = snprintf(s->dir, sizeof(s->dir), "%s/redis-%s-%d-%d%s", base,
+			     s->host, s->port, s->db, sfx);
+		if (n < 0 || (size_t)n >= sizeof(s->dir)) {
+			errbuf_set(err, errlen, "store: local state directory "
+				"name under '%s' is too long", base);
+			return -ENAMETOOLONG;
+		}
+		for (char *p = s->dir + strlen(base) + 1; *p; p++)
+			if (*p == '/' || *p == ':')
+				*p = '_';
+		ret = fileio_mkdir_p(s->dir, 0700);
+		if (ret) {
+			errbuf_set(err, errlen, "store: create local state "
+				"directory '%s': %s", s->dir, strerror(-ret));
+			return ret;
+		}
 		chmod(s->dir, 0700);
-	if (ret)
-		errbuf_set(err, errlen, "store: create local state directory "
-			"'%s': %s", s->dir, strerror(-ret));
-	return ret;
+		fd = open(s->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0) {
+			ret = -errno;
+			errbuf_set(err, errlen, "store: open local state directory "
+				"'%s': %s", s->dir, strerror(-ret));
+			return ret;
+		}
+		if (!flock(fd, LOCK_EX | LOCK_NB)) {
+			s->dir_fd = fd;
+			if (k)
+				semlog(SEMLOG_INFO, "store: another semcachefs uses "
+				       "the local state of %s; this one keeps its "
+				       "own in '%s'", s->where, s->dir);
+			return 0;
+		}
+		ret = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(fd);
+		if (ret != -EBUSY) {
+			errbuf_set(err, errlen, "store: lock local state directory "
+				"'%s': %s", s->dir, strerror(-ret));
+			return ret;
+		}
+	}
+	errbuf_set(err, errlen, "store: %d semcachefs processes of this user "
+		"already use %s on this host (their local state is locked); "
+		"stop one, or give this one its own XDG_DATA_HOME", STATE_SLOTS,
+		s->where);
+	return -EBUSY;
 }
 
 /* A CONFIG GET value, or "" when CONFIG is not allowed. */
@@ -120,7 +172,7 @@ static void config_get(struct store_redis *s, const char *name, char *out,
 	if (rconn_call(&s->rc, "{semcache}", &a, NULL, REDIS_REPLY_ARRAY, 0,
 		       &r) || !r)
 		return;
-	if (r->elements == 2 && r->element[1]->str)
+	if (r->elements == 2 && rconn_elem_str(r, 1))
 		snprintf(out, outlen, "%s", r->element[1]->str);
 	freeReplyObject(r);
 }
@@ -145,7 +197,7 @@ static int count_cat(void *arg, const struct store_category *c)
 	redis_cat_tag(k, sizeof(k), c->id, ":ids");
 	arg_s(&a, "ZCARD");
 	arg_s(&a, k);
-	ret = rconn_call_int(&cc->s->rc, k, &a, "count entries", 0, &n);
+	ret = rconn_call_int(&cc->s->rc, k, &a, "count entries", 0, SEQ_MAX, &n);
 	if (!ret)
 		cc->n += n;
 	return ret;
@@ -153,8 +205,15 @@ static int count_cat(void *arg, const struct store_category *c)
 
 static void redis_free(struct store_redis *s)
 {
-	rconn_release(&s->rc);
+	if (s->rc.pool)
+		rconn_release(&s->rc);
 	free(s->ws.v);
+	free(s->doubts);
+	for (size_t i = 0; i < s->nknown; i++)
+		free(s->known[i].row);
+	free(s->known);
+	if (s->dir_fd >= 0)
+		close(s->dir_fd);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
@@ -178,6 +237,7 @@ static int redis_open(const char *where, const struct store_options *opts,
 		return -ENOMEM;
 	}
 	s->base.ops = &store_redis_ops;
+	s->dir_fd = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	snprintf(s->where, sizeof(s->where), "%s", where ? where : "");
 	if (!where || parse_where(where, s->host, sizeof(s->host), &s->port,
@@ -188,6 +248,8 @@ static int redis_open(const char *where, const struct store_options *opts,
 		goto fail;
 	}
 	s->sync_full = opts && opts->sync_full;
+	s->cmd_ms = opts && opts->redis_timeout_ms > 0 ? opts->redis_timeout_ms :
+		    COMMAND_MS;
 	if (getrandom(&hid, sizeof(hid), 0) != sizeof(hid))
 		hid = (uint64_t)clock_wall_ms() ^ ((uint64_t)getpid() << 32) ^
 		      (uint64_t)(uintptr_t)s;
@@ -196,11 +258,16 @@ static int redis_open(const char *where, const struct store_options *opts,
 	ret = state_dir(s, err, errlen);
 	if (ret)
 		goto fail;
-	ret = rconn_init(&s->rc, s->host, s->port, s->db, COMMAND_MS, err,
-			 errlen);
+	ret = rconn_init(&s->rc, s->host, s->port, s->db, s->cmd_ms,
+			 opts ? (int)opts->redis_pool : 0, err, errlen);
 	if (ret)
 		goto fail;
-	s->rc.lock = &s->mu;
+	ret = redis_epoch_open(s);
+	if (ret) {
+		errbuf_set(err, errlen, "store: redis %s:%d: read the store's "
+			"epoch: %s", s->host, s->port, strerror(-ret));
+		goto fail;
+	}
 
 	config_get(s, "appendonly", val, sizeof(val));
 	if (!strcmp(val, "no"))
@@ -239,9 +306,10 @@ static int redis_open(const char *where, const struct store_options *opts,
 	}
 	rep.entries = cc.n;
 	semlog(SEMLOG_INFO, "store: redis %s:%d db %d%s: %lld entries, host id %s,"
-	       " local state in '%s'", s->host, s->port, s->db,
+	       " %d connections per node, %d ms per command, local state in "
+	       "'%s'", s->host, s->port, s->db,
 	       s->rc.cluster ? " (cluster)" : "", (long long)rep.entries,
-	       s->host_id, s->dir);
+	       s->host_id, s->rc.pool, s->cmd_ms, s->dir);
 	if (report)
 		*report = rep;
 	*out = &s->base;
@@ -263,6 +331,11 @@ static void redis_close(struct store *st)
 		free(s->wctx);
 		s->watching = false;
 	}
+	/* one more try at what failed calls left (stops at the first error) */
+	if (redis_doubts_settle(s, &s->rc))
+		semlog(SEMLOG_WARN, "store: redis %s:%d: closing with store work "
+		       "left undone (a failed fill may stay stored)", s->host,
+		       s->port);
 	redis_free(s);
 }
 

@@ -39,7 +39,8 @@ int redis_quota_enforce(struct store *st, int64_t cat_id,
 				      [STORE_EVICT_FIFO] = 'f' };
 	struct args a = { 0 };
 	redisReply *r = NULL;
-	char tag[24], ord[2] = { 0 };
+	char tag[24], ord[2] = { 0 }, rid[40];
+	long long gone = 0;
 	int ret;
 
 	if (!n || !keep_gone)
@@ -50,9 +51,12 @@ int redis_quota_enforce(struct store *st, int64_t cat_id,
 	    q->entries < 0 || q->bytes < 0 ||
 	    (unsigned)q->order > STORE_EVICT_FIFO)
 		return -EINVAL;
+	if (max > 100000)
+		max = 100000;
 	ord[0] = order[q->order];
 	redis_cat_tag(tag, sizeof(tag), cat_id, "");
-	redis_arg_script(&a, &redis_script_quota, tag);
+	redis_rid(s, rid);
+	redis_arg_script(&a, &redis_script_quota, tag, rid);
 	arg_s(&a, tag);
 	arg_i(&a, q->entries);
 	arg_i(&a, q->bytes);
@@ -60,23 +64,34 @@ int redis_quota_enforce(struct store *st, int64_t cat_id,
 	arg_i(&a, q->keep > 0 && id_cat(q->keep) == cat_id ? id_seq(q->keep) : 0);
 	arg_s(&a, s->host_id);
 	arg_s(&a, STREAM_MAXLEN);
-	arg_i(&a, (int64_t)(max < 100000 ? max : 100000));
-	ret = rconn_call(&s->rc, tag, &a, "evict for quota", REDIS_REPLY_ARRAY,
-			 -EIO, &r);
+	arg_i(&a, (int64_t)max);
+	ret = redis_once_call(&s->rc, tag, &a, rid, "evict for quota",
+			      REDIS_REPLY_ARRAY, -EPROTO, NULL, &r);
 	if (ret)
 		return ret;
-	if (!r->elements || r->element[0]->type != REDIS_REPLY_INTEGER) {
-		freeReplyObject(r);
-		return -EIO;
-	}
-	*keep_gone = q->keep > 0 && r->element[0]->integer == 1;
-	for (size_t i = 1; i < r->elements && *n < max; i++) {
-		const redisReply *v = r->element[i];
+	/* { keep gone (0|1), seq... } with at most max seqs */
+	if (!r->elements || r->elements - 1 > max)
+		ret = rconn_bad_reply(&s->rc, "evict for quota",
+				      "not { gone, seq... } of at most the limit");
+	if (!ret)
+		ret = rconn_reply_int(&s->rc, r->element[0], 0, 1,
+				      "evict for quota", &gone);
+	for (size_t i = 1; !ret && i < r->elements; i++) {
+		long long seq;
 
-		if (v->type == REDIS_REPLY_STRING)
-			evicted[(*n)++] = entry_id(cat_id,
-						   strtoll(v->str, NULL, 10));
+		ret = r->element[i]->type == REDIS_REPLY_STRING ?
+		      rconn_reply_int(&s->rc, r->element[i], 1, SEQ_MAX,
+				      "evict for quota", &seq) :
+		      rconn_bad_reply(&s->rc, "evict for quota",
+				      "an evicted id that is no string");
+		if (!ret)
+			evicted[(*n)++] = entry_id(cat_id, seq);
 	}
 	freeReplyObject(r);
+	if (ret) {
+		*n = 0;
+		return ret;
+	}
+	*keep_gone = q->keep > 0 && gone == 1;
 	return 0;
 }

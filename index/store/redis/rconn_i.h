@@ -4,24 +4,47 @@
  * through here; nothing here knows the store's keys or scripts.
  *
  *   args.c    building a command's argument vector (struct args)
- *   conn.c    one node: connect (timeouts, SELECT), fail fast while it is
- *             down, run a command, reconnect once after a closed connection
- *   router.c  a node table and, on a cluster, the slot map: CRC16 key
- *             slots, CLUSTER SLOTS, MOVED and ASK, TRYAGAIN
+ *   conn.c    connections: connect by a deadline (SELECT checked), one
+ *             round trip by a deadline, each node's pool of connections,
+ *             failing fast while a node is down
+ *   router.c  the node table and, on a cluster, the slot map: CRC16 key
+ *             slots, CLUSTER SLOTS, MOVED and ASK, TRYAGAIN (rconn_cmd)
  *   call.c    a command and its reply, judged: the one way the store runs
- *             commands (rconn_call, rconn_call_int)
+ *             commands (rconn_call and its variants), and the checks of
+ *             reply values (ids, integers)
  *
- * Invariants: everything in a struct rconn is guarded by *lock, which
- * rconn_call holds around each round trip (lock is NULL for an rconn that
- * one thread owns, like the watcher's); the lower functions (rconn_cmd,
- * rconn_node_*) expect the caller to hold it. Every wait is bounded: the
- * connect and command timeouts per attempt, at most two attempts per node
- * (a reconnect after a closed connection), five hops per command (MOVED,
- * ASK, or a 50 ms pause after TRYAGAIN/CLUSTERDOWN).
+ * Concurrency: one struct rconn serves every thread of the store. Its mu
+ * guards what is marked so below and is held only to take or give back a
+ * connection or to read or change the slot map: never across a connect, a
+ * round trip or a pause. Each node keeps up to `pool` connections; a
+ * command leases one (an idle one, a new one while fewer are open, or it
+ * waits on `freed` for one until its deadline), runs its round trip
+ * holding no lock, and gives it back (closed when the round trip failed),
+ * so no command waits behind another's round trip while a connection is
+ * free. A MOVED reply's slot map reload runs in the thread that got it,
+ * outside mu, one at a time (`reloading`); TRYAGAIN pauses hold no lock.
+ * Lock order: mu is a leaf (nothing else is taken while it is held).
+ *
+ * Deadlines: a command's deadline (CLOCK_MONOTONIC ms) is set once, when
+ * rconn_call starts, cmd_ms later. The wait for a connection, a connect
+ * (RCONN_CONNECT_MS at most), every write and read (poll on the socket),
+ * the redirects and the pauses all end by it: a paused or dead server
+ * fails a command with -ETIMEDOUT by its deadline, whatever it does.
+ *
+ * Resends: a command that finds its pooled connection closed (a restarted
+ * server) is sent once more on a new one, whose failure is final. It may
+ * then have run twice: every script that changes the store carries a
+ * request id that makes its second run a no-op (scripts.c). A timeout is
+ * never resent. *sent (rconn_call_sent) says that every byte of the
+ * command reached a server at least once: then it may have run, whatever
+ * reply (or failure) came back; a caller that cannot confirm from the
+ * reply what happened must assume it did (entry.c cancels such puts).
+ *
  * Errors: -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH, -ENETUNREACH, -EIO
- * (connection lost, protocol), -ENOMEM; a node that failed to connect
- * answers its last error for DOWN_MS without a new attempt.
- * Replies returned through an out pointer belong to the caller
+ * (connection lost, too many redirects), -EPROTO (a reply that breaks the
+ * protocol or the command's contract, logged), -ENOMEM; a node that failed
+ * to connect answers its last error for RCONN_DOWN_MS without a new
+ * attempt. Replies returned through an out pointer belong to the caller
  * (freeReplyObject).
  */
 #ifndef SEMCACHE_RCONN_I_H
@@ -37,10 +60,15 @@
 #define RCONN_CONNECT_MS 1000
 #define RCONN_DOWN_MS 200
 #define RCONN_MAX_NODES 32
+#define RCONN_POOL_MAX 64
+#define RCONN_POOL_DEFAULT 4
+#define RCONN_HOPS 5
+#define RCONN_TRYAGAIN_MS 50
+#define RCONN_SLOTS 16384
 
 /* ---- args.c: a command's arguments ---- */
 
-#define ARG_SLOT 48
+#define ARG_SLOT 64
 
 struct args {
 	int n, cap;        /* n = -1 once an allocation failed (sticky) */
@@ -66,58 +94,71 @@ void arg_eval(struct args *a, const char *script, int nkeys);
 /* ---- conn.c and router.c: connections ---- */
 
 struct rnode {
-	char host[256];
-	int port;
-	redisContext *c;
-	int64_t down_until;   /* mono ms: fail fast until then */
-	int down_err;
+	char host[256];          /* immutable once the node is in the table */
+	int port;                /* immutable likewise */
+	redisContext *idle[RCONN_POOL_MAX];   /* mu */
+	int nidle;               /* mu */
+	int nopen;               /* mu: idle + leased + being connected */
+	int64_t down_until;      /* mu: mono ms; fail fast until then */
+	int down_err;            /* mu */
+	char down_why[160];      /* mu: the last connect failure */
 };
 
 struct rconn {
-	pthread_mutex_t *lock;           /* NULL: one thread owns the rconn */
-	int db;
-	int cmd_ms;                      /* command timeout */
-	bool cluster;
-	int nnodes;
-	struct rnode nodes[RCONN_MAX_NODES];   /* [0] is the seed */
-	uint8_t slot_node[16384];        /* cluster: slot -> nodes[] index */
+	pthread_mutex_t mu;      /* see the top of this file */
+	pthread_cond_t freed;    /* a connection was given back or closed */
+	int db;                  /* immutable after rconn_init */
+	int cmd_ms;              /* immutable: a command's time limit */
+	int pool;                /* immutable: connections per node, >= 1 */
+	bool cluster;            /* immutable */
+	int nnodes;              /* mu; only grows; [0] is the seed */
+	struct rnode nodes[RCONN_MAX_NODES];
+	uint8_t slot_node[RCONN_SLOTS];   /* mu: cluster slot -> nodes[] */
+	bool reloading;          /* mu: a slot map reload is running */
 };
 
-/* Connect to host:port with the connect timeout, set the command timeout
- * and keep-alive, SELECT db when not 0. NULL on failure, with *ret the
- * errno and why a message. */
-redisContext *rconn_ctx_open(const char *host, int port, int cmd_ms, int db,
-			     int *ret, char *why, size_t whylen);
+/* Connect to host:port by deadline (RCONN_CONNECT_MS at most) with TCP
+ * keep-alive, SELECT db when not 0 (its reply must be +OK). NULL on
+ * failure, with *ret the errno and why a message. */
+redisContext *rconn_ctx_open(const char *host, int port, int db,
+			     int64_t deadline, int *ret, char *why,
+			     size_t whylen);
 /* The errno of a failed hiredis call on c (saved: errno right after it). */
 int rconn_ctx_errno(const redisContext *c, int saved);
-/* Connect n if it is not (logging the first failure and the recovery). */
-int rconn_node_connect(struct rconn *rc, struct rnode *n);
-void rconn_node_drop(struct rnode *n);
-/* Raw command on one node (after ASKING when asking); reconnects once if
- * the connection was found closed, never after a timeout (it may have
- * run). *out may be an error reply. */
-int rconn_node_cmd(struct rconn *rc, struct rnode *n, bool asking, int argc,
-		   const char **argv, const size_t *len, redisReply **out);
+/* Send a command on c and read its reply, both by deadline. 0 with *out
+ * (possibly an error reply), or a negative errno; *sent says every byte
+ * of the command reached the socket (so it may have run). */
+int rconn_ctx_exec(redisContext *c, int argc, const char **argv,
+		   const size_t *len, int64_t deadline, bool *sent,
+		   redisReply **out);
+/* Run a on node idx (after ASKING when asking) by deadline: a leased
+ * connection, and once more on a new one if that was found closed. *out
+ * may be an error reply. *sent is set (never cleared) as described at the
+ * top. */
+int rconn_node_cmd(struct rconn *rc, int idx, bool asking, struct args *a,
+		   int64_t deadline, bool *sent, redisReply **out);
+/* Close every idle connection (leased ones are closed when given back
+ * only if their round trip failed). */
+void rconn_disconnect(struct rconn *rc);
 
 /* Connect to the seed host:port and learn whether it is a cluster (then
- * db must be 0) and its slot map. rc is the caller's; err says why. */
+ * db must be 0) and its slot map. pool: connections per node (0: the
+ * default). rc is the caller's; err says why. */
 int rconn_init(struct rconn *rc, const char *host, int port, int db,
-	       int cmd_ms, char *err, size_t errlen);
-/* Close every connection and forget the nodes. */
+	       int cmd_ms, int pool, char *err, size_t errlen);
+/* Close every connection, forget the nodes; no command may be running. */
 void rconn_release(struct rconn *rc);
-/* dst: src's nodes and slot map, without connections, down marks or lock,
- * with command timeout cmd_ms (src's lock held by the caller). */
-void rconn_clone(struct rconn *dst, const struct rconn *src, int cmd_ms);
-/* Close every connection, keeping the nodes and the slot map. */
-void rconn_disconnect(struct rconn *rc);
+/* dst: a new rconn with src's nodes and slot map, without connections or
+ * down marks, with command timeout cmd_ms and pool connections per node. */
+void rconn_clone(struct rconn *dst, struct rconn *src, int cmd_ms, int pool);
 /*
- * Run command a on the node serving key's slot, following MOVED (and
- * reloading the slot map) and ASK. *out is the reply, possibly an error
- * reply for the caller to judge; 0 or a negative errno (-ENOMEM when
- * building a failed).
+ * Run command a on the node serving key's slot by deadline, following
+ * MOVED (and reloading the slot map) and ASK. *out is the reply, possibly
+ * an error reply for the caller to judge; 0 or a negative errno (-ENOMEM
+ * when building a failed).
  */
 int rconn_cmd(struct rconn *rc, const char *key, struct args *a,
-	      redisReply **out);
+	      int64_t deadline, bool *sent, redisReply **out);
 
 /* ---- call.c: a command and its reply ---- */
 
@@ -126,8 +167,8 @@ int rconn_cmd(struct rconn *rc, const char *key, struct args *a,
 #define RCONN_ANY_REPLY (-1)
 
 /*
- * Run command a (released here, whatever happens) on the node serving key,
- * holding rc->lock around the round trip only, and judge the reply:
+ * Run command a (released here, whatever happens) on the node serving key
+ * within the rconn's command timeout and judge the reply:
  *  - an error reply: with what (what the command is for), logged as
  *    "store: redis HOST:PORT: WHAT: MESSAGE" and -ENOSPC when the server
  *    is out of memory, else -EIO; without what, -EIO and no log line
@@ -135,15 +176,34 @@ int rconn_cmd(struct rconn *rc, const char *key, struct args *a,
  *  - a reply of type type (REDIS_REPLY_INTEGER, _STRING, _ARRAY; 0 = any
  *    that is not an error): 0, with *out the reply (the caller frees it),
  *    or freed when out is NULL;
- *  - a reply of another type: mismatch, with *out NULL. mismatch 0 makes
- *    that a success without a reply.
+ *  - a nil reply when type is not 0: nil_errno, with *out NULL (nil_errno
+ *    0 makes it a success without a reply);
+ *  - a reply of another type: -EPROTO, logged when what is given.
  * Transport errors are rconn_cmd's.
  */
 int rconn_call(struct rconn *rc, const char *key, struct args *a,
-	       const char *what, int type, int mismatch, redisReply **out);
-/* rconn_call for an integer reply: *v is its value (untouched when the
- * reply is of another type and mismatch is 0). */
+	       const char *what, int type, int nil_errno, redisReply **out);
+/* rconn_call that also says whether the command reached a server (*sent,
+ * set in every case: see the top). */
+int rconn_call_sent(struct rconn *rc, const char *key, struct args *a,
+		    const char *what, int type, int nil_errno, bool *sent,
+		    redisReply **out);
+/* rconn_call for an integer reply in lo..hi: *v its value; out of range
+ * is -EPROTO (logged). */
 int rconn_call_int(struct rconn *rc, const char *key, struct args *a,
-		   const char *what, int mismatch, long long *v);
+		   const char *what, long long lo, long long hi,
+		   long long *v);
+
+/* A reply value as an integer in lo..hi: an INTEGER reply, or a STRING of
+ * decimal digits (a leading '-' allowed) and nothing else. 0, or -EPROTO
+ * (logged naming what, when given, and rc's seed for the server). */
+int rconn_reply_int(const struct rconn *rc, const redisReply *r,
+		    long long lo, long long hi, const char *what,
+		    long long *v);
+/* Log a reply that breaks its command's contract; returns -EPROTO. */
+int rconn_bad_reply(const struct rconn *rc, const char *what,
+		    const char *why);
+/* Element i of array r if it is a STRING reply, else NULL. */
+const redisReply *rconn_elem_str(const redisReply *r, size_t i);
 
 #endif

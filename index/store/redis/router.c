@@ -6,21 +6,30 @@
  * at init tells a cluster from a single node (a server without cluster
  * support answers an error); key slots are our own CRC16 of the key or of
  * its {hash tag}. A MOVED reply updates that slot, reloads the map from the
- * node named and retries there; ASK is followed once with ASKING; TRYAGAIN
- * and CLUSTERDOWN are retried after 50 ms; at most 5 hops in all. Nodes are
- * added as the map or a redirect names them, up to RCONN_MAX_NODES.
+ * node named (in the calling thread, holding no lock, one reload at a
+ * time) and retries there; ASK is followed once with ASKING; TRYAGAIN and
+ * CLUSTERDOWN are retried after RCONN_TRYAGAIN_MS; at most RCONN_HOPS hops
+ * in all, and never past the command's deadline. Nodes are added as the
+ * map or a redirect names them, up to RCONN_MAX_NODES. Everything a server
+ * says is checked before it is used: a redirect's slot must be 0..16383 and
+ * its port 1..65535, a CLUSTER SLOTS reply must be an array of [start,
+ * end, [host, port, ...], ...] with integer bounds 0 <= start <= end <=
+ * 16383 and an integer port, host names must look like host names; a
+ * reply that is not is refused whole (-EPROTO, logged) and the map kept.
  *
  * What not: no replicas for reads, no periodic map refresh (only on MOVED),
  * no multi-slot commands (every command's keys share one slot).
  */
 #include "rconn_i.h"
+#include "clock.h"
 #include "fileio.h"
+#include "semlog.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <time.h>
 
 /* CRC16-CCITT (XModem: poly 0x1021, init 0), as Redis Cluster hashes keys. */
 static uint16_t crc16(const char *buf, size_t len)
@@ -45,80 +54,181 @@ static int key_slot(const char *key)
 	if (o) {
 		c = memchr(o + 1, '}', len - (size_t)(o + 1 - key));
 		if (c && c > o + 1)
-			return crc16(o + 1, (size_t)(c - o - 1)) & 16383;
+			return crc16(o + 1, (size_t)(c - o - 1)) & (RCONN_SLOTS - 1);
 	}
-	return crc16(key, len) & 16383;
+	return crc16(key, len) & (RCONN_SLOTS - 1);
 }
 
+/* A host name or address as a server may name a node: letters, digits and
+ * ".-_:" (IPv6), 1..255 bytes. */
+static bool host_ok(const char *h, size_t len)
+{
+	if (!len || len > 255)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)h[i];
+
+		if (!(ch >= 'a' && ch <= 'z') && !(ch >= 'A' && ch <= 'Z') &&
+		    !(ch >= '0' && ch <= '9') && !strchr(".-_:", ch))
+			return false;
+	}
+	return true;
+}
+
+/* The index of node host:port, added when new. mu held. */
 static int node_index(struct rconn *rc, const char *host, int port)
 {
+	struct rnode *n;
+
 	for (int i = 0; i < rc->nnodes; i++)
 		if (rc->nodes[i].port == port && !strcmp(rc->nodes[i].host, host))
 			return i;
 	if (rc->nnodes == RCONN_MAX_NODES)
 		return -ENOSPC;
-	struct rnode *n = &rc->nodes[rc->nnodes];
+	n = &rc->nodes[rc->nnodes];
 	memset(n, 0, sizeof(*n));
 	snprintf(n->host, sizeof(n->host), "%s", host);
 	n->port = port;
 	return rc->nnodes++;
 }
 
-static int rconn_load_slots(struct rconn *rc, int from)
+struct slot_range {
+	int lo, hi, port;
+	char host[256];
+};
+
+/* A CLUSTER SLOTS reply as ranges; -EPROTO if any part is malformed. */
+static int parse_slots(const redisReply *r, const char *from_host,
+		       struct slot_range **out, size_t *nout)
 {
-	const char *argv[] = { "CLUSTER", "SLOTS" };
-	size_t len[] = { 7, 5 };
-	redisReply *r = NULL;
-	int ret = rconn_node_cmd(rc, &rc->nodes[from], false, 2, argv, len, &r);
+	struct slot_range *v = calloc(r->elements ? r->elements : 1, sizeof(*v));
 
-	if (ret)
-		return ret;
-	if (r->type != REDIS_REPLY_ARRAY) {
-		ret = r->type == REDIS_REPLY_ERROR &&
-		      strstr(r->str, "cluster support disabled") ? -ENOTSUP : -EIO;
-		freeReplyObject(r);
-		return ret;
-	}
+	*out = NULL;
+	*nout = 0;
+	if (!v)
+		return -ENOMEM;
 	for (size_t i = 0; i < r->elements; i++) {
-		redisReply *s = r->element[i], *m;
-		int idx;
+		const redisReply *s = r->element[i], *m, *h, *p;
 
-		if (s->type != REDIS_REPLY_ARRAY || s->elements < 3)
-			continue;
+		if (s->type != REDIS_REPLY_ARRAY || s->elements < 3 ||
+		    s->element[0]->type != REDIS_REPLY_INTEGER ||
+		    s->element[1]->type != REDIS_REPLY_INTEGER)
+			goto bad;
 		m = s->element[2];
 		if (m->type != REDIS_REPLY_ARRAY || m->elements < 2)
-			continue;
-		idx = node_index(rc, m->element[0]->str && *m->element[0]->str ?
-				 m->element[0]->str : rc->nodes[from].host,
-				 (int)m->element[1]->integer);
-		if (idx < 0)
-			continue;
-		for (long long sl = s->element[0]->integer;
-		     sl <= s->element[1]->integer && sl < 16384; sl++)
+			goto bad;
+		h = m->element[0];
+		p = m->element[1];
+		if (s->element[0]->integer < 0 ||
+		    s->element[0]->integer > s->element[1]->integer ||
+		    s->element[1]->integer >= RCONN_SLOTS ||
+		    h->type != REDIS_REPLY_STRING ||
+		    p->type != REDIS_REPLY_INTEGER || p->integer < 1 ||
+		    p->integer > 65535)
+			goto bad;
+		if (!h->len)   /* the node we asked, by the name we know it */
+			snprintf(v[i].host, sizeof(v[i].host), "%s", from_host);
+		else if (host_ok(h->str, h->len))
+			memcpy(v[i].host, h->str, h->len);
+		else
+			goto bad;
+		v[i].lo = (int)s->element[0]->integer;
+		v[i].hi = (int)s->element[1]->integer;
+		v[i].port = (int)p->integer;
+	}
+	*out = v;
+	*nout = r->elements;
+	return 0;
+bad:
+	free(v);
+	return -EPROTO;
+}
+
+/* CLUSTER SLOTS on node from, installed into the map; -ENOTSUP when the
+ * server is no cluster. One reload at a time: another one running makes
+ * this a no-op. */
+static int load_slots(struct rconn *rc, int from, int64_t deadline)
+{
+	struct args a = { 0 };
+	struct slot_range *v = NULL;
+	redisReply *r = NULL;
+	size_t n = 0;
+	bool unsure = false;
+	int ret;
+
+	pthread_mutex_lock(&rc->mu);
+	ret = rc->reloading ? 1 : 0;
+	rc->reloading = true;
+	pthread_mutex_unlock(&rc->mu);
+	if (ret)
+		return 0;
+	arg_s(&a, "CLUSTER");
+	arg_s(&a, "SLOTS");
+	ret = a.n < 0 ? -ENOMEM :
+	      rconn_node_cmd(rc, from, false, &a, deadline, &unsure, &r);
+	args_release(&a);
+	if (!ret && r->type != REDIS_REPLY_ARRAY)
+		ret = r->type == REDIS_REPLY_ERROR &&
+		      strstr(r->str, "cluster support disabled") ? -ENOTSUP :
+		      -EPROTO;
+	if (!ret)
+		ret = parse_slots(r, rc->nodes[from].host, &v, &n);
+	if (ret == -EPROTO)
+		semlog(SEMLOG_ERR, "store: redis %s:%d: CLUSTER SLOTS reply is "
+		       "malformed (slot bounds, host or port); the slot map is "
+		       "kept", rc->nodes[from].host, rc->nodes[from].port);
+	pthread_mutex_lock(&rc->mu);
+	for (size_t i = 0; i < n; i++) {
+		int idx = node_index(rc, v[i].host, v[i].port);
+
+		for (int sl = v[i].lo; idx >= 0 && sl <= v[i].hi; sl++)
 			rc->slot_node[sl] = (uint8_t)idx;
 	}
+	rc->reloading = false;
+	pthread_mutex_unlock(&rc->mu);
+	free(v);
 	freeReplyObject(r);
-	return 0;
+	return ret;
 }
 
 int rconn_init(struct rconn *rc, const char *host, int port, int db,
-	       int cmd_ms, char *err, size_t errlen)
+	       int cmd_ms, int pool, char *err, size_t errlen)
 {
-	char why[160];
-	int ret = 0;
+	pthread_condattr_t ca;
+	redisReply *r = NULL;
+	struct args a = { 0 };
+	bool unsure = false;
+	int ret;
 
 	memset(rc, 0, sizeof(*rc));
+	pthread_mutex_init(&rc->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&rc->freed, &ca);
+	pthread_condattr_destroy(&ca);
 	rc->db = db;
 	rc->cmd_ms = cmd_ms;
+	rc->pool = pool > 0 ? (pool < RCONN_POOL_MAX ? pool : RCONN_POOL_MAX) :
+		   RCONN_POOL_DEFAULT;
 	node_index(rc, host, port);
-	rc->nodes[0].c = rconn_ctx_open(host, port, cmd_ms, db, &ret, why,
-					sizeof(why));
-	if (!rc->nodes[0].c) {
+	/* the first round trip connects: its failure is the reason to give */
+	arg_s(&a, "PING");
+	ret = rconn_node_cmd(rc, 0, false, &a, clock_mono_ms() + cmd_ms,
+			     &unsure, &r);
+	args_release(&a);
+	if (!ret && (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG")))
+		ret = r->type == REDIS_REPLY_ERROR ? -EIO : -EPROTO;
+	if (ret) {
 		errbuf_set(err, errlen, "store: redis %s:%d: %s; is redis-server "
-			"running and reachable?", host, port, why);
+			"running and reachable?", host, port,
+			rc->nodes[0].down_why[0] ? rc->nodes[0].down_why :
+			r && r->type == REDIS_REPLY_ERROR ? r->str :
+			strerror(-ret));
+		freeReplyObject(r);
 		return ret;
 	}
-	ret = rconn_load_slots(rc, 0);
+	freeReplyObject(r);
+	ret = load_slots(rc, 0, clock_mono_ms() + cmd_ms);
 	if (ret == -ENOTSUP)
 		return 0;
 	if (ret) {
@@ -140,86 +250,147 @@ void rconn_release(struct rconn *rc)
 {
 	rconn_disconnect(rc);
 	rc->nnodes = 0;
+	pthread_cond_destroy(&rc->freed);
+	pthread_mutex_destroy(&rc->mu);
 }
 
-void rconn_disconnect(struct rconn *rc)
+void rconn_clone(struct rconn *dst, struct rconn *src, int cmd_ms, int pool)
 {
-	for (int i = 0; i < rc->nnodes; i++)
-		rconn_node_drop(&rc->nodes[i]);
-}
+	pthread_condattr_t ca;
 
-void rconn_clone(struct rconn *dst, const struct rconn *src, int cmd_ms)
-{
-	*dst = *src;
-	dst->lock = NULL;
-	dst->cmd_ms = cmd_ms;
-	for (int i = 0; i < dst->nnodes; i++) {
-		dst->nodes[i].c = NULL;
-		dst->nodes[i].down_until = 0;
+	memset(dst, 0, sizeof(*dst));
+	pthread_mutex_lock(&src->mu);
+	dst->db = src->db;
+	dst->cluster = src->cluster;
+	dst->nnodes = src->nnodes;
+	for (int i = 0; i < src->nnodes; i++) {
+		memcpy(dst->nodes[i].host, src->nodes[i].host,
+		       sizeof(dst->nodes[i].host));
+		dst->nodes[i].port = src->nodes[i].port;
 	}
+	memcpy(dst->slot_node, src->slot_node, sizeof(dst->slot_node));
+	pthread_mutex_unlock(&src->mu);
+	dst->cmd_ms = cmd_ms;
+	dst->pool = pool > 0 ? (pool < RCONN_POOL_MAX ? pool : RCONN_POOL_MAX) :
+		    RCONN_POOL_DEFAULT;
+	pthread_mutex_init(&dst->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&dst->freed, &ca);
+	pthread_condattr_destroy(&ca);
 }
 
-/* "MOVED 3999 127.0.0.1:6381" -> slot, node index */
+/* A number of digits only, in lo..hi; end is where it stopped. */
+static bool parse_num(const char *s, long lo, long hi, long *v,
+		      const char **end)
+{
+	char *e;
+
+	if (*s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	*v = strtol(s, &e, 10);
+	*end = e;
+	return !errno && *v >= lo && *v <= hi;
+}
+
+/* "MOVED 3999 127.0.0.1:6381" (or ASK): slot and node index; -EPROTO
+ * (logged) when any part is out of range. mu is taken here. */
 static int parse_redirect(struct rconn *rc, const char *s, int *slot)
 {
-	char host[256];
-	const char *sp = strchr(s, ' '), *colon;
-	int port;
+	const char *p = strchr(s, ' '), *host, *colon, *end;
+	char hbuf[256];
+	long v, port;
+	int idx;
 
-	if (!sp)
-		return -EIO;
-	*slot = atoi(sp + 1);
-	sp = strchr(sp + 1, ' ');
-	if (!sp || !(colon = strrchr(sp, ':')) || colon - sp - 1 >= 256)
-		return -EIO;
-	memcpy(host, sp + 1, (size_t)(colon - sp - 1));
-	host[colon - sp - 1] = 0;
-	port = atoi(colon + 1);
-	return node_index(rc, *host ? host : rc->nodes[0].host, port);
+	if (!p || !parse_num(p + 1, 0, RCONN_SLOTS - 1, &v, &end) || *end != ' ')
+		goto bad;
+	*slot = (int)v;
+	host = end + 1;
+	colon = strrchr(host, ':');
+	if (!colon || !parse_num(colon + 1, 1, 65535, &port, &end) || *end)
+		goto bad;
+	if (colon > host && !host_ok(host, (size_t)(colon - host)))
+		goto bad;
+	memcpy(hbuf, host, (size_t)(colon - host));
+	hbuf[colon - host] = '\0';
+	pthread_mutex_lock(&rc->mu);
+	idx = node_index(rc, *hbuf ? hbuf : rc->nodes[0].host, (int)port);
+	pthread_mutex_unlock(&rc->mu);
+	if (idx < 0)
+		semlog(SEMLOG_ERR, "store: redis: a redirect names a node beyond "
+		       "the %d known; not followed", RCONN_MAX_NODES);
+	return idx < 0 ? -EPROTO : idx;
+bad:
+	semlog(SEMLOG_ERR, "store: redis: malformed redirect '%.80s' (slot "
+	       "0..16383, HOST:PORT); not followed", s);
+	return -EPROTO;
+}
+
+static void pause_ms(int64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+
+	if (ms > 0)
+		nanosleep(&ts, NULL);
 }
 
 int rconn_cmd(struct rconn *rc, const char *key, struct args *a,
-	      redisReply **out)
+	      int64_t deadline, bool *sent, redisReply **out)
 {
-	int node = rc->cluster ? rc->slot_node[key_slot(key)] : 0;
-	bool asking = false;
+	int slot = rc->cluster ? key_slot(key) : 0, node;
+	bool ask = false;
 
+	*out = NULL;
 	if (a->n < 0)
 		return -ENOMEM;
-	for (int hop = 0; hop < 5; hop++) {
+	pthread_mutex_lock(&rc->mu);
+	node = rc->cluster ? rc->slot_node[slot] : 0;
+	pthread_mutex_unlock(&rc->mu);
+	for (int hop = 0; hop < RCONN_HOPS; hop++) {
 		redisReply *r = NULL;
-		int ret = rconn_node_cmd(rc, &rc->nodes[node], asking, a->n,
-					 a->v, a->l, &r);
-		int slot, idx;
+		int ret, rslot, idx;
 
-		asking = false;
+		if (hop && clock_mono_ms() >= deadline)
+			return -ETIMEDOUT;
+		ret = rconn_node_cmd(rc, node, ask, a, deadline, sent, &r);
+		ask = false;
 		if (ret)
 			return ret;
-		if (r->type == REDIS_REPLY_ERROR && rc->cluster) {
-			if (!strncmp(r->str, "MOVED ", 6) &&
-			    (idx = parse_redirect(rc, r->str, &slot)) >= 0) {
-				rc->slot_node[slot] = (uint8_t)idx;
-				node = idx;
-				rconn_load_slots(rc, idx);
-				freeReplyObject(r);
-				continue;
+		if (r->type != REDIS_REPLY_ERROR || !rc->cluster) {
+			*out = r;
+			return 0;
+		}
+		if (!strncmp(r->str, "MOVED ", 6) || !strncmp(r->str, "ASK ", 4)) {
+			bool moved = r->str[0] == 'M';
+
+			idx = parse_redirect(rc, r->str, &rslot);
+			freeReplyObject(r);
+			if (idx < 0)
+				return idx;
+			node = idx;
+			if (moved) {
+				pthread_mutex_lock(&rc->mu);
+				rc->slot_node[rslot] = (uint8_t)idx;
+				pthread_mutex_unlock(&rc->mu);
+				load_slots(rc, idx, deadline);
+			} else {
+				ask = true;
 			}
-			if (!strncmp(r->str, "ASK ", 4) &&
-			    (idx = parse_redirect(rc, r->str, &slot)) >= 0) {
-				node = idx;
-				asking = true;
-				freeReplyObject(r);
-				continue;
-			}
-			if (!strncmp(r->str, "TRYAGAIN", 8) ||
-			    !strncmp(r->str, "CLUSTERDOWN", 11)) {
-				freeReplyObject(r);
-				usleep(50000);
-				continue;
-			}
+			continue;
+		}
+		if (!strncmp(r->str, "TRYAGAIN", 8) ||
+		    !strncmp(r->str, "CLUSTERDOWN", 11)) {
+			int64_t left = deadline - clock_mono_ms();
+
+			freeReplyObject(r);
+			pause_ms(left < RCONN_TRYAGAIN_MS ? left : RCONN_TRYAGAIN_MS);
+			continue;
 		}
 		*out = r;
 		return 0;
 	}
+	semlog(SEMLOG_ERR, "store: redis: a command was redirected %d times; "
+	       "given up", RCONN_HOPS);
 	return -EIO;
 }

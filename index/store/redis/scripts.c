@@ -15,13 +15,45 @@
  * a call with them, and the comment above each script gives the ARGV the
  * caller (category.c, entry.c, quota.c, watch.c) adds in that order.
  *
+ * Request ids: a command may reach the server twice (a resend after a
+ * closed connection, rconn_i.h), so every script whose second run would
+ * do something else ("once" in its table entry) is wrapped by LUA_ONCE:
+ * its last KEY is {TAG}:rq:RID and its last ARGV RID, a request id unique
+ * to the call (this host's id and a counter); the first run keeps its
+ * result there for RQ_TTL_S seconds, a second run only returns it. Every
+ * such script answers { RID, result }, so a caller can tell its own reply
+ * from anything else (a corrupted or misrouted one). Touch, drop and get
+ * may run twice as they are. The cancel script makes a put that failed in
+ * doubt (entry.c) never take effect: it removes the entry if the put ran
+ * and leaves a marker that turns a later run of it into a no-op.
+ *
  * What not: no SCRIPT LOAD / EVALSHA (each call sends the source; Redis
  * caches it by hash), no script touches two slots.
  */
 #include "redis_i.h"
+#include "semlog.h"
 
-/* ARGV id path packed host maxlen; returns 1, or 0 when the path exists */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* The once wrapper (see the top): the body is a function whose result is
+ * kept under KEYS[#KEYS] and answered as { ARGV[#ARGV], result }. */
+#define LUA_ONCE_HEAD \
+	"local rq = KEYS[#KEYS]\n" \
+	"local done = redis.call('GET', rq)\n" \
+	"if done then return { ARGV[#ARGV], cjson.decode(done)[1] } end\n" \
+	"local function body()\n"
+#define LUA_ONCE_TAIL \
+	"end\n" \
+	"local r = body()\n" \
+	"redis.call('SET', rq, cjson.encode({ r }), 'EX', " RQ_TTL_S ")\n" \
+	"return { ARGV[#ARGV], r }\n"
+
+/* ARGV id path packed host maxlen rid; returns 1, or 0 when the path
+ * exists */
 static const char lua_cat_register[] =
+	LUA_ONCE_HEAD
 	"if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 0 end\n"
 	"redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])\n"
 	"redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])\n"
@@ -29,41 +61,57 @@ static const char lua_cat_register[] =
 	"redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'h', ARGV[4],"
 	" 'n', n, 'k', 'c', 'id', ARGV[1], 'c', ARGV[3])\n"
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', '{semcache}')\n"
-	"return 1\n";
+	"return 1\n"
+	LUA_ONCE_TAIL;
 const struct redis_script redis_script_cat_register = { lua_cat_register, {
-	":paths", ":cats", ":stream", ":evseq" } };
+	":paths", ":cats", ":stream", ":evseq" }, true };
 
-/* ARGV id host maxlen; returns the removed "MODE UID GID CREATED PATH", or
- * nil when there is no such category */
+/* ARGV id host maxlen rid; returns the removed "MODE UID GID CREATED
+ * PATH", or nil when there is no such category. A damaged value (no path
+ * in it) is removed with every path that names the id, so the path never
+ * stays taken. */
 static const char lua_cat_unregister[] =
+	LUA_ONCE_HEAD
 	"local v = redis.call('HGET', KEYS[2], ARGV[1])\n"
 	"if not v then return false end\n"
 	"local path = string.match(v, '^%S+ %S+ %S+ %S+ (.*)$')\n"
+	"if path and redis.call('HGET', KEYS[1], path) == ARGV[1] then\n"
+	"  redis.call('HDEL', KEYS[1], path)\n"
+	"else\n"
+	"  local all = redis.call('HGETALL', KEYS[1])\n"
+	"  for i = 1, #all, 2 do\n"
+	"    if all[i + 1] == ARGV[1] then redis.call('HDEL', KEYS[1], all[i]) end\n"
+	"  end\n"
+	"end\n"
 	"redis.call('HDEL', KEYS[2], ARGV[1])\n"
-	"redis.call('HDEL', KEYS[1], path)\n"
 	"local n = redis.call('INCR', KEYS[4])\n"
 	"redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'h', ARGV[2],"
 	" 'n', n, 'k', 'x', 'id', ARGV[1], 'c', v)\n"
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', '{semcache}')\n"
-	"return v\n";
+	"return v\n"
+	LUA_ONCE_TAIL;
 const struct redis_script redis_script_cat_unregister = { lua_cat_unregister, {
-	":paths", ":cats", ":stream", ":evseq" } };
+	":paths", ":cats", ":stream", ":evseq" }, true };
 
-/* ARGV id "MODE UID GID" host maxlen; returns the new "MODE UID GID
- * CREATED PATH", or nil when there is no such category */
+/* ARGV id "MODE UID GID" host maxlen rid; returns the new "MODE UID GID
+ * CREATED PATH", or nil when there is no such category (or its value is
+ * damaged) */
 static const char lua_cat_attr[] =
+	LUA_ONCE_HEAD
 	"local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
 	"if not v then return false end\n"
 	"local created, path = string.match(v, '^%S+ %S+ %S+ (%S+) (.*)$')\n"
+	"if not path then return false end\n"
 	"local nv = ARGV[2] .. ' ' .. created .. ' ' .. path\n"
 	"redis.call('HSET', KEYS[1], ARGV[1], nv)\n"
 	"local n = redis.call('INCR', KEYS[3])\n"
 	"redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'h', ARGV[3],"
 	" 'n', n, 'k', 'a', 'id', ARGV[1], 'c', nv)\n"
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', '{semcache}')\n"
-	"return nv\n";
+	"return nv\n"
+	LUA_ONCE_TAIL;
 const struct redis_script redis_script_cat_attr = { lua_cat_attr, {
-	":cats", ":stream", ":evseq" } };
+	":cats", ":stream", ":evseq" }, true };
 
 /* ARGV tag batch; deletes alive, policy, the quota keys and up to batch
  * entries, and once none is left stream, evseq and next; returns the
@@ -81,9 +129,10 @@ const struct redis_script redis_script_cat_drop = { lua_cat_drop, {
 	":alive", ":ids", ":policy", ":stream", ":evseq", ":next", ":lru",
 	":lfu", ":bytes", ":qok", ":evicted" } };
 
-/* ARGV tag op('s' set | 'r' remove) yaml host maxlen; returns 1, or -1 for
- * no such category (set) or no policy (remove) */
+/* ARGV tag op('s' set | 'r' remove) yaml host maxlen rid; returns 1, or
+ * -1 for no such category (set) or no policy (remove) */
 static const char lua_policy[] =
+	LUA_ONCE_HEAD
 	"if ARGV[2] == 's' then\n"
 	"  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
 	"  redis.call('SET', KEYS[2], ARGV[3])\n"
@@ -97,9 +146,10 @@ static const char lua_policy[] =
 	"   'n', n, 'k', 'y')\n"
 	"end\n"
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', ARGV[1])\n"
-	"return 1\n";
+	"return 1\n"
+	LUA_ONCE_TAIL;
 const struct redis_script redis_script_policy = { lua_policy, {
-	":alive", ":policy", ":stream", ":evseq" } };
+	":alive", ":policy", ":stream", ":evseq" }, true };
 
 /*
  * Shared by the scripts that keep the quota structures: u64(m, at) reads
@@ -124,15 +174,17 @@ const struct redis_script redis_script_policy = { lua_policy, {
 	"end\n"
 
 /* ARGV tag meta query hasctx ctx vec embedder response hits last host
- * maxlen use; returns the new entry's sequence, or -1 for no such
- * category */
+ * maxlen use rid; returns the new entry's sequence, or -1 for no such
+ * category. The entry keeps rid in its field i (for cancel). */
 static const char lua_put[] =
 	LUA_QUOTA_LIB
+	LUA_ONCE_HEAD
 	"if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end\n"
 	"local seq = redis.call('INCR', KEYS[2])\n"
 	"local k = ARGV[1] .. ':e:' .. seq\n"
 	"redis.call('HSET', k, 'm', ARGV[2], 'q', ARGV[3], 'v', ARGV[6],"
-	" 'em', ARGV[7], 'r', ARGV[8], 'h', ARGV[9], 't', ARGV[10])\n"
+	" 'em', ARGV[7], 'r', ARGV[8], 'h', ARGV[9], 't', ARGV[10],"
+	" 'i', ARGV[#ARGV])\n"
 	"if ARGV[4] == '1' then redis.call('HSET', k, 'c', ARGV[5]) end\n"
 	"redis.call('ZADD', KEYS[3], seq, seq)\n"
 	"order_add(KEYS[6], KEYS[7], seq, tonumber(ARGV[9]) or 0,"
@@ -142,27 +194,77 @@ static const char lua_put[] =
 	"redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[12], '*', 'h', ARGV[11],"
 	" 'n', n, 'k', 'p', 's', seq)\n"
 	"redis.call('PUBLISH', '" HINT_CHANNEL "', ARGV[1])\n"
-	"return seq\n";
+	"return seq\n"
+	LUA_ONCE_TAIL;
 const struct redis_script redis_script_put = { lua_put, {
-	":alive", ":next", ":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" } };
+	":alive", ":next", ":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" },
+	true };
 
-/* ARGV tag seq host maxlen; returns 1, or 0 when there is no such entry */
+/*
+ * Shared by del and cancel: drop_entry(tag, ids, stream, evseq, lru, lfu,
+ * bytes, seq, host, maxlen) removes entry seq with its quota records and
+ * streams a 'd' event; 1, or 0 when there is no such entry.
+ */
+#define LUA_DROP_ENTRY \
+	"local function drop_entry(tag, ids, stream, evseq, lru, lfu, bytes," \
+	" seq, host, maxlen)\n" \
+	"  if redis.call('ZREM', ids, seq) == 0 then return 0 end\n" \
+	"  local k = tag .. ':e:' .. seq\n" \
+	"  local b = u64(redis.call('HGET', k, 'm'), 8)\n" \
+	"  redis.call('DEL', k)\n" \
+	"  redis.call('ZREM', lru, seq)\n" \
+	"  redis.call('ZREM', lfu, seq)\n" \
+	"  redis.call('DECRBY', bytes, string.format('%.17g', b))\n" \
+	"  local n = redis.call('INCR', evseq)\n" \
+	"  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', host," \
+	"   'n', n, 'k', 'd', 's', seq)\n" \
+	"  redis.call('PUBLISH', '" HINT_CHANNEL "', tag)\n" \
+	"  return 1\n" \
+	"end\n"
+
+/* ARGV tag seq host maxlen rid; returns 1, or 0 when there is no such
+ * entry */
 static const char lua_del[] =
 	LUA_QUOTA_LIB
-	"if redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then return 0 end\n"
-	"local k = ARGV[1] .. ':e:' .. ARGV[2]\n"
-	"local b = u64(redis.call('HGET', k, 'm'), 8)\n"
-	"redis.call('DEL', k)\n"
-	"redis.call('ZREM', KEYS[4], ARGV[2])\n"
-	"redis.call('ZREM', KEYS[5], ARGV[2])\n"
-	"redis.call('DECRBY', KEYS[6], string.format('%.17g', b))\n"
-	"local n = redis.call('INCR', KEYS[3])\n"
-	"redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'h', ARGV[3],"
-	" 'n', n, 'k', 'd', 's', ARGV[2])\n"
-	"redis.call('PUBLISH', '" HINT_CHANNEL "', ARGV[1])\n"
-	"return 1\n";
+	LUA_DROP_ENTRY
+	LUA_ONCE_HEAD
+	"return drop_entry(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],"
+	" KEYS[6], ARGV[2], ARGV[3], ARGV[4])\n"
+	LUA_ONCE_TAIL;
 const struct redis_script redis_script_del = { lua_del, {
-	":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" } };
+	":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" }, true };
+
+/*
+ * ARGV tag rid host maxlen scan. Cancels the put of request rid: its kept
+ * result (KEYS[7], the put's {TAG}:rq:RID) names its sequence, else the
+ * newest scan entries are searched for field i = rid; that entry is
+ * removed. The put's kept result becomes 'x' for CANCEL_TTL_S, so that a
+ * put still on its way does nothing. Returns 1 when an entry was removed,
+ * else 0. Running it twice is harmless.
+ */
+static const char lua_cancel[] =
+	LUA_QUOTA_LIB
+	LUA_DROP_ENTRY
+	"local tag, seq = ARGV[1], nil\n"
+	"local done = redis.call('GET', KEYS[7])\n"
+	"if done then\n"
+	"  local r = cjson.decode(done)[1]\n"
+	"  if type(r) == 'number' and r > 0 then seq = string.format('%d', r) end\n"
+	"else\n"
+	"  local s = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[5]) - 1)\n"
+	"  for _, x in ipairs(s) do\n"
+	"    if redis.call('HGET', tag .. ':e:' .. x, 'i') == ARGV[2] then\n"
+	"      seq = x\n"
+	"      break\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"redis.call('SET', KEYS[7], cjson.encode({ 'x' }), 'EX', " CANCEL_TTL_S ")\n"
+	"if not seq then return 0 end\n"
+	"return drop_entry(tag, KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],"
+	" KEYS[6], seq, ARGV[3], ARGV[4])\n";
+const struct redis_script redis_script_cancel = { lua_cancel, {
+	":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" }, false, true };
 
 /* ARGV tag (seq hits last)...: keeps the maximum and
  * files the entry under it in the lru and lfu orders */
@@ -185,13 +287,14 @@ const struct redis_script redis_script_touch = { lua_touch, {
 	":ids", ":lru", ":lfu" } };
 
 /*
- * ARGV tag entries bytes order(f|l|u) keep host maxlen limit. Evicts at
+ * ARGV tag entries bytes order(f|l|u) keep host maxlen limit rid. Evicts at
  * most limit entries (limit >= 1; 0 evicts nothing) until the category
  * fits, never keep; returns { keep gone (0|1), seq... }. Rebuilds lru, lfu
  * and bytes first when qok is missing.
  */
 static const char lua_quota[] =
 	LUA_QUOTA_LIB
+	LUA_ONCE_HEAD
 	"local tag, ids, lru, lfu, bytes = ARGV[1], KEYS[1], KEYS[2], KEYS[3],"
 	" KEYS[4]\n"
 	"if redis.call('EXISTS', KEYS[5]) == 0 then\n"
@@ -245,9 +348,11 @@ static const char lua_quota[] =
 	"  redis.call('INCRBY', KEYS[6], #out - 1)\n"
 	"  redis.call('PUBLISH', '" HINT_CHANNEL "', tag)\n"
 	"end\n"
-	"return out\n";
+	"return out\n"
+	LUA_ONCE_TAIL;
 const struct redis_script redis_script_quota = { lua_quota, {
-	":ids", ":lru", ":lfu", ":bytes", ":qok", ":evicted", ":stream", ":evseq" } };
+	":ids", ":lru", ":lfu", ":bytes", ":qok", ":evicted", ":stream", ":evseq" },
+	true };
 
 /* ARGV tag 'r' lo count | tag 'l' seq...; returns the last seq
  * looked at, then (seq m h t v em) per live entry */
@@ -274,13 +379,61 @@ const struct redis_script redis_script_get = { lua_get, {
 	":ids" } };
 
 void redis_arg_script(struct args *a, const struct redis_script *sc,
-		      const char *tag)
+		      const char *tag, const char *rid)
 {
 	int n = 0;
+	bool rq = sc->once || sc->rq_key;
 
 	while (n < REDIS_SCRIPT_KEYS && sc->keys[n])
 		n++;
-	arg_eval(a, sc->src, n);
+	if (rq && !rid)
+		BUG("script needs a request id");
+	arg_eval(a, sc->src, n + (rq ? 1 : 0));
 	for (int i = 0; i < n; i++)
 		arg_f(a, "%s%s", tag, sc->keys[i]);
+	if (rq)
+		arg_f(a, "%s:rq:%s", tag, rid);
+}
+
+void redis_rid(struct store_redis *s, char *rid)
+{
+	unsigned long long n = (unsigned long long)atomic_fetch_add(&s->rid_next, 1);
+
+	snprintf(rid, 40, "%s.%llx", s->host_id, n);
+}
+
+int redis_once_call(struct rconn *rc, const char *tag, struct args *a,
+		    const char *rid, const char *what, int type,
+		    int nil_errno, bool *sent, redisReply **out)
+{
+	redisReply *r = NULL, *res;
+	const redisReply *echo;
+	int ret;
+
+	if (out)
+		*out = NULL;
+	arg_s(a, rid);
+	ret = rconn_call_sent(rc, tag, a, what, REDIS_REPLY_ARRAY, -EPROTO, sent,
+			      &r);
+	if (ret)
+		return ret;
+	echo = rconn_elem_str(r, 0);
+	if (r->elements != 2 || !echo || echo->len != strlen(rid) ||
+	    memcmp(echo->str, rid, echo->len)) {
+		freeReplyObject(r);
+		return rconn_bad_reply(rc, what, "the reply is not this request's "
+				       "(its request id is missing or another)");
+	}
+	res = r->element[1];
+	if (res->type == REDIS_REPLY_NIL) {
+		ret = nil_errno;
+	} else if (res->type == REDIS_REPLY_ERROR ||
+		   (type && res->type != type)) {
+		ret = rconn_bad_reply(rc, what, "the result has the wrong type");
+	} else if (out) {
+		r->element[1] = NULL;   /* detached: freeReplyObject skips NULL */
+		*out = res;
+	}
+	freeReplyObject(r);
+	return ret;
 }

@@ -4,14 +4,22 @@
  * How: each write script XADDs an event {h: writer host id, n: evseq, k:
  * kind, ...} to its category's (or the global) stream and PUBLISHes the
  * category's tag on HINT_CHANNEL as a wake-up hint (Pub/Sub reaches every
- * node of a cluster). The watcher thread keeps its own connections (a copy
- * of the slot map, no lock): a subscriber waits for hints with a 100 ms
- * poll, then reads the hinted streams with non-blocking XREAD from the last
- * id seen (one key per XREAD, so it works across slots); every second it
- * reads all streams anyway, so a lost hint costs at most 1 s. The entries
+ * node of a cluster). The watcher thread has an rconn of its own (one
+ * connection per node, a copy of the slot map), so it never waits for the
+ * pool the other threads use, nor they for it. A subscriber waits for
+ * hints with a 100 ms poll, then reads the hinted streams with non-blocking
+ * XREAD from the last id seen (one key per XREAD, so it works across
+ * slots); every second it reads all streams anyway, so a lost hint costs
+ * at most 1 s. The entries
  * of a batch's put events are fetched with one get script call. An n that
  * does not follow the last one seen (a trimmed stream, a Redis that lost
- * data) makes it re-read the positions and deliver STORE_EV_RESYNC.
+ * data) makes it re-read the positions and deliver STORE_EV_RESYNC; so
+ * does a reset store (reset.c: the epoch is checked on every full sweep,
+ * and first after a reconnect). Every reply is checked before use: the
+ * shape of XREAD and XREVRANGE replies, field names and values, ids and
+ * sequences in range; a malformed reply fails the sweep (-EPROTO, logged)
+ * and the stream position moves past an event only once it was handled.
+ * Each round also does the store work left by failed calls (cancel.c).
  * Positions are taken at open() (redis_ws_snapshot), so nothing between the
  * engine's initial load and watch() is lost; the price is that such
  * changes may also arrive as events (apply them idempotently). Events
@@ -74,23 +82,48 @@ static void ws_del(struct wstate *w, int64_t cat)
 		}
 }
 
-/* A stream entry's field value, or NULL. */
+/* A stream entry's field value (a string), or NULL. */
 static const redisReply *field(const redisReply *fields, const char *name)
 {
-	for (size_t i = 0; i + 1 < fields->elements; i += 2)
-		if (!strcmp(fields->element[i]->str, name))
-			return fields->element[i + 1];
+	for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+		const redisReply *k = fields->element[i];
+
+		if (k->type == REDIS_REPLY_STRING && !strcmp(k->str, name))
+			return rconn_elem_str(fields, i + 1);
+	}
 	return NULL;
 }
 
-static int64_t field_i(const redisReply *fields, const char *name)
+/* A numeric field in lo..hi, else -1 (absent or malformed). */
+static int64_t field_i(const redisReply *fields, const char *name,
+		       long long lo, long long hi)
 {
 	const redisReply *f = field(fields, name);
+	long long v;
 
-	return f && f->str ? strtoll(f->str, NULL, 10) : -1;
+	return f && !rconn_reply_int(NULL, f, lo, hi, NULL, &v) ? v : -1;
 }
 
-/* The last entry of a stream: its id and n ("0-0", 0 if empty). */
+/* A stream entry as XRANGE/XREAD give it: [id, [field, value, ...]]. */
+static bool entry_ok(const redisReply *e)
+{
+	const redisReply *f;
+
+	if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+	    e->element[0]->type != REDIS_REPLY_STRING ||
+	    !e->element[0]->len || e->element[0]->len >= 48)
+		return false;
+	f = e->element[1];
+	if (f->type != REDIS_REPLY_ARRAY || f->elements % 2)
+		return false;
+	for (size_t i = 0; i < f->elements; i++)
+		if (f->element[i]->type != REDIS_REPLY_STRING)
+			return false;
+	return true;
+}
+
+/* The last entry of a stream: its id and n ("0-0", 0 if empty; n -1 when
+ * the entry has no valid n: the next event is then taken as it comes). */
 static int stream_tail(struct rconn *rc, const struct wstream *x,
 		       char *last, size_t lastlen, int64_t *n)
 {
@@ -104,19 +137,24 @@ static int stream_tail(struct rconn *rc, const struct wstream *x,
 	arg_s(&a, "-");
 	arg_s(&a, "COUNT");
 	arg_s(&a, "1");
-	ret = rconn_call(rc, x->key, &a, NULL, REDIS_REPLY_ARRAY, 0, &r);
+	ret = rconn_call(rc, x->key, &a, "read a change stream",
+			 REDIS_REPLY_ARRAY, -EPROTO, &r);
 	if (ret)
 		return ret;
+	if (r->elements > 1 || (r->elements && !entry_ok(r->element[0]))) {
+		freeReplyObject(r);
+		return rconn_bad_reply(rc, "read a change stream",
+				       "not a stream entry");
+	}
 	snprintf(last, lastlen, "0-0");
 	*n = 0;
-	if (r && r->elements == 1) {
+	if (r->elements == 1) {
 		redisReply *e = r->element[0];
 
 		snprintf(last, lastlen, "%s", e->element[0]->str);
-		*n = field_i(e->element[1], "n");
+		*n = field_i(e->element[1], "n", 1, INT64_MAX);
 	}
-	if (r)
-		freeReplyObject(r);
+	freeReplyObject(r);
 	return 0;
 }
 
@@ -136,12 +174,16 @@ int redis_ws_snapshot(struct rconn *rc, struct wstate *w)
 		return ret;
 	arg_s(&a, "HKEYS");
 	arg_s(&a, "{semcache}:cats");
-	ret = rconn_call(rc, "{semcache}", &a, NULL, REDIS_REPLY_ARRAY, -EIO,
-			 &r);
+	ret = rconn_call(rc, "{semcache}", &a, "list categories",
+			 REDIS_REPLY_ARRAY, -EPROTO, &r);
 	if (ret)
 		return ret;
 	for (size_t i = 0; !ret && i < r->elements; i++) {
-		ret = ws_add(w, strtoll(r->element[i]->str, NULL, 10), "0-0", 0);
+		int64_t id;
+
+		ret = redis_cat_id(rc, r->element[i], "list categories", &id);
+		if (!ret)
+			ret = ws_add(w, id, "0-0", 0);
 		if (!ret)
 			ret = stream_tail(rc, &w->v[w->n - 1],
 					  w->v[w->n - 1].last,
@@ -160,6 +202,7 @@ struct watcher {
 	bool resync;
 	redisReply *pre;          /* the entries of a batch's put events */
 	size_t pre_at;            /* next group of pre to look at */
+	uid_t owner;              /* of pre's category (entries without uid) */
 };
 
 static bool stopping(const struct watcher *wt)
@@ -203,20 +246,23 @@ static int prefetch_puts(struct watcher *wt, int64_t cat,
 	struct args a = { 0 };
 	char tag[24];
 	bool any = false;
+	int ret;
 
 	wt->pre = NULL;
 	wt->pre_at = 1;
 	redis_cat_tag(tag, sizeof(tag), cat, "");
-	redis_arg_script(&a, &redis_script_get, tag);
+	redis_arg_script(&a, &redis_script_get, tag, NULL);
 	arg_s(&a, tag);
 	arg_s(&a, "l");
 	for (size_t j = 0; j < ents->elements; j++) {
 		const redisReply *f = ents->element[j]->element[1];
 		const redisReply *h = field(f, "h"), *kind = field(f, "k");
 
-		if (kind && kind->str && kind->str[0] == 'p' &&
-		    !(h && h->str && !strcmp(h->str, wt->s->host_id))) {
-			arg_i(&a, field_i(f, "s"));
+		int64_t seq = field_i(f, "s", 1, SEQ_MAX);
+
+		if (kind && kind->str[0] == 'p' && seq > 0 &&
+		    !(h && !strcmp(h->str, wt->s->host_id))) {
+			arg_i(&a, seq);
 			any = true;
 		}
 	}
@@ -224,8 +270,18 @@ static int prefetch_puts(struct watcher *wt, int64_t cat,
 		args_release(&a);
 		return 0;
 	}
-	return rconn_call(&wt->rc, tag, &a, NULL, REDIS_REPLY_ARRAY, -EIO,
-			  &wt->pre);
+	ret = redis_cat_owner(wt->s, &wt->rc, cat, &wt->owner);
+	if (ret == -ENOENT || ret == -EBADMSG)
+		wt->owner = 0;
+	else if (ret) {
+		args_release(&a);
+		return ret;
+	}
+	ret = rconn_call(&wt->rc, tag, &a, "read new entries",
+			 REDIS_REPLY_ARRAY, -EPROTO, &wt->pre);
+	if (!ret)
+		ret = redis_get_reply_check(&wt->rc, wt->pre, "read new entries");
+	return ret;
 }
 
 /* A put event: deliver the prefetched entry, if it still existed. */
@@ -237,13 +293,18 @@ static int deliver_put(struct watcher *wt, int64_t cat, int64_t seq)
 	/* groups are in event order, so a cursor finds them */
 	while (r && wt->pre_at + 6 <= r->elements) {
 		redisReply **f = r->element + wt->pre_at;
-		int64_t s = strtoll(f[0]->str, NULL, 10);
+		long long s;
+		int ret = rconn_reply_int(&wt->rc, f[0], 1, SEQ_MAX,
+					  "read new entries", &s);
 
+		if (ret)
+			return ret;
 		if (s > seq)
 			break;
 		wt->pre_at += 6;
 		if (s == seq)
-			return redis_get_group(cat, f, fetch_cb, &fc);
+			return redis_get_group(wt->s, cat, f, wt->owner, fetch_cb,
+					       &fc);
 	}
 	return 0;
 }
@@ -252,49 +313,57 @@ static int deliver_put(struct watcher *wt, int64_t cat, int64_t seq)
 static int handle(struct watcher *wt, struct wstream *x, const redisReply *f)
 {
 	const redisReply *h = field(f, "h"), *k = field(f, "k");
-	bool mine = h && h->str && !strcmp(h->str, wt->s->host_id);
+	bool mine = h && !strcmp(h->str, wt->s->host_id);
 	struct store_event ev = { 0 };
-	char kind = k && k->str ? k->str[0] : 0;
-	int64_t cat = x->cat_id;
+	char kind = k ? k->str[0] : 0;
+	int64_t cat = x->cat_id, seq;
 
 	if (!x->cat_id) {
 		const redisReply *c = field(f, "c");
-		int64_t id = field_i(f, "id");
-		char *buf;
+		int64_t id = field_i(f, "id", 1, CAT_MAX);
+		int ret;
 
-		if (!c || id <= 0)
+		if (!c || id <= 0 || (kind != 'c' && kind != 'x' && kind != 'a')) {
+			semlog(SEMLOG_WARN, "store: redis watch: a malformed "
+			       "category event; skipped");
 			return 0;
+		}
+		if (redis_cat_parse(id, c->str, c->len, &ev.category)) {
+			semlog(SEMLOG_WARN, "store: redis watch: category %lld: "
+			       "damaged event; skipped", (long long)id);
+			return 0;
+		}
 		if (kind == 'c') {
 			/* a new category's stream is read from its start */
-			int ret = ws_add(wt->w, id, "0-0", 0);
+			ret = ws_add(wt->w, id, "0-0", 0);
 			if (ret)
 				return ret;
 		} else if (kind == 'x') {
 			ws_del(wt->w, id);
 		}
-		if (mine)
-			return 0;
-		buf = strndup(c->str, c->len);
-		if (!buf)
-			return -ENOMEM;
-		if (!redis_cat_parse(id, buf, &ev.category)) {
-			ev.kind = kind == 'c' ? STORE_EV_CATEGORY_CREATE :
-				  kind == 'x' ? STORE_EV_CATEGORY_DELETE :
-						STORE_EV_CATEGORY_ATTR;
-			if (kind == 'c' || kind == 'x' || kind == 'a')
-				deliver(wt, &ev);
-		}
-		free(buf);
+		ret = redis_known_set(wt->s, id, kind == 'x' ? NULL : c->str);
+		if (ret || mine)
+			return ret;
+		ev.kind = kind == 'c' ? STORE_EV_CATEGORY_CREATE :
+			  kind == 'x' ? STORE_EV_CATEGORY_DELETE :
+					STORE_EV_CATEGORY_ATTR;
+		deliver(wt, &ev);
 		return 0;
 	}
 	/* an eviction (e=1) reaches its own host too: see store_watch */
 	if (mine && !(kind == 'd' && field(f, "e")))
 		return 0;
-	if (kind == 'p')
-		return deliver_put(wt, cat, field_i(f, "s"));
-	if (kind == 'd') {
+	if (kind == 'p' || kind == 'd') {
+		seq = field_i(f, "s", 1, SEQ_MAX);
+		if (seq <= 0) {
+			semlog(SEMLOG_WARN, "store: redis watch %s: an entry "
+			       "event without a valid sequence; skipped", x->key);
+			return 0;
+		}
+		if (kind == 'p')
+			return deliver_put(wt, cat, seq);
 		ev.kind = STORE_EV_ENTRY_DELETE;
-		ev.entry.id = entry_id(cat, field_i(f, "s"));
+		ev.entry.id = entry_id(cat, seq);
 		ev.entry.cat_id = cat;
 		ev.category.id = cat;
 		deliver(wt, &ev);
@@ -305,7 +374,7 @@ static int handle(struct watcher *wt, struct wstream *x, const redisReply *f)
 		ev.category.id = cat;
 		ev.entry.cat_id = cat;
 		if (y) {
-			ev.yaml = y->str ? y->str : "";
+			ev.yaml = y->str;
 			ev.yaml_len = y->len;
 		}
 		deliver(wt, &ev);
@@ -318,6 +387,26 @@ static void pre_free(struct watcher *wt)
 	if (wt->pre)
 		freeReplyObject(wt->pre);
 	wt->pre = NULL;
+}
+
+/* An XREAD reply of one stream: nil, or [[key, [entry...]]]. */
+static bool xread_ok(const redisReply *r)
+{
+	const redisReply *s;
+
+	if (r->type == REDIS_REPLY_NIL)
+		return true;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 1)
+		return false;
+	s = r->element[0];
+	if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+	    s->element[0]->type != REDIS_REPLY_STRING ||
+	    s->element[1]->type != REDIS_REPLY_ARRAY)
+		return false;
+	for (size_t j = 0; j < s->element[1]->elements; j++)
+		if (!entry_ok(s->element[1]->element[j]))
+			return false;
+	return true;
 }
 
 /* Read one XREAD batch of stream i, delivering; *more when the batch was
@@ -347,7 +436,12 @@ static int sweep_batch(struct watcher *wt, size_t i, bool *more)
 		ret = -EIO;
 		goto out;
 	}
-	if (r->type != REDIS_REPLY_ARRAY || !r->elements)
+	if (!xread_ok(r)) {
+		ret = rconn_bad_reply(&wt->rc, "read a change stream",
+				      "not an XREAD reply");
+		goto out;
+	}
+	if (r->type == REDIS_REPLY_NIL)
 		goto out;   /* nothing new */
 	ents = r->element[0]->element[1];
 	if (x->cat_id) {
@@ -357,10 +451,10 @@ static int sweep_batch(struct watcher *wt, size_t i, bool *more)
 	}
 	for (size_t j = 0; j < ents->elements; j++) {
 		redisReply *e = ents->element[j];
-		int64_t n = field_i(e->element[1], "n"), cat;
+		int64_t n = field_i(e->element[1], "n", 1, INT64_MAX), cat;
 
 		x = &wt->w->v[i];
-		if (n != x->n + 1) {
+		if (n < 0 || (x->n >= 0 && n != x->n + 1)) {
 			semlog(SEMLOG_WARN, "store: redis watch %s: event "
 			       "%lld follows %lld: events were lost, "
 			       "resynchronising", key, (long long)n,
@@ -368,15 +462,19 @@ static int sweep_batch(struct watcher *wt, size_t i, bool *more)
 			wt->resync = true;
 			goto out;
 		}
-		snprintf(x->last, sizeof(x->last), "%s", e->element[0]->str);
-		x->n = n;
 		cat = x->cat_id;
 		ret = handle(wt, x, e->element[1]);
 		if (ret)
 			goto out;
-		/* a deleted category's stream is no longer ours */
-		if (i >= wt->w->n || wt->w->v[i].cat_id != cat)
-			goto out;
+		/* handled: only now does the position move past it */
+		if (i < wt->w->n && wt->w->v[i].cat_id == cat) {
+			x = &wt->w->v[i];
+			snprintf(x->last, sizeof(x->last), "%s",
+				 e->element[0]->str);
+			x->n = n;
+		} else {
+			goto out;   /* a deleted category's stream is gone */
+		}
 	}
 	*more = ents->elements >= SCAN_BATCH;
 out:
@@ -425,25 +523,29 @@ static void sub_close(struct watcher *wt)
 
 static int sub_open(struct watcher *wt)
 {
+	const char *argv[] = { "SUBSCRIBE", HINT_CHANNEL };
+	size_t len[] = { 9, sizeof(HINT_CHANNEL) - 1 };
 	char why[160];
 	int ret = -EIO;
 
 	for (int i = 0; i < wt->rc.nnodes; i++) {
-		redisReply *r;
+		int64_t deadline = clock_mono_ms() + WATCH_COMMAND_MS;
+		redisReply *r = NULL;
+		bool sent;
 
 		wt->sub = rconn_ctx_open(wt->rc.nodes[i].host,
-					 wt->rc.nodes[i].port, WATCH_COMMAND_MS,
-					 0, &ret, why, sizeof(why));
+					 wt->rc.nodes[i].port, 0, deadline,
+					 &ret, why, sizeof(why));
 		if (!wt->sub)
 			continue;
-		r = redisCommand(wt->sub, "SUBSCRIBE " HINT_CHANNEL);
-		if (r && r->type == REDIS_REPLY_ARRAY) {
+		ret = rconn_ctx_exec(wt->sub, 2, argv, len, deadline, &sent, &r);
+		if (!ret && r->type == REDIS_REPLY_ARRAY) {
 			freeReplyObject(r);
 			return 0;
 		}
 		freeReplyObject(r);
 		sub_close(wt);
-		ret = -EIO;
+		ret = ret ? ret : -EIO;
 	}
 	return ret;
 }
@@ -473,8 +575,7 @@ static int sub_wait(struct watcher *wt, int ms, bool *any)
 			continue;
 		}
 		redisReply *r = reply;
-		if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-		    r->element[2]->type == REDIS_REPLY_STRING) {
+		if (rconn_elem_str(r, 2) && r->elements == 3) {
 			for (size_t i = 0; i < wt->w->n; i++)
 				if (!strcmp(wt->w->v[i].tag, r->element[2]->str))
 					wt->w->v[i].hinted = *any = true;
@@ -494,13 +595,21 @@ static void *watch_main(void *arg)
 	bool up = true;
 
 	while (!stopping(wt)) {
-		bool any = false;
+		bool any = false, full;
 		int ret = 0;
 
 		if (!wt->sub) {
 			ret = sub_open(wt);
 			if (!ret)
 				next_full = 0;   /* catch up at once */
+		}
+		full = !ret && clock_mono_ms() >= next_full;
+		if (full) {
+			/* a reset store first: its streams are gone too */
+			ret = redis_reset_check(s, &wt->rc);
+			if (ret == 1)
+				wt->resync = true;
+			ret = ret < 0 ? ret : 0;
 		}
 		if (!ret && wt->resync) {
 			ret = redis_ws_snapshot(&wt->rc, wt->w);
@@ -511,7 +620,7 @@ static void *watch_main(void *arg)
 				deliver(wt, &ev);
 			}
 		}
-		if (!ret && clock_mono_ms() >= next_full) {
+		if (!ret && full) {
 			next_full = clock_mono_ms() + 1000;
 			ret = sweep_all(wt, false);
 			if (!ret && !up) {
@@ -522,6 +631,9 @@ static void *watch_main(void *arg)
 				backoff = 0;
 			}
 		}
+		/* failed calls' leftovers; a failure here is retried next round */
+		if (!ret)
+			redis_doubts_settle(s, &wt->rc);
 		if (!ret)
 			ret = sub_wait(wt, 100, &any);
 		if (!ret && any)
@@ -564,9 +676,7 @@ int redis_watch(struct store *st, store_event_fn cb, void *arg)
 	wt->s = s;
 	wt->w = &s->ws;
 	/* the slot map is copied; connections are the thread's own */
-	pthread_mutex_lock(&s->mu);
-	rconn_clone(&wt->rc, &s->rc, WATCH_COMMAND_MS);
-	pthread_mutex_unlock(&s->mu);
+	rconn_clone(&wt->rc, &s->rc, WATCH_COMMAND_MS, 1);
 	s->cb = cb;
 	s->cb_arg = arg;
 	atomic_store(&s->stop, false);
