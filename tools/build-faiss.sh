@@ -95,7 +95,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # A deb-src entry of our own, with the keyring the system's Debian entry uses.
-if ! apt-cache showsrc faiss 2>/dev/null | grep -q '^Package: faiss'; then
+# (grep reads all of apt-cache's output: with grep -q, apt-cache is killed by
+# SIGPIPE after the first match and pipefail fails the test.)
+has_source() { apt-cache showsrc faiss 2>/dev/null | grep '^Package: faiss$' >/dev/null; }
+if ! has_source; then
 	if [ ! -f "$SRC_LIST" ]; then
 		keyring=$(sed -n 's/^Signed-By: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
 		keyring=${keyring:-/usr/share/keyrings/debian-archive-keyring.gpg}
@@ -106,7 +109,7 @@ if ! apt-cache showsrc faiss 2>/dev/null | grep -q '^Package: faiss'; then
 			"Components: main" "Signed-By: $keyring" | $SUDO tee "$SRC_LIST" >/dev/null
 	fi
 	$SUDO apt-get update -q >&2
-	apt-cache showsrc faiss 2>/dev/null | grep -q '^Package: faiss' ||
+	has_source ||
 		die "apt knows no source package 'faiss' even after adding $SRC_LIST: check apt-get update"
 fi
 if [ -z "$version" ]; then
