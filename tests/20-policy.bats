@@ -248,6 +248,34 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	assert_output ""
 }
 
+@test "a deeply nested or oversized policy.yaml is refused at once with a clear reason" {
+	echo "threshold: 0.95" >"$MNT/p/policy.yaml"
+	# 500 KB and 100 KB of '[': over the size a policy may have (64 KiB),
+	# refused before parsing (a 500 KB one used to parse for 56 s)
+	run timeout 10 "$FSOP" writen "$MNT/p/policy.yaml" 500000 '['
+	assert_output "EFBIG at close"
+	run cat "$MNT/p/.errors"
+	assert_output --partial "the policy is 500000 bytes, more than the 65536 a policy may have"
+	run timeout 10 "$FSOP" writen "$MNT/p/policy.yaml" 100000 '['
+	assert_output "EFBIG at close"
+	run cat "$MNT/p/.errors"
+	assert_output --partial "the policy is 100000 bytes"
+	# 64 KiB of '[' fits the size: the parse stops at the fifth level
+	run timeout 10 "$FSOP" writen "$MNT/p/policy.yaml" 65536 '['
+	assert_output "EINVAL at close"
+	run cat "$MNT/p/.errors"
+	assert_output "/p/policy.yaml:1:5: nested deeper than 4 levels (a policy needs 2, like 'quota: {entries: 3}')"
+	# unclosed
+	run timeout 10 "$FSOP" write "$MNT/p/policy.yaml" '[[['
+	assert_output "EINVAL at close"
+	run cat "$MNT/p/.errors"
+	assert_output --regexp "^/p/policy\.yaml:2:1: invalid yaml: did not find expected node content"
+	# the policy before them stays
+	run cat "$MNT/p/.policy"
+	assert_line --regexp '^threshold: 0\.95 +# /p$'
+	grep -q "rejected /p/policy.yaml:1:5: nested deeper than 4 levels" "$LOG"
+}
+
 @test "editing: cat and echo >" {
 	echo "threshold: 0.93" >"$MNT/p/policy.yaml"
 	run cat "$MNT/p/policy.yaml"

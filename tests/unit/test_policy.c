@@ -614,6 +614,112 @@ static void test_errors(void)
 	}
 }
 
+/* Bad input of any size is refused in time linear in its size: more than
+ * POLICY_FILE_MAX bytes before parsing, nesting past what a policy needs
+ * as soon as it is seen, with a clear message either way. */
+static void test_bounds(void)
+{
+	static const char *const too_deep[][2] = {
+		/* yaml, want "LINE:COL" */
+		{ "quota: {entries: [[[1]]]}\n", "1:20" },
+		{ "- - - - - x\n", "1:9" },
+		{ "a:\n b:\n  c:\n   d:\n    e: 1\n", "5:5" },
+		/* the parse stops there even after an error of meaning */
+		{ "treshold: 1\nttl: [[[[x]]]]\n", "2:9" },
+		{ "{a: {b: {c: {d: {e: 1}}}}}\n", "1:17" },
+	};
+	size_t big = 500 * 1000, i;
+	char *buf = malloc(big);
+	struct policy_file *f = NULL;
+	struct policy_error err;
+	struct policy p;
+
+	if (!buf) {
+		CHECK(0);
+		return;
+	}
+	/* 64 KiB of '[' (POLICY_FILE_MAX exactly): stopped at the fifth */
+	memset(buf, '[', big);
+	CHECK_EQ_INT(policy_file_parse(buf, POLICY_FILE_MAX, "/", &f, &err),
+		     -EINVAL);
+	CHECK(f == NULL);
+	CHECK_EQ_INT(err.line, 1);
+	CHECK_EQ_INT(err.column, 5);
+	CHECK(strstr(err.message, "nested deeper than 4 levels") != NULL);
+	/* one byte more, 100 KB, 500 KB: refused before parsing */
+	{
+		const size_t sizes[] = { POLICY_FILE_MAX + 1, 100 * 1000, big };
+
+		for (i = 0; i < 3; i++) {
+			char n[64];
+
+			CHECK_EQ_INT(policy_file_parse(buf, sizes[i], "/", &f, &err),
+				     -EFBIG);
+			CHECK(f == NULL);
+			CHECK_EQ_INT(err.line, 0);
+			snprintf(n, sizeof(n), "the policy is %zu bytes, more than "
+				 "the 65536", sizes[i]);
+			CHECK(strstr(err.message, n) != NULL);
+			if (!strstr(err.message, n))
+				fprintf(stderr, "  got '%s'\n", err.message);
+		}
+	}
+	/* unclosed: libyaml's own message, where the input ends */
+	expect_error("[[[", 2, 1, "invalid yaml: did not find expected node content");
+	for (i = 0; i < sizeof(too_deep) / sizeof(too_deep[0]); i++) {
+		int line = atoi(too_deep[i][1]);
+		int col = atoi(strchr(too_deep[i][1], ':') + 1);
+
+		expect_error(too_deep[i][0], line, col, "nested deeper than 4 levels "
+			     "(a policy needs 2, like 'quota: {entries: 3}')");
+	}
+	/* at the limit, a wrong value still gets its own message */
+	expect_error("quota: {entries: [[1]]}\n", 1, 18,
+		     "quota.entries: expected a whole number, got a sequence");
+	/* a valid policy of exactly POLICY_FILE_MAX bytes parses */
+	memset(buf, ' ', POLICY_FILE_MAX);
+	buf[0] = '#';
+	memcpy(buf + POLICY_FILE_MAX - 9, "\nttl: 5m\n", 9);
+	f = NULL;
+	CHECK_EQ_INT(policy_file_parse(buf, POLICY_FILE_MAX, "/", &f, &err), 0);
+	CHECK(f && policy_file_sets(f, POLICY_TTL));
+	policy_file_free(f);
+	free(buf);
+
+	/* anchors: a scalar's alias reads as the scalar */
+	f = parse_ok("threshold: &t 0.5\nadaptive: {threshold_min: *t, high: *t}\n",
+		     "/a");
+	if (f) {
+		policy_defaults(&p);
+		policy_apply(&p, f);
+		CHECK(p.adaptive_threshold_min > 0.4999 && p.adaptive_threshold_min < 0.5001);
+		CHECK(p.adaptive_high > 0.4999 && p.adaptive_high < 0.5001);
+		policy_file_free(f);
+	}
+	expect_error("ttl: &a 5m\nthreshold: &a 0.9\n", 2, 12,
+		     "invalid yaml: found duplicate anchor 'a' (first occurrence "
+		     "at line 1, column 6)");
+	expect_error("quota: &q {entries: 3}\nlimits: *q\n", 2, 9,
+		     "limits: an alias cannot stand for a group's keys");
+	expect_error("ttl: &q [1]\nthreshold: *q\n", 1, 6,
+		     "ttl: expected a duration");
+	expect_error("quota: &q {entries: 3}\nthreshold: *q\n", 1, 8,
+		     "threshold: expected a number from 0 to 1, got a mapping");
+	/* an alias names an anchor of its own document only */
+	expect_error("ttl: &d 5m\n---\nttl: *d\n", 3, 6,
+		     "invalid yaml: found undefined alias");
+	{
+		char many[1024];
+		size_t n = 0;
+
+		for (i = 0; i < 33; i++)
+			n += (size_t)snprintf(many + n, sizeof(many) - n,
+					      "- &a%zu x\n", i);
+		expect_error(many, 33, 3, "invalid yaml: anchor 'a32' is one more "
+			     "than the 32 a policy may define");
+	}
+}
+
 static void test_durations_sizes(void)
 {
 	static const struct {
@@ -884,6 +990,7 @@ int main(void)
 	test_values();
 	test_inheritance();
 	test_errors();
+	test_bounds();
 	test_http_keys();
 	test_durations_sizes();
 	test_markdown();
