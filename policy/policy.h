@@ -68,8 +68,9 @@ enum policy_key {
 /* Largest policy.yaml parsed, in bytes: a policy sets each of its few
  * dozen keys once, so real ones are far smaller. */
 #define POLICY_FILE_MAX (64 * 1024)
-/* Longest printed value of any key (a buffer size for policy_format). */
-#define POLICY_VALUE_MAX POLICY_URL_MAX
+/* Longest printed value of any key: the longest string, quoted, with
+ * every byte escaped (a buffer size for policy_format). */
+#define POLICY_VALUE_MAX (4 * POLICY_URL_MAX + 2)
 
 /* The effective values of every key. Plain data: copy it freely. */
 struct policy {
@@ -163,7 +164,9 @@ bool policy_file_sets(const struct policy_file *f, enum policy_key k);
  *   threshold: 0.85                 # default
  *   ttl: 2h                         # /code
  * Nested keys use their dotted name ("quota.entries: 0"); durations and
- * sizes print in their shortest exact form, numbers with up to 4 decimals.
+ * sizes print in their shortest exact form, numbers with up to 4 decimals,
+ * strings plain or double-quoted so that each line is YAML whose value
+ * reads back as the same value.
  * Returns the length written (as snprintf: may exceed size).
  */
 int policy_format(const struct policy *p, char *buf, size_t size);

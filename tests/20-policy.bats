@@ -276,6 +276,40 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	grep -q "rejected /p/policy.yaml:1:5: nested deeper than 4 levels" "$LOG"
 }
 
+# .policy as a policy.yaml: "quota.entries: 3 # src" lines nested under
+# their group ("quota:" then "  entries: 3 # src"); the comments stay
+policy_as_yaml() {
+	grep -v '^effective\.' | awk '{
+		i = index($0, ":"); k = substr($0, 1, i - 1); d = index(k, ".")
+		if (d) {
+			g = substr(k, 1, d - 1)
+			if (g != cur) { print g ":"; cur = g }
+			print "  " substr($0, d + 1)
+		} else { cur = ""; print }
+	}'
+}
+# .policy without its "# source" comments
+policy_values() { grep -v '^effective\.' | sed 's/ *# [^#]*$//'; }
+
+@test "every printed .policy reads back as the same policy, odd strings included" {
+	run "$FSOP" write "$MNT/p/policy.yaml" $'http: {model: "a # b: [c]", url: "http://h/#x:"}\nthreshold: 0.85\n'
+	assert_output "ok"
+	run cat "$MNT/p/.policy"
+	assert_line --regexp '^http\.model: "a # b: \[c\]" +# /p$'
+	assert_line --regexp '^http\.url: "http://h/#x:" +# /p$'
+	assert_line --regexp '^http\.api_key_env: "" +# default$'
+	mkdir "$MNT/q"
+	policy_as_yaml <"$MNT/p/.policy" >"$WORK/back.yaml"
+	run "$FSOP" write "$MNT/q/policy.yaml" "$(cat "$WORK/back.yaml")"
+	assert_output "ok"
+	diff <(policy_values <"$MNT/p/.policy") <(policy_values <"$MNT/q/.policy")
+	# the defaults read back too
+	policy_as_yaml <"$MNT/.policy" >"$WORK/root.yaml"
+	run "$FSOP" write "$MNT/q/policy.yaml" "$(cat "$WORK/root.yaml")"
+	assert_output "ok"
+	diff <(policy_values <"$MNT/.policy") <(policy_values <"$MNT/q/.policy")
+}
+
 @test "editing: cat and echo >" {
 	echo "threshold: 0.93" >"$MNT/p/policy.yaml"
 	run cat "$MNT/p/policy.yaml"

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "policy.h"
+#include "policy_readback.h"
 
 #define FUZZ_CHECK(cond)                                                   \
 	do {                                                               \
@@ -31,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct policy_file *f = NULL;
 	struct policy_error err;
 	struct policy p;
-	char buf[8192], msg[256];
+	char buf[8192], msg[256], why[4096];
 	int rc, n;
 
 	memset(&err, 0, sizeof(err));
@@ -54,6 +55,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* a tiny buffer is truncated, never overrun */
 	n = policy_format(&p, buf, 7);
 	FUZZ_CHECK(n >= 0 && strlen(buf) < 7);
+	if (policy_reads_back(&p, why, sizeof(why))) {
+		fprintf(stderr, "fuzz_policy: %s\n", why);
+		FUZZ_CHECK(!"the printed policy reads back as itself");
+	}
 	policy_file_free(f);
 	return 0;
 }

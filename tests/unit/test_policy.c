@@ -12,6 +12,7 @@
  */
 #include "policy.h"
 #include "check.h"
+#include "policy_readback.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -529,7 +530,7 @@ static void test_errors(void)
 	expect_error("embedder: \"model2vec:\"\n", 1, 11, "needs an absolute model directory");
 	expect_error("http: {url: ftp://x}\n", 1, 13, "http.url: 'ftp://x' is not an http:// or https:// url");
 	expect_error("http: {url: 'http://a b'}\n", 1, 13, "is not an http:// or https:// url");
-	expect_error("http: {model: \"\"}\n", 1, 15, "http.model: '' is not a model name");
+	expect_error("http: {model: \"a\\tb\"}\n", 1, 15, "http.model: 'a?b' is not a model name");
 	expect_error("http: {dimensions: -1}\n", 1, 20, "http.dimensions: '-1' is out of range (0..65536)");
 	expect_error("http: {timeout: 0}\n", 1, 17, "http.timeout: '0' is out of range (1ms..10m)");
 	expect_error("http: {timeout: 2x}\n", 1, 17, "http.timeout: expected a duration like 500ms, 2s or 1m, got '2x'");
@@ -864,6 +865,100 @@ static void test_http_keys(void)
 	CHECK(strstr(buf, p.http_url) != NULL);
 }
 
+static uint64_t next_rand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Every printed policy reads back as itself, whatever its strings hold;
+ * messages never carry a control byte of the input. */
+static void test_readback(void)
+{
+	static const char *const odd[] = {
+		"a # b", "a #b", "[x]", "{x}", "x: y", "x:", "'q'", "\"dq\"",
+		"-a", "- a", "?a", ":a", ",a", " lead", "trail ", "a  b", "~",
+		"null", "true", "&a", "*a", "!tag", "%x", "@x", "`x", "|", ">",
+		"#x", "a\\b", "a\\", "a,b", "a\"", "---", "...", "x#y",
+		"caf\xc3\xa9", "\xc2\x85nel", "a\xe2\x80\xa8" "b\xe2\x80\xa9",
+		"\xef\xbb\xbf" "bom", "\xc2\xa0nbsp", "\xf0\x9f\x98\x80", "x",
+	};
+	static const char alphabet[][4] = {
+		"a", "b", "1", " ", "#", ":", "-", "[", "]", "{", "}", ",", "'",
+		"\"", "\\", "&", "*", "!", "|", ">", "%", "@", "`", "?", "~",
+		".", "/", "\xc2\x85", "\xe2\x80\xa8", "\xc3\xa9",
+	};
+	struct policy_file *f = NULL;
+	struct policy_error err;
+	char why[4096];
+	struct policy p;
+	uint64_t seed = 77;
+	size_t i;
+	int bad = 0, r;
+
+	for (i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		policy_defaults(&p);
+		snprintf(p.http_model, sizeof(p.http_model), "%s", odd[i]);
+		snprintf(p.embedder, sizeof(p.embedder), "model2vec:/m/%s", odd[i]);
+		snprintf(p.http_url, sizeof(p.http_url), "http://h/%s", odd[i]);
+		if (strchr(odd[i], ' '))
+			p.http_url[0] = '\0'; /* urls have no spaces */
+		if (policy_reads_back(&p, why, sizeof(why))) {
+			if (bad++ < 3)
+				fprintf(stderr, "  '%s' does not read back: %s\n",
+					odd[i], why);
+		}
+	}
+	/* the quoted forms, exactly */
+	{
+		char buf[8192];
+
+		policy_defaults(&p);
+		snprintf(p.http_model, sizeof(p.http_model), "a # \"b\\\xc2\x85");
+		policy_format(&p, buf, sizeof(buf));
+		CHECK(strstr(buf, "\nhttp.model: \"a # \\\"b\\\\\\N\" ") != NULL);
+		CHECK(strstr(buf, "\nhttp.url: \"\" ") != NULL);
+		CHECK(strstr(buf, "\nembedder: builtin ") != NULL);
+	}
+	/* random strings of risky characters */
+	for (i = 0; i < 3000; i++) {
+		size_t len = 1 + next_rand(&seed) % 24, j, n = 0;
+
+		policy_defaults(&p);
+		for (j = 0; j < len; j++) {
+			const char *c = alphabet[next_rand(&seed) %
+						 (sizeof(alphabet) / sizeof(alphabet[0]))];
+
+			memcpy(p.http_model + n, c, strlen(c));
+			n += strlen(c);
+		}
+		p.http_model[n] = '\0';
+		if (policy_reads_back(&p, why, sizeof(why)) && bad++ < 3)
+			fprintf(stderr, "  random '%s' does not read back: %s\n",
+				p.http_model, why);
+	}
+	CHECK_EQ_INT(bad, 0);
+
+	/* a parsed policy of every key reads back too */
+	f = parse_ok("http: {model: \"a # b\", url: \"http://x/[y]:\"}\n"
+		     "embedder: \"model2vec:/m d/x: y\"\nmodel: gpt-4o\n", "/q");
+	if (f) {
+		policy_defaults(&p);
+		policy_apply(&p, f);
+		CHECK_EQ_INT(policy_reads_back(&p, why, sizeof(why)), 0);
+		CHECK(strcmp(p.http_model, "a # b") == 0);
+		policy_file_free(f);
+	}
+
+	/* a model name with an escape sequence: refused, the ESC not echoed */
+	r = policy_file_parse("model: \"a\\e[2Jb\"\n", 17, "/m", &f, &err);
+	CHECK_EQ_INT(r, -EINVAL);
+	CHECK(strstr(err.message, "model: 'a?[2Jb' may only use letters") != NULL);
+	CHECK(strchr(err.message, 0x1b) == NULL);
+}
+
 static void test_markdown(void)
 {
 	char buf[16384];
@@ -887,13 +982,6 @@ static void test_markdown(void)
 	CHECK_EQ_INT(policy_keys_markdown(NULL, 0), n);
 }
 
-static uint64_t next_rand(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
 
 /* Check one arbitrary input: 0 or -EINVAL with a message; nothing else. */
 static int robust_one(const char *buf, size_t len)
@@ -992,6 +1080,7 @@ int main(void)
 	test_errors();
 	test_bounds();
 	test_http_keys();
+	test_readback();
 	test_durations_sizes();
 	test_markdown();
 	test_robustness();
