@@ -163,17 +163,45 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	assert_output "miss"
 }
 
+# own_answers DIR N: of lookups of every tenth of the N loadgen items, worded
+# differently, how many are answered with their own item's answer
+own_answers() {
+	local i own=0 r
+	for ((i = 0; i < $2; i += 10)); do
+		printf 'load item %d how does subsystem %d handle request kind %d please\n' \
+			"$i" $((i % 97)) $((i % 13)) >"$MNT/$1/p.query"
+		r=$(head -c 30 "$MNT/$1/p.response")
+		[[ "$r" == "answer for load item $i:"* ]] && own=$((own + 1))
+	done
+	echo "$own"
+}
+
 @test "hnsw.ef_search applies at once; hnsw.m is refused while entries exist" {
-	fill_n p 2
-	echo "hnsw: {ef_search: 16}" >"$MNT/p/policy.yaml"
-	run cat "$MNT/p/.policy"
-	assert_line --regexp '^hnsw\.ef_search: 16 +# /p$'
-	run word_of p 1
-	assert_output "hit"
-	run "$FSOP" write "$MNT/p/policy.yaml" "hnsw: {m: 16}"
+	LOADGEN=$BUILD/tests/loadgen
+	[ -x "$LOADGEN" ] || skip "needs $LOADGEN (build the tests)"
+	# a sparse graph (m 4, ef_construction 8) over 2000 look-alike entries:
+	# HNSW is searched (no exact fallback), and how well depends on ef_search
+	mkdir "$MNT/h"
+	printf 'hnsw: {m: 4, ef_construction: 8, ef_search: 16}\nthreshold: 0.5\n' >"$MNT/h/policy.yaml"
+	run "$LOADGEN" prefill "$MNT/h" 0 2000
+	assert_success
+	merged() { grep -qx "index_unmerged: 0" "$MNT/h/.stats"; }
+	wait_until 120 merged
+	low=$(own_answers h 2000)
+	printf 'hnsw: {m: 4, ef_construction: 8, ef_search: 4096}\nthreshold: 0.5\n' >"$MNT/h/policy.yaml"
+	run cat "$MNT/h/.policy"
+	assert_line --regexp '^hnsw\.ef_search: 4096 +# /h$'
+	high=$(own_answers h 2000)
+	echo "# own answers of 200: ef_search 16: $low, ef_search 4096: $high" >&3
+	((high > low))
+	# and back: the same answers as before
+	printf 'hnsw: {m: 4, ef_construction: 8, ef_search: 16}\nthreshold: 0.5\n' >"$MNT/h/policy.yaml"
+	run own_answers h 2000
+	assert_output "$low"
+	run "$FSOP" write "$MNT/h/policy.yaml" "hnsw: {m: 16}"
 	assert_output "EINVAL at close"
-	run cat "$MNT/p/.errors"
-	assert_output --partial "hnsw.m and hnsw.ef_construction cannot change while '/p' has entries"
+	run cat "$MNT/h/.errors"
+	assert_output --partial "hnsw.m and hnsw.ef_construction cannot change while '/h' has entries"
 	mkdir "$MNT/empty"
 	run "$FSOP" write "$MNT/empty/policy.yaml" "hnsw: {m: 16, ef_construction: 80}"
 	assert_output "ok"
