@@ -223,11 +223,14 @@ static int validate_embedder(const void *value, char *msg, size_t size)
 	return -EINVAL;
 }
 
+/* http(s)://..., or "" for none (the default, as .policy prints it). */
 static int validate_url(const void *value, char *msg, size_t size)
 {
 	const char *url = value;
 	char shown[48];
 
+	if (!url[0])
+		return 0;
 	if ((strncmp(url, "http://", 7) == 0 && url[7]) ||
 	    (strncmp(url, "https://", 8) == 0 && url[8])) {
 		if (!has_space_or_control(url))
@@ -239,12 +242,13 @@ static int validate_url(const void *value, char *msg, size_t size)
 	return -EINVAL;
 }
 
+/* A name without control bytes, or "" for none. */
 static int validate_model(const void *value, char *msg, size_t size)
 {
 	const char *model = value;
 	char shown[48];
 
-	if (model[0] && !has_control(model))
+	if (!has_control(model))
 		return 0;
 	snprintf(msg, size, "http.model: '%s' is not a model name",
 		 policy_show(model, strlen(model), shown, sizeof(shown)));
@@ -277,13 +281,15 @@ static int validate_env_name(const void *value, char *msg, size_t size)
 static int validate_load_name(const void *value, char *msg, size_t size)
 {
 	const char *s = value;
+	char shown[48];
 
 	for (const char *c = s; *c; c++) {
 		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
 		    (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-')
 			continue;
-		snprintf(msg, size, "model: '%.40s' may only use letters, digits, "
-			 "'.', '_' and '-'", s);
+		snprintf(msg, size, "model: '%s' may only use letters, digits, "
+			 "'.', '_' and '-'",
+			 policy_show(s, strlen(s), shown, sizeof(shown)));
 		return -EINVAL;
 	}
 	if (!strcmp(s, ".") || !strcmp(s, "..")) {

@@ -1,8 +1,8 @@
 /*
- * parse.c - one policy.yaml's bytes to a struct policy_file: the YAML walk.
+ * parse.c - one policy.yaml's bytes to a struct policy_file: the walk.
  *
- * Design: libyaml's document API (yaml_parser_load) builds the node tree;
- * this file only walks it. The root must be a mapping (or an empty
+ * Design: the walk reads libyaml's events one at a time from stream.c and
+ * never builds a document. The root must be a mapping (or an empty
  * document); each key is looked up in the key table by its dotted name, a
  * group such as "quota" recurses into its mapping, and each leaf is read
  * by its key's type through values.c, bounds-checked and validated. A
@@ -13,49 +13,40 @@
  * says what is expected; the walk quotes user text through policy_show
  * (bounded, control bytes masked).
  *
+ * Errors come in the order the document API gave them: an error of the
+ * YAML itself anywhere in the first document (syntax, an undefined alias)
+ * wins over an error of meaning (an unknown key) before it, so after the
+ * first error of meaning the walk reads on to the end of the document,
+ * only to let such an error replace it. Bounds: input over POLICY_FILE_MAX
+ * bytes is refused before parsing (-EFBIG), nesting deeper than
+ * POLICY_DEPTH_MAX stops the parse at once, so the time is linear in the
+ * input. An alias of a scalar reads as the scalar; an alias of a mapping
+ * cannot stand for a group's keys.
+ *
  * It does not read files, walk directories or cache parsed policies: the
- * caller hands in bytes and owns the struct policy_file. It does not bound
- * the input's size or nesting: libyaml builds the whole tree before the
- * walk starts (and its scanner takes time quadratic in the depth of nested
- * flow collections). There is no global mutable state; every function may
- * be called from any thread.
+ * caller hands in bytes and owns the struct policy_file. There is no
+ * global mutable state; every function may be called from any thread.
  */
 #include "policy_i.h"
 #include "semlog.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <yaml.h>
-
 struct parse_ctx {
-	yaml_document_t *doc;
+	struct policy_stream s;
 	struct policy_file *f;
 	struct policy_error *err;
 };
 
-static int fail(struct policy_error *err, yaml_mark_t mark, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(struct policy_error *err, yaml_mark_t mark, const char *fmt, ...)
-{
-	va_list ap;
-
-	err->line = mark.line >= INT_MAX ? INT_MAX : (int)mark.line + 1;
-	err->column = mark.column >= INT_MAX ? INT_MAX : (int)mark.column + 1;
-	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
-	va_end(ap);
-	return -EINVAL;
-}
+#define fail policy_fail
 
 /* "a mapping", "a sequence", "an empty value" or the quoted scalar. */
-static const char *describe(const yaml_node_t *n, char *buf, size_t size)
+static const char *describe(const struct policy_node *n, char *buf,
+			    size_t size)
 {
 	char shown[48];
 
@@ -63,18 +54,15 @@ static const char *describe(const yaml_node_t *n, char *buf, size_t size)
 		return "a mapping";
 	if (n->type == YAML_SEQUENCE_NODE)
 		return "a sequence";
-	if (n->type != YAML_SCALAR_NODE)
-		return "nothing";
-	if (n->data.scalar.length == 0 &&
-	    n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)
+	if (n->length == 0 && n->style == YAML_PLAIN_SCALAR_STYLE)
 		return "an empty value";
 	snprintf(buf, size, "'%s'",
-		 policy_show((const char *)n->data.scalar.value,
-			     n->data.scalar.length, shown, sizeof(shown)));
+		 policy_show(n->value, n->length, shown, sizeof(shown)));
 	return buf;
 }
 
-static int parse_leaf(struct parse_ctx *c, size_t k, const yaml_node_t *node)
+static int parse_leaf(struct parse_ctx *c, size_t k,
+		      const struct policy_node *node)
 {
 	const struct policy_key_spec *ks = &policy_key_specs[k];
 	void *field = policy_field(ks, &c->f->values);
@@ -87,12 +75,11 @@ static int parse_leaf(struct parse_ctx *c, size_t k, const yaml_node_t *node)
 
 	policy_format_form(ks, form, sizeof(form));
 	if (node->type != YAML_SCALAR_NODE ||
-	    (node->data.scalar.length == 0 &&
-	     node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE))
-		return fail(c->err, node->start_mark, "%s: expected %s, got %s",
+	    (node->length == 0 && node->style == YAML_PLAIN_SCALAR_STYLE))
+		return fail(c->err, node->mark, "%s: expected %s, got %s",
 			    ks->name, form, describe(node, what, sizeof(what)));
-	s = (const char *)node->data.scalar.value;
-	len = node->data.scalar.length;
+	s = node->value;
+	len = node->length;
 	policy_show(s, len, shown, sizeof(shown));
 	policy_format_range(ks, range, sizeof(range));
 
@@ -102,7 +89,7 @@ static int parse_leaf(struct parse_ctx *c, size_t k, const yaml_node_t *node)
 		if (r == -EINVAL)
 			break;
 		if (r < 0 || !(d >= ks->fmin && d <= ks->fmax))
-			return fail(c->err, node->start_mark,
+			return fail(c->err, node->mark,
 				    "%s: '%s' is out of range (%s)", ks->name,
 				    shown, range);
 		memcpy(field, &d, sizeof(d));
@@ -124,7 +111,7 @@ static int parse_leaf(struct parse_ctx *c, size_t k, const yaml_node_t *node)
 		if (r == -EINVAL)
 			break;
 		if (r < 0 || v < ks->min || v > ks->max)
-			return fail(c->err, node->start_mark,
+			return fail(c->err, node->mark,
 				    "%s: '%s' is out of range (%s)", ks->name,
 				    shown, range);
 		if (ks->type == VT_INT) {
@@ -158,11 +145,11 @@ static int parse_leaf(struct parse_ctx *c, size_t k, const yaml_node_t *node)
 	}
 	case VT_STRING:
 		if (len > (size_t)ks->max)
-			return fail(c->err, node->start_mark,
+			return fail(c->err, node->mark,
 				    "%s: '%s' is longer than %" PRId64 " bytes",
 				    ks->name, shown, ks->max);
 		if (memchr(s, '\0', len))
-			return fail(c->err, node->start_mark,
+			return fail(c->err, node->mark,
 				    "%s: '%s' contains a nul byte", ks->name,
 				    shown);
 		memcpy(field, s, len);
@@ -171,12 +158,12 @@ static int parse_leaf(struct parse_ctx *c, size_t k, const yaml_node_t *node)
 			char msg[sizeof(c->err->message)];
 
 			if (ks->validate(field, msg, sizeof(msg)) < 0)
-				return fail(c->err, node->start_mark, "%s", msg);
+				return fail(c->err, node->mark, "%s", msg);
 		}
 		c->f->set[k] = true;
 		return 0;
 	}
-	return fail(c->err, node->start_mark, "%s: expected %s, got '%s'",
+	return fail(c->err, node->mark, "%s: expected %s, got '%s'",
 		    ks->name, form, shown);
 }
 
@@ -229,45 +216,43 @@ static void group_form(const char *prefix, size_t plen, char *buf, size_t size)
 
 /*
  * Walk one mapping whose keys live under prefix ("" at the root, "quota."
- * inside quota). Groups recurse; the depth is bounded by the table's names.
+ * inside quota), from its start event (the current one) to its end event.
+ * Groups recurse; the depth is bounded by the table's names.
  */
-static int parse_mapping(struct parse_ctx *c, const yaml_node_t *map,
-			 const char *prefix, size_t plen)
+static int parse_mapping(struct parse_ctx *c, const char *prefix, size_t plen)
 {
 	bool seen[POLICY_NKEYS] = { false };
-	const yaml_node_pair_t *pair;
 	char full[128], what[64], shown[48], known[160], form[160];
+	struct policy_node key, val;
 
-	for (pair = map->data.mapping.pairs.start;
-	     pair < map->data.mapping.pairs.top; pair++) {
-		yaml_node_t *key = yaml_document_get_node(c->doc, pair->key);
-		yaml_node_t *val = yaml_document_get_node(c->doc, pair->value);
-		size_t klen, k, flen;
+	for (;;) {
+		size_t k, flen = 0;
 		bool group = false;
-		int r;
+		int r = policy_stream_next(&c->s);
 
-		if (!key || !val)
-			BUG("libyaml returned a pair without nodes");
-		if (key->type != YAML_SCALAR_NODE && plen)
-			return fail(c->err, key->start_mark,
+		if (r < 0)
+			return r;
+		if (c->s.ev.type == YAML_MAPPING_END_EVENT)
+			return 0;
+		policy_stream_node(&c->s, &key);
+		if (key.type != YAML_SCALAR_NODE && plen)
+			return fail(c->err, key.mark,
 				    "%.*s: keys must be names, got %s",
 				    (int)plen - 1, prefix,
-				    describe(key, what, sizeof(what)));
-		if (key->type != YAML_SCALAR_NODE)
-			return fail(c->err, key->start_mark,
+				    describe(&key, what, sizeof(what)));
+		if (key.type != YAML_SCALAR_NODE)
+			return fail(c->err, key.mark,
 				    "keys must be names, got %s",
-				    describe(key, what, sizeof(what)));
-		klen = key->data.scalar.length;
-		policy_show((const char *)key->data.scalar.value, klen, shown,
-			    sizeof(shown));
+				    describe(&key, what, sizeof(what)));
+		policy_show(key.value, key.length, shown, sizeof(shown));
 		k = POLICY_NKEYS;
-		if (plen + klen + 2 <= sizeof(full) &&
-		    !memchr(key->data.scalar.value, '\0', klen) &&
-		    !memchr(key->data.scalar.value, '.', klen)) {
+		if (plen + key.length + 2 <= sizeof(full) &&
+		    !memchr(key.value, '\0', key.length) &&
+		    !memchr(key.value, '.', key.length)) {
 			memcpy(full, prefix, plen);
-			memcpy(full + plen, key->data.scalar.value, klen);
-			full[plen + klen] = '\0';
-			flen = plen + klen;
+			memcpy(full + plen, key.value, key.length);
+			flen = plen + key.length;
+			full[flen] = '\0';
 			for (k = 0; k < POLICY_NKEYS; k++) {
 				const char *name = policy_key_specs[k].name;
 
@@ -280,104 +265,125 @@ static int parse_mapping(struct parse_ctx *c, const yaml_node_t *map,
 				}
 			}
 		}
-		if (k == POLICY_NKEYS && memchr(key->data.scalar.value, '.', klen))
-			return fail(c->err, key->start_mark,
+		if (k == POLICY_NKEYS && memchr(key.value, '.', key.length))
+			return fail(c->err, key.mark,
 				    "unknown key '%.*s%s' (write nested keys as "
 				    "mappings, like 'quota: {entries: 3}')",
 				    (int)plen, prefix, shown);
 		if (k == POLICY_NKEYS) {
 			list_children(prefix, plen, known, sizeof(known));
-			return fail(c->err, key->start_mark,
+			return fail(c->err, key.mark,
 				    "unknown key '%.*s%s' (known: %s)",
 				    (int)plen, prefix, shown, known);
 		}
 		if (seen[k])
-			return fail(c->err, key->start_mark,
+			return fail(c->err, key.mark,
 				    "duplicate key '%.*s%s'", (int)plen, prefix,
 				    shown);
 		seen[k] = true;
+
+		/* the key's text is gone from here on: full holds its name */
+		r = policy_stream_next(&c->s);
+		if (r < 0)
+			return r;
+		policy_stream_node(&c->s, &val);
 		if (!group) {
-			r = parse_leaf(c, k, val);
-		} else if (val->type != YAML_MAPPING_NODE) {
+			r = parse_leaf(c, k, &val);
+		} else if (val.type != YAML_MAPPING_NODE) {
 			full[flen] = '.';
 			full[flen + 1] = '\0';
 			group_form(full, flen + 1, form, sizeof(form));
-			return fail(c->err, val->start_mark,
+			return fail(c->err, val.mark,
 				    "%.*s: expected a mapping like %s, got %s",
 				    (int)flen, full, form,
-				    describe(val, what, sizeof(what)));
+				    describe(&val, what, sizeof(what)));
+		} else if (val.alias) {
+			return fail(c->err, c->s.ev.start_mark,
+				    "%.*s: an alias cannot stand for a group's "
+				    "keys; write them out", (int)flen, full);
 		} else {
 			full[flen] = '.';
 			full[flen + 1] = '\0';
-			r = parse_mapping(c, val, full, flen + 1);
+			r = parse_mapping(c, full, flen + 1);
 		}
 		if (r < 0)
 			return r;
 	}
-	return 0;
 }
 
-static int parse_root(struct parse_ctx *c, const yaml_node_t *root)
+/* The root node, from its first event (the current one) to its last. */
+static int parse_root(struct parse_ctx *c)
 {
+	struct policy_node root;
 	char what[64];
 
-	if (root->type == YAML_MAPPING_NODE)
-		return parse_mapping(c, root, "", 0);
+	policy_stream_node(&c->s, &root);
+	if (root.type == YAML_MAPPING_NODE && !root.alias)
+		return parse_mapping(c, "", 0);
 	/* "---" alone, "~" or "null": an empty document */
-	if (root->type == YAML_SCALAR_NODE &&
-	    root->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-	    (root->data.scalar.length == 0 ||
-	     policy_text_is((const char *)root->data.scalar.value,
-			    root->data.scalar.length, "~") ||
-	     policy_text_is((const char *)root->data.scalar.value,
-			    root->data.scalar.length, "null")))
+	if (root.type == YAML_SCALAR_NODE &&
+	    root.style == YAML_PLAIN_SCALAR_STYLE &&
+	    (root.length == 0 || policy_text_is(root.value, root.length, "~") ||
+	     policy_text_is(root.value, root.length, "null")))
 		return 0;
-	return fail(c->err, root->start_mark,
+	return fail(c->err, root.mark,
 		    "a policy must be a mapping of keys to values like "
-		    "'ttl: 5m', got %s", describe(root, what, sizeof(what)));
+		    "'ttl: 5m', got %s", describe(&root, what, sizeof(what)));
 }
 
-static int syntax_error(const yaml_parser_t *parser, const char *yaml,
-			size_t len, struct policy_error *err)
+/* Read on to the current document's end: 0, or the stream's error. */
+static int skip_document(struct parse_ctx *c)
 {
-	yaml_mark_t mark = parser->problem_mark;
-	const char *problem = parser->problem ? parser->problem : "unknown error";
-	size_t i;
+	int r = 0;
 
-	if (parser->error == YAML_MEMORY_ERROR) {
-		err->line = err->column = 0;
-		snprintf(err->message, sizeof(err->message),
-			 "out of memory while parsing yaml");
-		return -ENOMEM;
+	while (!r && c->s.ev.type != YAML_DOCUMENT_END_EVENT)
+		r = policy_stream_next(&c->s);
+	return r;
+}
+
+/* From the stream's first event to its last. */
+static int parse_stream(struct parse_ctx *c)
+{
+	struct policy_error meaning;
+	yaml_mark_t second;
+	int r;
+
+	if ((r = policy_stream_next(&c->s)) ||   /* STREAM-START */
+	    (r = policy_stream_next(&c->s)))     /* DOCUMENT-START or STREAM-END */
+		return r;
+	if (c->s.ev.type == YAML_STREAM_END_EVENT)
+		return 0; /* no document at all: only comments or nothing */
+	if ((r = policy_stream_next(&c->s)))
+		return r;
+	r = parse_root(c);
+	if (r < 0 && !c->s.fatal) {
+		/* an error of the yaml later in the document wins */
+		int later;
+
+		meaning = *c->err;
+		later = skip_document(c);
+		if (later)
+			return later;
+		*c->err = meaning;
+		return r;
 	}
-	if (parser->error == YAML_READER_ERROR) {
-		/* reader errors carry a byte offset, not a mark */
-		memset(&mark, 0, sizeof(mark));
-		for (i = 0; i < parser->problem_offset && i < len; i++) {
-			if (yaml[i] == '\n') {
-				mark.line++;
-				mark.column = 0;
-			} else {
-				mark.column++;
-			}
-		}
-		return fail(err, mark, "invalid yaml: %s at byte %zu", problem,
-			    parser->problem_offset);
-	}
-	if (parser->context)
-		return fail(err, mark, "invalid yaml: %s (%s at line %zu, column %zu)",
-			    problem, parser->context,
-			    parser->context_mark.line + 1,
-			    parser->context_mark.column + 1);
-	return fail(err, mark, "invalid yaml: %s", problem);
+	if (r < 0 || (r = policy_stream_next(&c->s)))  /* DOCUMENT-END */
+		return r;
+	if ((r = policy_stream_next(&c->s)))
+		return r;
+	if (c->s.ev.type != YAML_DOCUMENT_START_EVENT)
+		return 0;
+	second = c->s.ev.start_mark;
+	if ((r = skip_document(c)))
+		return r;
+	return fail(c->err, second,
+		    "more than one yaml document; a policy is a single "
+		    "mapping, remove the '---' separator");
 }
 
 int policy_file_parse(const char *yaml, size_t len, const char *source,
 		      struct policy_file **out, struct policy_error *err)
 {
-	yaml_parser_t parser;
-	yaml_document_t doc, extra;
-	yaml_node_t *root;
 	struct policy_file *f;
 	struct parse_ctx c;
 	int r;
@@ -388,6 +394,13 @@ int policy_file_parse(const char *yaml, size_t len, const char *source,
 	memset(err, 0, sizeof(*err));
 	if (!yaml)
 		yaml = "";
+	if (len > POLICY_FILE_MAX) {
+		snprintf(err->message, sizeof(err->message),
+			 "the policy is %zu bytes, more than the %d a policy "
+			 "may have; a policy sets each key once, one per line",
+			 len, POLICY_FILE_MAX);
+		return -EFBIG;
+	}
 
 	f = calloc(1, sizeof(*f));
 	if (!f)
@@ -396,40 +409,12 @@ int policy_file_parse(const char *yaml, size_t len, const char *source,
 	if (!f->source)
 		goto nomem_file;
 	policy_defaults(&f->values);
-	if (!yaml_parser_initialize(&parser))
-		goto nomem_file;
-	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
-
-	if (!yaml_parser_load(&parser, &doc)) {
-		r = syntax_error(&parser, yaml, len, err);
-		goto out_parser;
-	}
-	root = yaml_document_get_root_node(&doc);
-	if (!root) {
-		/* no document at all: only comments or nothing */
-		r = 0;
-		goto out_doc;
-	}
-	c.doc = &doc;
 	c.f = f;
 	c.err = err;
-	r = parse_root(&c, root);
-	if (r < 0)
-		goto out_doc;
-	if (!yaml_parser_load(&parser, &extra)) {
-		r = syntax_error(&parser, yaml, len, err);
-		goto out_doc;
-	}
-	if (yaml_document_get_root_node(&extra))
-		r = fail(err, extra.start_mark,
-			 "more than one yaml document; a policy is a single "
-			 "mapping, remove the '---' separator");
-	yaml_document_delete(&extra);
-
-out_doc:
-	yaml_document_delete(&doc);
-out_parser:
-	yaml_parser_delete(&parser);
+	r = policy_stream_init(&c.s, yaml, len, err);
+	if (!r)
+		r = parse_stream(&c);
+	policy_stream_release(&c.s);
 	if (r < 0) {
 		policy_file_free(f);
 		return r;

@@ -65,8 +65,12 @@ enum policy_key {
 #define POLICY_EMBEDDER_MAX 256
 #define POLICY_URL_MAX 512
 #define POLICY_NAME_MAX 128
-/* Longest printed value of any key (a buffer size for policy_format). */
-#define POLICY_VALUE_MAX POLICY_URL_MAX
+/* Largest policy.yaml parsed, in bytes: a policy sets each of its few
+ * dozen keys once, so real ones are far smaller. */
+#define POLICY_FILE_MAX (64 * 1024)
+/* Longest printed value of any key: the longest string, quoted, with
+ * every byte escaped (a buffer size for policy_format). */
+#define POLICY_VALUE_MAX (4 * POLICY_URL_MAX + 2)
 
 /* The effective values of every key. Plain data: copy it freely. */
 struct policy {
@@ -130,10 +134,12 @@ void policy_defaults(struct policy *p);
  * Parse and validate len bytes of YAML. An empty document (or only
  * comments) is valid and sets nothing. source is the directory path recorded
  * as provenance (copied). On success returns 0 and *out (caller frees with
- * policy_file_free). On invalid YAML, a wrong type, a value out of range or
- * an unknown key returns -EINVAL and fills err (line, column, message such
- * as "unknown key 'treshold' (known: ...)"); nothing is allocated. Out of
- * memory returns -ENOMEM (line 0).
+ * policy_file_free). On invalid YAML, a wrong type, a value out of range,
+ * an unknown key or nesting deeper than a policy needs (a few levels)
+ * returns -EINVAL and fills err (line, column, message such as "unknown
+ * key 'treshold' (known: ...)"); nothing is allocated. More than
+ * POLICY_FILE_MAX bytes returns -EFBIG before parsing (line 0). Out of
+ * memory returns -ENOMEM (line 0). Time and memory are linear in len.
  */
 int policy_file_parse(const char *yaml, size_t len, const char *source,
 		      struct policy_file **out, struct policy_error *err);
@@ -158,7 +164,9 @@ bool policy_file_sets(const struct policy_file *f, enum policy_key k);
  *   threshold: 0.85                 # default
  *   ttl: 2h                         # /code
  * Nested keys use their dotted name ("quota.entries: 0"); durations and
- * sizes print in their shortest exact form, numbers with up to 4 decimals.
+ * sizes print in their shortest exact form, numbers with up to 4 decimals,
+ * strings plain or double-quoted so that each line is YAML whose value
+ * reads back as the same value.
  * Returns the length written (as snprintf: may exceed size).
  */
 int policy_format(const struct policy *p, char *buf, size_t size);

@@ -7,7 +7,9 @@
  *             doc) and the checks across keys (policy_check);
  *   values.c  the text forms of values: numbers, durations, sizes,
  *             booleans, read from and written to bytes;
- *   parse.c   the YAML walk (libyaml's document API) into a policy_file;
+ *   stream.c  libyaml's events one at a time, with the depth bound and
+ *             anchors checked as they arrive;
+ *   parse.c   the walk over those events into a policy_file;
  *   print.c   the effective policy as text with provenance, the Markdown
  *             key table, and the phrases messages use for a key's range;
  *   policy.c  defaults, applying a file over a policy (inheritance), and
@@ -26,6 +28,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <yaml.h>
 
 /* ---- the key table (keys.c) ------------------------------------------ */
 
@@ -77,6 +81,65 @@ void *policy_field(const struct policy_key_spec *ks, struct policy *p);
 const void *policy_cfield(const struct policy_key_spec *ks,
 			  const struct policy *p);
 size_t policy_field_size(const struct policy_key_spec *ks);
+
+/* ---- the event stream (stream.c) ------------------------------------ */
+
+/* Deepest nesting read: the key table needs 2 (the root mapping and a
+ * group like quota); 2 more let a wrong value such as 'ttl: [1, 2]' or
+ * 'quota: {[a]: 1}' get its own message. */
+#define POLICY_DEPTH_MAX 4
+/* Most anchors in one document (a policy needs none). */
+#define POLICY_ANCHORS_MAX 32
+
+/* What an anchor marked: its node's type and start, a scalar's text. */
+struct policy_anchor {
+	char *name;                /* owned */
+	yaml_node_type_t type;
+	yaml_mark_t mark;
+	char *value;               /* owned; scalars only, NUL-terminated */
+	size_t length;
+	yaml_scalar_style_t style;
+};
+
+struct policy_stream {
+	yaml_parser_t parser;
+	yaml_event_t ev;           /* the current event, when have_ev */
+	bool have_ev;
+	bool fatal;                /* err holds an error that ends the parse */
+	int depth;                 /* open mappings and sequences */
+	struct policy_anchor anchors[POLICY_ANCHORS_MAX]; /* this document's */
+	size_t nanchors;
+	const char *yaml;          /* the input (for reader error positions) */
+	size_t len;
+	struct policy_error *err;
+};
+
+/* One node as the walk sees it: from its first event, or for an alias
+ * from the anchor it names (mark: where that node starts). value and
+ * length are set for scalars; valid until the next policy_stream_next. */
+struct policy_node {
+	yaml_node_type_t type;     /* SCALAR, SEQUENCE or MAPPING */
+	const char *value;
+	size_t length;
+	yaml_scalar_style_t style;
+	yaml_mark_t mark;
+	bool alias;
+};
+
+/* Fill err (1-based line and column from mark) and return -EINVAL. */
+int policy_fail(struct policy_error *err, yaml_mark_t mark, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* 0, or -ENOMEM with err filled (fatal). */
+int policy_stream_init(struct policy_stream *s, const char *yaml, size_t len,
+		       struct policy_error *err);
+void policy_stream_release(struct policy_stream *s);
+/* Advance to the next event (s->ev). 0, or -EINVAL/-ENOMEM with err
+ * filled and s->fatal set: invalid yaml, too deep, a bad alias or anchor.
+ * Never called again after a fatal error. */
+int policy_stream_next(struct policy_stream *s);
+/* The current event as a node; it must be a scalar, alias or start of a
+ * collection. */
+void policy_stream_node(const struct policy_stream *s, struct policy_node *n);
 
 /* ---- values (values.c) ----------------------------------------------- */
 

@@ -11,8 +11,14 @@
  * policy_out, an appender with snprintf's contract: it never writes past
  * size and returns the length the whole text needs.
  *
- * It does not quote strings (an empty one prints as ""; one holding " #"
- * or starting with '[' does not read back as YAML), allocate or hold state.
+ * Every printed line "key: value # source" is YAML, and its value reads
+ * back as the same value: a string prints plain when YAML reads it back
+ * unchanged (printable ASCII without spaces, not starting with an
+ * indicator such as '[' or '&', not ending in ':'), else double-quoted
+ * with '"', '\\', control bytes and the YAML 1.1 line breaks NEL, LS and
+ * PS escaped; the empty string prints as "".
+ *
+ * It does not allocate or hold state.
  */
 #include "policy_i.h"
 #include "semlog.h"
@@ -130,6 +136,51 @@ const char *policy_placeholder(const struct policy_key_spec *ks)
 	return vtype_words[ks->type].placeholder;
 }
 
+/* Does s read back as itself written plain after "key: " (block context,
+ * a comment may follow)? */
+static bool plain_ok(const char *s)
+{
+	const char *c;
+
+	if (!*s || strchr("-?:,[]{}#&*!|>'\"%@`", *s))
+		return false;
+	for (c = s; *c; c++)
+		if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f)
+			return false;
+	return c[-1] != ':';
+}
+
+static void format_string(const char *s, char *buf, size_t size)
+{
+	struct policy_out o = { buf, size, 0 };
+	const unsigned char *c;
+
+	if (plain_ok(s)) {
+		policy_out_printf(&o, "%s", s);
+		policy_out_result(&o);
+		return;
+	}
+	policy_out_printf(&o, "\"");
+	for (c = (const unsigned char *)s; *c; c++) {
+		if (*c == '"' || *c == '\\')
+			policy_out_printf(&o, "\\%c", *c);
+		else if (*c < ' ' || *c == 0x7f)
+			policy_out_printf(&o, "\\x%02x", *c);
+		else if (c[0] == 0xc2 && c[1] == 0x85) {
+			policy_out_printf(&o, "\\N"); /* NEL */
+			c++;
+		} else if (c[0] == 0xe2 && c[1] == 0x80 &&
+			   (c[2] == 0xa8 || c[2] == 0xa9)) {
+			policy_out_printf(&o, "\\%c", c[2] == 0xa8 ? 'L' : 'P');
+			c += 2;
+		} else {
+			policy_out_printf(&o, "%c", *c);
+		}
+	}
+	policy_out_printf(&o, "\"");
+	policy_out_result(&o);
+}
+
 void policy_format_value(const struct policy_key_spec *ks,
 			 const struct policy *p, char *buf, size_t size)
 {
@@ -169,9 +220,7 @@ void policy_format_value(const struct policy_key_spec *ks,
 		snprintf(buf, size, "%s", b ? "true" : "false");
 		return;
 	case VT_STRING:
-		/* an empty string prints as "" so the line still parses */
-		snprintf(buf, size, "%s", *(const char *)field ?
-			 (const char *)field : "\"\"");
+		format_string(field, buf, size);
 		return;
 	}
 	BUG("unknown value type");

@@ -41,13 +41,16 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 }
 
 @test "ttl_mode: sliding keeps a hit entry alive, absolute does not" {
-	printf 'ttl: 1s\nttl_mode: sliding\n' >"$MNT/p/policy.yaml"
+	printf 'ttl: 2s\nttl_mode: sliding\n' >"$MNT/p/policy.yaml"
 	fill_n p 1
-	for i in $(seq 1 8); do
+	# lookups one after another for two ttls: each hit keeps it alive
+	local end=$((SECONDS + 5)) n=0
+	while ((SECONDS < end)); do
 		run word_of p 0
 		assert_output "hit"
-		sleep 0.25 # pacing between lookups, each within the 1 s ttl
+		n=$((n + 1))
 	done
+	echo "# $n hits over 5 s with a sliding ttl of 2 s" >&3
 	printf 'ttl: 1s\nttl_mode: absolute\n' >"$MNT/p/policy.yaml"
 	gone() { [ "$(word_of p 0)" = miss ]; }
 	wait_until 5 gone
@@ -163,17 +166,45 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	assert_output "miss"
 }
 
+# own_answers DIR N: of lookups of every tenth of the N loadgen items, worded
+# differently, how many are answered with their own item's answer
+own_answers() {
+	local i own=0 r
+	for ((i = 0; i < $2; i += 10)); do
+		printf 'load item %d how does subsystem %d handle request kind %d please\n' \
+			"$i" $((i % 97)) $((i % 13)) >"$MNT/$1/p.query"
+		r=$(head -c 30 "$MNT/$1/p.response")
+		[[ "$r" == "answer for load item $i:"* ]] && own=$((own + 1))
+	done
+	echo "$own"
+}
+
 @test "hnsw.ef_search applies at once; hnsw.m is refused while entries exist" {
-	fill_n p 2
-	echo "hnsw: {ef_search: 16}" >"$MNT/p/policy.yaml"
-	run cat "$MNT/p/.policy"
-	assert_line --regexp '^hnsw\.ef_search: 16 +# /p$'
-	run word_of p 1
-	assert_output "hit"
-	run "$FSOP" write "$MNT/p/policy.yaml" "hnsw: {m: 16}"
+	LOADGEN=$BUILD/tests/loadgen
+	[ -x "$LOADGEN" ] || skip "needs $LOADGEN (build the tests)"
+	# a sparse graph (m 4, ef_construction 8) over 2000 look-alike entries:
+	# HNSW is searched (no exact fallback), and how well depends on ef_search
+	mkdir "$MNT/h"
+	printf 'hnsw: {m: 4, ef_construction: 8, ef_search: 16}\nthreshold: 0.5\n' >"$MNT/h/policy.yaml"
+	run "$LOADGEN" prefill "$MNT/h" 0 2000
+	assert_success
+	merged() { grep -qx "index_unmerged: 0" "$MNT/h/.stats"; }
+	wait_until 120 merged
+	low=$(own_answers h 2000)
+	printf 'hnsw: {m: 4, ef_construction: 8, ef_search: 4096}\nthreshold: 0.5\n' >"$MNT/h/policy.yaml"
+	run cat "$MNT/h/.policy"
+	assert_line --regexp '^hnsw\.ef_search: 4096 +# /h$'
+	high=$(own_answers h 2000)
+	echo "# own answers of 200: ef_search 16: $low, ef_search 4096: $high" >&3
+	((high > low))
+	# and back: the same answers as before
+	printf 'hnsw: {m: 4, ef_construction: 8, ef_search: 16}\nthreshold: 0.5\n' >"$MNT/h/policy.yaml"
+	run own_answers h 2000
+	assert_output "$low"
+	run "$FSOP" write "$MNT/h/policy.yaml" "hnsw: {m: 16}"
 	assert_output "EINVAL at close"
-	run cat "$MNT/p/.errors"
-	assert_output --partial "hnsw.m and hnsw.ef_construction cannot change while '/p' has entries"
+	run cat "$MNT/h/.errors"
+	assert_output --partial "hnsw.m and hnsw.ef_construction cannot change while '/h' has entries"
 	mkdir "$MNT/empty"
 	run "$FSOP" write "$MNT/empty/policy.yaml" "hnsw: {m: 16, ef_construction: 80}"
 	assert_output "ok"
@@ -246,6 +277,68 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	echo "threshold: 0.9" >"$MNT/p/policy.yaml"
 	run cat "$MNT/p/.errors"
 	assert_output ""
+}
+
+@test "a deeply nested or oversized policy.yaml is refused at once with a clear reason" {
+	echo "threshold: 0.95" >"$MNT/p/policy.yaml"
+	# 500 KB and 100 KB of '[': over the size a policy may have (64 KiB),
+	# refused before parsing (a 500 KB one used to parse for 56 s)
+	run timeout 10 "$FSOP" writen "$MNT/p/policy.yaml" 500000 '['
+	assert_output "EFBIG at close"
+	run cat "$MNT/p/.errors"
+	assert_output --partial "the policy is 500000 bytes, more than the 65536 a policy may have"
+	run timeout 10 "$FSOP" writen "$MNT/p/policy.yaml" 100000 '['
+	assert_output "EFBIG at close"
+	run cat "$MNT/p/.errors"
+	assert_output --partial "the policy is 100000 bytes"
+	# 64 KiB of '[' fits the size: the parse stops at the fifth level
+	run timeout 10 "$FSOP" writen "$MNT/p/policy.yaml" 65536 '['
+	assert_output "EINVAL at close"
+	run cat "$MNT/p/.errors"
+	assert_output "/p/policy.yaml:1:5: nested deeper than 4 levels (a policy needs 2, like 'quota: {entries: 3}')"
+	# unclosed
+	run timeout 10 "$FSOP" write "$MNT/p/policy.yaml" '[[['
+	assert_output "EINVAL at close"
+	run cat "$MNT/p/.errors"
+	assert_output --regexp "^/p/policy\.yaml:2:1: invalid yaml: did not find expected node content"
+	# the policy before them stays
+	run cat "$MNT/p/.policy"
+	assert_line --regexp '^threshold: 0\.95 +# /p$'
+	grep -q "rejected /p/policy.yaml:1:5: nested deeper than 4 levels" "$LOG"
+}
+
+# .policy as a policy.yaml: "quota.entries: 3 # src" lines nested under
+# their group ("quota:" then "  entries: 3 # src"); the comments stay
+policy_as_yaml() {
+	grep -v '^effective\.' | awk '{
+		i = index($0, ":"); k = substr($0, 1, i - 1); d = index(k, ".")
+		if (d) {
+			g = substr(k, 1, d - 1)
+			if (g != cur) { print g ":"; cur = g }
+			print "  " substr($0, d + 1)
+		} else { cur = ""; print }
+	}'
+}
+# .policy without its "# source" comments
+policy_values() { grep -v '^effective\.' | sed 's/ *# [^#]*$//'; }
+
+@test "every printed .policy reads back as the same policy, odd strings included" {
+	run "$FSOP" write "$MNT/p/policy.yaml" $'http: {model: "a # b: [c]", url: "http://h/#x:"}\nthreshold: 0.85\n'
+	assert_output "ok"
+	run cat "$MNT/p/.policy"
+	assert_line --regexp '^http\.model: "a # b: \[c\]" +# /p$'
+	assert_line --regexp '^http\.url: "http://h/#x:" +# /p$'
+	assert_line --regexp '^http\.api_key_env: "" +# default$'
+	mkdir "$MNT/q"
+	policy_as_yaml <"$MNT/p/.policy" >"$WORK/back.yaml"
+	run "$FSOP" write "$MNT/q/policy.yaml" "$(cat "$WORK/back.yaml")"
+	assert_output "ok"
+	diff <(policy_values <"$MNT/p/.policy") <(policy_values <"$MNT/q/.policy")
+	# the defaults read back too
+	policy_as_yaml <"$MNT/.policy" >"$WORK/root.yaml"
+	run "$FSOP" write "$MNT/q/policy.yaml" "$(cat "$WORK/root.yaml")"
+	assert_output "ok"
+	diff <(policy_values <"$MNT/.policy") <(policy_values <"$MNT/q/.policy")
 }
 
 @test "editing: cat and echo >" {

@@ -60,11 +60,20 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	((now - created <= 5))
 	run stat -c %X "$MNT/code/entries/$id"
 	assert_output "$created" # never hit: atime is creation
+	# in milliseconds (the daemon's clock and date's are both wall time):
+	# the hit happens after the creation's millisecond has passed, and
+	# atime becomes the time of the hit, between before and after
+	created_ms=$(stat -c %.3Y "$MNT/code/entries/$id/response" | tr -d .)
+	clock_past() { (($(date +%s%3N) > $1)); }
+	wait_until 5 clock_past "$created_ms"
+	before=$(date +%s%3N)
 	ask code q2 "how do I reverse a list in python" >/dev/null
+	after=$(date +%s%3N)
 	run cat "$MNT/code/entries/$id/meta"
 	assert_line "hits: 1"
-	atime=$(stat -c %X "$MNT/code/entries/$id")
-	((atime >= created))
+	atime_ms=$(stat -c %.3X "$MNT/code/entries/$id" | tr -d .)
+	echo "# created $created_ms hit between $before and $after: atime $atime_ms" >&3
+	((atime_ms > created_ms && atime_ms >= before && atime_ms <= after))
 	run stat -c %s "$MNT/code"
 	assert_output "100"
 }

@@ -94,21 +94,41 @@ as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
 }
 
 @test "a policy with shell-like strings is rejected as data and runs nothing" {
-	mkdir "$MNT/code"
+	mkdir "$MNT/code" "$MNT/m2v"
 	marker=$WORK/pwned
-	run "$FSOP" write "$MNT/code/policy.yaml" "embedder: \"\$(touch $marker)\"
+	payload="\$(touch $marker)"
+	# the payload is live: any shell that sees it makes the marker
+	sh -c "echo $payload >/dev/null"
+	assert_file_exists "$marker"
+	rm "$marker"
+	run "$FSOP" write "$MNT/code/policy.yaml" "embedder: \"$payload\"
 ttl: \`touch $marker\`
 threshold: 0.9; touch $marker
 "
 	assert_output "EINVAL at close"
 	run cat "$MNT/code/.errors"
 	assert_output --partial "policy.yaml"
-	run "$FSOP" write "$MNT/code/policy.yaml" "cache: true # \$(touch $marker) | touch $marker"
+	# accepted, and its strings used: the endpoint's url and model go into
+	# every embedding request (a lookup makes one; nothing listens on port 9)
+	run "$FSOP" write "$MNT/code/policy.yaml" "embedder: http
+http: {url: 'http://127.0.0.1:9/\$(touch\${IFS}$marker)', model: '$payload; \`touch $marker\` | touch $marker', dimensions: 8, timeout: 300ms, retries: 0}
+cache: true # $payload | touch $marker"
 	assert_output "ok"
+	run ask code q "hello there"
+	assert_output --regexp '^miss '
+	# a Model2Vec directory is opened as a path, not run
+	run "$FSOP" write "$MNT/m2v/policy.yaml" "embedder: 'model2vec:/tmp/$payload'"
+	assert_output "EINVAL at close"
+	run cat "$MNT/m2v/.errors"
+	assert_output --partial "cannot open '/tmp/\$(touch"
+	# the stored policy is loaded again at start
 	stop_daemon
 	start_daemon
 	run cat "$MNT/code/.policy"
 	assert_success
+	assert_line --partial "http.model: \"$payload; \`touch"
+	run ask code q2 "hello again"
+	assert_output --regexp '^miss '
 	assert_file_not_exists "$marker"
 }
 

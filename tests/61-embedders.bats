@@ -83,7 +83,8 @@ teardown() {
 	run ask h q2 "the meaning of life, what is it"
 	t1=$(date +%s%N)
 	assert_output --regexp '^miss reason=embedder unavailable: '
-	(((t1 - t0) / 1000000 < 2000))
+	# no hang: a generous bound over the 500 ms timeout, for a loaded machine
+	(((t1 - t0) / 1000000 < 4000))
 	run "$FSOP" write "$MNT/h/q2.response" "an answer"
 	assert_output "ECONNREFUSED at close"
 	run ask h q3 "what is the meaning of life"
@@ -99,7 +100,9 @@ teardown() {
 	run ask h q1 "anything at all"
 	t1=$(date +%s%N)
 	assert_output --regexp '^miss reason=embedder unavailable: '
-	(((t1 - t0) / 1000000 < 1500))
+	# cut short by the 300 ms timeout: well under the endpoint's 5 s, with
+	# room for a loaded machine
+	(((t1 - t0) / 1000000 < 4000))
 }
 
 @test "a slow lookup never makes stat or getxattr of its session's files wait" {

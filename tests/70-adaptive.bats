@@ -92,9 +92,15 @@ P="how to reverse a python list quickly" # scores 0.85 against Q
 	fill chat q1 "reversed(xs)"
 	run cat "$MNT/chat/.policy"
 	assert_line --regexp '^effective\.ttl: 1h +# adaptive$'
-	sleep 1.5 # longer than the policy ttl of 1 s
-	run ask chat q2 "$Q"
-	assert_output --regexp '^hit score=1\.000'
+	# hit after hit until the entry is 2 s old, past the policy ttl of 1 s
+	# (an absolute ttl: hits do not extend it)
+	aged() {
+		local s
+		s=$(ask chat "q$RANDOM" "$Q")
+		[[ "$s" == "hit score=1.000 "* ]] || { echo "# not a hit: $s" >&3; return 2; }
+		[[ "$s" =~ \ age=([0-9]+)\  ]] && ((BASH_REMATCH[1] >= 2))
+	}
+	wait_until 20 aged
 	echo 0.1 >"$MNT/.load/m1"
 	run ask chat q3 "$Q"
 	assert_output "miss"
@@ -116,9 +122,21 @@ P="how to reverse a python list quickly" # scores 0.85 against Q
 	ask chat q2 "$Q"
 	run cat "$MNT/chat/.stats"
 	assert_line "llm_cost_ms: 2000"
+	assert_line "lookups: 2"
+	assert_line "hits: 1"
 	assert_line --regexp '^lookup_cost_us: [0-9]+\.[0-9]$'
-	assert_line --regexp '^break_even_hit_rate: 0\.0000[0-9]+$'
-	assert_line --regexp '^time_saved_ms: (199[0-9]|2000)$' # 1 hit x 2 s, minus lookup costs
+	# the relations, whatever a lookup cost on this machine: break-even is
+	# the lookup cost over the miss cost, time saved is the hits' cost
+	# minus every lookup's, above break-even when the hit rate reaches it
+	stat_of() { sed -n "s/^$1: //p" <<<"$output"; }
+	cost=$(stat_of lookup_cost_us)
+	be=$(stat_of break_even_hit_rate)
+	saved=$(stat_of time_saved_ms)
+	awk -v c="$cost" -v be="$be" -v s="$saved" 'BEGIN {
+		want_be = c / 1000 / 2000; want_s = 1 * 2000 - 2 * c / 1000
+		d = be - want_be; if (d < 0) d = -d; if (d > 0.000002) exit 1
+		d = s - want_s; if (d < 0) d = -d; if (d > 1) exit 1
+		exit !(0.5 >= be) }'
 	assert_line "above_break_even: yes"
 }
 
@@ -170,7 +188,9 @@ P="how to reverse a python list quickly" # scores 0.85 against Q
 	run cat "$MNT/chat/w.response"
 	t1=$(date +%s%N)
 	assert_output ""
-	(((t1 - t0) / 1000000 < 3000))
+	# ended by the 700 ms fill_timeout, not by a fill (none comes): a
+	# generous bound, for a loaded machine
+	(((t1 - t0) / 1000000 < 8000))
 	run cat "$MNT/chat/w.status"
 	assert_output "miss reason=fill timeout"
 	fill chat w "reversed(xs)"
@@ -219,8 +239,9 @@ PY
 	assert_output "EINVAL at close"
 }
 
-@test "with learn_threshold a wrong hit raises the threshold above its score, decaying back" {
-	printf 'threshold: 0.8\nadaptive: {learn_threshold: true, learn_decay: 2s}\n' >"$MNT/chat/policy.yaml"
+@test "with learn_threshold a wrong hit raises the threshold just above its score" {
+	# a day to decay back: the raised threshold holds for this whole test
+	printf 'threshold: 0.8\nadaptive: {learn_threshold: true, learn_decay: 1d}\n' >"$MNT/chat/policy.yaml"
 	ask chat q1 "$Q"
 	fill chat q1 "reversed(xs)"
 	ask chat q2 "how do I reverse a list in python please"
@@ -233,6 +254,27 @@ PY
 	t=$(sed -n 's/^effective\.threshold: *\([0-9.]*\).*/\1/p' "$MNT/chat/.policy")
 	# just above the score (the status shows it to 3 decimals)
 	awk -v t="$t" -v s="$score" 'BEGIN { exit !(t > s && t <= s + 0.0016) }'
+	# and it applies: the same paraphrase of a new entry is now a miss
+	ask chat q4 "$Q"
+	fill chat q4 "reversed(xs)"
+	run ask chat q5 "$P"
+	assert_output "miss"
+}
+
+@test "a learnt threshold decays back over learn_decay" {
+	printf 'threshold: 0.8\nadaptive: {learn_threshold: true, learn_decay: 1s}\n' >"$MNT/chat/policy.yaml"
+	ask chat q1 "$Q"
+	fill chat q1 "reversed(xs)"
+	run ask chat q3 "$P"
+	assert_output --regexp '^hit '
+	echo wrong >"$MNT/chat/q3.feedback"
+	grep -q "threshold raised above its score" "$LOG"
+	# back to the policy's threshold once learn_decay has passed, however
+	# long the steps above took
 	back() { ! grep -q '^effective\.threshold' "$MNT/chat/.policy"; }
 	wait_until 10 back
+	ask chat q4 "$Q"
+	fill chat q4 "reversed(xs)"
+	run ask chat q5 "$P"
+	assert_output --regexp '^hit score=0\.8'
 }

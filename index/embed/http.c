@@ -19,7 +19,8 @@
  * total timeouts, no signals), so a down or slow endpoint gives an error
  * within the timeout, never a hang. Failed attempts (connection errors,
  * timeouts, HTTP 429 and 5xx) are retried http.retries times; 4xx answers
- * and malformed JSON are not. Errors: -ETIMEDOUT, -ECONNREFUSED,
+ * and malformed JSON are not; when the time runs out between attempts the
+ * last attempt's error is the answer. Errors: -ETIMEDOUT, -ECONNREFUSED,
  * -EHOSTUNREACH, -EACCES (401/403), -EIO (other HTTP status), -EPROTO
  * (malformed answer), with a message through embed_set_error().
  *
@@ -93,24 +94,35 @@ static void curl_init(void)
 
 struct answer {
 	char *p;
-	size_t len;
+	size_t len, cap;     /* cap: bytes allocated at p */
 	bool too_big;
 };
 
+/* Append a chunk; the buffer grows by doubling, so a large answer costs
+ * linear copying, not one reallocation per chunk. */
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
 {
 	struct answer *a = arg;
 	size_t n = size * nmemb;
-	char *np;
 
 	if (a->len + n > MAX_ANSWER) {
 		a->too_big = true;
 		return 0;
 	}
-	np = realloc(a->p, a->len + n + 1);
-	if (!np)
-		return 0;
-	a->p = np;
+	if (a->len + n + 1 > a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 16384;
+		char *np;
+
+		while (cap < a->len + n + 1)
+			cap *= 2;
+		if (cap > (size_t)MAX_ANSWER + 1)
+			cap = (size_t)MAX_ANSWER + 1;
+		np = realloc(a->p, cap);
+		if (!np)
+			return 0;
+		a->p = np;
+		a->cap = cap;
+	}
 	memcpy(a->p + a->len, ptr, n);
 	a->len += n;
 	a->p[a->len] = '\0';
@@ -294,13 +306,20 @@ static int send_batch(const struct http_emb *h, struct req **reqs, int n,
 		CURLcode rc;
 		CURL *c;
 
+		if (left <= 0 && attempt > 0) {
+			/* out of time to retry: the last attempt's error stands */
+			size_t used = strlen(err);
+
+			snprintf(err + used, errlen - used, " (after %d attempts "
+				 "within %lld ms, http.timeout)", attempt,
+				 (long long)h->timeout_ms);
+			break;
+		}
 		if (left <= 0) {
-			if (attempt == 0 || ret == 0)
-				ret = -ETIMEDOUT;
+			ret = -ETIMEDOUT;
 			snprintf(err, errlen, "http embedder: '%s' gave no answer "
 				 "within %lld ms (http.timeout)", h->url,
 				 (long long)h->timeout_ms);
-			ret = -ETIMEDOUT;
 			break;
 		}
 		c = curl_easy_init();

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "model2vec_i.h"
+#include "semlog.h"
 
 static int read_file(const char *dir, const char *name, char **data,
 		     size_t *len, char *err, size_t errlen)
@@ -48,8 +49,14 @@ static int read_file(const char *dir, const char *name, char **data,
 			 strerror(-ret));
 		return ret;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		ret = S_ISREG(st.st_mode) ? -errno : -EINVAL;
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "model2vec: cannot stat '%s': %s", path,
+			 strerror(-ret));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
 		snprintf(err, errlen, "model2vec: '%s' is not a regular file",
 			 path);
 		goto out;
@@ -163,7 +170,11 @@ static int m2v_embed(const struct embedder *e, const char *text, size_t len,
 		goto out;
 	for (i = 0; i < ids.n; i++) {
 		int32_t id = ids.v[i];
-		int64_t row = m->mapping ? m->mapping[id] : id;
+		int64_t row;
+
+		if (id < 0 || id >= m->vocab)
+			BUG("model2vec: token id past the rows passed check_ids");
+		row = m->mapping ? m->mapping[id] : id;
 		double w = m->weights ? m->weights[id] : 1.0;
 		const float *v = m->emb + (size_t)row * dim;
 
@@ -220,7 +231,11 @@ static const struct embedder_ops m2v_ops = {
 	.free = m2v_free,
 };
 
-/* Every token id must have a row. */
+/*
+ * Every token id must have a row, the unknown token's too: a tokeniser may
+ * emit any piece it holds (WordPiece matches "[UNK]" written out), and
+ * m2v_embed() indexes the rows, mapping and weights by it.
+ */
 static int check_ids(struct m2v *m, char *err, size_t errlen)
 {
 	size_t i;
@@ -228,9 +243,12 @@ static int check_ids(struct m2v *m, char *err, size_t errlen)
 	for (i = 0; i < m->cap; i++) {
 		const struct m2v_piece *p = &m->pieces[i];
 
-		if (p->s && (p->id >= m->vocab) && p->id != m->unk_id) {
-			snprintf(err, errlen, "model2vec: token id %d is past the "
-				 "%d rows of the model", p->id, m->vocab);
+		if (p->s && (p->id < 0 || p->id >= m->vocab)) {
+			snprintf(err, errlen, "model2vec: token id %d%s in "
+				 "'tokenizer.json' is past the %d rows of "
+				 "'model.safetensors'; the model is broken",
+				 p->id, p->id == m->unk_id ?
+				 " (the unknown token)" : "", m->vocab);
 			return -EINVAL;
 		}
 	}

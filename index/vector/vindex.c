@@ -169,7 +169,8 @@ void vindex_free(struct vindex *vi)
 
 /* ---- small accessors ---- */
 
-/* The counters the accessors report, copied under the read lock. */
+/* The counters the accessors report, copied under the read lock; all 0
+ * for a NULL index (the accessors have no errno to return). */
 struct counts {
 	size_t nbuf, nused, ntomb;
 	int64_t max_id;
@@ -177,8 +178,10 @@ struct counts {
 
 static struct counts counts_get(struct vindex *vi)
 {
-	struct counts c;
+	struct counts c = { 0 };
 
+	if (!vi)
+		return c;
 	pthread_rwlock_rdlock(&vi->lock);
 	c = (struct counts){ .nbuf = vi->nbuf, .nused = vi->nused,
 			     .ntomb = vi->ntomb, .max_id = vi->max_id };

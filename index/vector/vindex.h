@@ -55,6 +55,8 @@ int vindex_search(struct vindex *vi, const float *q, int k,
 
 /* Move up to max buffered vectors into HNSW. Returns how many moved. */
 int vindex_merge(struct vindex *vi, int max);
+/* Functions returning an int give -EINVAL for a NULL index; the counters
+ * below (vindex_buffered, _live, _tombstones, _max_id) give 0. */
 /* Number of buffered (not yet merged) vectors. */
 size_t vindex_buffered(struct vindex *vi);
 /* Live vectors, and tombstoned vectors still inside HNSW. */

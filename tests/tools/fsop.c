@@ -4,7 +4,7 @@
  * The bats tests use it to assert exact errno names at the exact step
  * (open, write, close) instead of a shell's translated message:
  *   fsop write PATH DATA      open(O_WRONLY|O_CREAT|O_TRUNC), write, close
- *   fsop writen PATH N        the same with N bytes of 'x'
+ *   fsop writen PATH N [C]    the same with N bytes of 'x' (or of C)
  *   fsop pwrite PATH OFF DATA open(O_WRONLY|O_CREAT) without truncating
  *   fsop read PATH            print the content
  *   fsop mkdir PATH | rmdir PATH | unlink PATH | rename FROM TO
@@ -64,14 +64,14 @@ int main(int argc, char **argv)
 	if (!strcmp(op, "write") && argc >= 3)
 		return do_write(argv[2], argc > 3 ? argv[3] : "",
 				argc > 3 ? strlen(argv[3]) : 0, -1, O_TRUNC);
-	if (!strcmp(op, "writen") && argc == 4) {
+	if (!strcmp(op, "writen") && (argc == 4 || argc == 5)) {
 		size_t n = strtoull(argv[3], NULL, 10);
 		char *buf = malloc(n ? n : 1);
 		int rc;
 
 		if (!buf)
 			return fail("malloc");
-		memset(buf, 'x', n);
+		memset(buf, argc == 5 ? argv[4][0] : 'x', n);
 		rc = do_write(argv[2], buf, n, -1, O_TRUNC);
 		free(buf);
 		return rc;

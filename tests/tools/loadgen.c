@@ -3,18 +3,24 @@
  *
  *   loadgen prefill DIR FIRST COUNT
  *       fill items FIRST..FIRST+COUNT-1 ("load item I ..." -> its answer)
- *   loadgen run DIR CLIENTS SECONDS ITEMS DAEMON_PID
+ *   loadgen run DIR CLIENTS SECONDS ITEMS DAEMON_PID [COMPACTIONS]
  *       CLIENTS threads for SECONDS: 70% lookups of a random prefilled item
  *       (must hit match=exact with the exact answer bytes), 20% refills of
  *       a random prefilled item with its same answer (the entry is
  *       replaced, so the entry count and the memory it needs stay steady),
  *       10% rm of the client's session files. Meanwhile
- *       samples DAEMON_PID's VmRSS every 250 ms. A client making no progress
- *       for 30 s is a deadlock. Prints
+ *       samples DAEMON_PID's VmRSS and DIR/.stats' index_tombstones every
+ *       250 ms. Refills leave tombstones that the daemon compacts away
+ *       once they pass a share of the index (a compaction: tombstones fall
+ *       to under half), so memory is a sawtooth, and the allocator adds
+ *       swings of its own. With COMPACTIONS the run goes on past SECONDS
+ *       until that many compactions ended (at most 10 x SECONDS). A client
+ *       making no progress for 30 s is a deadlock. Prints
  *         ops N lookups L fills F rms R errors E stalls S
- *         rss_kb first_max A last_max B samples K
- *       (first = the first third after a 10% warm-up, last = the last
- *       third) and exits 1 on any error or stall.
+ *         rss_kb early_max A last_max B samples K compactions C
+ *       (early = the first two thirds of the samples, last = the last
+ *       third) and exits 1 on any error or stall. LOADGEN_TRACE=1 prints
+ *       every sample to stderr.
  *
  * What not: no assertions on latency.
  */
@@ -173,12 +179,31 @@ static void *client(void *arg)
 	return NULL;
 }
 
-static int do_run(int nclients, long secs, long pid)
+/* DIR/.stats' index_tombstones, or -1. */
+static long tombstones(void)
 {
+	char path[4096], buf[4096];
+	const char *at;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/.stats", dir);
+	n = bench_get(path, buf, sizeof(buf) - 1);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	at = strstr(buf, "\nindex_tombstones: ");
+	return at ? atol(at + 20) : -1;
+}
+
+static int do_run(int nclients, long secs, long pid, int want_compactions)
+{
+	long max_secs = want_compactions ? secs * 10 : secs;
 	struct client *cs = calloc((size_t)nclients, sizeof(*cs));
-	long *rss = calloc((size_t)(secs * 4 + 8), sizeof(long));
-	long nrss = 0, stalls = 0, first_max = 0, last_max = 0;
+	long *rss = calloc((size_t)(max_secs * 4 + 8), sizeof(long));
+	long nrss = 0, stalls = 0, early_max = 0, last_max = 0, prev_tomb = -1;
+	int compactions = 0;
 	long long t0 = now_ms(), end = t0 + secs * 1000;
+	long long hard_end = t0 + max_secs * 1000;
 	struct timespec tick = { 0, 250 * 1000000L };
 
 	if (!cs || !rss)
@@ -188,12 +213,24 @@ static int do_run(int nclients, long secs, long pid)
 		cs[i].last_progress_ms = t0;
 		pthread_create(&cs[i].th, NULL, client, &cs[i]);
 	}
-	while (now_ms() < end) {
+	while (now_ms() < end ||
+	       (compactions < want_compactions && now_ms() < hard_end)) {
 		long long t = now_ms();
+		long tomb, kib;
 
 		nanosleep(&tick, NULL);  /* the sampling period, not a wait */
-		if (nrss < secs * 4 + 8)
-			rss[nrss++] = bench_proc_kib((pid_t)pid, "VmRSS");
+		kib = bench_proc_kib((pid_t)pid, "VmRSS");
+		if (nrss < max_secs * 4 + 8)
+			rss[nrss++] = kib;
+		tomb = tombstones();
+		if (tomb >= 0 && prev_tomb >= 64 && tomb * 2 < prev_tomb)
+			compactions++;
+		if (tomb >= 0)
+			prev_tomb = tomb;
+		if (getenv("LOADGEN_TRACE"))
+			fprintf(stderr, "sample %ld ms rss_kb %ld tombstones %ld "
+				"compactions %d\n", (long)(now_ms() - t0), kib,
+				tomb, compactions);
 		for (int i = 0; i < nclients; i++)
 			if (t - cs[i].last_progress_ms > STALL_MS) {
 				fprintf(stderr, "loadgen: client %d made no "
@@ -208,21 +245,17 @@ static int do_run(int nclients, long secs, long pid)
 	stop = 1;
 	for (int i = 0; i < nclients && !stalls; i++)
 		pthread_join(cs[i].th, NULL);
-	{
-		long w = nrss / 10, third = (nrss - w) / 3;
+	for (long k = 0; k < nrss; k++) {
+		long *m = k < nrss - nrss / 3 ? &early_max : &last_max;
 
-		for (long k = w; k < w + third; k++)
-			if (rss[k] > first_max)
-				first_max = rss[k];
-		for (long k = nrss - third; k < nrss; k++)
-			if (rss[k] > last_max)
-				last_max = rss[k];
+		if (rss[k] > *m)
+			*m = rss[k];
 	}
 	printf("ops %ld lookups %ld fills %ld rms %ld errors %ld stalls %ld\n",
 	       n_lookups + n_fills + n_rms, (long)n_lookups, (long)n_fills,
 	       (long)n_rms, (long)n_errors, stalls);
-	printf("rss_kb first_max %ld last_max %ld samples %ld\n", first_max,
-	       last_max, nrss);
+	printf("rss_kb early_max %ld last_max %ld samples %ld compactions %d\n",
+	       early_max, last_max, nrss, compactions);
 	fflush(stdout);
 	if (stalls)
 		_exit(1);  /* stuck threads cannot be joined */
@@ -239,14 +272,16 @@ int main(int argc, char **argv)
 		dir = argv[2];
 		return do_prefill(atol(argv[3]), atol(argv[4]));
 	}
-	if (!strcmp(op, "run") && argc == 7) {
+	if (!strcmp(op, "run") && (argc == 7 || argc == 8)) {
 		dir = argv[2];
 		items = atol(argv[5]);
 		if (items <= 0)
 			return 2;
-		return do_run(atoi(argv[3]), atol(argv[4]), atol(argv[6]));
+		return do_run(atoi(argv[3]), atol(argv[4]), atol(argv[6]),
+			      argc == 8 ? atoi(argv[7]) : 0);
 	}
 	fprintf(stderr, "usage: loadgen prefill DIR FIRST COUNT\n"
-		"       loadgen run DIR CLIENTS SECONDS ITEMS DAEMON_PID\n");
+		"       loadgen run DIR CLIENTS SECONDS ITEMS DAEMON_PID "
+		"[COMPACTIONS]\n");
 	return 2;
 }

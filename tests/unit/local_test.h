@@ -253,15 +253,15 @@ static inline bool mount_tmpfs(const char *what, const char *name,
 	char opt[32];
 
 	if (geteuid() != 0) {
-		printf("%s: skipped: mounting a tmpfs needs root\n", what);
+		CHECK_SKIP("%s: mounting a tmpfs needs root", what);
 		return false;
 	}
 	pathf(mnt, len, "%s/%s", base, name);
 	snprintf(opt, sizeof(opt), "size=%s", size);
 	CHECK(mkdir(mnt, 0700) == 0);
 	if (mount("tmpfs", mnt, "tmpfs", 0, opt) < 0) {
-		printf("%s: skipped: mount tmpfs on '%s': %s\n", what, mnt,
-		       strerror(errno));
+		CHECK_SKIP("%s: mount tmpfs on '%s': %s", what, mnt,
+			   strerror(errno));
 		rmdir(mnt);
 		return false;
 	}

@@ -257,7 +257,11 @@ static void test_batching(void)
 	embedder_free(e);
 }
 
-/* Expect err within limit seconds; returns the elapsed time. */
+/*
+ * Expect err, and within the timeout: a generous bound (3 s over it, for a
+ * loaded machine) that still tells a timeout from the slow endpoint's 5 s
+ * or a hang. Returns the elapsed time.
+ */
 static double expect_fail(const char *model, int port_, int64_t timeout_ms,
 			  int retries, int want, const char *msg)
 {
@@ -279,7 +283,7 @@ static double expect_fail(const char *model, int port_, int64_t timeout_ms,
 	CHECK(strstr(embedder_last_error(), msg) != NULL);
 	if (!strstr(embedder_last_error(), msg))
 		fprintf(stderr, "  got '%s', want '%s'\n", embedder_last_error(), msg);
-	CHECK(dt < timeout_ms / 1000.0 + 0.25);
+	CHECK(dt < timeout_ms / 1000.0 + 3.0);
 	printf("%-9s -> %s in %.0f ms (timeout %lld ms)\n", model,
 	       strerror(-r), dt * 1000, (long long)timeout_ms);
 	embedder_free(e);
@@ -301,6 +305,10 @@ static void test_outages(void)
 	expect_fail("malformed", port, 2000, 2, -EPROTO, "malformed json");
 	expect_fail("slow", port, 300, 3, -ETIMEDOUT, "");
 	expect_fail("ok", dead_port(), 500, 1, -ECONNREFUSED, "127.0.0.1");
+	/* retries until the timeout runs out (backoff 20, 40, 60, 80 ms):
+	 * the last attempt's error is the answer, not a timeout */
+	expect_fail("ok", dead_port(), 200, 10, -ECONNREFUSED,
+		    "Couldn't connect to server (after ");
 
 	/* a flaky endpoint succeeds on the retry */
 	policy_for(&p, "flaky", 8, 2000, 1, port);

@@ -7,11 +7,13 @@
  * python3) on 1000 strings generated here deterministically: ASCII,
  * punctuation, accents, final sigma, CJK, emoji, zero-width and control
  * characters, odd white space and inputs up to ~20 KB. Prints microseconds
- * per query and checks several threads get identical vectors. Skips those
- * parts, saying why, when the fixture or python3 is absent.
+ * per query and checks several threads get identical vectors. That part
+ * runs as "test_model2vec fixture" and skips (exit 77), saying why, when
+ * the fixture or python3 is absent.
  *
  * Always: a tiny WordPiece model with F16 embeddings and no weights, written
- * by the test into a temp directory (hand-computable vectors), and the
+ * by the test into a temp directory (hand-computable vectors), models
+ * crafted with token ids past their rows (refused at load), and the
  * errors for a relative path, a missing directory and a broken header.
  */
 #include "embed.h"
@@ -197,7 +199,7 @@ static void test_fixture(void)
 	int ret;
 
 	if (!find_fixture()) {
-		printf("skip: fixture '%s' absent (needs ../shared)\n", fixture);
+		CHECK_SKIP("fixture '%s' absent (needs ../shared)", fixture);
 		return;
 	}
 	snprintf(path, sizeof(path), "model2vec:%s", fixture);
@@ -259,7 +261,7 @@ static void test_fixture(void)
 	}
 
 	if (system("python3 -c 'import json' >/dev/null 2>&1") != 0) {
-		printf("skip: python3 absent, oracle comparison not run\n");
+		CHECK_SKIP("python3 absent, oracle comparison not run");
 	} else {
 		out = oracle(strs, NSTRINGS);
 		CHECK(out != NULL);
@@ -318,6 +320,37 @@ static void write_file(const char *dir, const char *name, const void *data,
 	fclose(f);
 }
 
+/* A model directory: model.safetensors holding one "embeddings" tensor
+ * (dtype, rows x dim, the bytes), tokenizer.json and config.json. */
+static void write_model(const char *dir, const char *dtype, int rows, int dim,
+			const void *emb, size_t emb_len, const char *tokenizer,
+			const char *config)
+{
+	char hdr[256];
+	unsigned char file[1024];
+	uint64_t hl;
+	int n;
+
+	n = snprintf(hdr, sizeof(hdr), "{\"embeddings\":{\"dtype\":\"%s\","
+		     "\"shape\":[%d,%d],\"data_offsets\":[0,%zu]}}", dtype,
+		     rows, dim, emb_len);
+	hl = (uint64_t)n;
+	memcpy(file, &hl, 8);   /* little-endian host assumed (x86, arm) */
+	memcpy(file + 8, hdr, (size_t)n);
+	memcpy(file + 8 + n, emb, emb_len);
+	write_file(dir, "model.safetensors", file, 8 + (size_t)n + emb_len);
+	write_file(dir, "tokenizer.json", tokenizer, strlen(tokenizer));
+	write_file(dir, "config.json", config, strlen(config));
+}
+
+static void remove_dir(const char *dir)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK_EQ_INT(system(cmd), 0);
+}
+
 /* A 4-dimensional WordPiece model: vocab [UNK], hello, world, ##s, !, with
  * F16 embeddings (unit vectors, exact in half precision). */
 static void test_wordpiece(void)
@@ -330,31 +363,20 @@ static void test_wordpiece(void)
 		" \"model\": {\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\","
 		" \"continuing_subword_prefix\": \"##\", \"max_input_chars_per_word\": 100,"
 		" \"vocab\": {\"[UNK]\": 0, \"hello\": 1, \"world\": 2, \"##s\": 3, \"!\": 4}}}";
-	static const char config[] = "{\"normalize\": false}";
 	/* rows: [UNK]=0, hello=e0, world=e1, ##s=e2, !=e3 (F16 1.0 = 0x3c00) */
 	uint16_t emb[5][4] = { { 0 }, { 0x3c00, 0, 0, 0 }, { 0, 0x3c00, 0, 0 },
 			       { 0, 0, 0x3c00, 0 }, { 0, 0, 0, 0x3c00 } };
-	char hdr[256], dir[] = "/tmp/m2v_wpXXXXXX", err[256], spec[300];
-	unsigned char file[512];
+	char dir[] = "/tmp/m2v_wpXXXXXX", err[256], spec[300];
 	struct embedder *e = NULL;
-	uint64_t hl;
 	float v[4];
-	int n, ret;
+	int ret;
 
 	if (!mkdtemp(dir)) {
 		CHECK(0);
 		return;
 	}
-	n = snprintf(hdr, sizeof(hdr), "{\"embeddings\":{\"dtype\":\"F16\","
-		     "\"shape\":[5,4],\"data_offsets\":[0,40]}}");
-	hl = (uint64_t)n;
-	memcpy(file, &hl, 8);   /* little-endian host assumed (x86, arm) */
-	memcpy(file + 8, hdr, (size_t)n);
-	memcpy(file + 8 + n, emb, sizeof(emb));
-	write_file(dir, "model.safetensors", file, 8 + (size_t)n + sizeof(emb));
-	write_file(dir, "tokenizer.json", tokenizer, sizeof(tokenizer) - 1);
-	write_file(dir, "config.json", config, sizeof(config) - 1);
-
+	write_model(dir, "F16", 5, 4, emb, sizeof(emb), tokenizer,
+		    "{\"normalize\": false}");
 	snprintf(spec, sizeof(spec), "model2vec:%s", dir);
 	ret = embedder_new_spec(spec, &e, err, sizeof(err));
 	CHECK_EQ_INT(ret, 0);
@@ -376,16 +398,75 @@ static void test_wordpiece(void)
 	embedder_free(e);
 
 	/* a broken header is refused with a message */
-	memcpy(memmem(file, sizeof(file), "[5,4]", 5), "[5,8]", 5);
-	write_file(dir, "model.safetensors", file, 8 + (size_t)n + sizeof(emb));
+	write_model(dir, "F16", 5, 8, emb, sizeof(emb), tokenizer, "{}");
 	ret = embedder_new_spec(spec, &e, err, sizeof(err));
 	CHECK_EQ_INT(ret, -EINVAL);
 	CHECK(e == NULL);
 	CHECK(strstr(err, "model2vec:") != NULL);
 	CHECK(strcmp(embedder_last_error(), err) == 0);
 out:
-	snprintf(spec, sizeof(spec), "rm -rf '%s'", dir);
-	CHECK_EQ_INT(system(spec), 0);
+	remove_dir(dir);
+}
+
+/*
+ * Models crafted so that a token id is past the embedding rows (whoever
+ * may write a policy names the model directory): refused at load, with a
+ * message, never read out of bounds. Run under ASan or valgrind.
+ */
+static void test_crafted(void)
+{
+	static const char *const tokenizers[] = {
+		/* WordPiece emits the unknown token's id when "UNK" is written out */
+		"{\"normalizer\": {\"type\": \"BertNormalizer\", \"lowercase\": false},"
+		" \"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"},"
+		" \"model\": {\"type\": \"WordPiece\", \"unk_token\": \"UNK\","
+		" \"vocab\": {\"a\": 0, \"UNK\": 3}}}",
+		/* an ordinary piece past the rows */
+		"{\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"},"
+		" \"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0, \"b\": 2}}}",
+		/* Unigram: more pieces than rows, the last one the unknown token */
+		"{\"pre_tokenizer\": {\"type\": \"Metaspace\"},"
+		" \"model\": {\"type\": \"Unigram\", \"unk_id\": 2,"
+		" \"vocab\": [[\"\\u2581a\", -1.0], [\"a\", -2.0], [\"UNK\", -3.0]]}}",
+	};
+	static const char *const want[] = {
+		"model2vec: token id 3 (the unknown token) in 'tokenizer.json' is "
+		"past the 1 rows of 'model.safetensors'",
+		"model2vec: token id 2 in 'tokenizer.json' is past the 1 rows",
+		"model2vec: token id 2 (the unknown token) in 'tokenizer.json' is "
+		"past the 2 rows",
+	};
+	const float emb[2][4] = { { 1, 0, 0, 0 }, { 0, 1, 0, 0 } };
+	char dir[] = "/tmp/m2v_badXXXXXX", err[256], spec[300];
+	struct embedder *e;
+	size_t i;
+
+	if (!mkdtemp(dir)) {
+		CHECK(0);
+		return;
+	}
+	snprintf(spec, sizeof(spec), "model2vec:%s", dir);
+	for (i = 0; i < sizeof(tokenizers) / sizeof(tokenizers[0]); i++) {
+		int rows = i == 2 ? 2 : 1;
+		float v[4];
+		int ret;
+
+		e = NULL;
+		write_model(dir, "F32", rows, 4, emb, rows * sizeof(emb[0]),
+			    tokenizers[i], "{}");
+		ret = embedder_new_spec(spec, &e, err, sizeof(err));
+		CHECK_EQ_INT(ret, -EINVAL);
+		CHECK(e == NULL);
+		CHECK(strstr(err, want[i]) != NULL);
+		if (!strstr(err, want[i]))
+			fprintf(stderr, "  crafted model %zu: got '%s'\n", i, err);
+		if (e) {
+			/* what the refusal prevents: reading past the rows */
+			embedder_embed(e, "UNK b", 5, v);
+			embedder_free(e);
+		}
+	}
+	remove_dir(dir);
 }
 
 static void test_errors(void)
@@ -404,10 +485,16 @@ static void test_errors(void)
 	CHECK(strstr(err, "unknown embedder 'word2vec'") != NULL);
 }
 
-int main(void)
+/* "model2vec fixture" runs the part that needs ../shared (it may skip);
+ * no argument, the parts that always run. */
+int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "fixture")) {
+		test_fixture();
+		return check_done("model2vec fixture");
+	}
 	test_errors();
 	test_wordpiece();
-	test_fixture();
+	test_crafted();
 	return check_done("model2vec");
 }

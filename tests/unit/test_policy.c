@@ -12,6 +12,7 @@
  */
 #include "policy.h"
 #include "check.h"
+#include "policy_readback.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -532,7 +533,7 @@ static void test_errors(void)
 	expect_error("embedder: use-lite-large\n", 1, 11, "unknown embedder 'use-lite-large'");
 	expect_error("http: {url: ftp://x}\n", 1, 13, "http.url: 'ftp://x' is not an http:// or https:// url");
 	expect_error("http: {url: 'http://a b'}\n", 1, 13, "is not an http:// or https:// url");
-	expect_error("http: {model: \"\"}\n", 1, 15, "http.model: '' is not a model name");
+	expect_error("http: {model: \"a\\tb\"}\n", 1, 15, "http.model: 'a?b' is not a model name");
 	expect_error("http: {dimensions: -1}\n", 1, 20, "http.dimensions: '-1' is out of range (0..65536)");
 	expect_error("http: {timeout: 0}\n", 1, 17, "http.timeout: '0' is out of range (1ms..10m)");
 	expect_error("http: {timeout: 2x}\n", 1, 17, "http.timeout: expected a duration like 500ms, 2s or 1m, got '2x'");
@@ -614,6 +615,112 @@ static void test_errors(void)
 			     -EINVAL);
 		CHECK(strstr(err.message, "embedder: 'kkk") &&
 		      strstr(err.message, "...' is longer than 255 bytes"));
+	}
+}
+
+/* Bad input of any size is refused in time linear in its size: more than
+ * POLICY_FILE_MAX bytes before parsing, nesting past what a policy needs
+ * as soon as it is seen, with a clear message either way. */
+static void test_bounds(void)
+{
+	static const char *const too_deep[][2] = {
+		/* yaml, want "LINE:COL" */
+		{ "quota: {entries: [[[1]]]}\n", "1:20" },
+		{ "- - - - - x\n", "1:9" },
+		{ "a:\n b:\n  c:\n   d:\n    e: 1\n", "5:5" },
+		/* the parse stops there even after an error of meaning */
+		{ "treshold: 1\nttl: [[[[x]]]]\n", "2:9" },
+		{ "{a: {b: {c: {d: {e: 1}}}}}\n", "1:17" },
+	};
+	size_t big = 500 * 1000, i;
+	char *buf = malloc(big);
+	struct policy_file *f = NULL;
+	struct policy_error err;
+	struct policy p;
+
+	if (!buf) {
+		CHECK(0);
+		return;
+	}
+	/* 64 KiB of '[' (POLICY_FILE_MAX exactly): stopped at the fifth */
+	memset(buf, '[', big);
+	CHECK_EQ_INT(policy_file_parse(buf, POLICY_FILE_MAX, "/", &f, &err),
+		     -EINVAL);
+	CHECK(f == NULL);
+	CHECK_EQ_INT(err.line, 1);
+	CHECK_EQ_INT(err.column, 5);
+	CHECK(strstr(err.message, "nested deeper than 4 levels") != NULL);
+	/* one byte more, 100 KB, 500 KB: refused before parsing */
+	{
+		const size_t sizes[] = { POLICY_FILE_MAX + 1, 100 * 1000, big };
+
+		for (i = 0; i < 3; i++) {
+			char n[64];
+
+			CHECK_EQ_INT(policy_file_parse(buf, sizes[i], "/", &f, &err),
+				     -EFBIG);
+			CHECK(f == NULL);
+			CHECK_EQ_INT(err.line, 0);
+			snprintf(n, sizeof(n), "the policy is %zu bytes, more than "
+				 "the 65536", sizes[i]);
+			CHECK(strstr(err.message, n) != NULL);
+			if (!strstr(err.message, n))
+				fprintf(stderr, "  got '%s'\n", err.message);
+		}
+	}
+	/* unclosed: libyaml's own message, where the input ends */
+	expect_error("[[[", 2, 1, "invalid yaml: did not find expected node content");
+	for (i = 0; i < sizeof(too_deep) / sizeof(too_deep[0]); i++) {
+		int line = atoi(too_deep[i][1]);
+		int col = atoi(strchr(too_deep[i][1], ':') + 1);
+
+		expect_error(too_deep[i][0], line, col, "nested deeper than 4 levels "
+			     "(a policy needs 2, like 'quota: {entries: 3}')");
+	}
+	/* at the limit, a wrong value still gets its own message */
+	expect_error("quota: {entries: [[1]]}\n", 1, 18,
+		     "quota.entries: expected a whole number, got a sequence");
+	/* a valid policy of exactly POLICY_FILE_MAX bytes parses */
+	memset(buf, ' ', POLICY_FILE_MAX);
+	buf[0] = '#';
+	memcpy(buf + POLICY_FILE_MAX - 9, "\nttl: 5m\n", 9);
+	f = NULL;
+	CHECK_EQ_INT(policy_file_parse(buf, POLICY_FILE_MAX, "/", &f, &err), 0);
+	CHECK(f && policy_file_sets(f, POLICY_TTL));
+	policy_file_free(f);
+	free(buf);
+
+	/* anchors: a scalar's alias reads as the scalar */
+	f = parse_ok("threshold: &t 0.5\nadaptive: {threshold_min: *t, high: *t}\n",
+		     "/a");
+	if (f) {
+		policy_defaults(&p);
+		policy_apply(&p, f);
+		CHECK(p.adaptive_threshold_min > 0.4999 && p.adaptive_threshold_min < 0.5001);
+		CHECK(p.adaptive_high > 0.4999 && p.adaptive_high < 0.5001);
+		policy_file_free(f);
+	}
+	expect_error("ttl: &a 5m\nthreshold: &a 0.9\n", 2, 12,
+		     "invalid yaml: found duplicate anchor 'a' (first occurrence "
+		     "at line 1, column 6)");
+	expect_error("quota: &q {entries: 3}\nlimits: *q\n", 2, 9,
+		     "limits: an alias cannot stand for a group's keys");
+	expect_error("ttl: &q [1]\nthreshold: *q\n", 1, 6,
+		     "ttl: expected a duration");
+	expect_error("quota: &q {entries: 3}\nthreshold: *q\n", 1, 8,
+		     "threshold: expected a number from 0 to 1, got a mapping");
+	/* an alias names an anchor of its own document only */
+	expect_error("ttl: &d 5m\n---\nttl: *d\n", 3, 6,
+		     "invalid yaml: found undefined alias");
+	{
+		char many[1024];
+		size_t n = 0;
+
+		for (i = 0; i < 33; i++)
+			n += (size_t)snprintf(many + n, sizeof(many) - n,
+					      "- &a%zu x\n", i);
+		expect_error(many, 33, 3, "invalid yaml: anchor 'a32' is one more "
+			     "than the 32 a policy may define");
 	}
 }
 
@@ -764,6 +871,100 @@ static void test_http_keys(void)
 	CHECK(strstr(buf, p.http_url) != NULL);
 }
 
+static uint64_t next_rand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Every printed policy reads back as itself, whatever its strings hold;
+ * messages never carry a control byte of the input. */
+static void test_readback(void)
+{
+	static const char *const odd[] = {
+		"a # b", "a #b", "[x]", "{x}", "x: y", "x:", "'q'", "\"dq\"",
+		"-a", "- a", "?a", ":a", ",a", " lead", "trail ", "a  b", "~",
+		"null", "true", "&a", "*a", "!tag", "%x", "@x", "`x", "|", ">",
+		"#x", "a\\b", "a\\", "a,b", "a\"", "---", "...", "x#y",
+		"caf\xc3\xa9", "\xc2\x85nel", "a\xe2\x80\xa8" "b\xe2\x80\xa9",
+		"\xef\xbb\xbf" "bom", "\xc2\xa0nbsp", "\xf0\x9f\x98\x80", "x",
+	};
+	static const char alphabet[][4] = {
+		"a", "b", "1", " ", "#", ":", "-", "[", "]", "{", "}", ",", "'",
+		"\"", "\\", "&", "*", "!", "|", ">", "%", "@", "`", "?", "~",
+		".", "/", "\xc2\x85", "\xe2\x80\xa8", "\xc3\xa9",
+	};
+	struct policy_file *f = NULL;
+	struct policy_error err;
+	char why[4096];
+	struct policy p;
+	uint64_t seed = 77;
+	size_t i;
+	int bad = 0, r;
+
+	for (i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		policy_defaults(&p);
+		snprintf(p.http_model, sizeof(p.http_model), "%s", odd[i]);
+		snprintf(p.embedder, sizeof(p.embedder), "model2vec:/m/%s", odd[i]);
+		snprintf(p.http_url, sizeof(p.http_url), "http://h/%s", odd[i]);
+		if (strchr(odd[i], ' '))
+			p.http_url[0] = '\0'; /* urls have no spaces */
+		if (policy_reads_back(&p, why, sizeof(why))) {
+			if (bad++ < 3)
+				fprintf(stderr, "  '%s' does not read back: %s\n",
+					odd[i], why);
+		}
+	}
+	/* the quoted forms, exactly */
+	{
+		char buf[8192];
+
+		policy_defaults(&p);
+		snprintf(p.http_model, sizeof(p.http_model), "a # \"b\\\xc2\x85");
+		policy_format(&p, buf, sizeof(buf));
+		CHECK(strstr(buf, "\nhttp.model: \"a # \\\"b\\\\\\N\" ") != NULL);
+		CHECK(strstr(buf, "\nhttp.url: \"\" ") != NULL);
+		CHECK(strstr(buf, "\nembedder: builtin ") != NULL);
+	}
+	/* random strings of risky characters */
+	for (i = 0; i < 3000; i++) {
+		size_t len = 1 + next_rand(&seed) % 24, j, n = 0;
+
+		policy_defaults(&p);
+		for (j = 0; j < len; j++) {
+			const char *c = alphabet[next_rand(&seed) %
+						 (sizeof(alphabet) / sizeof(alphabet[0]))];
+
+			memcpy(p.http_model + n, c, strlen(c));
+			n += strlen(c);
+		}
+		p.http_model[n] = '\0';
+		if (policy_reads_back(&p, why, sizeof(why)) && bad++ < 3)
+			fprintf(stderr, "  random '%s' does not read back: %s\n",
+				p.http_model, why);
+	}
+	CHECK_EQ_INT(bad, 0);
+
+	/* a parsed policy of every key reads back too */
+	f = parse_ok("http: {model: \"a # b\", url: \"http://x/[y]:\"}\n"
+		     "embedder: \"model2vec:/m d/x: y\"\nmodel: gpt-4o\n", "/q");
+	if (f) {
+		policy_defaults(&p);
+		policy_apply(&p, f);
+		CHECK_EQ_INT(policy_reads_back(&p, why, sizeof(why)), 0);
+		CHECK(strcmp(p.http_model, "a # b") == 0);
+		policy_file_free(f);
+	}
+
+	/* a model name with an escape sequence: refused, the ESC not echoed */
+	r = policy_file_parse("model: \"a\\e[2Jb\"\n", 17, "/m", &f, &err);
+	CHECK_EQ_INT(r, -EINVAL);
+	CHECK(strstr(err.message, "model: 'a?[2Jb' may only use letters") != NULL);
+	CHECK(strchr(err.message, 0x1b) == NULL);
+}
+
 static void test_markdown(void)
 {
 	char buf[16384];
@@ -787,13 +988,6 @@ static void test_markdown(void)
 	CHECK_EQ_INT(policy_keys_markdown(NULL, 0), n);
 }
 
-static uint64_t next_rand(uint64_t *s)
-{
-	*s ^= *s << 13;
-	*s ^= *s >> 7;
-	*s ^= *s << 17;
-	return *s;
-}
 
 /* Check one arbitrary input: 0 or -EINVAL with a message; nothing else. */
 static int robust_one(const char *buf, size_t len)
@@ -890,7 +1084,9 @@ int main(void)
 	test_values();
 	test_inheritance();
 	test_errors();
+	test_bounds();
 	test_http_keys();
+	test_readback();
 	test_durations_sizes();
 	test_markdown();
 	test_robustness();

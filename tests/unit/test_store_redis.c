@@ -4,9 +4,10 @@
  * entries and responses, ids from two hosts, the change stream (order,
  * delay, no echo, resync on a gap), quotas kept in Redis (two hosts
  * filling at once evict exactly the overflow; lru, lfu, fifo, bytes, keep,
- * the rebuild of orders), Redis killed and restarted with AOF, and a
- * 3-node cluster when redis-cli can make one. Skips (exit 77) when
- * redis-server is not installed. Calls store_redis_ops directly.
+ * the rebuild of orders), Redis killed and restarted with AOF, and (run
+ * as "test_store_redis cluster") a 3-node cluster, skipped (exit 77) when
+ * redis-cli cannot make one. Skips (exit 77) when redis-server is not
+ * installed. Calls store_redis_ops directly.
  */
 #include "check.h"
 #include "store_i.h"
@@ -648,7 +649,7 @@ static void test_cluster(void)
 	for (int i = 0; i < 3; i++)
 		ok += srv_start(&n[i], true);
 	if (ok != 3) {
-		printf("cluster: SKIP: could not start 3 cluster-enabled nodes\n");
+		CHECK_SKIP("cluster: could not start 3 cluster-enabled nodes");
 		goto out;
 	}
 	snprintf(log, sizeof(log), "%s/cluster-create.log", tmp);
@@ -656,8 +657,8 @@ static void test_cluster(void)
 		 "127.0.0.1:%d 127.0.0.1:%d --cluster-replicas 0 --cluster-yes "
 		 ">'%s' 2>&1", n[0].port, n[1].port, n[2].port, log);
 	if (system(cmd) != 0) {
-		printf("cluster: SKIP: redis-cli --cluster create failed (see "
-		       "%s)\n", log);
+		CHECK_SKIP("cluster: redis-cli --cluster create failed (see %s)",
+			   log);
 		goto out;
 	}
 	bool up = false;
@@ -770,14 +771,21 @@ out:
 		srv_kill(&n[i]);
 }
 
-int main(void)
+/* "test_store_redis cluster" runs the 3-node cluster part (it may skip);
+ * no argument, the rest. */
+int main(int argc, char **argv)
 {
+	bool cluster = argc > 1 && !strcmp(argv[1], "cluster");
 	struct srv s = { 0 };
 	char cmd[PATH_MAX + 16];
 	int ret = redis_test_begin("store_redis", &s);
 
 	if (ret)
 		return ret;
+	if (cluster) {
+		test_cluster();
+		goto out;
+	}
 	/* unreachable: a clear error, fast */
 	{
 		char where[64], err[256];
@@ -799,9 +807,9 @@ int main(void)
 	test_resync(s.port);
 	test_watch_and_restart(&s);
 	srv_kill(&s);
-	test_cluster();
+out:
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (!check_failed && system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", tmp);
-	return check_done("store_redis");
+	return check_done(cluster ? "store_redis cluster" : "store_redis");
 }

@@ -122,6 +122,27 @@ static struct vindex *new_index(int dim)
 	return vi;
 }
 
+/* A NULL index: every call answers (-EINVAL or 0), none crashes. */
+static void test_null(void)
+{
+	float v[4] = { 1, 0, 0, 0 }, sc[1];
+	int64_t ids[1];
+
+	CHECK_EQ_INT(vindex_add(NULL, 1, v), -EINVAL);
+	CHECK_EQ_INT(vindex_remove(NULL, 1), -EINVAL);
+	CHECK_EQ_INT(vindex_search(NULL, v, 1, NULL, NULL, ids, sc), -EINVAL);
+	CHECK_EQ_INT(vindex_merge(NULL, 1), -EINVAL);
+	CHECK_EQ_INT(vindex_compact(NULL), -EINVAL);
+	CHECK_EQ_INT(vindex_set_ef_search(NULL, 16), -EINVAL);
+	CHECK_EQ_INT(vindex_get(NULL, 1, v), -EINVAL);
+	CHECK_EQ_INT(vindex_save(NULL, "/nonexistent/x"), -EINVAL);
+	CHECK_EQ_INT(vindex_buffered(NULL), 0);
+	CHECK_EQ_INT(vindex_live(NULL), 0);
+	CHECK_EQ_INT(vindex_tombstones(NULL), 0);
+	CHECK_EQ_INT(vindex_max_id(NULL), 0);
+	vindex_free(NULL);
+}
+
 static void test_small(void)
 {
 	enum { D = 16, N = 8 };
@@ -549,6 +570,7 @@ int main(void)
 		perror("mkdtemp");
 		return 2;
 	}
+	test_null();
 	test_small();
 	test_filter_and_remove();
 	test_buffer_vs_merged();
