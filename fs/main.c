@@ -1,18 +1,34 @@
 /*
  * main.c - semcachefs: parse options, open the cache, mount, serve, clean up.
  *
- * Our options (-o store=, sync=, session_ttl=, log=) are taken out of the
- * argument list; everything else is standard FUSE and passes through. The
- * cache is opened before mounting so that a bad store is reported on the
- * terminal; background threads start only after daemonising (fs_init).
+ * Our options (-o store=, sync=, session_ttl=, log=, transport=) are taken
+ * out of the argument list; everything else is standard FUSE and passes
+ * through. The cache is opened before mounting so that a bad store is
+ * reported on the terminal; background threads start only after
+ * daemonising (fs_init).
+ *
+ * FUSE transport: requests come by read/write on /dev/fuse through the
+ * multi-threaded loop (as many workers as requests in flight, up to
+ * max_threads), unless -o transport=io_uring asks for libfuse's io_uring
+ * queues (libfuse 3.18+ built with it, tools/build-fuse.sh; Linux 6.14+
+ * with /sys/module/fuse/parameters/enable_uring Y). Not the default: libfuse
+ * serves each CPU's queue with one thread, so a request that waits (a
+ * coalesced miss waiting for its fill, a remote embedder, Redis) holds up
+ * every request from that CPU. The first log line names the FAISS, the
+ * libfuse and the transport; when the kernel does not offer io_uring at
+ * INIT or libfuse cannot set its rings up, libfuse serves through /dev/fuse
+ * and one line says so. libfuse's own messages go to the same log.
  */
 #define FUSE_USE_VERSION 312
 
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
+#include <fuse_log.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +46,7 @@ struct options {
 	char *store;
 	char *sync;
 	char *log;
+	char *transport;
 	int session_ttl;
 	int show_help;
 	int show_version;
@@ -42,6 +59,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("store=%s", store),
 	OPT("sync=%s", sync),
 	OPT("log=%s", log),
+	OPT("transport=%s", transport),
 	OPT("session_ttl=%d", session_ttl),
 	OPT("verbose", debug_log),
 	OPT("-h", show_help),
@@ -67,6 +85,11 @@ static void usage(const char *prog)
 	       "                         SECS seconds (default 600)\n"
 	       "    -o log=FILE          log file (default: stderr with -f, else\n"
 	       "                         STORE/semcachefs.log)\n"
+	       "    -o transport=dev_fuse|io_uring\n"
+	       "                         how FUSE requests arrive (default dev_fuse);\n"
+	       "                         io_uring needs libfuse 3.18 built with it and\n"
+	       "                         the kernel's enable_uring, serves each CPU with\n"
+	       "                         one thread (requests that wait hold up others)\n"
 	       "    -o verbose           debug logging\n"
 	       "    -h, --help           this help\n"
 	       "    -V, --version        version\n"
@@ -124,6 +147,93 @@ static void daemon_ready(int fd)
 	close(fd);
 }
 
+#define URING_PARAM "/sys/module/fuse/parameters/enable_uring"
+
+/* true when a mount can take requests through io_uring; else why not */
+static bool uring_available(char *why, size_t size)
+{
+	if (fuse_version() < 318) {
+		snprintf(why, size, "libfuse %s is older than 3.18; tools/build-fuse.sh builds 3.18 with it",
+			 fuse_pkgversion());
+		return false;
+	}
+#if !SEMCACHE_FUSE_URING || !defined(FUSE_CAP_OVER_IO_URING)
+	snprintf(why, size, "libfuse %s is built without io_uring", fuse_pkgversion());
+	return false;
+#else
+	char c = 0;
+	int fd = open(URING_PARAM, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(why, size, "this kernel has no FUSE io_uring: no %s", URING_PARAM);
+		return false;
+	}
+	if (read(fd, &c, 1) != 1)
+		c = 0;
+	close(fd);
+	if (c != 'Y') {
+		snprintf(why, size, "the kernel has it off: %s is not Y, root can set it",
+			 URING_PARAM);
+		return false;
+	}
+	return true;
+#endif
+}
+
+/* The transport in use, for --version and the first log line. */
+static const char *transport_text(bool uring, bool available, const char *why,
+				  char *buf, size_t size)
+{
+	if (uring)
+		return "io_uring";
+	if (available)
+		return "/dev/fuse (io_uring is available with -o transport=io_uring)";
+	snprintf(buf, size, "/dev/fuse (no io_uring: %s)", why);
+	return buf;
+}
+
+static bool uring_wanted;
+
+/* The first line of a mount's log: what it runs on. */
+static void log_first_line(const char *transport)
+{
+	semlog(SEMLOG_INFO, "semcachefs %s: FAISS %s, libfuse %s, FUSE transport %s",
+	       SEMCACHE_VERSION, SEMCACHE_FAISS_KIND, fuse_pkgversion(), transport);
+}
+
+/* libfuse's messages into our log (its debug trace, -d, stays on stderr);
+ * it logs the failure of its io_uring set-up and then serves through
+ * /dev/fuse. */
+static void fuse_log_to_semlog(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char msg[768];
+	size_t n;
+
+	if (level >= FUSE_LOG_DEBUG) {
+		vfprintf(stderr, fmt, ap);
+		return;
+	}
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = 0;
+	if (uring_wanted && strstr(msg, "failed to start io-uring")) {
+		semlog(SEMLOG_WARN, "io_uring set-up failed (libfuse: '%s'): serving through /dev/fuse", msg);
+		return;
+	}
+	semlog(level <= FUSE_LOG_ERR ? SEMLOG_ERR : level <= FUSE_LOG_NOTICE ? SEMLOG_WARN :
+	       SEMLOG_INFO, "libfuse: %s", msg);
+}
+
+static void *main_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+#ifdef FUSE_CAP_OVER_IO_URING
+	if (uring_wanted && !(conn->capable_ext & FUSE_CAP_OVER_IO_URING))
+		semlog(SEMLOG_WARN, "the kernel did not offer io_uring at mount: serving through /dev/fuse");
+#endif
+	return semcache_ops.init(conn, cfg);
+}
+
 static char *default_store(void)
 {
 	char buf[PATH_MAX];
@@ -139,17 +249,29 @@ int main(int argc, char *argv[])
 	struct fs_state state = { 0 };
 	struct cache_options co = { 0 };
 	struct fuse_loop_config *lc = NULL;
+	struct fuse_operations ops = semcache_ops;
 	struct fuse *fuse = NULL;
-	char err[512] = "";
+	char err[512] = "", why[256] = "", tbuf[320];
+	const char *transport;
+	bool uring_ok;
 	char *store = NULL;
 	int notify_fd = -1;
 	int rc = 1;
 
 	if (fuse_opt_parse(&args, &opts, option_spec, NULL) == -1)
 		return 2;
+	if (opts.transport && strcmp(opts.transport, "io_uring") &&
+	    strcmp(opts.transport, "dev_fuse")) {
+		fprintf(stderr, "semcachefs: -o transport='%s' is not 'dev_fuse' or 'io_uring'\n",
+			opts.transport);
+		return 2;
+	}
+	uring_ok = uring_available(why, sizeof(why));
+	uring_wanted = uring_ok && opts.transport && !strcmp(opts.transport, "io_uring");
+	transport = transport_text(uring_wanted, uring_ok, why, tbuf, sizeof(tbuf));
 	if (opts.show_version) {
-		printf("semcachefs %s (FAISS: %s, libfuse %s)\n", SEMCACHE_VERSION,
-		       SEMCACHE_FAISS_KIND, fuse_pkgversion());
+		printf("semcachefs %s (FAISS: %s, libfuse %s, FUSE transport: %s)\n",
+		       SEMCACHE_VERSION, SEMCACHE_FAISS_KIND, fuse_pkgversion(), transport);
 		return 0;
 	}
 	if (opts.show_keys) {
@@ -183,6 +305,13 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "semcachefs: -o session_ttl must be at least 1 second\n");
 		return 2;
 	}
+	if (opts.transport && !strcmp(opts.transport, "io_uring") && !uring_wanted) {
+		fprintf(stderr, "semcachefs: -o transport=io_uring: %s\n", why);
+		return 1;
+	}
+	if (uring_wanted && fuse_opt_add_arg(&args, "-oio_uring") != 0)
+		return 2;
+	fuse_set_log_func(fuse_log_to_semlog);
 	if (opts.debug_log)
 		semlog_set_level(SEMLOG_DEBUG);
 	if (!cl.foreground) {
@@ -215,6 +344,8 @@ int main(int argc, char *argv[])
 			strerror(errno));
 		goto out;
 	}
+	if (opts.log || notify_fd < 0)
+		log_first_line(transport);
 	co.store_dir = store;
 	co.sync_full = opts.sync && !strcmp(opts.sync, "full");
 	if (cache_open(&co, &state.cache, err, sizeof(err))) {
@@ -224,7 +355,8 @@ int main(int argc, char *argv[])
 	state.store_dir = cache_state_dir(state.cache);
 	state.session_ttl_ms = (int64_t)opts.session_ttl * 1000;
 
-	fuse = fuse_new(&args, &semcache_ops, sizeof(semcache_ops), &state);
+	ops.init = main_init;
+	fuse = fuse_new(&args, &ops, sizeof(ops), &state);
 	if (!fuse)
 		goto out_cache;
 	if (fuse_mount(fuse, cl.mountpoint) != 0)
@@ -237,6 +369,7 @@ int main(int argc, char *argv[])
 
 			snprintf(path, sizeof(path), "%s/semcachefs.log", state.store_dir);
 			semlog_open_file(path);
+			log_first_line(transport);
 		}
 		daemon_ready(notify_fd);
 		notify_fd = -1;
@@ -267,5 +400,6 @@ out:
 	free(opts.store);
 	free(opts.sync);
 	free(opts.log);
+	free(opts.transport);
 	return rc;
 }
