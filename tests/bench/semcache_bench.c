@@ -1268,7 +1268,7 @@ static void print_fuse_table(long n, int runs, bool cpu)
 			double (*v)[3][MAX_RUNS] = cpu ? (m ? f->null_cpu : f->cpu) :
 						   (m ? f->null_tput : f->tput);
 
-			snprintf(name, sizeof(name), "%s, libfuse %s, %s",
+			snprintf(name, sizeof(name), "%s, %s, %s",
 				 m ? "do-nothing fs" : "mount", f->label, transport_name(f));
 			row(name);
 			for (int pin = 0; pin < 2; pin++)
