@@ -5,19 +5,27 @@
 #   ./setup.sh test                                    install, build, run every test
 #   ./setup.sh build                                   install build deps, build
 #   ./setup.sh faiss                                   build FAISS with AVX2 + C API (cached)
+#   ./setup.sh fuse                                    build libfuse 3.18 with io_uring (cached)
 #
 # Installs missing Debian packages with apt-get (through sudo when not
 # root), builds into ./build with meson, and for "test" runs the C unit
-# tests (also against the patched AVX2 FAISS in ./build-avx2 when the CPU
-# has AVX2; SEMCACHE_AVX2_TESTS=0 skips that), the bats suite through real
-# mounts, and prints one closing line
-# "N passed, N failed". Tests that need ../shared skip with a message when
-# it is absent. The client tests (tests/90-clients.bats) need Node.js and
+# tests (also against Debian's scalar FAISS in ./build-scalar when ./build
+# uses the AVX2 one; SEMCACHE_SCALAR_TESTS=0 skips that), the bats suite
+# through real mounts, the FUSE transport tests against libfuse 3.18 in
+# ./build-fuse (SEMCACHE_FUSE_TESTS=0 skips them), and prints one closing
+# line "N passed, N failed". Tests that need ../shared skip with a message
+# when it is absent. The client tests (tests/90-clients.bats) need Node.js and
 # npm (Debian's nodejs and npm are installed when no node/npm is on the
 # PATH) and install their npm packages, exact versions from
 # examples/package-lock.json, into examples/node_modules (git-ignored).
-# SEMCACHE_FAISS=avx2 makes build/test/mount use that FAISS
-# (built first when needed); SEMCACHE_FAISS=debian switches ./build back.
+# FAISS: on CPUs with AVX2, ./build uses the patched AVX2 FAISS
+# (tools/build-faiss.sh: built once, about 3 min on 2 cores, then cached in
+# .faiss/); elsewhere, or when that build fails, Debian's scalar libfaiss.
+# SEMCACHE_FAISS=debian forces Debian's, SEMCACHE_FAISS=avx2 fails rather
+# than fall back. libfuse: Debian's 3.14 unless SEMCACHE_FUSE=3.18, which
+# uses tools/build-fuse.sh's (cached in .fuse/; needed for
+# -o transport=io_uring). mount prints the FAISS, libfuse and FUSE
+# transport it runs with (semcachefs --version).
 # mount and test also install the use-lite embedder's model with
 # tools/fetch-model.sh (npm; test adds its JavaScript reference); without
 # npm that embedder is unavailable and its tests skip.
@@ -73,20 +81,53 @@ install_node() {
 	install_deps nodejs npm
 }
 
-build() {
-	local prefix
-	case "${SEMCACHE_FAISS:-}" in
-	'') ;;
-	avx2) prefix=$(tools/build-faiss.sh) || die "tools/build-faiss.sh failed"
-		set -- "$@" -Dfaiss_prefix="$prefix" ;;
-	debian) set -- "$@" -Dfaiss_prefix= ;;
+# faiss_prefix: the FAISS prefix for ./build ("" for Debian's libfaiss)
+faiss_prefix() {
+	case "${SEMCACHE_FAISS:-auto}" in
+	debian) ;;
+	avx2) tools/build-faiss.sh || die "tools/build-faiss.sh failed (log above)" ;;
+	auto)
+		grep -qw avx2 /proc/cpuinfo || return 0
+		tools/build-faiss.sh ||
+			echo "setup.sh: the AVX2 FAISS build failed (log above): using Debian's scalar FAISS" >&2
+		;;
 	*) die "SEMCACHE_FAISS='$SEMCACHE_FAISS': use avx2 or debian" ;;
 	esac
-	if [ ! -f build/build.ninja ]; then
-		meson setup build "$@"
-	elif [ $# -gt 0 ]; then
-		meson configure build "$@"
+}
+
+# fuse_prefix: the libfuse prefix for ./build ("" for Debian's libfuse)
+fuse_prefix() {
+	case "${SEMCACHE_FUSE:-debian}" in
+	debian) ;;
+	3.18) tools/build-fuse.sh || die "tools/build-fuse.sh failed (log above)" ;;
+	*) die "SEMCACHE_FUSE='$SEMCACHE_FUSE': use 3.18 or debian" ;;
+	esac
+}
+
+# configure DIR -DNAME=VALUE...: set DIR up, or set the options that differ
+configure() {
+	local dir=$1
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@"
+	elif [ "$(printf '%s\n' "$@" | sort)" != "$(meson introspect "$dir" --buildoptions |
+		python3 -c 'import json, sys
+have = {o["name"]: o["value"] for o in json.load(sys.stdin)}
+for a in sorted(sys.argv[1:]):
+    n = a[2:].split("=")[0]
+    v = have.get(n)
+    print("-D%s=%s" % (n, str(v).lower() if isinstance(v, bool) else v))' "$@" | sort)" ]; then
+		meson configure "$dir" "$@"
 	fi
+}
+
+# build: ./build; BUILD_FAISS is the FAISS prefix it uses ("" for Debian's)
+BUILD_FAISS=
+build() {
+	local fuse
+	BUILD_FAISS=$(faiss_prefix) || exit 1
+	fuse=$(fuse_prefix) || exit 1
+	configure build -Dfaiss_prefix="$BUILD_FAISS" -Dfuse_prefix="$fuse" >/dev/null
 	ninja -C build
 }
 
@@ -108,17 +149,45 @@ build_asan() {
 		index/semcachefs-eval
 }
 
-# The AVX2 FAISS with the project's patches (tools/build-faiss.sh, cached)
-# in build-avx2, so the patched search is tested too.
-build_avx2() {
+# Debian's scalar FAISS in build-scalar, so the fallback stays tested when
+# ./build uses the AVX2 one.
+build_scalar() {
+	configure build-scalar -Dfaiss_prefix= >/dev/null || return 1
+	ninja -C build-scalar
+}
+
+# libfuse 3.18 (tools/build-fuse.sh, cached) in build-fuse, for the FUSE
+# transport tests; only the daemon is built there.
+build_fuse() {
 	local prefix
-	prefix=$(tools/build-faiss.sh) || { echo "setup.sh: tools/build-faiss.sh failed" >&2; return 1; }
-	if [ ! -f build-avx2/build.ninja ]; then
-		meson setup build-avx2 -Dfaiss_prefix="$prefix" >/dev/null || return 1
-	else
-		meson configure build-avx2 -Dfaiss_prefix="$prefix" || return 1
+	prefix=$(tools/build-fuse.sh) || { echo "setup.sh: tools/build-fuse.sh failed" >&2; return 1; }
+	configure build-fuse -Dfaiss_prefix="$BUILD_FAISS" -Dfuse_prefix="$prefix" \
+		-Dtests=false >/dev/null || return 1
+	ninja -C build-fuse
+}
+
+# count_unit LOG: add a meson test log to passed/failed
+count_unit() {
+	local n
+	n=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$1"); passed=$((passed + ${n:-0}))
+	n=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$1"); failed=$((failed + ${n:-0}))
+	n=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$1"); failed=$((failed + ${n:-0}))
+}
+
+# The FUSE transport tests against build-fuse. The kernel offers io_uring
+# to FUSE only with the fuse module's enable_uring; as root, it is turned
+# on for these tests and back off after.
+transport_tests() {
+	local param=/sys/module/fuse/parameters/enable_uring was=
+	if [ -w "$param" ] && [ "$(cat "$param")" = N ]; then
+		echo "setup.sh: turning on $param for these tests"
+		was=N
+		echo Y >"$param"
 	fi
-	ninja -C build-avx2
+	SEMCACHE_BUILD=$PWD/build-fuse bats --formatter tap tests/15-transport.bats
+	local rc=$?
+	[ -z "$was" ] || echo "$was" >"$param"
+	return $rc
 }
 
 run_tests() {
@@ -129,24 +198,12 @@ run_tests() {
 	bats_log=$(mktemp)
 	echo "== C unit tests"
 	meson test -C build --print-errorlogs 2>&1 | tee "$unit_log" || step_failed "C unit tests"
-	n=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$unit_log"); passed=$((passed + ${n:-0}))
-	n=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$unit_log"); failed=$((failed + ${n:-0}))
-	n=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$unit_log"); failed=$((failed + ${n:-0}))
-	if [ "${SEMCACHE_AVX2_TESTS:-1}" != 0 ] && grep -qw avx2 /proc/cpuinfo; then
-		echo "== C unit tests against the patched AVX2 FAISS (build-avx2)"
-		if build_avx2 >"$unit_log" 2>&1; then
-			tail -n 5 "$unit_log"
-			meson test -C build-avx2 --print-errorlogs 2>&1 | tee "$unit_log" || step_failed "C unit tests (build-avx2)"
-			n=$(sed -n 's/^Ok: *\([0-9]*\).*/\1/p' "$unit_log"); passed=$((passed + ${n:-0}))
-			n=$(sed -n 's/^Fail: *\([0-9]*\).*/\1/p' "$unit_log"); failed=$((failed + ${n:-0}))
-			n=$(sed -n 's/^Timeout: *\([0-9]*\).*/\1/p' "$unit_log"); failed=$((failed + ${n:-0}))
-		else
-			# counted as one failed test, so the summary says so
-			tail -n 30 "$unit_log"
-			echo "setup.sh: building the AVX2 FAISS failed (log above); its unit tests did not run"
-			failed=$((failed + 1))
-			step_failed "AVX2 FAISS build"
-		fi
+	count_unit "$unit_log"
+	if [ "${SEMCACHE_SCALAR_TESTS:-1}" != 0 ] && [ -n "$BUILD_FAISS" ]; then
+		echo "== C unit tests against Debian's scalar FAISS (build-scalar)"
+		build_scalar 2>&1 | tail -n 5 || step_failed "scalar FAISS build"
+		meson test -C build-scalar --print-errorlogs 2>&1 | tee "$unit_log" || step_failed "C unit tests (build-scalar)"
+		count_unit "$unit_log"
 	fi
 	echo "== bats suite (through real mounts)"
 	bats --formatter tap tests/ 2>&1 | tee "$bats_log" || step_failed "bats suite"
@@ -172,6 +229,12 @@ run_tests() {
 		n=$(grep -c '^fuzz_[a-z]*: .* 0 crashes (exit 0)$' "$bats_log" || true); passed=$((passed + n))
 		n=$(grep '^fuzz_[a-z]*: ' "$bats_log" | grep -vc ' 0 crashes (exit 0)$' || true); failed=$((failed + n))
 	fi
+	if [ "${SEMCACHE_FUSE_TESTS:-1}" != 0 ]; then
+		echo "== FUSE transport tests against libfuse 3.18 (build-fuse)"
+		build_fuse 2>&1 | tail -n 5 || step_failed "libfuse 3.18 build"
+		transport_tests 2>&1 | tee "$bats_log" || step_failed "FUSE transport tests"
+		count_bats "$bats_log"
+	fi
 	rm -f "$unit_log" "$bats_log"
 	echo
 	echo "${passed} passed, ${failed} failed, ${skipped} skipped"
@@ -188,12 +251,18 @@ mount)
 	mnt=$2
 	shift 2
 	mkdir -p "$mnt"
+	echo "setup.sh: $(./build/fs/semcachefs "$@" --version)"
 	./build/fs/semcachefs "$@" "$mnt"
 	echo "setup.sh: semcachefs mounted on $mnt (unmount: fusermount3 -u $mnt)"
 	;;
 test)
 	install_deps "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}"
 	install_node
+	# the tests test what mount runs: on an AVX2 CPU a failed AVX2 FAISS
+	# build fails the run instead of falling back
+	if [ -z "${SEMCACHE_FAISS:-}" ] && grep -qw avx2 /proc/cpuinfo; then
+		SEMCACHE_FAISS=avx2
+	fi
 	build
 	fetch_model --reference
 	run_tests
@@ -204,6 +273,9 @@ build)
 	;;
 faiss)
 	tools/build-faiss.sh
+	;;
+fuse)
+	tools/build-fuse.sh
 	;;
 -h | --help | help)
 	usage

@@ -2,19 +2,34 @@
  * main.c - semcachefs: parse options, open the cache, mount, serve, clean up.
  *
  * Our options (-o store=, sync=, session_ttl=, scratch_max=,
- * scratch_user_max=, embed_env=, embed_urls=, model_dirs=, log=) are taken
- * out of the argument list; everything else is standard FUSE and passes
- * through. The
- * cache is opened before mounting so that a bad store is reported on the
- * terminal; background threads start only after daemonising (fs_init).
+ * scratch_user_max=, embed_env=, embed_urls=, model_dirs=, log=,
+ * transport=) are taken out of the argument list; everything else is
+ * standard FUSE and passes through. The cache is opened before mounting so
+ * that a bad store is reported on the terminal; background threads start
+ * only after daemonising (fs_init).
+ *
+ * FUSE transport: requests come by read/write on /dev/fuse through the
+ * multi-threaded loop (as many workers as requests in flight, up to
+ * max_threads), unless -o transport=io_uring asks for libfuse's io_uring
+ * queues (libfuse 3.18+ built with it, tools/build-fuse.sh; Linux 6.14+
+ * with /sys/module/fuse/parameters/enable_uring Y). Not the default: libfuse
+ * serves each CPU's queue with one thread, so a request that waits (a
+ * coalesced miss waiting for its fill, a remote embedder, Redis) holds up
+ * every request from that CPU. The first log line names the FAISS, the
+ * libfuse and the transport; when the kernel does not offer io_uring at
+ * INIT or libfuse cannot set its rings up, libfuse serves through /dev/fuse
+ * and one line says so. libfuse's own messages go to the same log.
  */
 #define FUSE_USE_VERSION 312
 
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse.h>
+#include <fuse_log.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +51,7 @@ struct options {
 	char *log;
 	char *scratch_max;
 	char *scratch_user_max;
+	char *transport;
 	int session_ttl;
 	int show_help;
 	int show_version;
@@ -51,6 +67,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("store=%s", store),
 	OPT("sync=%s", sync),
 	OPT("log=%s", log),
+	OPT("transport=%s", transport),
 	OPT("session_ttl=%d", session_ttl),
 	OPT("embed_env=%s", embed_env),
 	OPT("embed_urls=%s", embed_urls),
@@ -93,6 +110,11 @@ static void usage(const char *prog)
 	       "                         by another user than the mount owner may name\n"
 	       "    -o model_dirs=DIR[:DIR...]  the only model directories a policy\n"
 	       "                         written by another user may name\n"
+	       "    -o transport=dev_fuse|io_uring\n"
+	       "                         how FUSE requests arrive (default dev_fuse);\n"
+	       "                         io_uring needs libfuse 3.18 built with it and\n"
+	       "                         the kernel's enable_uring, serves each CPU with\n"
+	       "                         one thread (requests that wait hold up others)\n"
 	       "    -o verbose           debug logging\n"
 	       "    -h, --help           this help\n"
 	       "    -V, --version        version\n"
@@ -164,6 +186,93 @@ static int size_option(const char *name, const char *text, int64_t *out)
 	return 0;
 }
 
+#define URING_PARAM "/sys/module/fuse/parameters/enable_uring"
+
+/* true when a mount can take requests through io_uring; else why not */
+static bool uring_available(char *why, size_t size)
+{
+	if (fuse_version() < 318) {
+		snprintf(why, size, "libfuse %s is older than 3.18; tools/build-fuse.sh builds 3.18 with it",
+			 fuse_pkgversion());
+		return false;
+	}
+#if !SEMCACHE_FUSE_URING || !defined(FUSE_CAP_OVER_IO_URING)
+	snprintf(why, size, "libfuse %s is built without io_uring", fuse_pkgversion());
+	return false;
+#else
+	char c = 0;
+	int fd = open(URING_PARAM, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(why, size, "this kernel has no FUSE io_uring: no %s", URING_PARAM);
+		return false;
+	}
+	if (read(fd, &c, 1) != 1)
+		c = 0;
+	close(fd);
+	if (c != 'Y') {
+		snprintf(why, size, "the kernel has it off: %s is not Y, root can set it",
+			 URING_PARAM);
+		return false;
+	}
+	return true;
+#endif
+}
+
+/* The transport in use, for --version and the first log line. */
+static const char *transport_text(bool uring, bool available, const char *why,
+				  char *buf, size_t size)
+{
+	if (uring)
+		return "io_uring";
+	if (available)
+		return "/dev/fuse (io_uring is available with -o transport=io_uring)";
+	snprintf(buf, size, "/dev/fuse (no io_uring: %s)", why);
+	return buf;
+}
+
+static bool uring_wanted;
+
+/* The first line of a mount's log: what it runs on. */
+static void log_first_line(const char *transport)
+{
+	semlog(SEMLOG_INFO, "semcachefs %s: FAISS %s, libfuse %s, FUSE transport %s",
+	       SEMCACHE_VERSION, SEMCACHE_FAISS_KIND, fuse_pkgversion(), transport);
+}
+
+/* libfuse's messages into our log (its debug trace, -d, stays on stderr);
+ * it logs the failure of its io_uring set-up and then serves through
+ * /dev/fuse. */
+static void fuse_log_to_semlog(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char msg[768];
+	size_t n;
+
+	if (level >= FUSE_LOG_DEBUG) {
+		vfprintf(stderr, fmt, ap);
+		return;
+	}
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = 0;
+	if (uring_wanted && strstr(msg, "failed to start io-uring")) {
+		semlog(SEMLOG_WARN, "io_uring set-up failed (libfuse: '%s'): serving through /dev/fuse", msg);
+		return;
+	}
+	semlog(level <= FUSE_LOG_ERR ? SEMLOG_ERR : level <= FUSE_LOG_NOTICE ? SEMLOG_WARN :
+	       SEMLOG_INFO, "libfuse: %s", msg);
+}
+
+static void *main_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+#ifdef FUSE_CAP_OVER_IO_URING
+	if (uring_wanted && !(conn->capable_ext & FUSE_CAP_OVER_IO_URING))
+		semlog(SEMLOG_WARN, "the kernel did not offer io_uring at mount: serving through /dev/fuse");
+#endif
+	return semcache_ops.init(conn, cfg);
+}
+
 static char *default_store(void)
 {
 	char buf[PATH_MAX];
@@ -181,20 +290,31 @@ int main(int argc, char *argv[])
 	int64_t scratch_max = QUOTA_DEFAULT_MOUNT_MAX;
 	int64_t scratch_user_max = QUOTA_DEFAULT_USER_MAX;
 	struct fuse_loop_config *lc = NULL;
+	struct fuse_operations ops = semcache_ops;
 	struct fuse *fuse = NULL;
-	char err[512] = "";
+	char err[512] = "", why[256] = "", tbuf[320];
+	const char *transport;
+	bool uring_ok;
 	char *store = NULL;
 	int notify_fd = -1;
 	int rc = 1;
 
 	/* usage errors exit 2, through out: (everything is freed) */
 	if (fuse_opt_parse(&args, &opts, option_spec, NULL) == -1)
-		goto usage;
+		return 2;
+	if (opts.transport && strcmp(opts.transport, "io_uring") &&
+	    strcmp(opts.transport, "dev_fuse")) {
+		fprintf(stderr, "semcachefs: -o transport='%s' is not 'dev_fuse' or 'io_uring'\n",
+			opts.transport);
+		return 2;
+	}
+	uring_ok = uring_available(why, sizeof(why));
+	uring_wanted = uring_ok && opts.transport && !strcmp(opts.transport, "io_uring");
+	transport = transport_text(uring_wanted, uring_ok, why, tbuf, sizeof(tbuf));
 	if (opts.show_version) {
-		printf("semcachefs %s (FAISS: %s, libfuse %s)\n", SEMCACHE_VERSION,
-		       SEMCACHE_FAISS_KIND, fuse_pkgversion());
-		rc = 0;
-		goto out;
+		printf("semcachefs %s (FAISS: %s, libfuse %s, FUSE transport: %s)\n",
+		       SEMCACHE_VERSION, SEMCACHE_FAISS_KIND, fuse_pkgversion(), transport);
+		return 0;
 	}
 	if (opts.show_keys) {
 		char buf[16384];
@@ -233,6 +353,13 @@ int main(int argc, char *argv[])
 	    size_option("scratch_user_max", opts.scratch_user_max, &scratch_user_max))
 		goto usage;
 	quota_set_limits(scratch_max, scratch_user_max);
+	if (opts.transport && !strcmp(opts.transport, "io_uring") && !uring_wanted) {
+		fprintf(stderr, "semcachefs: -o transport=io_uring: %s\n", why);
+		return 1;
+	}
+	if (uring_wanted && fuse_opt_add_arg(&args, "-oio_uring") != 0)
+		return 2;
+	fuse_set_log_func(fuse_log_to_semlog);
 	if (opts.debug_log)
 		semlog_set_level(SEMLOG_DEBUG);
 	if (!cl.foreground) {
@@ -265,6 +392,8 @@ int main(int argc, char *argv[])
 			strerror(errno));
 		goto out;
 	}
+	if (opts.log || notify_fd < 0)
+		log_first_line(transport);
 	co.store_dir = store;
 	co.sync_full = opts.sync && !strcmp(opts.sync, "full");
 	co.owner_uid = getuid();
@@ -283,7 +412,8 @@ int main(int argc, char *argv[])
 	state.owner_uid = getuid();
 	state.owner_gid = getgid();
 
-	fuse = fuse_new(&args, &semcache_ops, sizeof(semcache_ops), &state);
+	ops.init = main_init;
+	fuse = fuse_new(&args, &ops, sizeof(ops), &state);
 	if (!fuse)
 		goto out_cache;
 	if (fuse_mount(fuse, cl.mountpoint) != 0)
@@ -300,6 +430,7 @@ int main(int argc, char *argv[])
 
 			snprintf(path, sizeof(path), "%s/semcachefs.log", state.store_dir);
 			semlog_open_file(path);
+			log_first_line(transport);
 		}
 		daemon_ready(notify_fd);
 		notify_fd = -1;
@@ -338,5 +469,6 @@ out:
 	free(opts.model_dirs);
 	free(opts.scratch_max);
 	free(opts.scratch_user_max);
+	free(opts.transport);
 	return rc;
 }

@@ -36,13 +36,8 @@
 # one-line change to c_api/CMakeLists.txt that later FAISS versions make).
 set -euo pipefail
 
-die() { echo "build-faiss.sh: $*" >&2; exit 1; }
-say() { echo "build-faiss.sh: $*" >&2; }
-
 repo=$(cd "$(dirname "$0")/.." && pwd)
-SUDO=
-[ "$(id -u)" = 0 ] || SUDO=sudo
-SRC_LIST=/etc/apt/sources.list.d/semcachefs-faiss-src.sources
+. "$repo/tools/debian-source.sh"
 
 grep -qw avx2 /proc/cpuinfo ||
 	die "this CPU has no AVX2 (no 'avx2' flag in /proc/cpuinfo): keep Debian's FAISS (the default build)"
@@ -83,35 +78,10 @@ if [ "${1:-}" = --prefix ] && [ -n "$upstream" ]; then
 	exit 0
 fi
 
-# Build tools; apt-get source needs dpkg-dev.
-need=()
-for p in dpkg-dev cmake g++ make patch libopenblas-dev liblapack-dev; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-	say "installing ${need[*]}"
-	$SUDO apt-get update -q >&2
-	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >&2
-fi
-
-# A deb-src entry of our own, with the keyring the system's Debian entry uses.
-# (grep reads all of apt-cache's output: with grep -q, apt-cache is killed by
-# SIGPIPE after the first match and pipefail fails the test.)
-has_source() { apt-cache showsrc faiss 2>/dev/null | grep '^Package: faiss$' >/dev/null; }
-if ! has_source; then
-	if [ ! -f "$SRC_LIST" ]; then
-		keyring=$(sed -n 's/^Signed-By: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
-		keyring=${keyring:-/usr/share/keyrings/debian-archive-keyring.gpg}
-		suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-		say "adding Debian source packages ($suite) in $SRC_LIST"
-		printf '%s\n' "# added by semcachefs tools/build-faiss.sh: Debian source packages for FAISS" \
-			"Types: deb-src" "URIs: http://deb.debian.org/debian" "Suites: $suite" \
-			"Components: main" "Signed-By: $keyring" | $SUDO tee "$SRC_LIST" >/dev/null
-	fi
-	$SUDO apt-get update -q >&2
-	has_source ||
-		die "apt knows no source package 'faiss' even after adding $SRC_LIST: check apt-get update"
-fi
+# Build tools (apt-get source needs dpkg-dev) and a deb-src entry of our
+# own for the source package (tools/debian-source.sh).
+deb_need dpkg-dev cmake g++ make patch libopenblas-dev liblapack-dev
+deb_src_enable faiss "$version" "$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")" faiss
 if [ -z "$version" ]; then
 	version=$(apt-cache showsrc faiss | sed -n 's/^Version: *//p' | sort -V | tail -n1)
 	upstream=${version#*:}
@@ -130,9 +100,7 @@ trap 'rm -rf "$work"' EXIT
 start=$SECONDS
 
 say "fetching Debian source faiss=$version"
-(cd "$work" && apt-get source -q --download-only "faiss=$version" >&2 &&
-	dpkg-source -x faiss_*.dsc src >&2) ||
-	die "apt-get source faiss=$version failed (is that version in a deb-src suite?)"
+deb_src_fetch faiss "$version" "$work"
 src=$work/src
 
 applied=

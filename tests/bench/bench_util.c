@@ -151,11 +151,28 @@ int bench_set_cpu(pid_t tid, int cpu)
 	return sched_setaffinity(tid, sizeof(set), &set);
 }
 
+/* The thread's name (/proc/PID/task/TID/comm), "" when gone. */
+static void task_comm(pid_t pid, const char *tid, char *buf, size_t size)
+{
+	char path[96];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	n = fd >= 0 ? read(fd, buf, size - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	buf[strcspn(buf, "\n")] = 0;
+}
+
 void bench_set_cpu_all(pid_t pid, int cpu)
 {
-	char path[64];
+	char path[64], comm[32];
 	struct dirent *d;
 	DIR *dir;
+	int q;
 
 	if (pid <= 0)
 		return;
@@ -163,10 +180,38 @@ void bench_set_cpu_all(pid_t pid, int cpu)
 	dir = opendir(path);
 	if (!dir)
 		return;
-	while ((d = readdir(dir)))
-		if (d->d_name[0] != '.')
+	while ((d = readdir(dir))) {
+		if (d->d_name[0] == '.')
+			continue;
+		task_comm(pid, d->d_name, comm, sizeof(comm));
+		/* libfuse binds io_uring queue thread q to CPU q: unpinned
+		 * gives that back */
+		if (cpu < 0 && sscanf(comm, "fuse-ring-%d", &q) == 1)
+			bench_set_cpu((pid_t)atoi(d->d_name), q);
+		else
 			bench_set_cpu((pid_t)atoi(d->d_name), cpu);
+	}
 	closedir(dir);
+}
+
+int bench_count_threads(pid_t pid, const char *prefix)
+{
+	char path[64], comm[32];
+	struct dirent *d;
+	DIR *dir;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dir = pid > 0 ? opendir(path) : NULL;
+	if (!dir)
+		return -1;
+	while ((d = readdir(dir)))
+		if (d->d_name[0] != '.') {
+			task_comm(pid, d->d_name, comm, sizeof(comm));
+			n += !strncmp(comm, prefix, strlen(prefix));
+		}
+	closedir(dir);
+	return n;
 }
 
 long bench_proc_kib(pid_t pid, const char *key)

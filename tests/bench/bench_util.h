@@ -61,8 +61,13 @@ double bench_rng_unit(uint64_t *state);
 
 /* Pin thread tid (0: the caller) to cpu, or allow every CPU (cpu -1). */
 int bench_set_cpu(pid_t tid, int cpu);
-/* The same for every thread of process pid (ignored when pid <= 0). */
+/* The same for every thread of process pid (ignored when pid <= 0); with
+ * cpu -1, libfuse's io_uring queue threads ("fuse-ring-Q") go back to the
+ * CPU Q that libfuse binds them to. */
 void bench_set_cpu_all(pid_t pid, int cpu);
+/* How many threads of pid have a name starting with prefix; -1 if none
+ * can be read. */
+int bench_count_threads(pid_t pid, const char *prefix);
 /* A "Key:" line of /proc/PID/status in KiB ("VmRSS", "VmHWM"), -1 when
  * unknown. */
 long bench_proc_kib(pid_t pid, const char *key);

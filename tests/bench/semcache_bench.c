@@ -50,6 +50,13 @@
  *                  [--daemon PATH] [--nullfs PATH] [--corpus FILE]
  *                  [--tmp DIR] [--keep DIR] [--no-unpinned] [--no-shell]
  *   semcache_bench --requests            FUSE requests per step, per protocol
+ *   semcache_bench --fuse LABEL=BUILDDIR[:io_uring] --fuse ... [-n N] [--runs R]
+ *                                        only lookups/s (fast path, misses, 1/2/4
+ *                                        threads, pinned and unpinned) through
+ *                                        the semcachefs and nullfs of each build
+ *                                        dir, with io_uring or /dev/fuse (at most
+ *                                        4, mounted at once on copies of one
+ *                                        store, alternating run by run)
  *   semcache_bench --inproc STORE -n N [--kind miss]
  *                                        only floor (a) on a kept store
  *                                        (for valgrind --tool=callgrind
@@ -79,6 +86,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -322,6 +330,7 @@ struct worker {
 	enum proto p;
 	int count;                 /* lookups to do */
 	int base;
+	int cpu;                   /* -1: any */
 	pthread_barrier_t *bar;
 	int err;
 };
@@ -331,7 +340,7 @@ static void *tput_main(void *arg)
 	struct worker *w = arg;
 	char qb[8192];
 
-	bench_set_cpu(0, -1);
+	bench_set_cpu(0, w->cpu);
 	pthread_barrier_wait(w->bar);
 	for (int i = 0; i < w->count; i++) {
 		const char *q = query_of(w->c, w->n, K_MISS, 0, w->base + i, qb,
@@ -346,9 +355,10 @@ static void *tput_main(void *arg)
 	return NULL;
 }
 
-/* k threads, each with its own NAME, doing miss lookups; lookups/s. */
+/* k threads on cpu (-1: any), each with its own NAME, doing miss lookups;
+ * lookups/s. */
 static double throughput(const char *dir, const struct corpus *c, long n,
-			 enum proto p, int k, int per_thread)
+			 enum proto p, int k, int per_thread, int cpu)
 {
 	struct worker w[4];
 	pthread_barrier_t bar;
@@ -366,6 +376,7 @@ static double throughput(const char *dir, const struct corpus *c, long n,
 		w[i].p = p;
 		w[i].count = per_thread;
 		w[i].base = i * per_thread;
+		w[i].cpu = cpu;
 		w[i].bar = &bar;
 		pthread_create(&w[i].th, NULL, tput_main, &w[i]);
 	}
@@ -727,9 +738,9 @@ static void bench_n(long n, const struct corpus *c, const char *tmp,
 			for (int p = 0; p < P_N; p++)
 				for (int t = 0; t < 3; t++) {
 					res->tput[p][t][r] = throughput(dir, c, n, p,
-						1 << t, per);
+						1 << t, per, -1);
 					res->null_tput[p][t][r] = throughput(ndir, c, n, p,
-						1 << t, per);
+						1 << t, per, -1);
 				}
 			res->tput_runs++;
 		}
@@ -1137,6 +1148,243 @@ static int requests_mode(const struct corpus *c, const char *tmp)
 	return 0;
 }
 
+/* ----------------------------------------------- --fuse: transports */
+
+/*
+ * One libfuse build and transport (--fuse LABEL=BUILDDIR[:io_uring]): the
+ * semcachefs and the nullfs of BUILDDIR, both told to take requests through
+ * io_uring or through /dev/fuse, on a copy of one filled store.
+ */
+#define MAX_FUSE 4
+struct fusecfg {
+	char label[64];
+	char daemon[PATH_MAX], nullfs[PATH_MAX];
+	bool uring;
+	struct fsproc d, nf;
+	char dir[PATH_MAX], ndir[PATH_MAX];
+	int rings, null_rings;                 /* fuse-ring-* threads seen */
+	double tput[2][3][MAX_RUNS];          /* [pinned, unpinned][1, 2, 4 threads] */
+	double null_tput[2][3][MAX_RUNS];
+	double cpu[2][3][MAX_RUNS];           /* CPU µs per lookup, fs + client */
+	double null_cpu[2][3][MAX_RUNS];
+};
+static struct fusecfg F[MAX_FUSE];
+static int nfuse;
+
+static void parse_fuse(const char *arg)
+{
+	struct fusecfg *f = &F[nfuse];
+	const char *eq = strchr(arg, '='), *colon;
+	char dir[PATH_MAX];
+
+	if (nfuse == MAX_FUSE)
+		bench_die("at most %d --fuse", MAX_FUSE);
+	if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof(f->label))
+		bench_die("--fuse '%s': use LABEL=BUILDDIR or LABEL=BUILDDIR:io_uring", arg);
+	snprintf(f->label, sizeof(f->label), "%.*s", (int)(eq - arg), arg);
+	colon = strrchr(eq + 1, ':');
+	f->uring = colon && !strcmp(colon, ":io_uring");
+	if (colon && !f->uring)
+		bench_die("--fuse '%s': the only transport suffix is ':io_uring'", arg);
+	snprintf(dir, sizeof(dir), "%.*s", (int)(f->uring ? colon - eq - 1 : (long)strlen(eq + 1)),
+		 eq + 1);
+	snprintf(f->daemon, sizeof(f->daemon), "%s/fs/semcachefs", dir);
+	snprintf(f->nullfs, sizeof(f->nullfs), "%s/tests/nullfs", dir);
+	if (access(f->daemon, X_OK) || access(f->nullfs, X_OK))
+		bench_die("--fuse '%s': no '%s' or '%s' (build that directory with ninja)", arg,
+			  f->daemon, f->nullfs);
+	nfuse++;
+}
+
+static void fusecfg_start(struct fusecfg *f, const char *store)
+{
+	char opt[PATH_MAX + 16];
+	char *dargv[] = { f->daemon, "-f", "-o", opt, "-o",
+			  f->uring ? "transport=io_uring" : "transport=dev_fuse", f->d.mnt, NULL };
+	char *nargv[] = { f->nullfs, "-f", f->nf.mnt, f->uring ? "-oio_uring" : NULL, NULL };
+
+	snprintf(opt, sizeof(opt), "store=%s", store);
+	f->d.pid = bench_spawn(dargv, f->d.log, NULL, NULL);
+	bench_wait_mounted(&f->d.pid, f->d.mnt, f->d.log, 60);
+	f->nf.pid = bench_spawn(nargv, f->nf.log, NULL, NULL);
+	bench_wait_mounted(&f->nf.pid, f->nf.mnt, f->nf.log, 30);
+	snprintf(f->dir, sizeof(f->dir), "%s/" CAT, f->d.mnt);
+	snprintf(f->ndir, sizeof(f->ndir), "%s/" CAT, f->nf.mnt);
+	wait_answer(f->dir, 300);
+	wait_answer(f->ndir, 30);
+	/* libfuse starts its ring threads when the kernel's INIT arrives */
+	f->rings = bench_count_threads(f->d.pid, "fuse-ring-");
+	f->null_rings = bench_count_threads(f->nf.pid, "fuse-ring-");
+	if ((f->rings > 0) != f->uring || (f->null_rings > 0) != f->uring)
+		bench_die("'%s': %d and %d io_uring queue threads in semcachefs and nullfs, "
+			  "expected %s (see %s)", f->label, f->rings, f->null_rings,
+			  f->uring ? "some" : "none", f->d.log);
+}
+
+/* CPU seconds used so far by process pid (every thread, exited ones too). */
+static double proc_cpu_s(pid_t pid)
+{
+	struct timespec ts;
+	clockid_t id;
+
+	if (clock_getcpuclockid(pid, &id) || clock_gettime(id, &ts))
+		bench_die("cannot read the CPU time of process %d: %s", (int)pid, strerror(errno));
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* throughput(), and the CPU µs per lookup of fs pid and this process */
+static double tput_cpu(const char *dir, pid_t pid, const struct corpus *c, long n,
+		       int k, int per, int cpu, double *cpu_us)
+{
+	double c0 = proc_cpu_s(pid) + proc_cpu_s(getpid()), tp;
+
+	tp = throughput(dir, c, n, P_FAST, k, per, cpu);
+	*cpu_us = (proc_cpu_s(pid) + proc_cpu_s(getpid()) - c0) * 1e6 / ((double)k * per);
+	return tp;
+}
+
+static void tput_cell(int col, const double *v, int runs)
+{
+	struct bench_summary t = bench_summarise(v, runs);
+
+	cell(col, "%.0f (%.0f–%.0f)", t.med, t.min, t.max);
+}
+
+static const char *transport_name(const struct fusecfg *f)
+{
+	return f->uring ? "io_uring" : "/dev/fuse";
+}
+
+/* One table: lookups/s (cpu false) or CPU µs per lookup (cpu true). */
+static void print_fuse_table(long n, int runs, bool cpu)
+{
+	static const char *const pins[2] = { "pinned", "unpinned" };
+	char name[256];
+
+	nrows = 0;
+	for (int i = 0; i < nfuse; i++)
+		for (int m = 0; m < 2; m++) {
+			struct fusecfg *f = &F[i];
+			double (*v)[3][MAX_RUNS] = cpu ? (m ? f->null_cpu : f->cpu) :
+						   (m ? f->null_tput : f->tput);
+
+			snprintf(name, sizeof(name), "%s, %s, %s",
+				 m ? "do-nothing fs" : "mount", f->label, transport_name(f));
+			row(name);
+			for (int pin = 0; pin < 2; pin++)
+				for (int t = 0; t < 3; t++)
+					tput_cell(pin * 3 + t, v[pin][t], runs);
+		}
+	for (int i = 1; i < nfuse; i++)
+		for (int m = 0; m < 2; m++) {
+			double (*a)[3][MAX_RUNS] = cpu ? (m ? F[i].null_cpu : F[i].cpu) :
+						   (m ? F[i].null_tput : F[i].tput);
+			double (*b)[3][MAX_RUNS] = cpu ? (m ? F[0].null_cpu : F[0].cpu) :
+						   (m ? F[0].null_tput : F[0].tput);
+
+			snprintf(name, sizeof(name), "%s: %s %s ÷ %s %s (medians)",
+				 m ? "do-nothing fs" : "mount", F[i].label, transport_name(&F[i]),
+				 F[0].label, transport_name(&F[0]));
+			row(name);
+			for (int pin = 0; pin < 2; pin++)
+				for (int t = 0; t < 3; t++)
+					cell(pin * 3 + t, "%.2f", bench_summarise(a[pin][t], runs).med /
+					     bench_summarise(b[pin][t], runs).med);
+		}
+	printf("\n%s, fast path, misses, N=%ld in one category; median (min–max) of %d runs; "
+	       "pinned: the fs and the client threads on CPU 0 (taskset -c 0), "
+	       "unpinned: any CPU (libfuse keeps io_uring queue thread Q on CPU Q)\n\n",
+	       cpu ? "CPU µs per lookup (the fs process + the client process, all threads)" :
+	       "Lookups/s", n, runs);
+	printf("| %s |", cpu ? "CPU µs / lookup" : "lookups/s");
+	for (int pin = 0; pin < 2; pin++)
+		for (int t = 0; t < 3; t++)
+			printf(" %s, %d thread%s |", pins[pin], 1 << t, t ? "s" : "");
+	printf("\n|---|---|---|---|---|---|---|\n");
+	for (int r = 0; r < nrows; r++) {
+		printf("| %s |", rowname[r]);
+		for (int col = 0; col < 6; col++)
+			printf(" %s |", cells[col][r]);
+		printf("\n");
+	}
+}
+
+/*
+ * Fill one store through the first build's mount, then mount every build
+ * on a copy of it next to its nullfs, all at once, and time lookups/s run
+ * by run: each run goes through every build, pinned then unpinned, 1, 2
+ * and 4 threads, mount then nullfs, so that load from other work on the
+ * machine hits all alike. Besides lookups/s, the CPU time the fs process
+ * and this one spent per lookup (user + system, every thread): less
+ * disturbed by other work on a busy machine than wall time.
+ */
+static int fuse_mode(const struct corpus *c, const char *tmp, long n)
+{
+	struct fusecfg *f0 = &F[0];
+	char store[PATH_MAX], copy[PATH_MAX];
+	int per = O.ci ? 200 : 1000;
+
+	snprintf(store, sizeof(store), "%s/store", tmp);
+	for (int i = 0; i < nfuse; i++) {
+		snprintf(F[i].d.mnt, sizeof(F[i].d.mnt), "%s/mnt-%d", tmp, i);
+		snprintf(F[i].nf.mnt, sizeof(F[i].nf.mnt), "%s/null-%d", tmp, i);
+		snprintf(F[i].d.log, sizeof(F[i].d.log), "%s/semcachefs-%d.log", tmp, i);
+		snprintf(F[i].nf.log, sizeof(F[i].nf.log), "%s/nullfs-%d.log", tmp, i);
+		if (mkdir(F[i].d.mnt, 0700) || mkdir(F[i].nf.mnt, 0700))
+			bench_die("mkdir in '%s': %s", tmp, strerror(errno));
+	}
+	{
+		char *argv[] = { f0->daemon, "-f", "-o", copy, f0->d.mnt, NULL };
+
+		snprintf(copy, sizeof(copy), "store=%s", store);
+		bench_note("filling %ld questions through '%s'", n, f0->daemon);
+		f0->d.pid = bench_spawn(argv, f0->d.log, NULL, NULL);
+		bench_wait_mounted(&f0->d.pid, f0->d.mnt, f0->d.log, 60);
+		mkdir_cat(f0->d.mnt, f0->dir, sizeof(f0->dir));
+		fill_range(f0->dir, c, 0, (size_t)n, 4);
+		bench_fs_stop(&f0->d.pid, f0->d.mnt);
+	}
+	for (int i = 0; i < nfuse; i++) {
+		char *cp[] = { "cp", "-a", store, copy, NULL };
+
+		snprintf(copy, sizeof(copy), "%s/store-%d", tmp, i);
+		bench_run(cp, -1);
+		fusecfg_start(&F[i], copy);
+		bench_note("%s: %s (%d io_uring queue threads)", F[i].label,
+			   F[i].uring ? "io_uring" : "/dev/fuse", F[i].rings);
+		throughput(F[i].dir, c, n, P_FAST, 2, O.warmup, -1);
+		throughput(F[i].ndir, c, n, P_FAST, 2, O.warmup, -1);
+	}
+	for (int r = 0; r < O.runs; r++) {
+		for (int pin = 0; pin < 2; pin++)
+			for (int i = 0; i < nfuse; i++) {
+				struct fusecfg *f = &F[i];
+				int cpu = pin ? -1 : 0;
+
+				bench_set_cpu_all(f->d.pid, cpu);
+				bench_set_cpu_all(f->nf.pid, cpu);
+				bench_set_cpu(0, cpu);
+				for (int t = 0; t < 3; t++) {
+					f->tput[pin][t][r] = tput_cpu(f->dir, f->d.pid, c, n,
+						1 << t, per, cpu, &f->cpu[pin][t][r]);
+					f->null_tput[pin][t][r] = tput_cpu(f->ndir, f->nf.pid, c, n,
+						1 << t, per, cpu, &f->null_cpu[pin][t][r]);
+				}
+			}
+		bench_set_cpu(0, -1);
+		bench_note("run %d of %d done", r + 1, O.runs);
+	}
+	for (int i = 0; i < nfuse; i++) {
+		bench_fs_stop(&F[i].d.pid, F[i].d.mnt);
+		bench_fs_stop(&F[i].nf.pid, F[i].nf.mnt);
+	}
+	bench_loadavg(copy, sizeof(copy), 3);
+	print_fuse_table(n, O.runs, false);
+	print_fuse_table(n, O.runs, true);
+	printf("\nLoad average at the end: %s. Command: `%s`\n", copy, O.cmdline);
+	return 0;
+}
+
 /* --------------------------------------------------------------- main */
 
 static void parse_ns(const char *s)
@@ -1168,7 +1416,7 @@ int main(int argc, char **argv)
 		{ "no-unpinned", 0, 0, 'P' }, { "no-shell", 0, 0, 'S' },
 		{ "requests", 0, 0, 'R' }, { "inproc", 1, 0, 'I' },
 		{ "drive", 1, 0, 'V' }, { "kind", 1, 0, 'K' },
-		{ "agreement", 0, 0, 'A' },
+		{ "agreement", 0, 0, 'A' }, { "fuse", 1, 0, 'F' },
 		{ "help", 0, 0, 'h' }, { 0 } };
 	struct result res[MAX_NS];
 	struct corpus c = { 0 };
@@ -1195,6 +1443,7 @@ int main(int argc, char **argv)
 		case 'I': O.inproc = optarg; break;
 		case 'V': O.drive = optarg; break;
 		case 'A': O.agree_only = true; break;
+		case 'F': parse_fuse(optarg); break;
 		case 'K':
 			O.only_kind = !strcmp(optarg, "exact") ? K_EXACT :
 				      !strcmp(optarg, "semantic") ? K_SEM :
@@ -1298,8 +1547,8 @@ int main(int argc, char **argv)
 	bench_note("temp dir %s; daemon %s; nullfs %s; %zu unique questions", tmp,
 		   O.daemon, O.nullfs, c.n);
 
-	if (O.requests_only) {
-		int rc = requests_mode(&c, tmp);
+	if (O.requests_only || nfuse) {
+		int rc = nfuse ? fuse_mode(&c, tmp, maxn) : requests_mode(&c, tmp);
 
 		bench_rm_rf(tmp);
 		return rc;
