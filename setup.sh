@@ -117,7 +117,8 @@ for a in sorted(sys.argv[1:]):
     n = a[2:].split("=")[0]
     v = have.get(n)
     print("-D%s=%s" % (n, str(v).lower() if isinstance(v, bool) else v))' "$@" | sort)" ]; then
-		meson configure "$dir" "$@"
+		# --reconfigure also knows options that meson.build gained since
+		meson setup --reconfigure "$dir" "$@"
 	fi
 }
 
@@ -127,7 +128,8 @@ build() {
 	local fuse
 	BUILD_FAISS=$(faiss_prefix) || exit 1
 	fuse=$(fuse_prefix) || exit 1
-	configure build -Dfaiss_prefix="$BUILD_FAISS" -Dfuse_prefix="$fuse" >/dev/null
+	configure build -Dfaiss_prefix="$BUILD_FAISS" -Dfuse_prefix="$fuse" >/dev/null ||
+		die "meson could not configure ./build (messages above)"
 	ninja -C build
 }
 
