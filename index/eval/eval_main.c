@@ -2,7 +2,7 @@
  * eval_main.c - semcachefs-eval: measure an embedder, calibrate a threshold.
  *
  *   semcachefs-eval [--embedder SPEC] [--policy FILE] [--target-precision P]
- *                   [--format auto|csv|qqp|paraphrase-json|sts] FILE
+ *                   [--format auto|csv|qqp|paraphrase-json|sts|mrpc] FILE
  *   semcachefs-eval [--embedder SPEC] [--policy FILE] [--threshold T]
  *                   --followups FILE
  *
@@ -29,7 +29,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: semcachefs-eval [--embedder SPEC] [--policy FILE] "
 		"[--target-precision P]\n"
-		"                       [--format auto|csv|qqp|paraphrase-json|sts] FILE\n"
+		"                       [--format auto|csv|qqp|paraphrase-json|sts|mrpc] FILE\n"
 		"       semcachefs-eval [--embedder SPEC] [--policy FILE] "
 		"[--threshold T] --followups FILE\n"
 		"  SPEC: builtin (default), model2vec:/ABSOLUTE/DIR, http "
@@ -193,7 +193,7 @@ int main(int argc, char **argv)
 			if (eval_format_parse(optarg, &fmt) < 0) {
 				fprintf(stderr, "semcachefs-eval: unknown format "
 					"'%s' (known: auto, csv, qqp, "
-					"paraphrase-json, sts)\n", optarg);
+					"paraphrase-json, sts, mrpc)\n", optarg);
 				return 2;
 			}
 			break;

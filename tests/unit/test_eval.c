@@ -2,10 +2,11 @@
  * test_eval.c - unit tests for index/eval.c.
  *
  * Hand-computable statistics (AUC with ties, precision/recall at a
- * threshold, the threshold for a target precision, best F1), the CSV reader
- * (quotes, doubled quotes, newlines in quotes, CRLF, both header styles,
- * errors with line numbers), and scoring with the built-in embedder. The
- * runs on the real data sets are in tests/60-eval.bats.
+ * threshold, the threshold for a target precision, best F1), the CSV
+ * reader (quotes, doubled quotes, newlines in quotes, CRLF, both header
+ * styles, errors with line numbers), the MRPC and STS files (every STS
+ * pair kept on request, with its score), and scoring with the built-in
+ * embedder. The runs on the real data sets are in tests/60-eval.bats.
  */
 #include "eval.h"
 #include "check.h"
@@ -13,7 +14,9 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define NEAR(a, b) (fabs((a) - (b)) < 1e-12)
 
@@ -52,6 +55,59 @@ static void test_stats(void)
 	}
 	eval_best_f1(s, l, 4, &pt);
 	CHECK(NEAR(pt.threshold, 0.7) && NEAR(pt.f1, 0.8));
+}
+
+static void test_files(void)
+{
+	static const char mrpc[] =
+		"\xef\xbb\xbfQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+		"1\t1\t2\t\"A\" b\tc, \"d\"\r\n0\t3\t4\te\tf\n";
+	static const char sts[] =
+		"g\tf\t2012\t1\t4.2\tA man runs.\tA man is running.\n"
+		"g\tf\t2012\t2\t3.0\tA dog.\tA cat.\n"
+		"g\tf\t2012\t3\t1.0\tRain.\tSun.\textra\n";
+	char path[] = "/tmp/test_eval_XXXXXX", err[256];
+	struct eval_set set;
+	FILE *f;
+	int fd = mkstemp(path);
+
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	f = fdopen(fd, "w");
+	fwrite(mrpc, 1, sizeof(mrpc) - 1, f);
+	fclose(f);
+	CHECK_EQ_INT(eval_load(path, EVAL_AUTO, &set, err, sizeof(err)), 0);
+	CHECK_EQ_INT(set.n, 2);
+	if (set.n == 2) {
+		CHECK(strcmp(set.v[0].a, "\"A\" b") == 0);
+		CHECK(strcmp(set.v[0].b, "c, \"d\"") == 0);
+		CHECK(set.v[0].label == 1 && set.v[1].label == 0);
+		CHECK(strcmp(set.v[1].b, "f") == 0 && set.v[1].grade == -1);
+	}
+	eval_set_release(&set);
+	f = fopen(path, "w");
+	fwrite(sts, 1, sizeof(sts) - 1, f);
+	fclose(f);
+	CHECK_EQ_INT(eval_load(path, EVAL_STS, &set, err, sizeof(err)), 0);
+	CHECK(set.n == 2 && set.skipped == 1);
+	eval_set_release(&set);
+	CHECK_EQ_INT(eval_load_flags(path, EVAL_STS, EVAL_KEEP_AMBIGUOUS, &set, err,
+				     sizeof(err)), 0);
+	CHECK(set.n == 3 && set.skipped == 0);
+	if (set.n == 3) {
+		CHECK(set.v[0].label == 1 && set.v[1].label == 0 && set.v[2].label == 0);
+		CHECK(set.v[1].grade == 3.0f && set.v[0].grade == 4.2f);
+		CHECK(strcmp(set.v[2].b, "Sun.") == 0);
+	}
+	eval_set_release(&set);
+	/* a CSV is not an MRPC file */
+	f = fopen(path, "w");
+	fputs("text_a,text_b,label\na,b,1\n", f);
+	fclose(f);
+	CHECK_EQ_INT(eval_load(path, EVAL_MRPC, &set, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "expected the header") != NULL);
+	unlink(path);
 }
 
 static void test_csv(void)
@@ -133,6 +189,7 @@ static void test_score(void)
 int main(void)
 {
 	test_stats();
+	test_files();
 	test_csv();
 	test_score();
 	return check_done("eval");
