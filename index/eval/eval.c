@@ -1,12 +1,14 @@
 /*
  * eval.c - scored pairs in, ROC-AUC and calibrated thresholds out.
  *
- * Scoring with any embedder (the cosine), and the statistics: AUC by
- * average ranks, and one sorted sweep for the precision/recall of every
- * candidate threshold. The pair readers are in eval_load.c.
+ * Scoring with any embedder (the cosine) or with the whole lookup pipeline
+ * (exact path, cosine floor, verifier), and the statistics: AUC by average
+ * ranks, and one sorted sweep for the precision/recall of every candidate
+ * threshold, with the point or the Wilson lower bound as the rule. The
+ * pair readers are in eval_load.c.
  *
  * It does not print, choose embedders or read policies: eval_main.c does.
- * Memory is the pairs plus two vectors.
+ * Memory is the pairs plus two vectors (and two verifier sides).
  */
 #include <errno.h>
 #include <math.h>
@@ -18,6 +20,8 @@
 #include <json-c/json.h>
 
 #include "eval.h"
+#include "textnorm.h"
+#include "verify.h"
 
 /* ---- scoring and statistics ------------------------------------------ */
 
@@ -71,6 +75,63 @@ int eval_score(const struct embedder *e, const struct eval_set *set,
 out:
 	free(a);
 	free(b);
+	return ret;
+}
+
+int eval_pipeline(const struct embedder *e, const struct eval_set *set,
+		  const double *cosines, double floor, double *scores,
+		  char *err, size_t errlen)
+{
+	int slot = verify_cos_slot(e->name);
+	struct verify_side q, c;
+	char *na = NULL, *nb = NULL;
+	size_t i, la, lb, cap = 0;
+	int ret = 0;
+
+	for (i = 0; i < set->n; i++) {
+		const struct eval_pair *p = &set->v[i];
+		float cos[VERIFY_NCOS] = { NAN, NAN };
+
+		la = strlen(p->a);
+		lb = strlen(p->b);
+		if (la + lb + 2 > cap) {
+			char *nn = realloc(na, 2 * (la + lb + 2));
+
+			if (!nn) {
+				ret = -ENOMEM;
+				goto oom;
+			}
+			na = nn;
+			nb = nn + la + lb + 2;
+			cap = la + lb + 2;
+		}
+		la = textnorm(p->a, la, na);
+		lb = textnorm(p->b, lb, nb);
+		if (la == lb && memcmp(na, nb, la) == 0) {
+			scores[i] = 1;  /* the exact path serves it */
+			continue;
+		}
+		if (cosines[i] < floor) {
+			scores[i] = 0;  /* the index does not propose it */
+			continue;
+		}
+		if (slot >= 0)
+			cos[slot] = (float)cosines[i];
+		if ((ret = verify_side_init(&q, p->a, strlen(p->a))))
+			goto oom;
+		if ((ret = verify_side_init(&c, p->b, strlen(p->b)))) {
+			verify_side_release(&q);
+			goto oom;
+		}
+		scores[i] = verify_score(&q, &c, cos, VERIFY_NCOS);
+		verify_side_release(&q);
+		verify_side_release(&c);
+	}
+	free(na);
+	return 0;
+oom:
+	free(na);
+	snprintf(err, errlen, "out of memory verifying pair %zu", i + 1);
 	return ret;
 }
 
@@ -137,6 +198,16 @@ static void fill_rates(struct eval_point *pt)
 	pt->recall = pt->tp + pt->fn ? (double)pt->tp / (double)(pt->tp + pt->fn) : 0.0;
 	pt->f1 = pt->precision + pt->recall > 0 ?
 		2 * pt->precision * pt->recall / (pt->precision + pt->recall) : 0;
+	verify_wilson(pt->precision, (double)(pt->tp + pt->fp), &pt->prec_low,
+		      &pt->prec_high);
+}
+
+void eval_at_prior(const struct eval_point *pt, double prior, double *prec,
+		   double *low, double *high)
+{
+	verify_precision_at_prior((double)pt->tp, (double)pt->fp,
+				  (double)(pt->tp + pt->fn),
+				  (double)(pt->fp + pt->tn), prior, prec, low, high);
 }
 
 void eval_at(const double *scores, const int *labels, size_t n, double t,
@@ -157,20 +228,54 @@ void eval_at(const double *scores, const int *labels, size_t n, double t,
 	fill_rates(pt);
 }
 
-/* Walk thresholds from high to low; call f at every distinct score. */
+enum sweep_rule { SWEEP_POINT, SWEEP_CI, SWEEP_F1 };
+
+struct sweep_arg {
+	enum sweep_rule rule;
+	double target, prior;
+	size_t min_hits;
+};
+
+/* Does cur beat *pt under rule a (found: *pt holds an earlier point)?
+ * For SWEEP_CI *ok says whether cur reaches the target. */
+static bool better(const struct sweep_arg *a, const struct eval_point *cur,
+		   const struct eval_point *pt, bool found, bool *ok)
+{
+	double low, best_low;
+
+	switch (a->rule) {
+	case SWEEP_F1:
+		return !found || cur->f1 > pt->f1;
+	case SWEEP_POINT:
+		return cur->precision >= a->target;
+	case SWEEP_CI:
+		break;
+	}
+	if (cur->tp + cur->fp < a->min_hits)
+		return false;
+	eval_at_prior(cur, a->prior, NULL, &low, NULL);
+	*ok = low >= a->target;
+	if (*ok)
+		return true;
+	eval_at_prior(pt, a->prior, NULL, &best_low, NULL);
+	return !found || low > best_low;
+}
+
+/* Walk thresholds from high to low, keeping the point rule a prefers. */
 static int sweep(const double *scores, const int *labels, size_t n,
-		 double target, struct eval_point *pt, bool best_f1)
+		 const struct sweep_arg *a, struct eval_point *pt)
 {
 	struct scored *v = sorted(scores, labels, n);
 	size_t i = 0, j, pos = 0, tp = 0, fp = 0;
-	struct eval_point cur;
-	bool found = false;
+	struct eval_point cur, best_miss;
+	bool found = false, reached = false, ok, have_miss = false;
 
 	if (!v)
 		return -ENOMEM;
 	for (i = 0; i < n; i++)
 		pos += v[i].label;
 	memset(pt, 0, sizeof(*pt));
+	memset(&best_miss, 0, sizeof(best_miss));
 	i = 0;
 	while (i < n) {
 		for (j = i; j < n && v[j].s == v[i].s; j++) {
@@ -184,26 +289,61 @@ static int sweep(const double *scores, const int *labels, size_t n,
 		cur.fn = pos - tp;
 		cur.tn = n - pos - fp;
 		fill_rates(&cur);
-		if (best_f1 ? (!found || cur.f1 > pt->f1) : cur.precision >= target) {
-			*pt = cur;
-			found = true;
+		ok = false;
+		if (a->rule != SWEEP_CI) {
+			if (better(a, &cur, pt, found, &ok)) {
+				*pt = cur;
+				found = true;
+			}
+		} else if (better(a, &cur, reached ? pt : &best_miss,
+				  reached || have_miss, &ok)) {
+			if (ok) {
+				*pt = cur;
+				found = reached = true;
+			} else if (!reached) {
+				best_miss = cur;
+				have_miss = true;
+			}
 		}
 		i = j;
 	}
 	free(v);
+	if (a->rule == SWEEP_CI && !reached) {
+		*pt = best_miss;
+		if (!have_miss) {
+			pt->threshold = 1;
+			pt->fn = pos;
+			pt->tn = n - pos;
+			fill_rates(pt);
+		}
+	}
 	return found ? 0 : -ENOENT;
 }
 
 int eval_for_precision(const double *scores, const int *labels, size_t n,
 		       double target, struct eval_point *pt)
 {
-	return sweep(scores, labels, n, target, pt, false);
+	struct sweep_arg a = { .rule = SWEEP_POINT, .target = target };
+
+	return sweep(scores, labels, n, &a, pt);
+}
+
+int eval_for_precision_ci(const double *scores, const int *labels, size_t n,
+			  double target, size_t min_hits, double prior,
+			  struct eval_point *pt)
+{
+	struct sweep_arg a = { .rule = SWEEP_CI, .target = target,
+			       .prior = prior, .min_hits = min_hits };
+
+	return sweep(scores, labels, n, &a, pt);
 }
 
 void eval_best_f1(const double *scores, const int *labels, size_t n,
 		  struct eval_point *pt)
 {
-	sweep(scores, labels, n, 0, pt, true);
+	struct sweep_arg a = { .rule = SWEEP_F1 };
+
+	sweep(scores, labels, n, &a, pt);
 }
 
 /* ---- follow-ups ------------------------------------------------------ */

@@ -83,10 +83,24 @@ int eval_slurp(const char *path, char **data, size_t *len, char *err,
 int eval_score(const struct embedder *e, const struct eval_set *set,
 	       double *scores, double *us, char *err, size_t errlen);
 
+/*
+ * What a lookup decides for each pair, text a stored and text b asked:
+ * scores[i] = 1 when the two are equal after textnorm (the exact path),
+ * 0 when cosines[i] (eval_score()'s, the category embedder's) is below
+ * floor (the index does not propose the entry), else the verifier's score
+ * (verify.h; the embedder's cosine fills its slot when it has one). A hit
+ * is a score at or above the category's operating point. 0 or -ENOMEM.
+ */
+int eval_pipeline(const struct embedder *e, const struct eval_set *set,
+		  const double *cosines, double floor, double *scores,
+		  char *err, size_t errlen);
+
 struct eval_point {
 	double threshold;
 	size_t tp, fp, fn, tn;
 	double precision, recall, f1;   /* precision 1 when nothing is predicted */
+	double prec_low, prec_high;     /* its 95 % Wilson interval ([0, 1]
+					 * when nothing is predicted) */
 };
 
 /* ROC-AUC (Mann-Whitney, ties count 1/2); -1 without both classes. */
@@ -99,6 +113,21 @@ void eval_at(const double *scores, const int *labels, size_t n, double t,
  * reaches it. */
 int eval_for_precision(const double *scores, const int *labels, size_t n,
 		       double target, struct eval_point *pt);
+/*
+ * The honest form: the lowest threshold (one of the scores) with at least
+ * min_hits hits whose precision's 95 % Wilson lower bound reaches target;
+ * the precision is taken at prior (share of duplicates) when prior is in
+ * (0, 1), else at the data's own balance. 0 with *pt; -ENOENT when none
+ * qualifies, *pt then holding the point with the highest lower bound
+ * among those with min_hits hits (all counts 0, threshold 1 when no
+ * threshold has that many). -ENOMEM.
+ */
+int eval_for_precision_ci(const double *scores, const int *labels, size_t n,
+			  double target, size_t min_hits, double prior,
+			  struct eval_point *pt);
+/* Precision of pt at prior (as above) and its Wilson interval. */
+void eval_at_prior(const struct eval_point *pt, double prior, double *prec,
+		   double *low, double *high);
 /* The threshold with the best F1. */
 void eval_best_f1(const double *scores, const int *labels, size_t n,
 		  struct eval_point *pt);
