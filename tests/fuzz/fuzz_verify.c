@@ -16,14 +16,8 @@
 
 #include "verify.h"
 
-#define FUZZ_CHECK(cond)                                                   \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "fuzz_verify: %s:%d: %s\n", __FILE__, \
-				__LINE__, #cond);                          \
-			abort();                                           \
-		}                                                          \
-	} while (0)
+#define FUZZ_NAME "fuzz_verify"
+#include "fuzz_check.h"
 
 static void check_side(const struct verify_side *s)
 {
