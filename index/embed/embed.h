@@ -99,6 +99,15 @@ void embed_clear_error(void);
 
 /* The built-in lexical embedder: no files, no network. */
 int embed_builtin_new(struct embedder **out);
+/* Its pieces, for the verifier (index/verify/), which reads words the way
+ * the built-in embedder does: the vector of len bytes of text into
+ * EMBED_BUILTIN_DIM floats (what embedder_embed() gives; reentrant); whether
+ * a lowered, NUL-terminated word is on its stop list; its stemmer, in place
+ * on n lowered bytes, returning the stem's length. */
+#define EMBED_BUILTIN_DIM 256
+void embed_builtin_vector(const char *text, size_t len, float *out);
+bool embed_builtin_stop_word(const char *w);
+size_t embed_builtin_stem(char *w, size_t n);
 /* A Model2Vec static model directory (model.safetensors, tokenizer.json,
  * config.json). dir must be absolute. */
 int embed_model2vec_new(const char *dir, struct embedder **out, char *err,

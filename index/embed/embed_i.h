@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hash.h"
+
 /*
  * Decode one code point at s[*i] (*i < len) and advance *i past it.
  * Invalid UTF-8 (a bad lead or continuation byte, a sequence cut by len,
@@ -24,18 +26,13 @@ uint32_t embed_utf8_next(const unsigned char *s, size_t len, size_t *i);
  * Returns the bytes written (1-4). */
 size_t embed_utf8_put(char *out, uint32_t cp);
 
-/* FNV-1a over n bytes, continuing from h (EMBED_FNV_INIT to start). */
-#define EMBED_FNV_INIT 0xcbf29ce484222325ull
+/* FNV-1a over n bytes, continuing from h (EMBED_FNV_INIT to start); the
+ * one in hash.h under the name the embedders use. */
+#define EMBED_FNV_INIT HASH_FNV_INIT
 
 static inline uint64_t embed_fnv1a(uint64_t h, const void *p, size_t n)
 {
-	const unsigned char *b = p;
-
-	while (n--) {
-		h ^= *b++;
-		h *= 0x100000001b3ull;
-	}
-	return h;
+	return hash_fnv1a(h, p, n);
 }
 
 #endif

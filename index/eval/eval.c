@@ -1,13 +1,14 @@
 /*
- * eval.c - labelled pairs in, ROC-AUC and calibrated thresholds out.
+ * eval.c - scored pairs in, ROC-AUC and calibrated thresholds out.
  *
- * Readers for the pair formats of eval.h (a small RFC 4180 CSV reader, a
- * tab splitter for STS, json-c for the JSON files), scoring with any
- * embedder, and the statistics: AUC by average ranks, and one sorted sweep
- * for the precision/recall of every candidate threshold.
+ * Scoring with any embedder (the cosine) or with the whole lookup pipeline
+ * (exact path, cosine floor, verifier), and the statistics: AUC by average
+ * ranks, and one sorted sweep for the precision/recall of every candidate
+ * threshold, with the point or the Wilson lower bound as the rule. The
+ * pair readers are in eval_load.c.
  *
  * It does not print, choose embedders or read policies: eval_main.c does.
- * Memory is the pairs plus two vectors; files are read whole.
+ * Memory is the pairs plus two vectors (and two verifier sides).
  */
 #include <errno.h>
 #include <math.h>
@@ -19,471 +20,8 @@
 #include <json-c/json.h>
 
 #include "eval.h"
-
-/* ---- sets ------------------------------------------------------------ */
-
-void eval_set_release(struct eval_set *set)
-{
-	size_t i;
-
-	for (i = 0; i < set->n; i++) {
-		free(set->v[i].a);
-		free(set->v[i].b);
-	}
-	free(set->v);
-	memset(set, 0, sizeof(*set));
-}
-
-static int set_add(struct eval_set *set, const char *a, size_t alen,
-		   const char *b, size_t blen, int label)
-{
-	struct eval_pair *nv, *p;
-
-	if (set->n == set->cap) {
-		size_t ncap = set->cap ? set->cap * 2 : 256;
-
-		nv = realloc(set->v, ncap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		set->v = nv;
-		set->cap = ncap;
-	}
-	p = &set->v[set->n];
-	p->a = strndup(a, alen);
-	p->b = strndup(b, blen);
-	if (!p->a || !p->b) {
-		free(p->a);
-		free(p->b);
-		return -ENOMEM;
-	}
-	p->label = label;
-	set->n++;
-	return 0;
-}
-
-int eval_format_parse(const char *name, enum eval_format *out)
-{
-	static const struct { const char *name; enum eval_format f; } t[] = {
-		{ "auto", EVAL_AUTO }, { "csv", EVAL_CSV }, { "qqp", EVAL_QQP },
-		{ "paraphrase-json", EVAL_PARAPHRASE_JSON }, { "sts", EVAL_STS },
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-		if (strcmp(name, t[i].name) == 0) {
-			*out = t[i].f;
-			return 0;
-		}
-	return -EINVAL;
-}
-
-/* ---- CSV ------------------------------------------------------------- */
-
-/* One record of fields; each field unquoted into its own buffer. */
-struct record {
-	char **f;
-	size_t *len;
-	size_t n, cap;
-};
-
-static void record_clear(struct record *r)
-{
-	size_t i;
-
-	for (i = 0; i < r->n; i++)
-		free(r->f[i]);
-	r->n = 0;
-}
-
-static int record_push(struct record *r, const char *s, size_t len)
-{
-	if (r->n == r->cap) {
-		size_t ncap = r->cap ? r->cap * 2 : 8;
-		char **nf = realloc(r->f, ncap * sizeof(*nf));
-		size_t *nl;
-
-		if (!nf)
-			return -ENOMEM;
-		r->f = nf;
-		nl = realloc(r->len, ncap * sizeof(*nl));
-		if (!nl)
-			return -ENOMEM;
-		r->len = nl;
-		r->cap = ncap;
-	}
-	r->f[r->n] = malloc(len + 1);
-	if (!r->f[r->n])
-		return -ENOMEM;
-	memcpy(r->f[r->n], s, len);
-	r->f[r->n][len] = '\0';
-	r->len[r->n++] = len;
-	return 0;
-}
-
-/*
- * Read one CSV record at *pos. Returns 1 with a record, 0 at the end,
- * -EINVAL on a quote error (unterminated, or text after a closing quote).
- */
-static int csv_record(const char *s, size_t len, size_t *pos, size_t *line,
-		      struct record *r, char **tmp, size_t *tmpcap)
-{
-	size_t i = *pos, n;
-	int ret;
-
-	record_clear(r);
-	if (i >= len)
-		return 0;
-	for (;;) {
-		n = 0;
-		if (i < len && s[i] == '"') {
-			for (i++;; i++) {
-				if (i >= len)
-					return -EINVAL;
-				if (s[i] == '"') {
-					if (i + 1 < len && s[i + 1] == '"')
-						i++;
-					else
-						break;
-				}
-				if (s[i] == '\n')
-					(*line)++;
-				if (n + 1 >= *tmpcap) {
-					char *nt = realloc(*tmp, *tmpcap * 2 + 64);
-
-					if (!nt)
-						return -ENOMEM;
-					*tmp = nt;
-					*tmpcap = *tmpcap * 2 + 64;
-				}
-				(*tmp)[n++] = s[i];
-			}
-			i++;    /* the closing quote */
-			if (i < len && s[i] != ',' && s[i] != '\n' && s[i] != '\r')
-				return -EINVAL;
-			ret = record_push(r, *tmp, n);
-		} else {
-			size_t start = i;
-
-			while (i < len && s[i] != ',' && s[i] != '\n')
-				i++;
-			n = i - start;
-			if (n && s[start + n - 1] == '\r' && (i >= len || s[i] == '\n'))
-				n--;
-			ret = record_push(r, s + start, n);
-		}
-		if (ret)
-			return ret;
-		if (i < len && s[i] == '\r')
-			i++;
-		if (i < len && s[i] == ',') {
-			i++;
-			continue;
-		}
-		if (i < len && s[i] == '\n')
-			i++;
-		(*line)++;
-		*pos = i;
-		return 1;
-	}
-}
-
-static int column(const struct record *r, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < r->n; i++)
-		if (strcmp(r->f[i], name) == 0 ||
-		    (i == 0 && strncmp(r->f[i], "\xef\xbb\xbf", 3) == 0 &&
-		     strcmp(r->f[i] + 3, name) == 0))
-			return (int)i;
-	return -1;
-}
-
-int eval_parse_csv(const char *text, size_t len, enum eval_format fmt,
-		   struct eval_set *set, char *err, size_t errlen)
-{
-	static const char *const names[][3] = {
-		{ "text_a", "text_b", "label" },
-		{ "question1", "question2", "is_duplicate" },
-	};
-	struct record r = { 0 };
-	size_t pos = 0, line = 1, tmpcap = 256, at;
-	char *tmp = malloc(tmpcap), *end;
-	int ca = -1, cb = -1, cl = -1, ret;
-	size_t k;
-	long v;
-
-	memset(set, 0, sizeof(*set));
-	if (!tmp)
-		return -ENOMEM;
-	ret = csv_record(text, len, &pos, &line, &r, &tmp, &tmpcap);
-	if (ret <= 0) {
-		snprintf(err, errlen, "empty csv: expected a header like "
-			 "'text_a,text_b,label'");
-		ret = -EINVAL;
-		goto out;
-	}
-	for (k = 0; k < 2 && ca < 0; k++) {
-		if (fmt == EVAL_CSV && k == 1)
-			break;
-		if (fmt == EVAL_QQP && k == 0)
-			continue;
-		ca = column(&r, names[k][0]);
-		cb = column(&r, names[k][1]);
-		cl = column(&r, names[k][2]);
-		if (ca < 0 || cb < 0 || cl < 0)
-			ca = -1;
-	}
-	if (ca < 0) {
-		snprintf(err, errlen, "the csv header must name the columns "
-			 "text_a,text_b,label (or question1,question2,"
-			 "is_duplicate)");
-		ret = -EINVAL;
-		goto out;
-	}
-	for (;;) {
-		at = line;
-		ret = csv_record(text, len, &pos, &line, &r, &tmp, &tmpcap);
-		if (ret == 0)
-			break;
-		if (ret < 0) {
-			if (ret == -EINVAL)
-				snprintf(err, errlen, "line %zu: bad csv quoting", at);
-			goto out;
-		}
-		if (r.n == 1 && r.len[0] == 0)
-			continue;   /* a blank line */
-		if ((int)r.n <= ca || (int)r.n <= cb || (int)r.n <= cl) {
-			snprintf(err, errlen, "line %zu: %zu fields, expected at "
-				 "least %d", at, r.n, (ca > cb ? (ca > cl ? ca : cl) :
-						   (cb > cl ? cb : cl)) + 1);
-			ret = -EINVAL;
-			goto out;
-		}
-		v = strtol(r.f[cl], &end, 10);
-		if (end == r.f[cl] || *end || (v != 0 && v != 1)) {
-			snprintf(err, errlen, "line %zu: label '%s' is not 0 or 1",
-				 at, r.f[cl]);
-			ret = -EINVAL;
-			goto out;
-		}
-		ret = set_add(set, r.f[ca], r.len[ca], r.f[cb], r.len[cb], (int)v);
-		if (ret)
-			goto out;
-	}
-	ret = 0;
-out:
-	record_clear(&r);
-	free(r.f);
-	free(r.len);
-	free(tmp);
-	if (ret)
-		eval_set_release(set);
-	return ret;
-}
-
-/* ---- other formats --------------------------------------------------- */
-
-static int parse_sts(const char *s, size_t len, struct eval_set *set,
-		     char *err, size_t errlen)
-{
-	size_t pos = 0, line = 0;
-	int ret;
-
-	memset(set, 0, sizeof(*set));
-	while (pos < len) {
-		const char *ln = s + pos, *nl = memchr(ln, '\n', len - pos);
-		size_t ll = nl ? (size_t)(nl - ln) : len - pos;
-		const char *f[7];
-		size_t fl[7], nf = 0, i, st = 0;
-		double score;
-		char num[32], *end;
-
-		pos += ll + (nl ? 1 : 0);
-		line++;
-		if (ll && ln[ll - 1] == '\r')
-			ll--;
-		if (!ll)
-			continue;
-		for (i = 0; i <= ll && nf < 7; i++) {
-			if (i == ll || ln[i] == '\t') {
-				f[nf] = ln + st;
-				fl[nf++] = i - st;
-				st = i + 1;
-			}
-		}
-		if (nf < 7 || fl[4] >= sizeof(num)) {
-			snprintf(err, errlen, "line %zu: expected 7 tab-separated "
-				 "fields (genre, file, year, id, score, sentence 1, "
-				 "sentence 2)", line);
-			eval_set_release(set);
-			return -EINVAL;
-		}
-		/* sentence 2 ends at the next tab (extra source columns follow) */
-		memcpy(num, f[4], fl[4]);
-		num[fl[4]] = '\0';
-		score = strtod(num, &end);
-		if (end == num || *end || score < 0 || score > 5) {
-			snprintf(err, errlen, "line %zu: score '%s' is not 0..5",
-				 line, num);
-			eval_set_release(set);
-			return -EINVAL;
-		}
-		if (score > 2 && score < 4) {
-			set->skipped++;
-			continue;
-		}
-		ret = set_add(set, f[5], fl[5], f[6], fl[6], score >= 4);
-		if (ret) {
-			eval_set_release(set);
-			return ret;
-		}
-	}
-	return 0;
-}
-
-static int parse_paraphrases(const char *s, size_t len, struct eval_set *set,
-			     char *err, size_t errlen)
-{
-	struct json_tokener *tok = json_tokener_new();
-	struct json_object *root = NULL, *o, *a, *b, *b2;
-	size_t n, i;
-	int ret = -EINVAL;
-
-	memset(set, 0, sizeof(*set));
-	if (!tok)
-		return -ENOMEM;
-	root = json_tokener_parse_ex(tok, s, (int)len);
-	if (!root || !json_object_is_type(root, json_type_array)) {
-		snprintf(err, errlen, "expected a json array of {\"origin\", "
-			 "\"similar\"} objects");
-		goto out;
-	}
-	n = json_object_array_length(root);
-	for (i = 0; i < n; i++) {
-		o = json_object_array_get_idx(root, i);
-		if (!json_object_object_get_ex(o, "origin", &a) ||
-		    !json_object_object_get_ex(o, "similar", &b) ||
-		    !json_object_is_type(a, json_type_string) ||
-		    !json_object_is_type(b, json_type_string)) {
-			snprintf(err, errlen, "item %zu: expected string fields "
-				 "\"origin\" and \"similar\"", i);
-			goto fail;
-		}
-	}
-	for (i = 0; i < n; i++) {
-		o = json_object_array_get_idx(root, i);
-		json_object_object_get_ex(o, "origin", &a);
-		json_object_object_get_ex(o, "similar", &b);
-		json_object_object_get_ex(json_object_array_get_idx(root, (i + 1) % n),
-					  "similar", &b2);
-		if ((ret = set_add(set, json_object_get_string(a),
-				   (size_t)json_object_get_string_len(a),
-				   json_object_get_string(b),
-				   (size_t)json_object_get_string_len(b), 1)))
-			goto fail;
-		if (n > 1 && (ret = set_add(set, json_object_get_string(a),
-					    (size_t)json_object_get_string_len(a),
-					    json_object_get_string(b2),
-					    (size_t)json_object_get_string_len(b2), 0)))
-			goto fail;
-	}
-	ret = 0;
-	goto out;
-fail:
-	if (!ret)
-		ret = -EINVAL;
-	eval_set_release(set);
-out:
-	json_object_put(root);
-	json_tokener_free(tok);
-	return ret;
-}
-
-static int slurp(const char *path, char **data, size_t *len, char *err,
-		 size_t errlen)
-{
-	FILE *f = fopen(path, "rb");
-	size_t cap = 1 << 16, n = 0, got;
-	char *p = NULL, *np;
-	int ret;
-
-	if (!f) {
-		ret = -errno;
-		snprintf(err, errlen, "cannot open '%s': %s", path, strerror(-ret));
-		return ret;
-	}
-	for (;;) {
-		np = realloc(p, cap + 1);
-		if (!np) {
-			free(p);
-			fclose(f);
-			snprintf(err, errlen, "out of memory reading '%s'", path);
-			return -ENOMEM;
-		}
-		p = np;
-		got = fread(p + n, 1, cap - n, f);
-		n += got;
-		if (n < cap)
-			break;
-		cap *= 2;
-	}
-	ret = ferror(f) ? -EIO : 0;
-	fclose(f);
-	if (ret) {
-		free(p);
-		snprintf(err, errlen, "cannot read '%s'", path);
-		return ret;
-	}
-	p[n] = '\0';
-	*data = p;
-	*len = n;
-	return 0;
-}
-
-static enum eval_format guess(const char *path, const char *s, size_t len)
-{
-	const char *dot = strrchr(path, '.'), *nl = memchr(s, '\n', len);
-	size_t i, tabs = 0, ll = nl ? (size_t)(nl - s) : len;
-
-	if (dot && strcmp(dot, ".json") == 0)
-		return EVAL_PARAPHRASE_JSON;
-	if (dot && strcmp(dot, ".tsv") == 0)
-		return EVAL_STS;
-	for (i = 0; i < ll; i++)
-		tabs += s[i] == '\t';
-	return tabs >= 6 ? EVAL_STS : EVAL_AUTO;
-}
-
-int eval_load(const char *path, enum eval_format fmt, struct eval_set *set,
-	      char *err, size_t errlen)
-{
-	char *data, msg[256];
-	size_t len;
-	int ret;
-
-	memset(set, 0, sizeof(*set));
-	if ((ret = slurp(path, &data, &len, err, errlen)))
-		return ret;
-	if (fmt == EVAL_AUTO)
-		fmt = guess(path, data, len);
-	msg[0] = '\0';
-	switch (fmt) {
-	case EVAL_PARAPHRASE_JSON:
-		ret = parse_paraphrases(data, len, set, msg, sizeof(msg));
-		break;
-	case EVAL_STS:
-		ret = parse_sts(data, len, set, msg, sizeof(msg));
-		break;
-	default:
-		ret = eval_parse_csv(data, len, fmt, set, msg, sizeof(msg));
-		break;
-	}
-	if (ret)
-		snprintf(err, errlen, "'%s': %s", path, msg[0] ? msg : strerror(-ret));
-	free(data);
-	return ret;
-}
+#include "textnorm.h"
+#include "verify.h"
 
 /* ---- scoring and statistics ------------------------------------------ */
 
@@ -537,6 +75,63 @@ int eval_score(const struct embedder *e, const struct eval_set *set,
 out:
 	free(a);
 	free(b);
+	return ret;
+}
+
+int eval_pipeline(const struct embedder *e, const struct eval_set *set,
+		  const double *cosines, double floor, double *scores,
+		  char *err, size_t errlen)
+{
+	int slot = verify_cos_slot(e->name);
+	struct verify_side q, c;
+	char *na = NULL, *nb = NULL;
+	size_t i, la, lb, cap = 0;
+	int ret = 0;
+
+	for (i = 0; i < set->n; i++) {
+		const struct eval_pair *p = &set->v[i];
+		float cos[VERIFY_NCOS] = { NAN, NAN };
+
+		la = strlen(p->a);
+		lb = strlen(p->b);
+		if (la + lb + 2 > cap) {
+			char *nn = realloc(na, 2 * (la + lb + 2));
+
+			if (!nn) {
+				ret = -ENOMEM;
+				goto oom;
+			}
+			na = nn;
+			nb = nn + la + lb + 2;
+			cap = la + lb + 2;
+		}
+		la = textnorm(p->a, la, na);
+		lb = textnorm(p->b, lb, nb);
+		if (la == lb && memcmp(na, nb, la) == 0) {
+			scores[i] = 1;  /* the exact path serves it */
+			continue;
+		}
+		if (cosines[i] < floor) {
+			scores[i] = 0;  /* the index does not propose it */
+			continue;
+		}
+		if (slot >= 0)
+			cos[slot] = (float)cosines[i];
+		if ((ret = verify_side_init(&q, p->a, strlen(p->a))))
+			goto oom;
+		if ((ret = verify_side_init(&c, p->b, strlen(p->b)))) {
+			verify_side_release(&q);
+			goto oom;
+		}
+		scores[i] = verify_score(&q, &c, cos, VERIFY_NCOS);
+		verify_side_release(&q);
+		verify_side_release(&c);
+	}
+	free(na);
+	return 0;
+oom:
+	free(na);
+	snprintf(err, errlen, "out of memory verifying pair %zu", i + 1);
 	return ret;
 }
 
@@ -603,6 +198,16 @@ static void fill_rates(struct eval_point *pt)
 	pt->recall = pt->tp + pt->fn ? (double)pt->tp / (double)(pt->tp + pt->fn) : 0.0;
 	pt->f1 = pt->precision + pt->recall > 0 ?
 		2 * pt->precision * pt->recall / (pt->precision + pt->recall) : 0;
+	verify_wilson(pt->precision, (double)(pt->tp + pt->fp), &pt->prec_low,
+		      &pt->prec_high);
+}
+
+void eval_at_prior(const struct eval_point *pt, double prior, double *prec,
+		   double *low, double *high)
+{
+	verify_precision_at_prior((double)pt->tp, (double)pt->fp,
+				  (double)(pt->tp + pt->fn),
+				  (double)(pt->fp + pt->tn), prior, prec, low, high);
 }
 
 void eval_at(const double *scores, const int *labels, size_t n, double t,
@@ -623,20 +228,54 @@ void eval_at(const double *scores, const int *labels, size_t n, double t,
 	fill_rates(pt);
 }
 
-/* Walk thresholds from high to low; call f at every distinct score. */
+enum sweep_rule { SWEEP_POINT, SWEEP_CI, SWEEP_F1 };
+
+struct sweep_arg {
+	enum sweep_rule rule;
+	double target, prior;
+	size_t min_hits;
+};
+
+/* Does cur beat *pt under rule a (found: *pt holds an earlier point)?
+ * For SWEEP_CI *ok says whether cur reaches the target. */
+static bool better(const struct sweep_arg *a, const struct eval_point *cur,
+		   const struct eval_point *pt, bool found, bool *ok)
+{
+	double low, best_low;
+
+	switch (a->rule) {
+	case SWEEP_F1:
+		return !found || cur->f1 > pt->f1;
+	case SWEEP_POINT:
+		return cur->precision >= a->target;
+	case SWEEP_CI:
+		break;
+	}
+	if (cur->tp + cur->fp < a->min_hits)
+		return false;
+	eval_at_prior(cur, a->prior, NULL, &low, NULL);
+	*ok = low >= a->target;
+	if (*ok)
+		return true;
+	eval_at_prior(pt, a->prior, NULL, &best_low, NULL);
+	return !found || low > best_low;
+}
+
+/* Walk thresholds from high to low, keeping the point rule a prefers. */
 static int sweep(const double *scores, const int *labels, size_t n,
-		 double target, struct eval_point *pt, bool best_f1)
+		 const struct sweep_arg *a, struct eval_point *pt)
 {
 	struct scored *v = sorted(scores, labels, n);
 	size_t i = 0, j, pos = 0, tp = 0, fp = 0;
-	struct eval_point cur;
-	bool found = false;
+	struct eval_point cur, best_miss;
+	bool found = false, reached = false, ok, have_miss = false;
 
 	if (!v)
 		return -ENOMEM;
 	for (i = 0; i < n; i++)
 		pos += v[i].label;
 	memset(pt, 0, sizeof(*pt));
+	memset(&best_miss, 0, sizeof(best_miss));
 	i = 0;
 	while (i < n) {
 		for (j = i; j < n && v[j].s == v[i].s; j++) {
@@ -650,26 +289,61 @@ static int sweep(const double *scores, const int *labels, size_t n,
 		cur.fn = pos - tp;
 		cur.tn = n - pos - fp;
 		fill_rates(&cur);
-		if (best_f1 ? (!found || cur.f1 > pt->f1) : cur.precision >= target) {
-			*pt = cur;
-			found = true;
+		ok = false;
+		if (a->rule != SWEEP_CI) {
+			if (better(a, &cur, pt, found, &ok)) {
+				*pt = cur;
+				found = true;
+			}
+		} else if (better(a, &cur, reached ? pt : &best_miss,
+				  reached || have_miss, &ok)) {
+			if (ok) {
+				*pt = cur;
+				found = reached = true;
+			} else if (!reached) {
+				best_miss = cur;
+				have_miss = true;
+			}
 		}
 		i = j;
 	}
 	free(v);
+	if (a->rule == SWEEP_CI && !reached) {
+		*pt = best_miss;
+		if (!have_miss) {
+			pt->threshold = 1;
+			pt->fn = pos;
+			pt->tn = n - pos;
+			fill_rates(pt);
+		}
+	}
 	return found ? 0 : -ENOENT;
 }
 
 int eval_for_precision(const double *scores, const int *labels, size_t n,
 		       double target, struct eval_point *pt)
 {
-	return sweep(scores, labels, n, target, pt, false);
+	struct sweep_arg a = { .rule = SWEEP_POINT, .target = target };
+
+	return sweep(scores, labels, n, &a, pt);
+}
+
+int eval_for_precision_ci(const double *scores, const int *labels, size_t n,
+			  double target, size_t min_hits, double prior,
+			  struct eval_point *pt)
+{
+	struct sweep_arg a = { .rule = SWEEP_CI, .target = target,
+			       .prior = prior, .min_hits = min_hits };
+
+	return sweep(scores, labels, n, &a, pt);
 }
 
 void eval_best_f1(const double *scores, const int *labels, size_t n,
 		  struct eval_point *pt)
 {
-	sweep(scores, labels, n, 0, pt, true);
+	struct sweep_arg a = { .rule = SWEEP_F1 };
+
+	sweep(scores, labels, n, &a, pt);
 }
 
 /* ---- follow-ups ------------------------------------------------------ */
@@ -707,7 +381,7 @@ int eval_followups(const struct embedder *e, const char *path, double threshold,
 
 	memset(out, 0, sizeof(*out));
 	out->max_score = -1;
-	if ((ret = slurp(path, &data, &len, err, errlen)))
+	if ((ret = eval_slurp(path, &data, &len, err, errlen)))
 		return ret;
 	root = json_tokener_parse(data);
 	ret = -EINVAL;

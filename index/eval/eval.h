@@ -19,8 +19,13 @@
  *    score 0..5, sentence 1, sentence 2). Score >= 4 is a positive (same
  *    meaning: a cached answer would do), <= 2 a negative; pairs in between
  *    are ambiguous for a cache and skipped.
- *  - EVAL_AUTO: by name and header (.json -> paraphrase, .tsv or a line
- *    with 6+ tabs -> sts, else the CSV header decides).
+ *  - EVAL_MRPC: the Microsoft Research Paraphrase Corpus's tab-separated
+ *    file: a header 'Quality<TAB>#1 ID<TAB>#2 ID<TAB>#1 String<TAB>#2
+ *    String' (a UTF-8 BOM allowed), then quality 1/0, two ids, two
+ *    sentences per line. Not CSV: quotes are text.
+ *  - EVAL_AUTO: by name and header (.json -> paraphrase, .tsv -> sts, a
+ *    first line starting 'Quality<TAB>' -> mrpc, a line with 6+ tabs ->
+ *    sts, else the CSV header decides).
  *
  * Scores are in [-1, 1]; AUC counts ties as one half. Nothing here prints:
  * eval_main.c formats the results.
@@ -33,11 +38,13 @@
 
 #include "embed.h"
 
-enum eval_format { EVAL_AUTO, EVAL_CSV, EVAL_QQP, EVAL_PARAPHRASE_JSON, EVAL_STS };
+enum eval_format { EVAL_AUTO, EVAL_CSV, EVAL_QQP, EVAL_PARAPHRASE_JSON, EVAL_STS,
+		   EVAL_MRPC };
 
 struct eval_pair {
 	char *a, *b;        /* NUL-terminated; owned by the set */
 	int label;          /* 1 same meaning, 0 not */
+	float grade;        /* STS: the score 0..5; -1 for the other formats */
 };
 
 struct eval_set {
@@ -46,17 +53,29 @@ struct eval_set {
 	size_t skipped;     /* rows without a usable label (STS middle scores) */
 };
 
-/* "csv", "qqp", "paraphrase-json", "sts", "auto" -> format; -EINVAL. */
+/* "csv", "qqp", "paraphrase-json", "sts", "mrpc", "auto" -> format;
+ * -EINVAL. */
 int eval_format_parse(const char *name, enum eval_format *out);
 
 /* Read path into set (initialised here; release with eval_set_release).
  * 0, or a negative errno with a message naming the file and line. */
 int eval_load(const char *path, enum eval_format fmt, struct eval_set *set,
 	      char *err, size_t errlen);
+/* The same with flags: EVAL_KEEP_AMBIGUOUS keeps the STS pairs scored
+ * between 2 and 4 as negatives (a score below 4 is not the same meaning),
+ * for training on every pair (index/verify/train.c). */
+#define EVAL_KEEP_AMBIGUOUS 1u
+int eval_load_flags(const char *path, enum eval_format fmt, unsigned flags,
+		    struct eval_set *set, char *err, size_t errlen);
 /* Parse CSV text (any of the CSV formats) from memory; for tests. */
 int eval_parse_csv(const char *text, size_t len, enum eval_format fmt,
 		   struct eval_set *set, char *err, size_t errlen);
 void eval_set_release(struct eval_set *set);
+/* Read path whole into *data (NUL-terminated, the caller frees it); for
+ * the readers and the verifier's trainer. 0, or a negative errno with a
+ * message naming the file. */
+int eval_slurp(const char *path, char **data, size_t *len, char *err,
+	       size_t errlen);
 
 /* Cosine of every pair into scores[set->n]; mean microseconds per embedded
  * text into *us (may be NULL). An embedding failure (remote embedders)
@@ -64,10 +83,24 @@ void eval_set_release(struct eval_set *set);
 int eval_score(const struct embedder *e, const struct eval_set *set,
 	       double *scores, double *us, char *err, size_t errlen);
 
+/*
+ * What a lookup decides for each pair, text a stored and text b asked:
+ * scores[i] = 1 when the two are equal after textnorm (the exact path),
+ * 0 when cosines[i] (eval_score()'s, the category embedder's) is below
+ * floor (the index does not propose the entry), else the verifier's score
+ * (verify.h; the embedder's cosine fills its slot when it has one). A hit
+ * is a score at or above the category's operating point. 0 or -ENOMEM.
+ */
+int eval_pipeline(const struct embedder *e, const struct eval_set *set,
+		  const double *cosines, double floor, double *scores,
+		  char *err, size_t errlen);
+
 struct eval_point {
 	double threshold;
 	size_t tp, fp, fn, tn;
 	double precision, recall, f1;   /* precision 1 when nothing is predicted */
+	double prec_low, prec_high;     /* its 95 % Wilson interval ([0, 1]
+					 * when nothing is predicted) */
 };
 
 /* ROC-AUC (Mann-Whitney, ties count 1/2); -1 without both classes. */
@@ -80,6 +113,21 @@ void eval_at(const double *scores, const int *labels, size_t n, double t,
  * reaches it. */
 int eval_for_precision(const double *scores, const int *labels, size_t n,
 		       double target, struct eval_point *pt);
+/*
+ * The honest form: the lowest threshold (one of the scores) with at least
+ * min_hits hits whose precision's 95 % Wilson lower bound reaches target;
+ * the precision is taken at prior (share of duplicates) when prior is in
+ * (0, 1), else at the data's own balance. 0 with *pt; -ENOENT when none
+ * qualifies, *pt then holding the point with the highest lower bound
+ * among those with min_hits hits (all counts 0, threshold 1 when no
+ * threshold has that many). -ENOMEM.
+ */
+int eval_for_precision_ci(const double *scores, const int *labels, size_t n,
+			  double target, size_t min_hits, double prior,
+			  struct eval_point *pt);
+/* Precision of pt at prior (as above) and its Wilson interval. */
+void eval_at_prior(const struct eval_point *pt, double prior, double *prec,
+		   double *low, double *high);
 /* The threshold with the best F1. */
 void eval_best_f1(const double *scores, const int *labels, size_t n,
 		  struct eval_point *pt);

@@ -3,7 +3,7 @@
  * 64-bit keys to pointers.
  *
  * hash64() is a seeded multiply-xorshift hash (not cryptographic): two seeds
- * give the 128-bit exact-match keys. u64map is a plain linear-probing table
+ * give the 128-bit exact-match keys. hash_fnv1a() is plain FNV-1a 64. u64map is a plain linear-probing table
  * with backward-shift deletion; it is not synchronised — its owner's lock
  * guards it. Key 0 is reserved (callers map it to another value).
  */
@@ -37,6 +37,22 @@ static inline uint64_t hash_fmix64(uint64_t h)
 }
 
 uint64_t hash64(const void *data, size_t len, uint64_t seed);
+
+/* FNV-1a 64 over n bytes, continuing from h (HASH_FNV_INIT to start). Part
+ * of what the embedders and the verifier compute (feature hashes, keys,
+ * names): changing it changes stored vectors and shipped tables. */
+#define HASH_FNV_INIT 0xcbf29ce484222325ull
+
+static inline uint64_t hash_fnv1a(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	while (n--) {
+		h ^= *b++;
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
 
 struct u64map {
 	uint64_t *keys;     /* 0 = empty slot */

@@ -22,14 +22,8 @@
 
 #include "store.h"
 
-#define FUZZ_CHECK(cond)                                                   \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "fuzz_blob: %s:%d: %s\n", __FILE__, \
-				__LINE__, #cond);                          \
-			abort();                                           \
-		}                                                          \
-	} while (0)
+#define FUZZ_NAME "fuzz_blob"
+#include "fuzz_check.h"
 
 static struct store *st;
 static char dir[] = "/tmp/fuzz_blob.XXXXXX";

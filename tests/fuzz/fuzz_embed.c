@@ -16,14 +16,8 @@
 #include "embed.h"
 #include "textnorm.h"
 
-#define FUZZ_CHECK(cond)                                                   \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "fuzz_embed: %s:%d: %s\n", __FILE__, \
-				__LINE__, #cond);                          \
-			abort();                                           \
-		}                                                          \
-	} while (0)
+#define FUZZ_NAME "fuzz_embed"
+#include "fuzz_check.h"
 
 static struct embedder *emb;
 

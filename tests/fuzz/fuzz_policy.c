@@ -16,14 +16,8 @@
 #include "policy.h"
 #include "policy_readback.h"
 
-#define FUZZ_CHECK(cond)                                                   \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "fuzz_policy: %s:%d: %s\n", __FILE__, \
-				__LINE__, #cond);                          \
-			abort();                                           \
-		}                                                          \
-	} while (0)
+#define FUZZ_NAME "fuzz_policy"
+#include "fuzz_check.h"
 
 #include <stdio.h>
 

@@ -21,7 +21,7 @@ if [ ! -f "$bdir/build.ninja" ]; then
 		-Dc_args=-fsanitize=fuzzer-no-link -Dcpp_args=-fsanitize=fuzzer-no-link \
 		-Dbuildtype=debugoptimized >/dev/null
 fi
-ninja -C "$bdir" tests/fuzz_policy tests/fuzz_embed tests/fuzz_blob tests/fuzz_usetok >/dev/null
+ninja -C "$bdir" tests/fuzz_policy tests/fuzz_embed tests/fuzz_blob tests/fuzz_usetok tests/fuzz_verify >/dev/null
 
 out=$bdir/fuzz-out
 rm -rf "$out"
@@ -52,6 +52,10 @@ seed fuzz_usetok colon 'a:b :: 10:30 http://x.com:8080/ :)'
 seed fuzz_usetok nfkc '\xef\xac\x81 \xc2\xbd \xef\xbc\xa8 \xe2\x91\xa0 e\xcc\x81 \xea\xb0\x80 \xef\xb7\xba'
 seed fuzz_usetok cjk '\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x98\x80\xf0\x9f\x91\x8d\xf0\x9f\x8f\xbd \xe2\x96\x81'
 seed fuzz_usetok bad '\xff\xc3\x28\xe2\x82\x28\xed\xa0\x80\xf4\x90\x80\x80\xf0\x9f\x98\x00\ttab\n'
+seed fuzz_verify pair 'How do I learn Python?\x00What is the best way to learn Python?'
+seed fuzz_verify nums 'I have Rs. 5,000 and 3.5 kg\x00I have Rs. 4000 in 2024'
+seed fuzz_verify cjk '\xe4\xbb\x80\xe4\xb9\x88\xe6\x98\xaf\xe7\x88\xb1\x00\xe5\xa6\x82\xe4\xbd\x95 don\xe2\x80\x99t'
+seed fuzz_verify long "$(printf 'word%d ' $(seq 1 400))"
 # the installed model's vocabulary when tools/fetch-model.sh has run
 if [ -z "${SEMCACHE_USE_LITE_DIR:-}" ] && [ -f "$root/.models/model-embeddings-en-0.2.0/vocab.json" ]; then
 	export SEMCACHE_USE_LITE_DIR=$root/.models/model-embeddings-en-0.2.0
@@ -60,7 +64,7 @@ fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fail=0
-for h in fuzz_policy fuzz_embed fuzz_blob fuzz_usetok; do
+for h in fuzz_policy fuzz_embed fuzz_blob fuzz_usetok fuzz_verify; do
 	log=$out/$h/log
 	rc=0
 	"$bdir/tests/$h" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
