@@ -301,12 +301,12 @@ int main(int argc, char *argv[])
 
 	/* usage errors exit 2, through out: (everything is freed) */
 	if (fuse_opt_parse(&args, &opts, option_spec, NULL) == -1)
-		return 2;
+		goto usage;
 	if (opts.transport && strcmp(opts.transport, "io_uring") &&
 	    strcmp(opts.transport, "dev_fuse")) {
 		fprintf(stderr, "semcachefs: -o transport='%s' is not 'dev_fuse' or 'io_uring'\n",
 			opts.transport);
-		return 2;
+		goto usage;
 	}
 	uring_ok = uring_available(why, sizeof(why));
 	uring_wanted = uring_ok && opts.transport && !strcmp(opts.transport, "io_uring");
@@ -314,7 +314,8 @@ int main(int argc, char *argv[])
 	if (opts.show_version) {
 		printf("semcachefs %s (FAISS: %s, libfuse %s, FUSE transport: %s)\n",
 		       SEMCACHE_VERSION, SEMCACHE_FAISS_KIND, fuse_pkgversion(), transport);
-		return 0;
+		rc = 0;
+		goto out;
 	}
 	if (opts.show_keys) {
 		char buf[16384];
@@ -355,10 +356,10 @@ int main(int argc, char *argv[])
 	quota_set_limits(scratch_max, scratch_user_max);
 	if (opts.transport && !strcmp(opts.transport, "io_uring") && !uring_wanted) {
 		fprintf(stderr, "semcachefs: -o transport=io_uring: %s\n", why);
-		return 1;
+		goto out;
 	}
 	if (uring_wanted && fuse_opt_add_arg(&args, "-oio_uring") != 0)
-		return 2;
+		goto out;
 	fuse_set_log_func(fuse_log_to_semlog);
 	if (opts.debug_log)
 		semlog_set_level(SEMLOG_DEBUG);
@@ -418,9 +419,13 @@ int main(int argc, char *argv[])
 		goto out_cache;
 	if (fuse_mount(fuse, cl.mountpoint) != 0)
 		goto out_fuse;
-	if (fs_guard_install(fuse_get_session(fuse))) {
-		fprintf(stderr, "semcachefs: cannot read requests through the guard\n");
-		goto out_unmount;
+	if (uring_wanted) {
+		/* requests come through the rings, not read(): nothing to guard */
+		semlog(SEMLOG_INFO, "io_uring: renames of a name onto itself are not guarded (libfuse may wait on them)");
+	} else if (fs_guard_install(fuse_get_session(fuse))) {
+		/* a libfuse built without custom io (3.18's enable-custom-io) */
+		semlog(SEMLOG_WARN, "libfuse %s offers no custom io: renames of a name onto itself are not guarded (libfuse may wait on them)",
+		       fuse_pkgversion());
 	}
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
 		goto out_unmount;

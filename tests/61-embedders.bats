@@ -107,7 +107,7 @@ teardown() {
 
 @test "a slow lookup never makes stat or getxattr of its session's files wait" {
 	command -v getfattr >/dev/null || skip "needs getfattr (package attr)"
-	start_server FAKE_EMBED_SLOW_S=3
+	start_embed_server FAKE_EMBED_SLOW_S=3
 	mkdir "$MNT/h"
 	printf 'embedder: http\nhttp: {url: "http://127.0.0.1:%s/v1/embeddings", model: slow, dimensions: 16, timeout: 20s, retries: 0}\n' "$PORT" >"$MNT/h/policy.yaml"
 	run ask h s "the first question, embedded slowly"

@@ -40,7 +40,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 
 version=${SEMCACHE_FUSE_VERSION:-3.18.3-1}
 suite=${SEMCACHE_FUSE_SUITE:-sid}
-MESON_OPTS=(--buildtype=release --libdir=lib -Denable-io-uring=true -Dutils=false
+# enable-custom-io: fs/guard.c reads /dev/fuse itself (the peer is the kernel)
+MESON_OPTS=(--buildtype=release --libdir=lib -Denable-io-uring=true -Denable-custom-io=true -Dutils=false
 	-Dexamples=false -Dtests=false -Duseroot=false -Dinitscriptdir=)
 
 prefix_for() {
