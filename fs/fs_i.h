@@ -266,6 +266,13 @@ int fs_scratch_truncate(struct node *n, size_t size);
  * then one saying how many were left out. */
 void fs_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* secret.c: the Redis password named by -o redis_password_env (a variable)
+ * or -o redis_password_file (a file of the user's, mode 0600 or
+ * stricter) into out; "" when neither is given. 0 or a negative errno
+ * with err saying why (never the password). */
+int fs_redis_password(const char *env, const char *file, char *out, size_t len,
+		      char *err, size_t errlen);
+
 /* ---- guard.c ---- */
 
 /* Read the session's requests through the guard; after fuse_mount(),

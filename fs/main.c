@@ -60,6 +60,8 @@ struct options {
 	char *embed_env;
 	char *embed_urls;
 	char *model_dirs;
+	char *redis_password_env;
+	char *redis_password_file;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 1 }
@@ -72,6 +74,8 @@ static const struct fuse_opt option_spec[] = {
 	OPT("embed_env=%s", embed_env),
 	OPT("embed_urls=%s", embed_urls),
 	OPT("model_dirs=%s", model_dirs),
+	OPT("redis_password_env=%s", redis_password_env),
+	OPT("redis_password_file=%s", redis_password_file),
 	OPT("scratch_max=%s", scratch_max),
 	OPT("scratch_user_max=%s", scratch_user_max),
 	OPT("verbose", debug_log),
@@ -110,6 +114,11 @@ static void usage(const char *prog)
 	       "                         by another user than the mount owner may name\n"
 	       "    -o model_dirs=DIR[:DIR...]  the only model directories a policy\n"
 	       "                         written by another user may name\n"
+	       "    -o redis_password_env=NAME  a redis:// store's password is in the\n"
+	       "                         environment variable NAME (the ACL user, if\n"
+	       "                         any, in the URL: redis://USER@HOST:PORT/DB)\n"
+	       "    -o redis_password_file=PATH  ... or on the first line of PATH (yours,\n"
+	       "                         mode 0600 or stricter)\n"
 	       "    -o transport=dev_fuse|io_uring\n"
 	       "                         how FUSE requests arrive (default dev_fuse);\n"
 	       "                         io_uring needs libfuse 3.18 built with it and\n"
@@ -293,6 +302,8 @@ int main(int argc, char *argv[])
 	struct fuse_operations ops = semcache_ops;
 	struct fuse *fuse = NULL;
 	char err[512] = "", why[256] = "", tbuf[320];
+	static char redis_pw[512]; /* wiped once the store has its copy */
+	int opened;
 	const char *transport;
 	bool uring_ok;
 	char *store = NULL;
@@ -354,6 +365,17 @@ int main(int argc, char *argv[])
 	    size_option("scratch_user_max", opts.scratch_user_max, &scratch_user_max))
 		goto usage;
 	quota_set_limits(scratch_max, scratch_user_max);
+	if ((opts.redis_password_env || opts.redis_password_file) &&
+	    (!opts.store || strncmp(opts.store, "redis://", 8))) {
+		fprintf(stderr, "semcachefs: -o redis_password_env/redis_password_file need a redis:// store\n");
+		goto usage;
+	}
+	/* read before daemonising, so that a refusal reaches the terminal */
+	if (fs_redis_password(opts.redis_password_env, opts.redis_password_file,
+			      redis_pw, sizeof(redis_pw), err, sizeof(err))) {
+		fprintf(stderr, "semcachefs: %s\n", err);
+		goto out;
+	}
 	if (opts.transport && !strcmp(opts.transport, "io_uring") && !uring_wanted) {
 		fprintf(stderr, "semcachefs: -o transport=io_uring: %s\n", why);
 		goto out;
@@ -401,10 +423,13 @@ int main(int argc, char *argv[])
 	co.embed_env = opts.embed_env;
 	co.embed_urls = opts.embed_urls;
 	co.model_dirs = opts.model_dirs;
+	co.redis_password = redis_pw[0] ? redis_pw : NULL;
 	/* at most 5/8 of the FUSE workers may wait on slow work (a remote
 	 * embedder, a pending fill): the rest serve everyone else */
 	co.max_slow = (cl.max_threads < 64 ? 64 : cl.max_threads) * 5 / 8;
-	if (cache_open(&co, &state.cache, err, sizeof(err))) {
+	opened = cache_open(&co, &state.cache, err, sizeof(err));
+	explicit_bzero(redis_pw, sizeof(redis_pw)); /* the store has its copy */
+	if (opened) {
 		fprintf(stderr, "semcachefs: %s\n", err);
 		goto out;
 	}
@@ -472,6 +497,8 @@ out:
 	free(opts.embed_env);
 	free(opts.embed_urls);
 	free(opts.model_dirs);
+	free(opts.redis_password_env);
+	free(opts.redis_password_file);
 	free(opts.scratch_max);
 	free(opts.scratch_user_max);
 	free(opts.transport);

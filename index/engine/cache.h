@@ -46,6 +46,9 @@ struct cache_options {
 	unsigned max_slow;         /* most requests waiting on slow work at
 				    * once (remote embedding, a pending
 				    * fill); 0 = the engine's default */
+	const char *redis_password; /* a redis:// store's AUTH password (the
+				    * user is in the URL); NULL: none. Copied
+				    * by the store; never logged */
 };
 
 /*

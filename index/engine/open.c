@@ -197,7 +197,8 @@ static int index_dir(struct cache *c, char *err, size_t errlen)
 int cache_open(const struct cache_options *o, struct cache **out, char *err,
 	       size_t errlen)
 {
-	struct store_options so = { .sync_full = o->sync_full };
+	struct store_options so = { .sync_full = o->sync_full,
+				    .redis_password = o->redis_password };
 	struct cache *c = calloc(1, sizeof(*c));
 	pthread_rwlockattr_t ra;
 	int rc;

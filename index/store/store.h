@@ -60,6 +60,10 @@ struct store_options {
 	 * 64) and the time limit of one call in ms (2000). */
 	unsigned redis_pool;
 	int redis_timeout_ms;
+	/* Redis only: the AUTH password (NULL: none; the user name comes from
+	 * redis://USER@HOST). The store keeps a copy for reconnects, wipes it
+	 * at close and never logs it. */
+	const char *redis_password;
 };
 
 /* What open found and repaired. */

@@ -16,7 +16,7 @@
  * connection after the node's other idle connections are closed too (a
  * restarted server closed them all); a timeout is never resent.
  *
- * What not: no AUTH or TLS, no pipelining, no judging of replies (call.c),
+ * What not: no TLS, no pipelining, no judging of replies (call.c),
  * no limit on a reply's size beyond the deadline.
  */
 #include "rconn_i.h"
@@ -114,9 +114,47 @@ int rconn_ctx_exec(redisContext *c, int argc, const char **argv,
 	return 0;
 }
 
-redisContext *rconn_ctx_open(const char *host, int port, int db,
-			     int64_t deadline, int *ret, char *why,
-			     size_t whylen)
+/* AUTH [user] pass on a new connection c: 0, or -EACCES with the server's
+ * reason (WRONGPASS, an ACL refusal), or the round trip's errno. */
+static int ctx_auth(redisContext *c, const struct rconn_auth *auth,
+		    int64_t deadline, char *why, size_t whylen)
+{
+	const char *argv[3] = { "AUTH" };
+	size_t len[3] = { 4 };
+	redisReply *r = NULL;
+	bool sent;
+	int n = 1, ret;
+
+	if (auth->user[0]) {
+		argv[n] = auth->user;
+		len[n++] = strlen(auth->user);
+	}
+	argv[n] = auth->pass;
+	len[n++] = strlen(auth->pass);
+	ret = rconn_ctx_exec(c, n, argv, len, deadline, &sent, &r);
+	if (ret) {
+		snprintf(why, whylen, "auth: %s", c->err ? c->errstr :
+			 strerror(-ret));
+		return ret;
+	}
+	if (r->type == REDIS_REPLY_STATUS && !strcmp(r->str, "OK")) {
+		freeReplyObject(r);
+		return 0;
+	}
+	/* the server's reason names no secret (WRONGPASS invalid
+	 * username-password pair, ERR AUTH ... without any password
+	 * configured) */
+	snprintf(why, whylen, "auth%s%s refused: %.120s",
+		 auth->user[0] ? " as " : "", auth->user,
+		 r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS ?
+		 r->str : "unexpected reply");
+	freeReplyObject(r);
+	return -EACCES;
+}
+
+redisContext *rconn_ctx_open(const struct rconn_auth *auth, const char *host,
+			     int port, int db, int64_t deadline, int *ret,
+			     char *why, size_t whylen)
 {
 	int64_t left = deadline - clock_mono_ms();
 	redisContext *c;
@@ -143,6 +181,13 @@ redisContext *rconn_ctx_open(const char *host, int port, int db,
 		return NULL;
 	}
 	redisEnableKeepAlive(c);
+	if (auth && auth->pass[0]) {
+		*ret = ctx_auth(c, auth, deadline, why, whylen);
+		if (*ret) {
+			redisFree(c);
+			return NULL;
+		}
+	}
 	if (db) {
 		char num[16];
 		const char *argv[] = { "SELECT", num };
@@ -228,8 +273,8 @@ static int lease(struct rconn *rc, int idx, bool renew, int64_t deadline,
 	if (ret || !*fresh)
 		return ret;
 
-	*out = rconn_ctx_open(n->host, n->port, rc->db, deadline, &ret, why,
-			      sizeof(why));
+	*out = rconn_ctx_open(&rc->auth, n->host, n->port, rc->db, deadline,
+			      &ret, why, sizeof(why));
 	pthread_mutex_lock(&rc->mu);
 	was_down = n->down_until != 0;
 	if (!*out) {
@@ -248,8 +293,9 @@ static int lease(struct rconn *rc, int idx, bool renew, int64_t deadline,
 	}
 	pthread_mutex_unlock(&rc->mu);
 	if (log_down)
-		semlog(SEMLOG_ERR, "store: redis %s:%d: %s; is redis-server "
-		       "running and reachable?", n->host, n->port, why);
+		semlog(SEMLOG_ERR, "store: redis %s:%d: %s%s", n->host, n->port,
+		       why, ret == -EACCES ? "; check the ACL user and password" :
+		       "; is redis-server running and reachable?");
 	else if (*out && was_down)
 		semlog(SEMLOG_INFO, "store: redis %s:%d: connected again",
 		       n->host, n->port);

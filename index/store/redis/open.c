@@ -25,7 +25,12 @@
  * appendfsync is not always). Redis 7.2's WAITAOF is not used (Debian 12
  * ships 7.0).
  *
- * What not: no TLS or AUTH, no replicas for reads, no repair (a damaged
+ * AUTH: redis://USER@HOST... names an ACL user; the password comes only
+ * through opts->redis_password (the daemon reads it from a variable or a
+ * file its owner names), is sent on every new connection, never logged,
+ * and wiped at close. A password in the URL is refused.
+ *
+ * What not: no TLS, no replicas for reads, no repair (a damaged
  * category or entry is skipped with a log line where it is read).
  */
 #include "redis_i.h"
@@ -33,6 +38,7 @@
 #include "fileio.h"
 #include "semlog.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,17 +51,33 @@
 
 #define STATE_SLOTS 8
 
-/* "redis://HOST:PORT/DB" (PORT 6379, DB 0 by default; HOST may be [v6]) */
-static int parse_where(const char *where, char *host, size_t hostlen,
-		       int *port, int *db)
+/* "redis://[USER@]HOST:PORT/DB" (PORT 6379, DB 0 by default; HOST may be
+ * [v6]; USER of letters, digits and -_.). A password in the URL
+ * ("USER:PASS@") is -EPERM: it would be on the command line. */
+static int parse_where(const char *where, char *user, size_t userlen,
+		       char *host, size_t hostlen, int *port, int *db)
 {
-	const char *p, *end;
+	const char *p, *end, *at;
 	char *e;
 	long v;
 
 	if (strncmp(where, "redis://", 8))
 		return -EINVAL;
 	p = where + 8;
+	*user = 0;
+	at = strchr(p, '@');
+	if (at && at < p + strcspn(p, "/")) {
+		if (memchr(p, ':', (size_t)(at - p)))
+			return -EPERM;
+		if (at == p || (size_t)(at - p) >= userlen)
+			return -EINVAL;
+		for (const char *q = p; q < at; q++)
+			if (!isalnum((unsigned char)*q) && !strchr("-_.", *q))
+				return -EINVAL;
+		memcpy(user, p, (size_t)(at - p));
+		user[at - p] = 0;
+		p = at + 1;
+	}
 	if (*p == '[') {
 		end = strchr(p, ']');
 		if (!end)
@@ -223,6 +245,7 @@ static int redis_open(const char *where, const struct store_options *opts,
 		      char *err, size_t errlen)
 {
 	struct store_report rep = { 0 };
+	struct rconn_auth auth = { 0 };
 	struct count_ctx cc;
 	struct store_redis *s;
 	uint64_t hid = 0;
@@ -240,10 +263,37 @@ static int redis_open(const char *where, const struct store_options *opts,
 	s->dir_fd = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	snprintf(s->where, sizeof(s->where), "%s", where ? where : "");
-	if (!where || parse_where(where, s->host, sizeof(s->host), &s->port,
-				  &s->db)) {
-		errbuf_set(err, errlen, "store: '%s' is not redis://HOST[:PORT][/DB]",
+	ret = where ? parse_where(where, auth.user, sizeof(auth.user), s->host,
+				  sizeof(s->host), &s->port, &s->db) : -EINVAL;
+	if (ret == -EPERM) {
+		/* where is not echoed: it holds a password */
+		errbuf_set(err, errlen, "store: a password does not belong in the "
+			"redis:// URL (it would show in the process list): use "
+			"redis://USER@HOST:PORT/DB with -o redis_password_env=NAME "
+			"or -o redis_password_file=PATH");
+		s->where[0] = 0;
+		goto fail;
+	}
+	if (ret) {
+		errbuf_set(err, errlen, "store: '%s' is not redis://[USER@]HOST[:PORT][/DB]",
 			where ? where : "");
+		ret = -EINVAL;
+		goto fail;
+	}
+	if (opts && opts->redis_password) {
+		size_t n = strlen(opts->redis_password);
+
+		if (!n || n >= sizeof(auth.pass)) {
+			errbuf_set(err, errlen, "store: the Redis password must be "
+				"1 to %zu bytes", sizeof(auth.pass) - 1);
+			ret = -EINVAL;
+			goto fail;
+		}
+		memcpy(auth.pass, opts->redis_password, n + 1);
+	} else if (auth.user[0]) {
+		errbuf_set(err, errlen, "store: redis user '%s' needs a password: "
+			"-o redis_password_env=NAME or -o redis_password_file=PATH",
+			auth.user);
 		ret = -EINVAL;
 		goto fail;
 	}
@@ -255,11 +305,13 @@ static int redis_open(const char *where, const struct store_options *opts,
 		      (uint64_t)(uintptr_t)s;
 	snprintf(s->host_id, sizeof(s->host_id), "%016llx",
 		 (unsigned long long)hid);
-	ret = state_dir(s, err, errlen);
+	/* connect first: a refused password leaves nothing behind */
+	ret = rconn_init(&s->rc, &auth, s->host, s->port, s->db, s->cmd_ms,
+			 opts ? (int)opts->redis_pool : 0, err, errlen);
+	explicit_bzero(&auth, sizeof(auth));
 	if (ret)
 		goto fail;
-	ret = rconn_init(&s->rc, s->host, s->port, s->db, s->cmd_ms,
-			 opts ? (int)opts->redis_pool : 0, err, errlen);
+	ret = state_dir(s, err, errlen);
 	if (ret)
 		goto fail;
 	ret = redis_epoch_open(s);

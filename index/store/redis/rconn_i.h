@@ -104,8 +104,19 @@ struct rnode {
 	char down_why[160];      /* mu: the last connect failure */
 };
 
+/* Credentials every connection sends (AUTH [user] pass) before anything
+ * else; an empty pass sends no AUTH. Immutable after rconn_init. */
+#define RCONN_USER_MAX 128
+#define RCONN_PASS_MAX 512
+struct rconn_auth {
+	char user[RCONN_USER_MAX];
+	char pass[RCONN_PASS_MAX];
+};
+
 struct rconn {
 	pthread_mutex_t mu;      /* see the top of this file */
+	struct rconn_auth auth;  /* immutable after rconn_init; wiped by
+				  * rconn_release */
 	pthread_cond_t freed;    /* a connection was given back or closed */
 	int db;                  /* immutable after rconn_init */
 	int cmd_ms;              /* immutable: a command's time limit */
@@ -118,11 +129,13 @@ struct rconn {
 };
 
 /* Connect to host:port by deadline (RCONN_CONNECT_MS at most) with TCP
- * keep-alive, SELECT db when not 0 (its reply must be +OK). NULL on
- * failure, with *ret the errno and why a message. */
-redisContext *rconn_ctx_open(const char *host, int port, int db,
-			     int64_t deadline, int *ret, char *why,
-			     size_t whylen);
+ * keep-alive, AUTH with auth when it has a password (a refusal is -EACCES
+ * with the server's reason, e.g. WRONGPASS), SELECT db when not 0 (its
+ * reply must be +OK). NULL on failure, with *ret the errno and why a
+ * message (never the password). */
+redisContext *rconn_ctx_open(const struct rconn_auth *auth, const char *host,
+			     int port, int db, int64_t deadline, int *ret,
+			     char *why, size_t whylen);
 /* The errno of a failed hiredis call on c (saved: errno right after it). */
 int rconn_ctx_errno(const redisContext *c, int saved);
 /* Send a command on c and read its reply, both by deadline. 0 with *out
@@ -143,13 +156,17 @@ void rconn_disconnect(struct rconn *rc);
 
 /* Connect to the seed host:port and learn whether it is a cluster (then
  * db must be 0) and its slot map. pool: connections per node (0: the
- * default). rc is the caller's; err says why. */
-int rconn_init(struct rconn *rc, const char *host, int port, int db,
-	       int cmd_ms, int pool, char *err, size_t errlen);
+ * default); auth (NULL: none) is copied. rc is the caller's; err says
+ * why: a server that wants a password (NOAUTH) or refuses it (WRONGPASS)
+ * is -EACCES. */
+int rconn_init(struct rconn *rc, const struct rconn_auth *auth,
+	       const char *host, int port, int db, int cmd_ms, int pool,
+	       char *err, size_t errlen);
 /* Close every connection, forget the nodes; no command may be running. */
 void rconn_release(struct rconn *rc);
-/* dst: a new rconn with src's nodes and slot map, without connections or
- * down marks, with command timeout cmd_ms and pool connections per node. */
+/* dst: a new rconn with src's nodes, slot map and credentials, without
+ * connections or down marks, with command timeout cmd_ms and pool
+ * connections per node. */
 void rconn_clone(struct rconn *dst, struct rconn *src, int cmd_ms, int pool);
 /*
  * Run command a on the node serving key's slot by deadline, following

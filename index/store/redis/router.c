@@ -168,9 +168,13 @@ static int load_slots(struct rconn *rc, int from, int64_t deadline)
 	      rconn_node_cmd(rc, from, false, &a, deadline, &unsure, &r);
 	args_release(&a);
 	if (!ret && r->type != REDIS_REPLY_ARRAY)
-		ret = r->type == REDIS_REPLY_ERROR &&
+		ret = r->type != REDIS_REPLY_ERROR ? -EPROTO :
 		      strstr(r->str, "cluster support disabled") ? -ENOTSUP :
-		      -EPROTO;
+		      !strncmp(r->str, "NOPERM", 6) ? -EACCES : -EPROTO;
+	if (ret == -EACCES)
+		semlog(SEMLOG_ERR, "store: redis %s:%d: CLUSTER SLOTS refused: "
+		       "%.160s; the ACL user needs +cluster|slots",
+		       rc->nodes[from].host, rc->nodes[from].port, r->str);
 	if (!ret)
 		ret = parse_slots(r, rc->nodes[from].host, &v, &n);
 	if (ret == -EPROTO)
@@ -191,8 +195,9 @@ static int load_slots(struct rconn *rc, int from, int64_t deadline)
 	return ret;
 }
 
-int rconn_init(struct rconn *rc, const char *host, int port, int db,
-	       int cmd_ms, int pool, char *err, size_t errlen)
+int rconn_init(struct rconn *rc, const struct rconn_auth *auth,
+	       const char *host, int port, int db, int cmd_ms, int pool,
+	       char *err, size_t errlen)
 {
 	pthread_condattr_t ca;
 	redisReply *r = NULL;
@@ -206,6 +211,8 @@ int rconn_init(struct rconn *rc, const char *host, int port, int db,
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&rc->freed, &ca);
 	pthread_condattr_destroy(&ca);
+	if (auth)
+		rc->auth = *auth;
 	rc->db = db;
 	rc->cmd_ms = cmd_ms;
 	rc->pool = pool > 0 ? (pool < RCONN_POOL_MAX ? pool : RCONN_POOL_MAX) :
@@ -218,6 +225,18 @@ int rconn_init(struct rconn *rc, const char *host, int port, int db,
 	args_release(&a);
 	if (!ret && (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG")))
 		ret = r->type == REDIS_REPLY_ERROR ? -EIO : -EPROTO;
+	if (ret == -EIO && r && r->type == REDIS_REPLY_ERROR &&
+	    (!strncmp(r->str, "NOAUTH", 6) || !strncmp(r->str, "NOPERM", 6)))
+		ret = -EACCES;
+	if (ret == -EACCES) {
+		errbuf_set(err, errlen, "store: redis %s:%d: %s; give the password "
+			"with -o redis_password_env=NAME or -o redis_password_file=PATH"
+			" (and the ACL user as redis://USER@HOST)", host, port,
+			rc->nodes[0].down_why[0] ? rc->nodes[0].down_why :
+			r && r->type == REDIS_REPLY_ERROR ? r->str : "refused");
+		freeReplyObject(r);
+		return ret;
+	}
 	if (ret) {
 		errbuf_set(err, errlen, "store: redis %s:%d: %s; is redis-server "
 			"running and reachable?", host, port,
@@ -232,8 +251,10 @@ int rconn_init(struct rconn *rc, const char *host, int port, int db,
 	if (ret == -ENOTSUP)
 		return 0;
 	if (ret) {
-		errbuf_set(err, errlen, "store: redis %s:%d: cluster slots: %s",
-			host, port, strerror(-ret));
+		errbuf_set(err, errlen, "store: redis %s:%d: cluster slots: %s%s",
+			host, port, strerror(-ret), ret == -EACCES ?
+			" (NOPERM: the ACL user needs +cluster|slots and the "
+			"store's keys, see the README)" : "");
 		return ret;
 	}
 	rc->cluster = true;
@@ -249,6 +270,7 @@ int rconn_init(struct rconn *rc, const char *host, int port, int db,
 void rconn_release(struct rconn *rc)
 {
 	rconn_disconnect(rc);
+	explicit_bzero(&rc->auth, sizeof(rc->auth));
 	rc->nnodes = 0;
 	pthread_cond_destroy(&rc->freed);
 	pthread_mutex_destroy(&rc->mu);
@@ -260,6 +282,7 @@ void rconn_clone(struct rconn *dst, struct rconn *src, int cmd_ms, int pool)
 
 	memset(dst, 0, sizeof(*dst));
 	pthread_mutex_lock(&src->mu);
+	dst->auth = src->auth;
 	dst->db = src->db;
 	dst->cluster = src->cluster;
 	dst->nnodes = src->nnodes;

@@ -533,7 +533,7 @@ static int sub_open(struct watcher *wt)
 		redisReply *r = NULL;
 		bool sent;
 
-		wt->sub = rconn_ctx_open(wt->rc.nodes[i].host,
+		wt->sub = rconn_ctx_open(&wt->rc.auth, wt->rc.nodes[i].host,
 					 wt->rc.nodes[i].port, 0, deadline,
 					 &ret, why, sizeof(why));
 		if (!wt->sub)
