@@ -124,6 +124,7 @@ const struct fs_session_file fs_session_files[SF_N] = {
 	[SF_STATUS] = { ".status", 0400 },
 	[SF_CONTEXT] = { ".context", 0600 },
 	[SF_FEEDBACK] = { ".feedback", 0600 },
+	[SF_NEIGHBORS] = { ".neighbors", 0400 },
 };
 
 mode_t fs_reserved_mode(const struct fs_reserved *r, mode_t category_mode)

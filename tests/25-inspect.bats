@@ -88,7 +88,7 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	rm -r "$MNT/code/entries/$id"
 	assert_dir_not_exists "$MNT/code/entries/$id"
 	run ask code q3 "how do I reverse a list in python"
-	assert_output "miss"
+	assert_miss
 	run ask code q4 "what is the capital of france"
 	assert_output --regexp '^hit '
 	blobs_after=$(stored_responses)
@@ -96,7 +96,7 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	stop_daemon
 	start_daemon
 	run ask code q5 "how do I reverse a list in python"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "rm -r of a category removes it with everything in it" {
@@ -115,7 +115,7 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	assert_dir_not_exists "$MNT/code"
 	mkdir "$MNT/code"
 	run ask code q1 "how do I reverse a list in python"
-	assert_output "miss"
+	assert_miss
 	run cat "$MNT/code/.policy"
 	assert_line --regexp '^threshold: 0\.9 +# default$'
 }
@@ -134,7 +134,7 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	run cat "$MNT/code/policy.yaml"
 	assert_output "threshold: 0.95"
 	run ask code q9 "question number 1 about purging"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "extended attributes mirror NAME.status on NAME.response and on entries" {
@@ -157,7 +157,7 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	assert_output "1"
 	ask code q3 "what is the capital of france"
 	run getfattr --absolute-names --only-values -n user.semcache.status "$MNT/code/q3.response"
-	assert_output "miss"
+	assert_miss
 }
 
 @test ".stats counters after a scripted sequence" {
@@ -257,7 +257,7 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	run as_nobody "$FSOP" write "$MNT/open/n.query" "how do I reverse a list in python"
 	assert_output "ok"
 	run as_nobody "$FSOP" read "$MNT/open/n.status"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "chmod and chown of a category survive a remount" {

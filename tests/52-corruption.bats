@@ -101,7 +101,7 @@ blob_of() { printf '%s/blobs/%02x/%d' "$STORE" $(($1 & 255)) "$1"; }
 	flip "$(blob_of "$id")" -10
 	start_daemon
 	run ask code x "corruption question 2 about the code store 15838"
-	assert_output "miss"
+	assert_miss
 	run cat "$MNT/code/x.response"
 	assert_output ""
 	grep -q "entry $id response unreadable" "$LOG"
@@ -131,7 +131,7 @@ blob_of() { printf '%s/blobs/%02x/%d' "$STORE" $(($1 & 255)) "$1"; }
 	start_daemon
 	# question 3 gets no answer at all rather than question 1's
 	run ask code x "corruption question 3 about the code store 23757"
-	assert_output "miss"
+	assert_miss
 	run cat "$MNT/code/x.response"
 	assert_output ""
 	grep -q "belongs to entry $a, not to entry $b" "$LOG"

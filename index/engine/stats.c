@@ -1,13 +1,16 @@
 /*
- * stats.c - statistics: the lookup latency histogram, .stats text (one
- * category, or the root summing all) and .metrics (Prometheus text
- * exposition format, every category labelled).
+ * stats.c - statistics: the lookup latency and best-score histograms,
+ * .stats text (one category, or the root summing all) and .metrics
+ * (Prometheus text exposition format, every category labelled).
  *
  * Counters are atomics in struct cat, read without locks (each value is
  * exact, the set of them is not one instant); entry counts and bytes are
  * read under cat.lock. Latencies go into a log-linear histogram: exact
  * microseconds below 64, then 8 buckets per power of two, so quantiles
- * are within 1/8 of the true value.
+ * are within 1/8 of the true value; .metrics shows it as a Prometheus
+ * histogram in seconds with one bucket per power of two (exact: those
+ * edges are edges of the log-linear buckets). Best scores go into fixed
+ * buckets (SCORE_BUCKETS, engine_i.h), upper edge included.
  *
  * Not here: updating the counters (where the events happen).
  */
@@ -51,6 +54,27 @@ void engine_lat_record(struct cat *cat, uint64_t us)
 {
 	cat->lat[lat_bucket(us)]++;
 	cat->lat_sum_us += us;
+}
+
+/* Upper edges of the best-score buckets 1 .. SCORE_BUCKETS - 2 (the last
+ * has none: above 0.95, 1.0 and a float's rounding above it). */
+static const double score_edge[SCORE_BUCKETS - 2] = {
+	0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95,
+};
+
+void engine_best_record(struct cat *cat, const struct cache_result *r)
+{
+	int kind = r->outcome == CACHE_HIT ? SCORE_HIT : SCORE_MISS;
+	bool scored = kind == SCORE_HIT || r->ncand > 0;
+	float s = kind == SCORE_HIT ? r->score : r->ncand > 0 ? r->cand_score[0] : 0;
+	int b = 0;
+
+	if (scored) {
+		for (b = 1; b < SCORE_BUCKETS - 1 && s > score_edge[b - 1]; b++)
+			;
+		cat->best_sum_micro[kind] += (int64_t)((double)s * 1e6);
+	}
+	cat->best[kind][b]++;
 }
 
 /* q-quantile (0..1) of summed histograms h, or 0 when empty. */
@@ -106,8 +130,11 @@ static void buf_add(char *buf, size_t size, int *n, const char *fmt, ...)
 struct counters {
 	uint64_t entries, bytes, lookups, hits, exact_hits, semantic_hits;
 	uint64_t misses, fills, expired, evicted, dropped;
+	uint64_t false_hits, coalesced, not_stored, busy;
 	uint64_t lat[LAT_BUCKETS];
 	uint64_t lat_sum;
+	uint64_t best[2][SCORE_BUCKETS];
+	int64_t best_sum[2];      /* x 1e6 */
 };
 
 static void counters_add(struct counters *t, struct cat *cat)
@@ -125,22 +152,30 @@ static void counters_add(struct counters *t, struct cat *cat)
 	t->expired += cat->expired;
 	t->evicted += cat->evicted;
 	t->dropped += cat->dropped;
+	t->false_hits += cat->false_hits;
+	t->coalesced += cat->coalesced;
+	t->not_stored += cat->not_stored;
+	t->busy += cat->busy;
 	for (int b = 0; b < LAT_BUCKETS; b++)
 		t->lat[b] += cat->lat[b];
 	t->lat_sum += cat->lat_sum_us;
+	for (int k = 0; k < 2; k++) {
+		for (int b = 0; b < SCORE_BUCKETS; b++)
+			t->best[k][b] += cat->best[k][b];
+		t->best_sum[k] += cat->best_sum_micro[k];
+	}
 }
 
-/* The counters of every category cats[0..n) into t. */
-static void counters_sum(struct counters *t, struct cat **cats, size_t n,
-			 uint64_t *fh, uint64_t *co, uint64_t *ns, uint64_t *busy)
+/* One best-score histogram as .stats shows it:
+ * "none:N <=0.50:N 0.50-0.60:N ... 0.90-0.95:N >0.95:N". */
+static void best_line(char *buf, size_t size, int *n, const char *key,
+		      const uint64_t *h)
 {
-	for (size_t i = 0; i < n; i++) {
-		counters_add(t, cats[i]);
-		*fh += cats[i]->false_hits;
-		*co += cats[i]->coalesced;
-		*ns += cats[i]->not_stored;
-		*busy += cats[i]->busy;
-	}
+	buf_add(buf, size, n, "%s: none:%" PRIu64 " <=0.50:%" PRIu64, key, h[0], h[1]);
+	for (int b = 2; b < SCORE_BUCKETS - 1; b++)
+		buf_add(buf, size, n, " %.2f-%.2f:%" PRIu64, score_edge[b - 2],
+			score_edge[b - 1], h[b]);
+	buf_add(buf, size, n, " >0.95:%" PRIu64 "\n", h[SCORE_BUCKETS - 1]);
 }
 
 /* The lines only one category's .stats has. */
@@ -192,7 +227,6 @@ int cache_stats_text(struct cache *c, const char *path, char **text,
 		     size_t *len)
 {
 	struct counters *t = calloc(1, sizeof(*t));
-	uint64_t fh = 0, co = 0, ns = 0, busy = 0;
 	struct cat **all = NULL;
 	struct catref ref;
 	size_t nall = 0;
@@ -213,7 +247,8 @@ int cache_stats_text(struct cache *c, const char *path, char **text,
 		rc = -ENOMEM;
 		goto out;
 	}
-	counters_sum(t, root ? all : &ref.cat, root ? nall : 1, &fh, &co, &ns, &busy);
+	for (size_t i = 0; i < (root ? nall : 1); i++)
+		counters_add(t, root ? all[i] : ref.cat);
 	n = snprintf(buf, sizeof(buf),
 		     "entries: %" PRIu64 "\nbytes: %" PRIu64 "\nlookups: %" PRIu64
 		     "\nhits: %" PRIu64 "\nexact_hits: %" PRIu64
@@ -227,9 +262,11 @@ int cache_stats_text(struct cache *c, const char *path, char **text,
 		     t->semantic_hits, t->misses, t->fills, t->expired, t->evicted,
 		     t->dropped, t->lookups ? (double)t->hits / t->lookups : 0.0,
 		     lat_quantile(t->lat, 0.5), lat_quantile(t->lat, 0.99),
-		     fh, co, ns, busy);
+		     t->false_hits, t->coalesced, t->not_stored, t->busy);
 	if (n >= (int)sizeof(buf))
 		n = sizeof(buf) - 1;
+	best_line(buf, sizeof(buf), &n, "best_score_hist_miss", t->best[SCORE_MISS]);
+	best_line(buf, sizeof(buf), &n, "best_score_hist_hit", t->best[SCORE_HIT]);
 	if (!root)
 		n += cat_lines(c, &ref, t, buf + n, sizeof(buf) - n);
 	else
