@@ -52,7 +52,7 @@ served() {
 		hit\ score=1.000\ *match=exact)
 			cmp "$WORK/ans/$1.$i" "$MNT/$1/v$i.response" >&2 || return 1
 			h=$((h + 1)) ;;
-		miss) m=$((m + 1)) ;;
+		miss | miss\ best=*) m=$((m + 1)) ;;
 		*) echo "unexpected status '$s' for question $i" >&2; return 1 ;;
 		esac
 	done

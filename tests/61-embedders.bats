@@ -63,7 +63,7 @@ teardown() {
 	assert_miss
 	fill h q1 "42"
 	run ask h q2 "what is the meaning of life?"
-	assert_output --regexp '^hit score=0\.[0-9]+ .* match=semantic$|^miss( best=[0-9.]+ entry=[0-9]+)?$'
+	assert_output --regexp '^hit score=0\.[0-9]+ .* match=semantic$|^miss( best=-?[0-9.]+ entry=[0-9]+)?$'
 	run ask h q3 "What is the meaning of life"
 	assert_output --regexp '^hit score=1\.000'
 	run curl -s "http://127.0.0.1:$PORT/stats"
@@ -147,7 +147,7 @@ miss"
 	ask h q1 "a secret question"
 	fill h q1 "a secret answer"
 	run ask h q2 "a secret question, again"
-	assert_output "miss" # embedded (with the key): no reason to report
+	assert_miss # embedded (with the key): no reason to report
 	run curl -s "http://127.0.0.1:$PORT/stats"
 	assert_output --partial '"bad_auth": 0'
 	refute_output --partial '"requests": 0'

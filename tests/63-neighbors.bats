@@ -89,6 +89,16 @@ two_entries() {
 	assert_output "ENOENT at open"
 }
 
+@test "NAME.neighbors goes with the session's other files" {
+	two_entries
+	ask code q "python: reverse a list" >/dev/null
+	rm "$MNT/code/q.query" "$MNT/code/q.status" "$MNT/code/q.response"
+	run ls -A "$MNT/code"
+	refute_output --partial "q."
+	run "$FSOP" read "$MNT/code/q.neighbors"
+	assert_output "ENOENT at open"
+}
+
 @test "another user cannot read your neighbors file" {
 	need_users
 	chmod 1777 "$MNT/code"
