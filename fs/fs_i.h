@@ -10,7 +10,7 @@
  *   dir.c       readdir, mkdir, rmdir
  *   io.c        open/create, read, write, flush, fsync, release (handles)
  *   protocol.c  the query protocol: lookup, fast path, fill, feedback,
- *               session file content and the status line
+ *               session file content, NAME.neighbors and the status line
  *   editor.c    truncate, unlink, rename: editors saving policy.yaml
  *               through scratch files
  *   xattr.c     user.semcache.* extended attributes

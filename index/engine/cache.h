@@ -152,7 +152,8 @@ struct cache_result {
 };
 
 /*
- * Look a query up in category path. Returns 0 with *r filled (release it
+ * Look a query up in category path (its candidates, cand_*, come from the
+ * same index search that decided it). Returns 0 with *r filled (release it
  * with cache_result_release), or -ENOENT (no such category), -EINVAL (empty
  * query), -EFBIG (query over limits.query_bytes).
  */

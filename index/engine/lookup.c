@@ -7,9 +7,14 @@
  * effective (and adapted) policy, the exact map (no embedding, no index),
  * then the query's embedding and a search of the core's index whose
  * candidates are accepted only when their entry is live, unexpired and of
- * the same context. A hit's response is read from the store before the
- * hit is counted. A remote embedder is asked only while the bound on slow
- * work allows (else: miss, busy). A miss under fill_timeout may become
+ * the same context (checked under cat.lock from the index's accept
+ * callback). The best CACHE_NEIGHBORS of them (ids and scores) stay in the
+ * result, hit or miss, for NAME.neighbors and the best-score histograms:
+ * the same search, nothing copied but numbers; their query texts are read
+ * only when a client asks (cache_entry_read, no lock held). A hit's
+ * response is read from the store before the hit is counted. A remote
+ * embedder is asked only while the bound on slow work allows (else: miss,
+ * busy). A miss under fill_timeout may become
  * pending on an earlier miss (pending.c). The vector computed is kept in
  * the result so that a fill of the same query does not embed again.
  *
