@@ -198,11 +198,8 @@ int fs_unlink(const char *path)
 		n->file_gen[fp.sf]++; /* its open descriptors commit nothing */
 		if (fp.sf == SF_CONTEXT)
 			n->context.len = 0;
-		/* NAME.neighbors is derived from the lookup: it goes with the
-		 * session's last other file (clients that remove the files
-		 * they know of leave nothing behind) */
 		for (int i = 0; i < SF_N; i++)
-			any |= i != SF_NEIGHBORS && n->present[i];
+			any |= n->present[i];
 		pthread_mutex_unlock(&n->lock);
 		if (!any)
 			node_unlink(n);

@@ -89,14 +89,18 @@ two_entries() {
 	assert_output "ENOENT at open"
 }
 
-@test "NAME.neighbors goes with the session's other files" {
+@test "NAME.neighbors is removed like the session's other files, and rm -r of a category with it works" {
 	two_entries
 	ask code q "python: reverse a list" >/dev/null
-	rm "$MNT/code/q.query" "$MNT/code/q.status" "$MNT/code/q.response"
-	run ls -A "$MNT/code"
-	refute_output --partial "q."
+	rm "$MNT/code/q.neighbors"
 	run "$FSOP" read "$MNT/code/q.neighbors"
 	assert_output "ENOENT at open"
+	assert_file_exists "$MNT/code/q.status" # the session goes on
+	ask code q "python: reverse a list" >/dev/null # and the next lookup lists again
+	run cat "$MNT/code/q.neighbors"
+	[ "${#lines[@]}" -eq 2 ]
+	rm -r "$MNT/code"
+	assert_dir_not_exists "$MNT/code"
 }
 
 @test "another user cannot read your neighbors file" {
