@@ -31,7 +31,7 @@ __all__ = ["ask", "SemcacheError"]
 
 _counter = itertools.count(1)
 _counter_lock = threading.Lock()
-_SUFFIXES = (".context", ".query", ".response", ".status")
+_SUFFIXES = (".context", ".query", ".response", ".status", ".neighbors")
 
 
 class SemcacheError(OSError):

@@ -85,6 +85,8 @@ static int stat_node(const struct fs_path *fp, struct stat *s)
 
 	if (!n)
 		return -ENOENT;
+	if (fp->kind == FS_SESSION && fp->sf == SF_NEIGHBORS)
+		fs_neighbors_prepare(n, fp->dir); /* its true size */
 	pthread_mutex_lock(&n->lock);
 	rc = fp->kind == FS_SESSION && !n->present[fp->sf] ? -ENOENT : 0;
 	node_attrs(n, fp->sf, s);

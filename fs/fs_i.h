@@ -10,7 +10,7 @@
  *   dir.c       readdir, mkdir, rmdir
  *   io.c        open/create, read, write, flush, fsync, release (handles)
  *   protocol.c  the query protocol: lookup, fast path, fill, feedback,
- *               session file content and the status line
+ *               session file content, NAME.neighbors and the status line
  *   editor.c    truncate, unlink, rename: editors saving policy.yaml
  *               through scratch files
  *   xattr.c     user.semcache.* extended attributes
@@ -236,6 +236,9 @@ int fs_may_set_policy(const char *dir, uid_t uid);
 /* A session file's content / size. Called with n->lock held. */
 int fs_session_content(struct node *n, enum sfile sf, struct buf *out);
 size_t fs_session_size(struct node *n, enum sfile sf);
+/* Build NAME.neighbors for n's current lookup if it is not yet (store
+ * reads without n->lock). n->lock not held. */
+void fs_neighbors_prepare(struct node *n, const char *dir);
 /* The fast path: the first read of a written NAME.query handle. h->lock
  * held; n->lock not. */
 int fs_fast_answer(struct fs_handle *h);

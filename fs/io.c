@@ -85,6 +85,14 @@ static int open_session(struct fs_path *fp, struct fs_handle *h, int flags)
 		n->mtime_ms[fp->sf] = clock_wall_ms();
 	}
 	pthread_mutex_unlock(&n->lock);
+	if (!rc && fp->sf == SF_NEIGHBORS) {
+		/* its candidates' queries are read now, without the lock; the
+		 * handle reads this snapshot */
+		fs_neighbors_prepare(n, fp->dir);
+		pthread_mutex_lock(&n->lock);
+		rc = fs_session_content(n, fp->sf, &h->data);
+		pthread_mutex_unlock(&n->lock);
+	}
 	if (rc) {
 		node_put(n, false);
 		return rc;
@@ -261,7 +269,7 @@ static int do_read(struct fs_handle *h, char *out, size_t size, off_t off)
 	if (h->kind == FS_SCRATCH) {
 		pthread_mutex_lock(&n->lock);
 		src = &n->data;
-	} else if (h->kind == FS_SESSION && !h->writable) {
+	} else if (h->kind == FS_SESSION && !h->writable && h->sf != SF_NEIGHBORS) {
 		/* read-only session handles read the live content; once their
 		 * file is unlinked, what they read last */
 		pthread_mutex_lock(&n->lock);

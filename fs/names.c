@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,19 @@ const char *const fs_entry_part_name[4] = {
 
 /* ---- the reserved names ---- */
 
+/* head (len bytes, malloc'd) followed by tail (n bytes, malloc'd, freed
+ * here) in one NUL-terminated buffer, or NULL (head then still owned by the
+ * caller). */
+static char *realloc_join(char *head, size_t len, char *tail, size_t n)
+{
+	char *j = realloc(head, len + n + 1);
+
+	if (j)
+		memcpy(j + len, tail, n + 1);
+	free(tail);
+	return j;
+}
+
 static int text_policy_yaml(const char *dir, char **text, size_t *len,
 			    int64_t *mtime)
 {
@@ -39,25 +53,39 @@ static int text_policy(const char *dir, char **text, size_t *len,
 	return cache_policy_text(fs_st()->cache, dir, text, len);
 }
 
-/* The root's .stats also counts the FUSE requests served. */
-static int text_stats(const char *dir, char **text, size_t *len,
-		      int64_t *mtime)
+/* Append to a generated text (*text malloc'd, *len bytes); on failure
+ * *text is freed and NULL. */
+static int text_append(char **text, size_t *len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int text_append(char **text, size_t *len, const char *fmt, ...)
 {
 	char *more = NULL;
-	int rc = cache_stats_text(fs_st()->cache, dir, text, len);
+	va_list ap;
+	int n;
 
-	if (rc || strcmp(dir, "/"))
-		return rc;
-	if (asprintf(&more, "%sfuse_requests: %" PRIu64 "\n", *text,
-		     (uint64_t)fs_requests) < 0) {
+	va_start(ap, fmt);
+	n = vasprintf(&more, fmt, ap);
+	va_end(ap);
+	if (n < 0 || !(more = realloc_join(*text, *len, more, (size_t)n))) {
 		free(*text);
 		*text = NULL;
 		return -ENOMEM;
 	}
-	free(*text);
 	*text = more;
-	*len = strlen(more);
+	*len += (size_t)n;
 	return 0;
+}
+
+/* The root's .stats also counts the FUSE requests served. */
+static int text_stats(const char *dir, char **text, size_t *len,
+		      int64_t *mtime)
+{
+	int rc = cache_stats_text(fs_st()->cache, dir, text, len);
+
+	if (rc || strcmp(dir, "/"))
+		return rc;
+	return text_append(text, len, "fuse_requests: %" PRIu64 "\n",
+			   (uint64_t)fs_requests);
 }
 
 static int text_errors(const char *dir, char **text, size_t *len,
@@ -66,10 +94,17 @@ static int text_errors(const char *dir, char **text, size_t *len,
 	return cache_policy_errors(fs_st()->cache, dir, text, len);
 }
 
+/* The engine's families, and the FUSE requests served. */
 static int text_metrics(const char *dir, char **text, size_t *len,
 			int64_t *mtime)
 {
-	return cache_metrics_text(fs_st()->cache, text, len);
+	int rc = cache_metrics_text(fs_st()->cache, text, len);
+
+	if (rc)
+		return rc;
+	return text_append(text, len, "# HELP semcache_fuse_requests_total FUSE requests served.\n"
+			   "# TYPE semcache_fuse_requests_total counter\n"
+			   "semcache_fuse_requests_total %" PRIu64 "\n", (uint64_t)fs_requests);
 }
 
 static int text_empty(const char *dir, char **text, size_t *len,
@@ -124,6 +159,7 @@ const struct fs_session_file fs_session_files[SF_N] = {
 	[SF_STATUS] = { ".status", 0400 },
 	[SF_CONTEXT] = { ".context", 0600 },
 	[SF_FEEDBACK] = { ".feedback", 0600 },
+	[SF_NEIGHBORS] = { ".neighbors", 0400 },
 };
 
 mode_t fs_reserved_mode(const struct fs_reserved *r, mode_t category_mode)

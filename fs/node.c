@@ -40,6 +40,7 @@ static void node_free(struct node *n)
 	buf_release(&n->response);
 	buf_release(&n->data);
 	buf_release(&n->feedback);
+	buf_release(&n->neighbors);
 	cache_result_release(&n->result);
 	pthread_cond_destroy(&n->cv);
 	pthread_mutex_destroy(&n->lock);

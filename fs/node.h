@@ -31,7 +31,8 @@
 #include "buf.h"
 #include "cache.h"
 
-enum sfile { SF_QUERY, SF_RESPONSE, SF_STATUS, SF_CONTEXT, SF_FEEDBACK, SF_N };
+enum sfile { SF_QUERY, SF_RESPONSE, SF_STATUS, SF_CONTEXT, SF_FEEDBACK,
+	     SF_NEIGHBORS, SF_N };
 /* NODE_PENDING marks a policy.yaml (or a .load/MODEL file) being created:
  * it exists from create() on, though what is written is installed only
  * when the writer closes. */
@@ -55,6 +56,8 @@ struct node {
 	bool looked_up;            /* a lookup ran for the current query */
 	struct cache_result result;/* its vector, for a fill */
 	struct buf feedback;       /* what was written to NAME.feedback */
+	struct buf neighbors;      /* NAME.neighbors once built (protocol.c) */
+	bool neighbors_built;      /* for the current lookup (gen) */
 	unsigned gen;              /* bumped by every lookup begun; a step
 	                            * that dropped the lock re-checks it */
 	bool waiting;              /* a reader waits on result's pending fill */

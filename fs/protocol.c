@@ -19,7 +19,12 @@
  * descriptor whose file was unlinked since it was opened (node.file_gen)
  * changes nothing: -ESTALE.
  *
- * The status line ("hit score=S entry=ID ...", "miss reason=...",
+ * NAME.neighbors lists the lookup's candidates, "SCORE<TAB>ENTRY<TAB>QUERY"
+ * a line, best first, the query escaped and cut to a bounded length.
+ *
+ * The status line ("hit score=S entry=ID ...", "miss best=S entry=ID" for
+ * a miss whose search had a candidate, "miss reason=..." when something
+ * other than the score decided it (the reason alone is shown then),
  * "stored entry=ID", "error ...") is written here and parsed back here
  * (fs_status_field) for the extended attributes.
  *
@@ -36,6 +41,8 @@
 #include "clock.h"
 #include "fs_i.h"
 
+#define NEIGHBOR_TEXT_MAX 256  /* bytes of a candidate's escaped query */
+
 /* Copy a session file's current content. Called with node->lock held. */
 int fs_session_content(struct node *n, enum sfile sf, struct buf *out)
 {
@@ -50,6 +57,8 @@ int fs_session_content(struct node *n, enum sfile sf, struct buf *out)
 		return buf_set(out, n->status, strlen(n->status));
 	case SF_FEEDBACK:
 		return buf_set(out, n->feedback.data, n->feedback.len);
+	case SF_NEIGHBORS:
+		return buf_set(out, n->neighbors.data, n->neighbors.len);
 	default:
 		return -EINVAL;
 	}
@@ -66,6 +75,8 @@ size_t fs_session_size(struct node *n, enum sfile sf)
 		return n->response.len;
 	case SF_FEEDBACK:
 		return n->feedback.len;
+	case SF_NEIGHBORS:
+		return n->neighbors.len;
 	default:
 		return strlen(n->status);
 	}
@@ -99,7 +110,12 @@ static void adopt_result(struct node *n)
 	} else if (r->outcome == CACHE_PENDING) {
 		set_status(n, "pending score=%.3f\n", r->score);
 	} else if (r->note[0]) {
+		/* a reason wins: the score did not decide this miss */
 		set_status(n, "miss reason=%s\n", r->note);
+	} else if (r->ncand > 0) {
+		/* how close it came: the best candidate below the threshold */
+		set_status(n, "miss best=%.3f entry=%" PRId64 "\n", r->cand_score[0],
+			   r->cand_id[0]);
 	} else {
 		set_status(n, "miss\n");
 	}
@@ -154,8 +170,12 @@ static int run_lookup(struct fs_handle *h)
 	cache_result_release(&n->result);
 	n->looked_up = false;
 	n->response.len = 0;
+	n->neighbors.len = 0;
+	n->neighbors_built = rc || r.ncand == 0; /* nothing to list */
 	n->present[SF_QUERY] = n->present[SF_STATUS] = n->present[SF_RESPONSE] = true;
+	n->present[SF_NEIGHBORS] = true;
 	n->mtime_ms[SF_QUERY] = n->mtime_ms[SF_STATUS] = n->mtime_ms[SF_RESPONSE] = clock_wall_ms();
+	n->mtime_ms[SF_NEIGHBORS] = n->mtime_ms[SF_STATUS];
 	if (rc) {
 		set_status(n, "error %s\n", rc == -EINVAL ? "empty query" :
 			   rc == -EFBIG ? "query over limits.query_bytes" : strerror(-rc));
@@ -166,6 +186,85 @@ static int run_lookup(struct fs_handle *h)
 	}
 	pthread_mutex_unlock(&n->lock);
 	return rc;
+}
+
+/* One candidate's query as one bounded line: backslash, tab and control
+ * bytes escaped (\\, \t, \n, \r, \xHH), cut after NEIGHBOR_TEXT_MAX bytes
+ * of output at a character boundary, "..." marking the cut. */
+static int neighbor_line(struct buf *out, float score, int64_t id,
+			 const char *q, size_t qlen)
+{
+	char line[NEIGHBOR_TEXT_MAX + 64];
+	int o = snprintf(line, sizeof(line), "%.4f\t%" PRId64 "\t", score, id);
+	size_t lim = (size_t)o + NEIGHBOR_TEXT_MAX;
+	size_t i;
+
+	for (i = 0; i < qlen && (size_t)o + 4 <= lim; i++) {
+		unsigned char ch = (unsigned char)q[i];
+
+		if (ch == '\\' || ch == '\t' || ch == '\n' || ch == '\r') {
+			line[o++] = '\\';
+			line[o++] = ch == '\\' ? '\\' : ch == '\t' ? 't' : ch == '\n' ? 'n' : 'r';
+		} else if (ch < 0x20 || ch == 0x7f) {
+			o += snprintf(line + o, sizeof(line) - (size_t)o, "\\x%02x", ch);
+		} else {
+			line[o++] = (char)ch;
+		}
+	}
+	if (i < qlen) {
+		/* cut: never in the middle of a UTF-8 sequence */
+		while (i > 0 && ((unsigned char)q[i] & 0xc0) == 0x80 &&
+		       ((unsigned char)line[o - 1] & 0x80)) {
+			i--;
+			o--;
+		}
+		memcpy(line + o, "...", 3);
+		o += 3;
+	}
+	line[o++] = '\n';
+	return buf_write(out, line, (size_t)o, (off_t)out->len);
+}
+
+/*
+ * NAME.neighbors: the lookup's candidates with their query texts, read
+ * from the engine (a store call each) when the file is first opened or
+ * stat'ed after a lookup, without n->lock; shown only if no newer lookup
+ * began meanwhile. A candidate removed since the lookup is left out.
+ */
+void fs_neighbors_prepare(struct node *n, const char *dir)
+{
+	int64_t ids[CACHE_NEIGHBORS];
+	float scores[CACHE_NEIGHBORS];
+	struct buf text = { 0 };
+	unsigned gen;
+	int nc, rc = 0;
+
+	pthread_mutex_lock(&n->lock);
+	nc = n->neighbors_built || !n->looked_up ? 0 : n->result.ncand;
+	memcpy(ids, n->result.cand_id, sizeof(ids));
+	memcpy(scores, n->result.cand_score, sizeof(scores));
+	gen = n->gen;
+	pthread_mutex_unlock(&n->lock);
+	if (!nc)
+		return;
+	for (int i = 0; i < nc && !rc; i++) {
+		char *q = NULL;
+		size_t qlen = 0;
+
+		if (cache_entry_read(fs_st()->cache, dir, ids[i], CACHE_PART_QUERY,
+				     &q, &qlen) == 0)
+			rc = neighbor_line(&text, scores[i], ids[i], q, qlen);
+		free(q);
+	}
+	pthread_mutex_lock(&n->lock);
+	if (!rc && gen == n->gen && !n->neighbors_built) {
+		buf_release(&n->neighbors);
+		n->neighbors = text;
+		n->neighbors_built = true;
+		text = (struct buf){ 0 };
+	}
+	pthread_mutex_unlock(&n->lock);
+	buf_release(&text);
 }
 
 /*

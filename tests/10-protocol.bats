@@ -14,7 +14,7 @@ A1=$'Use reversed(xs), or xs[::-1] for a copy.\nNo trailing newline here'
 	mkdir "$MNT/code"
 	run ask code q1 "$Q1"
 	assert_success
-	assert_output "miss"
+	assert_miss
 	run cat "$MNT/code/q1.response"
 	assert_success
 	assert_output ""
@@ -57,7 +57,7 @@ A1=$'Use reversed(xs), or xs[::-1] for a copy.\nNo trailing newline here'
 	ask code q1 "$Q1"
 	fill code q1 "$A1"
 	run ask code q2 "what is the capital of france"
-	assert_output "miss"
+	assert_miss
 	run cat "$MNT/code/q2.response"
 	assert_output ""
 }
@@ -67,7 +67,7 @@ A1=$'Use reversed(xs), or xs[::-1] for a copy.\nNo trailing newline here'
 	ask code q1 "$Q1"
 	fill code q1 "$A1"
 	run ask chat q1 "$Q1"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "categories nest and a nested category is its own index" {
@@ -78,7 +78,7 @@ A1=$'Use reversed(xs), or xs[::-1] for a copy.\nNo trailing newline here'
 	run ask code/python q2 "python: reverse a list"
 	assert_output --regexp '^hit '
 	run ask code q2 "python: reverse a list"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "an entry stored with a context only hits the same context" {
@@ -91,7 +91,7 @@ A1=$'Use reversed(xs), or xs[::-1] for a copy.\nNo trailing newline here'
 	assert_output --regexp '^hit '
 	printf 'talking about Joe Biden' >"$MNT/chat/f3.context"
 	run ask chat f3 "how old is he?"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "a query without context does not hit an entry stored with one, nor the reverse" {
@@ -100,11 +100,11 @@ A1=$'Use reversed(xs), or xs[::-1] for a copy.\nNo trailing newline here'
 	ask chat f1 "how old is he?"
 	fill chat f1 "He was born in 1961."
 	run ask chat plain "how old is he?"
-	assert_output "miss"
+	assert_miss
 	fill chat plain "Who do you mean?"
 	printf 'talking about the Eiffel tower' >"$MNT/chat/f4.context"
 	run ask chat f4 "how old is he?"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "expired entries are never served" {
@@ -114,7 +114,7 @@ A1=$'Use reversed(xs), or xs[::-1] for a copy.\nNo trailing newline here'
 	fill news q1 "42"
 	run ask news q2 "price of bitcoin today"
 	assert_output --regexp '^hit '
-	expired() { [ "$(ask news q3 'price of bitcoin today')" = miss ]; }
+	expired() { is_miss "$(ask news q3 'price of bitcoin today')"; }
 	wait_until 10 expired
 	run cat "$MNT/news/q3.response"
 	assert_output ""
@@ -157,7 +157,7 @@ A1=$'Use reversed(xs), or xs[::-1] for a copy.\nNo trailing newline here'
 	mkdir "$MNT/code"
 	ask code q1 "$Q1"
 	run ls "$MNT/code"
-	assert_output $'entries\nq1.query\nq1.response\nq1.status'
+	assert_output $'entries\nq1.neighbors\nq1.query\nq1.response\nq1.status'
 	rm "$MNT/code/q1."*
 	run ls "$MNT/code"
 	assert_output "entries"
@@ -210,7 +210,7 @@ A1=$'Use reversed(xs), or xs[::-1] for a copy.\nNo trailing newline here'
 	ask code/python q1 "$Q1"
 	fill code/python q1 "$A1"
 	run ask code/python q2 "python: reverse a list"
-	assert_output "miss"
+	assert_miss
 	printf 'threshold: 0.9\n' >"$MNT/code/python/policy.yaml"
 	run ask code/python q3 "python: reverse a list"
 	assert_output --regexp '^hit '
@@ -262,7 +262,7 @@ PY
 @test "fast path: one read-write descriptor on NAME.query returns status and answer" {
 	mkdir "$MNT/code"
 	run fast_ask code f1 "$Q1"
-	assert_output "miss"
+	assert_miss
 	fill code f1 "$A1"
 	run fast_ask code f2 "python: reverse a list"
 	assert_line --index 0 --regexp '^hit score=0\.9[0-9]+ entry=[0-9]+ age=[0-9]+ match=semantic$'

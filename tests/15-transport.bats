@@ -66,7 +66,7 @@ ring_ns() {
 	setup_mount
 	mkdir "$MNT/chat"
 	run ask chat q "is the cache up"
-	assert_output "miss"
+	assert_miss
 	run head -n 1 "$LOG"
 	assert_output --regexp "^[0-9T:.-]+Z info: semcachefs [0-9.]+: FAISS .+, libfuse .+, FUSE transport .+\$"
 	assert_output --partial ": FAISS $faiss, libfuse $lib, FUSE transport $t"
@@ -98,7 +98,7 @@ ring_ns() {
 	setup_mount -o transport=io_uring
 	mkdir "$MNT/chat"
 	run ask chat q0 "is the cache up"
-	assert_output "miss"
+	assert_miss
 	[ "$(ring_threads)" = "$(getconf _NPROCESSORS_CONF)" ]
 	run head -n 1 "$LOG"
 	assert_output --regexp ", FUSE transport io_uring\$"
@@ -110,7 +110,7 @@ ring_ns() {
 	after=$(ring_ns)
 	((after > before))
 	run ask chat q1b "question number 1"
-	assert_output "miss"
+	assert_miss
 	fill chat q1b "answer one"
 	run ask chat q1c "question number 1"
 	assert_output --regexp '^hit score=1\.000 entry=[0-9]+ age=[0-9]+ match=exact$'
@@ -124,7 +124,7 @@ ring_ns() {
 	setup_mount -o transport=io_uring -o io_uring_q_depth=65536
 	mkdir "$MNT/chat"
 	run ask chat q "is the cache up"
-	assert_output "miss"
+	assert_miss
 	[ "$(ring_threads)" = 0 ]
 	run grep -c "warning: io_uring set-up failed (libfuse: '.*'): serving through /dev/fuse\$" "$LOG"
 	assert_output 1

@@ -34,7 +34,7 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	fill p q1 "reversed(xs)"
 	echo "threshold: 0.99" >"$MNT/p/policy.yaml"
 	run ask p q2 "python: reverse a list"
-	assert_output "miss"
+	assert_miss
 	echo "threshold: 0.8" >"$MNT/p/policy.yaml"
 	run ask p q3 "python: reverse a list"
 	assert_output --regexp '^hit '
@@ -52,7 +52,7 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	done
 	echo "# $n hits over 5 s with a sliding ttl of 2 s" >&3
 	printf 'ttl: 1s\nttl_mode: absolute\n' >"$MNT/p/policy.yaml"
-	gone() { [ "$(word_of p 0)" = miss ]; }
+	gone() { is_miss "$(word_of p 0)"; }
 	wait_until 5 gone
 }
 
@@ -64,7 +64,7 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	ask p f3 "${QA[3]}"
 	fill p f3 "answer-3"
 	run word_of p 1
-	assert_output "miss"
+	assert_miss
 	for i in 0 2 3; do
 		run word_of p $i
 		assert_output "hit"
@@ -82,7 +82,7 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	ask p f3 "${QA[3]}"
 	fill p f3 "answer-3"
 	run word_of p 0
-	assert_output "miss"
+	assert_miss
 	for i in 1 2 3; do
 		run word_of p $i
 		assert_output "hit"
@@ -100,7 +100,7 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	ask p f3 "${QA[3]}"
 	fill p f3 "answer-3"
 	run word_of p 1
-	assert_output "miss"
+	assert_miss
 	for i in 0 2 3; do
 		run word_of p $i
 		assert_output "hit"
@@ -118,7 +118,7 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	assert_line "bytes: 80"
 	assert_line "evicted: 1"
 	run word_of p 0
-	assert_output "miss"
+	assert_miss
 	ask p big "${QA[4]}"
 	run "$FSOP" writen "$MNT/p/big.response" 101
 	assert_output "EFBIG at close"
@@ -132,7 +132,7 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	run word_of p 4
 	assert_output "hit"
 	run word_of p 0
-	assert_output "miss"
+	assert_miss
 }
 
 @test "cache: false never stores or serves" {
@@ -149,7 +149,7 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	assert_line "entries: 1"
 	rm "$MNT/p/policy.yaml"
 	run word_of p 1
-	assert_output "miss"
+	assert_miss
 }
 
 @test "context: ignore lets queries match across contexts" {
@@ -163,7 +163,7 @@ word_of() { # word_of DIR I: hit|miss for question I, on a fresh session name
 	echo "context: match" >"$MNT/p/policy.yaml"
 	echo "conversation B" >"$MNT/p/c3.context"
 	run ask p c3 "how old is he?"
-	assert_output "miss"
+	assert_miss
 }
 
 # own_answers DIR N: of lookups of every tenth of the N loadgen items, worded

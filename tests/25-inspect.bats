@@ -88,7 +88,7 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	rm -r "$MNT/code/entries/$id"
 	assert_dir_not_exists "$MNT/code/entries/$id"
 	run ask code q3 "how do I reverse a list in python"
-	assert_output "miss"
+	assert_miss
 	run ask code q4 "what is the capital of france"
 	assert_output --regexp '^hit '
 	blobs_after=$(stored_responses)
@@ -96,7 +96,7 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	stop_daemon
 	start_daemon
 	run ask code q5 "how do I reverse a list in python"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "rm -r of a category removes it with everything in it" {
@@ -115,7 +115,7 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	assert_dir_not_exists "$MNT/code"
 	mkdir "$MNT/code"
 	run ask code q1 "how do I reverse a list in python"
-	assert_output "miss"
+	assert_miss
 	run cat "$MNT/code/.policy"
 	assert_line --regexp '^threshold: 0\.9 +# default$'
 }
@@ -134,7 +134,7 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	run cat "$MNT/code/policy.yaml"
 	assert_output "threshold: 0.95"
 	run ask code q9 "question number 1 about purging"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "extended attributes mirror NAME.status on NAME.response and on entries" {
@@ -157,7 +157,7 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	assert_output "1"
 	ask code q3 "what is the capital of france"
 	run getfattr --absolute-names --only-values -n user.semcache.status "$MNT/code/q3.response"
-	assert_output "miss"
+	assert_miss
 }
 
 @test ".stats counters after a scripted sequence" {
@@ -191,16 +191,119 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	assert_line "entries: 0"
 }
 
-@test ".metrics is valid Prometheus text labelled by category" {
+# prom_python: a python3 that has Debian's prometheus_client (the PATH's
+# first, else the system's), or nothing
+prom_python() {
+	local py
+	for py in python3 /usr/bin/python3; do
+		"$py" -c 'import prometheus_client' 2>/dev/null && { echo "$py"; return 0; }
+	done
+	return 1
+}
+
+# What .metrics calls each key of .stats (the root's and a category's with
+# llm_cost_ms, auto_disable and adaptation); "-" for a policy value or text
+METRIC_OF=(
+	entries=semcache_entries bytes=semcache_bytes lookups=semcache_lookups_total
+	hits=semcache_hits_total exact_hits=semcache_exact_hits_total
+	semantic_hits=semcache_semantic_hits_total misses=semcache_misses_total
+	fills=semcache_fills_total expired=semcache_expired_total
+	evicted=semcache_evicted_total damaged_dropped=semcache_damaged_dropped_total
+	hit_rate=semcache_hit_ratio lookup_us_p50=semcache_lookup_duration_seconds_bucket
+	lookup_us_p99=semcache_lookup_duration_seconds_bucket
+	false_hits=semcache_false_hits_total coalesced_hits=semcache_coalesced_hits_total
+	not_stored=semcache_not_stored_total busy=semcache_busy_total
+	best_score_hist_miss=semcache_lookup_best_score_bucket
+	best_score_hist_hit=semcache_lookup_best_score_bucket
+	categories=semcache_categories
+	store_dropped_at_start=semcache_store_dropped_entries_at_start
+	store_orphans_removed_at_start=semcache_store_orphans_removed_at_start
+	store_db_repaired=semcache_store_db_repaired
+	store_db_salvaged=semcache_store_db_salvaged_at_start
+	store_db_lost=semcache_store_db_lost_at_start
+	store_db_categories_recreated=semcache_store_db_categories_recreated_at_start
+	fuse_requests=semcache_fuse_requests_total
+	lookup_cost_us=semcache_lookup_duration_seconds_sum
+	index_unmerged=semcache_index_unmerged_vectors
+	index_tombstones=semcache_index_tombstones llm_cost_ms=-
+	break_even_hit_rate=semcache_break_even_hit_ratio
+	time_saved_ms=semcache_time_saved_seconds above_break_even=-
+	auto_disabled=semcache_auto_disabled
+	effective_threshold=semcache_effective_threshold
+	effective_ttl=semcache_effective_ttl_seconds adaptive=-
+)
+
+@test ".metrics: Prometheus conventions, every .stats counter, exact numbers through a real parser" {
 	mkdir "$MNT/chat"
-	ask code q1 "how do I reverse a list in python"
+	run "$FSOP" write "$MNT/code/policy.yaml" $'llm_cost_ms: 800\nauto_disable: 1h\nmodel: m1\nadaptive: {enabled: true}\n'
+	assert_output "ok"
+	ask code q1 "how do I reverse a list in python" # miss, nothing to compare with
 	fill code q1 "reversed(xs)"
+	ask code q2 "how do I reverse a list in python" # exact hit
 	ask chat q1 'a "quoted" question'
-	run cat "$MNT/.metrics"
-	assert_line 'semcache_entries{category="/code"} 1'
-	assert_line 'semcache_lookups_total{category="/chat"} 1'
-	assert_line '# TYPE semcache_hits_total counter'
-	python3 "$TESTS_DIR/tools/promcheck.py" "$MNT/.metrics"
+	cp "$MNT/.metrics" "$WORK/metrics"
+	run python3 "$TESTS_DIR/tools/promcheck.py" "$WORK/metrics"
+	assert_success
+	if command -v promtool >/dev/null; then
+		run promtool check metrics <"$WORK/metrics"
+		assert_success
+		assert_output "" # no lint complaint either
+	else
+		echo "# promtool not installed (Debian's prometheus): its check skipped" >&3
+	fi
+	py=$(prom_python) || skip "needs python3-prometheus-client (Debian) for its parser"
+	run "$py" "$TESTS_DIR/tools/promparse.py" "$WORK/metrics"
+	assert_success
+	assert_line 'counter semcache_hits_total{category="/code"} 1'
+	assert_line 'counter semcache_exact_hits_total{category="/code"} 1'
+	assert_line 'counter semcache_lookups_total{category="/code"} 2'
+	assert_line 'counter semcache_misses_total{category="/code"} 1'
+	assert_line 'counter semcache_fills_total{category="/code"} 1'
+	assert_line 'gauge semcache_entries{category="/code"} 1'
+	assert_line 'gauge semcache_bytes{category="/code"} 12'
+	assert_line 'gauge semcache_hit_ratio{category="/code"} 0.5'
+	assert_line 'counter semcache_lookups_total{category="/chat"} 1'
+	assert_line 'counter semcache_lookups_without_candidate_total{category="/code"} 1'
+	assert_line 'gauge semcache_categories{} 3'
+	assert_line 'gauge semcache_auto_disabled{category="/code"} 0'
+	refute_line --partial 'semcache_auto_disabled{category="/chat"}' # chat has none
+	# the lookup time: a histogram in seconds, both lookups counted
+	assert_line 'histogram semcache_lookup_duration_seconds_count{category="/code"} 2'
+	assert_line 'histogram semcache_lookup_duration_seconds_bucket{category="/code",le="+Inf"} 2'
+	assert_line 'histogram semcache_lookup_duration_seconds_bucket{category="/code",le="8.388608"} 2'
+	# the exact hit scored 1: in the best-score histogram's last buckets
+	assert_line 'histogram semcache_lookup_best_score_count{category="/code",outcome="hit"} 1'
+	assert_line 'histogram semcache_lookup_best_score_bucket{category="/code",le="0.95",outcome="hit"} 0'
+	assert_line 'histogram semcache_lookup_best_score_bucket{category="/code",le="+Inf",outcome="hit"} 1'
+	assert_line 'histogram semcache_lookup_best_score_sum{category="/code",outcome="hit"} 1'
+	assert_line --regexp '^counter semcache_fuse_requests_total\{\} [1-9][0-9]*$'
+	# no unit but base ones: nothing in microseconds or milliseconds
+	refute_output --regexp '_(micro|milli)seconds'
+	# every key of .stats has its metric
+	cat "$MNT/.stats" "$MNT/code/.stats" >"$WORK/stats"
+	while IFS=: read -r key _; do
+		m=""
+		for pair in "${METRIC_OF[@]}"; do
+			[ "${pair%%=*}" = "$key" ] && m=${pair#*=}
+		done
+		[ -n "$m" ] || fail ".stats key '$key' has no metric in this test's map (add it to .metrics)"
+		[ "$m" = - ] && continue
+		grep -q " $m{" <<<"$output" || fail ".stats key '$key': no $m in .metrics"
+	done <"$WORK/stats"
+}
+
+@test ".metrics escapes category names in labels" {
+	mkdir "$MNT/a\"b\\c"
+	ask 'a"b\c' q1 'a question'
+	cp "$MNT/.metrics" "$WORK/metrics"
+	run grep -F 'semcache_lookups_total{category="/a\"b\\c"} 1' "$WORK/metrics"
+	assert_success
+	run python3 "$TESTS_DIR/tools/promcheck.py" "$WORK/metrics"
+	assert_success
+	py=$(prom_python) || skip "needs python3-prometheus-client (Debian) for its parser"
+	run "$py" "$TESTS_DIR/tools/promparse.py" "$WORK/metrics"
+	assert_success
+	assert_line 'counter semcache_lookups_total{category="/a"b\c"} 1'
 }
 
 @test "stat, du and df report real numbers" {
@@ -257,7 +360,7 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	run as_nobody "$FSOP" write "$MNT/open/n.query" "how do I reverse a list in python"
 	assert_output "ok"
 	run as_nobody "$FSOP" read "$MNT/open/n.status"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "chmod and chown of a category survive a remount" {

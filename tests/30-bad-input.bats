@@ -32,9 +32,9 @@ still_works() {
 	assert_failure 1
 	assert_output "EFBIG at write"
 	run cat "$MNT/code/q1.status"
-	assert_output "miss"
+	assert_miss
 	run ask code q2 "what is a big answer"
-	assert_output "miss"
+	assert_miss
 	run cat "$MNT/code/.stats"
 	assert_line "entries: 0"
 }
@@ -78,7 +78,7 @@ still_works() {
 	run "$FSOP" write "$MNT/code/q1.status" "hit"
 	assert_output "EACCES at open"
 	run cat "$MNT/code/q1.status"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "names with control characters are refused with EINVAL" {
@@ -161,7 +161,7 @@ readme_reserved() {
 @test "binary and invalid UTF-8 queries are stored and matched as bytes" {
 	printf 'q\x00\xff\xfe\xc3\x28 bytes' >"$MNT/code/bin.query"
 	run cat "$MNT/code/bin.status"
-	assert_output "miss"
+	assert_miss
 	printf '\x00\x01\x02answer\xff' >"$MNT/code/bin.response"
 	printf 'q\x00\xff\xfe\xc3\x28 bytes' >"$MNT/code/bin2.query"
 	run cat "$MNT/code/bin2.status"

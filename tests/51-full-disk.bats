@@ -81,9 +81,9 @@ earlier_intact() {
 	assert_output "ENOSPC at close"
 	# nothing of them is stored or served
 	run ask code big2 "a question whose answer does not fit"
-	assert_output "miss"
+	assert_miss
 	run ask code small2 "a short question on a full disk"
-	assert_output "miss"
+	assert_miss
 
 	# lookups keep working, earlier answers are whole
 	earlier_intact

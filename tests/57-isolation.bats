@@ -36,16 +36,6 @@ slowest_of() {
 	echo "$worst"
 }
 
-as_user() { local u=$1; shift; setpriv --reuid="$u" --regid="$u" --clear-groups "$@"; }
-
-need_users() {
-	[ "$(id -u)" = 0 ] || skip "needs root to run commands as other uids (setpriv)"
-	command -v setpriv >/dev/null || skip "needs setpriv (util-linux)"
-	stop_daemon
-	start_daemon -o allow_other "$@"
-	chmod 0755 "$WORK"
-}
-
 @test "a slow embedder in one category, a queued mkdir and a policy write never stall lookups elsewhere" {
 	start_embed_server
 	mkdir "$MNT/fast" "$MNT/slow" "$MNT/other"
@@ -134,7 +124,7 @@ need_users() {
 	run "$FSOP" mkdir "$p/d33"
 	assert_output "EMLINK at mkdir"
 	run ask "${p#"$MNT"/}" q "a question at depth 32"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "an API key goes only to granted URLs from granted variables" {

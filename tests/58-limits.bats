@@ -122,7 +122,7 @@ except OSError as e:
 	run "$FSOP" write "$p/q.query" "a question at the bottom"
 	assert_output "ok"
 	run cat "$p/q.status"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "-o scratch_max and scratch_user_max: bad sizes are refused at mount; --help names them" {

@@ -22,7 +22,7 @@ teardown() {
 	mkdir "$MNT/m2v"
 	echo "embedder: model2vec:$FIXTURE" >"$MNT/m2v/policy.yaml"
 	run ask m2v q1 "hello world, how are you today"
-	assert_output "miss"
+	assert_miss
 	fill m2v q1 "fine, thanks"
 	run ask m2v q2 "hello world, how are you today"
 	assert_output --regexp '^hit score=1\.000'
@@ -60,10 +60,10 @@ teardown() {
 	mkdir "$MNT/h"
 	printf 'embedder: http\nhttp: {url: "http://127.0.0.1:%s/v1/embeddings", model: ok, dimensions: 16}\n' "$PORT" >"$MNT/h/policy.yaml"
 	run ask h q1 "what is the meaning of life"
-	assert_output "miss"
+	assert_miss
 	fill h q1 "42"
 	run ask h q2 "what is the meaning of life?"
-	assert_output --regexp '^hit score=0\.[0-9]+ .* match=semantic$|^miss$'
+	assert_output --regexp '^hit score=0\.[0-9]+ .* match=semantic$|^miss( best=-?[0-9.]+ entry=[0-9]+)?$'
 	run ask h q3 "What is the meaning of life"
 	assert_output --regexp '^hit score=1\.000'
 	run curl -s "http://127.0.0.1:$PORT/stats"
@@ -111,7 +111,7 @@ teardown() {
 	mkdir "$MNT/h"
 	printf 'embedder: http\nhttp: {url: "http://127.0.0.1:%s/v1/embeddings", model: slow, dimensions: 16, timeout: 20s, retries: 0}\n' "$PORT" >"$MNT/h/policy.yaml"
 	run ask h s "the first question, embedded slowly"
-	assert_output "miss"
+	assert_miss
 	# the session's second lookup, in flight until the endpoint answers
 	printf 'the second question\n' >"$MNT/h/s.query" &
 	local writer=$!
@@ -147,7 +147,7 @@ miss"
 	ask h q1 "a secret question"
 	fill h q1 "a secret answer"
 	run ask h q2 "a secret question, again"
-	assert_output "miss" # embedded (with the key): no reason to report
+	assert_miss # embedded (with the key): no reason to report
 	run curl -s "http://127.0.0.1:$PORT/stats"
 	assert_output --partial '"bad_auth": 0'
 	refute_output --partial '"requests": 0'

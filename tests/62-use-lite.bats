@@ -30,15 +30,15 @@ Q2="What is the fastest way to learn Python programming?"
 	echo "embedder: use-lite" >"$MNT/use/policy.yaml"
 	for d in lex use; do
 		run ask "$d" q1 "$Q1"
-		assert_output "miss"
+		assert_miss
 		fill "$d" q1 "practice every day"
 	done
 	run ask lex q2 "$Q2"
-	assert_output "miss"
+	assert_miss
 	run ask use q2 "$Q2"
 	assert_output --regexp '^hit score=0\.9[0-9]+ '
 	run ask use q3 "What is the boiling point of mercury?"
-	assert_output "miss"
+	assert_miss
 	id=$(sed -n 's/.*entry=\([0-9]*\).*/\1/p' "$MNT/use/q2.status")
 	run cat "$MNT/use/entries/$id/meta"
 	assert_line --regexp '^embedder: use-lite-512-[0-9a-f]{16}$'

@@ -37,7 +37,7 @@ P="how to reverse a python list quickly" # scores 0.85 against Q
 	ask chat q1 "$Q"
 	fill chat q1 "reversed(xs)"
 	run ask chat q2 "$P"
-	assert_output --regexp '^miss$'
+	assert_output --regexp '^miss best=0\.[0-9]{3} entry=[0-9]+$'
 	echo 0.9 >"$MNT/.load/m1"
 	run ask chat q3 "$P"
 	assert_output --regexp '^hit score=0\.8[0-9]+ '
@@ -48,7 +48,7 @@ P="how to reverse a python list quickly" # scores 0.85 against Q
 	assert_output --regexp '^hit '
 	echo 0.4 >"$MNT/.load/m1"
 	run ask chat q5 "$P"
-	assert_output "miss"
+	assert_miss
 	run cat "$MNT/chat/.stats"
 	assert_line "effective_threshold: 0.9500"
 	grep -q "category '/chat': model 'm1' load 0.90 at or above adaptive.high: adapting" "$LOG"
@@ -78,7 +78,7 @@ P="how to reverse a python list quickly" # scores 0.85 against Q
 	echo 0.95 >"$MNT/.load/m1"
 	run ask chat q2 "$P"
 	assert_output --regexp '^hit '
-	stale() { [ "$(ask chat "s$RANDOM" "$P")" = miss ]; }
+	stale() { is_miss "$(ask chat "s$RANDOM" "$P")"; }
 	wait_until 10 stale
 	run cat "$MNT/chat/.stats"
 	assert_line --partial "(stale, counts as normal)"
@@ -103,7 +103,7 @@ P="how to reverse a python list quickly" # scores 0.85 against Q
 	wait_until 20 aged
 	echo 0.1 >"$MNT/.load/m1"
 	run ask chat q3 "$Q"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "adaptive.enabled needs a model, adaptive.low must not exceed high" {
@@ -157,7 +157,7 @@ P="how to reverse a python list quickly" # scores 0.85 against Q
 @test "miss coalescing: concurrent paraphrases wait for the first fill" {
 	printf 'fill_timeout: 10s\nthreshold: 0.8\n' >"$MNT/chat/policy.yaml"
 	run ask chat leader "$Q"
-	assert_output "miss"
+	assert_miss
 	for i in 1 2 3 4 5 6; do
 		run ask chat "w$i" "$P"
 		assert_output --regexp '^pending score=0\.8[0-9]+$'
@@ -230,7 +230,7 @@ PY
 	run cat "$MNT/chat/q2.status"
 	assert_output --regexp '^miss reason=reported wrong'
 	run ask chat q3 "$Q"
-	assert_output "miss"
+	assert_miss
 	run cat "$MNT/chat/.stats"
 	assert_line "false_hits: 1"
 	run "$FSOP" write "$MNT/chat/q3.feedback" "wrong"
@@ -258,7 +258,7 @@ PY
 	ask chat q4 "$Q"
 	fill chat q4 "reversed(xs)"
 	run ask chat q5 "$P"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "a learnt threshold decays back over learn_decay" {

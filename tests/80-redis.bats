@@ -71,7 +71,7 @@ teardown() { teardown_hosts; }
 	known_b() { [ -d "$MNT_B/code/entries/$id" ]; }
 	wait_until 5 known_b
 	rm -r "$MNT/code/entries/$id"
-	miss_b() { [ "$(ask_b code "m$RANDOM" "what is the capital of france")" = miss ]; }
+	miss_b() { is_miss "$(ask_b code "m$RANDOM" "what is the capital of france")"; }
 	wait_until 5 miss_b
 }
 

@@ -134,8 +134,8 @@ stored_with() {
 	wait_until 10 noticed
 	# the old entry is gone everywhere
 	gone() {
-		[ "$(ask code "o$RANDOM" "how tall is the eiffel tower in paris" | cut -d' ' -f1)" = miss ] &&
-			[ "$(ask_b code "o$RANDOM" "how tall is the eiffel tower in paris" | cut -d' ' -f1)" = miss ]
+		is_miss "$(ask code "o$RANDOM" "how tall is the eiffel tower in paris" | cut -d' ' -f1)" &&
+			is_miss "$(ask_b code "o$RANDOM" "how tall is the eiffel tower in paris" | cut -d' ' -f1)"
 	}
 	wait_until 10 gone
 	# the fill is heard of on the other host
@@ -167,9 +167,9 @@ stored_with() {
 	not_stored() { [ "$(stored_with "$WORK/resp")" = 0 ]; }
 	wait_until 10 not_stored
 	run ask_b code b "a question asked while redis was loading"
-	assert_output "miss"
+	assert_miss
 	run ask code a "a question asked while redis was loading"
-	assert_output "miss"
+	assert_miss
 }
 
 @test "a cluster that redirects to a slot or port out of range: the fill fails with EPROTO, the daemon stays up" {

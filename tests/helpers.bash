@@ -174,6 +174,26 @@ still_answers() {
 	assert_output "reversed(xs)"
 }
 
+# as_user UID CMD...: run CMD as uid and gid UID, without groups
+as_user() { local u=$1; shift; setpriv --reuid="$u" --regid="$u" --clear-groups "$@"; }
+
+# need_users [OPTION...]: remount with -o allow_other (and OPTIONs) so that
+# other uids reach the mount; skips where commands cannot run as them
+need_users() {
+	[ "$(id -u)" = 0 ] || skip "needs root to run commands as other uids (setpriv)"
+	command -v setpriv >/dev/null || skip "needs setpriv (util-linux)"
+	stop_daemon
+	start_daemon -o allow_other "$@"
+	chmod 0755 "$WORK"
+}
+
+# is_miss STATUS: a miss decided by the score: "miss", or "miss best=S
+# entry=ID" when the search had a candidate below the threshold
+is_miss() { [[ $1 =~ ^miss(\ best=-?[0-9]+\.[0-9]{3}\ entry=[0-9]+)?$ ]]; }
+
+# assert_miss: $output (of run ask ...) is such a miss
+assert_miss() { is_miss "$output" || fail "not a plain miss: '$output'"; }
+
 # ask DIR NAME QUERY: the shell protocol's lookup; prints NAME.status.
 ask() {
 	printf '%s\n' "$3" >"$MNT/$1/$2.query" && cat "$MNT/$1/$2.status"

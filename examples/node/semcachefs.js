@@ -33,7 +33,7 @@ import { threadId } from 'node:worker_threads';
 
 const { O_RDWR, O_WRONLY, O_CREAT, O_TRUNC } = constants;
 const ERRNO = osConstants.errno;
-const SUFFIXES = ['.query', '.status', '.response', '.context', '.feedback'];
+const SUFFIXES = ['.query', '.status', '.response', '.context', '.feedback', '.neighbors'];
 const FIRST_READ = 64 * 1024;
 const MAX_READ = 1 << 20;
 let counter = 0;

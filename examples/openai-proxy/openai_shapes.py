@@ -11,7 +11,7 @@ import re
 
 FORMAT = "semcache-proxy/1"
 RESERVED = {"entries", "policy.yaml"}
-SESSION_SUFFIXES = (".query", ".response", ".status", ".context", ".feedback")
+SESSION_SUFFIXES = (".query", ".response", ".status", ".context", ".feedback", ".neighbors")
 NOT_CONTEXT = ("stream", "stream_options", "user")  # do not change the answer
 
 

@@ -35,7 +35,7 @@ import weakref
 __all__ = ["Cache", "Result", "SemcacheError"]
 
 _READ_CHUNK = 1 << 20
-_SUFFIXES = (".query", ".status", ".response", ".context", ".feedback")
+_SUFFIXES = (".query", ".status", ".response", ".context", ".feedback", ".neighbors")
 _counter = itertools.count(1)
 _counter_lock = threading.Lock()
 

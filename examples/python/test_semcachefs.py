@@ -96,7 +96,7 @@ class Protocol(Base):
 
     def test_sessions_are_removed_after_fill_close_and_collection(self):
         r = self.cache.lookup(Q, context="c")
-        self.assertEqual(len(session_files(self.dir)), 4)  # context query status response
+        self.assertEqual(len(session_files(self.dir)), 5)  # context neighbors query status response
         self.cache.fill(r, "answer")
         self.assertEqual(session_files(self.dir), [])
         with self.cache.lookup(Q, context="c") as h:
@@ -130,7 +130,8 @@ class Ask(Base):
         self.assertEqual((r.hit, r.response), (True, ("answer to [%s]" % Q).encode()))
         self.assertEqual(calls, [Q])
         self.assertEqual(session_files(self.dir), [os.path.basename(r._session.base) + s
-                                                   for s in (".query", ".response", ".status")])
+                                                   for s in (".neighbors", ".query", ".response",
+                                                             ".status")])
 
     def test_llm_exception_propagates_and_nothing_is_cached(self):
         def bad(q):

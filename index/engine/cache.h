@@ -126,6 +126,9 @@ struct cache_query {
  * arrived; cache_pending_wait() waits for it (miss coalescing). */
 enum cache_outcome { CACHE_MISS, CACHE_HIT, CACHE_PENDING };
 
+/* Candidates a lookup keeps from its index search (NAME.neighbors). */
+#define CACHE_NEIGHBORS 5
+
 struct cache_result {
 	enum cache_outcome outcome;
 	bool exact;                /* hit through the exact fast path */
@@ -143,10 +146,17 @@ struct cache_result {
 	int64_t leader_id;         /* a miss others may wait on: this query's
 				    * fill resolves it (0 = none) */
 	float threshold;           /* the effective threshold applied */
+	/* The best candidates of the lookup's index search, best first:
+	 * live, unexpired entries of the same context, above the threshold
+	 * or not (0 of them after an exact hit, or when no search ran). */
+	int ncand;
+	int64_t cand_id[CACHE_NEIGHBORS];
+	float cand_score[CACHE_NEIGHBORS];
 };
 
 /*
- * Look a query up in category path. Returns 0 with *r filled (release it
+ * Look a query up in category path (its candidates, cand_*, come from the
+ * same index search that decided it). Returns 0 with *r filled (release it
  * with cache_result_release), or -ENOENT (no such category), -EINVAL (empty
  * query), -EFBIG (query over limits.query_bytes).
  */

@@ -80,6 +80,12 @@ struct embedder;
 #define LAT_SUB 8
 #define LAT_BUCKETS (LAT_LINEAR + 18 * LAT_SUB)
 
+/* Best-score histograms of lookups, hits and misses apart (stats.c):
+ * bucket 0 counts lookups whose search had no candidate, 1 scores up to
+ * 0.5, then (0.5, 0.6] ... (0.9, 0.95], and the last above 0.95. */
+#define SCORE_BUCKETS 9
+enum { SCORE_MISS, SCORE_HIT };
+
 #define ENGINE_MAX_DEPTH 32      /* categories below the root, at most */
 #define ENGINE_MAX_MODELS 1024   /* load reports kept, at most */
 
@@ -185,6 +191,8 @@ struct cat {
 	_Atomic uint64_t lat[LAT_BUCKETS];  /* lookup time histogram */
 	_Atomic uint64_t lat_sum_us, false_hits, coalesced, not_stored;
 	_Atomic uint64_t busy;    /* refused: too many waiting on slow work */
+	_Atomic uint64_t best[2][SCORE_BUCKETS]; /* [SCORE_MISS|SCORE_HIT] */
+	_Atomic int64_t best_sum_micro[2];       /* their scores, x 1e6 */
 	_Atomic unsigned slow;    /* requests of this category on slow work */
 	_Atomic bool quota_failing; /* the store's last quota call failed */
 
@@ -511,6 +519,9 @@ int engine_policy_set(struct cache *c, struct cat *cat, const char *yaml,
 
 /* Count one lookup of us microseconds in cat's histogram. */
 void engine_lat_record(struct cat *cat, uint64_t us);
+/* Count one answered lookup r in cat's best-score histogram of its kind
+ * (a hit's score; a miss's or pending lookup's best candidate, if any). */
+void engine_best_record(struct cat *cat, const struct cache_result *r);
 /* A malloc'd NUL-terminated copy of len bytes of s. */
 int engine_text_dup(const char *s, size_t len, char **text, size_t *out_len);
 

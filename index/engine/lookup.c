@@ -7,9 +7,14 @@
  * effective (and adapted) policy, the exact map (no embedding, no index),
  * then the query's embedding and a search of the core's index whose
  * candidates are accepted only when their entry is live, unexpired and of
- * the same context. A hit's response is read from the store before the
- * hit is counted. A remote embedder is asked only while the bound on slow
- * work allows (else: miss, busy). A miss under fill_timeout may become
+ * the same context (checked under cat.lock from the index's accept
+ * callback). The best CACHE_NEIGHBORS of them (ids and scores) stay in the
+ * result, hit or miss, for NAME.neighbors and the best-score histograms:
+ * the same search, nothing copied but numbers; their query texts are read
+ * only when a client asks (cache_entry_read, no lock held). A hit's
+ * response is read from the store before the hit is counted. A remote
+ * embedder is asked only while the bound on slow work allows (else: miss,
+ * busy). A miss under fill_timeout may become
  * pending on an earlier miss (pending.c). The vector computed is kept in
  * the result so that a fill of the same query does not embed again.
  *
@@ -291,12 +296,17 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 		core->ef_search = pol.hnsw_ef_search;
 		vindex_set_ef_search(core->vi, pol.hnsw_ef_search);
 	}
-	n = vindex_search(core->vi, r->vec, 1, accept_entry, &ac, &id, &score);
+	/* the top candidates, kept for NAME.neighbors (no second search) */
+	n = vindex_search(core->vi, r->vec, CACHE_NEIGHBORS, accept_entry, &ac,
+			  r->cand_id, r->cand_score);
 	if (n < 0) {
 		rc = n;
 		goto out;
 	}
-	if (n == 1) {
+	r->ncand = n;
+	if (n >= 1) {
+		id = r->cand_id[0];
+		score = r->cand_score[0];
 		r->score = score;
 		if (score + 1e-6f >= (float)pol.threshold &&
 		    engine_lookup_serve(c, &ref, id, ac.now, r) == 0) {
@@ -309,8 +319,10 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 		goto out; /* pending: counted once resolved */
 	cat->misses++;
 out:
-	if (!rc)
+	if (!rc) {
 		engine_lat_record(cat, (uint64_t)(clock_mono_us() - t0));
+		engine_best_record(cat, r);
+	}
 	engine_cat_put(c, &ref);
 	engine_lookup_key_release(&k);
 	if (rc)

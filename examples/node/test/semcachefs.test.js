@@ -84,7 +84,7 @@ describe('protocol', { skip }, () => {
   it('removes session files after fill and close', async () => {
     const { dir, cache } = category();
     const r = await cache.lookup(Q, { context: 'c' });
-    assert.equal(sessionFiles(dir).length, 4);
+    assert.equal(sessionFiles(dir).length, 5); // context neighbors query status response
     await cache.fill(r, 'answer');
     assert.deepEqual(sessionFiles(dir), []);
     const h = await cache.lookup(Q, { context: 'c' });
