@@ -22,8 +22,9 @@ static void notify(const char *state)
 {
 	int rc = sd_notify(0, state);
 
-	if (rc < 0)
-		semlog(SEMLOG_WARN, "cannot tell the service manager '%s': %s", state,
+	if (rc < 0) /* the log names the first line, e.g. 'READY=1' */
+		semlog(SEMLOG_WARN, "cannot tell the service manager '%.*s': %s "
+		       "(is NOTIFY_SOCKET right?)", (int)strcspn(state, "\n"), state,
 		       strerror(-rc));
 }
 
