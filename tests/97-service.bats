@@ -6,14 +6,7 @@
 
 load helpers
 
-setup() {
-	require_fuse
-	WORK=$(mktemp -d "${BATS_TMPDIR:-/tmp}/semcache.XXXXXX")
-	MNT=$WORK/mnt
-	STORE=$WORK/store
-	LOG=$WORK/daemon.log
-	mkdir -p "$MNT"
-}
+setup() { setup_work; }
 teardown() {
 	[ -z "${LISTENER_PID:-}" ] || kill "$LISTENER_PID" 2>/dev/null || true
 	teardown_mount
