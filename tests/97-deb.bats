@@ -1,0 +1,129 @@
+#!/usr/bin/env bats
+# The Debian package: `dpkg-buildpackage -us -uc -b` on a copy of the
+# tracked tree (git ls-files, so nothing of this checkout's builds or
+# caches goes in) makes a .deb that lintian finds no error in; unpacked with
+# dpkg -x into a fresh directory, its own binary mounts and answers, its
+# semcachefs-top and completion work and its unit passes systemd-analyze.
+#
+# About 35 s on 2 cores (the package build is a full meson build against
+# Debian's FAISS, without the unit tests). Runs when debhelper is installed
+# (./setup.sh test installs it); SEMCACHE_DEB_TESTS=1 makes a missing
+# debhelper a failure, SEMCACHE_DEB_TESTS=0 skips the file. The pass
+# against the ASan build skips it: the package builds its own binaries.
+
+load helpers
+
+ROOT=$TESTS_DIR/..
+
+deb_gate() {
+	[ "${SEMCACHE_DEB_TESTS:-}" != 0 ] || skip "SEMCACHE_DEB_TESTS=0"
+	if ldd "$SEMCACHEFS" 2>/dev/null | grep -q libasan; then
+		skip "the package test builds its own binaries: it runs in the plain pass only"
+	fi
+	local need
+	for need in dpkg-buildpackage dh lintian git; do
+		command -v "$need" >/dev/null && continue
+		[ "${SEMCACHE_DEB_TESTS:-}" != 1 ] ||
+			{ echo "SEMCACHE_DEB_TESTS=1 but '$need' is missing (packages debhelper, lintian, git)" >&2; return 1; }
+		skip "needs $need (packages dpkg-dev debhelper lintian git) to build the .deb"
+	done
+	git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1 || skip "needs a git checkout (the package is built from the tracked files)"
+}
+
+setup_file() {
+	deb_gate
+	DEB_WORK=$BATS_FILE_TMPDIR/deb
+	mkdir -p "$DEB_WORK/src"
+	git -C "$ROOT" ls-files -z | tar -C "$ROOT" --null -T - -cf - | tar -C "$DEB_WORK/src" -xf -
+	(cd "$DEB_WORK/src" && dpkg-buildpackage -us -uc -b -j2) >"$DEB_WORK/build.log" 2>&1 || {
+		tail -n 40 "$DEB_WORK/build.log" >&3
+		return 1
+	}
+	DEB=$(ls "$DEB_WORK"/semcachefs_*_*.deb)
+	dpkg -x "$DEB" "$DEB_WORK/root"
+	export DEB_WORK DEB
+}
+
+setup() {
+	deb_gate
+	X=$DEB_WORK/root
+}
+teardown() {
+	[ -z "${WORK:-}" ] || teardown_mount
+}
+
+@test "deb: lintian finds no error in the package" {
+	run lintian --no-tag-display-limit "$DEB"
+	assert_success
+	refute_line --regexp '^E: '
+}
+
+@test "deb: it installs the binaries, the units, the completion, the examples and the docs" {
+	run dpkg-deb -c "$DEB"
+	assert_success
+	local f
+	for f in usr/bin/semcachefs usr/bin/semcachefs-eval usr/bin/semcachefs-top \
+		usr/lib/systemd/user/semcachefs@.service \
+		usr/share/bash-completion/completions/semcachefs \
+		usr/share/bash-completion/completions/semcachefs-top \
+		usr/share/doc/semcachefs/examples/systemd/system/semcachefs@.service \
+		usr/share/doc/semcachefs/examples/python/semcachefs.py \
+		usr/share/doc/semcachefs/README.md.gz usr/share/doc/semcachefs/copyright; do
+		assert_line --regexp " \./$f( -> semcachefs)?$"
+	done
+	# every man page meson installs is in the package too
+	local page
+	for page in $(meson introspect "$BUILD" --installed | python3 -c '
+import json, sys
+for dst in json.load(sys.stdin).values():
+    if "/share/man/" in dst:
+        print(dst.split("/share/man/")[1])'); do
+		assert_line --regexp " \./usr/share/man/${page//./\\.}(\.gz)?$"
+	done
+	run dpkg-deb -f "$DEB" Depends
+	assert_output --regexp '(^|, )fuse3(,|$)'
+	assert_output --regexp '(^|, )python3(,|$)'
+	assert_output --regexp '(^|, )libfuse3-3 '
+}
+
+@test "deb: the packaged binary mounts and answers; its semcachefs-top reads the mount" {
+	run "$X/usr/bin/semcachefs" --version
+	assert_success
+	assert_output --regexp '^semcachefs [0-9.]+'
+	SEMCACHEFS=$X/usr/bin/semcachefs setup_mount
+	mkdir "$MNT/code"
+	run ask code q1 "how do I reverse a list in python"
+	assert_output "miss"
+	fill code q1 "reversed(xs)"
+	run ask code q2 "python: reverse a list"
+	assert_output --regexp '^hit score=0\.[0-9]+ entry=1 age=[0-9]+ match=semantic$'
+	run cat "$MNT/code/q2.response"
+	assert_output "reversed(xs)"
+	run "$X/usr/bin/semcachefs-top" -1 "$MNT"
+	assert_success
+	assert_line --regexp '^/code +1 +2 +- +50\.0 +0 +1 '
+}
+
+@test "deb: the packaged completion completes from the packaged binary" {
+	source "$X/usr/share/bash-completion/completions/semcachefs"
+	COMP_WORDS=("$X/usr/bin/semcachefs-top" -k thresh)
+	COMP_CWORD=2
+	_semcachefs_top
+	assert_equal "${COMPREPLY[*]}" "threshold"
+}
+
+@test "deb: the packaged user unit passes systemd-analyze verify" {
+	command -v systemd-analyze >/dev/null || skip "needs systemd-analyze (package systemd)"
+	local unit=$X/usr/lib/systemd/user/semcachefs@.service
+	run grep -x 'ExecStart=/usr/bin/semcachefs -f $SEMCACHEFS_OPTIONS %f' "$unit"
+	assert_success
+	mkdir -p "$BATS_TEST_TMPDIR/units" "$BATS_TEST_TMPDIR/run"
+	chmod 700 "$BATS_TEST_TMPDIR/run"
+	# pointed at the unpacked binary: /usr/bin/semcachefs is not installed here
+	sed "s#^ExecStart=/usr/bin/semcachefs #ExecStart=$X/usr/bin/semcachefs #" "$unit" \
+		>"$BATS_TEST_TMPDIR/units/semcachefs@home-u-semcache.service"
+	XDG_RUNTIME_DIR=$BATS_TEST_TMPDIR/run run systemd-analyze verify --man=no --user \
+		"$BATS_TEST_TMPDIR/units/semcachefs@home-u-semcache.service"
+	assert_success
+	assert_output ""
+}
