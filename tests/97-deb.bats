@@ -1,9 +1,10 @@
 #!/usr/bin/env bats
 # The Debian package: `dpkg-buildpackage -us -uc -b` on a copy of the
 # tracked tree (git ls-files, so nothing of this checkout's builds or
-# caches goes in) makes a .deb that lintian finds no error in; unpacked with
-# dpkg -x into a fresh directory, its own binary mounts and answers, its
-# semcachefs-top and completion work and its unit passes systemd-analyze.
+# caches goes in) makes a .deb that lintian finds no error in and whose
+# dependencies apt resolves here; installed by dpkg -i into a clean root,
+# its own binary mounts and answers, its semcachefs-top and completion work
+# and its unit passes systemd-analyze.
 #
 # About 35 s on 2 cores (the package build is a full meson build against
 # Debian's FAISS, without the unit tests). Runs when debhelper is installed
@@ -40,7 +41,16 @@ setup_file() {
 		return 1
 	}
 	DEB=$(ls "$DEB_WORK"/semcachefs_*_*.deb)
-	dpkg -x "$DEB" "$DEB_WORK/root"
+	# a clean root: an empty dpkg database, nothing else (the package has no
+	# maintainer scripts, so nothing needs to run inside it); its
+	# dependencies are this machine's, checked by apt below
+	mkdir -p "$DEB_WORK/root/var/lib/dpkg/info" "$DEB_WORK/root/var/lib/dpkg/updates"
+	: >"$DEB_WORK/root/var/lib/dpkg/status"
+	dpkg --root="$DEB_WORK/root" --force-depends --force-not-root --log=/dev/null \
+		-i "$DEB" >"$DEB_WORK/install.log" 2>&1 || {
+		cat "$DEB_WORK/install.log" >&3
+		return 1
+	}
 	export DEB_WORK DEB
 }
 
@@ -84,6 +94,18 @@ for dst in json.load(sys.stdin).values():
 	assert_output --regexp '(^|, )fuse3(,|$)'
 	assert_output --regexp '(^|, )python3(,|$)'
 	assert_output --regexp '(^|, )libfuse3-3 '
+}
+
+@test "deb: dpkg installed it into the clean root and apt resolves its dependencies here" {
+	run dpkg-query --admindir="$X/var/lib/dpkg" -W -f '${Package} ${Status}\n' semcachefs
+	assert_success
+	assert_output "semcachefs install ok installed"
+	run dpkg-query --admindir="$X/var/lib/dpkg" -L semcachefs
+	assert_line /usr/bin/semcachefs
+	assert_line /usr/lib/systemd/user/semcachefs@.service
+	run apt-get -s -q install "$DEB"
+	assert_success
+	assert_line --regexp '^Inst semcachefs |^semcachefs is already the newest version'
 }
 
 @test "deb: the packaged binary mounts and answers; its semcachefs-top reads the mount" {
