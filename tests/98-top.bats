@@ -66,6 +66,20 @@ known_load() {
 	assert_line --index 5 --regexp '^/open +0 +0 +- +0\.0 '
 }
 
+@test "top -1: control characters in a name are shown escaped, never sent to the terminal" {
+	# category names with them are refused by mkdir (EINVAL); the mount
+	# point's own name is the owner's choice and may have them
+	stop_daemon
+	MNT=$WORK/$'m\ex' # (no brackets: is_mounted greps for it)
+	mkdir "$MNT"
+	start_daemon
+	mkdir "$MNT/code"
+	run "$TOP" -1 "$MNT"
+	assert_success
+	assert_line --index 0 --regexp "^semcachefs-top  $WORK/m\\\\x1bx  "
+	refute_output --partial $'\e'
+}
+
 @test "top: not a semcachefs mount, bad -i and --help" {
 	run "$TOP" -1 "$WORK"
 	assert_failure 1
@@ -152,6 +166,15 @@ complete_words() {
 	assert_output "-otransport="
 	run complete_words _semcachefs "$SEMCACHEFS" --pol
 	assert_output "--policy-keys"
+}
+
+@test "completion: a mount point with a space in its name completes as one word" {
+	source "$COMPLETION"
+	mkdir "$WORK/my cache"
+	run complete_words _semcachefs "$SEMCACHEFS" -f "$WORK/my"
+	assert_output "$WORK/my cache"
+	run complete_words _semcachefs "$SEMCACHEFS" -o "log=$WORK/my"
+	assert_output "log=$WORK/my cache"
 }
 
 @test "completion: semcachefs-top -k completes policy keys from --policy-keys" {

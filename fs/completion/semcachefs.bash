@@ -53,7 +53,7 @@ _semcachefs_o() {
 			COMPREPLY=($(compgen -P "$head$name=" -W "${choices[*]}" -- "$value"))
 		else
 			compopt -o filenames 2>/dev/null
-			COMPREPLY=($(compgen -P "$head$name=" -f -- "$value"))
+			mapfile -t COMPREPLY < <(compgen -P "$head$name=" -f -- "$value")
 		fi
 		return 0
 	fi
@@ -86,7 +86,7 @@ _semcachefs() {
 		return 0
 	fi
 	compopt -o filenames 2>/dev/null
-	COMPREPLY=($(compgen -d -- "$cur"))
+	mapfile -t COMPREPLY < <(compgen -d -- "$cur") # names with spaces stay whole
 }
 
 _semcachefs_top() {
@@ -107,7 +107,7 @@ _semcachefs_top() {
 		return 0
 	fi
 	compopt -o filenames 2>/dev/null
-	COMPREPLY=($(compgen -d -- "$cur"))
+	mapfile -t COMPREPLY < <(compgen -d -- "$cur") # names with spaces stay whole
 }
 
 complete -F _semcachefs semcachefs

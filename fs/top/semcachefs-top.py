@@ -17,6 +17,7 @@ the caller may not read (EACCES) is shown as such, not skipped silently.
 """
 import argparse
 import os
+import re
 import select
 import signal
 import sys
@@ -45,24 +46,36 @@ def read_kv(path):
 
 
 def categories(mnt):
-    """Every category path under mnt ('/code', '/code/py', ...), sorted."""
+    """Every category path under mnt ('/code', '/code/py', ...), depth first
+    in name order; iterative, so no depth of nesting exhausts the stack."""
     found = []
-
-    def walk(rel):
+    todo = ["/"]
+    while todo:
+        rel = todo.pop()
+        if rel != "/":
+            found.append(rel)  # an unreadable category still has its own row
         try:
             with os.scandir(os.path.join(mnt, rel.lstrip("/"))) as it:
                 names = sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
         except OSError:
-            return  # an unreadable category still has its own row
-        for name in names:
-            if name.startswith(".") or name in NOT_CATEGORIES:
-                continue
-            path = rel.rstrip("/") + "/" + name
-            found.append(path)
-            walk(path)
-
-    walk("/")
+            continue
+        children = [rel.rstrip("/") + "/" + n for n in names
+                    if not n.startswith(".") and n not in NOT_CATEGORIES]
+        todo.extend(reversed(children))
     return found
+
+
+def printable(text):
+    """text with control characters (a category name is anyone's choice:
+    it could carry terminal escapes) shown as \\xNN."""
+    return "".join(c if c.isprintable() else "\\x%02x" % ord(c) if ord(c) < 256
+                   else "\\u%04x" % ord(c) for c in text)
+
+
+def policy_value(line_value):
+    """'0.9                # default' -> '0.9' (a .policy line's value)."""
+    m = re.match(r"^(.*?)\s+#\s[^#]*$", line_value)
+    return (m.group(1) if m else line_value).strip() or "-"
 
 
 def sample(mnt, keys):
@@ -75,7 +88,7 @@ def sample(mnt, keys):
             if keys:
                 pol = read_kv(os.path.join(base, ".policy"))
                 for k in keys:
-                    rows[cat]["policy:" + k] = pol.get(k, "-").split()[0] if pol.get(k) else "-"
+                    rows[cat]["policy:" + k] = policy_value(pol.get(k, "-"))
         except OSError as e:
             rows[cat] = os.strerror(e.errno).lower()
     return rows
@@ -113,17 +126,17 @@ def row_cells(stats, prev, dt, keys):
 def render(mnt, rows, prev, dt, keys):
     """The table as a list of lines."""
     names = ["TOTAL"] + [c for c in rows if c]
-    width = max(len(n) for n in names + ["CATEGORY"])
+    width = max(len(printable(n)) for n in names + ["CATEGORY"])
     heads = COLUMNS + [(k.upper(), max(8, len(k))) for k in keys]
 
     def line(first, cells):
-        parts = [first.ljust(width)]
-        parts += [c.rjust(w) for c, (_, w) in zip(cells, heads[1:])]
+        parts = [printable(first).ljust(width)]
+        parts += [printable(c).rjust(w) for c, (_, w) in zip(cells, heads[1:])]
         return "  ".join(parts).rstrip()
 
     total = rows[""]
     out = ["semcachefs-top  %s  %s  categories: %s" % (
-        mnt, time.strftime("%H:%M:%S"), total.get("categories", "?")),
+        printable(mnt), time.strftime("%H:%M:%S"), total.get("categories", "?")),
         line("CATEGORY", [h for h, _ in heads[1:]])]
     for name in names:
         stats = total if name == "TOTAL" else rows[name]
