@@ -127,3 +127,75 @@ while True:
 	run grep -c "cannot tell the service manager 'READY=1" "$LOG"
 	assert_output "1"
 }
+
+# unit_cmds KEY: the unit's KEY= lines with the specifiers this unit uses
+# replaced as systemd would for instance $INSTANCE (%f the mount point, %i
+# the instance, %E the user's config directory) and ${MAINPID}, and
+# ExecStart pointed at this build's binary
+unit_cmds() {
+	sed -n "s/^$1=//p" "$BUILD/fs/semcachefs@.service" |
+		sed -e "s#%f#$MNT#g" -e "s#%i#$INSTANCE#g" -e "s#%E#$WORK/config#g" \
+			-e "s#\${MAINPID}#${DAEMON_PID:-}#g" -e "s#^/[^ ]*/semcachefs #$SEMCACHEFS #"
+}
+
+# run_unit_cmd [--exec] LINE: one Exec line, split on blanks as systemd
+# does, with $SEMCACHEFS_OPTIONS from the environment file; a leading '-'
+# ignores failure; --exec replaces the shell (the daemon keeps its PID)
+run_unit_cmd() {
+	local ex=
+	[ "$1" != --exec ] || { ex=1; shift; }
+	local line=$1 ignore= argv=() w opts=()
+	[[ $line == -* ]] && { ignore=1; line=${line#-}; }
+	# the file is KEY=VALUE lines; only SEMCACHEFS_OPTIONS is set here
+	read -r -a opts <<<"$(sed -n 's/^SEMCACHEFS_OPTIONS=//p' "$WORK/config/semcachefs/$INSTANCE.env")"
+	for w in $line; do
+		if [ "$w" = '$SEMCACHEFS_OPTIONS' ]; then argv+=("${opts[@]}"); else argv+=("$w"); fi
+	done
+	[ -z "$ex" ] || exec "${argv[@]}"
+	"${argv[@]}" || [ -n "$ignore" ]
+}
+
+@test "service: the unit's own commands start, notify, stop and leave the store free for a new mount" {
+	links_libsystemd || skip "built without libsystemd (package libsystemd-dev): no sd_notify"
+	command -v systemd-escape >/dev/null || skip "needs systemd-escape (package systemd)"
+	MNT=$WORK/my-cache/mnt
+	INSTANCE=$(systemd-escape --path "$MNT")
+	mkdir -p "$WORK/config/semcachefs"
+	echo "SEMCACHEFS_OPTIONS=-o store=$STORE -o session_ttl=60" >"$WORK/config/semcachefs/$INSTANCE.env"
+	python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+open(sys.argv[2], "w").close()
+while True:
+    with open(sys.argv[2], "a") as f:
+        f.write(s.recv(4096).decode().replace("\n", " ") + "\n")
+' "$WORK/notify" "$WORK/got" &
+	LISTENER_PID=$!
+	listening() { [ -S "$WORK/notify" ] && [ -e "$WORK/got" ]; }
+	wait_until 10 listening
+	while read -r line; do run_unit_cmd "$line"; done < <(unit_cmds ExecStartPre)
+	[ -d "$MNT" ] # ExecStartPre made the mount point
+	NOTIFY_SOCKET=$WORK/notify run_unit_cmd --exec "$(unit_cmds ExecStart)" 2>>"$LOG" &
+	DAEMON_PID=$!
+	ready() { grep -q READY=1 "$WORK/got"; }
+	wait_until 20 ready
+	run ps -o comm= -p "$DAEMON_PID"
+	assert_output semcachefs
+	mkdir "$MNT/code"
+	run ask code q1 "how do I reverse a list in python"
+	assert_output "miss"
+	fill code q1 "reversed(xs)"
+	# ExecStop, line by line, as systemd runs it; what runs after is SIGTERM
+	while read -r line; do run_unit_cmd "$line"; done < <(unit_cmds ExecStop)
+	run kill -0 "$DAEMON_PID"
+	assert_failure # the daemon is gone when ExecStop returns
+	wait "$DAEMON_PID"
+	DAEMON_PID=
+	run tail -n 1 "$LOG"
+	assert_output --regexp "info: store '.*' closed cleanly$"
+	# the same store mounts again at once, with the fill kept
+	start_daemon
+	run ask code q2 "how do I reverse a list in python"
+	assert_output --regexp '^hit score=1\.000 '
+}
