@@ -80,13 +80,16 @@ known_load() {
 	refute_output --partial $'\e'
 }
 
-@test "top: not a semcachefs mount, bad -i and --help" {
+@test "top: not a semcachefs mount, bad -i, an unknown -k key and --help" {
 	run "$TOP" -1 "$WORK"
 	assert_failure 1
 	assert_output "semcachefs-top: cannot read '$WORK/.stats': no such file or directory; is semcachefs mounted there?"
 	run "$TOP" -i 0 "$MNT"
 	assert_failure 2
 	assert_output --partial "-i 0: give a number of seconds from 0.1 to 3600"
+	run "$TOP" -1 -k treshold "$MNT"
+	assert_failure 2
+	assert_output "semcachefs-top: -k 'treshold' is not a policy key (semcachefs --policy-keys lists them)"
 	run "$TOP" --help
 	assert_success
 	assert_output --partial "usage: semcachefs-top [-h] [-i SECS] [-1] [-k KEY] MOUNTPOINT"

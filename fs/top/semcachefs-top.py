@@ -215,6 +215,15 @@ def main(argv):
         print("semcachefs-top: cannot read '%s': %s; is semcachefs mounted there?"
               % (os.path.join(mnt, ".stats"), os.strerror(e.errno).lower()), file=sys.stderr)
         return 1
+    try:
+        known = read_kv(os.path.join(mnt, ".policy"))
+    except OSError:
+        known = None  # the root's .policy unreadable: take the keys as given
+    for k in a.key:
+        if known is not None and k not in known:
+            print("semcachefs-top: -k '%s' is not a policy key (semcachefs --policy-keys "
+                  "lists them)" % printable(k), file=sys.stderr)
+            return 2
     if a.once:
         print("\n".join(render(mnt, rows, None, 0, a.key)))
         return 0
