@@ -134,7 +134,10 @@ def render(mnt, rows, prev, dt, keys):
         parts += [printable(c).rjust(w) for c, (_, w) in zip(cells, heads[1:])]
         return "  ".join(parts).rstrip()
 
-    total = rows[""]
+    total = dict(rows[""])
+    saved = [num(r, "time_saved_ms") for c, r in rows.items() if c and isinstance(r, dict)]
+    if any(v is not None for v in saved):  # the root's .stats has no time saved
+        total["time_saved_ms"] = str(sum(v for v in saved if v is not None))
     out = ["semcachefs-top  %s  %s  categories: %s" % (
         printable(mnt), time.strftime("%H:%M:%S"), total.get("categories", "?")),
         line("CATEGORY", [h for h, _ in heads[1:]])]
