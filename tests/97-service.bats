@@ -190,12 +190,44 @@ while True:
 	while read -r line; do run_unit_cmd "$line"; done < <(unit_cmds ExecStop)
 	run kill -0 "$DAEMON_PID"
 	assert_failure # the daemon is gone when ExecStop returns
+	while read -r line; do run_unit_cmd "$line"; done < <(unit_cmds ExecStopPost)
 	wait "$DAEMON_PID"
 	DAEMON_PID=
 	run tail -n 1 "$LOG"
 	assert_output --regexp "info: store '.*' closed cleanly$"
 	# the same store mounts again at once, with the fill kept
 	start_daemon
+	run ask code q2 "how do I reverse a list in python"
+	assert_output --regexp '^hit score=1\.000 '
+}
+
+@test "service: after a crash the unit's ExecStopPost clears the dead mount and a restart mounts again" {
+	command -v systemd-escape >/dev/null || skip "needs systemd-escape (package systemd)"
+	MNT=$WORK/crashed/mnt
+	INSTANCE=$(systemd-escape --path "$MNT")
+	mkdir -p "$WORK/config/semcachefs"
+	echo "SEMCACHEFS_OPTIONS=-o store=$STORE" >"$WORK/config/semcachefs/$INSTANCE.env"
+	start_unit() {
+		while read -r line; do run_unit_cmd "$line"; done < <(unit_cmds ExecStartPre)
+		run_unit_cmd --exec "$(unit_cmds ExecStart)" 2>>"$LOG" &
+		DAEMON_PID=$!
+		wait_until 20 is_mounted
+	}
+	start_unit
+	mkdir "$MNT/code"
+	ask code q1 "how do I reverse a list in python" >/dev/null
+	fill code q1 "reversed(xs)"
+	kill -9 "$DAEMON_PID"
+	wait "$DAEMON_PID" || true
+	DAEMON_PID=
+	run stat "$MNT"
+	assert_failure
+	assert_output --partial "Transport endpoint is not connected"
+	# systemd runs ExecStopPost when the main process died (not ExecStop)
+	while read -r line; do run_unit_cmd "$line"; done < <(unit_cmds ExecStopPost)
+	run is_mounted
+	assert_failure
+	start_unit # Restart=on-failure
 	run ask code q2 "how do I reverse a list in python"
 	assert_output --regexp '^hit score=1\.000 '
 }
