@@ -9,6 +9,8 @@ load helpers
 setup() { setup_work; }
 teardown() {
 	[ -z "${LISTENER_PID:-}" ] || kill "$LISTENER_PID" 2>/dev/null || true
+	# a test that failed between its SIGKILL and the restart leaves a dead mount
+	if [ -z "${DAEMON_PID:-}" ] && is_mounted; then fusermount3 -u -z "$MNT" || true; fi
 	teardown_mount
 }
 
