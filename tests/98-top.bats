@@ -158,6 +158,26 @@ known_load() {
 	assert_output 0
 }
 
+@test "top: its man page lints clean, is installed, and names every option --help has" {
+	local page=$TESTS_DIR/../fs/top/semcachefs-top.1 opt
+	if command -v mandoc >/dev/null; then
+		run mandoc -Tlint "$page"
+		assert_success
+		assert_output ""
+	fi
+	command -v groff >/dev/null || skip "needs groff (or mandoc) to check the man page"
+	run groff -wall -man -Tutf8 -z "$page"
+	assert_success
+	assert_output ""
+	run meson introspect "$BUILD" --installed
+	assert_output --regexp '/share/man/man1/semcachefs-top\.1"'
+	MANWIDTH=100 run man -l "$page"
+	assert_success
+	for opt in $("$TOP" --help | grep -oE '(^|[ ,])--[a-z]+' | tr -d ' ,' | sort -u); do
+		assert_output --partial -- "$opt"
+	done
+}
+
 # complete FUNCTION WORD...: COMPREPLY of FUNCTION for the words, the last
 # one being completed, one reply a line
 complete_words() {
