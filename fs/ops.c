@@ -30,6 +30,7 @@
 
 #include "clock.h"
 #include "fs_i.h"
+#include "notify.h"
 #include "semlog.h"
 
 _Atomic uint64_t fs_requests;
@@ -107,6 +108,7 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	if (pthread_create(&s->gc, NULL, gc_main, s) == 0)
 		s->gc_started = true;
 	semlog(SEMLOG_INFO, "mounted");
+	fs_notify_ready();
 	return s;
 }
 
@@ -114,6 +116,7 @@ static void fs_destroy(void *private_data)
 {
 	struct fs_state *s = private_data;
 
+	fs_notify_stopping();
 	if (s->gc_started) {
 		pthread_mutex_lock(&s->gc_mu);
 		s->gc_stop = true;

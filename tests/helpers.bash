@@ -81,13 +81,18 @@ kill_daemon() {
 	fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
 }
 
-setup_mount() {
+# setup_work: a fresh WORK with MNT, STORE and LOG in it, nothing mounted
+setup_work() {
 	require_fuse
 	WORK=$(mktemp -d "${BATS_TMPDIR:-/tmp}/semcache.XXXXXX")
 	MNT=$WORK/mnt
 	STORE=$WORK/store
 	LOG=$WORK/daemon.log
 	mkdir -p "$MNT"
+}
+
+setup_mount() {
+	setup_work
 	if [ "${SEMCACHE_TEST_STORE:-}" = redis ]; then
 		start_test_redis
 	fi
