@@ -36,7 +36,7 @@ cd "$(dirname "$0")"
 BUILD_DEPS=(build-essential meson ninja-build pkg-config fuse3 libfuse3-dev
 	libfaiss-dev libyaml-dev libsqlite3-dev zlib1g-dev libopenblas-dev
 	liblapack-dev libjson-c-dev libcurl4-openssl-dev libicu-dev libhiredis-dev)
-TEST_DEPS=(clang libclang-rt-14-dev bats bats-assert bats-support bats-file attr python3 vim nano tmux curl util-linux redis-server redis-tools sqlite3)
+TEST_DEPS=(clang libclang-rt-14-dev bats bats-assert bats-support bats-file attr python3 vim nano tmux curl util-linux redis-server redis-tools sqlite3 mandoc man-db)
 
 # The behaviour tests that run against both stores (the others look at
 # local files, number entries as the local store does, or test Redis itself)
