@@ -130,7 +130,7 @@ int cmdline_from_mount(int argc, char **argv, struct fuse_args *out, bool *fake)
 	free(kept);
 	if (rc)
 		fuse_opt_free_args(out);
-	return rc == -ENOMEM ? -EINVAL : rc;
+	return rc;
 }
 
 const char *cmdline_source_store(const char *source)

@@ -23,7 +23,7 @@ bool cmdline_is_mount_helper(const char *argv0);
  * (defaults, auto, noauto, user, users, nouser, owner, group, nofail,
  * _netdev, comment=, x-*) are dropped, -r/-w become ro/rw, -s -n -v and
  * -t are ignored. *fake is set for -f (mount(8)'s "do everything but the
- * mount"). 0, or -EINVAL after a message on stderr.
+ * mount"). 0, -EINVAL after a message on stderr, or -ENOMEM.
  */
 int cmdline_from_mount(int argc, char **argv, struct fuse_args *out, bool *fake);
 

@@ -321,7 +321,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 	return o->pos[o->npos++] ? 0 : -1;
 }
 
-/* --policy-keys[=FORM] */
+/* --policy-keys[=FORM]: the exit status */
 static int print_keys(const char *form)
 {
 	char buf[16384];
@@ -342,7 +342,7 @@ static int print_keys(const char *form)
 }
 
 /* SOURCE MOUNTPOINT or MOUNTPOINT into the store and libfuse's arguments;
- * 0, or -1 after a message (a usage error) */
+ * 0, or -EINVAL after a message (a usage error), or -ENOMEM */
 static int take_positionals(struct options *o, struct fuse_args *args)
 {
 	const char *store;
@@ -350,12 +350,12 @@ static int take_positionals(struct options *o, struct fuse_args *args)
 	if (o->too_many) {
 		fprintf(stderr, "semcachefs: too many arguments (usage: semcachefs [options] "
 			"[SOURCE] MOUNTPOINT)\n");
-		return -1;
+		return -EINVAL;
 	}
 	if (o->npos == 0)
 		return 0; /* fuse_parse_cmdline finds no mountpoint: said below */
 	if (fuse_opt_add_arg(args, o->pos[o->npos - 1]))
-		return -1;
+		return -ENOMEM;
 	if (o->npos == 1)
 		return 0;
 	store = cmdline_source_store(o->pos[0]);
@@ -364,11 +364,11 @@ static int take_positionals(struct options *o, struct fuse_args *args)
 	if (o->store && strcmp(o->store, store)) {
 		fprintf(stderr, "semcachefs: SOURCE '%s' and -o store='%s' name different stores; "
 			"give one\n", store, o->store);
-		return -1;
+		return -EINVAL;
 	}
 	if (!o->store && !(o->store = strdup(store)))
-		return -1;
-	return cmdline_add_fsname(args, store) ? -1 : 0;
+		return -ENOMEM;
+	return cmdline_add_fsname(args, store);
 }
 
 int main(int argc, char *argv[])
@@ -393,9 +393,10 @@ int main(int argc, char *argv[])
 
 	if (cmdline_is_mount_helper(argv[0])) {
 		bool fake;
+		int r = cmdline_from_mount(argc, argv, &margs, &fake);
 
-		if (cmdline_from_mount(argc, argv, &margs, &fake))
-			return 2;
+		if (r)
+			return r == -ENOMEM ? 1 : 2;
 		if (fake) {
 			fuse_opt_free_args(&margs);
 			return 0;
