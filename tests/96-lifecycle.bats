@@ -24,6 +24,13 @@ teardown() {
 		: >"$WORK/release" & # opening the fifo lets the holder go
 		wait "$HOLDER" || true
 	fi
+	# a background mount left by a failed test: its daemon is not ours
+	# to wait for, but it lets go of the store after the unmount
+	if [ -z "${DAEMON_PID:-}" ] && is_mounted; then
+		fusermount3 -u "$MNT" || umount -l "$MNT"
+		store_free() { [ ! -d "$STORE" ] || flock -n "$STORE" true; }
+		wait_until 20 store_free || true
+	fi
 	teardown_mount
 }
 
