@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -48,10 +49,17 @@ int startup_check_fuse_dev(char *err, size_t errlen)
 		snprintf(err, errlen, "cannot open %s: %s; the fuse kernel module is not loaded "
 			 "(as root: modprobe fuse)", FUSE_DEV, strerror(-rc));
 	} else if ((rc == -EACCES || rc == -EPERM) && stat(FUSE_DEV, &sb) == 0) {
-		snprintf(err, errlen, "cannot open %s: %s; it is mode %04o, owner uid %u, group gid %u: "
-			 "ask for read-write access (e.g. membership of its group, or mode 0666 "
+		struct group *gr = getgrgid(sb.st_gid);
+		char group[64];
+
+		if (gr)
+			snprintf(group, sizeof(group), "'%s'", gr->gr_name);
+		else
+			snprintf(group, sizeof(group), "%u", (unsigned)sb.st_gid);
+		snprintf(err, errlen, "cannot open %s: %s; it is mode %04o, group %s: ask for "
+			 "read-write access (membership of group %s with mode 0660, or mode 0666 "
 			 "as most distributions ship it)", FUSE_DEV, strerror(-rc),
-			 (unsigned)(sb.st_mode & 07777), (unsigned)sb.st_uid, (unsigned)sb.st_gid);
+			 (unsigned)(sb.st_mode & 07777), group, group);
 	} else {
 		snprintf(err, errlen, "cannot open %s: %s", FUSE_DEV, strerror(-rc));
 	}

@@ -228,6 +228,7 @@ no_fuse_access() {
 }
 
 @test "no access to /dev/fuse: a message naming its mode and group, exit 1, no store created" {
+	getent group 0 >/dev/null || skip "needs a name for group 0"
 	[ "$(id -u)" = 0 ] || skip "needs root to take /dev/fuse away from a user"
 	command -v unshare >/dev/null && command -v setpriv >/dev/null ||
 		skip "needs unshare and setpriv (package util-linux)"
@@ -237,7 +238,7 @@ no_fuse_access() {
 	mkdir -m 1777 "$WORK/pub"
 	run no_fuse_access "$SEMCACHEFS" -o store="$WORK/pub/store" "$MNT"
 	assert_failure 1
-	assert_output --regexp "^semcachefs: cannot open /dev/fuse: Permission denied; it is mode 0600, owner uid 0, group gid 0: ask for read-write access \(e\.g\. membership of its group"
+	assert_output "semcachefs: cannot open /dev/fuse: Permission denied; it is mode 0600, group '$(getent group 0 | cut -d: -f1)': ask for read-write access (membership of group '$(getent group 0 | cut -d: -f1)' with mode 0660, or mode 0666 as most distributions ship it)"
 	[ ! -e "$WORK/pub/store" ]
 }
 
