@@ -36,7 +36,7 @@ cd "$(dirname "$0")"
 BUILD_DEPS=(build-essential meson ninja-build pkg-config fuse3 libfuse3-dev
 	libfaiss-dev libyaml-dev libsqlite3-dev zlib1g-dev libopenblas-dev
 	liblapack-dev libjson-c-dev libcurl4-openssl-dev libicu-dev libhiredis-dev)
-TEST_DEPS=(clang libclang-rt-14-dev bats bats-assert bats-support bats-file attr python3 vim nano tmux curl util-linux redis-server redis-tools sqlite3 python3-prometheus-client)
+TEST_DEPS=(clang libclang-rt-14-dev bats bats-assert bats-support bats-file attr python3 vim nano tmux curl util-linux redis-server redis-tools sqlite3 python3-prometheus-client mandoc man-db)
 # sd_notify and the completion directory; the package test (tests/97-deb.bats)
 BUILD_DEPS+=(libsystemd-dev bash-completion)
 TEST_DEPS+=(debhelper lintian systemd git)

@@ -3,9 +3,18 @@
  *
  * Our options (-o store=, sync=, session_ttl=, scratch_max=,
  * scratch_user_max=, embed_env=, embed_urls=, model_dirs=, log=,
- * transport=) are taken out of the argument list; everything else is
- * standard FUSE and passes through. The cache is opened before mounting so
- * that a bad store is reported on the terminal; background threads start
+ * transport=, lock_wait=) are taken out of the argument list; everything
+ * else is standard FUSE and passes through. An optional SOURCE before the
+ * mountpoint is the store (mount(8) and fstab give one; "none" means the
+ * default), and started as mount.semcachefs the program first rewrites
+ * mount(8)'s command line (cmdline.c).
+ *
+ * Exit status: 0 after a clean stop (unmount, SIGTERM, SIGINT, SIGHUP),
+ * 1 on a failure at run time, 2 on a usage error. Every option, libfuse's
+ * included (fuse_new), is checked before /dev/fuse is tried or a store is
+ * created or opened. The cache is opened before mounting so that a bad
+ * store is reported on the terminal; in the background its log lines are
+ * held until the log file is open (startup.c). Background threads start
  * only after daemonising (fs_init).
  *
  * FUSE transport: requests come by read/write on /dev/fuse through the
@@ -37,6 +46,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cmdline.h"
 #include "config.h"
 #include "fileio.h"
 #include "fs.h"
@@ -44,6 +54,7 @@
 #include "quota.h"
 #include "semlog.h"
 #include "policy.h"
+#include "startup.h"
 
 struct options {
 	char *store;
@@ -57,6 +68,11 @@ struct options {
 	int show_version;
 	int debug_log;
 	int show_keys;
+	char *keys_form;
+	int lock_wait;
+	char *pos[2]; /* SOURCE and MOUNTPOINT, or MOUNTPOINT alone */
+	int npos;
+	bool too_many;
 	char *embed_env;
 	char *embed_urls;
 	char *model_dirs;
@@ -71,6 +87,7 @@ static const struct fuse_opt option_spec[] = {
 	OPT("log=%s", log),
 	OPT("transport=%s", transport),
 	OPT("session_ttl=%d", session_ttl),
+	OPT("lock_wait=%d", lock_wait),
 	OPT("embed_env=%s", embed_env),
 	OPT("embed_urls=%s", embed_urls),
 	OPT("model_dirs=%s", model_dirs),
@@ -84,15 +101,17 @@ static const struct fuse_opt option_spec[] = {
 	OPT("-V", show_version),
 	OPT("--version", show_version),
 	OPT("--policy-keys", show_keys),
+	OPT("--policy-keys=%s", keys_form),
 	FUSE_OPT_END
 };
 
 static void usage(const char *prog)
 {
-	printf("usage: %s [options] MOUNTPOINT\n\n"
+	printf("usage: %s [options] [SOURCE] MOUNTPOINT\n\n"
 	       "A semantic cache for LLM responses, mounted as a file system.\n"
 	       "Categories are directories; write NAME.query, read NAME.status and\n"
-	       "NAME.response; after a miss write the answer to NAME.response.\n\n"
+	       "NAME.response; after a miss write the answer to NAME.response.\n"
+	       "SOURCE, if given, is the store (as -o store=; 'none' means the default).\n\n"
 	       "semcachefs options:\n"
 	       "    -o store=DIR         where the cache lives (default\n"
 	       "                         $XDG_DATA_HOME/semcachefs or ~/.local/share/semcachefs)\n"
@@ -124,10 +143,15 @@ static void usage(const char *prog)
 	       "                         io_uring needs libfuse 3.18 built with it and\n"
 	       "                         the kernel's enable_uring, serves each CPU with\n"
 	       "                         one thread (requests that wait hold up others)\n"
+	       "    -o lock_wait=SECS    wait up to SECS seconds for a store another\n"
+	       "                         semcachefs still holds (default 10; 0: fail at once)\n"
 	       "    -o verbose           debug logging\n"
 	       "    -h, --help           this help\n"
 	       "    -V, --version        version\n"
-	       "    --policy-keys        print the policy.yaml keys as a Markdown table\n\n", prog);
+	       "    --policy-keys[=markdown|man]  print the policy.yaml keys as a\n"
+	       "                         Markdown table, or as roff for the manual page\n\n"
+	       "Exit status: 0 after unmount or SIGTERM/SIGINT, 1 on a failure, 2 on a\n"
+	       "usage error. See semcachefs(1) and semcachefs-policy(5).\n\n", prog);
 }
 
 /*
@@ -289,10 +313,78 @@ static char *default_store(void)
 	return fileio_default_data_dir(buf, sizeof(buf)) ? NULL : strdup(buf);
 }
 
+/* positional arguments: SOURCE and MOUNTPOINT are taken out (main puts the
+ * mountpoint back for fuse_parse_cmdline); everything else stays */
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct options *o = data;
+
+	(void)outargs;
+	if (key != FUSE_OPT_KEY_NONOPT)
+		return 1;
+	if (o->npos == 2) {
+		o->too_many = true;
+		return 0;
+	}
+	o->pos[o->npos] = strdup(arg);
+	return o->pos[o->npos++] ? 0 : -1;
+}
+
+/* --policy-keys[=FORM]: the exit status */
+static int print_keys(const char *form)
+{
+	char buf[16384];
+	int n;
+
+	if (!form || !strcmp(form, "markdown")) {
+		n = policy_keys_markdown(buf, sizeof(buf));
+	} else if (!strcmp(form, "man")) {
+		n = policy_keys_man(buf, sizeof(buf));
+	} else {
+		fprintf(stderr, "semcachefs: --policy-keys='%s' is not 'markdown' or 'man'\n", form);
+		return 2;
+	}
+	if (n >= (int)sizeof(buf))
+		BUG("the key table needs %d bytes", n);
+	fwrite(buf, 1, (size_t)n, stdout);
+	return fflush(stdout) ? 1 : 0;
+}
+
+/* SOURCE MOUNTPOINT or MOUNTPOINT into the store and libfuse's arguments;
+ * 0, or -EINVAL after a message (a usage error), or -ENOMEM */
+static int take_positionals(struct options *o, struct fuse_args *args)
+{
+	const char *store;
+
+	if (o->too_many) {
+		fprintf(stderr, "semcachefs: too many arguments (usage: semcachefs [options] "
+			"[SOURCE] MOUNTPOINT)\n");
+		return -EINVAL;
+	}
+	if (o->npos == 0)
+		return 0; /* fuse_parse_cmdline finds no mountpoint: said below */
+	if (fuse_opt_add_arg(args, o->pos[o->npos - 1]))
+		return -ENOMEM;
+	if (o->npos == 1)
+		return 0;
+	store = cmdline_source_store(o->pos[0]);
+	if (!store)
+		return 0;
+	if (o->store && strcmp(o->store, store)) {
+		fprintf(stderr, "semcachefs: SOURCE '%s' and -o store='%s' name different stores; "
+			"give one\n", store, o->store);
+		return -EINVAL;
+	}
+	if (!o->store && !(o->store = strdup(store)))
+		return -ENOMEM;
+	return cmdline_add_fsname(args, store);
+}
+
 int main(int argc, char *argv[])
 {
+	struct fuse_args margs = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options opts = { .session_ttl = 600 };
+	struct options opts = { .session_ttl = 600, .lock_wait = 10 };
 	struct fuse_cmdline_opts cl = { 0 };
 	struct fs_state state = { 0 };
 	struct cache_options co = { 0 };
@@ -305,13 +397,25 @@ int main(int argc, char *argv[])
 	static char redis_pw[512]; /* wiped once the store has its copy */
 	int opened;
 	const char *transport;
-	bool uring_ok;
+	bool uring_ok, hold_log = false;
 	char *store = NULL;
 	int notify_fd = -1;
 	int rc = 1;
 
-	/* usage errors exit 2, through out: (everything is freed) */
-	if (fuse_opt_parse(&args, &opts, option_spec, NULL) == -1)
+	if (cmdline_is_mount_helper(argv[0])) {
+		bool fake;
+		int r = cmdline_from_mount(argc, argv, &margs, &fake);
+
+		if (r)
+			return r == -ENOMEM ? 1 : 2;
+		if (fake) {
+			fuse_opt_free_args(&margs);
+			return 0;
+		}
+		args = margs; /* fuse_opt_parse frees it */
+	}
+	/* usage errors exit 2, through usage: or out: (everything is freed) */
+	if (fuse_opt_parse(&args, &opts, option_spec, opt_proc) == -1)
 		goto usage;
 	if (opts.transport && strcmp(opts.transport, "io_uring") &&
 	    strcmp(opts.transport, "dev_fuse")) {
@@ -328,12 +432,8 @@ int main(int argc, char *argv[])
 		rc = 0;
 		goto out;
 	}
-	if (opts.show_keys) {
-		char buf[16384];
-		int n = policy_keys_markdown(buf, sizeof(buf));
-
-		fwrite(buf, 1, n < (int)sizeof(buf) ? (size_t)n : sizeof(buf) - 1, stdout);
-		rc = 0;
+	if (opts.show_keys || opts.keys_form) {
+		rc = print_keys(opts.keys_form);
 		goto out;
 	}
 	if (opts.show_help) {
@@ -343,6 +443,8 @@ int main(int argc, char *argv[])
 		rc = 0;
 		goto out;
 	}
+	if (take_positionals(&opts, &args))
+		goto usage;
 	if (fuse_parse_cmdline(&args, &cl) != 0)
 		goto usage;
 	/* Modes, owners and groups of categories are enforced by the kernel,
@@ -359,6 +461,10 @@ int main(int argc, char *argv[])
 	}
 	if (opts.session_ttl < 1) {
 		fprintf(stderr, "semcachefs: -o session_ttl must be at least 1 second\n");
+		goto usage;
+	}
+	if (opts.lock_wait < 0 || opts.lock_wait > 3600) {
+		fprintf(stderr, "semcachefs: -o lock_wait must be 0..3600 seconds\n");
 		goto usage;
 	}
 	if (size_option("scratch_max", opts.scratch_max, &scratch_max) ||
@@ -385,10 +491,22 @@ int main(int argc, char *argv[])
 	fuse_set_log_func(fuse_log_to_semlog);
 	if (opts.debug_log)
 		semlog_set_level(SEMLOG_DEBUG);
+	/* libfuse checks its options here (an unknown one is a usage error);
+	 * it opens nothing until fuse_mount, and calls init only then */
+	ops.init = main_init;
+	fuse = fuse_new(&args, &ops, sizeof(ops), &state);
+	if (!fuse)
+		goto usage;
+	if (startup_check_fuse_dev(err, sizeof(err))) {
+		fprintf(stderr, "semcachefs: %s\n", err);
+		goto out_fuse;
+	}
 	if (!cl.foreground) {
 		notify_fd = daemon_start();
 		if (notify_fd < 0)
-			goto out;
+			goto out_fuse;
+		/* info lines go to the log file, not the terminal */
+		hold_log = !opts.log && startup_log_hold() == 0;
 	}
 	if (opts.store && !strncmp(opts.store, "redis://", 8))
 		store = strdup(opts.store); /* a shared store: a URL, not a path */
@@ -400,23 +518,22 @@ int main(int argc, char *argv[])
 		if (!store) {
 			fprintf(stderr, "semcachefs: cannot use store '%s': %s\n",
 				opts.store, strerror(errno));
-			goto out;
+			goto out_fuse;
 		}
 	}
 	if (!store) {
 		store = default_store();
 		if (!store || fileio_mkdir_p(store, 0700)) {
 			fprintf(stderr, "semcachefs: cannot create the default store (set -o store=DIR)\n");
-			goto out;
+			goto out_fuse;
 		}
 	}
 	if (opts.log && semlog_open_file(opts.log)) {
 		fprintf(stderr, "semcachefs: cannot open log '%s': %s\n", opts.log,
 			strerror(errno));
-		goto out;
+		goto out_fuse;
 	}
-	if (opts.log || notify_fd < 0)
-		log_first_line(transport);
+	log_first_line(transport);
 	co.store_dir = store;
 	co.sync_full = opts.sync && !strcmp(opts.sync, "full");
 	co.owner_uid = getuid();
@@ -427,23 +544,20 @@ int main(int argc, char *argv[])
 	/* at most 5/8 of the FUSE workers may wait on slow work (a remote
 	 * embedder, a pending fill): the rest serve everyone else */
 	co.max_slow = (cl.max_threads < 64 ? 64 : cl.max_threads) * 5 / 8;
-	opened = cache_open(&co, &state.cache, err, sizeof(err));
+	opened = startup_cache_open(&co, opts.lock_wait, notify_fd >= 0, &state.cache, err,
+				    sizeof(err));
 	explicit_bzero(redis_pw, sizeof(redis_pw)); /* the store has its copy */
 	if (opened) {
 		fprintf(stderr, "semcachefs: %s\n", err);
-		goto out;
+		goto out_fuse;
 	}
 	state.store_dir = cache_state_dir(state.cache);
 	state.session_ttl_ms = (int64_t)opts.session_ttl * 1000;
 	state.owner_uid = getuid();
 	state.owner_gid = getgid();
 
-	ops.init = main_init;
-	fuse = fuse_new(&args, &ops, sizeof(ops), &state);
-	if (!fuse)
-		goto out_cache;
 	if (fuse_mount(fuse, cl.mountpoint) != 0)
-		goto out_fuse;
+		goto out_cache;
 	if (uring_wanted) {
 		/* requests come through the rings, not read(): nothing to guard */
 		semlog(SEMLOG_INFO, "io_uring: renames of a name onto itself are not guarded (libfuse may wait on them)");
@@ -455,12 +569,12 @@ int main(int argc, char *argv[])
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)) != 0)
 		goto out_unmount;
 	if (notify_fd >= 0) {
-		if (!opts.log) {
+		if (hold_log) {
 			char path[PATH_MAX];
 
 			snprintf(path, sizeof(path), "%s/semcachefs.log", state.store_dir);
-			semlog_open_file(path);
-			log_first_line(transport);
+			startup_log_release(path);
+			hold_log = false;
 		}
 		daemon_ready(notify_fd);
 		notify_fd = -1;
@@ -476,18 +590,30 @@ int main(int argc, char *argv[])
 		rc = fuse_loop_mt(fuse, lc);
 		fuse_loop_cfg_destroy(lc);
 	}
-	rc = rc ? 1 : 0;
+	/* libfuse's loops return the number of the signal that stopped them
+	 * (SIGTERM, SIGINT, SIGHUP: a clean stop), 0 after an unmount, or a
+	 * negative errno when reading requests failed */
+	if (rc > 0)
+		semlog(SEMLOG_INFO, "stopping: signal %d (%s)", rc, strsignal(rc));
+	else if (rc < 0)
+		semlog(SEMLOG_ERR, "stopping: reading FUSE requests failed: %s", strerror(-rc));
+	rc = rc < 0 ? 1 : 0;
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_unmount:
 	fuse_unmount(fuse);
-out_fuse:
-	fuse_destroy(fuse);
 out_cache:
+	fuse_destroy(fuse);
+	fuse = NULL;
 	cache_close(state.cache);
+out_fuse:
+	if (fuse)
+		fuse_destroy(fuse);
 	goto out;
 usage:
 	rc = 2;
 out:
+	if (hold_log)
+		startup_log_release(NULL);
 	free(store);
 	free(cl.mountpoint);
 	fuse_opt_free_args(&args);
@@ -502,5 +628,8 @@ out:
 	free(opts.scratch_max);
 	free(opts.scratch_user_max);
 	free(opts.transport);
+	free(opts.keys_form);
+	free(opts.pos[0]);
+	free(opts.pos[1]);
 	return rc;
 }

@@ -178,6 +178,13 @@ int policy_format(const struct policy *p, char *buf, size_t size);
  */
 int policy_keys_markdown(char *buf, size_t size);
 
+/*
+ * The same keys as roff for a manual page: one ".TP" paragraph per key
+ * (name, type, default, allowed values, meaning), every text escaped.
+ * Returns the length written (as snprintf: may exceed size).
+ */
+int policy_keys_man(char *buf, size_t size);
+
 /* Name of key k as written in YAML ("quota.entries"). */
 const char *policy_key_name(enum policy_key k);
 

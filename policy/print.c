@@ -1,8 +1,9 @@
 /*
  * print.c - policies and keys as text: the effective policy that .policy
  * shows, with where each value came from, the Markdown table of every key
- * (semcachefs --policy-keys, the README), and the phrases parse errors use
- * to say what a key accepts.
+ * (semcachefs --policy-keys, the README), the same keys as roff for the
+ * semcachefs-policy(5) manual page (--policy-keys=man), and the phrases
+ * parse errors use to say what a key accepts.
  *
  * Design: everything is generated from the key table (keys.c) and the
  * value writers (values.c), so the documentation cannot drift from the
@@ -243,24 +244,79 @@ int policy_format(const struct policy *p, char *buf, size_t size)
 	return policy_out_result(&o);
 }
 
-int policy_keys_markdown(char *buf, size_t size)
+/* s as roff text: backslashes and hyphens escaped, a leading '.' or '\''
+ * (a request) neutralised */
+static void out_roff(struct policy_out *o, const char *s)
 {
-	struct policy_out o = { buf, size, 0 };
+	if (*s == '.' || *s == '\'')
+		policy_out_printf(o, "\\&");
+	for (; *s; s++) {
+		if (*s == '\\')
+			policy_out_printf(o, "\\e");
+		else if (*s == '-')
+			policy_out_printf(o, "\\-");
+		else
+			policy_out_printf(o, "%c", *s);
+	}
+}
+
+/* one line or paragraph per key: its spec, its default and what it allows
+ * as text */
+typedef void key_row_fn(struct policy_out *o, const struct policy_key_spec *ks,
+			const char *value, const char *range);
+
+static void each_key(struct policy_out *o, key_row_fn *row)
+{
 	struct policy def;
 	char value[POLICY_VALUE_MAX + 4], range[128];
-	size_t k;
 
 	policy_defaults(&def);
-	policy_out_printf(&o, "| key | type | default | allowed | meaning |\n");
-	policy_out_printf(&o, "|---|---|---|---|---|\n");
-	for (k = 0; k < POLICY_NKEYS; k++) {
+	for (size_t k = 0; k < POLICY_NKEYS; k++) {
 		const struct policy_key_spec *ks = &policy_key_specs[k];
 
 		policy_format_value(ks, &def, value, sizeof(value));
 		policy_format_range(ks, range, sizeof(range));
-		policy_out_printf(&o, "| `%s` | %s | `%s` | %s | %s |\n",
-				  ks->name, vtype_words[ks->type].doc, value,
-				  range, ks->doc);
+		row(o, ks, value, range);
 	}
+}
+
+static void markdown_row(struct policy_out *o, const struct policy_key_spec *ks,
+			 const char *value, const char *range)
+{
+	policy_out_printf(o, "| `%s` | %s | `%s` | %s | %s |\n", ks->name,
+			  vtype_words[ks->type].doc, value, range, ks->doc);
+}
+
+int policy_keys_markdown(char *buf, size_t size)
+{
+	struct policy_out o = { buf, size, 0 };
+
+	policy_out_printf(&o, "| key | type | default | allowed | meaning |\n");
+	policy_out_printf(&o, "|---|---|---|---|---|\n");
+	each_key(&o, markdown_row);
+	return policy_out_result(&o);
+}
+
+static void man_row(struct policy_out *o, const struct policy_key_spec *ks,
+		    const char *value, const char *range)
+{
+	policy_out_printf(o, ".TP\n.B ");
+	out_roff(o, ks->name);
+	policy_out_printf(o, "\n");
+	out_roff(o, vtype_words[ks->type].doc);
+	policy_out_printf(o, ", default \\fB");
+	out_roff(o, value);
+	policy_out_printf(o, "\\fR; allowed: ");
+	out_roff(o, range);
+	policy_out_printf(o, ".\n");
+	out_roff(o, ks->doc);
+	policy_out_printf(o, ".\n");
+}
+
+int policy_keys_man(char *buf, size_t size)
+{
+	struct policy_out o = { buf, size, 0 };
+
+	each_key(&o, man_row);
 	return policy_out_result(&o);
 }
