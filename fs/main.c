@@ -497,6 +497,15 @@ int main(int argc, char *argv[])
 	fuse = fuse_new(&args, &ops, sizeof(ops), &state);
 	if (!fuse)
 		goto usage;
+	co.owner_uid = getuid();
+	co.embed_env = opts.embed_env;
+	co.embed_urls = opts.embed_urls;
+	co.model_dirs = opts.model_dirs;
+	if (cache_check_options(&co, err, sizeof(err))) {
+		fprintf(stderr, "semcachefs: -o %s\n", err);
+		rc = 2; /* a usage error: nothing was touched */
+		goto out_fuse;
+	}
 	if (startup_check_fuse_dev(err, sizeof(err))) {
 		fprintf(stderr, "semcachefs: %s\n", err);
 		goto out_fuse;

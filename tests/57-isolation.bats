@@ -156,12 +156,17 @@ slowest_of() {
 
 @test "grants that are not SEMCACHEFS_ variables or URL prefixes refuse the mount" {
 	stop_daemon
-	run "$SEMCACHEFS" -f -o store="$STORE" -o embed_env=HOME "$MNT"
-	assert_failure
+	# usage errors (2), found before any store is made
+	run "$SEMCACHEFS" -f -o store="$WORK/new-store" -o embed_env=HOME "$MNT"
+	assert_failure 2
 	assert_output --partial "embed_env: 'HOME' is not a variable name starting with SEMCACHEFS_"
-	run "$SEMCACHEFS" -f -o store="$STORE" -o embed_urls=ftp://x/ "$MNT"
-	assert_failure
+	run "$SEMCACHEFS" -f -o store="$WORK/new-store" -o embed_urls=ftp://x/ "$MNT"
+	assert_failure 2
 	assert_output --partial "embed_urls: 'ftp://x/' is not an http:// or https:// URL prefix"
+	run "$SEMCACHEFS" -f -o store="$WORK/new-store" -o model_dirs=relative/dir "$MNT"
+	assert_failure 2
+	assert_output --partial "model_dirs: 'relative/dir' is not an absolute directory"
+	[ ! -e "$WORK/new-store" ]
 }
 
 @test "another user may not enable http or name a model directory without the owner's grant" {

@@ -74,6 +74,11 @@ struct cache_caller {
 	gid_t gid;
 };
 
+/* Check o's grants (embed_env, embed_urls, model_dirs) without opening
+ * anything: 0, or -EINVAL with err saying which is wrong (cache_open checks
+ * the same). For usage errors before any store is touched. */
+int cache_check_options(const struct cache_options *o, char *err,
+			size_t errlen);
 /* Open the store, load or rebuild every category's index. */
 int cache_open(const struct cache_options *o, struct cache **out, char *err,
 	       size_t errlen);

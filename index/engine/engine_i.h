@@ -397,7 +397,8 @@ void engine_embref_free_all(struct cache *c);
 /* ---- trust.c: what the mount owner allows ---- */
 
 /* Parse opts' grants into c->trust. -EINVAL with err for a bad one. */
-int engine_trust_init(struct cache *c, char *err, size_t errlen);
+int engine_trust_init(const struct cache_options *o, struct trust *t,
+		      char *err, size_t errlen);
 void engine_trust_release(struct trust *t);
 /* Is who trusted (NULL, root or the mount owner)? */
 bool engine_trust_caller(const struct cache *c, const struct cache_caller *who);

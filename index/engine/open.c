@@ -227,7 +227,7 @@ int cache_open(const struct cache_options *o, struct cache **out, char *err,
 		goto fail;
 	}
 	c->opts.store_dir = c->store_dir;
-	rc = engine_trust_init(c, err, errlen); /* copies o's grants */
+	rc = engine_trust_init(&c->opts, &c->trust, err, errlen); /* copies o's grants */
 	c->opts.embed_env = c->opts.embed_urls = c->opts.model_dirs = NULL;
 	if (rc)
 		goto fail;

@@ -102,10 +102,9 @@ static char *url_prefix(const char *u)
 	return out;
 }
 
-int engine_trust_init(struct cache *c, char *err, size_t errlen)
+int engine_trust_init(const struct cache_options *o, struct trust *t,
+		      char *err, size_t errlen)
 {
-	const struct cache_options *o = &c->opts;
-	struct trust *t = &c->trust;
 	int rc;
 
 	t->owner = o->owner_uid;
@@ -145,6 +144,16 @@ int engine_trust_init(struct cache *c, char *err, size_t errlen)
 			t->dirs[i][--n] = '\0';
 	}
 	return 0;
+}
+
+int cache_check_options(const struct cache_options *o, char *err,
+			size_t errlen)
+{
+	struct trust t = { 0 };
+	int rc = engine_trust_init(o, &t, err, errlen);
+
+	engine_trust_release(&t);
+	return rc;
 }
 
 void engine_trust_release(struct trust *t)
