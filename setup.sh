@@ -151,7 +151,7 @@ build_asan() {
 			-Db_lundef=false >/dev/null
 	fi
 	ninja -C build-asan fs/semcachefs tests/fsop tests/crashfill tests/loadgen tests/protofuzz \
-		index/semcachefs-eval
+		index/semcachefs-eval index/semcachefs-train-verifier
 }
 
 # Debian's scalar FAISS in build-scalar, so the fallback stays tested when

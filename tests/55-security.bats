@@ -228,7 +228,6 @@ remount_shared() {
 }
 
 @test "entries show the uid that filled them" {
-	skip "needs the engine's trust checks (lead): cache_entry_info.uid is not filled in yet"
 	remount_shared
 	run as_nobody "$FSOP" write "$MNT/open/n.query" "a question nobody asked"
 	assert_output "ok"
@@ -241,7 +240,6 @@ remount_shared() {
 }
 
 @test "another user's fill never replaces an entry in a shared category" {
-	skip "needs the engine's trust checks (lead): a fill over another user's entry is EACCES"
 	remount_shared
 	ask open q1 "how do I reverse a list in python" >/dev/null
 	fill open q1 "reversed(xs)"
@@ -255,7 +253,6 @@ remount_shared() {
 }
 
 @test "another user's wrong-hit feedback is counted, not invalidating" {
-	skip "needs the engine's trust checks (lead): feedback from others does not invalidate"
 	remount_shared
 	ask open q1 "how do I reverse a list in python" >/dev/null
 	fill open q1 "reversed(xs)"
