@@ -418,6 +418,33 @@ policy_values() { grep -v '^effective\.' | sed 's/ *# [^#]*$//'; }
 	assert_output "threshold: 0.93"
 }
 
+@test "editing: vim's save of an invalid policy is refused every time; the old policy and the reason stay" {
+	command -v vim >/dev/null || skip "needs vim"
+	echo "threshold: 0.93" >"$MNT/p/policy.yaml"
+	# written in place (vim's default here, and backupcopy=yes), three times each
+	# (with backupcopy=no vim renames the file away first: see the README)
+	for opts in "set nocompatible" "set nocompatible writebackup backupcopy=yes"; do
+		for round in 1 2 3; do
+			: >"$WORK/vim.msg"
+			run env HOME="$WORK" vim -Es -u NONE -c "$opts" -c '%s/0.93/nine/' \
+				-c "redir! > $WORK/vim.msg" -c 'silent! w' -c 'echo v:errmsg' -c 'redir END' \
+				-c 'qa!' "$MNT/p/policy.yaml"
+			# vim reports the refusal (at fsync or rename)
+			grep -qE 'E667: Fsync failed|E212|E512|E514|E13' "$WORK/vim.msg" ||
+				fail "[$opts] round $round: vim said: $(cat "$WORK/vim.msg")"
+			run cat "$MNT/p/policy.yaml"
+			assert_output "threshold: 0.93"
+			run cat "$MNT/p/.policy"
+			assert_line --regexp '^threshold: 0\.93 +# /p$'
+			run cat "$MNT/p/.errors"
+			assert_output --partial "expected a number from 0 to 1, got 'nine'"
+		done
+	done
+	# the log never shows the policy removed meanwhile
+	run grep -c "policy of '/p' removed" "$LOG"
+	assert_output 0
+}
+
 @test "policy.yaml survives a remount" {
 	printf 'threshold: 0.97\nquota: {entries: 5}\n' >"$MNT/p/policy.yaml"
 	stop_daemon
