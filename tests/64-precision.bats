@@ -26,8 +26,8 @@ NUM_A="What is the best phone to buy under Rs. 5000?"
 NUM_B="What is the best phone to buy under Rs. 4000?"
 NEG_A="Is it safe to eat eggs every day?"
 NEG_B="Is it not safe to eat eggs every day?"
-PARA_A="How do I learn to play the guitar quickly?"
-PARA_B="How can I learn to play guitar quickly?"
+PARA_A="How do I get rid of acne scars?"
+PARA_B="How do I get rid of acne scars fast?"
 
 @test "without precision the cosine alone serves a different number; with it that is a miss" {
 	printf 'threshold: 0.7\n' >"$MNT/p/policy.yaml"
@@ -50,11 +50,16 @@ PARA_B="How can I learn to play guitar quickly?"
 	printf 'precision: 0.7\n' >"$MNT/p/policy.yaml"
 	run ask p q "$NEG_B"
 	assert_output --regexp '^miss best=0\.9[0-9]{2} entry=[0-9]+$'
-	stored p "$PARA_A" "practise daily"
+	stored p "$PARA_A" "see a dermatologist"
 	run ask p q2 "$PARA_B"
-	assert_output --regexp '^hit score=0\.[5-9][0-9]{2} '
+	assert_output --regexp '^hit score=0\.8[0-9]{2} '
 	run cat "$MNT/p/q2.response"
-	assert_output "practise daily"
+	assert_output "see a dermatologist"
+	# the default threshold alone would not serve that paraphrase
+	printf 'precision: 0\n' >"$MNT/p/policy.yaml"
+	run ask p q4 "$PARA_B"
+	assert_output --regexp '^miss best=0\.8[0-9]{2} entry=[0-9]+$'
+	printf 'precision: 0.7\n' >"$MNT/p/policy.yaml"
 	# the exact path is unchanged
 	run ask p q3 "$PARA_A"
 	assert_output --regexp '^hit score=1\.000 .*match=exact'
@@ -99,7 +104,7 @@ PARA_B="How can I learn to play guitar quickly?"
 	stored p/sub "$NUM_A" "a 5000 phone"
 	run ask p/sub q "$NUM_B"
 	assert_output --regexp '^miss best=0\.[7-9][0-9]{2} entry=[0-9]+$'
-	stored p/sub "$PARA_A" "practise daily"
+	stored p/sub "$PARA_A" "see a dermatologist"
 	run ask p/sub q2 "$PARA_B"
 	assert_output --regexp '^hit score='
 	# and a subcategory may turn it off again: the cosine decides
@@ -127,9 +132,9 @@ MODEL=${SEMCACHE_USE_LITE_DIR:-$TESTS_DIR/../.models/model-embeddings-en-0.2.0}
 	assert_line --regexp "^# precision 0\.7 -> verifier 'verify-use-lite-v1' score >= 0\.[0-9]{4}, "
 	run ask u q2 "$NUM_B"
 	assert_output --regexp '^miss best=0\.9[0-9]{2} entry=[0-9]+$'
-	stored u "$PARA_A" "practise daily"
+	stored u "$PARA_A" "see a dermatologist"
 	run ask u q3 "$PARA_B"
 	assert_output --regexp '^hit score='
 	run cat "$MNT/u/q3.response"
-	assert_output "practise daily"
+	assert_output "see a dermatologist"
 }
