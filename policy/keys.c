@@ -320,6 +320,13 @@ int policy_check(const struct policy *p, char *msg, size_t size)
 			 "whose load is reported in .load/NAME)");
 		return -EINVAL;
 	}
+	if (p->precision > 0 && p->fill_timeout_ms > 0) {
+		snprintf(msg, size, "precision and fill_timeout cannot be combined: "
+			 "miss coalescing matches pending queries by cosine, which "
+			 "the verifier would not judge; set fill_timeout: 0 or "
+			 "precision: 0");
+		return -EINVAL;
+	}
 	if (p->auto_disable && !p->llm_cost_ms) {
 		snprintf(msg, size, "auto_disable needs llm_cost_ms (what a miss costs)");
 		return -EINVAL;

@@ -76,6 +76,11 @@ PARA_B="How do I get rid of acne scars fast?"
 	assert_output "ok"
 	run "$FSOP" write "$MNT/p/policy.yaml" "precision: 1.5"
 	assert_output "EINVAL at close"
+	# miss coalescing decides by cosine: refused with a precision target
+	run "$FSOP" write "$MNT/p/policy.yaml" "$(printf 'precision: 0.7\nfill_timeout: 2s')"
+	assert_output "EINVAL at close"
+	run cat "$MNT/p/.errors"
+	assert_output --partial "/p/policy.yaml: precision and fill_timeout cannot be combined"
 	# a refused write leaves the previous target in place
 	run "$FSOP" write "$MNT/p/policy.yaml" "precision: 0.999"
 	assert_output "EINVAL at close"

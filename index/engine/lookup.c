@@ -283,7 +283,7 @@ static bool lookup_verified(struct cache *c, struct catref *ref,
 	float cos[VERIFY_NCOS] = { NAN, NAN };
 	int slot = verify_cos_slot(ref->core->emb->name);
 	int order[CACHE_NEIGHBORS], nv = 0, i, j;
-	double p[CACHE_NEIGHBORS], thr;
+	double p[CACHE_NEIGHBORS], thr = 2;
 	struct verify_side qs, cs;
 	enum verify_model m;
 	bool qinit = false;
@@ -291,14 +291,6 @@ static bool lookup_verified(struct cache *c, struct catref *ref,
 	if (slot >= 0)
 		cos[slot] = 0;
 	m = verify_model_for(cos, VERIFY_NCOS);
-	if (precision_point(m, precision, &thr, NULL, 0)) {
-		/* refused at policy write; reachable only if calibration and
-		 * embedder disagree later: never serve at an unsupported point */
-		snprintf(r->note, sizeof(r->note), "precision %.4g unsupported by "
-			 "verifier '%s': only exact matches hit", precision,
-			 verify_model_name(m));
-		return false;
-	}
 	for (i = 0; i < r->ncand && r->cand_score[i] + 1e-6f >= VERIFY_COS_FLOOR; i++) {
 		char *text = NULL;
 		size_t len = 0;
@@ -323,6 +315,14 @@ static bool lookup_verified(struct cache *c, struct catref *ref,
 	}
 	if (qinit)
 		verify_side_release(&qs);
+	if (nv && precision_point(m, precision, &thr, NULL, 0)) {
+		/* refused at policy write; reachable only if calibration and
+		 * embedder disagree later: never serve at an unsupported point */
+		snprintf(r->note, sizeof(r->note), "precision %.4g unsupported by "
+			 "verifier '%s': only exact matches hit", precision,
+			 verify_model_name(m));
+		return false;
+	}
 	for (j = 0; j < nv && p[order[j]] >= thr; j++) {
 		i = order[j];
 		if (engine_lookup_serve(c, ref, r->cand_id[i], now, r) == 0) {

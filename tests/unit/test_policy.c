@@ -883,6 +883,16 @@ static void test_http_keys(void)
 	snprintf(p.http_model, sizeof(p.http_model), "m");
 	CHECK_EQ_INT(policy_check(&p, msg, sizeof(msg)), 0);
 
+	/* miss coalescing decides by cosine: not with a precision target */
+	policy_defaults(&p);
+	p.precision = 0.7;
+	CHECK_EQ_INT(policy_check(&p, msg, sizeof(msg)), 0);
+	p.fill_timeout_ms = 2000;
+	CHECK_EQ_INT(policy_check(&p, msg, sizeof(msg)), -EINVAL);
+	CHECK(strstr(msg, "precision and fill_timeout cannot be combined") != NULL);
+	p.precision = 0;
+	CHECK_EQ_INT(policy_check(&p, msg, sizeof(msg)), 0);
+
 	/* a long url prints whole */
 	policy_defaults(&p);
 	memset(p.http_url, 'a', POLICY_URL_MAX - 1);
