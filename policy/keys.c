@@ -69,7 +69,16 @@ static int validate_load_name(const void *value, char *msg, size_t size);
 
 const struct policy_key_spec policy_key_specs[POLICY_NKEYS] = {
 	[POLICY_THRESHOLD] = KEY_FLOAT("threshold", threshold, 0, 1, 0.90,
-		"cosine similarity a stored query needs to be a hit"),
+		"cosine similarity a stored query needs to be a hit (when "
+		"precision is unset)"),
+	[POLICY_PRECISION] = KEY_FLOAT("precision", precision, 0, 1, 0,
+		"the share of served answers that should be right, e.g. 0.7: "
+		"candidates with cosine >= 0.5 are judged by the verifier "
+		"(verify-use-lite-v1 for use-lite, else verify-lexical-v1) at "
+		"the operating point its calibration gives for this target, "
+		"and threshold is not used; a target the calibration cannot "
+		"support is refused (.errors names the best it supports); "
+		"0 = unset"),
 	[POLICY_TTL] = KEY_DURATION("ttl", ttl, 0, CENTURY, 7 * DAY,
 		"how long an entry lives; 0 = never expires"),
 	[POLICY_TTL_MODE] = KEY_ENUM("ttl_mode", ttl_mode, ttl_modes,
@@ -309,6 +318,13 @@ int policy_check(const struct policy *p, char *msg, size_t size)
 	if (p->adaptive_enabled && !p->model[0]) {
 		snprintf(msg, size, "adaptive.enabled needs model: NAME (the model "
 			 "whose load is reported in .load/NAME)");
+		return -EINVAL;
+	}
+	if (p->precision > 0 && p->fill_timeout_ms > 0) {
+		snprintf(msg, size, "precision and fill_timeout cannot be combined: "
+			 "miss coalescing matches pending queries by cosine, which "
+			 "the verifier would not judge; set fill_timeout: 0 or "
+			 "precision: 0");
 		return -EINVAL;
 	}
 	if (p->auto_disable && !p->llm_cost_ms) {

@@ -26,6 +26,7 @@ enum policy_context { POLICY_CONTEXT_MATCH, POLICY_CONTEXT_IGNORE };
 /* Keys, in the order .policy prints them. Nested keys are "quota.entries". */
 enum policy_key {
 	POLICY_THRESHOLD,
+	POLICY_PRECISION,
 	POLICY_TTL,
 	POLICY_TTL_MODE,
 	POLICY_QUOTA_ENTRIES,
@@ -75,6 +76,8 @@ enum policy_key {
 /* The effective values of every key. Plain data: copy it freely. */
 struct policy {
 	double threshold;          /* cosine similarity 0..1 for a hit */
+	double precision;          /* target share of right hits; 0 = unset:
+				    * threshold decides */
 	int64_t ttl;               /* seconds; 0 = never expires */
 	enum policy_ttl_mode ttl_mode;
 	int64_t quota_entries;     /* 0 = unlimited */

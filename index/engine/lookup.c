@@ -11,7 +11,12 @@
  * callback). The best CACHE_NEIGHBORS of them (ids and scores) stay in the
  * result, hit or miss, for NAME.neighbors and the best-score histograms:
  * the same search, nothing copied but numbers; their query texts are read
- * only when a client asks (cache_entry_read, no lock held). A hit's
+ * only when a client asks (cache_entry_read, no lock held). With a
+ * precision target (policy precision > 0) the threshold does not decide:
+ * the candidates at or above the verifier's cosine floor have their query
+ * texts read from the store (no lock held) and are scored by the verifier,
+ * and the best one reaching the target's operating point is served
+ * (lookup_verified). A hit's
  * response is read from the store before the hit is counted. A remote
  * embedder is asked only while the bound on slow work allows (else: miss,
  * busy). A miss under fill_timeout may become
@@ -22,6 +27,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +38,7 @@
 #include "engine_i.h"
 #include "semlog.h"
 #include "textnorm.h"
+#include "verify.h"
 
 #define KEY_SEED_A 0x5e3ac4cef5a11e01ULL
 #define KEY_SEED_B 0x0b5e55edca7e9a72ULL
@@ -216,6 +223,116 @@ static bool lookup_embed(struct cache *c, struct catref *ref,
 	return true;
 }
 
+/* Model m's operating point for a precision target (verify.h), at the
+ * model's training prior as semcachefs-eval --pipeline --precision maps
+ * it: 0 with *thr, or -ERANGE with msg naming the best supported target
+ * (the best 95 % lower bound, rounded down, so that it qualifies). */
+static int precision_point(enum verify_model m, double precision, double *thr,
+			   char *msg, size_t size)
+{
+	double t, low;
+	int sup, rc = verify_operating_point(m, precision, 0, &t, &low, &sup);
+
+	if (rc == 0) {
+		if (thr)
+			*thr = t;
+		return 0;
+	}
+	if (msg && low > 0)
+		snprintf(msg, size, "precision: %.4g is more than the calibration "
+			 "of verifier '%s' supports (best supported precision: "
+			 "%.4f); set precision at or below it, or a raw cosine "
+			 "with threshold", precision, verify_model_name(m),
+			 floor(low * 1e4) / 1e4);
+	else if (msg)
+		snprintf(msg, size, "precision: verifier '%s' has no calibrated "
+			 "operating point; use threshold", verify_model_name(m));
+	return rc == -EINVAL ? -EINVAL : -ERANGE;
+}
+
+int engine_precision_point(const struct policy *p, const char **model_name,
+			   double *thr, char *msg, size_t size)
+{
+	enum verify_model m = strncmp(p->embedder, "use-lite", 8) == 0 ?
+			      VERIFY_USE_LITE : VERIFY_LEXICAL;
+
+	if (model_name)
+		*model_name = verify_model_name(m);
+	if (!(p->precision > 0)) {
+		if (thr)
+			*thr = p->threshold;
+		return 0;
+	}
+	return precision_point(m, p->precision, thr, msg, size);
+}
+
+/*
+ * With a precision target: the verifier judges the candidates whose cosine
+ * reaches VERIFY_COS_FLOOR on (query, candidate's query), with the index
+ * cosine in the category's embedder slot (a use-lite category's cosine is
+ * the use-lite one: verify-use-lite-v1; any other: verify-lexical-v1,
+ * which computes the builtin cosine from the texts). The best one whose
+ * score reaches the operating point is served. Candidate texts are read
+ * from the store with no lock held; serving re-checks the entry lives.
+ * True when r became a hit.
+ */
+static bool lookup_verified(struct cache *c, struct catref *ref,
+			    const struct cache_query *q, double precision,
+			    int64_t now, struct cache_result *r)
+{
+	float cos[VERIFY_NCOS] = { NAN, NAN };
+	int slot = verify_cos_slot(ref->core->emb->name);
+	int order[CACHE_NEIGHBORS], nv = 0, i, j;
+	double p[CACHE_NEIGHBORS], thr = 2;
+	struct verify_side qs, cs;
+	enum verify_model m;
+	bool qinit = false;
+
+	if (slot >= 0)
+		cos[slot] = 0;
+	m = verify_model_for(cos, VERIFY_NCOS);
+	for (i = 0; i < r->ncand && r->cand_score[i] + 1e-6f >= VERIFY_COS_FLOOR; i++) {
+		char *text = NULL;
+		size_t len = 0;
+		int rc;
+
+		if (store_entry_text(c->store, r->cand_id[i], &text, &len, NULL, NULL))
+			continue;  /* gone or unreadable: not served */
+		rc = qinit ? 0 : verify_side_init(&qs, q->query, q->query_len);
+		qinit = qinit || rc == 0;
+		if (!rc)
+			rc = verify_side_init(&cs, text, len);
+		free(text);
+		if (rc)
+			break;     /* out of memory: a miss */
+		if (slot >= 0)
+			cos[slot] = r->cand_score[i];
+		p[i] = verify_score(&qs, &cs, cos, VERIFY_NCOS);
+		verify_side_release(&cs);
+		for (j = nv++; j > 0 && p[order[j - 1]] < p[i]; j--)
+			order[j] = order[j - 1];
+		order[j] = i;
+	}
+	if (qinit)
+		verify_side_release(&qs);
+	if (nv && precision_point(m, precision, &thr, NULL, 0)) {
+		/* refused at policy write; reachable only if calibration and
+		 * embedder disagree later: never serve at an unsupported point */
+		snprintf(r->note, sizeof(r->note), "precision %.4g unsupported by "
+			 "verifier '%s': only exact matches hit", precision,
+			 verify_model_name(m));
+		return false;
+	}
+	for (j = 0; j < nv && p[order[j]] >= thr; j++) {
+		i = order[j];
+		if (engine_lookup_serve(c, ref, r->cand_id[i], now, r) == 0) {
+			r->score = r->cand_score[i];
+			return true;
+		}
+	}
+	return false;
+}
+
 int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 		 struct cache_result *r)
 {
@@ -308,7 +425,9 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 		id = r->cand_id[0];
 		score = r->cand_score[0];
 		r->score = score;
-		if (score + 1e-6f >= (float)pol.threshold &&
+		if (pol.precision > 0 ?
+		    lookup_verified(c, &ref, q, pol.precision, ac.now, r) :
+		    score + 1e-6f >= (float)pol.threshold &&
 		    engine_lookup_serve(c, &ref, id, ac.now, r) == 0) {
 			cat->hits++;
 			cat->semantic_hits++;

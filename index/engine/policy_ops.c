@@ -27,6 +27,7 @@
 #include "clock.h"
 #include "engine_i.h"
 #include "semlog.h"
+#include "verify.h"
 
 /* Keep msg (NULL: none) as cat's .errors text. Takes cat.lock. */
 static void cat_set_policy_error(struct cat *cat, const char *msg)
@@ -213,7 +214,8 @@ static int plan_make(struct cache *c, struct cat *cat, struct policy_file *pf,
 		if (x->state != CAT_LIVE || !engine_cat_in_subtree(x, cat))
 			continue;
 		engine_cat_policy(x, cat, pf, &ch->np);
-		if (policy_check(&ch->np, why, sizeof(why))) {
+		if (policy_check(&ch->np, why, sizeof(why)) ||
+		    engine_precision_point(&ch->np, NULL, NULL, why, sizeof(why))) {
 			snprintf(msg, msize, "%s/policy.yaml: %s\n", where, why);
 			rc = -EINVAL;
 		} else if (x == cat && pf && !remote && !engine_trust_caller(c, who) &&
@@ -421,6 +423,36 @@ int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 	return rc;
 }
 
+/* After the "precision:" line of a .policy text of n bytes in buf (of
+ * size bytes), a comment with the operating point it maps to. The new
+ * length (n when there is no room). */
+static int precision_comment(const struct policy *p, char *buf, size_t n,
+			     size_t size)
+{
+	const char *model, *at = strstr(buf, "\nprecision:");
+	char line[200], why[400];
+	double thr;
+	size_t k, off;
+
+	if (!(p->precision > 0) || !at || !(at = strchr(at + 1, '\n')))
+		return (int)n;
+	off = (size_t)(at + 1 - buf);
+	if (engine_precision_point(p, &model, &thr, why, sizeof(why)) == 0)
+		k = (size_t)snprintf(line, sizeof(line), "# precision %.4g -> "
+				     "verifier '%s' score >= %.4f, candidates "
+				     "with cosine >= %.2f (threshold not used)\n",
+				     p->precision, model, thr, VERIFY_COS_FLOOR);
+	else
+		k = (size_t)snprintf(line, sizeof(line), "# precision %.4g "
+				     "unsupported: only exact matches hit\n",
+				     p->precision);
+	if (k >= sizeof(line) || n + k >= size)
+		return (int)n;
+	memmove(buf + off + k, buf + off, n - off + 1);
+	memcpy(buf + off, line, k);
+	return (int)(n + k);
+}
+
 int cache_policy_text(struct cache *c, const char *path, char **text,
 		      size_t *len)
 {
@@ -441,6 +473,8 @@ int cache_policy_text(struct cache *c, const char *path, char **text,
 	pthread_rwlock_unlock(&c->tree);
 	if (n >= (int)sizeof(buf))
 		n = sizeof(buf) - 1;
+	if (n >= 0)
+		n = precision_comment(&pol, buf, (size_t)n, sizeof(buf));
 	eff = pol;
 	engine_adapt_policy(c, cat, &eff, clock_wall_ms(), why, sizeof(why));
 	if (n >= 0 && (pol.adaptive_enabled || eff.threshold != pol.threshold)) {

@@ -121,6 +121,11 @@ double verify_training_prior(enum verify_model m);
  * may be NULL.
  */
 #define VERIFY_MIN_SUPPORT 30
+
+/* The recall-oriented cosine floor: the index proposes candidates at or
+ * above it and the verifier decides (semcachefs-eval --pipeline's default
+ * --floor, and the serving path's with a precision target). */
+#define VERIFY_COS_FLOOR 0.5
 int verify_operating_point(enum verify_model m, double precision, double prior,
 			   double *threshold, double *ci_low, int *support);
 

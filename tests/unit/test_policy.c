@@ -93,6 +93,7 @@ static void test_defaults(void)
 	memset(&p, 0x5a, sizeof(p));
 	policy_defaults(&p);
 	CHECK(p.threshold > 0.8999 && p.threshold < 0.9001);
+	CHECK(p.precision == 0);    /* unset: threshold decides */
 	CHECK_EQ_INT(p.ttl, 7 * 86400);
 	CHECK_EQ_INT(p.ttl_mode, POLICY_TTL_ABSOLUTE);
 	CHECK_EQ_INT(p.quota_entries, 0);
@@ -119,6 +120,10 @@ static void test_defaults(void)
 	n = policy_format(&p, buf, sizeof(buf));
 	CHECK_EQ_INT(n, (int)strlen(buf));
 	CHECK(has_line(buf, "threshold: 0.9", "default"));
+	CHECK(has_line(buf, "precision: 0", "default"));
+	/* printed next to threshold */
+	CHECK(strstr(buf, "threshold: 0.9                  # default\n"
+			  "precision: 0                    # default\n") == buf);
 	CHECK(has_line(buf, "ttl: 7d", "default"));
 	CHECK(has_line(buf, "ttl_mode: absolute", "default"));
 	CHECK(has_line(buf, "quota.entries: 0", "default"));
@@ -166,6 +171,7 @@ static void check_all_set(const struct policy_file *f, const char *style)
 	policy_defaults(&p);
 	policy_apply(&p, f);
 	CHECK(p.threshold > 0.4999 && p.threshold < 0.5001);
+	CHECK(p.precision > 0.6999 && p.precision < 0.7001);
 	CHECK_EQ_INT(p.ttl, 2 * 3600);
 	CHECK_EQ_INT(p.ttl_mode, POLICY_TTL_SLIDING);
 	CHECK_EQ_INT(p.quota_entries, 10);
@@ -195,6 +201,7 @@ static void test_every_key(void)
 	static const char block[] =
 		"# every key, block style\n"
 		"threshold: 0.5\n"
+		"precision: 0.7\n"
 		"ttl: 2h\n"
 		"ttl_mode: sliding\n"
 		"quota:\n"
@@ -234,7 +241,7 @@ static void test_every_key(void)
 		"auto_disable: 1h\n"
 		"fill_timeout: 20s\n";
 	static const char flow[] =
-		"{threshold: 0.5, ttl: 2h, ttl_mode: sliding,"
+		"{threshold: 0.5, precision: 0.7, ttl: 2h, ttl_mode: sliding,"
 		" quota: {entries: 10, bytes: 2GiB}, eviction: fifo,"
 		" cache: false, context: ignore,"
 		" limits: {query_bytes: 1MiB, response_bytes: 100MB},"
@@ -247,7 +254,7 @@ static void test_every_key(void)
 		" learn_decay: 2h}, llm_cost_ms: 1500, auto_disable: 1h,"
 		" fill_timeout: 20s}\n";
 	static const char mixed[] =
-		"threshold: 0.5\nttl: 2h\nttl_mode: sliding\n"
+		"threshold: 0.5\nprecision: 0.7\nttl: 2h\nttl_mode: sliding\n"
 		"quota: {entries: 10, bytes: 2GiB}\n"
 		"eviction: fifo\ncache: false\ncontext: ignore\n"
 		"limits: {query_bytes: 1MiB, response_bytes: 100MB}\n"
@@ -311,6 +318,10 @@ static void test_values(void)
 	expect_value("threshold: .75", "threshold: 0.75");
 	expect_value("threshold: 0.12345", "threshold: 0.1235");
 	expect_value("threshold: \"0.9\"", "threshold: 0.9");  /* quoted ok */
+	expect_value("precision: 0.95", "precision: 0.95");
+	expect_value("precision: 0.7", "precision: 0.7");
+	expect_value("precision: 1", "precision: 1");
+	expect_value("precision: 0", "precision: 0");
 	expect_value("ttl: 30s", "ttl: 30s");
 	expect_value("ttl: 5m", "ttl: 5m");
 	expect_value("ttl: 300", "ttl: 5m");
@@ -400,7 +411,8 @@ static void test_inheritance(void)
 
 	/* the source string is copied */
 	strcpy(src, "/code");
-	root = parse_ok("threshold: 0.85\nttl: 1d\nquota: {entries: 1000}\n", "/");
+	root = parse_ok("threshold: 0.85\nprecision: 0.7\nttl: 1d\n"
+			"quota: {entries: 1000}\n", "/");
 	code = parse_ok("threshold: 0.9\nquota:\n  bytes: 64MiB\n"
 			"eviction: lfu\n", src);
 	python = parse_ok("ttl: 2h\nquota: {entries: 50}\ncache: false\n",
@@ -415,6 +427,9 @@ static void test_inheritance(void)
 	policy_apply(&p, python);
 
 	CHECK(p.threshold > 0.8999 && p.threshold < 0.9001);
+	/* a precision target set at the root reaches /code/python */
+	CHECK(p.precision > 0.6999 && p.precision < 0.7001);
+	CHECK(p.source[POLICY_PRECISION] && strcmp(p.source[POLICY_PRECISION], "/") == 0);
 	CHECK_EQ_INT(p.ttl, 7200);
 	CHECK_EQ_INT(p.quota_entries, 50);
 	CHECK_EQ_INT(p.quota_bytes, 64 * MIB);
@@ -483,7 +498,7 @@ static void test_errors(void)
 
 	/* unknown keys */
 	expect_error("treshold: 0.9\n", 1, 1,
-		     "unknown key 'treshold' (known: threshold, ttl, ttl_mode, "
+		     "unknown key 'treshold' (known: threshold, precision, ttl, ttl_mode, "
 		     "quota, eviction, cache, context, limits, hnsw, embedder, http, "
 		     "model, adaptive, llm_cost_ms, auto_disable, fill_timeout)");
 	expect_error("ttl: 5m\nquota:\n  entires: 3\n", 3, 3,
@@ -546,6 +561,12 @@ static void test_errors(void)
 
 	/* out of range */
 	expect_error("threshold: 1.5\n", 1, 12, "threshold: '1.5' is out of range (0..1)");
+	expect_error("precision: 1.5\n", 1, 12, "precision: '1.5' is out of range (0..1)");
+	expect_error("precision: -0.1\n", 1, 12, "precision: '-0.1' is out of range (0..1)");
+	expect_error("precision: high\n", 1, 12,
+		     "precision: expected a number from 0 to 1, got 'high'");
+	expect_error("precision: [0.9]\n", 1, 12,
+		     "precision: expected a number from 0 to 1, got a sequence");
 	expect_error("threshold: -0.1\n", 1, 12, "threshold: '-0.1' is out of range (0..1)");
 	expect_error("hnsw:\n  m: 2\n", 2, 6, "hnsw.m: '2' is out of range (4..128)");
 	expect_error("hnsw: {m: 129}\n", 1, 11, "hnsw.m: '129' is out of range (4..128)");
@@ -860,6 +881,16 @@ static void test_http_keys(void)
 	CHECK_EQ_INT(policy_check(&p, msg, sizeof(msg)), -EINVAL);
 	CHECK(strstr(msg, "needs http.model") != NULL);
 	snprintf(p.http_model, sizeof(p.http_model), "m");
+	CHECK_EQ_INT(policy_check(&p, msg, sizeof(msg)), 0);
+
+	/* miss coalescing decides by cosine: not with a precision target */
+	policy_defaults(&p);
+	p.precision = 0.7;
+	CHECK_EQ_INT(policy_check(&p, msg, sizeof(msg)), 0);
+	p.fill_timeout_ms = 2000;
+	CHECK_EQ_INT(policy_check(&p, msg, sizeof(msg)), -EINVAL);
+	CHECK(strstr(msg, "precision and fill_timeout cannot be combined") != NULL);
+	p.precision = 0;
 	CHECK_EQ_INT(policy_check(&p, msg, sizeof(msg)), 0);
 
 	/* a long url prints whole */
