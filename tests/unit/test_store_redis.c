@@ -806,8 +806,8 @@ int main(int argc, char **argv)
 	test_quota(s.port);
 	test_resync(s.port);
 	test_watch_and_restart(&s);
-	srv_kill(&s);
 out:
+	srv_kill(&s); /* the cluster part started it too */
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (!check_failed && system(cmd) != 0)
 		fprintf(stderr, "could not remove %s\n", tmp);
