@@ -11,12 +11,9 @@ load helpers
 ACL_RULES='resetkeys ~{semcache}* ~{c* resetchannels &semcache:ev -@all +@connection +@read +@write +@stream +@scripting +@pubsub -@dangerous +cluster|slots +config|get'
 
 setup() {
-	require_fuse
 	command -v redis-server >/dev/null || skip "needs redis-server (package redis-server)"
-	WORK=$(mktemp -d "${BATS_TMPDIR:-/tmp}/semcache.XXXXXX")
-	MNT=$WORK/mnt
-	LOG=$WORK/daemon.log
-	mkdir -p "$MNT" "$WORK/redis" "$WORK/state"
+	setup_work
+	mkdir -p "$WORK/redis" "$WORK/state"
 	export XDG_DATA_HOME=$WORK/state
 	RPORT=$((23000 + RANDOM % 9000))
 	STORE=redis://127.0.0.1:$RPORT/0

@@ -10,12 +10,7 @@
 load helpers
 
 setup() {
-	require_fuse
-	WORK=$(mktemp -d "${BATS_TMPDIR:-/tmp}/semcache.XXXXXX")
-	MNT=$WORK/mnt
-	STORE=$WORK/store
-	LOG=$WORK/daemon.log
-	mkdir -p "$MNT"
+	setup_work
 	HOLDER=
 }
 
