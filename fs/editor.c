@@ -26,6 +26,7 @@
 #include "clock.h"
 #include "fs_i.h"
 #include "quota.h"
+#include "semlog.h"
 
 /* Charge the change of n's length from its current one to len. */
 static int charge_len(struct node *n, size_t len)
@@ -161,8 +162,8 @@ int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 		if (rc)
 			return rc;
 		rc = fs_view_text(&fp, &b, NULL);
-		if (rc == -ENOENT)
-			rc = 0;
+		if (rc == -ENOENT && fs_pending(fp.dir, fp.name))
+			rc = 0; /* being created: empty so far */
 		if (!rc)
 			rc = buf_truncate(&b, size);
 		if (!rc)
@@ -174,6 +175,8 @@ int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 		return -EACCES;
 	}
 }
+
+static bool policy_exists(const struct fs_path *p);
 
 int fs_unlink(const char *path)
 {
@@ -214,6 +217,8 @@ int fs_unlink(const char *path)
 		return 0;
 	case FS_POLICY:
 		rc = fs_may_set_policy(fp.dir, fs_caller()->uid);
+		if (!rc && !policy_exists(&fp))
+			rc = -ENOENT; /* none, or renamed away (hold.c) */
 		return rc ? rc : cache_policy_put(fs_st()->cache, fp.dir, NULL, 0, fs_caller());
 	default:
 		/* Views come back by themselves, and an entry goes with its
@@ -234,8 +239,25 @@ static bool policy_exists(const struct fs_path *p)
 	return rc == 0 || fs_pending(p->dir, p->name);
 }
 
+/* Is data the policy.yaml of dir that was renamed away and is still in
+ * force (hold.c)? Then that hold ends and nothing is installed. */
+static bool restored(const char *dir, const struct buf *data)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int64_t stamp;
+	bool same = false;
+
+	if (cache_policy_get(fs_st()->cache, dir, &text, &len, &stamp) == 0)
+		same = fs_hold_restore(dir, data->data ? data->data : "", data->len, stamp);
+	free(text);
+	return same;
+}
+
 /* An editor saving policy.yaml: validate the scratch file a, then install
- * it; the scratch file is gone once the policy is. */
+ * it; the scratch file is gone once the policy is. Renaming back the
+ * backup of a policy renamed away a moment ago installs nothing: that
+ * policy never left (hold.c), and .errors keeps the refusal in between. */
 static int rename_onto_policy(const struct fs_path *a, const struct fs_path *b,
 			      bool noreplace)
 {
@@ -253,9 +275,13 @@ static int rename_onto_policy(const struct fs_path *a, const struct fs_path *b,
 	pthread_mutex_lock(&n->lock);
 	rc = buf_set(&data, n->data.data, n->data.len);
 	pthread_mutex_unlock(&n->lock);
-	if (!rc)
+	if (!rc && restored(a->dir, &data)) {
+		semlog(SEMLOG_INFO, "policy of '%s' kept: '%s' renamed back unchanged",
+		       a->dir, a->name);
+	} else if (!rc) {
 		rc = cache_policy_put(fs_st()->cache, a->dir, data.data ? data.data : "",
 				      data.len, fs_caller());
+	}
 	if (!rc)
 		node_unlink(n);
 	node_put(n, false);
@@ -264,20 +290,23 @@ static int rename_onto_policy(const struct fs_path *a, const struct fs_path *b,
 }
 
 /* An editor keeping a backup of policy.yaml: its text becomes scratch file
- * b (owned by the caller if new), then the policy is removed. Nothing
+ * b (owned by the caller if new), then the policy is removed — held back
+ * for a moment (hold.c), in case the editor renames it back. Nothing
  * changes if either step is refused. */
 static int rename_policy_away(const struct fs_path *a, const struct fs_path *b,
 			      bool noreplace)
 {
 	struct fuse_context *fc = fuse_get_context();
 	struct buf data = { 0 };
+	struct cache_caller who = { fc->uid, fc->gid };
 	struct node *m;
+	int64_t stamp = 0;
 	bool fresh;
 	int rc = fs_may_set_policy(a->dir, fc->uid);
 
 	if (rc)
 		return rc;
-	rc = fs_view_text(a, &data, NULL);
+	rc = fs_view_text(a, &data, &stamp);
 	if (rc)
 		return rc;
 	m = node_get(NODE_SCRATCH, b->dir, b->name, 0);
@@ -305,7 +334,9 @@ static int rename_policy_away(const struct fs_path *a, const struct fs_path *b,
 	 * credited once it is replaced */
 	rc = data.len > FS_SCRATCH_MAX_BYTES ? -EFBIG : quota_charge(m->uid, (int64_t)data.len);
 	if (!rc) {
-		rc = cache_policy_put(fs_st()->cache, a->dir, NULL, 0, fs_caller());
+		rc = fs_hold_begin(a->dir, data.data ? data.data : "", data.len, stamp, &who);
+		if (rc == -EAGAIN || rc == -ENOMEM)
+			rc = cache_policy_put(fs_st()->cache, a->dir, NULL, 0, &who);
 		if (rc)
 			quota_charge(m->uid, -(int64_t)data.len);
 	}

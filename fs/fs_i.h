@@ -13,6 +13,8 @@
  *               session file content, NAME.neighbors and the status line
  *   editor.c    truncate, unlink, rename: editors saving policy.yaml
  *               through scratch files
+ *   hold.c      a rename of policy.yaml away, held back while an editor
+ *               saves (the policy stays in force)
  *   xattr.c     user.semcache.* extended attributes
  *   ops.c       the fuse_operations table, init/destroy, idle-file GC
  *   guard.c     requests answered before libfuse sees them (a rename of
@@ -23,6 +25,7 @@
  *
  * Locks, in the order they are taken:
  *   handle.lock -> table.lock -> node.lock -> quota.lock
+ *   hold.lock (hold.c) is a leaf: nothing else is taken under it
  * handle.lock (struct fs_handle) serialises the requests on one open file
  * (a pread beside a pwrite or a close of a duplicate): it is held across
  * that descriptor's own lookup or fill, and no request on another
@@ -170,6 +173,19 @@ struct fs_handle {
 	int answer_rc;           /* fast path: the refused lookup's -errno */
 	struct buf data;         /* write buffer, or read snapshot */
 };
+
+/* hold.c: a rename of policy.yaml away, held back while an editor saves.
+ * begin: hide dir's policy.yaml (the install stamped stamp, its text)
+ * and remove it later as who unless something else ends the hold;
+ * -EAGAIN when too many are held (remove it at once). hides: is the
+ * install stamped stamp hidden? restore: text is the held one renamed
+ * back: the hold ends with nothing to install. */
+int fs_hold_begin(const char *dir, const char *text, size_t len, int64_t stamp,
+		  const struct cache_caller *who);
+bool fs_hold_hides(const char *dir, int64_t stamp);
+bool fs_hold_restore(const char *dir, const char *text, size_t len, int64_t stamp);
+int fs_hold_start(struct cache *c);
+void fs_hold_stop(void);
 
 /* FUSE requests served (a benchmark divides it by lookups); ops.c. */
 extern _Atomic uint64_t fs_requests;

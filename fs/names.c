@@ -44,7 +44,17 @@ static char *realloc_join(char *head, size_t len, char *tail, size_t n)
 static int text_policy_yaml(const char *dir, char **text, size_t *len,
 			    int64_t *mtime)
 {
-	return cache_policy_get(fs_st()->cache, dir, text, len, mtime);
+	int64_t stamp;
+	int rc = cache_policy_get(fs_st()->cache, dir, text, len, &stamp);
+
+	if (!rc && fs_hold_hides(dir, stamp)) {
+		free(*text);
+		*text = NULL;
+		return -ENOENT; /* renamed away, the removal held back (hold.c) */
+	}
+	if (!rc && mtime)
+		*mtime = stamp;
+	return rc;
 }
 
 static int text_policy(const char *dir, char **text, size_t *len,

@@ -107,6 +107,8 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	clock_cond_init(&s->gc_cv); /* timed waits on CLOCK_MONOTONIC */
 	if (pthread_create(&s->gc, NULL, gc_main, s) == 0)
 		s->gc_started = true;
+	if (fs_hold_start(s->cache))
+		semlog(SEMLOG_ERR, "cannot start the policy rename thread: renames of policy.yaml take effect at once");
 	semlog(SEMLOG_INFO, "mounted");
 	fs_notify_ready();
 	return s;
@@ -125,6 +127,7 @@ static void fs_destroy(void *private_data)
 		pthread_join(s->gc, NULL);
 		s->gc_started = false;
 	}
+	fs_hold_stop();
 	node_table_release();
 }
 

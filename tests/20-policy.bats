@@ -421,9 +421,10 @@ policy_values() { grep -v '^effective\.' | sed 's/ *# [^#]*$//'; }
 @test "editing: vim's save of an invalid policy is refused every time; the old policy and the reason stay" {
 	command -v vim >/dev/null || skip "needs vim"
 	echo "threshold: 0.93" >"$MNT/p/policy.yaml"
-	# written in place (vim's default here, and backupcopy=yes), three times each
-	# (with backupcopy=no vim renames the file away first: see the README)
-	for opts in "set nocompatible" "set nocompatible writebackup backupcopy=yes"; do
+	# written in place (vim's default here, and backupcopy=yes), and renamed
+	# away to a backup first (backupcopy=no), three times each
+	for opts in "set nocompatible" "set nocompatible writebackup backupcopy=yes" \
+		"set nocompatible writebackup backupcopy=no backupskip="; do
 		for round in 1 2 3; do
 			: >"$WORK/vim.msg"
 			run env HOME="$WORK" vim -Es -u NONE -c "$opts" -c '%s/0.93/nine/' \
@@ -443,6 +444,49 @@ policy_values() { grep -v '^effective\.' | sed 's/ *# [^#]*$//'; }
 	# the log never shows the policy removed meanwhile
 	run grep -c "policy of '/p' removed" "$LOG"
 	assert_output 0
+}
+
+@test "renaming policy.yaml away hides it at once and removes the policy a moment later" {
+	echo "threshold: 0.93" >"$MNT/p/policy.yaml"
+	mv "$MNT/p/policy.yaml" "$MNT/p/old.yaml"
+	run ls -A "$MNT/p"
+	refute_line "policy.yaml"
+	assert_line "old.yaml"
+	run cat "$MNT/p/policy.yaml"
+	assert_failure
+	assert_output --partial "No such file or directory"
+	run rm "$MNT/p/policy.yaml"
+	assert_failure
+	assert_output --partial "No such file or directory"
+	gone() { ! grep -qE '^threshold: 0\.93 ' "$MNT/p/.policy"; }
+	wait_until 10 gone
+	run grep -c "policy of '/p' removed" "$LOG"
+	assert_output 1
+	run cat "$MNT/p/old.yaml"
+	assert_output "threshold: 0.93"
+}
+
+@test "a policy written after a rename away stays: the held removal does not undo it" {
+	echo "threshold: 0.93" >"$MNT/p/policy.yaml"
+	mv "$MNT/p/policy.yaml" "$MNT/p/old.yaml"
+	echo "threshold: 0.81" >"$MNT/p/policy.yaml"
+	dropped() { grep -q "policy of '/p': the rename of policy.yaml away is not carried out" "$LOG"; }
+	wait_until 10 dropped
+	run cat "$MNT/p/.policy"
+	assert_line --regexp '^threshold: 0\.81 +# /p$'
+	run grep -c "policy of '/p' removed" "$LOG"
+	assert_output 0
+}
+
+@test "a rename of policy.yaml away is carried out by a clean unmount" {
+	echo "threshold: 0.93" >"$MNT/p/policy.yaml"
+	mv "$MNT/p/policy.yaml" "$MNT/p/old.yaml"
+	stop_daemon
+	start_daemon
+	run cat "$MNT/p/policy.yaml"
+	assert_failure
+	run cat "$MNT/p/.policy"
+	refute_line --regexp '^threshold: 0\.93 '
 }
 
 @test "policy.yaml survives a remount" {

@@ -230,6 +230,11 @@ int cache_policy_get(struct cache *c, const char *path, char **yaml,
  */
 int cache_policy_put(struct cache *c, const char *path, const char *yaml,
 		     size_t len, const struct cache_caller *who);
+/* Remove path's policy.yaml only if it is still the one installed at
+ * mtime_ms (cache_policy_get): -ESTALE if another was installed or it was
+ * removed since. For a removal decided earlier and carried out later. */
+int cache_policy_remove_if(struct cache *c, const char *path, int64_t mtime_ms,
+			   const struct cache_caller *who);
 /* .policy text (effective values with provenance). malloc'd. */
 int cache_policy_text(struct cache *c, const char *path, char **text,
 		      size_t *len);

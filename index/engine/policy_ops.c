@@ -65,12 +65,16 @@ static void reject(struct cat *cat, const char *msg)
 static void policy_install(struct cache *c, struct cat *cat,
 			   struct policy_file *pf, char *yaml, size_t len)
 {
+	int64_t now = clock_wall_ms();
+
 	policy_file_free(cat->pfile);
 	free(cat->pyaml);
 	cat->pfile = pf;
 	cat->pyaml = yaml;
 	cat->pyaml_len = yaml ? len : 0;
-	cat->pyaml_mtime_ms = clock_wall_ms();
+	/* strictly increasing, so that it names one install
+	 * (cache_policy_remove_if), even within a millisecond */
+	cat->pyaml_mtime_ms = now > cat->pyaml_mtime_ms ? now : cat->pyaml_mtime_ms + 1;
 	c->tree_gen++;
 }
 
@@ -313,8 +317,13 @@ static int store_write(struct cache *c, struct cat *cat, const char *yaml,
 	return rc == -ENOENT && !yaml ? 0 : rc; /* removing one never stored */
 }
 
-int engine_policy_set(struct cache *c, struct cat *cat, const char *yaml,
-		      size_t len, const struct cache_caller *who, bool remote)
+/* engine_policy_set; with expect, only while the installed policy.yaml is
+ * still the one installed at *expect (ms), else -ESTALE: checked under
+ * cat.admin_mu, which every policy change holds, so nothing installed in
+ * between is undone. */
+static int policy_set(struct cache *c, struct cat *cat, const char *yaml,
+		      size_t len, const struct cache_caller *who, bool remote,
+		      const int64_t *expect)
 {
 	struct catcore **old = NULL;
 	struct policy_file *pf = NULL;
@@ -339,6 +348,18 @@ int engine_policy_set(struct cache *c, struct cat *cat, const char *yaml,
 			goto out;
 	}
 	pthread_mutex_lock(&cat->admin_mu);
+	if (expect) {
+		bool same;
+
+		pthread_rwlock_rdlock(&c->tree);
+		same = cat->pyaml && cat->pyaml_mtime_ms == *expect;
+		pthread_rwlock_unlock(&c->tree);
+		if (!same) {
+			pthread_mutex_unlock(&cat->admin_mu);
+			rc = -ESTALE;
+			goto out;
+		}
+	}
 	for (int attempt = 0; ; attempt++) {
 		plan_release(c, &pl);
 		pthread_rwlock_rdlock(&c->tree);
@@ -398,6 +419,28 @@ out:
 	free(copy);
 	free(before);
 	return rc == -EAGAIN ? -EBUSY : rc;
+}
+
+int engine_policy_set(struct cache *c, struct cat *cat, const char *yaml,
+		      size_t len, const struct cache_caller *who, bool remote)
+{
+	return policy_set(c, cat, yaml, len, who, remote, NULL);
+}
+
+int cache_policy_remove_if(struct cache *c, const char *path, int64_t mtime_ms,
+			   const struct cache_caller *who)
+{
+	struct catref ref;
+	int rc = engine_cat_get(c, path, &ref);
+
+	if (rc)
+		return rc;
+	if (!engine_trust_caller(c, who) && who->uid != ref.owner)
+		rc = -EACCES;
+	else
+		rc = policy_set(c, ref.cat, NULL, 0, who, false, &mtime_ms);
+	engine_cat_put(c, &ref);
+	return rc;
 }
 
 int cache_policy_put(struct cache *c, const char *path, const char *yaml,
