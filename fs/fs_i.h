@@ -258,8 +258,9 @@ void fs_wait_pending(struct node *n, const char *dir);
  * query or answer; a NAME.response write at 0 also binds the answer to
  * the session's last lookup); a write at a higher offset continues it (the
  * kernel splits large writes) and one past its end is -EINVAL: a content
- * with a hole is refused until the next write at 0. h->lock held; n->lock
- * not.
+ * with a hole is refused until the next write at 0. ftruncate to 0 starts
+ * new content too (an empty one: a write of nothing sends no request).
+ * h->lock held; n->lock not.
  */
 int fs_session_write(struct fs_handle *h, const char *data, size_t size,
 		     off_t off);

@@ -181,6 +181,9 @@ os.pwrite(fd, b'how do I reverse', 0)
 call('query-gap', lambda: os.pwrite(fd, b' a list in python', 17))
 call('query-read', lambda: os.pread(fd, 4096, 0))
 call('query-anew', lambda: ask(fd, b'how do I reverse a list in python'))
+# an empty query: a write of nothing sends no request, a truncation does
+call('query-empty', lambda: (os.ftruncate(fd, 0), os.pread(fd, 4096, 0))[1])
+call('query-again', lambda: ask(fd, b'how do I reverse a list in python'))
 rfd = response_fd('p')
 os.pwrite(rfd, b'reversed', 0)
 call('answer-gap', lambda: os.pwrite(rfd, b'(xs)', 9))
@@ -192,6 +195,8 @@ EOF
 	assert_line "query-gap EINVAL"
 	assert_line "query-read EINVAL"
 	assert_line --regexp '^query-anew ok miss'
+	assert_line "query-empty EINVAL"
+	assert_line --regexp '^query-again ok miss'
 	assert_line "answer-gap EINVAL"
 	assert_line "answer-fsync EINVAL"
 	assert_line "answer-anew ok"
