@@ -6,11 +6,13 @@
  * scratch files, a snapshot of a generated file's text, or a write buffer.
  * Writes go to the handle's buffer (scratch files: straight into the node;
  * NAME.query and NAME.response through fs_session_write, where a write at
- * offset 0 starts new content) and are committed at flush or fsync: the protocol step for session files
- * (protocol.c), the policy for policy.yaml, a load report, a purge. A
- * write past the handle's limit fails with EFBIG and poisons the handle so
- * that nothing partial is ever committed; every writable handle has a
- * limit. Every file is opened direct_io: the kernel caches nothing. A
+ * offset 0 starts new content) and are committed at flush or fsync: the
+ * protocol step for session files (protocol.c), the policy for
+ * policy.yaml, a load report, a purge. A write past the handle's limit
+ * fails with EFBIG and poisons the handle so that nothing partial is ever
+ * committed; every writable handle has a limit. Every file is opened
+ * direct_io: the kernel caches nothing (a persistent descriptor's pwrite
+ * and pread are one request each, never answered from a cache). A
  * handle's lock serialises the requests on one descriptor; commits act as
  * the uid that opened it (fs_i.h).
  *

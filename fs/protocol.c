@@ -388,10 +388,9 @@ static int run_fill(struct fs_handle *h)
 	char note[160] = "";
 	int64_t id = 0;
 	bool stored = false;
+	const char *why = NULL;
 	unsigned gen;
 	int rc;
-
-	const char *why = NULL;
 
 	pthread_mutex_lock(&n->lock);
 	if (stale(h)) {
