@@ -50,6 +50,9 @@
  *                  [--daemon PATH] [--nullfs PATH] [--corpus FILE]
  *                  [--tmp DIR] [--keep DIR] [--no-unpinned] [--no-shell]
  *   semcache_bench --requests            FUSE requests per step, per protocol
+ *                                        (three-file, fast, fast-at, and the
+ *                                        persistent descriptors: pwrite + pread
+ *                                        a lookup, pwrite + fsync a fill)
  *   semcache_bench --fuse LABEL=BUILDDIR[:io_uring] --fuse ... [-n N] [--runs R]
  *                                        only lookups/s (fast path, misses, 1/2/4
  *                                        threads, pinned and unpinned) through
