@@ -465,7 +465,7 @@ int fs_session_write(struct fs_handle *h, const char *data, size_t size,
 			 (long long)off, h->data.len);
 		return refused(h, "write", -EINVAL, why);
 	}
-	rc = buf_write(&h->data, data, size, off);
+	rc = size ? buf_write(&h->data, data, size, off) : 0;
 	if (rc) {
 		h->failed = rc; /* a part is missing: never commit the rest */
 		return rc;

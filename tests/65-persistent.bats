@@ -184,6 +184,8 @@ call('query-anew', lambda: ask(fd, b'how do I reverse a list in python'))
 # an empty query: a write of nothing sends no request, a truncation does
 call('query-empty', lambda: (os.ftruncate(fd, 0), os.pread(fd, 4096, 0))[1])
 call('query-again', lambda: ask(fd, b'how do I reverse a list in python'))
+fresh = os.open(mnt + '/c/p2.query', os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+call('fresh-empty', lambda: (os.ftruncate(fresh, 0), os.pread(fresh, 4096, 0))[1])
 rfd = response_fd('p')
 os.pwrite(rfd, b'reversed', 0)
 call('answer-gap', lambda: os.pwrite(rfd, b'(xs)', 9))
@@ -197,6 +199,7 @@ EOF
 	assert_line --regexp '^query-anew ok miss'
 	assert_line "query-empty EINVAL"
 	assert_line --regexp '^query-again ok miss'
+	assert_line "fresh-empty EINVAL" # nothing held yet (under UBSan too)
 	assert_line "answer-gap EINVAL"
 	assert_line "answer-fsync EINVAL"
 	assert_line "answer-anew ok"
