@@ -15,23 +15,34 @@ As a command, like semcache-ask:
 
     semcache_ask.py [-v] [-c CONTEXT] [-q QUESTION] CATEGORY_DIR -- CMD [ARGS...]
 
-Only plain open()/read()/write() on the session files, standard library only.
-Every call uses its own session name (pid, thread id, a counter) and removes
-its session files afterwards. Not here: retries, streaming, policy changes.
+Standard library only. A question without a context goes through this
+thread's persistent session of the category (kept from one call to the
+next): its NAME.query is opened read-write once, a pwrite at offset 0 starts
+the question and the read from offset 0 runs the lookup and returns the
+status line, a newline and the answer (2 FUSE requests); its NAME.response is
+opened once, and a pwrite at offset 0 plus fsync() store the answer (2
+more). Its files are removed when the thread ends or the program exits. A
+question with a context uses the three-file protocol (plain open()/read()/
+write() on a session of its own, removed afterwards). Not here: retries,
+streaming, policy changes.
 """
 
+import atexit
 import errno
 import itertools
 import os
 import subprocess
 import sys
 import threading
+import weakref
 
 __all__ = ["ask", "SemcacheError"]
 
 _counter = itertools.count(1)
 _counter_lock = threading.Lock()
 _SUFFIXES = (".context", ".query", ".response", ".status", ".neighbors")
+_local = threading.local()     # .kept: {category_dir: _Kept} of this thread
+_all_kept = weakref.WeakSet()  # every live _Kept, removed at exit
 
 
 class SemcacheError(OSError):
@@ -77,6 +88,113 @@ def _cleanup(session):
             pass
 
 
+class _Kept:
+    """A thread's persistent session in one category: NAME.query opened
+    read-write and NAME.response opened for writing, each once."""
+
+    def __init__(self, category_dir):
+        self.session = os.path.join(category_dir, _session_name())
+        self.pid = os.getpid()
+        self.rfd = None
+        self.qfd = os.open(self.session + ".query", os.O_RDWR | os.O_CREAT, 0o600)
+        _all_kept.add(self)
+
+    def lookup(self, q):
+        """The status line, a newline and the answer."""
+        if q:
+            done = 0
+            while done < len(q):  # a write at offset 0 starts the question
+                done += os.pwrite(self.qfd, q[done:], done)
+        else:
+            os.ftruncate(self.qfd, 0)  # an empty write would send nothing
+        out = chunk = os.pread(self.qfd, 1 << 20, 0)
+        while len(chunk) == 1 << 20:  # a short read is the end
+            chunk = os.pread(self.qfd, 1 << 20, len(out))
+            out += chunk
+        return out
+
+    def fill(self, answer):
+        """Store answer for the last lookup; durable when this returns."""
+        if self.rfd is None:
+            self.rfd = os.open(self.session + ".response", os.O_WRONLY)
+        done = 0
+        while done < len(answer):
+            done += os.pwrite(self.rfd, answer[done:], done)
+        os.fsync(self.rfd)
+
+    def close(self):
+        for fd in (self.qfd, self.rfd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.qfd = self.rfd = None
+        if self.pid == os.getpid():  # a forked child leaves its parent's files
+            _cleanup(self.session)
+
+    def __del__(self):
+        if self.qfd is not None:
+            self.close()
+
+
+@atexit.register
+def _close_all_kept():
+    for k in list(_all_kept):
+        if k.qfd is not None:
+            k.close()
+
+
+def _kept(category_dir, fresh=False):
+    """This thread's persistent session of category_dir (a new one if fresh
+    or if this process was forked from the one that made it)."""
+    kept = getattr(_local, "kept", None)
+    if kept is None:
+        kept = _local.kept = {}
+    k = kept.get(category_dir)
+    if k is not None and (fresh or k.pid != os.getpid()):
+        if k.pid == os.getpid():
+            k.close()
+        k = None
+    if k is None:
+        k = kept[category_dir] = _Kept(category_dir)
+    return k
+
+
+def _ask_kept(category_dir, q, question, llm, as_result):
+    """ask() without a context, on this thread's persistent session."""
+    k = None
+    for attempt in (1, 2):
+        try:
+            k = _kept(category_dir, fresh=attempt == 2)
+            raw = k.lookup(q)
+            break
+        except OSError as e:
+            if e.errno == errno.ESTALE and attempt == 1:
+                continue  # its files were removed under it: a new session
+            where = category_dir if k is None else k.session + ".query"
+            raise SemcacheError(e.errno, "lookup in %r failed: %s"
+                                % (where, e.strerror), where) from e
+    line, _, answer = raw.partition(b"\n")
+    status = line.decode("utf-8", "replace")
+    word = status.split(" ", 1)[0]
+    if word == "hit":
+        return as_result(answer), True, status
+    if word != "miss":
+        raise SemcacheError(errno.EIO, "lookup failed: %s" % status, k.session + ".query")
+    answer = _to_bytes(llm(question), "the llm's answer")
+    if answer:
+        try:
+            k.fill(answer)
+        except OSError as e:
+            err = SemcacheError(e.errno, "could not cache the answer: %s"
+                                % e.strerror, k.session + ".response")
+            err.answer = as_result(answer)
+            raise err from e
+        status = _status(k.session)
+    return as_result(answer), False, status
+
+
 def ask(category_dir, question, llm, context=None):
     """Ask the cache in category_dir, then llm on a miss.
 
@@ -109,6 +227,8 @@ def ask(category_dir, question, llm, context=None):
     def as_result(data):
         return data if want_bytes else data.decode("utf-8", "surrogateescape")
 
+    if context is None:
+        return _ask_kept(category_dir, q, question, llm, as_result)
     session = os.path.join(category_dir, _session_name())
     try:
         if context is not None:

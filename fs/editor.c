@@ -108,6 +108,9 @@ static int truncate_handle(struct fs_handle *h, off_t size)
 		h->dirty = true;
 		if (size > h->limit)
 			rc = h->failed = -EFBIG;
+		else if (size == 0 && h->kind == FS_SESSION &&
+			 (h->sf == SF_QUERY || h->sf == SF_RESPONSE))
+			rc = fs_session_write(h, "", 0, 0); /* new content, as a write at 0 */
 		else
 			rc = buf_truncate(&h->data, (size_t)size);
 	}

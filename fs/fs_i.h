@@ -159,6 +159,7 @@ struct fs_handle {
 	struct node *node;       /* session or scratch, referenced */
 	struct node *pending;    /* policy.yaml being created, referenced */
 	char dir[4096];          /* category; the model name for FS_LOAD_FILE */
+	char name[256];          /* session: NAME, for log lines */
 	bool writable;
 	int64_t limit;           /* max bytes a write may reach (never 0) */
 	struct cache_caller who; /* who opened it: commits act as them */
@@ -172,6 +173,12 @@ struct fs_handle {
 	bool answered;
 	int answer_rc;           /* fast path: the refused lookup's -errno */
 	struct buf data;         /* write buffer, or read snapshot */
+	/* NAME.response: the lookup (node.result_gen) the answer being
+	 * written is for, bound at open and by every write at offset 0; and
+	 * the one this descriptor last stored an answer for (stored). */
+	unsigned fill_gen;
+	unsigned stored_gen;
+	bool stored;
 };
 
 /* hold.c: a rename of policy.yaml away, held back while an editor saves.
@@ -261,6 +268,23 @@ int fs_fast_answer(struct fs_handle *h);
 /* Wait for a coalesced miss's fill. Called with n->lock held (dropped
  * while waiting). */
 void fs_wait_pending(struct node *n, const char *dir);
+/*
+ * A write to a NAME.query or NAME.response handle (its own buffer). A
+ * write at offset 0 starts new content (a persistent descriptor's next
+ * query or answer; a NAME.response write at 0 also binds the answer to
+ * the session's last lookup); a write at a higher offset continues it (the
+ * kernel splits large writes) and one past its end is -EINVAL: a content
+ * with a hole is refused until the next write at 0. ftruncate to 0 starts
+ * new content too (an empty one: a write of nothing sends no request).
+ * h->lock held; n->lock not.
+ */
+int fs_session_write(struct fs_handle *h, const char *data, size_t size,
+		     off_t off);
+/* fsync of a NAME.response handle with nothing unstored: 0 if this
+ * descriptor's last stored answer is for the session's last lookup,
+ * -ENODATA if it wrote none for it, -ESTALE if its file is gone. h->lock
+ * held; n->lock not. */
+int fs_fill_synced(struct fs_handle *h);
 /* Commit what a session handle wrote (flush): lookup, fill, feedback or
  * context. h->lock held; n->lock not (taken and dropped around the
  * engine's calls). */

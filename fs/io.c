@@ -4,12 +4,15 @@
  * Design: open resolves the path once and keeps what it needs in a handle
  * (struct fs_handle, fuse_file_info.fh): a referenced node for session and
  * scratch files, a snapshot of a generated file's text, or a write buffer.
- * Writes go to the handle's buffer (scratch files: straight into the node)
- * and are committed at flush: the protocol step for session files
- * (protocol.c), the policy for policy.yaml, a load report, a purge. A
- * write past the handle's limit fails with EFBIG and poisons the handle so
- * that nothing partial is ever committed; every writable handle has a
- * limit. Every file is opened direct_io: the kernel caches nothing. A
+ * Writes go to the handle's buffer (scratch files: straight into the node;
+ * NAME.query and NAME.response through fs_session_write, where a write at
+ * offset 0 starts new content) and are committed at flush or fsync: the
+ * protocol step for session files (protocol.c), the policy for
+ * policy.yaml, a load report, a purge. A write past the handle's limit
+ * fails with EFBIG and poisons the handle so that nothing partial is ever
+ * committed; every writable handle has a limit. Every file is opened
+ * direct_io: the kernel caches nothing (a persistent descriptor's pwrite
+ * and pread are one request each, never answered from a cache). A
  * handle's lock serialises the requests on one descriptor; commits act as
  * the uid that opened it (fs_i.h).
  *
@@ -74,6 +77,7 @@ static int open_session(struct fs_path *fp, struct fs_handle *h, int flags)
 	if (!rc && wr && (flags & O_TRUNC))
 		h->dirty = true;
 	h->file_gen = n->file_gen[fp->sf];
+	h->fill_gen = n->result_gen; /* a fill answers the lookup shown */
 	if (!rc && wr && !n->present[fp->sf]) {
 		/* the file exists from its creation on; the session is its
 		 * first file's creator's */
@@ -154,6 +158,7 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 	h->who = *fs_caller();
 	h->limit = FS_SCRATCH_MAX_BYTES;
 	strcpy(h->dir, fp.dir);
+	strcpy(h->name, fp.name);
 	switch (fp.kind) {
 	case FS_SESSION:
 		rc = open_session(&fp, h, fi->flags);
@@ -325,6 +330,8 @@ int fs_write(const char *path, const char *data, size_t size, off_t off,
 		pthread_mutex_lock(&h->node->lock);
 		rc = fs_scratch_write(h->node, data, size, off);
 		pthread_mutex_unlock(&h->node->lock);
+	} else if (h->kind == FS_SESSION && (h->sf == SF_QUERY || h->sf == SF_RESPONSE)) {
+		rc = fs_session_write(h, data, size, off);
 	} else {
 		rc = buf_write(&h->data, data, size, off);
 		h->dirty = true;
@@ -427,7 +434,21 @@ int fs_release(const char *path, struct fuse_file_info *fi)
 	return 0;
 }
 
+/* fsync commits like a close (flush); on a NAME.response descriptor with
+ * nothing unstored it says whether its answer for the session's last
+ * lookup is durable (fs_fill_synced). */
 int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
-	return fs_flush(path, fi);
+	fs_requests++;
+	struct fs_handle *h = fs_handle(fi);
+	int rc;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->kind == FS_SESSION && h->sf == SF_RESPONSE && h->writable &&
+	    !h->failed && !h->dirty)
+		rc = fs_fill_synced(h);
+	else
+		rc = do_flush(h);
+	pthread_mutex_unlock(&h->lock);
+	return rc;
 }

@@ -60,6 +60,8 @@ struct node {
 	bool neighbors_built;      /* for the current lookup (gen) */
 	unsigned gen;              /* bumped by every lookup begun; a step
 	                            * that dropped the lock re-checks it */
+	unsigned result_gen;       /* the gen of the lookup shown (query,
+	                            * result, status): what a fill answers */
 	bool waiting;              /* a reader waits on result's pending fill */
 	pthread_cond_t cv;         /* signalled when waiting ends; with lock */
 	int64_t mtime_ms[SF_N];

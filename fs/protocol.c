@@ -10,6 +10,15 @@
  * on that descriptor. A lookup pending on another query's fill (miss
  * coalescing) is waited for by the reader, without the node's lock.
  *
+ * Persistent descriptors: a write at offset 0 of NAME.query or
+ * NAME.response starts new content (writes at higher offsets continue it,
+ * one past its end is refused), so one NAME.query opened read-write asks
+ * query after query and one NAME.response fills lookup after lookup, each
+ * fill stored at fsync or close. An answer is bound to the lookup the
+ * session showed when it was started (node.result_gen): if a newer lookup
+ * replaced that one before the answer is stored, nothing is stored
+ * (-ESTALE), never the answer under the newer query. Refusals are logged.
+ *
  * Locking: a step copies what it needs from the node under the node's
  * lock, calls the engine without it (an embedding, a fill's fsync may be
  * slow: stat and getxattr of the session's files never wait for them),
@@ -135,6 +144,17 @@ static int copy_context(struct node *n, struct buf *ctx)
 	return n->present[SF_CONTEXT] ? buf_set(ctx, n->context.data, n->context.len) : 0;
 }
 
+/* Log why a step on h's descriptor was refused (rate-limited); returns rc. */
+static int refused(const struct fs_handle *h, const char *step, int rc,
+		   const char *why)
+{
+	fs_warn("%s of '%s/%s%s' by uid %u refused (%s): %s", step,
+		strcmp(h->dir, "/") ? h->dir : "", h->name,
+		fs_session_files[h->sf].suffix, (unsigned)h->who.uid,
+		strerrorname_np(-rc), why);
+	return rc;
+}
+
 /* The lookup of NAME.query: runs when its writer closes. Takes and drops
  * node->lock around the engine's call. */
 static int run_lookup(struct fs_handle *h)
@@ -150,6 +170,8 @@ static int run_lookup(struct fs_handle *h)
 	rc = stale(h) ? -ESTALE : copy_context(n, &ctx);
 	gen = rc ? n->gen : ++n->gen;
 	pthread_mutex_unlock(&n->lock);
+	if (rc == -ESTALE)
+		return refused(h, "lookup", rc, "its file was removed since it was opened (open it again)");
 	if (rc)
 		return rc;
 	q.context = ctx.data;
@@ -168,6 +190,7 @@ static int run_lookup(struct fs_handle *h)
 		return rc ? rc : rc2;
 	}
 	cache_result_release(&n->result);
+	n->result_gen = gen;
 	n->looked_up = false;
 	n->response.len = 0;
 	n->neighbors.len = 0;
@@ -365,13 +388,31 @@ static int run_fill(struct fs_handle *h)
 	char note[160] = "";
 	int64_t id = 0;
 	bool stored = false;
+	const char *why = NULL;
 	unsigned gen;
 	int rc;
 
 	pthread_mutex_lock(&n->lock);
-	rc = stale(h) ? -ESTALE : n->looked_up ? copy_for_fill(n, &query, &ctx, &prior) : -ENOENT;
+	if (stale(h)) {
+		rc = -ESTALE;
+		why = "its file was removed since it was opened (open it again)";
+	} else if (n->result_gen != h->fill_gen) {
+		rc = -ESTALE;
+		why = "a newer lookup of the session replaced the one this answer "
+		      "was written for (write the answer again from offset 0)";
+	} else if (!n->looked_up) {
+		rc = -ENOENT;
+		why = "the session's last lookup failed: there is no query to answer";
+	} else if (n->uid != h->who.uid && h->who.uid != 0) {
+		rc = -EACCES; /* open checks it too; the session never changes hands */
+		why = "the session is another user's";
+	} else {
+		rc = copy_for_fill(n, &query, &ctx, &prior);
+	}
 	gen = n->gen;
 	pthread_mutex_unlock(&n->lock);
+	if (why)
+		refused(h, "fill", rc, why);
 	if (rc)
 		goto out;
 	q = (struct cache_query){ query.data, query.len, ctx.data, ctx.len };
@@ -379,6 +420,8 @@ static int run_fill(struct fs_handle *h)
 			h->data.len, &h->who, &id, &stored);
 	if (rc)
 		goto out;
+	h->stored = true; /* durable: fsync's answer from now on */
+	h->stored_gen = h->fill_gen;
 	if (!stored)
 		cache_fill_note(fs_st()->cache, h->dir, note, sizeof(note));
 
@@ -397,6 +440,58 @@ out:
 	buf_release(&ctx);
 	cache_result_release(&prior);
 	return rc;
+}
+
+int fs_session_write(struct fs_handle *h, const char *data, size_t size,
+		     off_t off)
+{
+	struct node *n = h->node;
+	int rc;
+
+	if (off == 0) {
+		h->data.len = 0;
+		h->failed = 0;
+		if (h->sf == SF_RESPONSE) {
+			pthread_mutex_lock(&n->lock);
+			h->fill_gen = n->result_gen;
+			pthread_mutex_unlock(&n->lock);
+		}
+	} else if ((uint64_t)off > h->data.len) {
+		char why[160];
+
+		h->failed = -EINVAL;
+		snprintf(why, sizeof(why), "a write at offset %lld would leave a hole after "
+			 "byte %zu (write from offset 0, or continue at the end)",
+			 (long long)off, h->data.len);
+		return refused(h, "write", -EINVAL, why);
+	}
+	rc = size ? buf_write(&h->data, data, size, off) : 0;
+	if (rc) {
+		h->failed = rc; /* a part is missing: never commit the rest */
+		return rc;
+	}
+	h->dirty = true;
+	h->written = true;
+	return 0;
+}
+
+int fs_fill_synced(struct fs_handle *h)
+{
+	struct node *n = h->node;
+	bool gone, done;
+
+	pthread_mutex_lock(&n->lock);
+	gone = stale(h);
+	done = h->stored && h->stored_gen == n->result_gen;
+	pthread_mutex_unlock(&n->lock);
+	if (gone)
+		return refused(h, "fsync", -ESTALE,
+			       "its file was removed since it was opened (open it again)");
+	if (!done)
+		return refused(h, "fsync", -ENODATA,
+			       "this descriptor wrote no answer for the session's last lookup "
+			       "(pwrite the answer at offset 0 first)");
+	return 0;
 }
 
 /* NAME.feedback: "wrong" after a hit invalidates the entry served and

@@ -289,6 +289,29 @@ print(repr(a), hit, len(calls))
 	assert_output ""
 }
 
+@test "semcache_ask.py: ask() without a context reuses one persistent session, removed at exit" {
+	mkdir "$MNT/code"
+	run -0 python3 -B -c '
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from semcache_ask import ask
+d = sys.argv[2]
+for q in ("how do I reverse a list in python", "what is the capital of france"):
+    print(ask(d, q, lambda q: "answer to " + q)[1:])
+for q in ("python: reverse a list", "what is the capital of france"):
+    a, hit, st = ask(d, q, lambda q: "never")
+    print(a, hit, st.split()[-1])
+print(sorted(n.rsplit(".", 1)[1] for n in os.listdir(d) if n.startswith("py-")))
+' "$EXAMPLES" "$MNT/code"
+	assert_line --index 0 "(False, 'stored entry=1')"
+	assert_line --index 1 "(False, 'stored entry=2')"
+	assert_line --index 2 "answer to how do I reverse a list in python True match=semantic"
+	assert_line --index 3 "answer to what is the capital of france True match=exact"
+	assert_line --index 4 "['neighbors', 'query', 'response', 'status']"
+	run -0 session_files code
+	assert_output ""
+}
+
 @test "semcache_ask.py: ask() with a context only hits the same context" {
 	mkdir "$MNT/code"
 	run -0 python3 -B -c '

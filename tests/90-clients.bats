@@ -105,6 +105,12 @@ stop_proxy() {
 	unittest_ok
 }
 
+@test "python: persistent sessions: one session for many lookups, 2 FUSE requests a lookup, removed files, forks" {
+	cd "$PY"
+	SEMCACHE_TEST_MNT=$MNT run -0 python3 -B -m unittest -v test_semcachefs.Persistent
+	unittest_ok
+}
+
 @test "python: 8 threads and 4 forked processes keep their sessions apart" {
 	cd "$PY"
 	SEMCACHE_TEST_MNT=$MNT run -0 python3 -B -m unittest -v test_semcachefs.Threads test_semcachefs.Processes

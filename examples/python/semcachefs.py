@@ -7,23 +7,31 @@
         cache.fill(r, call_your_model(...))
     r = cache.ask("python: reverse a list", llm)   # lookup, llm on a miss, fill
 
-How: every lookup gets its own session name (pid, thread, a counter, random
-bytes) and uses the one-descriptor fast path: NAME.context is written first
-when a context is given, then NAME.query is opened read-write, the query
-written and read back from offset 0, which runs the lookup and returns the
-status line, a newline and the answer. A fill writes NAME.response, wrong-hit
-feedback NAME.feedback ("wrong"). All file I/O is in class _Session, the one
-place a later persistent-descriptor protocol would change.
+How: a lookup without a context uses a persistent session of the Cache's
+pool (taken by one lookup at a time; returned when its Result is closed or
+filled): one NAME.query descriptor opened read-write once, on which a pwrite
+at offset 0 starts the query and the read from offset 0 runs the lookup and
+returns the status line, a newline and the answer (2 FUSE requests), one
+NAME.response descriptor on which a pwrite at offset 0 and fsync() store the
+answer for that lookup, and one NAME.status read for the stored entry (3
+requests). A lookup with a context gets a session of its own: NAME.context
+is written first, then NAME.query through the one-descriptor fast path, and
+the session is removed when its Result is done. A fill writes NAME.response,
+wrong-hit feedback NAME.feedback ("wrong"). All file I/O is in the classes
+_Session and _Persistent.
 
-A Result keeps its session files while they can still be used (a miss until
-it is filled, a hit until feedback_wrong()); close(), a with block, or the
-Result being garbage-collected removes them (the daemon drops forgotten ones
-after its session_ttl). Errors are SemcacheError, an OSError carrying the
-daemon's errno and a message saying what to do.
+A Result keeps its session while it can still be used (a miss until it is
+filled, a hit until feedback_wrong()); close(), a with block, or the Result
+being garbage-collected gives it back (a persistent session to the pool, a
+session of a context lookup is removed). Cache.close() (or a with block, or
+the Cache being collected) removes the pool's sessions; the daemon drops
+forgotten ones after its session_ttl once their descriptors are closed.
+Errors are SemcacheError, an OSError carrying the daemon's errno and a
+message saying what to do.
 
-Standard library only; thread-safe (a Cache holds no mutable state; a
-Result's session has its own lock). Not here: retries, streaming, policy
-changes, the persistent-descriptor protocol (the daemon has none yet).
+Standard library only; thread-safe (the pool has a lock; a session serves
+one Result at a time); a forked child never uses or removes its parent's
+sessions. Not here: retries, streaming, policy changes.
 """
 
 import errno
@@ -87,6 +95,9 @@ _MESSAGES = {
                            "nothing was stored",
     ("fill", errno.EINVAL): "empty answer: nothing to store",
     ("fill", errno.ENOSPC): "the cache's store is full: free space, nothing was stored",
+    ("fill", errno.ESTALE): "the lookup '%(file)s' answers was replaced, or its files were "
+                            "removed, before the answer was stored: nothing was stored; "
+                            "look the query up again",
     ("feedback", errno.ENOENT): "'%(file)s' was not a hit: there is no answer to report",
 }
 _ANY_STEP = {
@@ -125,14 +136,30 @@ def _write_all(fd, data):
         view = view[n:]
 
 
-class _Session:
-    """One session name in one category; every file operation goes through here.
+def _pwrite_all(fd, data):
+    """DATA as the descriptor's new content: the write at offset 0 starts it
+    (a write of nothing sends nothing, so an empty one is a truncation)."""
+    if not data:
+        os.ftruncate(fd, 0)
+        return
+    view, off = memoryview(data), 0
+    while off < len(view):
+        off += os.pwrite(fd, view[off:], off)
 
-    Today each call opens its file by path (open, write, read, close). With a
-    persistent-descriptor protocol this class would keep one O_RDWR NAME.query
-    descriptor (pwrite at 0 starts a query, pread at 0 runs it) and one
-    NAME.response descriptor (pwrite at 0 + fsync stores), opened once.
-    """
+
+def _pread_all(fd):
+    """Everything from offset 0: a read shorter than asked is the end."""
+    parts = [os.pread(fd, _READ_CHUNK, 0)]
+    off = len(parts[0])
+    while len(parts[-1]) == _READ_CHUNK:
+        parts.append(os.pread(fd, _READ_CHUNK, off))
+        off += len(parts[-1])
+    return b"".join(parts)
+
+
+class _Session:
+    """One session name in one category, used by one lookup: each call opens
+    its file by path (open, write, read, close)."""
 
     def __init__(self, category, name):
         self.category = category
@@ -220,6 +247,116 @@ class _Session:
             except OSError:
                 pass
 
+    def release(self):
+        """Its Result is done with it."""
+        self.remove()
+
+
+class _Persistent(_Session):
+    """A session of a Cache's pool, for lookup after lookup without a
+    context: its NAME.query (read-write), NAME.response and NAME.status
+    descriptors are opened once, when first needed, and kept."""
+
+    def __init__(self, category, name, pool):
+        super().__init__(category, name)
+        self.pool = pool
+        self.pid = os.getpid()
+        self.spoiled = False  # NAME.feedback written: not for another lookup
+        self.fds = {}
+
+    def _fd(self, suffix, flags, step):
+        fd = self.fds.get(suffix)
+        if fd is None:
+            path = self.base + suffix
+            try:
+                fd = self.fds[suffix] = os.open(path, flags, 0o600)
+            except OSError as e:
+                raise _error(e, step, self.category, path) from e
+        return fd
+
+    def lookup(self, query, context):
+        fd = self._fd(".query", os.O_RDWR | os.O_CREAT, "open")
+        step = "query"
+        try:
+            _pwrite_all(fd, query)
+            step = "lookup"
+            return _pread_all(fd)
+        except OSError as e:
+            raise _error(e, step, self.category, self.base + ".query") from e
+
+    def fill(self, answer):
+        fd = self._fd(".response", os.O_WRONLY, "fill")
+        try:
+            _pwrite_all(fd, answer)
+            os.fsync(fd)  # 0: the answer is durable
+        except OSError as e:
+            raise _error(e, "fill", self.category, self.base + ".response") from e
+        fd = self._fd(".status", os.O_RDONLY, "status")
+        try:
+            line = os.pread(fd, 4096, 0).split(b"\n", 1)[0]
+        except OSError as e:
+            raise _error(e, "status", self.category, self.base + ".status") from e
+        return line.decode("utf-8", "replace")
+
+    def feedback_wrong(self):
+        self.spoiled = True
+        return super().feedback_wrong()
+
+    def release(self):
+        self.pool.put(self)
+
+    def remove(self):
+        with self.lock:
+            if self.removed:
+                return
+            self.removed = True
+            fds, self.fds = self.fds, {}
+        for fd in fds.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.pid != os.getpid():
+            return  # a forked child's copy: the files are its parent's
+        for suffix in _SUFFIXES:
+            try:
+                os.unlink(self.base + suffix)
+            except OSError:
+                pass
+
+
+class _Pool:
+    """A Cache's idle persistent sessions (at most KEEP are kept)."""
+
+    KEEP = 8
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.free = []   # lock
+        self.pid = os.getpid()
+        self.closed = False
+
+    def get(self):
+        with self.lock:
+            if self.pid != os.getpid():
+                self.free, self.pid = [], os.getpid()  # forked: the parent's
+            return self.free.pop() if self.free else None
+
+    def put(self, s):
+        with self.lock:
+            keep = (not self.closed and not s.spoiled and not s.removed and
+                    s.pid == self.pid == os.getpid() and len(self.free) < self.KEEP)
+            if keep:
+                self.free.append(s)
+        if not keep:
+            s.remove()
+
+    def close(self):
+        with self.lock:
+            free, self.free, self.closed = self.free, [], True
+        for s in free:
+            s.remove()
+
 
 def _parse_status(line):
     """("hit"|"miss"|..., {key: value}) from a status line."""
@@ -253,7 +390,7 @@ class Result:
         self.query = query
         self.context = context
         self._session = session
-        self._finalizer = weakref.finalize(self, session.remove) if session else None
+        self._finalizer = weakref.finalize(self, session.release) if session else None
 
     @property
     def text(self):
@@ -261,9 +398,10 @@ class Result:
         return self.response.decode("utf-8", "replace")
 
     def close(self):
-        """Remove the session files now (fill and feedback_wrong need them)."""
+        """Give the session back now (fill and feedback_wrong need it)."""
         if self._finalizer:
             self._finalizer()
+        self._session = None
 
     def __enter__(self):
         return self
@@ -295,12 +433,30 @@ class Cache:
                                     "in a semcachefs mount" % self.category,
                                     self.category) from e
             raise _error(e, "open", self.category, self.category) from e
+        self._pool = _Pool()
+        self._finalizer = weakref.finalize(self, self._pool.close)
 
-    def _session(self):
+    def close(self):
+        """Remove the pool's idle sessions (those still held by a Result go
+        when it is closed)."""
+        self._finalizer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _session(self, persistent):
+        s = self._pool.get() if persistent else None
+        if s:
+            return s
         with _counter_lock:
             n = next(_counter)
         name = "py-%d-%d-%d-%s" % (os.getpid(), threading.get_ident(), n,
                                    os.urandom(4).hex())
+        if persistent:
+            return _Persistent(self.category, name, self._pool)
         return _Session(self.category, name)
 
     def lookup(self, query, context=None):
@@ -308,9 +464,20 @@ class Cache:
         session stays open for fill() or feedback_wrong()."""
         q = _to_bytes(query, "query")
         ctx = None if context is None else _to_bytes(context, "context")
-        s = self._session()
+        s = self._session(ctx is None)
         try:
             raw = s.lookup(q, ctx)
+        except SemcacheError as e:
+            s.remove()
+            if e.errno != errno.ESTALE:
+                raise
+            # the session's files were removed under it: once more, anew
+            s = self._session(False)
+            try:
+                raw = s.lookup(q, ctx)
+            except BaseException:
+                s.remove()
+                raise
         except BaseException:
             s.remove()
             raise

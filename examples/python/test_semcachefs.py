@@ -139,6 +139,7 @@ class Ask(Base):
 
         with self.assertRaisesRegex(RuntimeError, "model down"):
             self.cache.ask(Q, bad)
+        self.cache.close()  # its idle persistent session
         self.assertEqual(session_files(self.dir), [])
         self.assertFalse(self.cache.lookup(Q).hit)
 
@@ -163,6 +164,7 @@ class Feedback(Base):
         self.assertFalse(self.cache.lookup(Q).hit)
         with open(os.path.join(self.dir, ".stats")) as f:
             self.assertIn("false_hits: 1\n", f.read())
+        self.cache.close()
         self.assertEqual(session_files(self.dir), [])
 
     def test_feedback_on_a_miss_is_enoent(self):
@@ -213,6 +215,84 @@ class Threads(Base):
         self.assertEqual(session_files(self.dir), [])
 
 
+def fuse_requests():
+    with open(os.path.join(MNT, ".stats")) as f:
+        for line in f:
+            if line.startswith("fuse_requests: "):
+                return int(line.split()[1])
+
+
+class Persistent(Base):
+    """Lookups without a context share a pool of persistent sessions."""
+
+    def session_of(self, r):
+        name = os.path.basename(r._session.base)
+        return [name + s for s in (".neighbors", ".query", ".response", ".status")]
+
+    def test_lookups_and_fills_reuse_one_session(self):
+        qs = ["how do I reverse a list in python", "what is the capital of france",
+              "how many legs does a spider have"]
+        for q in qs:
+            r = self.cache.lookup(q)
+            self.assertFalse(r.hit)
+            self.assertRegex(self.cache.fill(r, "answer to " + q), r"^stored entry=\d+$")
+        for q in qs:
+            h = self.cache.lookup(q)
+            self.assertEqual((h.hit, h.response), (True, ("answer to " + q).encode()))
+            files = self.session_of(h)
+            h.close()
+        self.assertEqual(session_files(self.dir), files)  # one session did it all
+        self.cache.close()
+        self.assertEqual(session_files(self.dir), [])
+
+    def test_two_requests_a_lookup_three_a_fill(self):
+        self.cache.fill(Q, "warm-up")  # opens the session's descriptors
+        a = fuse_requests()
+        cost = fuse_requests() - a  # reading .stats itself
+        for i in range(4):
+            before = fuse_requests()
+            r = self.cache.lookup("question %d about request counts" % i)
+            lookup = fuse_requests() - before - cost
+            before = fuse_requests()
+            self.cache.fill(r, "answer %d" % i)
+            fill = fuse_requests() - before - cost
+            self.assertEqual((i, lookup, fill), (i, 2, 3))  # pwrite+pread; pwrite+fsync+pread
+
+    def test_session_files_removed_under_it(self):
+        self.cache.fill(Q, "reversed(xs)")
+        h = self.cache.lookup(Q)
+        files = self.session_of(h)
+        h.close()
+        for f in files:
+            os.unlink(os.path.join(self.dir, f))
+        h = self.cache.lookup(P)  # ESTALE on the old session: a new one answers
+        self.assertEqual((h.hit, h.response), (True, b"reversed(xs)"))
+
+    def test_a_forked_child_never_uses_its_parents_session(self):
+        self.cache.fill(Q, "reversed(xs)")
+        h = self.cache.lookup(Q)
+        files = self.session_of(h)
+        h.close()
+        ctx = multiprocessing.get_context("fork")
+        out = ctx.Queue()
+        p = ctx.Process(target=_child_with, args=(self.cache, out))
+        p.start()
+        name, answer = out.get(timeout=60)
+        p.join(60)
+        self.assertEqual((p.exitcode, answer), (0, b"reversed(xs)"))
+        self.assertNotEqual(name + ".query", files[1])
+        self.assertEqual(session_files(self.dir), files)  # the parent's, intact
+        h = self.cache.lookup(Q)
+        self.assertEqual((h.hit, self.session_of(h)), (True, files))
+
+
+def _child_with(cache, out):
+    r = cache.lookup(P)
+    out.put((os.path.basename(r._session.base), r.response))
+    r.close()
+    cache.close()
+
+
 def _child(d, q, out):
     c = Cache(d)
     out.put((os.getpid(), c.ask(q, lambda x: "answer to [%s]" % x).response))
@@ -253,6 +333,7 @@ class BadInput(Base):
         with self.assertRaises(SemcacheError) as cm:
             self.cache.lookup("z" * 1025)
         self.assertErrno(cm, "EFBIG", "query over limits.query_bytes of '%s' (1KiB)" % self.dir)
+        self.cache.close()
         self.assertEqual(session_files(self.dir), [])
 
     def test_oversize_and_empty_answer(self):
@@ -264,6 +345,7 @@ class BadInput(Base):
             self.cache.fill(Q, b"")
         self.assertErrno(cm, "EINVAL", "empty answer")
         self.assertFalse(self.cache.lookup(Q).hit)
+        self.cache.close()
         self.assertEqual(session_files(self.dir), [])
 
     def test_category_that_does_not_exist(self):

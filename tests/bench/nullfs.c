@@ -8,7 +8,8 @@
  * multi-threaded loop, entry/attr/negative timeouts 0, hard_remove,
  * default_permissions, atomic O_TRUNC, direct_io on every file; and it
  * answers the requests the kernel sends for the sequences (lookup via
- * getattr, create, open, write, read, flush, release, truncate, getxattr) so
+ * getattr, create, open, write, read, flush, release, truncate, getxattr,
+ * fsync) so
  * that the kernel sends the same requests it sends to semcachefs.
  *
  * Every name exists: one without a dot is a directory (a category), any
@@ -40,11 +41,11 @@
 #include <unistd.h>
 
 enum op { OP_GETATTR, OP_CREATE, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH,
-	  OP_RELEASE, OP_TRUNCATE, OP_GETXATTR, OP_OTHER, OP_N };
+	  OP_RELEASE, OP_TRUNCATE, OP_GETXATTR, OP_FSYNC, OP_OTHER, OP_N };
 
 static const char *const op_name[OP_N] = {
 	"getattr", "create", "open", "read", "write", "flush", "release",
-	"truncate", "getxattr", "other",
+	"truncate", "getxattr", "fsync", "other",
 };
 
 static _Atomic uint64_t counts[OP_N];
@@ -150,6 +151,13 @@ static int nf_flush(const char *path, struct fuse_file_info *fi)
 	return 0;
 }
 
+/* answered (not ENOSYS, after which the kernel stops sending fsync) */
+static int nf_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	count(OP_FSYNC);
+	return 0;
+}
+
 static int nf_release(const char *path, struct fuse_file_info *fi)
 {
 	count(OP_RELEASE);
@@ -216,6 +224,7 @@ static const struct fuse_operations nullfs_ops = {
 	.write = nf_write,
 	.flush = nf_flush,
 	.release = nf_release,
+	.fsync = nf_fsync,
 	.truncate = nf_truncate,
 	.getxattr = nf_getxattr,
 	.utimens = nf_utimens,

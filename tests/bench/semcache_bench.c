@@ -50,6 +50,9 @@
  *                  [--daemon PATH] [--nullfs PATH] [--corpus FILE]
  *                  [--tmp DIR] [--keep DIR] [--no-unpinned] [--no-shell]
  *   semcache_bench --requests            FUSE requests per step, per protocol
+ *                                        (three-file, fast, fast-at, and the
+ *                                        persistent descriptors: pwrite + pread
+ *                                        a lookup, pwrite + fsync a fill)
  *   semcache_bench --fuse LABEL=BUILDDIR[:io_uring] --fuse ... [-n N] [--runs R]
  *                                        only lookups/s (fast path, misses, 1/2/4
  *                                        threads, pinned and unpinned) through
@@ -997,9 +1000,10 @@ static void print_table(struct result *res, int nres)
 /* --------------------------------------------------- --requests mode */
 
 /* nullfs's per-kind counters (see nullfs.c), in its .stats order. */
-#define NOPS 10
+#define NOPS 11
 static const char *const op_names[NOPS] = { "getattr", "create", "open",
-	"read", "write", "flush", "release", "truncate", "getxattr", "other" };
+	"read", "write", "flush", "release", "truncate", "getxattr", "fsync",
+	"other" };
 
 /* Reads .stats once: returns fuse_requests (-1 if none), fills v. */
 static long long read_ops(const char *mnt, long long v[NOPS])
@@ -1041,13 +1045,13 @@ static void ops_text(const long long *a, const long long *b,
 
 /* Print the requests each step of each protocol costs on one mount. */
 static void requests_on(const char *label, const char *mnt, const char *dir,
-			const char *q)
+			const char *q, const char *fq)
 {
 	long long cost, a, b, tot = 0;
 	long long oc[NOPS], o1[NOPS], o2[NOPS];
 	char buf[BENCH_BUF_BYTES], qpath[PATH_MAX], spath[PATH_MAX], rpath[PATH_MAX];
 	char kinds[256];
-	int fd, dfd;
+	int fd, dfd, rfd, fsync_rc;
 	ssize_t n;
 
 	/* per-kind cost of one .stats read (nullfs only; zeros otherwise) */
@@ -1092,6 +1096,27 @@ static void requests_on(const char *label, const char *mnt, const char *dir,
 	STEP("fast-at: close", close(fd));
 	printf("| %s | **fast-at total** | **%lld** | |\n", label, tot);
 	close(dfd);
+	/* persistent descriptors: opened once, then pwrite + pread a lookup
+	 * and pwrite + fsync a fill (of fq, a miss, looked up first) */
+	tot = 0;
+	STEP("persist: open(NAME.query, O_RDWR|O_CREAT), once",
+	     fd = open(qpath, O_RDWR | O_CREAT, 0644));
+	STEP("persist: open(NAME.response, O_WRONLY), once",
+	     rfd = open(rpath, O_WRONLY));
+	tot = 0;
+	STEP("persist: pwrite(query, 0)", n = pwrite(fd, q, strlen(q), 0));
+	STEP("persist: pread(0) (lookup runs here)", n = pread(fd, buf, sizeof(buf), 0));
+	printf("| %s | **persist lookup total** | **%lld** | |\n", label, tot);
+	n = pwrite(fd, fq, strlen(fq), 0);
+	n = pread(fd, buf, sizeof(buf), 0);
+	tot = 0;
+	STEP("persist: pwrite(response, 0) (after a miss)",
+	     n = pwrite(rfd, "a persistent answer", 19, 0));
+	STEP("persist: fsync(response) (the fill is durable)", fsync_rc = fsync(rfd));
+	printf("| %s | **persist fill total** | **%lld** |%s |\n", label, tot,
+	       fsync_rc ? " (fsync failed)" : "");
+	close(rfd);
+	close(fd);
 	(void)n;
 #undef STEP
 }
@@ -1121,14 +1146,15 @@ static int requests_mode(const struct corpus *c, const char *tmp)
 	fill_range(dir, c, 0, 50, 1);
 	printf("| fs | step | FUSE requests | kinds (nullfs counts them) |\n|---|---|---|---|\n");
 	/* a warm-up pass creates the session files, as in steady state */
-	requests_on("(warm-up)", d.mnt, dir, c->q[c->n - 1]);
-	requests_on("semcachefs miss", d.mnt, dir, c->q[c->n - 1]);
-	requests_on("semcachefs exact hit", d.mnt, dir, c->q[3]);
+	/* each persistent fill answers a held-out question of its own */
+	requests_on("(warm-up)", d.mnt, dir, c->q[c->n - 1], c->q[c->n - 2]);
+	requests_on("semcachefs miss", d.mnt, dir, c->q[c->n - 1], c->q[c->n - 3]);
+	requests_on("semcachefs exact hit", d.mnt, dir, c->q[3], c->q[c->n - 4]);
 	bench_fs_stop(&d.pid, d.mnt);
 	nullfs_start(&nf);
 	snprintf(dir, sizeof(dir), "%s/" CAT, nf.mnt);
-	requests_on("(warm-up)", nf.mnt, dir, c->q[c->n - 1]);
-	requests_on("nullfs", nf.mnt, dir, c->q[c->n - 1]);
+	requests_on("(warm-up)", nf.mnt, dir, c->q[c->n - 1], c->q[c->n - 2]);
+	requests_on("nullfs", nf.mnt, dir, c->q[c->n - 1], c->q[c->n - 3]);
 	/* which request kinds nullfs saw in total */
 	snprintf(stats, sizeof(stats), "%s/.stats", nf.mnt);
 	fd = open(stats, O_RDONLY);
