@@ -45,8 +45,9 @@
  * The parts:
  *   rconn_i.h   the connection and command layer (args, conn, router,
  *               call: every command goes through rconn_call)
- *   scripts.c   the Lua scripts (every change is one script in one slot)
- *               and the request-id wrapper's call (redis_once_call)
+ *   scripts.c   the Lua scripts (every change is one script in one slot,
+ *               sent by its SHA-1: sha1.c) and the request-id wrapper's
+ *               call (redis_once_call)
  *   category.c  categories and policies; the categories this process
  *               knows (for a reset)
  *   entry.c     entries: put, delete, touch, scan, text, response
@@ -193,12 +194,22 @@ static inline void redis_cat_tag(char *buf, size_t len, int64_t cat,
  * once: wrapped by LUA_ONCE (its last KEY is TAG:rq:RID, its last ARGV
  * RID, its reply { RID, result }); rq_key: the last KEY is TAG:rq:RID
  * without the wrapper (cancel). */
+struct redis_script_id {
+	atomic_int state;      /* 0 none, 1 being computed, 2 hex is set */
+	char hex[41];          /* the source's SHA-1; written once, before 2 */
+};
+
 struct redis_script {
 	const char *src;
 	const char *keys[REDIS_SCRIPT_KEYS];   /* NULL after the last */
 	bool once;
 	bool rq_key;
+	struct redis_script_id *id;   /* REDIS_SCRIPT_ID: its hash, cached */
 };
+
+/* A script's modifiable hash cache (a file-scope compound literal has
+ * static storage). */
+#define REDIS_SCRIPT_ID (&(struct redis_script_id){ 0 })
 
 extern const struct redis_script redis_script_cat_register;   /* {semcache} */
 extern const struct redis_script redis_script_cat_unregister; /* {semcache} */
@@ -212,7 +223,11 @@ extern const struct redis_script redis_script_quota;
 extern const struct redis_script redis_script_get;
 extern const struct redis_script redis_script_cancel;
 
-/* Start a call of sc on the slot of tag: EVAL, the source, the number of
+/* SHA-1 of len bytes at data as 40 lowercase hex digits (sha1.c). */
+void redis_sha1_hex(const void *data, size_t len, char hex[41]);
+
+/* Start a call of sc on the slot of tag: EVALSHA, the source's hash (EVAL
+ * and the source when the server answers NOSCRIPT: call.c), the number of
  * keys and the keys (rid: the request id, for a once or rq_key script;
  * else NULL); the caller adds the ARGV. */
 void redis_arg_script(struct args *a, const struct redis_script *sc,
