@@ -52,6 +52,12 @@ changes_while_b_down() {
 	fill_a other 21
 	known_b() { [ -d "$MNT_B/code/entries/$ID4" ] && [ -d "$MNT_B/other/entries/$ID" ]; }
 	wait_until 5 known_b
+	CODE=$((ID4 & 16777215))
+	# a start reads a category in full and keeps a local copy of it
+	stop_b
+	start_b
+	run grep -c "category $CODE: " "$WORK/b.log"
+	assert_output 0
 	stop_b
 	for i in 5 6 7 8; do fill_a code "$i"; done
 	rm -r "$MNT/code/entries/$ID1"
@@ -77,6 +83,16 @@ b_sees_the_store() {
 	changes_while_b_down
 	start_b
 	b_sees_the_store
+	# from the local copy and the 5 changes since (4 fills, 1 delete)
+	run grep "category $CODE: " "$WORK/b.log"
+	assert_line --regexp "category $CODE: 3 entries from the local copy, 4 read from redis \(5 changed since\)"
+	refute_line --partial "is not used"
+	# and again with nothing missed: all from the new copy
+	stop_b
+	start_b
+	b_sees_the_store
+	run grep "category $CODE: " "$WORK/b.log"
+	assert_line --regexp "category $CODE: 7 entries from the local copy, 0 read from redis \(0 changed since\)"
 }
 
 @test "restart after the change streams were trimmed past what the host had seen: still exactly the store's entries" {
@@ -86,4 +102,22 @@ b_sees_the_store() {
 	done
 	start_b
 	b_sees_the_store
+	run grep "category $CODE: " "$WORK/b.log"
+	assert_line --partial "category $CODE: the local copy is not used (its stream was trimmed past the copy's position"
+	refute_line --partial "from the local copy"
+}
+
+@test "restart when the store's count disagrees with the local copy and its changes: a full read, and the entry removed without an event is gone" {
+	changes_while_b_down
+	# entry 2 removed behind every host's back (no stream event)
+	redis-cli -p "$PORT" ZREM "{c$CODE}:ids" "$((ID2 >> 24))" >/dev/null
+	redis-cli -p "$PORT" DEL "{c$CODE}:e:$((ID2 >> 24))" >/dev/null
+	start_b
+	run grep "category $CODE: " "$WORK/b.log"
+	assert_line --partial "category $CODE: the local copy is not used (its count disagrees with the store's): reading all its entries"
+	refute_line --partial "from the local copy"
+	b_misses code 2
+	for i in 3 4 5 6 7 8; do b_hits code "$i"; done
+	b_misses code 1
+	[ "$(entries_of "$MNT_B")" = "entries: 6" ]
 }

@@ -51,6 +51,8 @@
  *   category.c  categories and policies; the categories this process
  *               knows (for a reset)
  *   entry.c     entries: put, delete, touch, scan, text, response
+ *   resume.c    local copies of the entries at a stream position: a
+ *               restart reads only the changes since
  *   cancel.c    puts that failed in doubt, cancelled in the store
  *   quota.c     evictions decided in Redis
  *   reset.c     the store's epoch: a reset store detected and rebuilt
@@ -222,6 +224,7 @@ extern const struct redis_script redis_script_touch;
 extern const struct redis_script redis_script_quota;
 extern const struct redis_script redis_script_get;
 extern const struct redis_script redis_script_cancel;
+extern const struct redis_script redis_script_resume;
 
 /* SHA-1 of len bytes at data as 40 lowercase hex digits (sha1.c). */
 void redis_sha1_hex(const void *data, size_t len, char hex[41]);
@@ -277,6 +280,40 @@ int redis_get_group(struct store_redis *s, int64_t cat, redisReply **f,
  * six with string members (rconn_bad_reply naming what). */
 int redis_get_reply_check(const struct rconn *rc, const redisReply *r,
 			  const char *what);
+
+/* ---- resume.c ---- */
+
+/* A local copy of a category's entries being written (by a full scan or a
+ * resume). */
+struct redis_copy {
+	FILE *f;
+	char path[PATH_MAX + 32], tmp[PATH_MAX + 96];
+	uint32_t crc;
+	uint64_t count;
+	int64_t last_seq;
+	bool bad;               /* a write failed: commit drops it */
+};
+
+/*
+ * A full scan of category cat from its local copy and the stream events
+ * after the copy's position (one call per batch of events, then the get
+ * script for the entries put since), delivering every entry to cb as
+ * store_entry_scan does, in sequence order, and writing a new copy at the
+ * new position. *done false (nothing delivered) when the scan must read
+ * everything instead: no copy, another epoch, a damaged copy, the stream
+ * trimmed past its position, or counts that disagree (logged but for the
+ * first). 0 or an errno (cb's non-zero result is returned as it is).
+ */
+int redis_resume(struct store_redis *s, int64_t cat, uid_t owner,
+		 store_scan_cb *cb, void *arg, bool *done);
+/* Start a new copy of cat at its stream position now, for a full scan
+ * about to start; -errno when none can be written (the scan goes on). */
+int redis_copy_begin(struct store_redis *s, struct rconn *rc, int64_t cat,
+		     struct redis_copy *w);
+/* Add one get script group (seq m h t v em, checked strings). */
+void redis_copy_add(struct redis_copy *w, int64_t seq, redisReply **f);
+/* Finish (commit true: rename into place) or drop the copy. */
+void redis_copy_end(struct redis_copy *w, bool commit);
 
 /* ---- cancel.c ---- */
 

@@ -406,6 +406,36 @@ static const char *script_sha(const struct redis_script *sc, char buf[41])
 	return buf;
 }
 
+/*
+ * ARGV '+' | ARGV from count. With '+': { entries, evseq, the last event's
+ * id ("0-0" for none) } (evseq is the n of that event: both change in one
+ * script). Else: { entries, evseq, (id n k s)... } of up to count events
+ * after from (n, k or s "" when the event has none); for resume.c.
+ */
+static const char lua_resume[] =
+	"local out = { redis.call('ZCARD', KEYS[1]),"
+	" redis.call('GET', KEYS[3]) or '0' }\n"
+	"if ARGV[1] == '+' then\n"
+	"  local t = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
+	"  out[3] = t[1] and t[1][1] or '0-0'\n"
+	"  return out\n"
+	"end\n"
+	"local r = redis.call('XRANGE', KEYS[2], '(' .. ARGV[1], '+', 'COUNT',"
+	" tonumber(ARGV[2]))\n"
+	"for _, e in ipairs(r) do\n"
+	"  local v = { n = '', k = '', s = '' }\n"
+	"  for i = 1, #e[2], 2 do\n"
+	"    if v[e[2][i]] then v[e[2][i]] = e[2][i + 1] end\n"
+	"  end\n"
+	"  out[#out + 1] = e[1]\n"
+	"  out[#out + 1] = v.n\n"
+	"  out[#out + 1] = v.k\n"
+	"  out[#out + 1] = v.s\n"
+	"end\n"
+	"return out\n";
+const struct redis_script redis_script_resume = { lua_resume, {
+	":ids", ":stream", ":evseq" }, false, false, REDIS_SCRIPT_ID };
+
 void redis_arg_script(struct args *a, const struct redis_script *sc,
 		      const char *tag, const char *rid)
 {
