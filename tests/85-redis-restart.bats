@@ -59,6 +59,9 @@ changes_while_b_down() {
 	run grep -c "category $CODE: " "$WORK/b.log"
 	assert_output 0
 	stop_b
+	# the position of B's copy of code: the last event of its stream
+	P=$(redis-cli -p "$PORT" XREVRANGE "{c$CODE}:stream" + - COUNT 1 | head -n 1)
+	[[ $P =~ ^[0-9]+-[0-9]+$ ]]
 	for i in 5 6 7 8; do fill_a code "$i"; done
 	rm -r "$MNT/code/entries/$ID1"
 	: >"$MNT/other/.purge"
@@ -104,6 +107,29 @@ b_sees_the_store() {
 	b_sees_the_store
 	run grep "category $CODE: " "$WORK/b.log"
 	assert_line --partial "category $CODE: the local copy is not used (its stream was trimmed past the copy's position"
+	refute_line --partial "from the local copy"
+}
+
+@test "restart after the stream was trimmed up to the copy's position but not past it: still only the changes are read" {
+	changes_while_b_down
+	# every event up to and including P goes, the 5 after it stay
+	redis-cli -p "$PORT" XTRIM "{c$CODE}:stream" MINID "${P%-*}-$((${P#*-} + 1))" >/dev/null
+	run redis-cli -p "$PORT" XLEN "{c$CODE}:stream"
+	assert_output 5
+	start_b
+	b_sees_the_store
+	run grep "category $CODE: " "$WORK/b.log"
+	assert_line --partial "category $CODE: 3 entries from the local copy, 4 read from redis (5 changed since)"
+}
+
+@test "restart with a damaged local copy: a full read, logged, and still exactly the store's entries" {
+	changes_while_b_down
+	copy=$(ls "$WORK"/state-b/semcachefs/redis-*/entries-c"$CODE")
+	printf 'X' | dd of="$copy" bs=1 seek=200 conv=notrunc status=none
+	start_b
+	b_sees_the_store
+	run grep "category $CODE: " "$WORK/b.log"
+	assert_line --partial "category $CODE: the local copy is not used (its checksum fails): reading all its entries"
 	refute_line --partial "from the local copy"
 }
 

@@ -127,6 +127,8 @@ int redis_known_set(struct store_redis *s, int64_t id, const char *row)
 	}
 	pthread_mutex_unlock(&s->mu);
 	free(copy);
+	if (!row)
+		redis_copy_forget(s, id);   /* a deleted category's local copy */
 	return 0;
 }
 

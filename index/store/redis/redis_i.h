@@ -314,6 +314,8 @@ int redis_copy_begin(struct store_redis *s, struct rconn *rc, int64_t cat,
 void redis_copy_add(struct redis_copy *w, int64_t seq, redisReply **f);
 /* Finish (commit true: rename into place) or drop the copy. */
 void redis_copy_end(struct redis_copy *w, bool commit);
+/* Remove deleted category cat's copy. */
+void redis_copy_forget(struct store_redis *s, int64_t cat);
 
 /* ---- cancel.c ---- */
 

@@ -30,8 +30,11 @@
  * What not: hit counts and last-hit times of the copy's entries are those
  * of the copy's time (touches are not streamed; the store keeps the
  * maximum, so none is lowered); no copy of a category scanned from a
- * later id; no locks (a copy is this process's, written under a name of
- * its own, renamed into place).
+ * later id, so a category created while this process runs is read in full
+ * at its next start (which writes its first copy); no fsync. Locks: only
+ * s->mu, to copy the epoch (a leaf, as everywhere); a copy is this
+ * process's (its state directory is locked), written under a name of its
+ * own and renamed into place, and removed with its category.
  */
 #include "redis_i.h"
 #include "bytes.h"
@@ -61,6 +64,17 @@ static void copy_path(const struct store_redis *s, int64_t cat, char *buf,
 		      size_t len)
 {
 	snprintf(buf, len, "%s/entries-c%lld", s->dir, (long long)cat);
+}
+
+void redis_copy_forget(struct store_redis *s, int64_t cat)
+{
+	char path[PATH_MAX + 32];
+
+	copy_path(s, cat, path, sizeof(path));
+	if (unlink(path) && errno != ENOENT)
+		semlog(SEMLOG_WARN, "store: redis: could not remove the local "
+		       "copy '%s' of a deleted category: %s", path,
+		       strerror(errno));
 }
 
 static void copy_write(struct redis_copy *w, const void *p, size_t n)
