@@ -63,6 +63,13 @@ changes_while_b_down() {
 	P=$(redis-cli -p "$PORT" XREVRANGE "{c$CODE}:stream" + - COUNT 1 | head -n 1)
 	[[ $P =~ ^[0-9]+-[0-9]+$ ]]
 	for i in 5 6 7 8; do fill_a code "$i"; done
+	# 3 hits on A while B is down: counters reach Redis, not the stream
+	for k in 1 2 3; do
+		run ask code "h$k" "$(q 3)"
+		assert_output --regexp '^hit score=1\.000'
+	done
+	three_hits() { [ "$(redis-cli -p "$PORT" HGET "{c$CODE}:e:$((ID3 >> 24))" h)" = 3 ]; }
+	wait_until 10 three_hits
 	rm -r "$MNT/code/entries/$ID1"
 	: >"$MNT/other/.purge"
 	run ls "$MNT/other/entries"
@@ -80,6 +87,10 @@ b_sees_the_store() {
 	[ ! -e "$MNT_B/code/entries/$ID1" ]
 	[ "$(entries_of "$MNT_B")" = "$(entries_of "$MNT")" ]
 	[ "$(entries_of "$MNT_B")" = "entries: 7" ]
+	# A's 3 hits (not streamed: read again at start), and B's own since
+	run grep '^hits: ' "$MNT_B/code/entries/$ID3/meta"
+	[[ $output =~ ^hits:\ ([0-9]+)$ ]]
+	((BASH_REMATCH[1] >= 4))
 }
 
 @test "restart after fills, a delete and a purge on another host: missed fills hit, deleted and purged entries are gone" {

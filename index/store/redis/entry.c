@@ -293,9 +293,13 @@ int redis_entry_scan(struct store *st, int64_t cat_id, int64_t min_id,
 	if (lo < 0)
 		lo = 0;
 	if (!min_id) {
-		bool done;
+		bool done = false;
 
-		ret = redis_resume(s, cat_id, owner, cb, arg, &done);
+		ret = 0;
+		/* the local copy serves the first full read since open (a
+		 * restart); later ones (a resync) read Redis */
+		if (!redis_known_scanned(s, cat_id))
+			ret = redis_resume(s, cat_id, owner, cb, arg, &done);
 		if (ret || done)
 			return ret;
 		/* a copy of what this scan reads, for the next start */

@@ -137,6 +137,7 @@ struct known_cat {
 	int64_t id;
 	char *row;              /* "MODE UID GID CREATED_MS PATH", malloc'd */
 	int64_t max_seq;        /* highest entry sequence seen in it */
+	bool scanned;           /* read in full since open (resume.c) */
 };
 
 /*
@@ -225,6 +226,7 @@ extern const struct redis_script redis_script_quota;
 extern const struct redis_script redis_script_get;
 extern const struct redis_script redis_script_cancel;
 extern const struct redis_script redis_script_resume;
+extern const struct redis_script redis_script_hits;
 
 /* SHA-1 of len bytes at data as 40 lowercase hex digits (sha1.c). */
 void redis_sha1_hex(const void *data, size_t len, char hex[41]);
@@ -258,6 +260,9 @@ int redis_cat_parse(int64_t id, const char *v, size_t len,
 		    struct store_category *c);
 /* The categories this process knows (mu taken here): row NULL forgets. */
 int redis_known_set(struct store_redis *s, int64_t id, const char *row);
+/* Whether category cat was read in full since open (then a full read
+ * does not start from its local copy); marks it so. Unknown: true. */
+bool redis_known_scanned(struct store_redis *s, int64_t cat);
 /* Note that category cat has an entry with sequence seq. */
 void redis_known_seq(struct store_redis *s, int64_t cat, int64_t seq);
 /* Remove everything in deleted category id's slot, in batches, over rc. */

@@ -27,9 +27,11 @@
  * (u32 length, the bytes, a NUL), then u64 count and u32 crc32 of all the
  * bytes before it; host byte order, integers little-endian.
  *
- * What not: hit counts and last-hit times of the copy's entries are those
- * of the copy's time (touches are not streamed; the store keeps the
- * maximum, so none is lowered); no copy of a category scanned from a
+ * Hit counts and last-hit times are not streamed (touches): those of the
+ * copy's entries are read again, HITS_BATCH entries per call of the hits
+ * script (a few bytes each, not the vectors).
+ *
+ * What not: no copy of a category scanned from a
  * later id, so a category created while this process runs is read in full
  * at its next start (which writes its first copy); no fsync. Locks: only
  * s->mu, to copy the epoch (a leaf, as everywhere); a copy is this
@@ -481,25 +483,106 @@ static int delta_fetch(struct store_redis *s, int64_t cat, struct delta *d)
 	return 0;
 }
 
-/* Deliver the copy's untouched entries, then the fetched ones; into w
- * when it is open. */
+/* The current hit counters of the entries after a sequence, a batch at a
+ * time, for the copy's entries in sequence order. */
+struct hits {
+	redisReply *r;            /* the hits script's reply, or NULL */
+	size_t at;                /* next (seq h t) group in r */
+	int64_t lo;               /* r covers the live entries in (lo, hi] */
+	int64_t hi;
+	bool end;                 /* nothing after hi */
+};
+
+#define HITS_BATCH 1000
+
+/* The h and t replies of entry seq (ascending from call to call), or
+ * false: not live now (its delete follows in the stream) or unreadable. */
+static int hits_of(struct store_redis *s, int64_t cat, struct hits *h,
+		   int64_t seq, redisReply **hf, redisReply **tf)
+{
+	*hf = *tf = NULL;
+	while (!h->end && seq > h->hi) {
+		struct args a = { 0 };
+		char tag[24];
+		long long last;
+		int ret;
+
+		if (h->r)
+			freeReplyObject(h->r);
+		h->r = NULL;
+		h->at = 1;
+		h->lo = h->hi;
+		redis_cat_tag(tag, sizeof(tag), cat, "");
+		redis_arg_script(&a, &redis_script_hits, tag, NULL);
+		arg_s(&a, tag);
+		arg_i(&a, h->lo);
+		arg_i(&a, HITS_BATCH);
+		ret = rconn_call(&s->rc, tag, &a, "read hit counts",
+				 REDIS_REPLY_ARRAY, -EPROTO, &h->r);
+		if (!ret && (!h->r->elements || (h->r->elements - 1) % 3))
+			ret = rconn_bad_reply(&s->rc, "read hit counts",
+					      "not { last, (seq h t)... }");
+		for (size_t i = 0; !ret && i < h->r->elements; i++)
+			if (h->r->element[i]->type != REDIS_REPLY_STRING)
+				ret = rconn_bad_reply(&s->rc, "read hit counts",
+						      "a member that is no string");
+		if (ret)
+			return ret;
+		if (!h->r->element[0]->len) {
+			h->end = true;
+			break;
+		}
+		ret = rconn_reply_int(&s->rc, h->r->element[0], h->lo + 1,
+				      SEQ_MAX, "read hit counts", &last);
+		if (ret)
+			return ret;
+		h->hi = last;
+	}
+	for (; h->r && h->at + 3 <= h->r->elements; h->at += 3) {
+		redisReply **g = h->r->element + h->at;
+		long long sq;
+
+		if (rconn_reply_int(NULL, g[0], 1, SEQ_MAX, NULL, &sq) || sq > seq)
+			break;
+		if (sq == seq) {
+			*hf = g[1];
+			*tf = g[2];
+			h->at += 3;
+			break;
+		}
+	}
+	return 0;
+}
+
+/* Deliver the copy's untouched entries (with their current hit counters),
+ * then the fetched ones; into w when it is open. */
 static int deliver(struct store_redis *s, int64_t cat, uid_t owner,
 		   const struct copy_map *m, struct delta *d,
 		   struct redis_copy *w, store_scan_cb *cb, void *arg)
 {
-	redisReply f[COPY_FIELDS + 1], *fp[COPY_FIELDS + 1];
+	redisReply f[COPY_FIELDS + 1], *fp[COPY_FIELDS + 1], *hf, *tf;
+	struct hits h = { 0 };
 	int64_t seq;
 	size_t at = COPY_HDR;
 	int ret = 0;
 
-	for (int i = 0; i <= COPY_FIELDS; i++)
-		fp[i] = &f[i];
 	while (!ret && copy_next(m, &at, &seq, f)) {
 		if (seqs_has(&d->touched, seq))
 			continue;
+		ret = hits_of(s, cat, &h, seq, &hf, &tf);
+		if (ret)
+			break;
+		for (int i = 0; i <= COPY_FIELDS; i++)
+			fp[i] = &f[i];
+		if (hf) {          /* h and t are fields 2 and 3 */
+			fp[2] = hf;
+			fp[3] = tf;
+		}
 		redis_copy_add(w, seq, fp);
 		ret = redis_get_group(s, cat, fp, owner, cb, arg);
 	}
+	if (h.r)
+		freeReplyObject(h.r);
 	for (size_t i = 0; !ret && i < d->ngot; i++) {
 		redisReply *r = d->got[i];
 

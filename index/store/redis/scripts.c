@@ -436,6 +436,23 @@ static const char lua_resume[] =
 const struct redis_script redis_script_resume = { lua_resume, {
 	":ids", ":stream", ":evseq" }, false, false, REDIS_SCRIPT_ID };
 
+/* ARGV tag lo count; returns the last seq looked at, then (seq h t) per
+ * live entry after lo: the hit counters a local copy does not keep
+ * current (resume.c) */
+static const char lua_hits[] =
+	"local seqs = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2],"
+	" '+inf', 'LIMIT', 0, tonumber(ARGV[3]))\n"
+	"local out = { seqs[#seqs] or '' }\n"
+	"for _, s in ipairs(seqs) do\n"
+	"  local v = redis.call('HMGET', ARGV[1] .. ':e:' .. s, 'h', 't')\n"
+	"  out[#out + 1] = s\n"
+	"  out[#out + 1] = v[1] or ''\n"
+	"  out[#out + 1] = v[2] or ''\n"
+	"end\n"
+	"return out\n";
+const struct redis_script redis_script_hits = { lua_hits, {
+	":ids" }, false, false, REDIS_SCRIPT_ID };
+
 void redis_arg_script(struct args *a, const struct redis_script *sc,
 		      const char *tag, const char *rid)
 {
