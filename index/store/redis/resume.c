@@ -7,8 +7,9 @@
  * position P (its last event's id and evseq, in one script call) and then
  * writes every entry it reads, as the get script gives it (seq m h t v
  * em), to STATE_DIR/entries-cC: temp file, then rename, no fsync (a lost or
- * torn copy costs one full scan; its crc tells). The next full scan of
- * that category (a restart) finds the copy, checks its epoch, crc and
+ * torn copy costs one full scan; its crc tells). The first full scan of
+ * that category after the next open (a restart; later ones, resyncs, read
+ * Redis) finds the copy, checks its epoch, crc and
  * layout, and reads only the stream's events after P (the resume script,
  * RESUME_BATCH events and the entry count per call): their n must follow
  * on from P's without a gap, else the stream was trimmed past P (or data
@@ -31,9 +32,9 @@
  * copy's entries are read again, HITS_BATCH entries per call of the hits
  * script (a few bytes each, not the vectors).
  *
- * What not: no copy of a category scanned from a
- * later id, so a category created while this process runs is read in full
- * at its next start (which writes its first copy); no fsync. Locks: only
+ * What not: no copy of a category scanned from a later id, so a category
+ * created while this process runs is read in full at its next start
+ * (which writes its first copy); no fsync. Locks: only
  * s->mu, to copy the epoch (a leaf, as everywhere); a copy is this
  * process's (its state directory is locked), written under a name of its
  * own and renamed into place, and removed with its category.
@@ -495,8 +496,9 @@ struct hits {
 
 #define HITS_BATCH 1000
 
-/* The h and t replies of entry seq (ascending from call to call), or
- * false: not live now (its delete follows in the stream) or unreadable. */
+/* Into *hf and *tf the h and t replies of entry seq (ascending from call
+ * to call), NULL when it is not live now (its delete follows in the
+ * stream); 0 or -errno. */
 static int hits_of(struct store_redis *s, int64_t cat, struct hits *h,
 		   int64_t seq, redisReply **hf, redisReply **tf)
 {
