@@ -28,6 +28,7 @@
  */
 #include "check.h"
 #include "store_i.h"
+#include "redis_i.h"   /* the scripts, to match their calls by hash */
 
 #include "redis_test.h"
 
@@ -155,8 +156,25 @@ static void test_stall_alone(struct srv *srv, struct chaos *cx)
 
 /* ---- puts: resent once, confirmed, cancelled ---- */
 
-/* A snippet that only the put script's text has. */
-#define PUT_SCRIPT "'em', ARGV[7]"
+/*
+ * A chaos rule on the calls of script sc. They go by its SHA-1 (EVALSHA),
+ * which the rule matches; the script is loaded first (SCRIPT LOAD, which
+ * also checks the store's SHA-1 against the server's), so that a call the
+ * rule lets through runs instead of answering NOSCRIPT.
+ */
+static bool script_rule(struct chaos *cx, const struct redis_script *sc,
+			const char *mode, int count, int skip, const char *arg)
+{
+	redisReply *r = cmd1(cx->port, "SCRIPT LOAD %s", sc->src);
+	char sha[41];
+	bool ok;
+
+	redis_sha1_hex(sc->src, strlen(sc->src), sha);
+	ok = r && r->type == REDIS_REPLY_STRING && r->len == 40 &&
+	     !memcmp(r->str, sha, 40);
+	freeReplyObject(r);
+	return ok && chaos_rule(cx, sha, mode, count, skip, arg);
+}
 
 static void test_resend_once(struct chaos *cx, int port)
 {
@@ -170,7 +188,7 @@ static void test_resend_once(struct chaos *cx, int port)
 		return;
 	cat = mkcat(a, "/resend");
 	/* the put runs, then its connection closes before the reply */
-	CHECK(chaos_rule(cx, PUT_SCRIPT, "drop", 1, 0, NULL));
+	CHECK(script_rule(cx, &redis_script_put, "drop", 1, 0, NULL));
 	CHECK_EQ_INT(put(a, cat, 5, "once", 4, &id), 0);
 	CHECK(id > 0);
 	chaos_clear(cx);
@@ -221,7 +239,7 @@ static void test_unconfirmed_puts(struct chaos *cx, int port)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int64_t id = 0;
 
-		CHECK(chaos_rule(cx, PUT_SCRIPT, cases[i].mode, 1, 0, cases[i].arg));
+		CHECK(script_rule(cx, &redis_script_put, cases[i].mode, 1, 0, cases[i].arg));
 		ret = put(a, cat, 100 + i, "unconfirmed", 11, &id);
 		chaos_clear(cx);
 		if (ret == 0) {
@@ -267,8 +285,8 @@ static void test_loading_after_resend(struct chaos *cx, int port)
 	cat = mkcat(a, "/loading");
 	CHECK_EQ_INT(OPS.watch(a, ev_cb, &la), 0);
 	CHECK_EQ_INT(OPS.watch(b, ev_cb, &lb), 0);
-	CHECK(chaos_rule(cx, PUT_SCRIPT, "drop", 1, 0, NULL));
-	CHECK(chaos_rule(cx, PUT_SCRIPT, "fake", 1, 0,
+	CHECK(script_rule(cx, &redis_script_put, "drop", 1, 0, NULL));
+	CHECK(script_rule(cx, &redis_script_put, "fake", 1, 0,
 			 "-LOADING Redis is loading the dataset in memory\\r\\n"));
 	ret = put(a, cat, 9, "loading", 7, &id);
 	CHECK_EQ_INT(ret, -EIO);
@@ -337,12 +355,12 @@ static void test_bad_ids(struct chaos *cx)
 	CHECK(chaos_rule(cx, "INCR", "zero", 1, 0, NULL));
 	CHECK_EQ_INT(OPS.category_create(a, "/zero", 0755, 0, 0, NULL), -EPROTO);
 	/* sequences in scans */
-	CHECK(chaos_rule(cx, "ZRANGEBYSCORE", "negate", 1, 0, NULL));
+	CHECK(script_rule(cx, &redis_script_get, "negate", 1, 0, NULL));
 	CHECK_EQ_INT(count_entries(a, cat), -EPROTO);
-	CHECK(chaos_rule(cx, "ZRANGEBYSCORE", "fake", 1, 0, "$2\r\nno\r\n"));
+	CHECK(script_rule(cx, &redis_script_get, "fake", 1, 0, "$2\r\nno\r\n"));
 	CHECK_EQ_INT(count_entries(a, cat), -EPROTO);
 	/* a server that answers the same page again cannot make a scan loop */
-	CHECK(chaos_rule(cx, "ZRANGEBYSCORE", "fake", -1, 0,
+	CHECK(script_rule(cx, &redis_script_get, "fake", -1, 0,
 			 "*1\r\n$1\r\n0\r\n"));
 	CHECK_EQ_INT(count_entries(a, cat), -EPROTO);
 	chaos_clear(cx);
@@ -360,13 +378,13 @@ static void test_bad_ids(struct chaos *cx)
 	CHECK_EQ_INT(OPS.policy_get(a, cat, &y, &yl), -EPROTO);
 	CHECK(y == NULL);
 	/* a policy write whose reply is another request's */
-	CHECK(chaos_rule(cx, "'s' then", "fake", 1, 0,
+	CHECK(script_rule(cx, &redis_script_policy, "fake", 1, 0,
 			 "*2\r\n$5\r\nother\r\n:1\r\n"));
 	CHECK_EQ_INT(OPS.policy_put(a, cat, "ttl: 2h\n", 8), -EPROTO);
 	chaos_clear(cx);
 	CHECK_EQ_INT(count_entries(a, cat), 2);
 	/* evicted ids (the eviction itself happened: one entry is left) */
-	CHECK(chaos_rule(cx, "ZREM', lru", "negate", 1, 0, NULL));
+	CHECK(script_rule(cx, &redis_script_quota, "negate", 1, 0, NULL));
 	ret = OPS.quota_enforce(a, cat, &(struct store_quota){ .entries = 1 },
 				v, 8, &n, &gone);
 	CHECK_EQ_INT(ret, -EPROTO);
@@ -495,7 +513,7 @@ static void test_fake_cluster(struct chaos *cx)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(moved, sizeof(moved), bad[i], cx->port);
-		CHECK(chaos_rule(cx, PUT_SCRIPT, "fake", 1, 0, moved));
+		CHECK(script_rule(cx, &redis_script_put, "fake", 1, 0, moved));
 		ret = put(a, cat, i, "r", 1, NULL);
 		if (ret != -EPROTO)
 			fprintf(stderr, "redirect '%s': %d\n", moved, ret);
@@ -523,7 +541,7 @@ static void test_fake_cluster(struct chaos *cx)
 		CHECK(chaos_rule(cx, "CLUSTER SLOTS", "fake", -1, 0, m));
 		snprintf(moved, sizeof(moved), "-MOVED 12 127.0.0.1:%d\\r\\n",
 			 cx->port);
-		CHECK(chaos_rule(cx, PUT_SCRIPT, "fake", 1, 0, moved));
+		CHECK(script_rule(cx, &redis_script_put, "fake", 1, 0, moved));
 		/* followed to the same node, which then runs it */
 		CHECK_EQ_INT(put(a, cat, 50 + i, "moved", 5, &id), 0);
 		CHECK_EQ_INT(OPS.response_read(a, id, &buf, &len), 0);

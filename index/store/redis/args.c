@@ -10,6 +10,9 @@
  * call a no-op, so builders check once, when the command is sent
  * (rconn_cmd answers -ENOMEM).
  *
+ * A script call (arg_eval) is EVALSHA by its hash; arg_eval_source turns
+ * it into EVAL with the source when the server answers NOSCRIPT (call.c).
+ *
  * What not: no copying of borrowed buffers, no printed argument longer
  * than a slot (a programmer error: BUG()), no limit on the number of
  * arguments.
@@ -92,9 +95,24 @@ void arg_f(struct args *a, const char *fmt, ...)
 
 void arg_i(struct args *a, int64_t v) { arg_f(a, "%lld", (long long)v); }
 
-void arg_eval(struct args *a, const char *script, int nkeys)
+void arg_eval(struct args *a, const char *script, const char *sha, int nkeys)
 {
-	arg_s(a, "EVAL");
-	arg_s(a, script);
+	arg_s(a, "EVALSHA");
+	arg_f(a, "%s", sha);
 	arg_i(a, nkeys);
+	if (a->n >= 0)
+		a->script = script;
+}
+
+int arg_eval_source(struct args *a)
+{
+	if (a->n < 2 || !a->script || a->l[0] != 7 ||
+	    memcmp(a->v[0], "EVALSHA", 7))
+		return -ENOENT;
+	a->v[0] = "EVAL";
+	a->l[0] = 4;
+	a->v[1] = a->script;   /* borrowed, not a slot: args_grow leaves it */
+	a->l[1] = strlen(a->script);
+	a->script = NULL;
+	return 0;
 }

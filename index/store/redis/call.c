@@ -12,6 +12,10 @@
  * store uses as ids or counts go through rconn_reply_int, which takes an
  * integer or a string of decimal digits and nothing else, in a range.
  *
+ * A script sent by its hash (EVALSHA) that the server does not know
+ * (NOSCRIPT) is sent once more with its source (EVAL), by the same
+ * deadline.
+ *
  * What not: no pipelining; no knowledge of what a reply means beyond its
  * type and range (the callers check their contracts).
  */
@@ -68,7 +72,17 @@ int rconn_call_sent(struct rconn *rc, const char *key, struct args *a,
 
 	if (out)
 		*out = NULL;
-	ret = rconn_cmd(rc, key, a, clock_mono_ms() + rc->cmd_ms, &u, &r);
+	int64_t deadline = clock_mono_ms() + rc->cmd_ms;
+
+	ret = rconn_cmd(rc, key, a, deadline, &u, &r);
+	if (!ret && r->type == REDIS_REPLY_ERROR &&
+	    !strncmp(r->str, "NOSCRIPT", 8) && !arg_eval_source(a)) {
+		/* a server without the script (flushed, restarted, another
+		 * node) did not run it: send its source, by the same deadline */
+		freeReplyObject(r);
+		r = NULL;
+		ret = rconn_cmd(rc, key, a, deadline, &u, &r);
+	}
 	args_release(a);
 	if (sent)
 		*sent = u;

@@ -127,7 +127,24 @@ int redis_known_set(struct store_redis *s, int64_t id, const char *row)
 	}
 	pthread_mutex_unlock(&s->mu);
 	free(copy);
+	if (!row)
+		redis_copy_forget(s, id);   /* a deleted category's local copy */
 	return 0;
+}
+
+bool redis_known_scanned(struct store_redis *s, int64_t cat)
+{
+	bool hit, was = true;
+	size_t i;
+
+	pthread_mutex_lock(&s->mu);
+	i = known_find(s, cat, &hit);
+	if (hit) {
+		was = s->known[i].scanned;
+		s->known[i].scanned = true;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return was;
 }
 
 void redis_known_seq(struct store_redis *s, int64_t cat, int64_t seq)

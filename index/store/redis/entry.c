@@ -10,7 +10,9 @@
  * is in the sorted set {cC}:ids. Entries stored before uids were kept have
  * META_LEN bytes of m and are read back with the category's owner. Put,
  * delete and touch are one script each (scripts.c); a scan pages through
- * {cC}:ids SCAN_BATCH entries at a time with the get script. A response is
+ * {cC}:ids SCAN_BATCH entries at a time with the get script (a scan from
+ * id 0 starts from the local copy when it can and writes a new one:
+ * resume.c). A response is
  * served only when its length and crc32 match the metadata (else
  * -EBADMSG). Touches are sorted by category and sent as one script call
  * per category and 1000 entries.
@@ -275,6 +277,8 @@ int redis_entry_scan(struct store *st, int64_t cat_id, int64_t min_id,
 {
 	struct store_redis *s = R(st);
 	int64_t lo = min_id > 0 ? id_seq(min_id) - 1 : 0;
+	struct redis_copy copy;
+	bool copy_ok = false;
 	uid_t owner = 0;
 	char tag[24];
 	int ret;
@@ -288,6 +292,19 @@ int redis_entry_scan(struct store *st, int64_t cat_id, int64_t min_id,
 		return ret;
 	if (lo < 0)
 		lo = 0;
+	if (!min_id) {
+		bool done = false;
+
+		ret = 0;
+		/* the local copy serves the first full read since open (a
+		 * restart); later ones (a resync) read Redis */
+		if (!redis_known_scanned(s, cat_id))
+			ret = redis_resume(s, cat_id, owner, cb, arg, &done);
+		if (ret || done)
+			return ret;
+		/* a copy of what this scan reads, for the next start */
+		copy_ok = !redis_copy_begin(s, &s->rc, cat_id, &copy);
+	}
 	redis_cat_tag(tag, sizeof(tag), cat_id, "");
 	for (;;) {
 		struct args a = { 0 };
@@ -305,6 +322,8 @@ int redis_entry_scan(struct store *st, int64_t cat_id, int64_t min_id,
 			ret = redis_get_reply_check(&s->rc, r, "scan entries");
 		if (!ret && !r->element[0]->len) {   /* nothing after lo */
 			freeReplyObject(r);
+			if (copy_ok)
+				redis_copy_end(&copy, true);
 			return 0;
 		}
 		if (!ret)
@@ -315,13 +334,19 @@ int redis_entry_scan(struct store *st, int64_t cat_id, int64_t min_id,
 
 			ret = rconn_reply_int(&s->rc, r->element[i], lo + 1, last,
 					      "scan entries", &seq);
-			if (!ret && entry_id(cat_id, seq) > min_id)
+			if (!ret && entry_id(cat_id, seq) > min_id) {
+				if (copy_ok)
+					redis_copy_add(&copy, seq, r->element + i);
 				ret = redis_get_group(s, cat_id, r->element + i,
 						      owner, cb, arg);
+			}
 		}
 		freeReplyObject(r);
-		if (ret)
+		if (ret) {
+			if (copy_ok)
+				redis_copy_end(&copy, false);
 			return ret;
+		}
 		lo = last;   /* strictly more than before: the scan ends */
 	}
 }

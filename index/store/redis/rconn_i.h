@@ -75,6 +75,7 @@ struct args {
 	const char **v;
 	size_t *l;
 	char (*num)[ARG_SLOT];   /* printed arguments, one slot per argument */
+	const char *script;      /* borrowed: an EVALSHA's source (arg_eval) */
 };
 
 /* Strings and bytes are borrowed: keep each buffer alive until the
@@ -88,8 +89,13 @@ void arg_i(struct args *a, int64_t v);                   /* a number */
 /* printf into the argument's slot; more than ARG_SLOT - 1 bytes is BUG() */
 void arg_f(struct args *a, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* EVAL script nkeys: the keys and then the other arguments follow. */
-void arg_eval(struct args *a, const char *script, int nkeys);
+/* EVALSHA sha nkeys (sha: the 40 hex digits of script's SHA-1, copied;
+ * script borrowed for arg_eval_source): the keys and then the other
+ * arguments follow. */
+void arg_eval(struct args *a, const char *script, const char *sha, int nkeys);
+/* Turn an arg_eval command into EVAL script nkeys ... (the server did not
+ * know the script: NOSCRIPT): 0, or -ENOENT when a is not one. */
+int arg_eval_source(struct args *a);
 
 /* ---- conn.c and router.c: connections ---- */
 

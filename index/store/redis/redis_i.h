@@ -45,11 +45,14 @@
  * The parts:
  *   rconn_i.h   the connection and command layer (args, conn, router,
  *               call: every command goes through rconn_call)
- *   scripts.c   the Lua scripts (every change is one script in one slot)
- *               and the request-id wrapper's call (redis_once_call)
+ *   scripts.c   the Lua scripts (every change is one script in one slot,
+ *               sent by its SHA-1: sha1.c) and the request-id wrapper's
+ *               call (redis_once_call)
  *   category.c  categories and policies; the categories this process
  *               knows (for a reset)
  *   entry.c     entries: put, delete, touch, scan, text, response
+ *   resume.c    local copies of the entries at a stream position: a
+ *               restart reads only the changes since
  *   cancel.c    puts that failed in doubt, cancelled in the store
  *   quota.c     evictions decided in Redis
  *   reset.c     the store's epoch: a reset store detected and rebuilt
@@ -134,6 +137,7 @@ struct known_cat {
 	int64_t id;
 	char *row;              /* "MODE UID GID CREATED_MS PATH", malloc'd */
 	int64_t max_seq;        /* highest entry sequence seen in it */
+	bool scanned;           /* read in full since open (resume.c) */
 };
 
 /*
@@ -193,12 +197,22 @@ static inline void redis_cat_tag(char *buf, size_t len, int64_t cat,
  * once: wrapped by LUA_ONCE (its last KEY is TAG:rq:RID, its last ARGV
  * RID, its reply { RID, result }); rq_key: the last KEY is TAG:rq:RID
  * without the wrapper (cancel). */
+struct redis_script_id {
+	atomic_int state;      /* 0 none, 1 being computed, 2 hex is set */
+	char hex[41];          /* the source's SHA-1; written once, before 2 */
+};
+
 struct redis_script {
 	const char *src;
 	const char *keys[REDIS_SCRIPT_KEYS];   /* NULL after the last */
 	bool once;
 	bool rq_key;
+	struct redis_script_id *id;   /* REDIS_SCRIPT_ID: its hash, cached */
 };
+
+/* A script's modifiable hash cache (a file-scope compound literal has
+ * static storage). */
+#define REDIS_SCRIPT_ID (&(struct redis_script_id){ 0 })
 
 extern const struct redis_script redis_script_cat_register;   /* {semcache} */
 extern const struct redis_script redis_script_cat_unregister; /* {semcache} */
@@ -211,8 +225,14 @@ extern const struct redis_script redis_script_touch;
 extern const struct redis_script redis_script_quota;
 extern const struct redis_script redis_script_get;
 extern const struct redis_script redis_script_cancel;
+extern const struct redis_script redis_script_resume;
+extern const struct redis_script redis_script_hits;
 
-/* Start a call of sc on the slot of tag: EVAL, the source, the number of
+/* SHA-1 of len bytes at data as 40 lowercase hex digits (sha1.c). */
+void redis_sha1_hex(const void *data, size_t len, char hex[41]);
+
+/* Start a call of sc on the slot of tag: EVALSHA, the source's hash (EVAL
+ * and the source when the server answers NOSCRIPT: call.c), the number of
  * keys and the keys (rid: the request id, for a once or rq_key script;
  * else NULL); the caller adds the ARGV. */
 void redis_arg_script(struct args *a, const struct redis_script *sc,
@@ -240,6 +260,9 @@ int redis_cat_parse(int64_t id, const char *v, size_t len,
 		    struct store_category *c);
 /* The categories this process knows (mu taken here): row NULL forgets. */
 int redis_known_set(struct store_redis *s, int64_t id, const char *row);
+/* Whether category cat was read in full since open (then a full read
+ * does not start from its local copy); marks it so. Unknown: true. */
+bool redis_known_scanned(struct store_redis *s, int64_t cat);
 /* Note that category cat has an entry with sequence seq. */
 void redis_known_seq(struct store_redis *s, int64_t cat, int64_t seq);
 /* Remove everything in deleted category id's slot, in batches, over rc. */
@@ -262,6 +285,42 @@ int redis_get_group(struct store_redis *s, int64_t cat, redisReply **f,
  * six with string members (rconn_bad_reply naming what). */
 int redis_get_reply_check(const struct rconn *rc, const redisReply *r,
 			  const char *what);
+
+/* ---- resume.c ---- */
+
+/* A local copy of a category's entries being written (by a full scan or a
+ * resume). */
+struct redis_copy {
+	FILE *f;
+	char path[PATH_MAX + 32], tmp[PATH_MAX + 96];
+	uint32_t crc;
+	uint64_t count;
+	int64_t last_seq;
+	bool bad;               /* a write failed: commit drops it */
+};
+
+/*
+ * A full scan of category cat from its local copy and the stream events
+ * after the copy's position (one call per batch of events, then the get
+ * script for the entries put since), delivering every entry to cb as
+ * store_entry_scan does, in sequence order, and writing a new copy at the
+ * new position. *done false (nothing delivered) when the scan must read
+ * everything instead: no copy, another epoch, a damaged copy, the stream
+ * trimmed past its position, or counts that disagree (logged but for the
+ * first). 0 or an errno (cb's non-zero result is returned as it is).
+ */
+int redis_resume(struct store_redis *s, int64_t cat, uid_t owner,
+		 store_scan_cb *cb, void *arg, bool *done);
+/* Start a new copy of cat at its stream position now, for a full scan
+ * about to start; -errno when none can be written (the scan goes on). */
+int redis_copy_begin(struct store_redis *s, struct rconn *rc, int64_t cat,
+		     struct redis_copy *w);
+/* Add one get script group (seq m h t v em, checked strings). */
+void redis_copy_add(struct redis_copy *w, int64_t seq, redisReply **f);
+/* Finish (commit true: rename into place) or drop the copy. */
+void redis_copy_end(struct redis_copy *w, bool commit);
+/* Remove deleted category cat's copy. */
+void redis_copy_forget(struct store_redis *s, int64_t cat);
 
 /* ---- cancel.c ---- */
 

@@ -48,7 +48,7 @@ static const char lua_restore_slot[] =
 	"if n < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end\n"
 	"return 1\n";
 static const struct redis_script restore_slot = { lua_restore_slot, {
-	":alive", ":next" } };
+	":alive", ":next" }, false, false, REDIS_SCRIPT_ID };
 
 /* ARGV id path row minid: category id registered again unless its id or
  * path is taken; the id counter at least minid. 1 restored, 0 taken. */
@@ -61,7 +61,7 @@ static const char lua_restore_cat[] =
 	"redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])\n"
 	"return 1\n";
 static const struct redis_script restore_cat = { lua_restore_cat, {
-	":paths", ":cats", ":next_cat" } };
+	":paths", ":cats", ":next_cat" }, false, false, REDIS_SCRIPT_ID };
 
 /* The epoch now: *out NUL-terminated (size 40), "" when there is none. */
 static int epoch_get(struct rconn *rc, char *out)

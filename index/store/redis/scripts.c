@@ -27,8 +27,13 @@
  * doubt (entry.c) never take effect: it removes the entry if the put ran
  * and leaves a marker that turns a later run of it into a no-op.
  *
- * What not: no SCRIPT LOAD / EVALSHA (each call sends the source; Redis
- * caches it by hash), no script touches two slots.
+ * Calls: a script is sent by its SHA-1 (EVALSHA, sha1.c), computed here
+ * once per process; a server that does not know it (a SCRIPT FLUSH, a
+ * restart, a cluster node that never ran it) answers NOSCRIPT and gets the
+ * source once (EVAL, call.c), which also caches it there again.
+ *
+ * What not: no SCRIPT LOAD (EVAL loads a script where it is missing), no
+ * script touches two slots.
  */
 #include "redis_i.h"
 #include "semlog.h"
@@ -64,7 +69,8 @@ static const char lua_cat_register[] =
 	"return 1\n"
 	LUA_ONCE_TAIL;
 const struct redis_script redis_script_cat_register = { lua_cat_register, {
-	":paths", ":cats", ":stream", ":evseq" }, true };
+	":paths", ":cats", ":stream", ":evseq" },
+	true, false, REDIS_SCRIPT_ID };
 
 /* ARGV id host maxlen rid; returns the removed "MODE UID GID CREATED
  * PATH", or nil when there is no such category. A damaged value (no path
@@ -91,7 +97,8 @@ static const char lua_cat_unregister[] =
 	"return v\n"
 	LUA_ONCE_TAIL;
 const struct redis_script redis_script_cat_unregister = { lua_cat_unregister, {
-	":paths", ":cats", ":stream", ":evseq" }, true };
+	":paths", ":cats", ":stream", ":evseq" },
+	true, false, REDIS_SCRIPT_ID };
 
 /* ARGV id "MODE UID GID" host maxlen rid; returns the new "MODE UID GID
  * CREATED PATH", or nil when there is no such category (or its value is
@@ -111,7 +118,7 @@ static const char lua_cat_attr[] =
 	"return nv\n"
 	LUA_ONCE_TAIL;
 const struct redis_script redis_script_cat_attr = { lua_cat_attr, {
-	":cats", ":stream", ":evseq" }, true };
+	":cats", ":stream", ":evseq" }, true, false, REDIS_SCRIPT_ID };
 
 /* ARGV tag batch; deletes alive, policy, the quota keys and up to batch
  * entries, and once none is left stream, evseq and next; returns the
@@ -127,7 +134,7 @@ static const char lua_cat_drop[] =
 	"return left\n";
 const struct redis_script redis_script_cat_drop = { lua_cat_drop, {
 	":alive", ":ids", ":policy", ":stream", ":evseq", ":next", ":lru",
-	":lfu", ":bytes", ":qok", ":evicted" } };
+	":lfu", ":bytes", ":qok", ":evicted" }, false, false, REDIS_SCRIPT_ID };
 
 /* ARGV tag op('s' set | 'r' remove) yaml host maxlen rid; returns 1, or
  * -1 for no such category (set) or no policy (remove) */
@@ -149,7 +156,8 @@ static const char lua_policy[] =
 	"return 1\n"
 	LUA_ONCE_TAIL;
 const struct redis_script redis_script_policy = { lua_policy, {
-	":alive", ":policy", ":stream", ":evseq" }, true };
+	":alive", ":policy", ":stream", ":evseq" },
+	true, false, REDIS_SCRIPT_ID };
 
 /*
  * Shared by the scripts that keep the quota structures: u64(m, at) reads
@@ -198,7 +206,7 @@ static const char lua_put[] =
 	LUA_ONCE_TAIL;
 const struct redis_script redis_script_put = { lua_put, {
 	":alive", ":next", ":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" },
-	true };
+	true, false, REDIS_SCRIPT_ID };
 
 /*
  * Shared by del and cancel: drop_entry(tag, ids, stream, evseq, lru, lfu,
@@ -232,7 +240,8 @@ static const char lua_del[] =
 	" KEYS[6], ARGV[2], ARGV[3], ARGV[4])\n"
 	LUA_ONCE_TAIL;
 const struct redis_script redis_script_del = { lua_del, {
-	":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" }, true };
+	":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" },
+	true, false, REDIS_SCRIPT_ID };
 
 /*
  * ARGV tag rid host maxlen scan. Cancels the put of request rid: its kept
@@ -264,7 +273,8 @@ static const char lua_cancel[] =
 	"return drop_entry(tag, KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],"
 	" KEYS[6], seq, ARGV[3], ARGV[4])\n";
 const struct redis_script redis_script_cancel = { lua_cancel, {
-	":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" }, false, true };
+	":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" },
+	false, true, REDIS_SCRIPT_ID };
 
 /* ARGV tag (seq hits last)...: keeps the maximum and
  * files the entry under it in the lru and lfu orders */
@@ -284,7 +294,7 @@ static const char lua_touch[] =
 	"end\n"
 	"return 0\n";
 const struct redis_script redis_script_touch = { lua_touch, {
-	":ids", ":lru", ":lfu" } };
+	":ids", ":lru", ":lfu" }, false, false, REDIS_SCRIPT_ID };
 
 /*
  * ARGV tag entries bytes order(f|l|u) keep host maxlen limit rid. Evicts at
@@ -352,7 +362,7 @@ static const char lua_quota[] =
 	LUA_ONCE_TAIL;
 const struct redis_script redis_script_quota = { lua_quota, {
 	":ids", ":lru", ":lfu", ":bytes", ":qok", ":evicted", ":stream", ":evseq" },
-	true };
+	true, false, REDIS_SCRIPT_ID };
 
 /* ARGV tag 'r' lo count | tag 'l' seq...; returns the last seq
  * looked at, then (seq m h t v em) per live entry */
@@ -376,19 +386,85 @@ static const char lua_get[] =
 	"end\n"
 	"return out\n";
 const struct redis_script redis_script_get = { lua_get, {
-	":ids" } };
+	":ids" }, false, false, REDIS_SCRIPT_ID };
+
+/* sc's hash: computed by the first caller and kept; a caller that finds
+ * it being computed computes its own copy into buf. */
+static const char *script_sha(const struct redis_script *sc, char buf[41])
+{
+	struct redis_script_id *id = sc->id;
+	int none = 0;
+
+	if (atomic_load_explicit(&id->state, memory_order_acquire) == 2)
+		return id->hex;
+	if (atomic_compare_exchange_strong(&id->state, &none, 1)) {
+		redis_sha1_hex(sc->src, strlen(sc->src), id->hex);
+		atomic_store_explicit(&id->state, 2, memory_order_release);
+		return id->hex;
+	}
+	redis_sha1_hex(sc->src, strlen(sc->src), buf);
+	return buf;
+}
+
+/*
+ * ARGV '+' | ARGV from count. With '+': { entries, evseq, the last event's
+ * id ("0-0" for none) } (evseq is the n of that event: both change in one
+ * script). Else: { entries, evseq, (id n k s)... } of up to count events
+ * after from (n, k or s "" when the event has none); for resume.c.
+ */
+static const char lua_resume[] =
+	"local out = { redis.call('ZCARD', KEYS[1]),"
+	" redis.call('GET', KEYS[3]) or '0' }\n"
+	"if ARGV[1] == '+' then\n"
+	"  local t = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)\n"
+	"  out[3] = t[1] and t[1][1] or '0-0'\n"
+	"  return out\n"
+	"end\n"
+	"local r = redis.call('XRANGE', KEYS[2], '(' .. ARGV[1], '+', 'COUNT',"
+	" tonumber(ARGV[2]))\n"
+	"for _, e in ipairs(r) do\n"
+	"  local v = { n = '', k = '', s = '' }\n"
+	"  for i = 1, #e[2], 2 do\n"
+	"    if v[e[2][i]] then v[e[2][i]] = e[2][i + 1] end\n"
+	"  end\n"
+	"  out[#out + 1] = e[1]\n"
+	"  out[#out + 1] = v.n\n"
+	"  out[#out + 1] = v.k\n"
+	"  out[#out + 1] = v.s\n"
+	"end\n"
+	"return out\n";
+const struct redis_script redis_script_resume = { lua_resume, {
+	":ids", ":stream", ":evseq" }, false, false, REDIS_SCRIPT_ID };
+
+/* ARGV tag lo count; returns the last seq looked at, then (seq h t) per
+ * live entry after lo: the hit counters a local copy does not keep
+ * current (resume.c) */
+static const char lua_hits[] =
+	"local seqs = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[2],"
+	" '+inf', 'LIMIT', 0, tonumber(ARGV[3]))\n"
+	"local out = { seqs[#seqs] or '' }\n"
+	"for _, s in ipairs(seqs) do\n"
+	"  local v = redis.call('HMGET', ARGV[1] .. ':e:' .. s, 'h', 't')\n"
+	"  out[#out + 1] = s\n"
+	"  out[#out + 1] = v[1] or ''\n"
+	"  out[#out + 1] = v[2] or ''\n"
+	"end\n"
+	"return out\n";
+const struct redis_script redis_script_hits = { lua_hits, {
+	":ids" }, false, false, REDIS_SCRIPT_ID };
 
 void redis_arg_script(struct args *a, const struct redis_script *sc,
 		      const char *tag, const char *rid)
 {
 	int n = 0;
 	bool rq = sc->once || sc->rq_key;
+	char sha[41];
 
 	while (n < REDIS_SCRIPT_KEYS && sc->keys[n])
 		n++;
 	if (rq && !rid)
 		BUG("script needs a request id");
-	arg_eval(a, sc->src, n + (rq ? 1 : 0));
+	arg_eval(a, sc->src, script_sha(sc, sha), n + (rq ? 1 : 0));
 	for (int i = 0; i < n; i++)
 		arg_f(a, "%s%s", tag, sc->keys[i]);
 	if (rq)
