@@ -265,6 +265,7 @@ int rconn_tls_connect(redisContext *c, const struct rconn_tls *t,
 	else
 		snprintf(why, whylen, "tls handshake failed: %s", c->errstr);
 	SSL_free(ssl);
+	ERR_clear_error();   /* not to be taken for a later failure's reason */
 	if (strstr(c->errstr, "timed out") || strstr(c->errstr, "temporarily"))
 		return -ETIMEDOUT;
 	return -ECONNABORTED;
