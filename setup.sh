@@ -6,6 +6,7 @@
 #   ./setup.sh build                                   install build deps, build
 #   ./setup.sh faiss                                   build FAISS with AVX2 + C API (cached)
 #   ./setup.sh fuse                                    build libfuse 3.18 with io_uring (cached)
+#   ./setup.sh hiredis                                 build hiredis 1.x with TLS (cached)
 #
 # Installs missing Debian packages with apt-get (through sudo when not
 # root), builds into ./build with meson, and for "test" runs the C unit
@@ -24,8 +25,13 @@
 # SEMCACHE_FAISS=debian forces Debian's, SEMCACHE_FAISS=avx2 fails rather
 # than fall back. libfuse: Debian's 3.14 unless SEMCACHE_FUSE=3.18, which
 # uses tools/build-fuse.sh's (cached in .fuse/; needed for
-# -o transport=io_uring). mount prints the FAISS, libfuse and FUSE
-# transport it runs with (semcachefs --version).
+# -o transport=io_uring). hiredis: tools/build-hiredis.sh's 1.x with TLS
+# (built once in a few seconds, cached in .hiredis/; needed for rediss://
+# stores), or Debian's 0.14 without TLS when that build fails or
+# SEMCACHE_HIREDIS=debian; SEMCACHE_HIREDIS=tls fails rather than fall
+# back. test also runs the unit tests and tests/85-redis-tls.bats against
+# Debian's hiredis 0.14 in ./build-scalar. mount prints the FAISS, libfuse
+# and FUSE transport it runs with (semcachefs --version).
 # mount and test also install the use-lite embedder's model with
 # tools/fetch-model.sh (npm; test adds its JavaScript reference); without
 # npm that embedder is unavailable and its tests skip.
@@ -35,8 +41,9 @@ cd "$(dirname "$0")"
 
 BUILD_DEPS=(build-essential meson ninja-build pkg-config fuse3 libfuse3-dev
 	libfaiss-dev libyaml-dev libsqlite3-dev zlib1g-dev libopenblas-dev
-	liblapack-dev libjson-c-dev libcurl4-openssl-dev libicu-dev libhiredis-dev)
-TEST_DEPS=(clang libclang-rt-14-dev bats bats-assert bats-support bats-file attr python3 vim nano tmux curl util-linux redis-server redis-tools sqlite3 python3-prometheus-client mandoc man-db)
+	liblapack-dev libjson-c-dev libcurl4-openssl-dev libicu-dev libhiredis-dev
+	libssl-dev)
+TEST_DEPS=(clang libclang-rt-14-dev bats bats-assert bats-support bats-file attr python3 vim nano tmux curl util-linux redis-server redis-tools openssl sqlite3 python3-prometheus-client mandoc man-db)
 # sd_notify and the completion directory; the package test (tests/97-deb.bats)
 BUILD_DEPS+=(libsystemd-dev bash-completion)
 TEST_DEPS+=(debhelper lintian systemd git)
@@ -107,6 +114,19 @@ fuse_prefix() {
 	esac
 }
 
+# hiredis_prefix: the hiredis prefix for ./build ("" for Debian's 0.14)
+hiredis_prefix() {
+	case "${SEMCACHE_HIREDIS:-auto}" in
+	debian) ;;
+	tls) tools/build-hiredis.sh || die "tools/build-hiredis.sh failed (log above)" ;;
+	auto)
+		tools/build-hiredis.sh ||
+			echo "setup.sh: the hiredis 1.x build failed (log above): using Debian's hiredis 0.14, without TLS (no rediss://)" >&2
+		;;
+	*) die "SEMCACHE_HIREDIS='$SEMCACHE_HIREDIS': use tls or debian" ;;
+	esac
+}
+
 # configure DIR -DNAME=VALUE...: set DIR up, or set the options that differ
 configure() {
 	local dir=$1
@@ -125,13 +145,17 @@ for a in sorted(sys.argv[1:]):
 	fi
 }
 
-# build: ./build; BUILD_FAISS is the FAISS prefix it uses ("" for Debian's)
+# build: ./build; BUILD_FAISS and BUILD_HIREDIS are the FAISS and hiredis
+# prefixes it uses ("" for Debian's)
 BUILD_FAISS=
+BUILD_HIREDIS=
 build() {
 	local fuse
 	BUILD_FAISS=$(faiss_prefix) || exit 1
 	fuse=$(fuse_prefix) || exit 1
-	configure build -Dfaiss_prefix="$BUILD_FAISS" -Dfuse_prefix="$fuse" >/dev/null ||
+	BUILD_HIREDIS=$(hiredis_prefix) || exit 1
+	configure build -Dfaiss_prefix="$BUILD_FAISS" -Dfuse_prefix="$fuse" \
+		-Dhiredis_prefix="$BUILD_HIREDIS" >/dev/null ||
 		die "meson could not configure ./build (messages above)"
 	ninja -C build
 }
@@ -145,19 +169,18 @@ count_bats() {
 }
 
 # build_asan: the same tree with AddressSanitizer + UBSan in ./build-asan
+# (with ./build's hiredis, so that TLS is sanitized too)
 build_asan() {
-	if [ ! -f build-asan/build.ninja ]; then
-		meson setup build-asan -Db_sanitize=address,undefined \
-			-Db_lundef=false >/dev/null
-	fi
+	configure build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+		-Dhiredis_prefix="$BUILD_HIREDIS" >/dev/null || return 1
 	ninja -C build-asan fs/semcachefs tests/fsop tests/crashfill tests/loadgen tests/protofuzz \
 		index/semcachefs-eval index/semcachefs-train-verifier
 }
 
-# Debian's scalar FAISS in build-scalar, so the fallback stays tested when
-# ./build uses the AVX2 one.
+# Debian's scalar FAISS and hiredis 0.14 in build-scalar, so the fallbacks
+# stay tested when ./build uses the AVX2 FAISS and hiredis 1.x.
 build_scalar() {
-	configure build-scalar -Dfaiss_prefix= >/dev/null || return 1
+	configure build-scalar -Dfaiss_prefix= -Dhiredis_prefix= >/dev/null || return 1
 	ninja -C build-scalar
 }
 
@@ -167,7 +190,7 @@ build_fuse() {
 	local prefix
 	prefix=$(tools/build-fuse.sh) || { echo "setup.sh: tools/build-fuse.sh failed" >&2; return 1; }
 	configure build-fuse -Dfaiss_prefix="$BUILD_FAISS" -Dfuse_prefix="$prefix" \
-		-Dtests=false >/dev/null || return 1
+		-Dhiredis_prefix="$BUILD_HIREDIS" -Dtests=false >/dev/null || return 1
 	ninja -C build-fuse
 }
 
@@ -209,6 +232,13 @@ run_tests() {
 		build_scalar 2>&1 | tail -n 5 || step_failed "scalar FAISS build"
 		meson test -C build-scalar --print-errorlogs 2>&1 | tee "$unit_log" || step_failed "C unit tests (build-scalar)"
 		count_unit "$unit_log"
+	fi
+	if [ "${SEMCACHE_SCALAR_TESTS:-1}" != 0 ] && [ -n "$BUILD_HIREDIS" ]; then
+		echo "== rediss:// against Debian's hiredis 0.14, without TLS (build-scalar)"
+		[ -n "$BUILD_FAISS" ] || build_scalar 2>&1 | tail -n 5 || step_failed "hiredis 0.14 build"
+		SEMCACHE_BUILD=$PWD/build-scalar bats --formatter tap tests/85-redis-tls.bats 2>&1 |
+			tee "$bats_log" || step_failed "TLS tests (build-scalar)"
+		count_bats "$bats_log"
 	fi
 	echo "== bats suite (through real mounts)"
 	bats --formatter tap tests/ 2>&1 | tee "$bats_log" || step_failed "bats suite"
@@ -281,6 +311,9 @@ faiss)
 	;;
 fuse)
 	tools/build-fuse.sh
+	;;
+hiredis)
+	tools/build-hiredis.sh
 	;;
 -h | --help | help)
 	usage

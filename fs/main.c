@@ -78,6 +78,10 @@ struct options {
 	char *model_dirs;
 	char *redis_password_env;
 	char *redis_password_file;
+	char *redis_tls_ca;
+	char *redis_tls_cert;
+	char *redis_tls_key;
+	char *redis_tls_sni;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 1 }
@@ -93,6 +97,10 @@ static const struct fuse_opt option_spec[] = {
 	OPT("model_dirs=%s", model_dirs),
 	OPT("redis_password_env=%s", redis_password_env),
 	OPT("redis_password_file=%s", redis_password_file),
+	OPT("redis_tls_ca=%s", redis_tls_ca),
+	OPT("redis_tls_cert=%s", redis_tls_cert),
+	OPT("redis_tls_key=%s", redis_tls_key),
+	OPT("redis_tls_sni=%s", redis_tls_sni),
 	OPT("scratch_max=%s", scratch_max),
 	OPT("scratch_user_max=%s", scratch_user_max),
 	OPT("verbose", debug_log),
@@ -138,6 +146,15 @@ static void usage(const char *prog)
 	       "                         any, in the URL: redis://USER@HOST:PORT/DB)\n"
 	       "    -o redis_password_file=PATH  ... or on the first line of PATH (yours,\n"
 	       "                         mode 0600 or stricter)\n"
+	       "    -o redis_tls_ca=FILE  a rediss:// (TLS) store's servers have\n"
+	       "                         certificates signed by a CA in FILE (PEM;\n"
+	       "                         default: the system's CAs)\n"
+	       "    -o redis_tls_cert=FILE  the client certificate (PEM) for servers\n"
+	       "                         that want one (tls-auth-clients)\n"
+	       "    -o redis_tls_key=FILE  its key (unencrypted PEM; yours, mode 0600\n"
+	       "                         or stricter)\n"
+	       "    -o redis_tls_sni=NAME  the name the servers' certificates must\n"
+	       "                         carry, sent as SNI (default: the URL's host)\n"
 	       "    -o transport=dev_fuse|io_uring\n"
 	       "                         how FUSE requests arrive (default dev_fuse);\n"
 	       "                         io_uring needs libfuse 3.18 built with it and\n"
@@ -306,6 +323,12 @@ static void *main_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	return semcache_ops.init(conn, cfg);
 }
 
+/* A shared store: redis://... or rediss://... (TLS), a URL, not a path. */
+static bool redis_url(const char *store)
+{
+	return store && (!strncmp(store, "redis://", 8) || !strncmp(store, "rediss://", 9));
+}
+
 static char *default_store(void)
 {
 	char buf[PATH_MAX];
@@ -471,8 +494,7 @@ int main(int argc, char *argv[])
 	    size_option("scratch_user_max", opts.scratch_user_max, &scratch_user_max))
 		goto usage;
 	quota_set_limits(scratch_max, scratch_user_max);
-	if ((opts.redis_password_env || opts.redis_password_file) &&
-	    (!opts.store || strncmp(opts.store, "redis://", 8))) {
+	if ((opts.redis_password_env || opts.redis_password_file) && !redis_url(opts.store)) {
 		fprintf(stderr, "semcachefs: -o redis_password_env/redis_password_file need a redis:// store\n");
 		goto usage;
 	}
@@ -501,6 +523,11 @@ int main(int argc, char *argv[])
 	co.embed_env = opts.embed_env;
 	co.embed_urls = opts.embed_urls;
 	co.model_dirs = opts.model_dirs;
+	co.redis_tls_ca = opts.redis_tls_ca;
+	co.redis_tls_cert = opts.redis_tls_cert;
+	co.redis_tls_key = opts.redis_tls_key;
+	co.redis_tls_sni = opts.redis_tls_sni;
+	co.store_dir = opts.store; /* as given: the check reads its scheme only */
 	if (cache_check_options(&co, err, sizeof(err))) {
 		fprintf(stderr, "semcachefs: -o %s\n", err);
 		rc = 2; /* a usage error: nothing was touched */
@@ -517,7 +544,7 @@ int main(int argc, char *argv[])
 		/* info lines go to the log file, not the terminal */
 		hold_log = !opts.log && startup_log_hold() == 0;
 	}
-	if (opts.store && !strncmp(opts.store, "redis://", 8))
+	if (redis_url(opts.store))
 		store = strdup(opts.store); /* a shared store: a URL, not a path */
 	else
 		store = opts.store ? realpath(opts.store, NULL) : NULL;
@@ -634,6 +661,10 @@ out:
 	free(opts.model_dirs);
 	free(opts.redis_password_env);
 	free(opts.redis_password_file);
+	free(opts.redis_tls_ca);
+	free(opts.redis_tls_cert);
+	free(opts.redis_tls_key);
+	free(opts.redis_tls_sni);
 	free(opts.scratch_max);
 	free(opts.scratch_user_max);
 	free(opts.transport);

@@ -64,15 +64,7 @@ if is_complete "$prefix" || [ "${1:-}" = --prefix ]; then
 fi
 
 deb_need dpkg-dev meson ninja-build pkg-config gcc liburing-dev libnuma-dev
-deb_src_known fuse3 "$version" || deb_src_add fuse3 "$suite" fuse
-if ! deb_src_known fuse3 "$version"; then
-	[ -z "${SEMCACHE_FUSE_VERSION:-}" ] || die "apt knows no source package fuse3=$version"
-	newest=$(apt-cache showsrc fuse3 | sed -n 's/^Version: *//p' | sort -V | tail -n1)
-	dpkg --compare-versions "$newest" ge 3.18 ||
-		die "apt knows fuse3 up to $newest only; libfuse 3.18 or later is needed for io_uring"
-	say "fuse3=$version is gone from $suite: building $newest"
-	version=$newest
-fi
+version=$(deb_src_pick fuse3 "$version" "$suite" fuse 3.18 "${SEMCACHE_FUSE_VERSION:-}")
 # liburing-dev may just have been installed: the digest names its version
 prefix=$(prefix_for "$version")
 if is_complete "$prefix"; then
@@ -107,18 +99,9 @@ stage=$work/stage$prefix
 [ -f "$stage/lib/pkgconfig/fuse3.pc" ] || die "the install put no fuse3.pc in $stage/lib/pkgconfig"
 grep -q '^Requires.private:.*liburing' "$stage/lib/pkgconfig/fuse3.pc" ||
 	die "the installed fuse3.pc does not require liburing: io_uring is not built in"
-part=$prefix.partial
-rm -rf "$part"
-mkdir -p "$(dirname "$prefix")"
-cp -a "$stage" "$part"
-cat >"$part/BUILD-INFO" <<EOF
-fuse3 $version (Debian source package), built by semcachefs tools/build-fuse.sh
+deb_prefix_commit "$stage" "$prefix" "fuse3 $version (Debian source package), built by semcachefs tools/build-fuse.sh
 meson ${MESON_OPTS[*]}
 liburing-dev $(dpkg-query -W -f='${Version}' liburing-dev), libnuma-dev $(dpkg-query -W -f='${Version}' libnuma-dev)
-built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -m) in $((SECONDS - start)) s
-EOF
-touch "$part/.complete"
-rm -rf "$prefix"
-mv "$part" "$prefix"
+built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -m) in $((SECONDS - start)) s"
 say "installed in $prefix ($((SECONDS - start)) s)"
 echo "$prefix"

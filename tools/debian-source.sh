@@ -12,6 +12,15 @@
 #                                    make apt know PKG (at VERSION if not
 #                                    empty), with deb_src_add when it does not
 #   deb_src_fetch PKG VERSION DIR    apt-get source into DIR, unpacked in DIR/src
+#   deb_src_pick PKG VERSION SUITE TAG MIN PINNED
+#                                    print the version to build: VERSION (with
+#                                    deb_src_add when apt does not know it), or
+#                                    when SUITE dropped it and PINNED is empty,
+#                                    the newest apt knows if it is MIN or later
+#   deb_prefix_commit STAGE PREFIX INFO
+#                                    install the staged prefix STAGE as PREFIX
+#                                    (BUILD-INFO INFO, the .complete marker last;
+#                                    through PREFIX.partial and a rename)
 #
 # Also defines die and say (messages to stderr, named after the calling
 # script) and SUDO ("" as root, "sudo" otherwise). Source entries are
@@ -65,4 +74,30 @@ deb_src_fetch() {
 	(cd "$3" && apt-get source -q --download-only "$1=$2" >&2 &&
 		dpkg-source -x "$1"_*.dsc src >&2) ||
 		die "apt-get source $1=$2 failed (is that version in a deb-src suite?)"
+}
+
+deb_src_pick() {
+	local pkg=$1 version=$2 suite=$3 tag=$4 min=$5 pinned=$6 newest
+	deb_src_known "$pkg" "$version" || deb_src_add "$pkg" "$suite" "$tag"
+	if deb_src_known "$pkg" "$version"; then
+		echo "$version"
+		return 0
+	fi
+	[ -z "$pinned" ] || die "apt knows no source package $pkg=$version"
+	newest=$(apt-cache showsrc "$pkg" | sed -n 's/^Version: *//p' | sort -V | tail -n1)
+	dpkg --compare-versions "$newest" ge "$min" ||
+		die "apt knows $pkg up to $newest only; $min or later is needed"
+	say "$pkg=$version is gone from $suite: building $newest"
+	echo "$newest"
+}
+
+deb_prefix_commit() {
+	local part=$2.partial
+	rm -rf "$part"
+	mkdir -p "$(dirname "$2")"
+	cp -a "$1" "$part"
+	printf '%s\n' "$3" >"$part/BUILD-INFO"
+	touch "$part/.complete"
+	rm -rf "$2"
+	mv "$part" "$2"
 }

@@ -49,6 +49,13 @@ struct cache_options {
 	const char *redis_password; /* a redis:// store's AUTH password (the
 				    * user is in the URL); NULL: none. Copied
 				    * by the store; never logged */
+	/* a rediss:// store's TLS files and the name its servers'
+	 * certificates must carry (store.h's store_options; NULL: none, or
+	 * the defaults) */
+	const char *redis_tls_ca;
+	const char *redis_tls_cert;
+	const char *redis_tls_key;
+	const char *redis_tls_sni;
 };
 
 /*
@@ -74,9 +81,12 @@ struct cache_caller {
 	gid_t gid;
 };
 
-/* Check o's grants (embed_env, embed_urls, model_dirs) without opening
- * anything: 0, or -EINVAL with err saying which is wrong (cache_open checks
- * the same). For usage errors before any store is touched. */
+/* Check o's grants (embed_env, embed_urls, model_dirs) and, for the store
+ * o->store_dir names as given (may be NULL), its TLS options
+ * (store_check_options) without opening anything: 0, or a negative errno
+ * (-EINVAL, -ENOTSUP: a build without TLS, ...) with err saying which
+ * option is wrong (cache_open checks the same). For usage errors before
+ * any store is touched. */
 int cache_check_options(const struct cache_options *o, char *err,
 			size_t errlen);
 /* Open the store, load or rebuild every category's index. */

@@ -198,7 +198,11 @@ int cache_open(const struct cache_options *o, struct cache **out, char *err,
 	       size_t errlen)
 {
 	struct store_options so = { .sync_full = o->sync_full,
-				    .redis_password = o->redis_password };
+				    .redis_password = o->redis_password,
+				    .redis_tls_ca = o->redis_tls_ca,
+				    .redis_tls_cert = o->redis_tls_cert,
+				    .redis_tls_key = o->redis_tls_key,
+				    .redis_tls_sni = o->redis_tls_sni };
 	struct cache *c = calloc(1, sizeof(*c));
 	pthread_rwlockattr_t ra;
 	int rc;

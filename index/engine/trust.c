@@ -149,10 +149,17 @@ int engine_trust_init(const struct cache_options *o, struct trust *t,
 int cache_check_options(const struct cache_options *o, char *err,
 			size_t errlen)
 {
+	struct store_options so = { .redis_tls_ca = o->redis_tls_ca,
+				    .redis_tls_cert = o->redis_tls_cert,
+				    .redis_tls_key = o->redis_tls_key,
+				    .redis_tls_sni = o->redis_tls_sni };
 	struct trust t = { 0 };
 	int rc = engine_trust_init(o, &t, err, errlen);
 
 	engine_trust_release(&t);
+	/* the store's TLS files load (store_dir: the store as given) */
+	if (!rc)
+		rc = store_check_options(o->store_dir, &so, err, errlen);
 	return rc;
 }
 

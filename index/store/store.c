@@ -1,8 +1,8 @@
 /*
  * store.c - the store dispatcher: store.h's functions on top of backends.
  *
- * store_open() picks the backend from where the store is: "redis://..." is
- * the Redis backend (redis/), anything else a local directory (local/). Every other call goes through the store's ops table
+ * store_open() picks the backend from where the store is: "redis://..." or
+ * "rediss://..." is the Redis backend (redis/), anything else a local directory (local/). Every other call goes through the store's ops table
  * (store_i.h); an op a backend leaves NULL answers -ENOTSUP. Besides, the
  * helpers both backends use: the checks of a put's payload
  * (store_payload_check) and handing bytes to a caller (store_copy_out).
@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,9 +23,23 @@ int store_open(const char *where, const struct store_options *opts,
 {
 	const struct store_ops *ops = &store_local_ops;
 
-	if (!strncmp(where, "redis://", 8))
+	if (!strncmp(where, "redis://", 8) || !strncmp(where, "rediss://", 9))
 		ops = &store_redis_ops;
 	return ops->open(where, opts, out, report, err, errlen);
+}
+
+int store_check_options(const char *where, const struct store_options *opts,
+			char *err, size_t errlen)
+{
+	bool tls = where && !strncmp(where, "rediss://", 9);
+
+	if (!tls && opts && (opts->redis_tls_ca || opts->redis_tls_cert ||
+			     opts->redis_tls_key || opts->redis_tls_sni)) {
+		/* where is not echoed: it may hold a password */
+		snprintf(err, errlen, "redis_tls_ca/cert/key/sni need a rediss:// store (TLS)");
+		return -EINVAL;
+	}
+	return tls ? store_redis_tls_check(opts, err, errlen) : 0;
 }
 
 void store_close(struct store *s)

@@ -7,7 +7,8 @@
  *  - a local directory (local/): metadata and vectors in SQLite (WAL mode),
  *    each response in its own checksummed blob file written temp ->
  *    fsync? -> rename; only this process uses it (a flock keeps others out);
- *  - "redis://HOST[:PORT][/DB]" (redis/): a Redis server or Redis Cluster
+ *  - "redis://HOST[:PORT][/DB]" (redis/; "rediss://" over TLS): a Redis
+ *    server or Redis Cluster
  *    that several hosts share, each change one Lua script, with a change
  *    stream that delivers the other hosts' changes (store_watch) and
  *    evictions decided in Redis (store_quota_enforce). Calls run on a pool
@@ -64,7 +65,26 @@ struct store_options {
 	 * redis://USER@HOST). The store keeps a copy for reconnects, wipes it
 	 * at close and never logs it. */
 	const char *redis_password;
+	/* Redis only, for a rediss:// store (TLS): the PEM file of the CAs
+	 * that sign the servers' certificates (NULL: the system's), the
+	 * client certificate and its private key (both or neither; the key
+	 * file must be the user's, mode 0600 or stricter), and the name the
+	 * servers' certificates must carry, also sent as SNI (NULL: the
+	 * node's host, the URL's for the first). Read at open. */
+	const char *redis_tls_ca;
+	const char *redis_tls_cert;
+	const char *redis_tls_key;
+	const char *redis_tls_sni;
 };
+
+/*
+ * Check where and opts before anything is opened or created: TLS options
+ * need a rediss:// store; a rediss:// store needs a build with TLS
+ * (-ENOTSUP) and CA, certificate and key files that load (-EINVAL,
+ * -ENOENT, -EPERM...). 0, or a negative errno with err naming the option.
+ */
+int store_check_options(const char *where, const struct store_options *opts,
+			char *err, size_t errlen);
 
 /* What open found and repaired. */
 struct store_report {

@@ -84,6 +84,9 @@ struct store {
 
 extern const struct store_ops store_local_ops;
 extern const struct store_ops store_redis_ops;
+/* store_check_options for a rediss:// store: the TLS files load (redis/tls.c) */
+int store_redis_tls_check(const struct store_options *opts, char *err,
+			  size_t errlen);
 
 /* For backends: the checks of store_entry_put's arguments they share
  * (-EINVAL). */

@@ -16,8 +16,13 @@
  * connection after the node's other idle connections are closed too (a
  * restarted server closed them all); a timeout is never resent.
  *
- * What not: no TLS, no pipelining, no judging of replies (call.c),
- * no limit on a reply's size beyond the deadline.
+ * TLS (rediss://, tls.c): the handshake follows the TCP connect, by the
+ * same deadline; a read then also waits in poll() unless OpenSSL holds
+ * decrypted bytes already, and the socket timeout is set to the time left
+ * before it too (SSL_read may wait for the rest of a record).
+ *
+ * What not: no pipelining, no judging of replies (call.c), no limit on a
+ * reply's size beyond the deadline.
  */
 #include "rconn_i.h"
 #include "clock.h"
@@ -67,6 +72,8 @@ static int wait_readable(redisContext *c, int64_t deadline)
 
 		if (left <= 0)
 			return -ETIMEDOUT;
+		if (rconn_tls_pending(c))
+			return 0;
 		r = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
 		if (r > 0)
 			return 0;
@@ -94,8 +101,11 @@ int rconn_ctx_exec(redisContext *c, int argc, const char **argv,
 		/* a blocking write waits for room at most this long */
 		redisSetTimeout(c, tv_ms(left));
 		errno = 0;
-		if (redisBufferWrite(c, &done) != REDIS_OK)
-			return rconn_ctx_errno(c, errno);
+		if (redisBufferWrite(c, &done) != REDIS_OK) {
+			ret = rconn_ctx_errno(c, errno);
+			rconn_tls_explain(c);
+			return ret;
+		}
 	}
 	*sent = true;
 	for (;;) {
@@ -106,9 +116,14 @@ int rconn_ctx_exec(redisContext *c, int argc, const char **argv,
 		ret = wait_readable(c, deadline);
 		if (ret)
 			return ret;
+		if (rconn_tls_on(c))
+			redisSetTimeout(c, tv_ms(deadline - clock_mono_ms()));
 		errno = 0;
-		if (redisBufferRead(c) != REDIS_OK)
-			return rconn_ctx_errno(c, errno);
+		if (redisBufferRead(c) != REDIS_OK) {
+			ret = rconn_ctx_errno(c, errno);
+			rconn_tls_explain(c);
+			return ret;
+		}
 	}
 	*out = reply;
 	return 0;
@@ -135,7 +150,8 @@ static int ctx_auth(redisContext *c, const struct rconn_auth *auth,
 	if (ret) {
 		snprintf(why, whylen, "auth: %s", c->err ? c->errstr :
 			 strerror(-ret));
-		return ret;
+		/* a TLS session the server ended (tls_probe) */
+		return rconn_tls_on(c) && ret == -EIO ? -ECONNABORTED : ret;
 	}
 	if (r->type == REDIS_REPLY_STATUS && !strcmp(r->str, "OK")) {
 		freeReplyObject(r);
@@ -150,6 +166,27 @@ static int ctx_auth(redisContext *c, const struct rconn_auth *auth,
 		 r->str : "unexpected reply");
 	freeReplyObject(r);
 	return -EACCES;
+}
+
+/* PING on a new TLS connection c: a server that wants a client
+ * certificate says so only after the handshake, with an alert that ends
+ * the session. Any reply proves the session (NOAUTH included: AUTH is
+ * judged where it is sent); a lost session is -ECONNABORTED. */
+static int tls_probe(redisContext *c, int64_t deadline, char *why,
+		     size_t whylen)
+{
+	const char *argv[] = { "PING" };
+	size_t len[] = { 4 };
+	redisReply *r = NULL;
+	bool sent;
+	int ret = rconn_ctx_exec(c, 1, argv, len, deadline, &sent, &r);
+
+	freeReplyObject(r);
+	if (!ret)
+		return 0;
+	snprintf(why, whylen, "tls: the server ended the session after the "
+		 "handshake: %s", c->err ? c->errstr : strerror(-ret));
+	return ret == -ETIMEDOUT || ret == -ENOMEM ? ret : -ECONNABORTED;
 }
 
 redisContext *rconn_ctx_open(const struct rconn_auth *auth, const char *host,
@@ -181,8 +218,21 @@ redisContext *rconn_ctx_open(const struct rconn_auth *auth, const char *host,
 		return NULL;
 	}
 	redisEnableKeepAlive(c);
+	if (auth && auth->tls) {
+		*ret = rconn_tls_connect(c, auth->tls, host, deadline, why, whylen);
+		if (*ret) {
+			redisFree(c);
+			return NULL;
+		}
+	}
 	if (auth && auth->pass[0]) {
 		*ret = ctx_auth(c, auth, deadline, why, whylen);
+		if (*ret) {
+			redisFree(c);
+			return NULL;
+		}
+	} else if (auth && auth->tls) {
+		*ret = tls_probe(c, deadline, why, whylen);
 		if (*ret) {
 			redisFree(c);
 			return NULL;
@@ -295,6 +345,8 @@ static int lease(struct rconn *rc, int idx, bool renew, int64_t deadline,
 	if (log_down)
 		semlog(SEMLOG_ERR, "store: redis %s:%d: %s%s", n->host, n->port,
 		       why, ret == -EACCES ? "; check the ACL user and password" :
+		       ret == -ECONNABORTED ? "; check the server's certificate "
+		       "and -o redis_tls_ca/redis_tls_cert/redis_tls_sni" :
 		       "; is redis-server running and reachable?");
 	else if (*out && was_down)
 		semlog(SEMLOG_INFO, "store: redis %s:%d: connected again",

@@ -30,7 +30,11 @@
  * file its owner names), is sent on every new connection, never logged,
  * and wiped at close. A password in the URL is refused.
  *
- * What not: no TLS, no replicas for reads, no repair (a damaged
+ * TLS: rediss://... is the same store over TLS (tls.c: the CA, client
+ * certificate and key, and the name checked come from opts->redis_tls_*);
+ * a refused certificate fails the open before anything is created.
+ *
+ * What not: no replicas for reads, no repair (a damaged
  * category or entry is skipped with a log line where it is read).
  */
 #include "redis_i.h"
@@ -52,18 +56,21 @@
 #define STATE_SLOTS 8
 
 /* "redis://[USER@]HOST:PORT/DB" (PORT 6379, DB 0 by default; HOST may be
- * [v6]; USER of letters, digits and -_.). A password in the URL
- * ("USER:PASS@") is -EPERM: it would be on the command line. */
-static int parse_where(const char *where, char *user, size_t userlen,
-		       char *host, size_t hostlen, int *port, int *db)
+ * [v6]; USER of letters, digits and -_.), or "rediss://..." (*tls). A
+ * password in the URL ("USER:PASS@") is -EPERM: it would be on the
+ * command line. */
+static int parse_where(const char *where, bool *tls, char *user,
+		       size_t userlen, char *host, size_t hostlen, int *port,
+		       int *db)
 {
 	const char *p, *end, *at;
 	char *e;
 	long v;
 
-	if (strncmp(where, "redis://", 8))
+	*tls = !strncmp(where, "rediss://", 9);
+	if (strncmp(where, "redis://", 8) && !*tls)
 		return -EINVAL;
-	p = where + 8;
+	p = where + (*tls ? 9 : 8);
 	*user = 0;
 	at = strchr(p, '@');
 	if (at && at < p + strcspn(p, "/")) {
@@ -246,6 +253,7 @@ static int redis_open(const char *where, const struct store_options *opts,
 {
 	struct store_report rep = { 0 };
 	struct rconn_auth auth = { 0 };
+	bool tls = false;
 	struct count_ctx cc;
 	struct store_redis *s;
 	uint64_t hid = 0;
@@ -263,8 +271,9 @@ static int redis_open(const char *where, const struct store_options *opts,
 	s->dir_fd = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	snprintf(s->where, sizeof(s->where), "%s", where ? where : "");
-	ret = where ? parse_where(where, auth.user, sizeof(auth.user), s->host,
-				  sizeof(s->host), &s->port, &s->db) : -EINVAL;
+	ret = where ? parse_where(where, &tls, auth.user, sizeof(auth.user),
+				  s->host, sizeof(s->host), &s->port, &s->db) :
+		      -EINVAL;
 	if (ret == -EPERM) {
 		/* where is not echoed: it holds a password */
 		errbuf_set(err, errlen, "store: a password does not belong in the "
@@ -275,7 +284,7 @@ static int redis_open(const char *where, const struct store_options *opts,
 		goto fail;
 	}
 	if (ret) {
-		errbuf_set(err, errlen, "store: '%s' is not redis://[USER@]HOST[:PORT][/DB]",
+		errbuf_set(err, errlen, "store: '%s' is not redis[s]://[USER@]HOST[:PORT][/DB]",
 			where ? where : "");
 		ret = -EINVAL;
 		goto fail;
@@ -305,9 +314,18 @@ static int redis_open(const char *where, const struct store_options *opts,
 		      (uint64_t)(uintptr_t)s;
 	snprintf(s->host_id, sizeof(s->host_id), "%016llx",
 		 (unsigned long long)hid);
-	/* connect first: a refused password leaves nothing behind */
+	if (tls) {
+		ret = rconn_tls_new(opts, &auth.tls, err, errlen);
+		if (ret) {
+			explicit_bzero(&auth, sizeof(auth));
+			goto fail;
+		}
+	}
+	/* connect first: a refused password or certificate leaves nothing
+	 * behind */
 	ret = rconn_init(&s->rc, &auth, s->host, s->port, s->db, s->cmd_ms,
 			 opts ? (int)opts->redis_pool : 0, err, errlen);
+	rconn_tls_unref(auth.tls);   /* s->rc holds its own reference */
 	explicit_bzero(&auth, sizeof(auth));
 	if (ret)
 		goto fail;

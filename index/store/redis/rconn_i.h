@@ -12,6 +12,8 @@
  *   call.c    a command and its reply, judged: the one way the store runs
  *             commands (rconn_call and its variants), and the checks of
  *             reply values (ids, integers)
+ *   tls.c     rediss://: the OpenSSL context (CA, client certificate and
+ *             key) and each new connection's handshake and certificate check
  *
  * Concurrency: one struct rconn serves every thread of the store. Its mu
  * guards what is marked so below and is held only to take or give back a
@@ -56,6 +58,8 @@
 #include <stdint.h>
 
 #include <hiredis/hiredis.h>
+
+#include "store.h"
 
 #define RCONN_CONNECT_MS 1000
 #define RCONN_DOWN_MS 200
@@ -110,13 +114,17 @@ struct rnode {
 	char down_why[160];      /* mu: the last connect failure */
 };
 
-/* Credentials every connection sends (AUTH [user] pass) before anything
- * else; an empty pass sends no AUTH. Immutable after rconn_init. */
+/* How every new connection proves who it is and checks the server: TLS
+ * first when tls is set (rediss://), then AUTH [user] pass before
+ * anything else; an empty pass sends no AUTH. Immutable after rconn_init;
+ * each struct rconn holds a reference to tls. */
 #define RCONN_USER_MAX 128
 #define RCONN_PASS_MAX 512
+struct rconn_tls;
 struct rconn_auth {
 	char user[RCONN_USER_MAX];
 	char pass[RCONN_PASS_MAX];
+	struct rconn_tls *tls;   /* NULL: plain TCP */
 };
 
 struct rconn {
@@ -135,10 +143,13 @@ struct rconn {
 };
 
 /* Connect to host:port by deadline (RCONN_CONNECT_MS at most) with TCP
- * keep-alive, AUTH with auth when it has a password (a refusal is -EACCES
- * with the server's reason, e.g. WRONGPASS), SELECT db when not 0 (its
- * reply must be +OK). NULL on failure, with *ret the errno and why a
- * message (never the password). */
+ * keep-alive, the TLS handshake when auth->tls is set (a refused
+ * certificate or a server that ends the session is -ECONNABORTED with
+ * the reason), AUTH with auth when it has a password (a refusal is
+ * -EACCES with the server's reason, e.g. WRONGPASS), else PING on TLS
+ * (the server's verdict on a client certificate comes after the
+ * handshake), SELECT db when not 0 (its reply must be +OK). NULL on
+ * failure, with *ret the errno and why a message (never the password). */
 redisContext *rconn_ctx_open(const struct rconn_auth *auth, const char *host,
 			     int port, int db, int64_t deadline, int *ret,
 			     char *why, size_t whylen);
@@ -182,6 +193,32 @@ void rconn_clone(struct rconn *dst, struct rconn *src, int cmd_ms, int pool);
  */
 int rconn_cmd(struct rconn *rc, const char *key, struct args *a,
 	      int64_t deadline, bool *sent, redisReply **out);
+
+/* ---- tls.c: TLS (rediss://) ---- */
+
+/* A TLS context from o's redis_tls_ca (NULL: the system's CAs),
+ * redis_tls_cert and redis_tls_key (both or neither; the key file must be
+ * the user's, mode 0600 or stricter) and redis_tls_sni (the name every
+ * server's certificate must carry, sent as SNI; NULL: each node's host).
+ * 0 with *out (one reference), -EINVAL / -EPERM / -ENOENT with err naming
+ * the option, or -ENOTSUP on a build without TLS. */
+int rconn_tls_new(const struct store_options *o, struct rconn_tls **out,
+		  char *err, size_t errlen);
+struct rconn_tls *rconn_tls_ref(struct rconn_tls *t);   /* NULL-safe */
+void rconn_tls_unref(struct rconn_tls *t);             /* NULL-safe */
+/* The handshake on c, connected to host, by deadline: 0, -ECONNABORTED
+ * (why: the certificate's verdict or the handshake's error), -ETIMEDOUT
+ * or -ENOMEM. */
+int rconn_tls_connect(redisContext *c, const struct rconn_tls *t,
+		      const char *host, int64_t deadline, char *why,
+		      size_t whylen);
+/* c speaks TLS. */
+bool rconn_tls_on(const redisContext *c);
+/* c holds decrypted bytes not yet read (poll on its socket would miss). */
+bool rconn_tls_pending(const redisContext *c);
+/* After a failed read or write on a TLS c: c->errstr gets OpenSSL's
+ * reason (e.g. the alert the server sent), when there is one. */
+void rconn_tls_explain(redisContext *c);
 
 /* ---- call.c: a command and its reply ---- */
 

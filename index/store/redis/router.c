@@ -213,6 +213,7 @@ int rconn_init(struct rconn *rc, const struct rconn_auth *auth,
 	pthread_condattr_destroy(&ca);
 	if (auth)
 		rc->auth = *auth;
+	rconn_tls_ref(rc->auth.tls);
 	rc->db = db;
 	rc->cmd_ms = cmd_ms;
 	rc->pool = pool > 0 ? (pool < RCONN_POOL_MAX ? pool : RCONN_POOL_MAX) :
@@ -234,6 +235,14 @@ int rconn_init(struct rconn *rc, const struct rconn_auth *auth,
 			" (and the ACL user as redis://USER@HOST)", host, port,
 			rc->nodes[0].down_why[0] ? rc->nodes[0].down_why :
 			r && r->type == REDIS_REPLY_ERROR ? r->str : "refused");
+		freeReplyObject(r);
+		return ret;
+	}
+	if (ret == -ECONNABORTED) {
+		errbuf_set(err, errlen, "store: redis %s:%d: %s; check the server's "
+			"certificate and -o redis_tls_ca, redis_tls_sni (a server "
+			"that wants a client certificate: -o redis_tls_cert and "
+			"redis_tls_key)", host, port, rc->nodes[0].down_why);
 		freeReplyObject(r);
 		return ret;
 	}
@@ -270,6 +279,7 @@ int rconn_init(struct rconn *rc, const struct rconn_auth *auth,
 void rconn_release(struct rconn *rc)
 {
 	rconn_disconnect(rc);
+	rconn_tls_unref(rc->auth.tls);
 	explicit_bzero(&rc->auth, sizeof(rc->auth));
 	rc->nnodes = 0;
 	pthread_cond_destroy(&rc->freed);
@@ -283,6 +293,7 @@ void rconn_clone(struct rconn *dst, struct rconn *src, int cmd_ms, int pool)
 	memset(dst, 0, sizeof(*dst));
 	pthread_mutex_lock(&src->mu);
 	dst->auth = src->auth;
+	rconn_tls_ref(dst->auth.tls);
 	dst->db = src->db;
 	dst->cluster = src->cluster;
 	dst->nnodes = src->nnodes;
