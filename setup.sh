@@ -298,6 +298,8 @@ test)
 	if [ -z "${SEMCACHE_FAISS:-}" ] && grep -qw avx2 /proc/cpuinfo; then
 		SEMCACHE_FAISS=avx2
 	fi
+	# and a failed TLS hiredis build fails it too (rediss:// untested)
+	SEMCACHE_HIREDIS=${SEMCACHE_HIREDIS:-tls}
 	build
 	fetch_model --reference
 	run_tests

@@ -25,8 +25,13 @@ teardown() {
 		fusermount3 -u "$MNT_A" 2>/dev/null || true
 		wait "$A_PID" 2>/dev/null || true
 	fi
-	teardown_mount
-	stop_redis
+	# the server's pid is read first: teardown_mount removes $WORK, and a
+	# failing test's teardown_mount fails
+	local rpid status=0
+	rpid=$(cat "$WORK/redis.pid" 2>/dev/null || true)
+	teardown_mount || status=$?
+	if [ -n "$rpid" ]; then kill "$rpid" 2>/dev/null || true; fi
+	return "$status"
 }
 
 # start_redis ARGS...: a private redis-server on $RPORT with ARGS
