@@ -170,3 +170,16 @@ followup_of() { # followup_of MAIN_QUERY: its first follow-up in the data
 	run ask_in c f1 "talking about the Eiffel tower" "how old is he?"
 	assert_miss
 }
+
+@test "context: similar after a restart: stored contexts are embedded again from their text" {
+	set_policy c $'context: similar\ncontext_threshold: 0.85\n'
+	stored_in c "talking about Barack Obama" "how old is he?" "born in 1961"
+	stop_daemon
+	start_daemon
+	run ask_in c a "we are talking about Barack Obama" "how old is he?"
+	assert_output --regexp '^hit '
+	run cat "$MNT/c/a.response"
+	assert_output "born in 1961"
+	run ask_in c b "talking about the Eiffel tower" "how old is he?"
+	assert_miss
+}
