@@ -100,11 +100,12 @@ const struct policy_key_spec policy_key_specs[POLICY_NKEYS] = {
 		"reaches context_threshold; with any but ignore, a query with "
 		"a context never hits an entry without one, nor the reverse"),
 	[POLICY_CONTEXT_THRESHOLD] = KEY_FLOAT("context_threshold",
-		context_threshold, 0, 1, 0.95,
+		context_threshold, 0, 1, 0.97,
 		"context: similar: cosine similarity the query's context needs "
 		"with an entry's context for a hit (other values of context "
-		"ignore it); the default kept every measured cross-conversation "
-		"lookup a miss with builtin and use-lite, 0.85 did for builtin"),
+		"ignore it); the default is the lowest measured value that kept "
+		"every cross-conversation lookup a miss with both builtin and "
+		"use-lite (builtin alone: 0.85)"),
 	[POLICY_LIMITS_QUERY_BYTES] = KEY_SIZE("limits.query_bytes", query_bytes,
 		1, 16 * MIB, 64 * KIB, "largest query accepted"),
 	[POLICY_LIMITS_RESPONSE_BYTES] = KEY_SIZE("limits.response_bytes",

@@ -59,7 +59,7 @@ followup_of() { # followup_of MAIN_QUERY: its first follow-up in the data
 	assert_miss
 	# 0.85: the lowest threshold at which the builtin embedder kept every
 	# cross-conversation lookup of the data a miss (README, Context by
-	# meaning); the default 0.95 is too strict for this pair with it
+	# meaning); the default 0.97 is too strict for this pair with it
 	set_policy c $'context: similar\ncontext_threshold: 0.85\n'
 	run ask_in c r "$VERS_B" "$q"
 	assert_output --regexp '^hit '
@@ -140,7 +140,7 @@ followup_of() { # followup_of MAIN_QUERY: its first follow-up in the data
 @test "context_threshold: .policy shows it with its source; subcategories inherit it" {
 	run cat "$MNT/c/.policy"
 	assert_line --regexp '^context: match +# default$'
-	assert_line --regexp '^context_threshold: 0\.95 +# default$'
+	assert_line --regexp '^context_threshold: 0\.97 +# default$'
 	mkdir -p "$MNT/c/d/e"
 	set_policy c $'context: similar\ncontext_threshold: 0.99\n'
 	run cat "$MNT/c/d/e/.policy"

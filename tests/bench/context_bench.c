@@ -18,7 +18,8 @@
  * Each threshold rewrites the similar category's policy; entries stay.
  *
  *   context_bench [--embedder E] [--others N] [--pairs N]
- *                 [--thresholds T,T,...] [--verbose] PAIRS_DIR
+ *                 [--thresholds T,T,...] [--verbose] [--skip-match]
+ *                 PAIRS_DIR
  * PAIRS_DIR is ../shared/data/pairs. Not part of the test suite.
  */
 #include <errno.h>
@@ -224,10 +225,11 @@ int main(int argc, char **argv)
 		{ "pairs", required_argument, NULL, 'p' },
 		{ "thresholds", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "skip-match", no_argument, NULL, 's' },
 		{ 0 } };
 	const char *emb = "builtin", *thr_list = "0.5,0.6,0.7,0.8,0.9";
 	double thr[MAX_THR];
-	int others = 127, pairs = 999, nthr = 0, opt;
+	int others = 127, pairs = 999, nthr = 0, skip_match = 0, opt;
 	char dir[] = "/tmp/context_bench.XXXXXX", path[4200], err[512];
 	struct item *fu, *pp;
 	size_t nfu, npp;
@@ -243,12 +245,15 @@ int main(int argc, char **argv)
 			thr_list = optarg;
 		else if (opt == 'v')
 			verbose = 1;
+		else if (opt == 's')
+			skip_match = 1;
 		else
 			return 2;
 	}
 	if (optind != argc - 1 || others < 0 || pairs < 1) {
 		fprintf(stderr, "usage: context_bench [--embedder E] [--others N] "
-			"[--pairs N] [--thresholds T,T,...] [--verbose] PAIRS_DIR\n");
+			"[--pairs N] [--thresholds T,T,...] [--verbose] [--skip-match] "
+			"PAIRS_DIR\n");
 		return 2;
 	}
 	for (char *s = strdup(thr_list), *t = strtok(s, ","); t && nthr < MAX_THR;
@@ -287,9 +292,11 @@ int main(int argc, char **argv)
 	       "and %d others)\nreworded contexts: %zu pairs of "
 	       "paraphrases_999.json, follow-up '%s'\n", emb, nfu, others, npp,
 	       FOLLOWUP);
-	printf("context: match\n");
-	followups(fu, nfu, others, "/m", 0);
-	reworded(pp, npp, "/pm", 0);
+	if (!skip_match) {
+		printf("context: match\n");
+		followups(fu, nfu, others, "/m", 0);
+		reworded(pp, npp, "/pm", 0);
+	}
 	for (int t = 0; t < nthr; t++) {
 		put_policy("/s", emb, "similar", thr[t]);
 		put_policy("/ps", emb, "similar", thr[t]);

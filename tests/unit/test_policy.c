@@ -101,7 +101,7 @@ static void test_defaults(void)
 	CHECK_EQ_INT(p.eviction, POLICY_EVICT_LRU);
 	CHECK(p.cache);
 	CHECK_EQ_INT(p.context, POLICY_CONTEXT_MATCH);
-	CHECK(p.context_threshold > 0.9499 && p.context_threshold < 0.9501);
+	CHECK(p.context_threshold > 0.9699 && p.context_threshold < 0.9701);
 	CHECK_EQ_INT(p.query_bytes, 64 * 1024);
 	CHECK_EQ_INT(p.response_bytes, 16 * MIB);
 	CHECK_EQ_INT(p.hnsw_m, 32);
@@ -132,7 +132,7 @@ static void test_defaults(void)
 	CHECK(has_line(buf, "eviction: lru", "default"));
 	CHECK(has_line(buf, "cache: true", "default"));
 	CHECK(has_line(buf, "context: match", "default"));
-	CHECK(has_line(buf, "context_threshold: 0.95", "default"));
+	CHECK(has_line(buf, "context_threshold: 0.97", "default"));
 	CHECK(has_line(buf, "limits.query_bytes: 64KiB", "default"));
 	CHECK(has_line(buf, "limits.response_bytes: 16MiB", "default"));
 	CHECK(has_line(buf, "hnsw.m: 32", "default"));
