@@ -27,7 +27,7 @@ _Static_assert(sizeof(enum policy_context) == sizeof(int), "enum size");
 
 static const char *const ttl_modes[] = { "absolute", "sliding", NULL };
 static const char *const evictions[] = { "lru", "lfu", "fifo", NULL };
-static const char *const contexts[] = { "match", "ignore", NULL };
+static const char *const contexts[] = { "match", "ignore", "similar", NULL };
 static int validate_embedder(const void *value, char *msg, size_t size);
 static int validate_url(const void *value, char *msg, size_t size);
 static int validate_model(const void *value, char *msg, size_t size);
@@ -94,7 +94,18 @@ const struct policy_key_spec policy_key_specs[POLICY_NKEYS] = {
 		"false: never store or serve responses here"),
 	[POLICY_CONTEXT] = KEY_ENUM("context", context, contexts,
 		POLICY_CONTEXT_MATCH,
-		"match: a hit needs the same context too; ignore: the query alone decides"),
+		"match: a hit needs the same context too (compared after "
+		"normalisation); ignore: the query alone decides; similar: a "
+		"hit needs a context whose embedding (the category's embedder) "
+		"reaches context_threshold; with any but ignore, a query with "
+		"a context never hits an entry without one, nor the reverse"),
+	[POLICY_CONTEXT_THRESHOLD] = KEY_FLOAT("context_threshold",
+		context_threshold, 0, 1, 0.97,
+		"context: similar: cosine similarity the query's context needs "
+		"with an entry's context for a hit (other values of context "
+		"ignore it); the default is the lowest measured value that kept "
+		"every cross-conversation lookup a miss with both builtin and "
+		"use-lite (builtin alone: 0.85)"),
 	[POLICY_LIMITS_QUERY_BYTES] = KEY_SIZE("limits.query_bytes", query_bytes,
 		1, 16 * MIB, 64 * KIB, "largest query accepted"),
 	[POLICY_LIMITS_RESPONSE_BYTES] = KEY_SIZE("limits.response_bytes",

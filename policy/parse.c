@@ -222,7 +222,7 @@ static void group_form(const char *prefix, size_t plen, char *buf, size_t size)
 static int parse_mapping(struct parse_ctx *c, const char *prefix, size_t plen)
 {
 	bool seen[POLICY_NKEYS] = { false };
-	char full[128], what[64], shown[48], known[160], form[160];
+	char full[128], what[64], shown[48], known[256], form[160];
 	struct policy_node key, val;
 
 	for (;;) {

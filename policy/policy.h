@@ -21,7 +21,11 @@
 
 enum policy_ttl_mode { POLICY_TTL_ABSOLUTE, POLICY_TTL_SLIDING };
 enum policy_eviction { POLICY_EVICT_LRU, POLICY_EVICT_LFU, POLICY_EVICT_FIFO };
-enum policy_context { POLICY_CONTEXT_MATCH, POLICY_CONTEXT_IGNORE };
+enum policy_context {
+	POLICY_CONTEXT_MATCH,     /* the same normalised context */
+	POLICY_CONTEXT_IGNORE,    /* the query alone decides */
+	POLICY_CONTEXT_SIMILAR,   /* contexts' cosine >= context_threshold */
+};
 
 /* Keys, in the order .policy prints them. Nested keys are "quota.entries". */
 enum policy_key {
@@ -34,6 +38,7 @@ enum policy_key {
 	POLICY_EVICTION,
 	POLICY_CACHE,
 	POLICY_CONTEXT,
+	POLICY_CONTEXT_THRESHOLD,
 	POLICY_LIMITS_QUERY_BYTES,
 	POLICY_LIMITS_RESPONSE_BYTES,
 	POLICY_HNSW_M,
@@ -85,6 +90,8 @@ struct policy {
 	enum policy_eviction eviction;
 	bool cache;                /* false: never store or serve */
 	enum policy_context context;
+	double context_threshold;  /* context: similar: cosine 0..1 of the
+				    * contexts' embeddings for a hit */
 	int64_t query_bytes;       /* limits.query_bytes */
 	int64_t response_bytes;    /* limits.response_bytes */
 	int hnsw_m;

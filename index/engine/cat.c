@@ -112,7 +112,7 @@ static void cat_free(struct cache *c, struct cat *cat)
 {
 	for (size_t i = 0; i < cat->by_id.cap; i++)
 		if (cat->by_id.keys[i])
-			free(cat->by_id.vals[i]);
+			engine_entry_free(cat->by_id.vals[i]);
 	u64map_release(&cat->by_id);
 	u64map_release(&cat->by_key);
 	engine_core_put(c, cat->core);

@@ -97,7 +97,13 @@ struct centry {
 	int64_t hits;
 	int64_t bytes;
 	uint64_t key[2];
-	uint64_t ctx_hash;
+	uint64_t ctx_hash;        /* 0: stored without a context */
+	/* context: similar (ctxsim.c): the context's embedding (dim floats of
+	 * the embedder ctx_emb identifies), made at fill or later from the
+	 * stored text; NULL with ctx_emb set: that embedder could not embed
+	 * it (never a hit under similar). ctx_emb 0: not tried yet. */
+	float *ctx_vec;
+	uint64_t ctx_emb;
 	uid_t uid;                /* who filled it */
 	bool dirty;               /* hit counters not yet in the store */
 	/* Eviction orders: insertion (fifo) and recency (lru). */
@@ -184,6 +190,10 @@ struct cat {
 	unsigned fills_inflight;  /* fills between their check and publish */
 	bool removing;            /* rmdir under way: fills refused */
 	size_t sweep_pos;         /* where the expiry sweep goes on */
+	/* context: similar: ctx_gen counts entries published with a context
+	 * but no context vector; ctx_done_gen / ctx_done_emb say that every
+	 * entry up to that count has one for that embedder (ctxsim.c). */
+	uint64_t ctx_gen, ctx_done_gen, ctx_done_emb;
 
 	/* Counters: atomic, no lock. */
 	_Atomic uint64_t lookups, hits, exact_hits, semantic_hits, misses;
@@ -442,6 +452,33 @@ int64_t *engine_entry_ids(struct cat *cat, size_t *n);
 bool engine_entry_may_change(const struct cache *c, uid_t owner,
 			     const struct centry *e,
 			     const struct cache_caller *who);
+
+/* Free an entry record (and its context vector). No lock needed: it is
+ * in no map. */
+void engine_entry_free(struct centry *e);
+
+/* ---- ctxsim.c: context: similar ---- */
+
+/* The identity (never 0) of core's embedder, for centry.ctx_emb. */
+uint64_t engine_ctx_emb_id(const struct catcore *core);
+/* Embed q's context with ref's embedder into a malloc'd *out (dim floats);
+ * a remote embedder only within the slow-work bound. 0, -EBUSY or the
+ * embedder's errno (a miss). */
+int engine_ctx_embed(struct cache *c, struct catref *ref, const char *ctx,
+		     size_t len, float **out);
+/* Give every entry of ref's category stored with a context a context
+ * vector of ref's embedder, at most a batch per call: texts are read from
+ * the store and embedded with no lock held. Until then such an entry
+ * never hits under similar. */
+void engine_ctx_backfill(struct cache *c, struct catref *ref);
+/* Does e's context match a query's context vector qv (NULL: the query
+ * has none) under threshold thr? cat.lock held. */
+bool engine_ctx_similar(const struct centry *e, const float *qv, int dim,
+			uint64_t emb, double thr);
+/* The cosine of e's context with qv (1 when neither has one; -2 when
+ * they cannot be compared). cat.lock held. */
+float engine_ctx_score(const struct centry *e, const float *qv, int dim,
+		       uint64_t emb);
 
 /* ---- lookup.c ---- */
 

@@ -45,6 +45,8 @@ int engine_entry_publish(struct cat *cat, struct centry *e,
 		return rc;
 	}
 	cat->bytes += e->bytes;
+	if (e->ctx_hash && !e->ctx_emb)
+		cat->ctx_gen++;   /* its context vector is made later */
 	ELIST_LINK(&cat->fifo, e, fifo_prev, fifo_next);
 	ELIST_LINK(&cat->lru, e, lru_prev, lru_next);
 	if (old && old != e) {
@@ -67,6 +69,13 @@ void engine_entry_unpublish(struct cat *cat, struct centry *e)
 		ELIST_UNLINK(&cat->fifo, e, fifo_prev, fifo_next);
 		ELIST_UNLINK(&cat->lru, e, lru_prev, lru_next);
 	}
+}
+
+void engine_entry_free(struct centry *e)
+{
+	if (e)
+		free(e->ctx_vec);
+	free(e);
 }
 
 /* A new in-memory record for a stored entry (NULL when out of memory). */
@@ -165,7 +174,7 @@ void engine_entry_forget(struct cat *cat, struct catcore *core, int64_t id)
 	if (e) {
 		if (core)
 			vindex_remove(core->vi, id);
-		free(e);
+		engine_entry_free(e);
 	}
 }
 

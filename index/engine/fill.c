@@ -106,7 +106,7 @@ static void retire_replaced(struct cache *c, struct catref *ref,
 	if (rc && rc != -ENOENT)
 		semlog(SEMLOG_WARN, "category '%s': deleting replaced entry %" PRId64 " failed: %s",
 		       ref->cat->path, old->id, strerror(-rc));
-	free(old);
+	engine_entry_free(old);
 }
 
 /* Publish e (stored and indexed) unless another user's live entry took
@@ -218,6 +218,10 @@ int cache_fill(struct cache *c, const char *path, const struct cache_query *q,
 	e->key[1] = se.key[1];
 	e->ctx_hash = se.ctx_hash;
 	e->uid = se.uid;
+	if (pol->context == POLICY_CONTEXT_SIMILAR && e->ctx_hash &&
+	    engine_ctx_embed(c, &ref, q->context, q->context_len, &e->ctx_vec) == 0)
+		e->ctx_emb = engine_ctx_emb_id(ref.core);
+	/* (not embedded: made from the stored text at a later lookup) */
 	/* Into the index first: a lookup that finds it in the maps but not
 	 * in the index merely misses; the reverse cannot be served. */
 	rc = vindex_add(ref.core->vi, e->id, vec);
@@ -254,7 +258,7 @@ out:
 	engine_cat_put(c, &ref);
 	if (vec && (!prior || vec != prior->vec))
 		free(vec);
-	free(e);
+	engine_entry_free(e);
 	engine_lookup_key_release(&k);
 	return rc;
 }

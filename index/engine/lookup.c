@@ -8,8 +8,12 @@
  * then the query's embedding and a search of the core's index whose
  * candidates are accepted only when their entry is live, unexpired and of
  * the same context (checked under cat.lock from the index's accept
- * callback). The best CACHE_NEIGHBORS of them (ids and scores) stay in the
- * result, hit or miss, for NAME.neighbors and the best-score histograms:
+ * callback; under context: similar, a context whose embedding reaches
+ * context_threshold, the query's context embedded first with no lock held,
+ * and of the candidates reaching the threshold the one with the closest
+ * context is served: ctxsim.c). The best CACHE_NEIGHBORS of them (ids and
+ * scores) stay in the result, hit or miss, for NAME.neighbors and the
+ * best-score histograms:
  * the same search, nothing copied but numbers; their query texts are read
  * only when a client asks (cache_entry_read, no lock held). With a
  * precision target (policy precision > 0) the threshold does not decide:
@@ -54,7 +58,7 @@ int engine_lookup_key(const struct cache_query *q, const struct policy *p,
 	if (!k->norm)
 		return -ENOMEM;
 	k->ctx_hash = 0;
-	if (q->context && q->context_len && p->context == POLICY_CONTEXT_MATCH) {
+	if (q->context && q->context_len && p->context != POLICY_CONTEXT_IGNORE) {
 		size_t n = textnorm(q->context, q->context_len, k->norm);
 
 		if (n)
@@ -82,12 +86,26 @@ struct accept_ctx {
 	const struct policy *pol;
 	uint64_t ctx_hash;
 	int64_t now;
+	/* context: similar, in the index search: the query's context vector
+	 * (NULL: it has no context) and the embedder it came from. */
+	bool by_vec;
+	const float *ctx_vec;
+	int dim;
+	uint64_t emb;
 };
 
 static bool entry_matches(const struct accept_ctx *ac, const struct centry *e)
 {
-	if (ac->pol->context == POLICY_CONTEXT_MATCH && e->ctx_hash != ac->ctx_hash)
+	enum policy_context mode = ac->pol->context;
+
+	if (mode == POLICY_CONTEXT_SIMILAR && ac->by_vec) {
+		if (!engine_ctx_similar(e, ac->ctx_vec, ac->dim, ac->emb,
+					ac->pol->context_threshold))
+			return false;
+	} else if (mode != POLICY_CONTEXT_IGNORE && e->ctx_hash != ac->ctx_hash) {
+		/* match, and similar's exact path: the same context */
 		return false;
+	}
 	return !engine_entry_expired(ac->pol, e, ac->now);
 }
 
@@ -223,6 +241,60 @@ static bool lookup_embed(struct cache *c, struct catref *ref,
 	return true;
 }
 
+/* context: similar: the query's context vector into ac (with ac->by_vec)
+ * and *vec (the caller frees it), and entries' context vectors made where
+ * missing. A context that cannot be embedded is a miss with a note. */
+static bool lookup_context(struct cache *c, struct catref *ref,
+			   const struct cache_query *q, const struct keyed *k,
+			   struct accept_ctx *ac, float **vec,
+			   struct cache_result *r)
+{
+	*vec = NULL;
+	if (k->ctx_hash) {
+		int rc = engine_ctx_embed(c, ref, q->context, q->context_len, vec);
+
+		if (rc) {
+			snprintf(r->note, sizeof(r->note), "%s",
+				 rc == -EBUSY ? "busy: too many requests wait on this category's embedder" :
+				 "embedder unavailable for the context");
+			return false;
+		}
+		engine_ctx_backfill(c, ref);
+	}
+	ac->by_vec = true;
+	ac->ctx_vec = *vec;
+	ac->dim = ref->core->emb->dim;
+	ac->emb = engine_ctx_emb_id(ref->core);
+	return true;
+}
+
+/* context: similar: of the candidates reaching the threshold, the one whose
+ * context is closest to the query's (several conversations may hold the
+ * same follow-up, all at one query score); 0 when none reaches it. */
+static int pick_by_context(const struct accept_ctx *ac,
+			   const struct cache_result *r)
+{
+	float best = -3;
+	int pick = 0;
+
+	pthread_mutex_lock(&ac->cat->lock);
+	for (int i = 0; i < r->ncand; i++) {
+		const struct centry *e = u64map_get(&ac->cat->by_id,
+						    (uint64_t)r->cand_id[i]);
+		float s;
+
+		if (r->cand_score[i] + 1e-6f < (float)ac->pol->threshold)
+			break;
+		s = e ? engine_ctx_score(e, ac->ctx_vec, ac->dim, ac->emb) : -3;
+		if (s > best) {
+			best = s;
+			pick = i;
+		}
+	}
+	pthread_mutex_unlock(&ac->cat->lock);
+	return pick;
+}
+
 /* Model m's operating point for a precision target (verify.h), at the
  * model's training prior as semcachefs-eval --pipeline --precision maps
  * it: 0 with *thr, or -ERANGE with msg naming the best supported target
@@ -343,6 +415,7 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 	struct cat *cat;
 	struct centry *e;
 	struct policy pol;
+	float *ctx_vec = NULL;
 	int64_t hit_id = 0, id;
 	float score;
 	int rc, n;
@@ -408,6 +481,11 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 		cat->misses++;
 		goto out;
 	}
+	if (pol.context == POLICY_CONTEXT_SIMILAR &&
+	    !lookup_context(c, &ref, q, &k, &ac, &ctx_vec, r)) {
+		cat->misses++;
+		goto out;
+	}
 	if (pol.hnsw_ef_search != core->ef_search) {
 		/* two lookups may both set the same value: harmless */
 		core->ef_search = pol.hnsw_ef_search;
@@ -422,8 +500,10 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 	}
 	r->ncand = n;
 	if (n >= 1) {
-		id = r->cand_id[0];
-		score = r->cand_score[0];
+		int i = ac.ctx_vec ? pick_by_context(&ac, r) : 0;
+
+		id = r->cand_id[i];
+		score = r->cand_score[i];
 		r->score = score;
 		if (pol.precision > 0 ?
 		    lookup_verified(c, &ref, q, pol.precision, ac.now, r) :
@@ -444,6 +524,7 @@ out:
 	}
 	engine_cat_put(c, &ref);
 	engine_lookup_key_release(&k);
+	free(ctx_vec);
 	if (rc)
 		cache_result_release(r);
 	return rc;

@@ -60,7 +60,7 @@ static int load_entry(void *arg, const struct store_entry *se, const float *vec,
 		return 1;
 	}
 	if (old) /* two rows with one key: the newer wins, as in a fill */
-		free(old);
+		engine_entry_free(old);
 	if (!usable) {
 		/* Stored by another embedder: the exact path still serves it;
 		 * its vector never enters this index (dimensions never mix). */

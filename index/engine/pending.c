@@ -74,7 +74,8 @@ bool engine_pending_coalesce(struct cache *c, struct cat *cat,
 	for (p = cat->pending; p; p = p->next) {
 		float sc;
 
-		if (p->done || (pol->context == POLICY_CONTEXT_MATCH && p->ctx_hash != k->ctx_hash))
+		if (p->done || (pol->context != POLICY_CONTEXT_IGNORE &&
+				 p->ctx_hash != k->ctx_hash))
 			continue;
 		if (p->key[0] == k->key[0] && p->key[1] == k->key[1])
 			sc = 1.0f;

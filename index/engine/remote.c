@@ -82,7 +82,7 @@ static int remote_put(struct cache *c, struct catref *ref,
 	if (old) {
 		/* the other host replaced it in the store already */
 		vindex_remove(core->vi, old->id);
-		free(old);
+		engine_entry_free(old);
 	}
 	engine_pending_resolve(cat, 0, se->key, se->id);
 	return 0;

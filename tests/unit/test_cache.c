@@ -146,6 +146,30 @@ int main(void)
 	CHECK(hit_with(c, "/code", "how do I reverse a list in python", NULL, ans));
 	CHECK(hit_with(c, "/chat", "how old is he?", "conversation about Obama", "63"));
 
+	/* context: similar: an entry filled under match gets its context
+	 * vector from the stored text; reworded contexts hit, others miss,
+	 * and so again after a reopen */
+	CHECK_EQ_INT(cache_category_create(c, "/sim", 0755, getuid(), getgid()), 0);
+	fill(c, "/sim", "how old is he?", "we are talking about Barack Obama", "63");
+	CHECK(misses(c, "/sim", "how old is he?", "talking about Barack Obama"));
+	CHECK_EQ_INT(cache_policy_put(c, "/sim", "context: similar\ncontext_threshold: 0.6\n", 40, NULL), 0);
+	CHECK(hit_with(c, "/sim", "how old is he?", "talking about Barack Obama", "63"));
+	CHECK(misses(c, "/sim", "how old is he?", "talking about the Eiffel tower"));
+	CHECK(misses(c, "/sim", "how old is he?", NULL));
+	fill(c, "/sim", "how tall is it?", "talking about the Eiffel tower", "330 m");
+	CHECK(hit_with(c, "/sim", "how tall is it?", "the Eiffel tower, we talk about", "330 m"));
+	CHECK(misses(c, "/sim", "how tall is it?", "talking about Barack Obama"));
+	cache_close(c);
+	c = open_cache(dir);
+	if (!c)
+		return check_done("cache");
+	CHECK(hit_with(c, "/sim", "how old is he?", "talking about Barack Obama", "63"));
+	CHECK(hit_with(c, "/sim", "how tall is it?", "the Eiffel tower, we talk about", "330 m"));
+	CHECK(misses(c, "/sim", "how tall is it?", "talking about Barack Obama"));
+	CHECK_EQ_INT(cache_policy_put(c, "/sim", "context: similar\ncontext_threshold: 0.999\n", 42, NULL), 0);
+	CHECK(misses(c, "/sim", "how old is he?", "talking about Barack Obama"));
+	CHECK(hit_with(c, "/sim", "how old is he?", "we are talking about Barack Obama", "63"));
+
 	/* ttl: expiry judged at lookup */
 	CHECK_EQ_INT(cache_policy_put(c, "/chat", "ttl: 1s\n", 8, NULL), 0);
 	usleep(1100 * 1000);

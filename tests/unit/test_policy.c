@@ -101,6 +101,7 @@ static void test_defaults(void)
 	CHECK_EQ_INT(p.eviction, POLICY_EVICT_LRU);
 	CHECK(p.cache);
 	CHECK_EQ_INT(p.context, POLICY_CONTEXT_MATCH);
+	CHECK(p.context_threshold > 0.9699 && p.context_threshold < 0.9701);
 	CHECK_EQ_INT(p.query_bytes, 64 * 1024);
 	CHECK_EQ_INT(p.response_bytes, 16 * MIB);
 	CHECK_EQ_INT(p.hnsw_m, 32);
@@ -131,6 +132,7 @@ static void test_defaults(void)
 	CHECK(has_line(buf, "eviction: lru", "default"));
 	CHECK(has_line(buf, "cache: true", "default"));
 	CHECK(has_line(buf, "context: match", "default"));
+	CHECK(has_line(buf, "context_threshold: 0.97", "default"));
 	CHECK(has_line(buf, "limits.query_bytes: 64KiB", "default"));
 	CHECK(has_line(buf, "limits.response_bytes: 16MiB", "default"));
 	CHECK(has_line(buf, "hnsw.m: 32", "default"));
@@ -179,6 +181,7 @@ static void check_all_set(const struct policy_file *f, const char *style)
 	CHECK_EQ_INT(p.eviction, POLICY_EVICT_FIFO);
 	CHECK(!p.cache);
 	CHECK_EQ_INT(p.context, POLICY_CONTEXT_IGNORE);
+	CHECK(p.context_threshold > 0.7499 && p.context_threshold < 0.7501);
 	CHECK_EQ_INT(p.query_bytes, MIB);
 	CHECK_EQ_INT(p.response_bytes, 100000000);
 	CHECK_EQ_INT(p.hnsw_m, 16);
@@ -210,6 +213,7 @@ static void test_every_key(void)
 		"eviction: fifo\n"
 		"cache: false\n"
 		"context: ignore\n"
+		"context_threshold: 0.75\n"
 		"limits:\n"
 		"  query_bytes: 1MiB\n"
 		"  response_bytes: 100MB\n"
@@ -243,7 +247,7 @@ static void test_every_key(void)
 	static const char flow[] =
 		"{threshold: 0.5, precision: 0.7, ttl: 2h, ttl_mode: sliding,"
 		" quota: {entries: 10, bytes: 2GiB}, eviction: fifo,"
-		" cache: false, context: ignore,"
+		" cache: false, context: ignore, context_threshold: 0.75,"
 		" limits: {query_bytes: 1MiB, response_bytes: 100MB},"
 		" hnsw: {m: 16, ef_construction: 200, ef_search: 128},"
 		" embedder: http, http: {url: 'http://127.0.0.1:8080/v1/embeddings',"
@@ -257,6 +261,7 @@ static void test_every_key(void)
 		"threshold: 0.5\nprecision: 0.7\nttl: 2h\nttl_mode: sliding\n"
 		"quota: {entries: 10, bytes: 2GiB}\n"
 		"eviction: fifo\ncache: false\ncontext: ignore\n"
+		"context_threshold: 0.75\n"
 		"limits: {query_bytes: 1MiB, response_bytes: 100MB}\n"
 		"hnsw: {m: 16, ef_construction: 200, ef_search: 128}\n"
 		"embedder: http\n"
@@ -349,6 +354,8 @@ static void test_values(void)
 	expect_value("cache: TRUE", "cache: true");
 	expect_value("context: match", "context: match");
 	expect_value("context: ignore", "context: ignore");
+	expect_value("context: similar", "context: similar");
+	expect_value("context_threshold: 0.75", "context_threshold: 0.75");
 	expect_value("limits: {query_bytes: 1}", "limits.query_bytes: 1");
 	expect_value("limits: {query_bytes: 16MiB}", "limits.query_bytes: 16MiB");
 	expect_value("limits: {response_bytes: 1GiB}", "limits.response_bytes: 1GiB");
@@ -499,7 +506,8 @@ static void test_errors(void)
 	/* unknown keys */
 	expect_error("treshold: 0.9\n", 1, 1,
 		     "unknown key 'treshold' (known: threshold, precision, ttl, ttl_mode, "
-		     "quota, eviction, cache, context, limits, hnsw, embedder, http, "
+		     "quota, eviction, cache, context, context_threshold, limits, hnsw, "
+		     "embedder, http, "
 		     "model, adaptive, llm_cost_ms, auto_disable, fill_timeout)");
 	expect_error("ttl: 5m\nquota:\n  entires: 3\n", 3, 3,
 		     "unknown key 'quota.entires' (known: entries, bytes)");
@@ -537,7 +545,9 @@ static void test_errors(void)
 	expect_error("ttl_mode: LRU\n", 1, 11,
 		     "ttl_mode: expected one of absolute, sliding, got 'LRU'");
 	expect_error("context: fuzzy\n", 1, 10,
-		     "context: expected one of match, ignore, got 'fuzzy'");
+		     "context: expected one of match, ignore, similar, got 'fuzzy'");
+	expect_error("context_threshold: 1.5\n", 1, 20, "context_threshold");
+	expect_error("context_threshold: near\n", 1, 20, "context_threshold");
 	expect_error("embedder: [builtin]\n", 1, 11, "embedder: expected a name, got a sequence");
 	expect_error("embedder: foo\n", 1, 11, "unknown embedder 'foo' (known: builtin, model2vec:/ABSOLUTE/DIR, http, use-lite, use-lite:/ABSOLUTE/DIR)");
 	expect_error("embedder: \"\"\n", 1, 11, "unknown embedder '' (known: builtin,");
