@@ -1617,6 +1617,8 @@ int main(int argc, char **argv)
 		O.lookups = 200;
 		O.warmup = 50;
 	}
+	if (O.persist && !nfuse)
+		bench_die("--persist goes with --fuse LABEL=BUILDDIR (the build dirs to compare)");
 	if (O.runs < 1 || O.runs > MAX_RUNS || O.lookups < 10)
 		bench_die("--runs must be 1..%d and --lookups at least 10", MAX_RUNS);
 	if (O.warmup > O.lookups)
