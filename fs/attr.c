@@ -214,7 +214,7 @@ static int stat_reserved(const struct fs_path *fp, const struct cache_cat_info *
 
 int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *fi)
 {
-	fs_requests++;
+	fs_count_request();
 	struct cache_cat_info ci;
 	struct fs_path fp;
 	int rc;
@@ -256,7 +256,7 @@ int fs_getattr(const char *path, struct stat *s, struct fuse_file_info *fi)
 
 int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fs_path fp;
 	struct node *n;
 	int rc;
@@ -292,7 +292,7 @@ int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 int fs_chown(const char *path, uid_t uid, gid_t gid,
 	     struct fuse_file_info *fi)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fs_path fp;
 	int rc;
 
@@ -309,7 +309,7 @@ int fs_chown(const char *path, uid_t uid, gid_t gid,
 int fs_utimens(const char *path, const struct timespec tv[2],
 	       struct fuse_file_info *fi)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fs_path fp;
 
 	return !path && fi ? 0 : fs_resolve(path, &fp);
@@ -317,7 +317,7 @@ int fs_utimens(const char *path, const struct timespec tv[2],
 
 int fs_statfs(const char *path, struct statvfs *sv)
 {
-	fs_requests++;
+	fs_count_request();
 	if (statvfs(fs_st()->store_dir, sv))
 		return -errno;
 	sv->f_namemax = FS_NAME_MAX_BYTES;

@@ -100,7 +100,7 @@ int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	       off_t off, struct fuse_file_info *fi,
 	       enum fuse_readdir_flags flags)
 {
-	fs_requests++;
+	fs_count_request();
 	struct dirfill df = { buf, filler };
 	struct cache_entry_info ei;
 	struct fs_path fp;
@@ -148,7 +148,7 @@ static int depth_of(const char *path)
 
 int fs_mkdir(const char *path, mode_t mode)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fuse_context *fc = fuse_get_context();
 	char dir[4096], base[256];
 	struct node *n;
@@ -178,7 +178,7 @@ int fs_mkdir(const char *path, mode_t mode)
 
 int fs_rmdir(const char *path)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fs_path fp;
 	int rc = fs_resolve(path, &fp);
 

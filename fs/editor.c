@@ -120,7 +120,7 @@ static int truncate_handle(struct fs_handle *h, off_t size)
 
 int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fs_handle *h = fi ? fs_handle(fi) : NULL;
 	struct fs_path fp;
 	struct node *n;
@@ -183,7 +183,7 @@ static bool policy_exists(const struct fs_path *p);
 
 int fs_unlink(const char *path)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fs_path fp;
 	struct node *n;
 	bool any = false;
@@ -363,7 +363,7 @@ static int rename_policy_away(const struct fs_path *a, const struct fs_path *b,
 
 int fs_rename(const char *from, const char *to, unsigned int flags)
 {
-	fs_requests++;
+	fs_count_request();
 	bool noreplace = flags & RENAME_NOREPLACE;
 	struct fs_path a, b;
 	struct node *n;

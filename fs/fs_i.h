@@ -194,8 +194,11 @@ bool fs_hold_restore(const char *dir, const char *text, size_t len, int64_t stam
 int fs_hold_start(struct cache *c);
 void fs_hold_stop(void);
 
-/* FUSE requests served (a benchmark divides it by lookups); ops.c. */
-extern _Atomic uint64_t fs_requests;
+/* Count one FUSE request served (at the start of every operation), and
+ * the count so far (a benchmark divides it by lookups); ops.c. Per-thread
+ * stripes: no shared cache line, no lock. */
+void fs_count_request(void);
+uint64_t fs_requests_total(void);
 
 /* Who is asking: the caller of the FUSE request being served. */
 static inline struct cache_caller *fs_caller(void)

@@ -243,13 +243,13 @@ static int do_open(const char *path, struct fuse_file_info *fi, bool create,
 
 int fs_open(const char *path, struct fuse_file_info *fi)
 {
-	fs_requests++;
+	fs_count_request();
 	return do_open(path, fi, false, 0);
 }
 
 int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	fs_requests++;
+	fs_count_request();
 	return do_open(path, fi, true, mode);
 }
 
@@ -299,7 +299,7 @@ static int do_read(struct fs_handle *h, char *out, size_t size, off_t off)
 int fs_read(const char *path, char *out, size_t size, off_t off,
 	    struct fuse_file_info *fi)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fs_handle *h = fs_handle(fi);
 	int rc;
 
@@ -314,7 +314,7 @@ int fs_read(const char *path, char *out, size_t size, off_t off,
 int fs_write(const char *path, const char *data, size_t size, off_t off,
 	     struct fuse_file_info *fi)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fs_handle *h = fs_handle(fi);
 	int rc;
 
@@ -402,7 +402,7 @@ static int do_flush(struct fs_handle *h)
 
 int fs_flush(const char *path, struct fuse_file_info *fi)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fs_handle *h = fs_handle(fi);
 	int rc;
 
@@ -414,7 +414,7 @@ int fs_flush(const char *path, struct fuse_file_info *fi)
 
 int fs_release(const char *path, struct fuse_file_info *fi)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fs_handle *h = fs_handle(fi);
 
 	/* the last request on the descriptor: nothing else holds h->lock */
@@ -439,7 +439,7 @@ int fs_release(const char *path, struct fuse_file_info *fi)
  * lookup is durable (fs_fill_synced). */
 int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fs_handle *h = fs_handle(fi);
 	int rc;
 

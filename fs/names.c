@@ -95,7 +95,7 @@ static int text_stats(const char *dir, char **text, size_t *len,
 	if (rc || strcmp(dir, "/"))
 		return rc;
 	return text_append(text, len, "fuse_requests: %" PRIu64 "\n",
-			   (uint64_t)fs_requests);
+			   fs_requests_total());
 }
 
 static int text_errors(const char *dir, char **text, size_t *len,
@@ -114,7 +114,7 @@ static int text_metrics(const char *dir, char **text, size_t *len,
 		return rc;
 	return text_append(text, len, "# HELP semcache_fuse_requests_total FUSE requests served.\n"
 			   "# TYPE semcache_fuse_requests_total counter\n"
-			   "semcache_fuse_requests_total %" PRIu64 "\n", (uint64_t)fs_requests);
+			   "semcache_fuse_requests_total %" PRIu64 "\n", fs_requests_total());
 }
 
 static int text_empty(const char *dir, char **text, size_t *len,

@@ -25,6 +25,7 @@
  */
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -33,7 +34,35 @@
 #include "notify.h"
 #include "semlog.h"
 
-_Atomic uint64_t fs_requests;
+/* FUSE requests served, counted in stripes of one cache line each, so that
+ * threads serving requests at once do not all write one line: a thread
+ * takes the next stripe at its first request (threads beyond REQ_STRIPES
+ * share one), and fs_requests_total sums them. No lock: each stripe is
+ * atomic. */
+#define REQ_STRIPES 32
+static struct {
+	_Atomic uint64_t n;
+	char pad[64 - sizeof(uint64_t)];
+} req_stripe[REQ_STRIPES] __attribute__((aligned(64)));
+static _Atomic unsigned req_next;
+static _Thread_local unsigned req_slot; /* this thread's stripe + 1; 0: none yet */
+
+void fs_count_request(void)
+{
+	if (!req_slot)
+		req_slot = atomic_fetch_add_explicit(&req_next, 1, memory_order_relaxed) %
+			   REQ_STRIPES + 1;
+	atomic_fetch_add_explicit(&req_stripe[req_slot - 1].n, 1, memory_order_relaxed);
+}
+
+uint64_t fs_requests_total(void)
+{
+	uint64_t t = 0;
+
+	for (int i = 0; i < REQ_STRIPES; i++)
+		t += atomic_load_explicit(&req_stripe[i].n, memory_order_relaxed);
+	return t;
+}
 
 #define WARN_PER_SECOND 5
 

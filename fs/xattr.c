@@ -75,7 +75,7 @@ static int xattr_value(const char *path, const char *name, char *out,
 int fs_getxattr(const char *path, const char *name, char *value,
 		size_t size)
 {
-	fs_requests++;
+	fs_count_request();
 	char buf[128];
 	size_t len;
 	int rc = xattr_value(path, name, buf, sizeof(buf));
@@ -93,7 +93,7 @@ int fs_getxattr(const char *path, const char *name, char *value,
 
 int fs_listxattr(const char *path, char *list, size_t size)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fs_path fp;
 	size_t need = 0, n = 0;
 	char buf[128];
@@ -122,7 +122,7 @@ int fs_listxattr(const char *path, char *list, size_t size)
 int fs_setxattr(const char *path, const char *name, const char *value,
 		size_t size, int flags)
 {
-	fs_requests++;
+	fs_count_request();
 	struct fs_path fp;
 	int rc = fs_resolve(path, &fp);
 

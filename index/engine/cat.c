@@ -102,7 +102,17 @@ struct cat *engine_cat_new(const struct store_category *sc)
 	cat->gid = sc->gid;
 	cat->created_ms = sc->created_ms;
 	pthread_mutex_init(&cat->admin_mu, NULL);
-	pthread_mutex_init(&cat->lock, NULL);
+	{
+		/* cat.lock is held for a map look-up at a time, several times a
+		 * lookup (once per search candidate): a waiter spins a little
+		 * before it sleeps on a futex */
+		pthread_mutexattr_t ma;
+
+		pthread_mutexattr_init(&ma);
+		pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+		pthread_mutex_init(&cat->lock, &ma);
+		pthread_mutexattr_destroy(&ma);
+	}
 	u64map_init(&cat->by_id);
 	u64map_init(&cat->by_key);
 	return cat;

@@ -35,7 +35,8 @@
  *                  Held only for lookups in the table and for changes of
  *                  it: never across a store call, an embedding, a vindex
  *                  call, an embedder's creation or a parse.
- *       -> cat.lock  mutex, one per category: its entry maps, lists and
+ *       -> cat.lock  mutex (adaptive: a waiter spins briefly before it
+ *                  sleeps), one per category: its entry maps, lists and
  *                  byte count, the centry fields, hit write-back queue,
  *                  adaptation and break-even state, fill note, policy
  *                  errors, fills in flight, pending misses (pend_cv waits

@@ -1,8 +1,11 @@
 /*
  * search.c - k-nearest search in the vector index: HNSW plus the buffer.
  *
- * Under the read lock, so searches run concurrently with each other. FAISS
- * is asked for max(4k, 16) candidates; tombstoned and unaccepted ones are
+ * Under the read lock, so searches run concurrently with each other; the
+ * HNSW graph is searched on the calling thread (hnsw_one.cpp: no OpenMP
+ * region, whose libgomp lock made concurrent searches wait for each other),
+ * with faiss_Index_search as the fallback. FAISS is asked for max(4k, 16)
+ * candidates; tombstoned and unaccepted ones are
  * dropped, and when fewer than k remain the request widens x4 (to 4096, or
  * 4k if larger); an index holding at most 4096 vectors is then scanned
  * exactly (every stored vector reconstructed). The buffer is always scanned
@@ -95,7 +98,9 @@ static int search_hnsw(struct vindex *vi, const float *q, int k,
 			break;
 		}
 		l = nl;
-		rc = faiss_Index_search(vi->hnsw, 1, q, (idx_t)kk, d, l);
+		rc = vindex_hnsw_search1(vi->hnsw, q, (idx_t)kk, d, l);
+		if (rc > 0)
+			rc = faiss_Index_search(vi->hnsw, 1, q, (idx_t)kk, d, l);
 		if (rc) {
 			rc = vindex_faiss_err("search", rc);
 			break;

@@ -18,7 +18,8 @@
  *
  * FAISS 1.7.3 opens an OpenMP parallel region for every search and add and
  * allocates per-thread scratch; every thread that calls FAISS first limits
- * itself to one OpenMP thread (vindex_omp_one_thread()).
+ * itself to one OpenMP thread (vindex_omp_one_thread()). Searches of the
+ * HNSW graph avoid the region altogether (hnsw_one.cpp).
  *
  * Every helper declared here expects the caller to hold vi->lock as the
  * comment says (or to own a vindex no other thread sees yet, as load does).
@@ -96,6 +97,13 @@ static inline float vindex_dot(const float *a, const float *b, int dim)
 
 /* Limit the calling thread to one OpenMP thread (once per thread). */
 void vindex_omp_one_thread(void);
+/* One query's k nearest in an IndexHNSW on the calling thread, without
+ * OpenMP and FAISS's global counters (hnsw_one.cpp): 0 with dist and ids
+ * filled as faiss_Index_search fills them, or 1 when it cannot (another
+ * kind of index, a FAISS exception): then use faiss_Index_search. Read
+ * lock held. */
+int vindex_hnsw_search1(FaissIndex *index, const float *q, idx_t k, float *dist,
+			idx_t *ids);
 /* Log a failed FAISS call with FAISS's message; returns -EIO. */
 int vindex_faiss_err(const char *what, int rc);
 bool vindex_params_ok(const struct vindex_params *p);

@@ -60,6 +60,16 @@
  *                                        dir, with io_uring or /dev/fuse (at most
  *                                        4, mounted at once on copies of one
  *                                        store, alternating run by run)
+ *   semcache_bench --fuse ... --persist [-n N] [--runs R] [--lookups L]
+ *                                        the same builds, but each client
+ *                                        thread opens its own NAME.query
+ *                                        O_RDWR once and loops pwrite(0) +
+ *                                        pread(0) (2 FUSE requests a lookup)
+ *                                        over exact hits, semantic hits and
+ *                                        misses, L lookups per thread, 1/2/4
+ *                                        threads, unpinned, mount then nullfs;
+ *                                        prints 2T÷1T and 4T÷1T (a before/after
+ *                                        of a daemon: two --fuse build dirs)
  *   semcache_bench --inproc STORE -n N [--kind miss]
  *                                        only floor (a) on a kept store
  *                                        (for valgrind --tool=callgrind
@@ -115,7 +125,7 @@ static struct {
 	long ns[MAX_NS];
 	int nn;
 	int runs, lookups, warmup;
-	bool ci, unpinned, shell, requests_only, agree_only;
+	bool ci, unpinned, shell, requests_only, agree_only, persist;
 	int only_kind;             /* --inproc: -1 all kinds, else one */
 	const char *daemon, *nullfs, *corpus, *tmp, *keep, *inproc, *drive;
 	char cmdline[4096];
@@ -331,37 +341,62 @@ struct worker {
 	struct bench_sess s;
 	long n;
 	enum proto p;
+	enum kind k;
+	bool persist;              /* one NAME.query O_RDWR: pwrite(0) + pread(0) */
 	int count;                 /* lookups to do */
 	int base;
 	int cpu;                   /* -1: any */
 	pthread_barrier_t *bar;
 	int err;
+	long hits;
 };
+
+/* One lookup on w's persistent descriptor fd: 1 hit, 0 miss, -errno. */
+static int persist_lookup(struct worker *w, int fd, const char *q)
+{
+	size_t len = strlen(q);
+	ssize_t n;
+
+	if (pwrite(fd, q, len, 0) != (ssize_t)len)
+		return -errno;
+	n = pread(fd, w->s.buf, BENCH_BUF_BYTES, 0);
+	return n < 4 ? (n < 0 ? -errno : -EIO) : !memcmp(w->s.buf, "hit", 3);
+}
 
 static void *tput_main(void *arg)
 {
 	struct worker *w = arg;
+	int fd = w->persist ? open(w->s.query, O_RDWR | O_CREAT, 0644) : -1;
 	char qb[8192];
 
 	bench_set_cpu(0, w->cpu);
+	if (w->persist && fd < 0)
+		w->err = -errno;
 	pthread_barrier_wait(w->bar);
-	for (int i = 0; i < w->count; i++) {
-		const char *q = query_of(w->c, w->n, K_MISS, 0, w->base + i, qb,
+	for (int i = 0; i < w->count && !w->err; i++) {
+		const char *q = query_of(w->c, w->n, w->k, 0, w->base + i, qb,
 					 sizeof(qb));
+		int rc = w->persist ? persist_lookup(w, fd, q) : lookup(&w->s, w->p, q);
 
-		if (lookup(&w->s, w->p, q) < 0) {
-			w->err = -1;
-			break;
-		}
+		if (rc < 0)
+			w->err = rc;
+		else
+			w->hits += rc;
 	}
 	pthread_barrier_wait(w->bar);
+	if (fd >= 0)
+		close(fd);
 	return NULL;
 }
 
-/* k threads on cpu (-1: any), each with its own NAME, doing miss lookups;
- * lookups/s. */
-static double throughput(const char *dir, const struct corpus *c, long n,
-			 enum proto p, int k, int per_thread, int cpu)
+/*
+ * k threads on cpu (-1: any), each with its own NAME, doing lookups of
+ * kind kd by protocol p, or (persist) each on its own NAME.query opened
+ * O_RDWR once; lookups/s. *hits (or NULL) gets the hits counted.
+ */
+static double throughput_of(const char *dir, const struct corpus *c, long n,
+			    enum proto p, bool persist, enum kind kd, int k,
+			    int per_thread, int cpu, long *hits)
 {
 	struct worker w[4];
 	pthread_barrier_t bar;
@@ -377,6 +412,8 @@ static double throughput(const char *dir, const struct corpus *c, long n,
 		w[i].c = c;
 		w[i].n = n;
 		w[i].p = p;
+		w[i].k = kd;
+		w[i].persist = persist;
 		w[i].count = per_thread;
 		w[i].base = i * per_thread;
 		w[i].cpu = cpu;
@@ -391,10 +428,20 @@ static double throughput(const char *dir, const struct corpus *c, long n,
 		pthread_join(w[i].th, NULL);
 		bench_sess_release(&w[i].s);
 		if (w[i].err)
-			bench_die("throughput lookup failed");
+			bench_die("throughput lookup in '%s' failed: %s", dir,
+				  strerror(-w[i].err));
+		if (hits)
+			*hits += w[i].hits;
 	}
 	pthread_barrier_destroy(&bar);
 	return (double)k * per_thread / (t0 / 1e6);
+}
+
+/* k threads doing miss lookups by protocol p; lookups/s. */
+static double throughput(const char *dir, const struct corpus *c, long n,
+			 enum proto p, int k, int per_thread, int cpu)
+{
+	return throughput_of(dir, c, n, p, false, K_MISS, k, per_thread, cpu, NULL);
 }
 
 /* ------------------------------------------------------------- in-process */
@@ -1193,6 +1240,10 @@ struct fusecfg {
 	double null_tput[2][3][MAX_RUNS];
 	double cpu[2][3][MAX_RUNS];           /* CPU µs per lookup, fs + client */
 	double null_cpu[2][3][MAX_RUNS];
+	/* --persist: [kind][1, 2, 4 threads], unpinned */
+	double ptput[K_N][3][MAX_RUNS], null_ptput[K_N][3][MAX_RUNS];
+	double pcpu[K_N][3][MAX_RUNS], null_pcpu[K_N][3][MAX_RUNS];
+	long phits[K_N], pasked[K_N];
 };
 static struct fusecfg F[MAX_FUSE];
 static int nfuse;
@@ -1258,13 +1309,15 @@ static double proc_cpu_s(pid_t pid)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* throughput(), and the CPU µs per lookup of fs pid and this process */
+/* throughput_of() (fast path, or persistent descriptors), and the CPU µs
+ * per lookup of fs pid and this process */
 static double tput_cpu(const char *dir, pid_t pid, const struct corpus *c, long n,
-		       int k, int per, int cpu, double *cpu_us)
+		       bool persist, enum kind kd, int k, int per, int cpu,
+		       double *cpu_us, long *hits)
 {
 	double c0 = proc_cpu_s(pid) + proc_cpu_s(getpid()), tp;
 
-	tp = throughput(dir, c, n, P_FAST, k, per, cpu);
+	tp = throughput_of(dir, c, n, P_FAST, persist, kd, k, per, cpu, hits);
 	*cpu_us = (proc_cpu_s(pid) + proc_cpu_s(getpid()) - c0) * 1e6 / ((double)k * per);
 	return tp;
 }
@@ -1336,6 +1389,69 @@ static void print_fuse_table(long n, int runs, bool cpu)
 }
 
 /*
+ * One --persist run: for every kind, 1, 2 and 4 threads, each build's mount
+ * then its nullfs, every thread on its own persistent NAME.query; unpinned
+ * (on one CPU threads cannot scale).
+ */
+static void persist_run(const struct corpus *c, long n, int per, int r)
+{
+	bench_set_cpu(0, -1);
+	for (int i = 0; i < nfuse; i++) {
+		bench_set_cpu_all(F[i].d.pid, -1);
+		bench_set_cpu_all(F[i].nf.pid, -1);
+	}
+	for (int k = 0; k < K_N; k++)
+		for (int t = 0; t < 3; t++)
+			for (int i = 0; i < nfuse; i++) {
+				struct fusecfg *f = &F[i];
+
+				f->ptput[k][t][r] = tput_cpu(f->dir, f->d.pid, c, n, true, k,
+					1 << t, per, -1, &f->pcpu[k][t][r], &f->phits[k]);
+				f->pasked[k] += (long)per << t;
+				f->null_ptput[k][t][r] = tput_cpu(f->ndir, f->nf.pid, c, n,
+					true, k, 1 << t, per, -1, &f->null_pcpu[k][t][r], NULL);
+			}
+}
+
+/* The --persist table: lookups/s (cpu false) or CPU µs per lookup. */
+static void print_persist_table(long n, int runs, bool cpu)
+{
+	printf("\n%s, persistent descriptors (one NAME.query O_RDWR per thread, "
+	       "pwrite(0) + pread(0) per lookup), N=%ld in one category, unpinned; "
+	       "median (min–max) of %d runs, the fs of each row and its do-nothing fs "
+	       "alternating run by run\n\n",
+	       cpu ? "CPU µs per lookup (the fs process + the client process, all threads)" :
+	       "Lookups/s", n, runs);
+	printf("| %s | 1 thread | 2 threads | 4 threads | 2T÷1T | 4T÷1T |\n"
+	       "|---|---|---|---|---|---|\n", cpu ? "CPU µs / lookup" : "lookups/s");
+	for (int i = 0; i < nfuse; i++)
+		for (int m = 0; m < 2; m++)
+			for (int k = 0; k < K_N; k++) {
+				struct fusecfg *f = &F[i];
+				double (*v)[MAX_RUNS] = cpu ? (m ? f->null_pcpu[k] : f->pcpu[k]) :
+							(m ? f->null_ptput[k] : f->ptput[k]);
+				struct bench_summary s[3];
+
+				printf("| %s, %s, %s", m ? "do-nothing fs" : "mount", f->label,
+				       kind_name[k]);
+				if (!m && !cpu)
+					printf(" (%.1f%% hits)", 100.0 * f->phits[k] /
+					       (f->pasked[k] ? f->pasked[k] : 1));
+				printf(" |");
+				for (int t = 0; t < 3; t++) {
+					s[t] = bench_summarise(v[t], runs);
+					printf(cpu ? " %.1f (%.1f–%.1f) |" : " %.0f (%.0f–%.0f) |",
+					       s[t].med, s[t].min, s[t].max);
+				}
+				if (cpu)
+					printf(" | |\n");
+				else
+					printf(" %.2f× | %.2f× |\n", s[1].med / s[0].med,
+					       s[2].med / s[0].med);
+			}
+}
+
+/*
  * Fill one store through the first build's mount, then mount every build
  * on a copy of it next to its nullfs, all at once, and time lookups/s run
  * by run: each run goes through every build, pinned then unpinned, 1, 2
@@ -1348,7 +1464,7 @@ static int fuse_mode(const struct corpus *c, const char *tmp, long n)
 {
 	struct fusecfg *f0 = &F[0];
 	char store[PATH_MAX], copy[PATH_MAX];
-	int per = O.ci ? 200 : 1000;
+	int per = O.ci ? 200 : O.lookups;
 
 	snprintf(store, sizeof(store), "%s/store", tmp);
 	for (int i = 0; i < nfuse; i++) {
@@ -1381,7 +1497,11 @@ static int fuse_mode(const struct corpus *c, const char *tmp, long n)
 		throughput(F[i].dir, c, n, P_FAST, 2, O.warmup, -1);
 		throughput(F[i].ndir, c, n, P_FAST, 2, O.warmup, -1);
 	}
-	for (int r = 0; r < O.runs; r++) {
+	for (int r = 0; r < O.runs && O.persist; r++) {
+		persist_run(c, n, per, r);
+		bench_note("run %d of %d done", r + 1, O.runs);
+	}
+	for (int r = 0; r < O.runs && !O.persist; r++) {
 		for (int pin = 0; pin < 2; pin++)
 			for (int i = 0; i < nfuse; i++) {
 				struct fusecfg *f = &F[i];
@@ -1392,9 +1512,11 @@ static int fuse_mode(const struct corpus *c, const char *tmp, long n)
 				bench_set_cpu(0, cpu);
 				for (int t = 0; t < 3; t++) {
 					f->tput[pin][t][r] = tput_cpu(f->dir, f->d.pid, c, n,
-						1 << t, per, cpu, &f->cpu[pin][t][r]);
+						false, K_MISS, 1 << t, per, cpu,
+						&f->cpu[pin][t][r], NULL);
 					f->null_tput[pin][t][r] = tput_cpu(f->ndir, f->nf.pid, c, n,
-						1 << t, per, cpu, &f->null_cpu[pin][t][r]);
+						false, K_MISS, 1 << t, per, cpu,
+						&f->null_cpu[pin][t][r], NULL);
 				}
 			}
 		bench_set_cpu(0, -1);
@@ -1405,8 +1527,13 @@ static int fuse_mode(const struct corpus *c, const char *tmp, long n)
 		bench_fs_stop(&F[i].nf.pid, F[i].nf.mnt);
 	}
 	bench_loadavg(copy, sizeof(copy), 3);
-	print_fuse_table(n, O.runs, false);
-	print_fuse_table(n, O.runs, true);
+	if (O.persist) {
+		print_persist_table(n, O.runs, false);
+		print_persist_table(n, O.runs, true);
+	} else {
+		print_fuse_table(n, O.runs, false);
+		print_fuse_table(n, O.runs, true);
+	}
 	printf("\nLoad average at the end: %s. Command: `%s`\n", copy, O.cmdline);
 	return 0;
 }
@@ -1443,6 +1570,7 @@ int main(int argc, char **argv)
 		{ "requests", 0, 0, 'R' }, { "inproc", 1, 0, 'I' },
 		{ "drive", 1, 0, 'V' }, { "kind", 1, 0, 'K' },
 		{ "agreement", 0, 0, 'A' }, { "fuse", 1, 0, 'F' },
+		{ "persist", 0, 0, 'p' },
 		{ "help", 0, 0, 'h' }, { 0 } };
 	struct result res[MAX_NS];
 	struct corpus c = { 0 };
@@ -1470,6 +1598,7 @@ int main(int argc, char **argv)
 		case 'V': O.drive = optarg; break;
 		case 'A': O.agree_only = true; break;
 		case 'F': parse_fuse(optarg); break;
+		case 'p': O.persist = true; break;
 		case 'K':
 			O.only_kind = !strcmp(optarg, "exact") ? K_EXACT :
 				      !strcmp(optarg, "semantic") ? K_SEM :
@@ -1488,6 +1617,8 @@ int main(int argc, char **argv)
 		O.lookups = 200;
 		O.warmup = 50;
 	}
+	if (O.persist && !nfuse)
+		bench_die("--persist goes with --fuse LABEL=BUILDDIR (the build dirs to compare)");
 	if (O.runs < 1 || O.runs > MAX_RUNS || O.lookups < 10)
 		bench_die("--runs must be 1..%d and --lookups at least 10", MAX_RUNS);
 	if (O.warmup > O.lookups)

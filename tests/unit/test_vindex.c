@@ -1,8 +1,9 @@
 /*
  * test_vindex.c - unit tests for index/vector/: exact results on small
  * sets, accept filters, removes, buffer vs merged equivalence, HNSW recall
- * against brute force, compaction, save/load (and damaged files), and
- * searches racing with adds and merges.
+ * against brute force, compaction, save/load (and damaged files),
+ * searches racing with adds and merges, and the single-query HNSW search
+ * (hnsw_one.cpp) against faiss_Index_search.
  *
  * VINDEX_TEST_N sets the recall set size (default 20000; sanitizer runs use
  * less). Random data comes from a fixed-seed generator so runs repeat.
@@ -10,6 +11,9 @@
  */
 #include "check.h"
 #include "vindex.h"
+#include "vindex_i.h"
+
+#include <faiss/c_api/index_factory_c.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DIM 256
@@ -41,6 +46,14 @@ static float rng_gauss(void)
 	double v = (rng_next() >> 11) / 9007199254740992.0;
 
 	return (float)(sqrt(-2 * log(u)) * cos(2 * M_PI * v));
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void normalise(float *v, int dim)
@@ -556,6 +569,80 @@ static void test_concurrency(size_t n)
 	free(data);
 }
 
+/*
+ * vindex_hnsw_search1 answers exactly what faiss_Index_search answers (the
+ * same ids, the same scores, in the same order) for inner product and L2,
+ * several k (up to more than the index holds) and ef_search settings, and
+ * declines (1) an index that is not HNSW.
+ */
+static void test_hnsw_one(void)
+{
+	enum { N = 3000, NQ = 100, KMAX = 64 };
+	static const FaissMetricType metric[2] = { METRIC_INNER_PRODUCT, METRIC_L2 };
+	static const int ks[3] = { 1, 10, KMAX };
+	float *data = malloc(sizeof(float) * N * DIM), q[DIM];
+	float da[KMAX], db[KMAX];
+	idx_t la[KMAX], lb[KMAX];
+	FaissParameterSpace *ps = NULL;
+	FaissIndex *idx = NULL;
+	long same = 0, asked = 0;
+	double t_one = 0, t_faiss = 0;
+
+	for (size_t i = 0; i < N; i++)
+		random_unit(data + i * DIM, DIM);
+	CHECK_EQ_INT(faiss_ParameterSpace_new(&ps), 0);
+	for (int m = 0; m < 2; m++) {
+		CHECK_EQ_INT(faiss_index_factory(&idx, DIM, "HNSW32,Flat", metric[m]), 0);
+		CHECK_EQ_INT(faiss_Index_add(idx, N, data), 0);
+		for (int ef = 16; ef <= 64; ef *= 4) {
+			CHECK_EQ_INT(faiss_ParameterSpace_set_index_parameter(ps, idx,
+				     "efSearch", ef), 0);
+			for (int t = 0; t < NQ; t++) {
+				noisy_copy(data + (rng_next() % N) * DIM, q, DIM, 1.0f);
+				for (int j = 0; j < 3; j++) {
+					int k = ks[j];
+
+					/* in turn first: the second search of a query
+					 * finds its graph nodes in the cache */
+					for (int o = 0; o < 2; o++) {
+						double t0 = now_s();
+
+						if ((o + t) % 2) {
+							CHECK_EQ_INT(faiss_Index_search(idx, 1, q, k, db, lb), 0);
+							t_faiss += now_s() - t0;
+						} else {
+							CHECK_EQ_INT(vindex_hnsw_search1(idx, q, k, da, la), 0);
+							t_one += now_s() - t0;
+						}
+					}
+					same += !memcmp(la, lb, sizeof(la[0]) * k) &&
+						!memcmp(da, db, sizeof(da[0]) * k);
+					asked++;
+				}
+			}
+		}
+		faiss_Index_free(idx);
+	}
+	printf("hnsw_one: %ld of %ld searches answered as faiss_Index_search "
+	       "(%.1f µs each, FAISS %.1f µs: a hint, not a benchmark)\n",
+	       same, asked, t_one / asked * 1e6, t_faiss / asked * 1e6);
+	CHECK_EQ_INT(same, asked);
+	/* fewer vectors than k: the rest is -1 as FAISS leaves it */
+	CHECK_EQ_INT(faiss_index_factory(&idx, DIM, "HNSW32,Flat", METRIC_INNER_PRODUCT), 0);
+	CHECK_EQ_INT(faiss_Index_add(idx, 5, data), 0);
+	CHECK_EQ_INT(vindex_hnsw_search1(idx, data, 10, da, la), 0);
+	CHECK_EQ_INT(faiss_Index_search(idx, 1, data, 10, db, lb), 0);
+	CHECK(!memcmp(la, lb, sizeof(la[0]) * 10) && la[5] == -1 && la[0] == 0);
+	faiss_Index_free(idx);
+	/* not an HNSW index: declined, the caller asks FAISS */
+	CHECK_EQ_INT(faiss_index_factory(&idx, DIM, "Flat", METRIC_INNER_PRODUCT), 0);
+	CHECK_EQ_INT(faiss_Index_add(idx, 10, data), 0);
+	CHECK_EQ_INT(vindex_hnsw_search1(idx, data, 5, da, la), 1);
+	faiss_Index_free(idx);
+	faiss_ParameterSpace_free(ps);
+	free(data);
+}
+
 int main(void)
 {
 	const char *env = getenv("VINDEX_TEST_N");
@@ -577,6 +664,7 @@ int main(void)
 	test_recall_compact_save(dir, n);
 	test_damaged_files(dir);
 	test_concurrency(n / 4 > 5000 ? 5000 : n / 4);
+	test_hnsw_one();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove '%s'\n", dir);
