@@ -447,19 +447,33 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 	ac = (struct accept_ctx){ .cat = cat, .pol = &pol,
 				  .ctx_hash = k.ctx_hash, .now = clock_wall_ms() };
 
-	/* Exact fast path: no embedding, no index. */
-	pthread_mutex_lock(&cat->lock);
-	e = u64map_get(&cat->by_key, k.key[0]);
-	if (e && e->key[1] == k.key[1] && entry_matches(&ac, e))
-		hit_id = e->id;
-	pthread_mutex_unlock(&cat->lock);
-	if (hit_id && engine_lookup_serve(c, &ref, hit_id, ac.now, r) == 0) {
-		r->exact = true;
-		r->score = 1.0f;
-		cat->hits++;
-		cat->exact_hits++;
-		goto out;
+	/* Exact fast path: no embedding, no index. The response is read with
+	 * no lock held, so the entry found may be replaced (a refill of the
+	 * same query) before it is served: then the one that replaced it is
+	 * looked up again, a few times, rather than answered by the index. */
+	for (int tries = 0; tries < 3; tries++) {
+		int64_t found = 0;
+
+		pthread_mutex_lock(&cat->lock);
+		e = u64map_get(&cat->by_key, k.key[0]);
+		if (e && e->key[1] == k.key[1] && entry_matches(&ac, e))
+			found = e->id;
+		pthread_mutex_unlock(&cat->lock);
+		if (!found || found == hit_id)
+			break; /* none, or the same one gone: not replaced */
+		hit_id = found;
+		rc = engine_lookup_serve(c, &ref, hit_id, ac.now, r);
+		if (rc == 0) {
+			r->exact = true;
+			r->score = 1.0f;
+			cat->hits++;
+			cat->exact_hits++;
+			goto out;
+		}
+		if (rc != -ENOENT)
+			break;
 	}
+	rc = 0;
 
 	if (!core->emb) {
 		snprintf(r->note, sizeof(r->note), "embedder unavailable: %s",
