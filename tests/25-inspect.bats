@@ -222,7 +222,7 @@ METRIC_OF=(
 	store_db_salvaged=semcache_store_db_salvaged_at_start
 	store_db_lost=semcache_store_db_lost_at_start
 	store_db_categories_recreated=semcache_store_db_categories_recreated_at_start
-	fuse_requests=semcache_fuse_requests_total
+	fuse_requests=semcache_fuse_requests_total heap_bytes=semcache_heap_bytes
 	lookup_cost_us=semcache_lookup_duration_seconds_sum
 	index_unmerged=semcache_index_unmerged_vectors
 	index_tombstones=semcache_index_tombstones llm_cost_ms=-
@@ -277,6 +277,7 @@ METRIC_OF=(
 	assert_line 'histogram semcache_lookup_best_score_bucket{category="/code",le="+Inf",outcome="hit"} 1'
 	assert_line 'histogram semcache_lookup_best_score_sum{category="/code",outcome="hit"} 1'
 	assert_line --regexp '^counter semcache_fuse_requests_total\{\} [1-9][0-9]*$'
+	assert_line --regexp '^gauge semcache_heap_bytes\{\} [1-9][0-9.]*(e\+[0-9]+)?$' # the parser prints %g
 	# no unit but base ones: nothing in microseconds or milliseconds
 	refute_output --regexp '_(micro|milli)seconds'
 	# every key of .stats has its metric

@@ -3,23 +3,26 @@
  *
  *   loadgen prefill DIR FIRST COUNT
  *       fill items FIRST..FIRST+COUNT-1 ("load item I ..." -> its answer)
- *   loadgen run DIR CLIENTS SECONDS ITEMS DAEMON_PID [COMPACTIONS]
+ *   loadgen run DIR CLIENTS SECONDS ITEMS DAEMON_PID [COMPACTIONS [FILLS]]
  *       CLIENTS threads for SECONDS: 70% lookups of a random prefilled item
  *       (must hit match=exact with the exact answer bytes), 20% refills of
  *       a random prefilled item with its same answer (the entry is
  *       replaced, so the entry count and the memory it needs stay steady),
  *       10% rm of the client's session files. Meanwhile
- *       samples DAEMON_PID's VmRSS and DIR/.stats' index_tombstones every
- *       250 ms. Refills leave tombstones that the daemon compacts away
+ *       samples DAEMON_PID's VmRSS, the root .stats' heap_bytes (what the
+ *       daemon has allocated and not freed) and DIR/.stats'
+ *       index_tombstones every 250 ms. Refills leave tombstones that the daemon compacts away
  *       once they pass a share of the index (a compaction: tombstones fall
  *       to under half), so memory is a sawtooth, and the allocator adds
  *       swings of its own. With COMPACTIONS the run goes on past SECONDS
- *       until that many compactions ended (at most 10 x SECONDS). A client
+ *       until that many compactions ended (and with FILLS until that many
+ *       refills were made; at most 10 x SECONDS). A client
  *       making no progress for 30 s is a deadlock. Prints
  *         ops N lookups L fills F rms R errors E stalls S
  *         rss_kb early_max A last_max B samples K compactions C
+ *         heap_kb mid_median M last_median L
  *       (early = the first two thirds of the samples, last = the last
- *       third) and exits 1 on any error or stall. LOADGEN_TRACE=1 prints
+ *       third, mid = the middle third) and exits 1 on any error or stall. LOADGEN_TRACE=1 prints
  *       every sample to stderr.
  *
  * What not: no assertions on latency.
@@ -179,34 +182,69 @@ static void *client(void *arg)
 	return NULL;
 }
 
-/* DIR/.stats' index_tombstones, or -1. */
-static long tombstones(void)
+/* The number after "KEY: " in the .stats file DIR/SUB, or -1. */
+static long stats_field(const char *sub, const char *key)
 {
-	char path[4096], buf[4096];
+	char path[4096], buf[8192], pat[64];
 	const char *at;
 	ssize_t n;
 
-	snprintf(path, sizeof(path), "%s/.stats", dir);
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	snprintf(pat, sizeof(pat), "\n%s: ", key);
 	n = bench_get(path, buf, sizeof(buf) - 1);
 	if (n < 0)
 		return -1;
 	buf[n] = '\0';
-	at = strstr(buf, "\nindex_tombstones: ");
-	return at ? atol(at + 20) : -1;
+	at = strstr(buf, pat);
+	return at ? atol(at + strlen(pat)) : -1;
 }
 
-static int do_run(int nclients, long secs, long pid, int want_compactions)
+/* DIR/.stats' index_tombstones, or -1. */
+static long tombstones(void)
 {
-	long max_secs = want_compactions ? secs * 10 : secs;
+	return stats_field(".stats", "index_tombstones");
+}
+
+/* The root's heap_bytes (what the daemon has allocated and not freed) in
+ * KiB, or -1. */
+static long heap_kib(void)
+{
+	long b = stats_field("../.stats", "heap_bytes");
+
+	return b < 0 ? -1 : b / 1024;
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* the median of v[from..to) (sorts that part) */
+static long median(long *v, long from, long to)
+{
+	if (to <= from)
+		return 0;
+	qsort(v + from, (size_t)(to - from), sizeof(*v), cmp_long);
+	return v[from + (to - from) / 2];
+}
+
+static int do_run(int nclients, long secs, long pid, int want_compactions,
+		  long min_fills)
+{
+	long max_secs = want_compactions || min_fills ? secs * 10 : secs;
 	struct client *cs = calloc((size_t)nclients, sizeof(*cs));
 	long *rss = calloc((size_t)(max_secs * 4 + 8), sizeof(long));
+	long *heap = calloc((size_t)(max_secs * 4 + 8), sizeof(long));
 	long nrss = 0, stalls = 0, early_max = 0, last_max = 0, prev_tomb = -1;
+	long mid_heap, last_heap;
 	int compactions = 0;
 	long long t0 = now_ms(), end = t0 + secs * 1000;
 	long long hard_end = t0 + max_secs * 1000;
 	struct timespec tick = { 0, 250 * 1000000L };
 
-	if (!cs || !rss)
+	if (!cs || !rss || !heap)
 		return 2;
 	for (int i = 0; i < nclients; i++) {
 		cs[i].id = i;
@@ -214,23 +252,28 @@ static int do_run(int nclients, long secs, long pid, int want_compactions)
 		pthread_create(&cs[i].th, NULL, client, &cs[i]);
 	}
 	while (now_ms() < end ||
-	       (compactions < want_compactions && now_ms() < hard_end)) {
+	       ((compactions < want_compactions || n_fills < min_fills) &&
+		now_ms() < hard_end)) {
 		long long t = now_ms();
 		long tomb, kib;
 
 		nanosleep(&tick, NULL);  /* the sampling period, not a wait */
 		kib = bench_proc_kib((pid_t)pid, "VmRSS");
-		if (nrss < max_secs * 4 + 8)
+		if (nrss < max_secs * 4 + 8) {
+			heap[nrss] = heap_kib();
 			rss[nrss++] = kib;
+		}
 		tomb = tombstones();
 		if (tomb >= 0 && prev_tomb >= 64 && tomb * 2 < prev_tomb)
 			compactions++;
 		if (tomb >= 0)
 			prev_tomb = tomb;
 		if (getenv("LOADGEN_TRACE"))
-			fprintf(stderr, "sample %ld ms rss_kb %ld tombstones %ld "
-				"compactions %d\n", (long)(now_ms() - t0), kib,
-				tomb, compactions);
+			fprintf(stderr, "sample %ld ms rss_kb %ld heap_kb %ld "
+				"threads %ld tombstones %ld compactions %d\n",
+				(long)(now_ms() - t0), kib, heap[nrss - 1],
+				bench_proc_kib((pid_t)pid, "Threads"), tomb,
+				compactions);
 		for (int i = 0; i < nclients; i++)
 			if (t - cs[i].last_progress_ms > STALL_MS) {
 				fprintf(stderr, "loadgen: client %d made no "
@@ -254,13 +297,17 @@ static int do_run(int nclients, long secs, long pid, int want_compactions)
 	printf("ops %ld lookups %ld fills %ld rms %ld errors %ld stalls %ld\n",
 	       n_lookups + n_fills + n_rms, (long)n_lookups, (long)n_fills,
 	       (long)n_rms, (long)n_errors, stalls);
+	mid_heap = median(heap, nrss / 3, nrss - nrss / 3);
+	last_heap = median(heap, nrss - nrss / 3, nrss);
 	printf("rss_kb early_max %ld last_max %ld samples %ld compactions %d\n",
 	       early_max, last_max, nrss, compactions);
+	printf("heap_kb mid_median %ld last_median %ld\n", mid_heap, last_heap);
 	fflush(stdout);
 	if (stalls)
 		_exit(1);  /* stuck threads cannot be joined */
 	free(cs);
 	free(rss);
+	free(heap);
 	return n_errors ? 1 : 0;
 }
 
@@ -272,16 +319,17 @@ int main(int argc, char **argv)
 		dir = argv[2];
 		return do_prefill(atol(argv[3]), atol(argv[4]));
 	}
-	if (!strcmp(op, "run") && (argc == 7 || argc == 8)) {
+	if (!strcmp(op, "run") && argc >= 7 && argc <= 9) {
 		dir = argv[2];
 		items = atol(argv[5]);
 		if (items <= 0)
 			return 2;
 		return do_run(atoi(argv[3]), atol(argv[4]), atol(argv[6]),
-			      argc == 8 ? atoi(argv[7]) : 0);
+			      argc >= 8 ? atoi(argv[7]) : 0,
+			      argc == 9 ? atol(argv[8]) : 0);
 	}
 	fprintf(stderr, "usage: loadgen prefill DIR FIRST COUNT\n"
 		"       loadgen run DIR CLIENTS SECONDS ITEMS DAEMON_PID "
-		"[COMPACTIONS]\n");
+		"[COMPACTIONS [FILLS]]\n");
 	return 2;
 }
