@@ -1,0 +1,293 @@
+#!/usr/bin/env bats
+# The Redis fault matrix (what each client sees is in the README, "Running
+# on many machines"): redis-server killed and restarted with and without
+# its AOF, a silent network partition between one host and Redis, a
+# failover to a replica, a server answering BUSY and OOM, and a live
+# resharding of a Redis Cluster while three hosts fill and look up. Each
+# cell checks that every acknowledged fill (close() returned 0) that the
+# setting promises to keep is a hit with its bytes on every host, that no
+# lookup is answered with bytes that are not the question's own, and the
+# exact errno a client gets while the fault lasts. Real redis-servers on
+# loopback ports; tests/tools/tcp_gate.py is the link that can be cut.
+# (Paused server, garbage replies, FLUSHALL, LOADING after a lost reply and
+# bad redirects are in 82-redis-faults.bats.)
+
+load helpers
+load redis_hosts
+
+setup() {
+	hosts_workdirs
+	PORT=$((23000 + RANDOM % 9000)) # below the kernel's ephemeral ports
+	URL=redis://127.0.0.1:$PORT/0
+	mkdir -p "$WORK/resp" "$WORK/filled"
+	: >"$WORK/failed"
+}
+
+teardown() {
+	local p
+	[ -z "${EVAL_PID:-}" ] || { redis-cli -p "$PORT" script kill >/dev/null 2>&1; wait "$EVAL_PID"; } || true
+	[ -z "${GATE_PID:-}" ] || { kill "$GATE_PID"; wait "$GATE_PID"; } 2>/dev/null || true
+	[ -z "${RPORT:-}" ] || redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
+	teardown_hosts
+	for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
+}
+
+# hosts_up URL_A URL_B: host A on store URL_A, host B on URL_B
+hosts_up() {
+	STORE=$1
+	URL=$2
+	XDG_DATA_HOME=$WORK/state-a start_daemon
+	start_b
+}
+
+# start_gate UPSTREAM: tests/tools/tcp_gate.py on $GPORT (control port
+# $GCTL) forwarding to the server on port UPSTREAM
+start_gate() {
+	command -v python3 >/dev/null || skip "needs python3 (the link tool)"
+	GPORT=$((PORT + 2))
+	GCTL=$((PORT + 3))
+	python3 "$TESTS_DIR/tools/tcp_gate.py" "$GPORT" "$GCTL" "$1" >"$WORK/gate.out" 2>&1 &
+	GATE_PID=$!
+	wait_until 10 grep -q '^listening' "$WORK/gate.out"
+}
+
+gate() { python3 "$TESTS_DIR/tools/tcp_gate.py" --ctl "$GCTL" "$@" >/dev/null; }
+
+# kill_redis PORT: SIGKILL the server on PORT (no shutdown, no save) and
+# wait until it is gone
+kill_redis() {
+	local pid
+	pid=$(redis-cli -p "$1" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
+	[ -n "$pid" ]
+	kill -9 "$pid"
+	gone() { ! kill -0 "$pid" 2>/dev/null; }
+	wait_until 10 gone
+}
+
+# timed CMD...: run CMD; $ms is how long it took
+timed() {
+	local t0
+	t0=$(date +%s%N)
+	run "$@"
+	ms=$((($(date +%s%N) - t0) / 1000000))
+}
+
+# question_of RESPONSE_FILE: fill_loop's question for the response in it
+question_of() {
+	local t
+	t=$(head -n 1 "$1")
+	t=${t#answer }
+	printf 'question %s: how many %s can a %s fit\n' "$t" "${t%-*}" "${t#*-}"
+}
+
+# serves_filled MNT: every acknowledged fill ($WORK/filled/ID) is listed
+# with its bytes on the host at MNT, and its question is an exact hit
+# there answering them
+serves_filled() {
+	local f id
+	for f in "$WORK"/filled/*; do
+		id=${f##*/}
+		cmp "$f" "$1/q/entries/$id/response" || return 1
+		question_of "$f" >"$1/q/s$id.query" || return 1
+		[[ $(cat "$1/q/s$id.status") =~ ^hit\ score=1\.000 ]] || return 1
+		cmp "$f" "$1/q/s$id.response" || return 1
+	done
+}
+
+# never_wrong MNT: each acknowledged fill's question, asked on MNT, is a
+# miss or a hit answering that fill's own bytes (never another entry's)
+never_wrong() {
+	local f id s
+	for f in "$WORK"/filled/*; do
+		id=${f##*/}
+		question_of "$f" >"$1/q/w$id.query"
+		s=$(cat "$1/q/w$id.status")
+		if [ "${s%% *}" = hit ] && ! cmp -s "$f" "$1/q/w$id.response"; then
+			echo "wrong answer on $1 for entry $id: $s: $(head -c 60 "$1/q/w$id.response")" >&2
+			return 1
+		fi
+	done
+}
+
+# both_have_q: category q exists on both hosts
+both_have_q() {
+	mkdir -p "$MNT/q"
+	has_q() { [ -d "$MNT_B/q" ]; }
+	wait_until 5 has_q
+}
+
+@test "redis-server killed and restarted on its AOF (appendfsync always) while both hosts fill: every acknowledged fill hits on both, nothing failed stays" {
+	start_redis
+	hosts_up "$URL" "$URL"
+	both_have_q
+	fill_loop "$MNT" a 1 40 &
+	fa=$!
+	fill_loop "$MNT_B" b 1 40 &
+	fb=$!
+	some() { (($(ls "$WORK/filled" | wc -l) >= 10)); }
+	wait_until 30 some
+	kill_redis "$PORT"
+	start_redis
+	wait $fa $fb
+	n=$(ls "$WORK/filled" | wc -l)
+	echo "# killed mid-fill: $n fills acknowledged, $(wc -l <"$WORK/failed") failed" >&3
+	((n >= 10))
+	run redis-cli -p "$PORT" config get appendonly
+	assert_line yes
+	wait_until 10 serves_filled "$MNT"
+	wait_until 10 serves_filled "$MNT_B"
+	# a fill that failed is not left stored (a put that ran is cancelled)
+	settled() { count_is "$n" "$MNT" "$MNT_B"; }
+	wait_until 20 settled
+	[ "$(redis-cli -p "$PORT" zcard "{c$(($(ls "$WORK/filled" | head -n 1) & 16777215))}:ids")" = "$n" ]
+}
+
+@test "redis-server restarted without persistence: both hosts notice the empty store, never serve a lost entry or another's bytes, and new fills reach the other host" {
+	start_redis --appendonly no
+	hosts_up "$URL" "$URL"
+	both_have_q
+	fill_loop "$MNT" a 1 8
+	fill_loop "$MNT_B" b 1 8
+	run cat "$WORK/failed"
+	assert_output ""
+	wait_until 10 serves_filled "$MNT_B"
+	kill_redis "$PORT"
+	start_redis --appendonly no
+	# until a host notices, its fills fail (the category's keys are gone)
+	# and a lookup of a lost entry is a miss; after, fills work again: B
+	# fills new questions while A asks the lost ones, every round
+	new=0
+	refill_b() {
+		never_wrong "$MNT" || echo "round $new" >>"$WORK/wrong"
+		ask_b q "n$new" "which river flows through the city number $new" >/dev/null || return 1
+		if [ "$("$FSOP" write "$MNT_B/q/n$new.response" "river $new")" = ok ]; then
+			new=$((new + 1))
+		fi
+		((new >= 3))
+	}
+	wait_until 20 refill_b
+	[ ! -s "$WORK/wrong" ]
+	for log in "$LOG" "$LOG_B"; do
+		grep -q "the store was reset behind this host's back" "$log"
+	done
+	# the lost entries are gone on both hosts; the new ones reach A
+	lost_everywhere() {
+		local f
+		for f in "$WORK"/filled/*; do
+			[ ! -e "$MNT/q/entries/${f##*/}" ] && [ ! -e "$MNT_B/q/entries/${f##*/}" ] || return 1
+		done
+	}
+	wait_until 10 lost_everywhere
+	never_wrong "$MNT"
+	never_wrong "$MNT_B"
+	reach_a() { [[ $(ask q r2 "which river flows through the city number 2") =~ ^hit\ score=1\.000 ]]; }
+	wait_until 10 reach_a
+	run cat "$MNT/q/r2.response"
+	assert_output "river 2"
+}
+
+@test "a silent partition between host A and Redis: A's hits miss and its fills fail with ETIMEDOUT within two command timeouts, B works; healed, A catches up and the failed fill is not left" {
+	start_redis
+	start_gate "$PORT"
+	hosts_up "redis://127.0.0.1:$GPORT/0" "$URL"
+	both_have_q
+	fill_loop "$MNT_B" b 1 3
+	wait_until 10 serves_filled "$MNT"
+	ask q lost "a question host a asks during the partition" >/dev/null
+	gate block
+	# a hit needs its response from Redis: a miss after at most two 2 s
+	# timeouts (the exact path and then the semantic path each read it)
+	timed ask q p1 "$(question_of "$(ls "$WORK"/filled/* | head -n 1)")"
+	echo "# partitioned hit: '$output' after $ms ms" >&3
+	assert_output "miss reason=store unavailable: Connection timed out"
+	((ms < 5000))
+	timed "$FSOP" write "$MNT/q/lost.response" "an answer that must not stay"
+	echo "# partitioned fill: '$output' after $ms ms" >&3
+	assert_output "ETIMEDOUT at close"
+	((ms < 4000))
+	# a lookup that needs no round trip (a miss) still answers at once
+	timed ask q p2 "something nobody ever asked about zebras"
+	assert_miss
+	((ms < 1000))
+	# B is not affected
+	fill_loop "$MNT_B" b 4 6
+	run cat "$WORK/failed"
+	assert_output ""
+	serves_filled "$MNT_B"
+	gate pass
+	# healed: A's fills work, B's fills made meanwhile are hits on A,
+	# and A's fill is on B
+	fill_a() {
+		local n=h$RANDOM
+		ask q "$n" "which colour is the sky over the harbour at dawn" >/dev/null &&
+			[ "$("$FSOP" write "$MNT/q/$n.response" "after the partition")" = ok ]
+	}
+	wait_until 10 fill_a
+	wait_until 10 serves_filled "$MNT"
+	b_has_a() { [[ $(ask_b q "x$RANDOM" "which colour is the sky over the harbour at dawn") =~ ^hit\ score=1\.000 ]]; }
+	wait_until 10 b_has_a
+	# the put that timed out reached Redis when the link healed (its bytes
+	# were held, as TCP would resend them): it is cancelled, never served
+	settled() { count_is 7 "$MNT" "$MNT_B"; }
+	wait_until 20 settled
+	run ask_b q l2 "a question host a asks during the partition"
+	assert_miss
+	grep -q "no reply within the command timeout" "$LOG"
+}
+
+@test "Redis busy in a script: fills fail with EIO naming BUSY, lookups of cached entries miss with EIO, the daemon stays up; after SCRIPT KILL all works" {
+	start_redis --lua-time-limit 50
+	hosts_up "$URL" "$URL"
+	both_have_q
+	fill_loop "$MNT" a 1 2
+	wait_until 10 serves_filled "$MNT_B"
+	ask q busy "a question asked while the server is busy" >/dev/null
+	redis-cli -p "$PORT" eval "local i = 0 while true do i = i + 1 end" 0 >"$WORK/eval.out" 2>&1 &
+	EVAL_PID=$!
+	is_busy() { redis-cli -p "$PORT" ping 2>&1 | grep -q '^BUSY'; }
+	wait_until 10 is_busy
+	timed "$FSOP" write "$MNT/q/busy.response" "an answer while busy"
+	echo "# fill on a busy server: '$output' after $ms ms" >&3
+	assert_output "EIO at close"
+	((ms < 4000))
+	grep -q "BUSY Redis is busy running a script" "$LOG"
+	timed ask_b q cached "$(question_of "$(ls "$WORK"/filled/* | head -n 1)")"
+	echo "# hit on a busy server: '$output' after $ms ms" >&3
+	assert_output "miss reason=store unavailable: Input/output error"
+	((ms < 4000))
+	redis-cli -p "$PORT" script kill >/dev/null
+	wait "$EVAL_PID" || true
+	EVAL_PID=
+	serves_filled "$MNT_B"
+	ask q busy2 "a question asked while the server is busy" >/dev/null
+	run "$FSOP" write "$MNT/q/busy2.response" "an answer after the script"
+	assert_output "ok"
+	settled() { count_is 3 "$MNT" "$MNT_B"; }
+	wait_until 10 settled
+	kill -0 "$DAEMON_PID"
+}
+
+@test "Redis out of memory (maxmemory, noeviction): fills fail with ENOSPC naming OOM, cached entries still hit; memory back, fills work" {
+	start_redis --maxmemory-policy noeviction
+	hosts_up "$URL" "$URL"
+	both_have_q
+	fill_loop "$MNT" a 1 3
+	wait_until 10 serves_filled "$MNT_B"
+	redis-cli -p "$PORT" config set maxmemory 1 >/dev/null
+	ask q oom "a question asked while the server is full" >/dev/null
+	timed "$FSOP" write "$MNT/q/oom.response" "an answer with no room"
+	echo "# fill on a full server: '$output' after $ms ms" >&3
+	assert_output "ENOSPC at close"
+	((ms < 4000))
+	grep -q "OOM command not allowed when used memory > 'maxmemory'" "$LOG"
+	serves_filled "$MNT"
+	serves_filled "$MNT_B"
+	redis-cli -p "$PORT" config set maxmemory 0 >/dev/null
+	ask q oom2 "a question asked while the server is full" >/dev/null
+	run "$FSOP" write "$MNT/q/oom2.response" "an answer with room again"
+	assert_output "ok"
+	b_sees() { [[ $(ask_b q "o$RANDOM" "a question asked while the server is full") =~ ^hit\ score=1\.000 ]]; }
+	wait_until 10 b_sees
+	settled() { count_is 4 "$MNT" "$MNT_B"; }
+	wait_until 10 settled
+}
