@@ -26,7 +26,7 @@ setup() {
 teardown() {
 	local p
 	[ -z "${EVAL_PID:-}" ] || { redis-cli -p "$PORT" script kill >/dev/null 2>&1; wait "$EVAL_PID"; } || true
-	[ -z "${GATE_PID:-}" ] || { kill "$GATE_PID"; wait "$GATE_PID"; } 2>/dev/null || true
+	for p in "${GATE_PIDS[@]}"; do kill "$p" && wait "$p"; done 2>/dev/null || true
 	[ -z "${RPORT:-}" ] || redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
 	teardown_hosts
 	for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
@@ -40,18 +40,22 @@ hosts_up() {
 	start_b
 }
 
-# start_gate UPSTREAM: tests/tools/tcp_gate.py on $GPORT (control port
-# $GCTL) forwarding to the server on port UPSTREAM
+# start_gate UPSTREAM [AT]: tests/tools/tcp_gate.py forwarding port
+# PORT+AT (default 2; its control port the next one) to the server on port
+# UPSTREAM; the first one's ports are $GPORT and $GCTL
 start_gate() {
+	local at=$((PORT + ${2:-2}))
 	command -v python3 >/dev/null || skip "needs python3 (the link tool)"
-	GPORT=$((PORT + 2))
-	GCTL=$((PORT + 3))
-	python3 "$TESTS_DIR/tools/tcp_gate.py" "$GPORT" "$GCTL" "$1" >"$WORK/gate.out" 2>&1 &
-	GATE_PID=$!
-	wait_until 10 grep -q '^listening' "$WORK/gate.out"
+	python3 "$TESTS_DIR/tools/tcp_gate.py" "$at" "$((at + 1))" "$1" >"$WORK/gate$at.out" 2>&1 &
+	GATE_PIDS+=($!)
+	wait_until 10 grep -q '^listening' "$WORK/gate$at.out"
+	GPORT=${GPORT:-$at}
+	GCTL=${GCTL:-$((at + 1))}
 }
 
-gate() { python3 "$TESTS_DIR/tools/tcp_gate.py" --ctl "$GCTL" "$@" >/dev/null; }
+# gate COMMAND [ARG]: tell the first link (gate_at CTL ...: another one)
+gate() { gate_at "$GCTL" "$@"; }
+gate_at() { python3 "$TESTS_DIR/tools/tcp_gate.py" --ctl "$@" >/dev/null; }
 
 # kill_redis PORT: SIGKILL the server on PORT (no shutdown, no save) and
 # wait until it is gone
@@ -290,4 +294,110 @@ both_have_q() {
 	wait_until 10 b_sees
 	settled() { count_is 4 "$MNT" "$MNT_B"; }
 	wait_until 10 settled
+}
+
+# ask_on MNT DIR NAME QUERY: ask, on the host mounted at MNT
+ask_on() { MNT=$1 ask "${@:2}"; }
+
+# repl_offset PORT: the replication offset the server on PORT has reached
+repl_offset() {
+	redis-cli -p "$1" info replication | sed -n 's/^\(master\|slave\)_repl_offset:\([0-9]*\).*/\2/p' | tail -n 1
+}
+
+@test "failover to a replica that lacked the last fill (REPLICAOF NO ONE, the address moved): what it had hits on both hosts; the lost fill's id, taken again by a new fill, never answers the lost question with the new bytes" {
+	start_redis
+	RPORT=$((PORT + 4))
+	mkdir -p "$WORK/replica"
+	# the primary's clients reach it on $GPORT, its replica on PORT+6:
+	# two links that fail apart
+	start_gate "$PORT"
+	start_gate "$PORT" 6
+	redis-server --port "$RPORT" --bind 127.0.0.1 --replicaof 127.0.0.1 "$((PORT + 6))" --save '' \
+		--appendonly yes --appendfsync always --dir "$WORK/replica" --daemonize yes \
+		--logfile "$WORK/replica.log" >/dev/null
+	linked() { redis-cli -p "$RPORT" info replication | grep -q '^master_link_status:up'; }
+	wait_until 10 linked
+	hosts_up "redis://127.0.0.1:$GPORT/0" "redis://127.0.0.1:$GPORT/0"
+	both_have_q
+	fill_loop "$MNT" a 1 5
+	fill_loop "$MNT_B" b 1 5
+	run cat "$WORK/failed"
+	assert_output ""
+	# semcachefs does not WAIT for replicas: a fill is acknowledged once
+	# the primary ran it. These ten reached the replica before the failover.
+	synced() { [ "$(repl_offset "$RPORT")" = "$(repl_offset "$PORT")" ]; }
+	wait_until 10 synced
+	# one more, acknowledged while the replica's link is cut
+	gate_at "$((PORT + 7))" block
+	run ask q lost "what is the boiling point of water on mount everest"
+	assert_miss
+	fill q lost "seventy one degrees"
+	lost=$(sed -n 's/^stored entry=\([0-9]*\)$/\1/p' "$MNT/q/lost.status")
+	[ -n "$lost" ]
+	seen_b() { [ -d "$MNT_B/q/entries/$lost" ]; }
+	wait_until 10 seen_b
+	(($(repl_offset "$RPORT") < $(repl_offset "$PORT")))
+	# the primary dies; its replica is promoted and the address moves to it
+	kill_redis "$PORT"
+	gate_at "$((PORT + 7))" reset
+	redis-cli -p "$RPORT" replicaof no one >/dev/null
+	gate upstream "$RPORT"
+	gate reset
+	# a host that never knew the lost fill (it starts now) fills first:
+	# the promoted replica's counter gives it the next id it has, which
+	# is the lost fill's. A and B, asked the lost question, must never
+	# answer with C's bytes.
+	start_host c "redis://127.0.0.1:$GPORT/0"
+	run ask_on "$WORK/c" q new "how far is the moon from the earth"
+	assert_miss
+	MNT=$WORK/c fill q new "far away"
+	run cat "$WORK/c/q/new.status"
+	echo "# lost fill $lost; C's fill after the failover: $output" >&3
+	# until C's fill is a hit on A and B, the lost question is asked on
+	# both every round; a hit must answer the lost fill's own bytes
+	c_known() { [[ $(ask_on "$1" q "k$RANDOM" "how far is the moon from the earth") =~ ^hit\ score=1\.000 ]]; }
+	lost_right() {
+		local m s
+		for m in "$MNT" "$MNT_B"; do
+			s=$(ask_on "$m" q lq "what is the boiling point of water on mount everest")
+			if [ "${s%% *}" = hit ] && [ "$(cat "$m/q/lq.response")" != "seventy one degrees" ]; then
+				echo "${m##*/} answered the lost question with C's '$(cat "$m/q/lq.response")': $s" >>"$WORK/wrong"
+			fi
+		done
+		c_known "$MNT" && c_known "$MNT_B"
+	}
+	known=yes
+	wait_until 10 lost_right || known=no
+	run sort -u "$WORK/wrong"
+	assert_output ""
+	[ "$known" = yes ] # C's fill is a hit on A and B
+	# fills work again on both hosts
+	n=0
+	refill() {
+		local h m
+		for h in a b; do
+			m=$WORK/$h
+			ask_on "$m" q "f$h$n" "how far is the moon from the earth in step $n" >/dev/null || return 1
+			if [ "$("$FSOP" write "$m/q/f$h$n.response" "step $n from $h")" = ok ]; then
+				id=$(sed -n 's/^stored entry=\([0-9]*\)$/\1/p' "$m/q/f$h$n.status")
+				printf 'step %s from %s' "$n" "$h" >"$WORK/new.$id"
+				n=$((n + 1))
+			fi
+		done
+		((n >= 4))
+	}
+	wait_until 20 refill
+	wait_until 10 serves_filled "$MNT"
+	wait_until 10 serves_filled "$MNT_B"
+	# the lost fill: a miss on both hosts
+	for m in "$MNT" "$MNT_B"; do
+		run ask_on "$m" q lq2 "what is the boiling point of water on mount everest"
+		assert_miss
+	done
+	# and the fills made after the failover answer their own bytes
+	for f in "$WORK"/new.*; do
+		for m in "$MNT" "$MNT_B"; do
+			cmp "$f" "$m/q/entries/${f##*.}/response"
+		done
+	done
 }
