@@ -21,10 +21,13 @@ setup() {
 	URL=redis://127.0.0.1:$PORT/0
 	mkdir -p "$WORK/resp" "$WORK/filled"
 	: >"$WORK/failed"
+	: >"$WORK/wrong"
 }
 
 teardown() {
 	local p
+	# the fill and lookup loops of a test that failed midway
+	for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
 	[ -z "${EVAL_PID:-}" ] || { redis-cli -p "$PORT" script kill >/dev/null 2>&1; wait "$EVAL_PID"; } || true
 	for p in "${GATE_PIDS[@]}"; do kill "$p" && wait "$p"; done 2>/dev/null || true
 	[ -z "${RPORT:-}" ] || redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
@@ -400,4 +403,169 @@ repl_offset() {
 			cmp "$f" "$m/q/entries/${f##*.}/response"
 		done
 	done
+}
+
+# ---- a live resharding of a Redis Cluster ----
+
+# start_cluster: three masters on ports $PORTS, slots spread by
+# `redis-cli --cluster create` (as 81-redis-cluster.bats runs it)
+start_cluster() {
+	local base=$((20000 + RANDOM % 2700)) p # cluster bus ports: +10000
+	PORTS=("$base" "$((base + 1))" "$((base + 2))")
+	for p in "${PORTS[@]}"; do
+		mkdir -p "$WORK/r$p"
+		redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes --save '' \
+			--cluster-config-file "$WORK/r$p/nodes.conf" --appendonly yes \
+			--dir "$WORK/r$p" --daemonize yes --logfile "$WORK/r$p/log" >/dev/null
+	done
+	all_up() { for p in "${PORTS[@]}"; do redis-cli -p "$p" ping 2>/dev/null | grep -q PONG || return 1; done; }
+	wait_until 10 all_up
+	redis-cli --cluster create "${PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 \
+		--cluster-yes >"$WORK/create.log" 2>&1 || skip "redis-cli --cluster create failed here"
+	cluster_ok() { redis-cli -p "${PORTS[0]}" cluster info | grep -q 'cluster_state:ok'; }
+	wait_until 20 cluster_ok
+}
+
+node_id() { redis-cli -p "$1" cluster myid; }
+
+# slot_port SLOT: the port of the master that owns SLOT now (CLUSTER
+# NODES: "ID HOST:PORT@BUS FLAGS ... LO-HI ...")
+slot_port() {
+	redis-cli -p "${PORTS[0]}" cluster nodes | awk -v s="$1" '{
+		for (i = 9; i <= NF; i++) {
+			n = split($i, r, "-")
+			if ($i !~ /^\[/ && s >= r[1] && s <= r[n]) { split($2, h, "[:@]"); print h[2]; exit }
+		}
+	}'
+}
+
+# move_slot SLOT FROM TO: migrate SLOT from the master on port FROM to the
+# one on TO as redis-cli --cluster reshard does: IMPORTING/MIGRATING, the
+# keys in batches of 10 with MIGRATE (clients meanwhile get ASK and
+# TRYAGAIN), then the slot given to TO on every master
+move_slot() {
+	local keys p
+	redis-cli -p "$3" cluster setslot "$1" importing "$(node_id "$2")" >/dev/null
+	redis-cli -p "$2" cluster setslot "$1" migrating "$(node_id "$3")" >/dev/null
+	while keys=$(redis-cli -p "$2" cluster getkeysinslot "$1" 10) && [ -n "$keys" ]; do
+		# shellcheck disable=SC2086 # one argument per key name
+		redis-cli -p "$2" migrate 127.0.0.1 "$3" "" 0 5000 keys $keys >>"$WORK/migrate.out"
+	done
+	for p in "$3" "$2" "${PORTS[@]}"; do
+		redis-cli -p "$p" cluster setslot "$1" node "$(node_id "$3")" >/dev/null
+	done
+}
+
+# hit_loop MNT: until $WORK/stop exists, ask the questions of acknowledged
+# fills on the host at MNT; a hit answering other bytes goes to $WORK/wrong
+hit_loop() {
+	local f id s
+	until [ -e "$WORK/stop" ]; do
+		for f in "$WORK"/filled/*; do
+			[ -e "$f" ] || continue
+			id=${f##*/}
+			question_of "$f" >"$1/q/h$id.query" 2>/dev/null || continue
+			s=$(cat "$1/q/h$id.status" 2>/dev/null) || continue
+			if [ "${s%% *}" = hit ] && ! cmp -s "$f" "$1/q/h$id.response"; then
+				echo "${1##*/} entry $id: $s" >>"$WORK/wrong"
+			fi
+		done
+	done
+}
+
+@test "a live resharding of a Redis Cluster (the busy category's slot moved twice while 3 hosts fill and look up): every acknowledged fill hits on all, none failed stays, no wrong answer" {
+	command -v redis-cli >/dev/null || skip "needs redis-cli (package redis-tools)"
+	start_cluster
+	URL=redis://127.0.0.1:${PORTS[0]}/0
+	hosts_up "$URL" "redis://127.0.0.1:${PORTS[1]}/0"
+	start_host c "redis://127.0.0.1:${PORTS[2]}/0"
+	both_have_q
+	fill_loop "$MNT" w 1 1
+	id=$(ls "$WORK/filled")
+	slot=$(redis-cli -p "${PORTS[0]}" cluster keyslot "{c$((id & 16777215))}")
+	from=$(slot_port "$slot")
+	[ -n "$from" ]
+	has_c() { [ -d "$WORK/c/q" ]; }
+	wait_until 5 has_c
+	fill_loop "$MNT" a 1 60 &
+	BG_PIDS=($!)
+	fill_loop "$MNT_B" b 1 60 &
+	BG_PIDS+=($!)
+	fill_loop "$WORK/c" c 1 60 &
+	BG_PIDS+=($!)
+	fills=("${BG_PIDS[@]}")
+	for m in "$MNT" "$MNT_B" "$WORK/c"; do hit_loop "$m" & BG_PIDS+=($!); done
+	some() { (($(ls "$WORK/filled" | wc -l) >= 15)); }
+	wait_until 30 some
+	to=
+	for p in "${PORTS[@]}"; do [ "$p" = "$from" ] || to=${to:-$p}; done
+	move_slot "$slot" "$from" "$to"
+	[ "$(slot_port "$slot")" = "$to" ]
+	moved_once=$(ls "$WORK/filled" | wc -l)
+	for p in "${PORTS[@]}"; do [ "$p" = "$from" ] || [ "$p" = "$to" ] || third=$p; done
+	move_slot "$slot" "$to" "$third"
+	[ "$(slot_port "$slot")" = "$third" ]
+	wait "${fills[@]}"
+	touch "$WORK/stop"
+	wait "${BG_PIDS[@]}"
+	BG_PIDS=()
+	n=$(ls "$WORK/filled" | wc -l)
+	echo "# slot $slot moved $from -> $to -> $third: $n fills acknowledged ($moved_once before the second move), $(wc -l <"$WORK/failed") failed; $(wc -l <"$WORK/migrate.out") MIGRATE batches" >&3
+	grep -h "redis" "$LOG" "$LOG_B" "$WORK/c.log" | grep -v info | sed 's/^[^ ]* //' | sort | uniq -c | sort -rn | head -n 5 >&3
+	run sort -u "$WORK/wrong"
+	assert_output ""
+	wait_until 10 serves_filled "$MNT"
+	wait_until 10 serves_filled "$MNT_B"
+	wait_until 10 serves_filled "$WORK/c"
+	settled() { count_is "$n" "$MNT" "$MNT_B" "$WORK/c"; }
+	wait_until 20 settled
+	[ "$(redis-cli -p "$third" zcard "{c$((id & 16777215))}:ids")" = "$n" ]
+}
+
+# chaos_cluster: tests/tools/redis_chaos.py on $CPORT in front of the
+# server, claiming to be a one-node cluster that owns every slot (so that
+# the store follows cluster replies: MOVED, ASK, TRYAGAIN)
+chaos_cluster() {
+	command -v python3 >/dev/null || skip "needs python3 (the fault proxy)"
+	CPORT=$((PORT + 8))
+	python3 "$TESTS_DIR/tools/redis_chaos.py" "$CPORT" "$PORT" >/dev/null 2>"$WORK/chaos.log" &
+	BG_PIDS+=($!)
+	proxy_up() { [ "$(redis-cli -p "$CPORT" ping 2>/dev/null)" = PONG ]; }
+	wait_until 10 proxy_up
+	chaos rule "CLUSTER SLOTS" fake -1 0 "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n\$9\r\n127.0.0.1\r\n:$CPORT\r\n"
+}
+
+chaos() { redis-cli -p "$CPORT" chaos "$@" >/dev/null; }
+
+@test "a slot in migration answers TRYAGAIN for a while: the fill waits for it within the command timeout and succeeds; TRYAGAIN for longer: ETIMEDOUT, logged, not stored" {
+	start_redis
+	chaos_cluster
+	hosts_up "redis://127.0.0.1:$CPORT/0" "$URL"
+	grep -q "(cluster)" "$LOG"
+	both_have_q
+	try='-TRYAGAIN Multiple keys request during rehashing of slot\r\n'
+	# ten times in a row: about half a second of a split slot
+	ask q t1 "a question asked while its slot moves" >/dev/null
+	chaos rule "'em', ARGV[7]" fake 10 0 "$try"
+	timed "$FSOP" write "$MNT/q/t1.response" "moved in time"
+	echo "# fill through 10 TRYAGAIN: '$output' after $ms ms" >&3
+	assert_output "ok"
+	b_has() { [[ $(ask_b q "b$RANDOM" "a question asked while its slot moves") =~ ^hit\ score=1\.000 ]]; }
+	wait_until 10 b_has
+	# for ever: the command's deadline ends it (the scripts flushed, so
+	# that the put comes with its source, which the rule matches)
+	redis-cli -p "$PORT" script flush >/dev/null
+	ask q t2 "which planet has the most moons in the solar system" >/dev/null
+	chaos rule "'em', ARGV[7]" fake -1 0 "$try"
+	timed "$FSOP" write "$MNT/q/t2.response" "never stored"
+	echo "# fill through endless TRYAGAIN: '$output' after $ms ms" >&3
+	assert_output "ETIMEDOUT at close"
+	((ms < 4000))
+	grep -q "was still being migrated (TRYAGAIN) or the cluster down after [0-9]* tries in the command timeout; given up" "$LOG"
+	chaos clear
+	chaos rule "CLUSTER SLOTS" fake -1 0 "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n\$9\r\n127.0.0.1\r\n:$CPORT\r\n"
+	settled() { count_is 1 "$MNT" "$MNT_B"; }
+	wait_until 10 settled
+	run ask_b q b2 "which planet has the most moons in the solar system"
+	assert_miss
 }
