@@ -367,7 +367,7 @@ repl_offset() {
 		for m in "$MNT" "$MNT_B"; do
 			s=$(ask_on "$m" q lq "what is the boiling point of water on mount everest")
 			if [ "${s%% *}" = hit ] && [ "$(cat "$m/q/lq.response")" != "seventy one degrees" ]; then
-				echo "${m##*/} answered the lost question with C's '$(cat "$m/q/lq.response")': $s" >>"$WORK/wrong"
+				echo "${m##*/} answered the lost question with C's '$(cat "$m/q/lq.response")': ${s%% age=*}" >>"$WORK/wrong"
 			fi
 		done
 		c_known "$MNT" && c_known "$MNT_B"
