@@ -7,9 +7,12 @@
  * support answers an error); key slots are our own CRC16 of the key or of
  * its {hash tag}. A MOVED reply updates that slot, reloads the map from the
  * node named (in the calling thread, holding no lock, one reload at a
- * time) and retries there; ASK is followed once with ASKING; TRYAGAIN and
- * CLUSTERDOWN are retried after RCONN_TRYAGAIN_MS; at most RCONN_HOPS hops
- * in all, and never past the command's deadline. Nodes are added as the
+ * time) and retries there; ASK is followed once with ASKING; at most
+ * RCONN_HOPS such redirects in all. TRYAGAIN (a multi-key script whose
+ * keys a live resharding has split between two nodes) and CLUSTERDOWN
+ * are not redirects: they are retried every RCONN_TRYAGAIN_MS until the
+ * command's deadline, then fail with -ETIMEDOUT (logged); nothing goes
+ * past the deadline. Nodes are added as the
  * map or a redirect names them, up to RCONN_MAX_NODES. Everything a server
  * says is checked before it is used: a redirect's slot must be 0..16383 and
  * its port 1..65535, a CLUSTER SLOTS reply must be an array of [start,
@@ -381,12 +384,20 @@ int rconn_cmd(struct rconn *rc, const char *key, struct args *a,
 	pthread_mutex_lock(&rc->mu);
 	node = rc->cluster ? rc->slot_node[slot] : 0;
 	pthread_mutex_unlock(&rc->mu);
-	for (int hop = 0; hop < RCONN_HOPS; hop++) {
+	for (int hop = 0, waits = 0; hop < RCONN_HOPS;) {
 		redisReply *r = NULL;
 		int ret, rslot, idx;
 
-		if (hop && clock_mono_ms() >= deadline)
+		if ((hop || waits) && clock_mono_ms() >= deadline) {
+			if (waits)
+				semlog(SEMLOG_ERR, "store: redis: slot %d was still "
+				       "being migrated (TRYAGAIN) or the cluster "
+				       "down after %d tries in the command timeout; "
+				       "given up", slot, waits);
 			return -ETIMEDOUT;
+		}
+		bool asked = ask;
+
 		ret = rconn_node_cmd(rc, node, ask, a, deadline, sent, &r);
 		ask = false;
 		if (ret)
@@ -403,6 +414,7 @@ int rconn_cmd(struct rconn *rc, const char *key, struct args *a,
 			if (idx < 0)
 				return idx;
 			node = idx;
+			hop++;
 			if (moved) {
 				pthread_mutex_lock(&rc->mu);
 				rc->slot_node[rslot] = (uint8_t)idx;
@@ -417,7 +429,13 @@ int rconn_cmd(struct rconn *rc, const char *key, struct args *a,
 		    !strncmp(r->str, "CLUSTERDOWN", 11)) {
 			int64_t left = deadline - clock_mono_ms();
 
+			/* not a hop: the slot's keys are on their way (a live
+			 * resharding) or a node is failing over; the same node
+			 * is asked again (after ASKING again if this was the
+			 * node an ASK named) until the deadline */
 			freeReplyObject(r);
+			ask = asked;
+			waits++;
 			pause_ms(left < RCONN_TRYAGAIN_MS ? left : RCONN_TRYAGAIN_MS);
 			continue;
 		}
