@@ -316,7 +316,8 @@ int cache_entry_read(struct cache *c, const char *path, int64_t id,
 		return rc;
 	switch (part) {
 	case CACHE_PART_RESPONSE:
-		return store_response_read(c->store, id, (void **)data, len);
+		return store_response_read(c->store, id, NULL, (void **)data,
+					   len);
 	case CACHE_PART_QUERY:
 	case CACHE_PART_CONTEXT:
 		rc = store_entry_text(c->store, id, &q, &ql, &ctx, &cl);

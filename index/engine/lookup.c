@@ -179,11 +179,25 @@ int engine_lookup_serve(struct cache *c, struct catref *ref, int64_t id,
 {
 	struct cat *cat = ref->cat;
 	int64_t created = now;
+	uint64_t key[2];
+	struct centry *e;
+	bool known;
 	int rc;
 
+	/* the entry's key as known here: the store answers only for that
+	 * question (a Redis that lost entries may give their ids out again) */
+	pthread_mutex_lock(&cat->lock);
+	e = u64map_get(&cat->by_id, (uint64_t)id);
+	known = e != NULL;
+	if (e) {
+		key[0] = e->key[0];
+		key[1] = e->key[1];
+	}
+	pthread_mutex_unlock(&cat->lock);
 	/* the response first (a store call, no lock held); the hit is
 	 * counted only once it is in hand */
-	rc = store_response_read(c->store, id, &r->response, &r->response_len);
+	rc = store_response_read(c->store, id, known ? key : NULL, &r->response,
+				 &r->response_len);
 	if (rc == -EBADMSG) {
 		semlog(SEMLOG_ERR, "category '%s': entry %" PRId64 " response unreadable (%s): entry dropped",
 		       cat->path, id, strerror(-rc));

@@ -16,6 +16,7 @@
  * Not here: the store's change stream itself (index/store/redis/).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,13 +60,24 @@ static int remote_put(struct cache *c, struct catref *ref,
 	struct catcore *core = ref->core;
 	struct cat *cat = ref->cat;
 	struct centry *e, *old = NULL;
-	bool known;
+	bool known, same = false;
 
 	pthread_mutex_lock(&cat->lock);
-	known = u64map_get(&cat->by_id, (uint64_t)se->id) != NULL;
+	e = u64map_get(&cat->by_id, (uint64_t)se->id);
+	known = e != NULL;
+	if (e)
+		same = e->key[0] == se->key[0] && e->key[1] == se->key[1] &&
+		       e->created_ms == se->created_ms;
 	pthread_mutex_unlock(&cat->lock);
-	if (known)
+	if (same)
 		return 0; /* a change may arrive twice */
+	if (known) {
+		/* the store gave this id to another entry: it lost the one
+		 * known here (a failover to a replica that lacked it) */
+		semlog(SEMLOG_WARN, "category '%s': entry %" PRId64 " in the store is another question than the one known here (the store lost it): the one known here is dropped",
+		       cat->path, se->id);
+		engine_entry_forget(cat, core, se->id);
+	}
 	if (core->emb && ev->vec && ev->dim == core->emb->dim && ev->embedder &&
 	    !strcmp(ev->embedder, core->emb->name))
 		vindex_add(core->vi, se->id, ev->vec); /* -EEXIST: already there */

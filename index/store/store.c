@@ -112,9 +112,10 @@ int store_entry_scan(struct store *s, int64_t cat_id, int64_t min_id,
 	return s->ops->entry_scan(s, cat_id, min_id, cb, arg);
 }
 
-int store_response_read(struct store *s, int64_t id, void **buf, size_t *len)
+int store_response_read(struct store *s, int64_t id, const uint64_t *key,
+			void **buf, size_t *len)
 {
-	return s->ops->response_read(s, id, buf, len);
+	return s->ops->response_read(s, id, key, buf, len);
 }
 
 int store_entry_text(struct store *s, int64_t id, char **query,

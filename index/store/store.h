@@ -213,9 +213,13 @@ int store_entry_scan(struct store *s, int64_t cat_id, int64_t min_id,
 
 /* Read and verify an entry's response. *buf is malloc'd (caller frees);
  * -ENOENT if gone, -EBADMSG if the blob is damaged or belongs to another
- * entry (local blobs record their entry's id). */
-int store_response_read(struct store *s, int64_t id, void **buf,
-			size_t *len);
+ * entry (local blobs record their entry's id). key: the entry's exact key
+ * as the caller knows it, or NULL for any: -ENOENT if the store's entry
+ * of that id has another key (a Redis that lost entries, e.g. a failover
+ * to a replica that lacked them, may hand their ids out again; a local
+ * store never reuses an id and does not check). */
+int store_response_read(struct store *s, int64_t id, const uint64_t *key,
+			void **buf, size_t *len);
 /*
  * Quotas kept by the store itself. A store that several hosts share must
  * decide evictions in one place: each host evicting on its own view would

@@ -46,7 +46,8 @@ typedef int store_scan_cb(void *arg, const struct store_entry *e,
 			  const float *vec, int dim, const char *embedder);
 typedef int store_entry_scan_fn(struct store *s, int64_t cat_id,
 				int64_t min_id, store_scan_cb *cb, void *arg);
-typedef int store_response_read_fn(struct store *s, int64_t id, void **buf,
+typedef int store_response_read_fn(struct store *s, int64_t id,
+				   const uint64_t *key, void **buf,
 				   size_t *len);
 typedef int store_entry_text_fn(struct store *s, int64_t id, char **query,
 				size_t *query_len, char **ctx,

@@ -119,7 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		put(data, size, NULL, 0);
 	}
-	rc = store_response_read(st, 1, &buf, &len);
+	rc = store_response_read(st, 1, NULL, &buf, &len);
 	FUZZ_CHECK(rc == 0 || rc == -EBADMSG);
 	if (valid)
 		FUZZ_CHECK(rc == 0);

@@ -141,7 +141,7 @@ static inline bool response_is(struct store *s, int64_t id, int n)
 	bool ok;
 
 	snprintf(want, sizeof(want), "response %d", n);
-	if (store_response_read(s, id, &buf, &len))
+	if (store_response_read(s, id, NULL, &buf, &len))
 		return false;
 	ok = len == strlen(want) && !memcmp(buf, want, len);
 	free(buf);

@@ -150,7 +150,7 @@ static void test_categories_policies(void)
 		CHECK_EQ_INT(store_category_delete(s, a), -ENOENT);
 		CHECK_EQ_INT(store_category_delete(s, 1), -EBUSY);
 		CHECK_EQ_INT(store_policy_get(s, a, &y, &len), -ENOENT);
-		CHECK_EQ_INT(store_response_read(s, id1, &buf, &len),
+		CHECK_EQ_INT(store_response_read(s, id1, NULL, &buf, &len),
 			     -ENOENT);
 		blob_path(bp, sizeof(bp), dir, id2);
 		CHECK(access(bp, F_OK) < 0 && errno == ENOENT);
@@ -250,13 +250,13 @@ static void test_entries(void)
 	CHECK_EQ_INT(store_entry_scan(s, 1, ids[1], collect, &sn), 0);
 	CHECK_EQ_INT(sn.n, 1);
 
-	CHECK_EQ_INT(store_response_read(s, ids[0], &buf, &len), 0);
+	CHECK_EQ_INT(store_response_read(s, ids[0], NULL, &buf, &len), 0);
 	CHECK(len == big && !memcmp(buf, resp, big));
 	free(buf);
-	CHECK_EQ_INT(store_response_read(s, ids[1], &buf, &len), 0);
+	CHECK_EQ_INT(store_response_read(s, ids[1], NULL, &buf, &len), 0);
 	CHECK(len == 5 && !memcmp(buf, "a\0b\0\xff", 5));
 	free(buf);
-	CHECK_EQ_INT(store_response_read(s, ids[2], &buf, &len), 0);
+	CHECK_EQ_INT(store_response_read(s, ids[2], NULL, &buf, &len), 0);
 	CHECK(buf != NULL && len == 0);
 	free(buf);
 
@@ -275,7 +275,7 @@ static void test_entries(void)
 
 	/* delete */
 	CHECK_EQ_INT(store_entry_delete(s, ids[1]), 0);
-	CHECK_EQ_INT(store_response_read(s, ids[1], &buf, &len), -ENOENT);
+	CHECK_EQ_INT(store_response_read(s, ids[1], NULL, &buf, &len), -ENOENT);
 	CHECK_EQ_INT(store_entry_delete(s, ids[1]), -ENOENT);
 	CHECK_EQ_INT(store_entry_text(s, ids[1], &q, &ql, NULL, NULL),
 		     -ENOENT);
@@ -305,7 +305,7 @@ static void test_entries(void)
 	CHECK_EQ_INT(sn.n, 2);
 	CHECK(sn.ids[0] == ids[0] && sn.ids[1] == ids[2]);
 	CHECK(sn.last.last_hit_ms == 6666 && sn.last.hits == 20);
-	CHECK_EQ_INT(store_response_read(s, ids[0], &buf, &len), 0);
+	CHECK_EQ_INT(store_response_read(s, ids[0], NULL, &buf, &len), 0);
 	CHECK(len == big && !memcmp(buf, resp, big));
 	free(buf);
 	CHECK_EQ_INT(store_entry_delete(s, ids[2]), 0);
@@ -436,20 +436,20 @@ static void test_damage(void)
 
 	blob_path(p, sizeof(p), dir, ids[0]);
 	flip_byte(p, 24);           /* payload */
-	CHECK_EQ_INT(store_response_read(s, ids[0], &buf, &len), -EBADMSG);
+	CHECK_EQ_INT(store_response_read(s, ids[0], NULL, &buf, &len), -EBADMSG);
 	CHECK(buf == NULL);
 	blob_path(p, sizeof(p), dir, ids[1]);
 	flip_byte(p, 1);            /* magic */
-	CHECK_EQ_INT(store_response_read(s, ids[1], &buf, &len), -EBADMSG);
+	CHECK_EQ_INT(store_response_read(s, ids[1], NULL, &buf, &len), -EBADMSG);
 	blob_path(p, sizeof(p), dir, ids[2]);
 	CHECK(truncate(p, 22) == 0);
-	CHECK_EQ_INT(store_response_read(s, ids[2], &buf, &len), -EBADMSG);
+	CHECK_EQ_INT(store_response_read(s, ids[2], NULL, &buf, &len), -EBADMSG);
 	CHECK(truncate(p, 10) == 0);
-	CHECK_EQ_INT(store_response_read(s, ids[2], &buf, &len), -EBADMSG);
+	CHECK_EQ_INT(store_response_read(s, ids[2], NULL, &buf, &len), -EBADMSG);
 	CHECK(truncate(p, 0) == 0);
-	CHECK_EQ_INT(store_response_read(s, ids[2], &buf, &len), -EBADMSG);
+	CHECK_EQ_INT(store_response_read(s, ids[2], NULL, &buf, &len), -EBADMSG);
 	CHECK(response_is(s, ids[3], 3));
-	CHECK_EQ_INT(store_response_read(s, 424242, &buf, &len), -ENOENT);
+	CHECK_EQ_INT(store_response_read(s, 424242, NULL, &buf, &len), -ENOENT);
 	store_close(s);
 
 	/* a damaged database is moved aside (never deleted) and rebuilt */
@@ -615,7 +615,7 @@ static void test_enospc(void)
 		void *buf;
 		size_t len;
 
-		if (store_response_read(s, ids[i], &buf, &len)) {
+		if (store_response_read(s, ids[i], NULL, &buf, &len)) {
 			bad++;
 			continue;
 		}

@@ -46,7 +46,7 @@ static void test_blob_owner(void)
 		snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", pa, pb);
 		CHECK(system(cmd) == 0);
 	}
-	CHECK_EQ_INT(store_response_read(s, b, &buf, &len), -EBADMSG);
+	CHECK_EQ_INT(store_response_read(s, b, NULL, &buf, &len), -EBADMSG);
 	CHECK(buf == NULL);
 	CHECK(response_is(s, a, 1));
 	/* a version 1 blob for b (20-byte header, no id) is served as before */
@@ -68,7 +68,7 @@ static void test_blob_owner(void)
 	CHECK(response_is(s, b, 2));
 	/* a version 1 blob with a bad checksum is still refused */
 	flip_byte(pb, 21);
-	CHECK_EQ_INT(store_response_read(s, b, &buf, &len), -EBADMSG);
+	CHECK_EQ_INT(store_response_read(s, b, NULL, &buf, &len), -EBADMSG);
 	store_close(s);
 }
 
@@ -171,7 +171,7 @@ static void test_uids(void)
 		void *buf = NULL;
 		size_t len = 0;
 
-		CHECK_EQ_INT(store_response_read(s, 7, &buf, &len), 0);
+		CHECK_EQ_INT(store_response_read(s, 7, NULL, &buf, &len), 0);
 		CHECK(len == 1 && buf && *(char *)buf == 'A');
 		free(buf);
 	}

@@ -117,9 +117,19 @@ static void test_basics(int port)
 
 	void *buf = NULL;
 	size_t len = 0;
-	CHECK_EQ_INT(OPS.response_read(a, id, &buf, &len), 0);
+	CHECK_EQ_INT(OPS.response_read(a, id, NULL, &buf, &len), 0);
 	CHECK(len == big && buf && !memcmp(buf, resp, big));
 	free(buf);
+	/* read as the question the caller knows: the same key answers,
+	 * another (an id the server gave out again) is -ENOENT, nothing read */
+	buf = NULL;
+	CHECK_EQ_INT(OPS.response_read(a, id, e.key, &buf, &len), 0);
+	CHECK(len == big && buf && !memcmp(buf, resp, big));
+	free(buf);
+	uint64_t other[2] = { e.key[0], e.key[1] + 1 };
+	buf = NULL;
+	CHECK_EQ_INT(OPS.response_read(a, id, other, &buf, &len), -ENOENT);
+	CHECK(buf == NULL);
 	char *q = NULL, *c = NULL;
 	size_t ql = 0, cl = 0;
 	CHECK_EQ_INT(OPS.entry_text(a, id, &q, &ql, &c, &cl), 0);
@@ -149,7 +159,7 @@ static void test_basics(int port)
 	/* delete */
 	CHECK_EQ_INT(OPS.entry_delete(a, id), 0);
 	CHECK_EQ_INT(OPS.entry_delete(a, id), -ENOENT);
-	CHECK_EQ_INT(OPS.response_read(a, id, &buf, &len), -ENOENT);
+	CHECK_EQ_INT(OPS.response_read(a, id, NULL, &buf, &len), -ENOENT);
 	CHECK_EQ_INT(OPS.entry_text(a, id, &q, &ql, NULL, NULL), -ENOENT);
 	CHECK_EQ_INT(count_entries(a, cat), 1);
 
@@ -735,7 +745,7 @@ static void test_cluster(void)
 	CHECK_EQ_INT(scanned, CATS * PER);
 	void *buf = NULL;
 	size_t len = 0;
-	CHECK_EQ_INT(OPS.response_read(d, ids[CATS - 1][PER - 1], &buf, &len), 0);
+	CHECK_EQ_INT(OPS.response_read(d, ids[CATS - 1][PER - 1], NULL, &buf, &len), 0);
 	CHECK(len == 2 && buf && !memcmp(buf, "cl", 2));
 	free(buf);
 	/* d heard: per category create, policy, PER puts */

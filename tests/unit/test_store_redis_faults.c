@@ -60,7 +60,7 @@ static void *read_thread(void *arg)
 	void *buf = NULL;
 	size_t len;
 
-	r->ret = OPS.response_read(r->st, r->id, &buf, &len);
+	r->ret = OPS.response_read(r->st, r->id, NULL, &buf, &len);
 	r->took_us = mono_us() - t0;
 	free(buf);
 	return NULL;
@@ -107,7 +107,7 @@ static void test_paused(struct srv *srv)
 	ret = -1;
 	for (int64_t end = mono_us() + 3000000; ret && mono_us() < end;
 	     pause_ms(20)) {
-		ret = OPS.response_read(a, ids[0], &buf, &len);
+		ret = OPS.response_read(a, ids[0], NULL, &buf, &len);
 		free(buf);
 		buf = NULL;
 	}
@@ -199,7 +199,7 @@ static void test_resend_once(struct chaos *cx, int port)
 	CHECK_EQ_INT(count_entries(a, cat), 1);
 	void *buf = NULL;
 	size_t len = 0;
-	CHECK_EQ_INT(OPS.response_read(a, id, &buf, &len), 0);
+	CHECK_EQ_INT(OPS.response_read(a, id, NULL, &buf, &len), 0);
 	CHECK(len == 4 && buf && !memcmp(buf, "once", 4));
 	free(buf);
 	OPS.close(a);
@@ -368,9 +368,9 @@ static void test_bad_ids(struct chaos *cx)
 	CHECK(chaos_rule(cx, "HMGET", "fake", 1, 0, "*3\r\n:1\r\n:2\r\n:3\r\n"));
 	void *buf = NULL;
 	size_t len;
-	CHECK_EQ_INT(OPS.response_read(a, id, &buf, &len), -EPROTO);
+	CHECK_EQ_INT(OPS.response_read(a, id, NULL, &buf, &len), -EPROTO);
 	CHECK(chaos_rule(cx, "HMGET", "fake", 1, 0, "*1\r\n$1\r\nm\r\n"));
-	CHECK_EQ_INT(OPS.response_read(a, id, &buf, &len), -EPROTO);
+	CHECK_EQ_INT(OPS.response_read(a, id, NULL, &buf, &len), -EPROTO);
 	char *y = NULL;
 	size_t yl;
 	CHECK_EQ_INT(OPS.policy_put(a, cat, "ttl: 1h\n", 8), 0);
@@ -417,7 +417,7 @@ static int any_call(struct garbage_ctx *g, int k)
 	case 1: return put(g->st, g->cat, (uint64_t)k, "g", 1, &nid);
 	case 2: return count_entries(g->st, g->cat) < 0 ? -EPROTO : 0;
 	case 3:
-		ret = OPS.response_read(g->st, g->id, &buf, &len);
+		ret = OPS.response_read(g->st, g->id, NULL, &buf, &len);
 		free(buf);
 		return ret;
 	case 4:
@@ -544,7 +544,7 @@ static void test_fake_cluster(struct chaos *cx)
 		CHECK(script_rule(cx, &redis_script_put, "fake", 1, 0, moved));
 		/* followed to the same node, which then runs it */
 		CHECK_EQ_INT(put(a, cat, 50 + i, "moved", 5, &id), 0);
-		CHECK_EQ_INT(OPS.response_read(a, id, &buf, &len), 0);
+		CHECK_EQ_INT(OPS.response_read(a, id, NULL, &buf, &len), 0);
 		CHECK(len == 5 && buf && !memcmp(buf, "moved", 5));
 		free(buf);
 	}

@@ -292,8 +292,8 @@ int local_entry_scan(struct store *store, int64_t cat_id, int64_t min_id,
 	return ret;
 }
 
-int local_response_read(struct store *store, int64_t id, void **buf,
-			size_t *len)
+int local_response_read(struct store *store, int64_t id, const uint64_t *key,
+			void **buf, size_t *len)
 {
 	struct store_local *s = local_of(store);
 

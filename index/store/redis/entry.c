@@ -390,8 +390,8 @@ static int entry_fields(struct store_redis *s, int64_t id, const char *f1,
 	return ret;
 }
 
-int redis_response_read(struct store *st, int64_t id, void **buf,
-			size_t *len)
+int redis_response_read(struct store *st, int64_t id, const uint64_t *key,
+			void **buf, size_t *len)
 {
 	struct store_redis *s = R(st);
 	struct store_entry e = { 0 };
@@ -415,6 +415,14 @@ int redis_response_read(struct store *st, int64_t id, void **buf,
 		       "fails its checksum", s->host, s->port, (long long)id);
 		freeReplyObject(r);
 		return -EBADMSG;
+	}
+	if (key && (e.key[0] != key[0] || e.key[1] != key[1])) {
+		semlog(SEMLOG_WARN, "store: redis %s:%d: entry %lld is another "
+		       "question than the one known here (the server lost "
+		       "entries and gave their ids out again: a failover or a "
+		       "restore?): not served", s->host, s->port, (long long)id);
+		freeReplyObject(r);
+		return -ENOENT;
 	}
 	ret = store_copy_out(r->element[1]->str, r->element[1]->len, &copy,
 			     len);
