@@ -230,6 +230,14 @@ int engine_lookup_serve(struct cache *c, struct catref *ref, int64_t id,
 	return 0;
 }
 
+/* A store call failed because the store did not answer (not because the
+ * entry is gone or damaged): asking it again in the same lookup would wait
+ * another command timeout, so the lookup ends as a miss. */
+static bool store_down(int rc)
+{
+	return rc < 0 && rc != -ENOENT && rc != -EBADMSG && rc != -ENOMEM;
+}
+
 /* Embed q into r->vec with ref's embedder; a remote embedder only while
  * the bound on slow work allows. A failure is a miss with a note. */
 static bool lookup_embed(struct cache *c, struct catref *ref,
@@ -372,7 +380,7 @@ static bool lookup_verified(struct cache *c, struct catref *ref,
 	double p[CACHE_NEIGHBORS], thr = 2;
 	struct verify_side qs, cs;
 	enum verify_model m;
-	bool qinit = false;
+	bool qinit = false, down = false;
 
 	if (slot >= 0)
 		cos[slot] = 0;
@@ -382,7 +390,14 @@ static bool lookup_verified(struct cache *c, struct catref *ref,
 		size_t len = 0;
 		int rc;
 
-		if (store_entry_text(c->store, r->cand_id[i], &text, &len, NULL, NULL))
+		rc = store_entry_text(c->store, r->cand_id[i], &text, &len, NULL, NULL);
+		if (store_down(rc)) {
+			snprintf(r->note, sizeof(r->note), "store unavailable: %s",
+				 strerror(-rc));
+			down = true;
+			break;     /* not asked again in this lookup */
+		}
+		if (rc)
 			continue;  /* gone or unreadable: not served */
 		rc = qinit ? 0 : verify_side_init(&qs, q->query, q->query_len);
 		qinit = qinit || rc == 0;
@@ -401,6 +416,8 @@ static bool lookup_verified(struct cache *c, struct catref *ref,
 	}
 	if (qinit)
 		verify_side_release(&qs);
+	if (down)
+		return false;
 	if (nv && precision_point(m, precision, &thr, NULL, 0)) {
 		/* refused at policy write; reachable only if calibration and
 		 * embedder disagree later: never serve at an unsupported point */
@@ -410,11 +427,16 @@ static bool lookup_verified(struct cache *c, struct catref *ref,
 		return false;
 	}
 	for (j = 0; j < nv && p[order[j]] >= thr; j++) {
+		int rc;
+
 		i = order[j];
-		if (engine_lookup_serve(c, ref, r->cand_id[i], now, r) == 0) {
+		rc = engine_lookup_serve(c, ref, r->cand_id[i], now, r);
+		if (rc == 0) {
 			r->score = r->cand_score[i];
 			return true;
 		}
+		if (store_down(rc))
+			break;     /* not asked again in this lookup */
 	}
 	return false;
 }
@@ -432,6 +454,7 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 	float *ctx_vec = NULL;
 	int64_t hit_id = 0, id;
 	float score;
+	bool down = false;
 	int rc, n;
 
 	int64_t t0 = clock_mono_us();
@@ -484,10 +507,18 @@ int cache_lookup(struct cache *c, const char *path, const struct cache_query *q,
 			cat->exact_hits++;
 			goto out;
 		}
-		if (rc != -ENOENT)
+		if (rc != -ENOENT) {
+			down = store_down(rc);
 			break;
+		}
 	}
 	rc = 0;
+	if (down) {
+		/* the store did not answer for the exact match: the semantic
+		 * path would ask it again (another timeout) for the same entry */
+		cat->misses++;
+		goto out;
+	}
 
 	if (!core->emb) {
 		snprintf(r->note, sizeof(r->note), "embedder unavailable: %s",
