@@ -82,6 +82,8 @@ struct options {
 	char *redis_tls_cert;
 	char *redis_tls_key;
 	char *redis_tls_sni;
+	int redis_pool;       /* -1: the store's default */
+	int redis_timeout_ms; /* -1: the store's default */
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 1 }
@@ -101,6 +103,8 @@ static const struct fuse_opt option_spec[] = {
 	OPT("redis_tls_cert=%s", redis_tls_cert),
 	OPT("redis_tls_key=%s", redis_tls_key),
 	OPT("redis_tls_sni=%s", redis_tls_sni),
+	OPT("redis_pool=%d", redis_pool),
+	OPT("redis_timeout_ms=%d", redis_timeout_ms),
 	OPT("scratch_max=%s", scratch_max),
 	OPT("scratch_user_max=%s", scratch_user_max),
 	OPT("verbose", debug_log),
@@ -155,6 +159,10 @@ static void usage(const char *prog)
 	       "                         or stricter)\n"
 	       "    -o redis_tls_sni=NAME  the name the servers' certificates must\n"
 	       "                         carry, sent as SNI (default: the URL's host)\n"
+	       "    -o redis_pool=N      connections to each Redis node, 1..64\n"
+	       "                         (default 4): commands in flight at once\n"
+	       "    -o redis_timeout_ms=MS  the limit of one Redis command end to end,\n"
+	       "                         100..60000 ms (default 2000)\n"
 	       "    -o transport=dev_fuse|io_uring\n"
 	       "                         how FUSE requests arrive (default dev_fuse);\n"
 	       "                         io_uring needs libfuse 3.18 built with it and\n"
@@ -407,7 +415,8 @@ int main(int argc, char *argv[])
 {
 	struct fuse_args margs = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options opts = { .session_ttl = 600, .lock_wait = 10 };
+	struct options opts = { .session_ttl = 600, .lock_wait = 10,
+				.redis_pool = -1, .redis_timeout_ms = -1 };
 	struct fuse_cmdline_opts cl = { 0 };
 	struct fs_state state = { 0 };
 	struct cache_options co = { 0 };
@@ -498,6 +507,19 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "semcachefs: -o redis_password_env/redis_password_file need a redis:// store\n");
 		goto usage;
 	}
+	if ((opts.redis_pool != -1 || opts.redis_timeout_ms != -1) && !redis_url(opts.store)) {
+		fprintf(stderr, "semcachefs: -o redis_pool/redis_timeout_ms need a redis:// store\n");
+		goto usage;
+	}
+	if (opts.redis_pool != -1 && (opts.redis_pool < 1 || opts.redis_pool > 64)) {
+		fprintf(stderr, "semcachefs: -o redis_pool must be 1..64 connections\n");
+		goto usage;
+	}
+	if (opts.redis_timeout_ms != -1 &&
+	    (opts.redis_timeout_ms < 100 || opts.redis_timeout_ms > 60000)) {
+		fprintf(stderr, "semcachefs: -o redis_timeout_ms must be 100..60000 ms\n");
+		goto usage;
+	}
 	/* read before daemonising, so that a refusal reaches the terminal */
 	if (fs_redis_password(opts.redis_password_env, opts.redis_password_file,
 			      redis_pw, sizeof(redis_pw), err, sizeof(err))) {
@@ -527,6 +549,8 @@ int main(int argc, char *argv[])
 	co.redis_tls_cert = opts.redis_tls_cert;
 	co.redis_tls_key = opts.redis_tls_key;
 	co.redis_tls_sni = opts.redis_tls_sni;
+	co.redis_pool = opts.redis_pool > 0 ? (unsigned)opts.redis_pool : 0;
+	co.redis_timeout_ms = opts.redis_timeout_ms > 0 ? opts.redis_timeout_ms : 0;
 	co.store_dir = opts.store; /* as given: the check reads its scheme only */
 	if (cache_check_options(&co, err, sizeof(err))) {
 		fprintf(stderr, "semcachefs: -o %s\n", err);

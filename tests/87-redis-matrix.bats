@@ -246,6 +246,30 @@ both_have_q() {
 	grep -q "no reply within the command timeout" "$LOG"
 }
 
+@test "-o redis_timeout_ms and redis_pool: a partitioned fill fails after the shorter limit; bad values and a local store are usage errors (exit 2)" {
+	start_redis
+	start_gate "$PORT"
+	for o in redis_pool=0 redis_pool=65 redis_timeout_ms=99 redis_timeout_ms=60001; do
+		run "$SEMCACHEFS" -f -o "store=redis://127.0.0.1:$PORT/0,$o" "$MNT"
+		assert_failure 2
+		assert_output --partial "-o redis_"
+	done
+	run "$SEMCACHEFS" -f -o "store=$WORK/local,redis_pool=2" "$MNT"
+	assert_failure 2
+	assert_output "semcachefs: -o redis_pool/redis_timeout_ms need a redis:// store"
+	[ ! -e "$WORK/local" ] # nothing touched
+	STORE="redis://127.0.0.1:$GPORT/0"
+	start_daemon -o redis_timeout_ms=600,redis_pool=1
+	mkdir "$MNT/q"
+	ask q a "a question before the link is cut" >/dev/null
+	gate block
+	timed "$FSOP" write "$MNT/q/a.response" "an answer that must not stay"
+	echo "# partitioned fill with a 600 ms limit: '$output' after $ms ms" >&3
+	assert_output "ETIMEDOUT at close"
+	((ms < 1800)) # the default limit alone is 2000 ms
+	gate pass
+}
+
 @test "Redis busy in a script: fills fail with EIO naming BUSY, lookups of cached entries miss with EIO, the daemon stays up; after SCRIPT KILL all works" {
 	start_redis --lua-time-limit 50
 	hosts_up "$URL" "$URL"

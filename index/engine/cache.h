@@ -56,6 +56,10 @@ struct cache_options {
 	const char *redis_tls_cert;
 	const char *redis_tls_key;
 	const char *redis_tls_sni;
+	/* a redis:// store's connections per node and the limit of one
+	 * command in ms (store.h's store_options; 0: the defaults) */
+	unsigned redis_pool;
+	int redis_timeout_ms;
 };
 
 /*

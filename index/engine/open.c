@@ -202,7 +202,9 @@ int cache_open(const struct cache_options *o, struct cache **out, char *err,
 				    .redis_tls_ca = o->redis_tls_ca,
 				    .redis_tls_cert = o->redis_tls_cert,
 				    .redis_tls_key = o->redis_tls_key,
-				    .redis_tls_sni = o->redis_tls_sni };
+				    .redis_tls_sni = o->redis_tls_sni,
+				    .redis_pool = o->redis_pool,
+				    .redis_timeout_ms = o->redis_timeout_ms };
 	struct cache *c = calloc(1, sizeof(*c));
 	pthread_rwlockattr_t ra;
 	int rc;
