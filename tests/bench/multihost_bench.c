@@ -43,6 +43,10 @@
  *   multihost_bench [--ci] [-n 10000] [--fills 500] [--big 100000]
  *                   [--down 10000] [--runs 5] [--secs 3] [--no-perf]
  *                   [--daemon PATH] [--corpus FILE] [--tmp DIR] [--keep]
+ *   multihost_bench --pool [-n N] [--runs R] [--secs S]
+ *       only lookups/s of exact hits (responses read from Redis) through a
+ *       host with -o redis_pool=1 and one with the default pool of 4, 1/2/4
+ *       client threads, unpinned, alternating run by run
  * Exit 77 (skip) without redis-server, /dev/fuse, fusermount3, the daemon
  * or the corpus. Everything it started is stopped at exit, also on failure
  * or SIGINT/SIGTERM (unmount with fusermount3 -u, then the daemons and
@@ -86,7 +90,7 @@ static struct {
 	long n, fills, big, down;
 	int runs;
 	double secs;
-	bool ci, perf, keep;
+	bool ci, perf, keep, pool;
 	const char *daemon, *corpus, *tmp;
 	char cmdline[4096];
 } O = { .n = 10000, .fills = 500, .big = 100000, .down = 10000, .runs = 5,
@@ -159,6 +163,7 @@ struct host {
 	int db;
 	pid_t pid;
 	bool stop_at_exec;  /* SIGSTOP before exec, for perf to attach */
+	const char *opts;   /* more -o options ("" or ",name=value...") */
 	char mnt[PATH_MAX], state[PATH_MAX], log[PATH_MAX];
 };
 
@@ -170,6 +175,8 @@ static int NH;
 static bool cleaned;
 static _Atomic bool STOP;          /* set at exit: client threads stop */
 static _Atomic long LOOKUPS;       /* lookups done by throughput clients */
+static bool HITS_ONLY;             /* --pool: clients ask exact hits only */
+static const char *LA0;            /* the load average at start */
 
 /* Unmount h and wait for its daemon (see bench_fs_stop); seconds it took
  * (a clean stop writes the index snapshots). */
@@ -385,7 +392,8 @@ static double host_start(struct host *h, const char *perf_out, double *t0_out)
 	double t0;
 	int st;
 
-	snprintf(opt, sizeof(opt), "store=redis://127.0.0.1:%d/%d", PORT, h->db);
+	snprintf(opt, sizeof(opt), "store=redis://127.0.0.1:%d/%d%s", PORT, h->db,
+		 h->opts ? h->opts : "");
 	h->stop_at_exec = perf_out != NULL;
 	h->pid = bench_spawn(argv, h->log, host_child, h);
 	if (perf_out) {
@@ -544,8 +552,8 @@ static void *tput_main(void *arg)
 	pthread_barrier_wait(c->bar);
 	t0 = bench_now_us();
 	while (!atomic_load(c->stop) && !atomic_load(&STOP)) {
-		int kind = (int)(i % 3), rc;
-		size_t idx = (i / 3 * 7919) % (size_t)O.n;
+		int kind = HITS_ONLY ? 0 : (int)(i % 3), rc;
+		size_t idx = ((HITS_ONLY ? i : i / 3) * 7919) % (size_t)O.n;
 		const char *q;
 		double l0;
 
@@ -949,12 +957,107 @@ static void print_catchup(const char *what, const struct catchup *c)
 
 /* ----------------------------------------------------------------- main */
 
+/* ------------------------------------------ --pool: connections per node */
+
+static void print_rate(const double *v, int n)
+{
+	double t[MAX_RUNS], lo = v[0], hi = v[0];
+
+	for (int i = 0; i < n; i++) {
+		t[i] = v[i];
+		lo = v[i] < lo ? v[i] : lo;
+		hi = v[i] > hi ? v[i] : hi;
+	}
+	printf(" %.0f [%.0f–%.0f] |", bench_quantile(t, (size_t)n, 0.5), lo, hi);
+}
+
+/*
+ * Lookups/s of clients that only hit (every response fetched from Redis)
+ * through a host with one connection to Redis (-o redis_pool=1, what every
+ * command queued behind before the pool) and one with the default pool,
+ * both on DB 0 and the same entries, 1, 2 and 4 client threads on one
+ * host, unpinned; the two hosts alternate run by run.
+ */
+static int pool_compare(void)
+{
+	static const int ncs[] = { 1, 2, 4 };
+	struct host *h[2];
+	struct tput_res res[2][3];
+	char dir[PATH_MAX], la1[128];
+	double fills;
+
+	memset(res, 0, sizeof(res));
+	h[0] = host_new("P1", 0);
+	h[0]->opts = ",redis_pool=1";
+	h[1] = host_new("P4", 0);
+	h[1]->opts = "";
+	host_start(h[0], NULL, NULL);
+	snprintf(dir, sizeof(dir), "%s/tput", h[0]->mnt);
+	if (mkdir(dir, 0755))
+		bench_die("mkdir '%s': %s", dir, strerror(errno));
+	bench_note("filling %ld entries through P1 (4 writers)", O.n);
+	fills = fill_range(dir, 0, (size_t)O.n, 4);
+	wait_caught_up(dir, O.n, bench_now_us(), 600);
+	host_start(h[1], NULL, NULL);
+	snprintf(dir, sizeof(dir), "%s/tput", h[1]->mnt);
+	wait_dir(dir, 30);
+	wait_caught_up(dir, O.n, bench_now_us(), 600);
+	HITS_ONLY = true;
+	for (int w = 0; w < 2; w++) { /* warm-up, not counted */
+		struct tput_res tmp = { 0 };
+		struct host *hs[4] = { h[w], h[w], h[w], h[w] };
+		double secs = O.secs;
+
+		O.secs = secs < 1 ? secs : 1;
+		tput_run(hs, 4, 1, -1, &tmp);
+		O.secs = secs;
+	}
+	for (int r = 0; r < O.runs; r++)
+		for (int k = 0; k < 3; k++)
+			for (int j = 0; j < 2; j++) {
+				int w = (j + r) % 2;
+				struct host *hs[4] = { h[w], h[w], h[w], h[w] };
+
+				tput_run(hs, ncs[k], 1, -1, &res[w][k]);
+			}
+	bench_loadavg(la1, sizeof(la1), 3);
+	printf("\n## semcachefs: lookups/s of exact hits through one host, its responses from redis-server on loopback\n\n");
+	printf("| client threads | `-o redis_pool=1` (one connection) | pool of 4 (default) | pool 4 ÷ pool 1 | p50 µs, pool 1 / pool 4 |\n|---|---|---|---|---|\n");
+	for (int k = 0; k < 3; k++) {
+		double a[MAX_RUNS], b[MAX_RUNS];
+
+		printf("| %d |", ncs[k]);
+		print_rate(res[0][k].agg, O.runs);
+		print_rate(res[1][k].agg, O.runs);
+		for (int r = 0; r < O.runs; r++) {
+			a[r] = res[0][k].agg[r];
+			b[r] = res[1][k].agg[r];
+		}
+		printf(" %.2f | %.0f / %.0f |\n",
+		       bench_quantile(b, (size_t)O.runs, 0.5) / bench_quantile(a, (size_t)O.runs, 0.5),
+		       bench_quantile(res[0][k].p50, (size_t)O.runs, 0.5),
+		       bench_quantile(res[1][k].p50, (size_t)O.runs, 0.5));
+	}
+	for (int w = 0; w < 2; w++)
+		if (res[w][2].hits[0] != res[w][2].asked[0])
+			bench_note("%s: %ld of %ld lookups hit", h[w]->name, res[w][2].hits[0],
+				   res[w][2].asked[0]);
+	printf("\n%ld entries filled at %.0f fills/s; every lookup an exact hit of a stored question (fast path through openat(); the response read from Redis on each); %d runs of %.1f s per cell, the two hosts alternating, median [min–max]; unpinned, on one %ld-CPU machine shared by both daemons, the clients and redis-server. Load average %s at start, %s at end.\n",
+	       O.n, fills, O.runs, O.secs, sysconf(_SC_NPROCESSORS_ONLN), LA0, la1);
+	printf("\nCommand: `%s`\n", O.cmdline);
+	host_stop(h[1]);
+	host_stop(h[0]);
+	fflush(stdout);
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: multihost_bench [--ci] [-n N] [--fills P] [--big B] [--down K]\n"
 		"                       [--runs R] [--secs S] [--no-perf] [--daemon PATH]\n"
-		"                       [--corpus FILE] [--tmp DIR] [--keep]\n");
+		"                       [--corpus FILE] [--tmp DIR] [--keep]\n"
+		"       multihost_bench --pool [-n N] [--runs R] [--secs S] ...\n");
 	exit(2);
 }
 
@@ -967,6 +1070,7 @@ int main(int argc, char **argv)
 		{ "no-perf", no_argument, 0, 'X' }, { "daemon", required_argument, 0, 'D' },
 		{ "corpus", required_argument, 0, 'c' }, { "tmp", required_argument, 0, 't' },
 		{ "keep", no_argument, 0, 'k' }, { "help", no_argument, 0, 'h' },
+		{ "pool", no_argument, 0, 'p' },
 		{ 0, 0, 0, 0 }
 	};
 	struct prop_res prop[2];
@@ -994,6 +1098,7 @@ int main(int argc, char **argv)
 		case 'c': O.corpus = optarg; break;
 		case 't': O.tmp = optarg; break;
 		case 'k': O.keep = true; break;
+		case 'p': O.pool = true; break;
 		default: usage();
 		}
 	}
@@ -1045,6 +1150,9 @@ int main(int argc, char **argv)
 	bench_note("temp dir %s; daemon %s; %zu unique questions; load average %s",
 		   TMP, O.daemon, NQ, la0);
 	redis_start();
+	LA0 = la0;
+	if (O.pool)
+		return pool_compare();
 
 	/* hosts A, B, C on DB 0 */
 	a = host_new("A", 0);
