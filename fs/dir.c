@@ -184,9 +184,12 @@ int fs_rmdir(const char *path)
 
 	if (rc)
 		return rc;
-	if (fp.kind == FS_ENTRY) /* rm -r CATEGORY/entries/ID: invalidate it */
-		return cache_entry_remove(fs_st()->cache, fp.dir, fp.entry,
-					  fs_caller());
+	if (fp.kind == FS_ENTRY) { /* rm -r CATEGORY/entries/ID: invalidate it */
+		rc = cache_entry_remove(fs_st()->cache, fp.dir, fp.entry, fs_caller());
+		/* its byte count; entries/ (the parent) the kernel drops itself */
+		fs_kcache_path(fp.dir);
+		return rc;
+	}
 	if (fp.kind == FS_ENTRIES) {
 		struct cache_cat_info ci;
 
