@@ -188,6 +188,8 @@ int fs_rmdir(const char *path)
 		rc = cache_entry_remove(fs_st()->cache, fp.dir, fp.entry, fs_caller());
 		/* its byte count; entries/ (the parent) the kernel drops itself */
 		fs_kcache_path(fp.dir);
+		if (!rc)
+			fs_kcache_entry(fp.dir, fp.entry);
 		return rc;
 	}
 	if (fp.kind == FS_ENTRIES) {
@@ -200,5 +202,8 @@ int fs_rmdir(const char *path)
 		return -ENOTDIR;
 	if (node_dir_busy(fp.dir))
 		return -ENOTEMPTY;
-	return cache_category_remove(fs_st()->cache, fp.dir);
+	rc = cache_category_remove(fs_st()->cache, fp.dir);
+	if (!rc) /* descriptors still open on its files */
+		fs_kcache_removed(fp.dir);
+	return rc;
 }

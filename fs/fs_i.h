@@ -331,6 +331,11 @@ void fs_kcache_path(const char *path);
 void fs_kcache_session(const char *dir, const char *name, enum sfile except);
 /* ... of category dir and its entries/ (their size is its byte count). */
 void fs_kcache_category(const char *dir);
+/* ... of the reserved files of dir, a category just removed (an open
+ * descriptor's fstat asks again, and learns it is gone). */
+void fs_kcache_removed(const char *dir);
+/* ... of dir's entries/ID and its files, an entry just removed. */
+void fs_kcache_entry(const char *dir, int64_t id);
 
 /* ---- guard.c ---- */
 

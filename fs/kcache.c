@@ -36,6 +36,7 @@
  * up to FS_ATTR_TIMEOUT_S.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -73,6 +74,30 @@ void fs_kcache_session(const char *dir, const char *name, enum sfile except)
 		if (sf != (int)except &&
 		    !join(path, sizeof(path), dir, name, fs_session_files[sf].suffix))
 			fs_kcache_path(path);
+}
+
+void fs_kcache_removed(const char *dir)
+{
+	char path[4096 + 256 + 2];
+
+	for (size_t i = 0; i < fs_reserved_n; i++)
+		if (!join(path, sizeof(path), dir, fs_reserved[i].name, ""))
+			fs_kcache_path(path);
+}
+
+void fs_kcache_entry(const char *dir, int64_t id)
+{
+	char name[64], path[4096 + 64 + 16];
+
+	snprintf(name, sizeof(name), "entries/%" PRId64, id);
+	if (!join(path, sizeof(path), dir, name, ""))
+		fs_kcache_path(path);
+	for (int p = 0; p < 4; p++) {
+		snprintf(name, sizeof(name), "entries/%" PRId64 "/%s", id,
+			 fs_entry_part_name[p]);
+		if (!join(path, sizeof(path), dir, name, ""))
+			fs_kcache_path(path);
+	}
 }
 
 void fs_kcache_category(const char *dir)

@@ -531,6 +531,7 @@ static int run_feedback(struct fs_handle *h)
 	rc = cache_feedback_wrong(fs_st()->cache, h->dir, entry, score, &h->who);
 	if (rc)
 		return rc;
+	fs_kcache_entry(h->dir, entry); /* a flush: no inode of it is busy */
 
 	pthread_mutex_lock(&n->lock);
 	rc = buf_set(&n->feedback, word, len);
