@@ -135,6 +135,8 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->nullpath_ok = 0;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* no writeback cache: kcache.c's notices never block on one */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	if (cache_start(s->cache))
 		semlog(SEMLOG_ERR, "cannot start the maintenance thread");
 	pthread_mutex_init(&s->gc_mu, NULL);
