@@ -57,6 +57,53 @@ reqs() { sed -n 's/^fuse_requests: //p' "$MNT/.stats"; }
 	assert_output "$(($(wc -c <"$MNT/c/s.status")))"$'\n0'
 }
 
+@test "a held NAME.status and NAME.response descriptor see the size of a fast-path lookup's answer" {
+	setup_mount
+	mkdir "$MNT/c"
+	ask c f "$Q1" >/dev/null
+	fill c f "$A1"
+	# one read-write NAME.query asks another question (a miss: the
+	# response empties); the held descriptors are never looked up again
+	run python3 - "$MNT/c/f" "what is the capital of france" <<-'EOF'
+	import os, sys
+	base, q = sys.argv[1], sys.argv[2].encode()
+	st = os.open(base + '.status', os.O_RDONLY)
+	rs = os.open(base + '.response', os.O_RDONLY)
+	print(os.fstat(st).st_size, os.fstat(rs).st_size)
+	fd = os.open(base + '.query', os.O_RDWR)
+	os.pwrite(fd, q, 0)
+	print(os.pread(fd, 1 << 16, 0).split(b' ')[0].split(b'\n')[0].decode())
+	print(os.fstat(st).st_size, os.fstat(rs).st_size)
+	EOF
+	assert_success
+	st=$(<"$MNT/c/f.status")
+	is_miss "$st" || fail "not a miss: '$st'"
+	assert_output "15 ${#A1}"$'\n'"miss"$'\n'"$(($(wc -c <"$MNT/c/f.status"))) 0"
+}
+
+@test "a held NAME.status of a coalesced miss sees the size of the hit its wait ends in" {
+	setup_mount
+	mkdir "$MNT/c"
+	printf 'fill_timeout: 10s\n' >"$MNT/c/policy.yaml"
+	ask c leader "$Q1" >/dev/null
+	run ask c w "$Q1"
+	assert_output --regexp '^pending '
+	exec 5<"$MNT/c/w.status"
+	[ "$(stat -L -c %s /dev/fd/5)" = "$((${#output} + 1))" ] || fail "status size before"
+	# the wait ends in the read of w.response; nothing walks to w.status
+	cat "$MNT/c/w.response" >"$WORK/got" &
+	reader=$!
+	fill c leader "$A1"
+	wait "$reader"
+	run stat -L -c %s /dev/fd/5
+	exec 5<&-
+	assert_success
+	[ "$(cat "$WORK/got")" = "$A1" ] || fail "the wait did not end in the answer"
+	st=$(<"$MNT/c/w.status")
+	[[ $st =~ ^hit\  ]] || fail "not a hit: '$st'"
+	assert_output "$(($(wc -c <"$MNT/c/w.status")))"
+}
+
 @test "the size of a category seen from inside it follows its fills at once" {
 	setup_mount
 	mkdir "$MNT/c"
@@ -152,4 +199,33 @@ reqs() { sed -n 's/^fuse_requests: //p' "$MNT/.stats"; }
 	run stat -c %F "$MNT/x"
 	assert_success
 	assert_output directory
+}
+
+@test "a purge and an entry's rmdir: the category's size from inside it, and a held entry file, at once" {
+	setup_mount
+	mkdir "$MNT/c"
+	ask c a "$Q1" >/dev/null
+	fill c a "$A1"
+	ask c b "what is the capital of france" >/dev/null
+	fill c b "Paris"
+	id=$(sed -n 's/^stored entry=\([0-9]*\)$/\1/p' "$MNT/c/b.status")
+	[ -n "$id" ]
+	cd "$MNT/c"
+	s0=$(stat -c %s .)
+	exec 5<"entries/$id/response"
+	rmdir "entries/$id"
+	s1=$(stat -c %s .)
+	run python3 -c 'import os, errno
+try:
+    os.fstat(5); print("fstat ok")
+except OSError as e:
+    print("fstat " + errno.errorcode[e.errno])'
+	exec 5<&-
+	assert_output "fstat ESTALE"
+	printf 'x' >.purge
+	s2=$(stat -c %s .)
+	cd /
+	[ "$s1" = $((s0 - 5)) ] || fail "after the rmdir: $s0 -> $s1"
+	[ "$s2" = 0 ] || fail "after the purge: $s2"
+	assert_equal "$(stat -c %s "$MNT/c")" 0
 }
