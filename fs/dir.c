@@ -184,9 +184,14 @@ int fs_rmdir(const char *path)
 
 	if (rc)
 		return rc;
-	if (fp.kind == FS_ENTRY) /* rm -r CATEGORY/entries/ID: invalidate it */
-		return cache_entry_remove(fs_st()->cache, fp.dir, fp.entry,
-					  fs_caller());
+	if (fp.kind == FS_ENTRY) { /* rm -r CATEGORY/entries/ID: invalidate it */
+		rc = cache_entry_remove(fs_st()->cache, fp.dir, fp.entry, fs_caller());
+		/* its byte count; entries/ (the parent) the kernel drops itself */
+		fs_kcache_path(fp.dir);
+		if (!rc)
+			fs_kcache_entry(fp.dir, fp.entry);
+		return rc;
+	}
 	if (fp.kind == FS_ENTRIES) {
 		struct cache_cat_info ci;
 
@@ -197,5 +202,8 @@ int fs_rmdir(const char *path)
 		return -ENOTDIR;
 	if (node_dir_busy(fp.dir))
 		return -ENOTEMPTY;
-	return cache_category_remove(fs_st()->cache, fp.dir);
+	rc = cache_category_remove(fs_st()->cache, fp.dir);
+	if (!rc) /* descriptors still open on its files */
+		fs_kcache_removed(fp.dir);
+	return rc;
 }

@@ -19,6 +19,8 @@
  *   ops.c       the fuse_operations table, init/destroy, idle-file GC
  *   guard.c     requests answered before libfuse sees them (a rename of
  *               a name onto itself, on which libfuse would hang)
+ *   kcache.c    dropping the kernel's cached attributes of files the
+ *               daemon changed by itself
  *   node.c      the in-memory session/scratch file table (node.h)
  *   quota.c     the byte caps of scratch files, per mount and per user
  *   buf.c       growable byte buffers (buf.h)
@@ -79,6 +81,7 @@
 #define FS_MAX_DEPTH 32                /* deepest category ("/a" is 1) */
 #define FS_DEPTH_ERRNO EMLINK          /* mkdir below FS_MAX_DEPTH */
 #define FS_LOAD_PATH "/.load"          /* the root's directory of loads */
+#define FS_ATTR_TIMEOUT_S 1.0          /* the kernel caches attributes (kcache.c) */
 
 /* What a path is (fs_resolve()); says nothing of whether it exists. */
 enum fs_kind {
@@ -318,6 +321,21 @@ void fs_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * with err saying why (never the password). */
 int fs_redis_password(const char *env, const char *file, char *out, size_t len,
 		      char *err, size_t errlen);
+
+/* ---- kcache.c: called by a request's handler, before it replies, for
+ * files other than the one being read or written (kcache.c says why) ---- */
+
+/* Drop the kernel's cached attributes of path (if it has any). */
+void fs_kcache_path(const char *path);
+/* ... of session NAME's files of dir, all but except (SF_N: none). */
+void fs_kcache_session(const char *dir, const char *name, enum sfile except);
+/* ... of category dir and its entries/ (their size is its byte count). */
+void fs_kcache_category(const char *dir);
+/* ... of the reserved files of dir, a category just removed (an open
+ * descriptor's fstat asks again, and learns it is gone). */
+void fs_kcache_removed(const char *dir);
+/* ... of dir's entries/ID and its files, an entry just removed. */
+void fs_kcache_entry(const char *dir, int64_t id);
 
 /* ---- guard.c ---- */
 

@@ -259,6 +259,7 @@ static int do_read(struct fs_handle *h, char *out, size_t size, off_t off)
 {
 	struct buf *src = &h->data;
 	struct node *n = h->node;
+	bool changed;
 	size_t len;
 
 	if (h->kind == FS_SESSION && h->sf == SF_QUERY && h->writable) {
@@ -277,14 +278,20 @@ static int do_read(struct fs_handle *h, char *out, size_t size, off_t off)
 	} else if (h->kind == FS_SESSION && !h->writable && h->sf != SF_NEIGHBORS) {
 		/* read-only session handles read the live content; once their
 		 * file is unlinked, what they read last */
+		int64_t shown;
+
 		pthread_mutex_lock(&n->lock);
+		shown = n->mtime_ms[SF_STATUS];
 		if (n->file_gen[h->sf] == h->file_gen) {
 			if (h->sf == SF_RESPONSE && off == 0)
 				fs_wait_pending(n, h->dir);
 			buf_release(&h->data);
 			fs_session_content(n, h->sf, &h->data);
 		}
+		changed = shown != n->mtime_ms[SF_STATUS];
 		pthread_mutex_unlock(&n->lock);
+		if (changed) /* a coalesced fill's answer arrived */
+			fs_kcache_session(h->dir, h->name, h->sf);
 	}
 	len = (size_t)off >= src->len ? 0 : src->len - (size_t)off;
 	if (len > size)
@@ -392,6 +399,7 @@ static int do_flush(struct fs_handle *h)
 		int64_t n = cache_purge(fs_st()->cache, h->dir, &h->who);
 
 		rc = n < 0 ? (int)n : 0;
+		fs_kcache_category(h->dir);
 		break;
 	}
 	default:

@@ -16,9 +16,12 @@
  *   any other file name        an in-memory scratch file (editors' temp and
  *                              backup files); renaming one onto policy.yaml
  *                              installs it
- * Files whose content changes are opened with direct_io and all kernel
- * timeouts are zero, so nothing stale is ever shown. The operations live
- * in the files fs_i.h lists; this one only puts them in the table.
+ * Every file is opened direct_io (the kernel caches no content); the
+ * kernel caches attributes for FS_ATTR_TIMEOUT_S, never names (entry and
+ * negative timeouts are zero: every path walk asks again), and a request
+ * that changes another file's attributes drops them (kcache.c), so
+ * nothing stale is shown. The operations live in the files fs_i.h lists;
+ * this one only puts them in the table.
  *
  * Not here: matching, storage and policy semantics (index/, policy/);
  * options and daemonising (main.c).
@@ -122,14 +125,18 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	struct fs_state *s = fuse_get_context()->private_data;
 
+	/* names are never cached: libfuse's high-level API cannot drop a
+	 * name the daemon removes by itself (kcache.c) */
 	cfg->entry_timeout = 0;
-	cfg->attr_timeout = 0;
 	cfg->negative_timeout = 0;
+	cfg->attr_timeout = FS_ATTR_TIMEOUT_S;
 	cfg->hard_remove = 1;
 	cfg->use_ino = 0;
 	cfg->nullpath_ok = 0;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	/* no writeback cache: kcache.c's notices never block on one */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	if (cache_start(s->cache))
 		semlog(SEMLOG_ERR, "cannot start the maintenance thread");
 	pthread_mutex_init(&s->gc_mu, NULL);

@@ -347,6 +347,8 @@ int fs_fast_answer(struct fs_handle *h)
 				       (off_t)h->answer.len);
 		pthread_mutex_unlock(&n->lock);
 	}
+	/* a read of NAME.query: the others only (kcache.c) */
+	fs_kcache_session(h->dir, h->name, SF_QUERY);
 	h->answered = !rc;
 	h->answer_rc = rc;
 	return rc;
@@ -529,6 +531,7 @@ static int run_feedback(struct fs_handle *h)
 	rc = cache_feedback_wrong(fs_st()->cache, h->dir, entry, score, &h->who);
 	if (rc)
 		return rc;
+	fs_kcache_entry(h->dir, entry); /* a flush: no inode of it is busy */
 
 	pthread_mutex_lock(&n->lock);
 	rc = buf_set(&n->feedback, word, len);
@@ -550,13 +553,23 @@ int fs_session_commit(struct fs_handle *h)
 	struct node *n = h->node;
 	int rc = 0;
 
+	/* a flush or fsync, no read or write: every file of the session may
+	 * be told of (kcache.c) */
 	switch (h->sf) {
 	case SF_QUERY:
-		return run_lookup(h);
+		rc = run_lookup(h);
+		fs_kcache_session(h->dir, h->name, SF_N);
+		return rc;
 	case SF_RESPONSE:
-		return run_fill(h);
+		rc = run_fill(h);
+		fs_kcache_session(h->dir, h->name, SF_N);
+		fs_kcache_category(h->dir);
+		return rc;
 	case SF_FEEDBACK:
-		return run_feedback(h);
+		rc = run_feedback(h);
+		fs_kcache_session(h->dir, h->name, SF_N);
+		fs_kcache_category(h->dir);
+		return rc;
 	case SF_CONTEXT:
 		pthread_mutex_lock(&n->lock);
 		rc = stale(h) ? -ESTALE : buf_set(&n->context, h->data.data, h->data.len);
