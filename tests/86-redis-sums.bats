@@ -62,17 +62,21 @@ Q2="what is the melting point of tungsten in kelvin"
 Q3="which chess opening is best against the sicilian"
 Q4="how far is the andromeda galaxy from the milky way"
 
-@test "hits on two hosts add up: 3 on A and 4 on B show 7 on both and in Redis" {
+# three_and_four: entry $ID in code, filled on A; 3 hits on A and 4 on B,
+# until both hosts and Redis show 7
+three_and_four() {
 	mkdir "$MNT/code"
 	fill_on "$MNT" code f "$Q1" "starter answer"
 	known_b() { [ -d "$MNT_B/code/entries/$ID" ]; }
 	wait_until 10 known_b
 	hit_on "$MNT" code 3 "$Q1"
 	hit_on "$MNT_B" code 4 "$Q1"
-	seven() { hits_are 7 "$ID" code "$MNT" "$MNT_B"; }
+	seven() { hits_are 7 "$ID" code "$MNT" "$MNT_B" && [ "$(redis_h "$ID")" = 7 ]; }
 	wait_until 10 seven
-	run redis_h "$ID"
-	assert_output 7
+}
+
+@test "hits on two hosts add up: 3 on A and 4 on B show 7 on both and in Redis" {
+	three_and_four
 	# .stats agree: the entries' hits, summed; lookups that hit, per host
 	for m in "$MNT" "$MNT_B"; do
 		run stat_of entry_hits "$m" code
@@ -95,14 +99,7 @@ Q4="how far is the andromeda galaxy from the milky way"
 host_id() { sed -n 's/.*, host id \([0-9a-f]*\),.*/\1/p' "$1" | tail -n 1; }
 
 @test "a write-back that fails is sent again and counted once" {
-	mkdir "$MNT/code"
-	fill_on "$MNT" code f "$Q1" "starter answer"
-	known_b() { [ -d "$MNT_B/code/entries/$ID" ]; }
-	wait_until 10 known_b
-	hit_on "$MNT" code 3 "$Q1"
-	hit_on "$MNT_B" code 4 "$Q1"
-	seven() { hits_are 7 "$ID" code "$MNT" "$MNT_B" && [ "$(redis_h "$ID")" = 7 ]; }
-	wait_until 10 seven
+	three_and_four
 	# scripts wait while reads go on: A's next write-back times out
 	local fails
 	fails=$(grep -c "saving hit counters failed" "$LOG" || true)
@@ -125,14 +122,7 @@ host_id() { sed -n 's/.*, host id \([0-9a-f]*\),.*/\1/p' "$1" | tail -n 1; }
 }
 
 @test "a write-back that ran but whose reply was lost is counted once when sent again" {
-	mkdir "$MNT/code"
-	fill_on "$MNT" code f "$Q1" "starter answer"
-	known_b() { [ -d "$MNT_B/code/entries/$ID" ]; }
-	wait_until 10 known_b
-	hit_on "$MNT" code 3 "$Q1"
-	hit_on "$MNT_B" code 4 "$Q1"
-	seven() { hits_are 7 "$ID" code "$MNT" "$MNT_B" && [ "$(redis_h "$ID")" = 7 ]; }
-	wait_until 10 seven
+	three_and_four
 	# a hit on A, then the server stops: A's write-back reaches the
 	# socket, times out and is sent again; the server runs both once it
 	# goes on. (A write-back that left before the stop: once more.)
