@@ -4,8 +4,10 @@
  * (Prometheus text exposition format, every category labelled).
  *
  * Counters are atomics in struct cat, read without locks (each value is
- * exact, the set of them is not one instant); entry counts and bytes are
- * read under cat.lock. Latencies go into a log-linear histogram: exact
+ * exact, the set of them is not one instant); entry counts, bytes and
+ * entry_hits (the hit counts of the entries, on a shared store summed
+ * over the hosts, against hits: this host's lookups that hit) are read
+ * under cat.lock. Latencies go into a log-linear histogram: exact
  * microseconds below 64, then 8 buckets per power of two, so quantiles
  * are within 1/8 of the true value; .metrics shows it as a Prometheus
  * histogram in seconds with one bucket per power of two (exact: those
