@@ -152,6 +152,35 @@ host_id() { sed -n 's/.*, host id \([0-9a-f]*\),.*/\1/p' "$1" | tail -n 1; }
 	wait_until 10 settled
 }
 
+@test "malformed hits events are skipped with a log line; a gap in the hits stream reads the counts again" {
+	three_and_four
+	local cat=$((ID & 16777215)) seq=$((ID >> 24)) n b
+	n=$(redis-cli -p "$PORT" GET "{c$cat}:hseq")
+	[[ $n =~ ^[0-9]+$ ]]
+	for b in "$seq x 3" "$seq 99999999999999999999 1" "$seq -5 1" "$seq 1" "" "$seq 1 1 junk"; do
+		n=$((n + 1))
+		redis-cli -p "$PORT" XADD "{c$cat}:hstream" '*' h ffffffffffffffff n "$n" k h b "$b" >/dev/null
+	done
+	# a sum for an entry that does not exist, and one smaller than known
+	n=$((n + 1))
+	redis-cli -p "$PORT" XADD "{c$cat}:hstream" '*' h ffffffffffffffff n "$n" k h b "$((seq + 1000)) 50 1 $seq 2 1" >/dev/null
+	redis-cli -p "$PORT" PUBLISH semcache:ev "{c$cat}" >/dev/null
+	logged() { [ "$(grep -c "a malformed hits event; skipped" "$LOG")" -ge 5 ]; }
+	wait_until 10 logged
+	# a gap: the counts are read again from the entries
+	redis-cli -p "$PORT" HSET "{c$cat}:e:$seq" h 20 >/dev/null
+	redis-cli -p "$PORT" XADD "{c$cat}:hstream" '*' h ffffffffffffffff n "$((n + 5))" k h b "" >/dev/null
+	redis-cli -p "$PORT" PUBLISH semcache:ev "{c$cat}" >/dev/null
+	reread() { hits_are 20 "$ID" code "$MNT" "$MNT_B"; }
+	wait_until 10 reread
+	grep -q "reading the category's hit counts" "$LOG"
+	# both still count on from there
+	hit_on "$MNT" code 1 "$Q1"
+	hit_on "$MNT_B" code 1 "$Q1"
+	more() { hits_are 22 "$ID" code "$MNT" "$MNT_B" && [ "$(redis_h "$ID")" = 22 ]; }
+	wait_until 10 more
+}
+
 @test "lfu eviction goes by the summed count: 2 hits on A and 2 on B beat 3 on A" {
 	mkdir "$MNT/q"
 	printf 'quota: {entries: 3}\neviction: lfu\n' >"$MNT/q/policy.yaml"
