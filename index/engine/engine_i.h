@@ -95,7 +95,13 @@ struct centry {
 	int64_t id;
 	int64_t created_ms;
 	int64_t last_hit_ms;
+	/* hits = hits_store + own - own_sent: the store's count as last
+	 * known (on a shared store the sum over the hosts, from touch
+	 * replies and other hosts' hits events), plus the hits made here
+	 * that it does not have yet. own counts this process's hits since
+	 * it loaded the entry; own_sent is the own count the store holds. */
 	int64_t hits;
+	int64_t hits_store, own, own_sent;
 	int64_t bytes;
 	uint64_t key[2];
 	uint64_t ctx_hash;        /* 0: stored without a context */
@@ -443,8 +449,23 @@ bool engine_entry_expired(const struct policy *p, const struct centry *e,
  * errno (the entry then stays, still served). */
 int engine_entry_delete(struct cache *c, struct cat *cat,
 			struct catcore *core, int64_t id, const char *why);
-/* The store no longer has id: forget it here (maps, index). Idempotent. */
-void engine_entry_forget(struct cat *cat, struct catcore *core, int64_t id);
+/* The store no longer has id: forget it here (maps, index). Idempotent:
+ * true when it was known here. */
+bool engine_entry_forget(struct cat *cat, struct catcore *core, int64_t id);
+/* Retire entry id of cat if the store agrees it expired under p at now
+ * (store_entry_expire): 0 when this call did (counted in cat.expired),
+ * -EAGAIN when the store's view has it unexpired, -ENOENT when the store
+ * no longer has it (its delete event forgets it here, and counts an
+ * expiry once), or the store's errno. No engine lock held. */
+int engine_entry_expire(struct cache *c, struct cat *cat,
+			struct catcore *core, int64_t id,
+			const struct policy *p, int64_t now);
+/* The store's view of id's counters after a touch (a reply, or another
+ * host's, from the stream): total (hits_store) and last hit, each only
+ * moved forward; own_sent (< 0: unknown) the own count the store holds.
+ * Takes cat.lock. */
+void engine_entry_store_hits(struct cat *cat, int64_t id, int64_t total,
+			     int64_t last_hit_ms, int64_t own_sent);
 /* A malloc'd snapshot of cat's entry ids, oldest first, *n of them (NULL
  * when out of memory). Takes cat.lock. */
 int64_t *engine_entry_ids(struct cat *cat, size_t *n);

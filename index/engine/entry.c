@@ -88,7 +88,7 @@ struct centry *engine_entry_from_store(const struct store_entry *se)
 	e->id = se->id;
 	e->created_ms = se->created_ms;
 	e->last_hit_ms = se->last_hit_ms;
-	e->hits = se->hits;
+	e->hits = e->hits_store = se->hits;
 	e->bytes = se->bytes;
 	e->key[0] = se->key[0];
 	e->key[1] = se->key[1];
@@ -167,7 +167,7 @@ int engine_entry_delete(struct cache *c, struct cat *cat,
 	return rc;
 }
 
-void engine_entry_forget(struct cat *cat, struct catcore *core, int64_t id)
+bool engine_entry_forget(struct cat *cat, struct catcore *core, int64_t id)
 {
 	struct centry *e = entry_take(cat, id);
 
@@ -176,6 +176,48 @@ void engine_entry_forget(struct cat *cat, struct catcore *core, int64_t id)
 			vindex_remove(core->vi, id);
 		engine_entry_free(e);
 	}
+	return e != NULL;
+}
+
+int engine_entry_expire(struct cache *c, struct cat *cat,
+			struct catcore *core, int64_t id,
+			const struct policy *p, int64_t now)
+{
+	int rc;
+
+	if (p->ttl <= 0)
+		return -EAGAIN;
+	rc = store_entry_expire(c->store, id, p->ttl * 1000,
+				p->ttl_mode == POLICY_TTL_SLIDING, now);
+	if (rc && rc != -EAGAIN && rc != -ENOENT)
+		semlog(SEMLOG_WARN, "category '%s': expiring entry %" PRId64 " failed: %s (it stays, never served)",
+		       cat->path, id, strerror(-rc));
+	if (!rc && engine_entry_forget(cat, core, id))
+		cat->expired++;
+	/* gone: a shared store's delete event forgets it here (and counts
+	 * an expiry once); a store only this process uses sends none */
+	if (rc == -ENOENT && !c->store_quotas)
+		engine_entry_forget(cat, core, id);
+	return rc;
+}
+
+void engine_entry_store_hits(struct cat *cat, int64_t id, int64_t total,
+			     int64_t last_hit_ms, int64_t own_sent)
+{
+	struct centry *e;
+
+	pthread_mutex_lock(&cat->lock);
+	e = u64map_get(&cat->by_id, (uint64_t)id);
+	if (e) {
+		if (total > e->hits_store)
+			e->hits_store = total;
+		if (own_sent > e->own_sent)
+			e->own_sent = own_sent;
+		if (last_hit_ms > e->last_hit_ms)
+			e->last_hit_ms = last_hit_ms;
+		e->hits = e->hits_store + e->own - e->own_sent;
+	}
+	pthread_mutex_unlock(&cat->lock);
 }
 
 int64_t *engine_entry_ids(struct cat *cat, size_t *n)

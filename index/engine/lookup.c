@@ -131,6 +131,7 @@ static bool note_hit(struct cat *cat, int64_t id, int64_t now, int64_t *created)
 	e = u64map_get(&cat->by_id, (uint64_t)id);
 	if (e) {
 		e->hits++;
+		e->own++;
 		e->last_hit_ms = now;
 		*created = e->created_ms;
 		ELIST_UNLINK(&cat->lru, e, lru_prev, lru_next);

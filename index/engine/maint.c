@@ -8,8 +8,10 @@
  * Every tick (100 ms, 2 ms while a merge backlog remains) it merges
  * recently added vectors into HNSW in small batches, bounded in time per
  * category. Every tenth tick it also writes hit counters back to the
- * store, retires expired entries in batches (expired entries are never
- * served: this is only garbage collection), applies quotas, closes
+ * store (and reads the store's sums back), retires expired entries in
+ * batches (expired entries are never served: this is only garbage
+ * collection; the store decides each expiry once, for every host that
+ * shares it: store_entry_expire), applies quotas, closes
  * break-even windows, prunes pending misses and compacts indexes whose
  * tombstones pass a quarter of them.
  *
@@ -35,10 +37,36 @@
 #define SWEEP_BATCH 128       /* expired entries retired per category per tick */
 #define SWEEP_SCAN 8192       /* map slots looked at per category per tick */
 
+/* Put the entries of t[0..n) back in cat's write-back queue (a failed
+ * write-back: sent again with the next, which a shared store counts
+ * once, see store_entry_touch). */
+static void requeue_hits(struct cat *cat, const struct store_touch *t,
+			 size_t n)
+{
+	pthread_mutex_lock(&cat->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct centry *e = u64map_get(&cat->by_id, (uint64_t)t[i].id);
+
+		if (e && !e->dirty && cat->ndirty < cat->dirty_cap) {
+			cat->dirty[cat->ndirty++] = e->id;
+			e->dirty = true;
+		}
+	}
+	pthread_mutex_unlock(&cat->lock);
+}
+
+/*
+ * Write cat's unsaved hit counters to the store and take its view back.
+ * A shared store gets each entry's own count (this process's hits since
+ * it loaded it) and answers with the sum over the hosts; the local store
+ * gets and keeps the count itself.
+ */
 void engine_maint_flush_hits(struct cache *c, struct cat *cat)
 {
 	struct store_touch *t;
+	int64_t *own = NULL;
 	size_t n = 0;
+	int rc;
 
 	pthread_mutex_lock(&cat->lock);
 	if (!cat->ndirty) {
@@ -46,7 +74,9 @@ void engine_maint_flush_hits(struct cache *c, struct cat *cat)
 		return;
 	}
 	t = malloc(cat->ndirty * sizeof(*t));
-	if (t) {
+	if (t)
+		own = malloc(cat->ndirty * sizeof(*own));
+	if (own) {
 		for (size_t i = 0; i < cat->ndirty; i++) {
 			struct centry *e = u64map_get(&cat->by_id, (uint64_t)cat->dirty[i]);
 
@@ -55,19 +85,24 @@ void engine_maint_flush_hits(struct cache *c, struct cat *cat)
 			e->dirty = false;
 			t[n].id = e->id;
 			t[n].last_hit_ms = e->last_hit_ms;
-			t[n].hits = e->hits;
+			t[n].hits = c->store_quotas ? e->own : e->hits;
+			own[n] = e->own;
 			n++;
 		}
 		cat->ndirty = 0;
 	}
 	pthread_mutex_unlock(&cat->lock);
-	if (n) {
-		int rc = store_entry_touch(c->store, t, n);
-
-		if (rc)
-			semlog(SEMLOG_WARN, "category '%s': saving hit counters failed: %s",
-			       cat->path, strerror(-rc));
+	rc = n ? store_entry_touch(c->store, t, n) : 0;
+	if (rc) {
+		semlog(SEMLOG_WARN, "category '%s': saving hit counters failed: %s (sent again with the next)",
+		       cat->path, strerror(-rc));
+		requeue_hits(cat, t, n);
 	}
+	for (size_t i = 0; !rc && i < n; i++)
+		if (t[i].total >= 0)
+			engine_entry_store_hits(cat, t[i].id, t[i].total,
+						t[i].last_hit_ms, own[i]);
+	free(own);
 	free(t);
 }
 
@@ -101,9 +136,10 @@ static bool sweep_expired(struct cache *c, struct catref *ref)
 	cat->sweep_pos = i;
 	more = n == SWEEP_BATCH || scanned < cap;
 	pthread_mutex_unlock(&cat->lock);
+	/* the store judges each again, once for every host (a hit another
+	 * host made may keep it) */
 	for (size_t k = 0; k < n; k++)
-		if (engine_entry_delete(c, cat, ref->core, victims[k], "expired") == 0)
-			cat->expired++;
+		engine_entry_expire(c, cat, ref->core, victims[k], &pol, now);
 	return n > 0 && more;
 }
 

@@ -1,6 +1,7 @@
 /*
  * remote.c - changes other hosts make to a store they share with this
- * one: entries put and deleted, categories created, changed and removed,
+ * one: entries put, deleted and expired, their hit counts summed over the
+ * hosts, categories created, changed and removed,
  * policies replaced; and a full resync when the change stream had a gap
  * (or the store was reset behind the daemons' backs).
  *
@@ -69,8 +70,11 @@ static int remote_put(struct cache *c, struct catref *ref,
 		same = e->key[0] == se->key[0] && e->key[1] == se->key[1] &&
 		       e->created_ms == se->created_ms;
 	pthread_mutex_unlock(&cat->lock);
-	if (same)
-		return 0; /* a change may arrive twice */
+	if (same) {
+		/* a change may arrive twice; a resync brings the counts */
+		engine_entry_store_hits(cat, se->id, se->hits, se->last_hit_ms, -1);
+		return 0;
+	}
 	if (known) {
 		/* the store gave this id to another entry: it lost the one
 		 * known here (a failover to a replica that lacked it) */
@@ -356,12 +360,19 @@ static void on_store_event(void *arg, const struct store_event *ev)
 		break;
 	case STORE_EV_ENTRY_PUT:
 	case STORE_EV_ENTRY_DELETE:
+	case STORE_EV_ENTRY_HITS:
 		if (ref_id(c, ev->entry.cat_id, &ref))
 			break;
 		if (ev->kind == STORE_EV_ENTRY_PUT)
 			remote_put(c, &ref, ev);
-		else
-			engine_entry_forget(ref.cat, ref.core, ev->entry.id);
+		else if (ev->kind == STORE_EV_ENTRY_HITS)
+			engine_entry_store_hits(ref.cat, ev->entry.id, ev->entry.hits,
+						ev->entry.last_hit_ms, -1);
+		/* an expiry another host decided counts here too, once:
+		 * only while the entry was still known here */
+		else if (engine_entry_forget(ref.cat, ref.core, ev->entry.id) &&
+			 ev->expired)
+			ref.cat->expired++;
 		engine_cat_put(c, &ref);
 		break;
 	case STORE_EV_CATEGORY_CREATE:

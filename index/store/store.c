@@ -99,9 +99,20 @@ int store_entry_delete(struct store *s, int64_t id)
 	return s->ops->entry_delete(s, id);
 }
 
-int store_entry_touch(struct store *s, const struct store_touch *t, size_t n)
+int store_entry_touch(struct store *s, struct store_touch *t, size_t n)
 {
+	/* a store that keeps what it is given has that as the total */
+	for (size_t i = 0; t && i < n; i++)
+		t[i].total = t[i].hits;
 	return s->ops->entry_touch(s, t, n);
+}
+
+int store_entry_expire(struct store *s, int64_t id, int64_t ttl_ms,
+		       bool sliding, int64_t now_ms)
+{
+	if (!s->ops->entry_expire)
+		return s->ops->entry_delete(s, id);
+	return s->ops->entry_expire(s, id, ttl_ms, sliding, now_ms);
 }
 
 int store_entry_scan(struct store *s, int64_t cat_id, int64_t min_id,

@@ -192,11 +192,41 @@ int store_entry_put(struct store *s, struct store_entry *e,
  * failed is recorded and removed at a later delete or open. */
 int store_entry_delete(struct store *s, int64_t id);
 
-struct store_touch { int64_t id; int64_t last_hit_ms; int64_t hits; };
-/* Record hit counters of many entries in one transaction (not fsync'd).
- * A store that keeps quotas (store_quota_enforce) learns lru and lfu order
- * from these only: recency there is as fresh as the last touch. */
-int store_entry_touch(struct store *s, const struct store_touch *t, size_t n);
+/*
+ * Hit counters, written back in batches (not fsync'd). A store only this
+ * process uses keeps hits as the entry's count. A shared one (Redis)
+ * takes hits as this process's own count on the entry (the hits it made
+ * since it loaded the entry: it only grows) and keeps one such count per
+ * process: their growth is added to the entry's sum, so a batch that runs
+ * twice (a lost reply, a resend) or an own count sent again later counts
+ * once, and a process that starts again starts an own count of its own
+ * (what it sent before stays counted and is never sent again). last_hit_ms
+ * is kept as the latest of all. On success every t[i].total is the
+ * entry's count in the store after the batch (the sum over the processes;
+ * -1: the entry is gone) and last_hit_ms its latest hit; total is not
+ * read. A store that keeps quotas (store_quota_enforce) orders lru and lfu
+ * by these only: recency there is as fresh as the last touch.
+ */
+struct store_touch {
+	int64_t id;
+	int64_t last_hit_ms;
+	int64_t hits;
+	int64_t total;
+};
+int store_entry_touch(struct store *s, struct store_touch *t, size_t n);
+
+/*
+ * Remove entry id as expired if the store agrees that it is: ttl_ms after
+ * its creation, or (sliding) after its last hit as the store knows it
+ * (every process's, from their touches), has passed at now_ms. A shared
+ * store decides this once, atomically, whichever process asks first; the
+ * others learn of it as a STORE_EV_ENTRY_DELETE with expired set. 0 when
+ * this call removed it, -EAGAIN when the store's view has it unexpired (a
+ * hit elsewhere), -ENOENT when it is gone already. A store only this
+ * process uses removes it as store_entry_delete does.
+ */
+int store_entry_expire(struct store *s, int64_t id, int64_t ttl_ms,
+		       bool sliding, int64_t now_ms);
 
 /*
  * Call cb for every entry of a category with id > min_id, in id order, with
@@ -265,7 +295,12 @@ bool store_keeps_quotas(const struct store *s);
  */
 enum store_event_kind {
 	STORE_EV_ENTRY_PUT,        /* entry, vec, dim, embedder */
-	STORE_EV_ENTRY_DELETE,     /* entry.id, entry.cat_id */
+	STORE_EV_ENTRY_DELETE,     /* entry.id, entry.cat_id; expired when
+				    * it was store_entry_expire's doing */
+	STORE_EV_ENTRY_HITS,       /* entry.id, entry.cat_id, entry.hits
+				    * (the sum over every process) and
+				    * entry.last_hit_ms after another
+				    * process's touch */
 	STORE_EV_CATEGORY_CREATE,  /* category */
 	STORE_EV_CATEGORY_DELETE,  /* category.id, category.path */
 	STORE_EV_CATEGORY_ATTR,    /* category */
@@ -289,6 +324,7 @@ struct store_event {
 	struct store_category category;
 	const char *yaml;
 	size_t yaml_len;
+	bool expired;              /* STORE_EV_ENTRY_DELETE: see there */
 };
 
 typedef void (*store_event_fn)(void *arg, const struct store_event *ev);

@@ -40,8 +40,10 @@ typedef int store_policy_put_fn(struct store *s, int64_t cat_id,
 typedef int store_entry_put_fn(struct store *s, struct store_entry *e,
 			       const struct store_payload *p);
 typedef int store_entry_delete_fn(struct store *s, int64_t id);
-typedef int store_entry_touch_fn(struct store *s, const struct store_touch *t,
+typedef int store_entry_touch_fn(struct store *s, struct store_touch *t,
 				 size_t n);
+typedef int store_entry_expire_fn(struct store *s, int64_t id, int64_t ttl_ms,
+				  bool sliding, int64_t now_ms);
 typedef int store_scan_cb(void *arg, const struct store_entry *e,
 			  const float *vec, int dim, const char *embedder);
 typedef int store_entry_scan_fn(struct store *s, int64_t cat_id,
@@ -72,6 +74,7 @@ struct store_ops {
 	store_entry_put_fn *entry_put;
 	store_entry_delete_fn *entry_delete;
 	store_entry_touch_fn *entry_touch;
+	store_entry_expire_fn *entry_expire;     /* NULL: entry_delete */
 	store_entry_scan_fn *entry_scan;
 	store_response_read_fn *response_read;
 	store_entry_text_fn *entry_text;

@@ -187,7 +187,7 @@ int local_sync_restore(struct store_local *s)
 	return 0;
 }
 
-int local_entry_touch(struct store *store, const struct store_touch *t, size_t n)
+int local_entry_touch(struct store *store, struct store_touch *t, size_t n)
 {
 	struct store_local *s = local_of(store);
 	sqlite3_stmt *st;

@@ -15,7 +15,11 @@
  * resume.c). A response is
  * served only when its length and crc32 match the metadata (else
  * -EBADMSG). Touches are sorted by category and sent as one script call
- * per category and 1000 entries.
+ * per category and 1000 entries; each sends this host's own count of every
+ * entry, which the script turns into a sum over the hosts that counts a
+ * resent batch once (scripts.c), and reads the sums back. Expiry is one
+ * script too, which judges the entry's age itself (entry_expire), so that
+ * one host decides it and the others learn it from the stream.
  *
  * A put is acknowledged only when its reply is its own ({ request id,
  * sequence } with the sequence in 1..SEQ_MAX). A put that reached the
@@ -25,8 +29,8 @@
  * from the store as soon as the store answers, so that a fill reported as
  * failed is never served by another host for long.
  *
- * What not: no local response cache, touch is not streamed to the other
- * hosts (it keeps the maximum of every host's counters).
+ * What not: no local response cache; a touch streams the sums it changed
+ * (one 'h' event per call, watch.c), not each hit.
  */
 #include "redis_i.h"
 #include "bytes.h"
@@ -134,47 +138,105 @@ int redis_entry_put(struct store *st, struct store_entry *e,
 	return 0;
 }
 
-int redis_entry_delete(struct store *st, int64_t id)
+/* The del script, or with p the expire script under p (ttl_ms, sliding,
+ * now_ms): *done is its result. */
+struct expiry { int64_t ttl_ms; bool sliding; int64_t now_ms; };
+
+static int drop_call(struct store_redis *s, int64_t id,
+		     const struct expiry *p, long long *done)
 {
-	struct store_redis *s = R(st);
+	const char *what = p ? "expire entry" : "delete entry";
 	struct args a = { 0 };
 	redisReply *r = NULL;
-	long long done = 0;
 	char tag[24], rid[40];
+	int ret;
+
+	redis_cat_tag(tag, sizeof(tag), id_cat(id), "");
+	redis_rid(s, rid);
+	redis_arg_script(&a, p ? &redis_script_expire : &redis_script_del, tag,
+			 rid);
+	arg_s(&a, tag);
+	arg_i(&a, id_seq(id));
+	if (p) {
+		arg_i(&a, p->ttl_ms);
+		arg_s(&a, p->sliding ? "1" : "0");
+		arg_i(&a, p->now_ms);
+	}
+	arg_s(&a, s->host_id);
+	arg_s(&a, STREAM_MAXLEN);
+	ret = redis_once_call(&s->rc, tag, &a, rid, what, REDIS_REPLY_INTEGER,
+			      -EPROTO, NULL, &r);
+	if (!ret)
+		ret = rconn_reply_int(&s->rc, r, p ? -1 : 0, 1, what, done);
+	freeReplyObject(r);
+	return ret;
+}
+
+int redis_entry_delete(struct store *st, int64_t id)
+{
+	long long done = 0;
 	int ret;
 
 	if (!id_ok(id))
 		return -ENOENT;
-	redis_cat_tag(tag, sizeof(tag), id_cat(id), "");
-	redis_rid(s, rid);
-	redis_arg_script(&a, &redis_script_del, tag, rid);
-	arg_s(&a, tag);
-	arg_i(&a, id_seq(id));
-	arg_s(&a, s->host_id);
-	arg_s(&a, STREAM_MAXLEN);
-	ret = redis_once_call(&s->rc, tag, &a, rid, "delete entry",
-			      REDIS_REPLY_INTEGER, -EPROTO, NULL, &r);
-	if (!ret)
-		ret = rconn_reply_int(&s->rc, r, 0, 1, "delete entry", &done);
-	freeReplyObject(r);
+	ret = drop_call(R(st), id, NULL, &done);
 	if (ret)
 		return ret;
 	return done == 1 ? 0 : -ENOENT;
 }
 
+int redis_entry_expire(struct store *st, int64_t id, int64_t ttl_ms,
+		       bool sliding, int64_t now_ms)
+{
+	struct expiry p = { ttl_ms, sliding, now_ms };
+	long long done = 0;
+	int ret;
+
+	if (!id_ok(id))
+		return -ENOENT;
+	if (ttl_ms <= 0 || now_ms < 0)
+		return -EINVAL;
+	ret = drop_call(R(st), id, &p, &done);
+	if (ret)
+		return ret;
+	return done == 1 ? 0 : done == 0 ? -EAGAIN : -ENOENT;
+}
+
 static int cmp_touch_cat(const void *a, const void *b)
 {
-	const struct store_touch *x = a, *y = b;
+	const struct store_touch *x = *(struct store_touch *const *)a;
+	const struct store_touch *y = *(struct store_touch *const *)b;
 	int64_t cx = id_cat(x->id), cy = id_cat(y->id);
 
 	return (cx > cy) - (cx < cy);
 }
 
-int redis_entry_touch(struct store *st, const struct store_touch *t,
-		      size_t n)
+/* One touch call's reply: (h t) per entry of v[0..n); the store's view
+ * goes back into them. */
+static int touch_reply(struct store_redis *s, const redisReply *r,
+		       struct store_touch **v, size_t n)
+{
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 * n)
+		return rconn_bad_reply(&s->rc, "record hits", "not (h t) per entry");
+	for (size_t j = 0; j < n; j++) {
+		long long h, t;
+
+		if (rconn_reply_int(&s->rc, r->element[2 * j], -1, INT64_MAX,
+				    "record hits", &h) ||
+		    rconn_reply_int(&s->rc, r->element[2 * j + 1], 0, INT64_MAX,
+				    "record hits", &t))
+			return -EPROTO;
+		v[j]->total = h;
+		if (h >= 0)
+			v[j]->last_hit_ms = t;
+	}
+	return 0;
+}
+
+int redis_entry_touch(struct store *st, struct store_touch *t, size_t n)
 {
 	struct store_redis *s = R(st);
-	struct store_touch *v;
+	struct store_touch **v;
 	int ret = 0;
 
 	if (n && !t)
@@ -184,23 +246,32 @@ int redis_entry_touch(struct store *st, const struct store_touch *t,
 	v = malloc(n * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	memcpy(v, t, n * sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		v[i] = &t[i];
 	qsort(v, n, sizeof(*v), cmp_touch_cat);
 	for (size_t i = 0; !ret && i < n;) {
-		int64_t cat = id_cat(v[i].id);
+		int64_t cat = id_cat(v[i]->id);
 		struct args a = { 0 };
+		redisReply *r = NULL;
+		size_t from = i;
 		char tag[24];
 
 		redis_cat_tag(tag, sizeof(tag), cat, "");
 		redis_arg_script(&a, &redis_script_touch, tag, NULL);
 		arg_s(&a, tag);
-		for (size_t j = 0; i < n && id_cat(v[i].id) == cat && j < 1000;
+		arg_s(&a, s->host_id);
+		arg_s(&a, HITS_MAXLEN);
+		for (size_t j = 0; i < n && id_cat(v[i]->id) == cat && j < 1000;
 		     i++, j++) {
-			arg_i(&a, id_seq(v[i].id));
-			arg_i(&a, v[i].hits);
-			arg_i(&a, v[i].last_hit_ms);
+			arg_i(&a, id_seq(v[i]->id));
+			arg_i(&a, v[i]->hits);
+			arg_i(&a, v[i]->last_hit_ms);
 		}
-		ret = rconn_call(&s->rc, tag, &a, "record hits", 0, 0, NULL);
+		ret = rconn_call(&s->rc, tag, &a, "record hits",
+				 REDIS_REPLY_ARRAY, -EPROTO, &r);
+		if (!ret)
+			ret = touch_reply(s, r, v + from, i - from);
+		freeReplyObject(r);
 	}
 	free(v);
 	return ret;

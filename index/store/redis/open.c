@@ -428,6 +428,7 @@ const struct store_ops store_redis_ops = {
 	.entry_put = redis_entry_put,
 	.entry_delete = redis_entry_delete,
 	.entry_touch = redis_entry_touch,
+	.entry_expire = redis_entry_expire,
 	.entry_scan = redis_entry_scan,
 	.response_read = redis_response_read,
 	.entry_text = redis_entry_text,

@@ -15,13 +15,17 @@
  *   {cC}:alive           exists while the category does (puts check it)
  *   {cC}:next            INCR counter of the category's entry sequence
  *   {cC}:ids             sorted set of live entry sequences (score = seq)
- *   {cC}:e:SEQ           hash: m (packed meta), h (hits), t (last hit),
- *                        q (query), c (context, absent = none), v (vector,
- *                        host float bytes), em (embedder), r (response),
- *                        i (the request id of its put)
+ *   {cC}:e:SEQ           hash: m (packed meta), h (hits: the sum over
+ *                        the hosts), t (last hit), q (query), c (context,
+ *                        absent = none), v (vector, host float bytes), em
+ *                        (embedder), r (response), i (the request id of
+ *                        its put), o:HOST (host's own count, in h)
  *   {cC}:policy          string: the raw policy.yaml
  *   {cC}:stream          stream of entry put/delete and policy events
  *   {cC}:evseq           count of events ever added to that stream
+ *   {cC}:hstream         stream of hit-count events (the sums a touch
+ *                        moved), MAXLEN ~ HITS_MAXLEN
+ *   {cC}:hseq            count of events ever added to that stream
  *   {cC}:lru             sorted set of live sequences by last use (ms of
  *                        the last hit known here, else of the fill)
  *   {cC}:lfu             sorted set by hits + last use / 2^42 (fewest
@@ -57,6 +61,7 @@
  *   quota.c     evictions decided in Redis
  *   reset.c     the store's epoch: a reset store detected and rebuilt
  *   watch.c     the change-stream watcher thread
+ *   hits.c      other hosts' hit counts: hits events, full reads
  *   open.c      redis://HOST:PORT/DB, open, close, the local state
  *               directory, the backend table
  */
@@ -82,6 +87,7 @@
 #define RESET_SEQ_GAP (INT64_C(1) << 20)
 #define RESET_CAT_GAP 1024
 #define STREAM_MAXLEN "100000"
+#define HITS_MAXLEN "1000"
 #define HINT_CHANNEL "semcache:ev"
 #define COMMAND_MS 2000
 #define WATCH_COMMAND_MS 500
@@ -115,6 +121,7 @@ struct wstream {
 	char last[48];         /* last stream id seen, "0-0" for none */
 	int64_t n;             /* evseq of that entry, 0 for none */
 	bool hinted;
+	bool hits;             /* {cC}:hstream (key), its n from hseq */
 };
 
 struct wstate {
@@ -190,7 +197,7 @@ static inline void redis_cat_tag(char *buf, size_t len, int64_t cat,
 
 /* ---- scripts.c ---- */
 
-#define REDIS_SCRIPT_KEYS 12
+#define REDIS_SCRIPT_KEYS 14
 
 /* A Lua script and the keys it runs on: KEYS[i] is the tag of its slot
  * ("{c5}", or "{semcache}" for the global scripts) followed by keys[i-1];
@@ -222,6 +229,7 @@ extern const struct redis_script redis_script_policy;
 extern const struct redis_script redis_script_put;
 extern const struct redis_script redis_script_del;
 extern const struct redis_script redis_script_touch;
+extern const struct redis_script redis_script_expire;
 extern const struct redis_script redis_script_quota;
 extern const struct redis_script redis_script_get;
 extern const struct redis_script redis_script_cancel;
@@ -356,6 +364,7 @@ store_policy_put_fn redis_policy_put;
 store_entry_put_fn redis_entry_put;
 store_entry_delete_fn redis_entry_delete;
 store_entry_touch_fn redis_entry_touch;
+store_entry_expire_fn redis_entry_expire;
 store_entry_scan_fn redis_entry_scan;
 store_response_read_fn redis_response_read;
 store_entry_text_fn redis_entry_text;
@@ -366,6 +375,13 @@ store_watch_fn redis_watch;
 
 /* Positions of every stream now (the global one and each category's). */
 int redis_ws_snapshot(struct rconn *rc, struct wstate *w);
+
+/* hits.c: deliver a hits event's b ("seq h t ...") of category cat's
+ * stream key as STORE_EV_ENTRY_HITS (a malformed one is logged and
+ * skipped); deliver every entry's (h t) of cat, read on rc. */
+void redis_hits_event(struct store_redis *s, const char *key, int64_t cat,
+		      const redisReply *b);
+int redis_hits_refresh(struct store_redis *s, struct rconn *rc, int64_t cat);
 /* The category id of a string reply (a hash field, an event's id):
  * 1..CAT_MAX, else -EPROTO (logged naming what). */
 int redis_cat_id(const struct rconn *rc, const redisReply *r,

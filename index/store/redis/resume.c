@@ -28,9 +28,10 @@
  * (u32 length, the bytes, a NUL), then u64 count and u32 crc32 of all the
  * bytes before it; host byte order, integers little-endian.
  *
- * Hit counts and last-hit times are not streamed (touches): those of the
- * copy's entries are read again, HITS_BATCH entries per call of the hits
- * script (a few bytes each, not the vectors).
+ * Hit counts and last-hit times are not in the change stream (they have
+ * a short stream of their own, hits.c): those of the copy's entries are
+ * read again, HITS_BATCH entries per call of the hits script (a few bytes
+ * each, not the vectors).
  *
  * What not: no copy of a category scanned from a later id, so a category
  * created while this process runs is read in full at its next start

@@ -5,7 +5,7 @@
  * global ones), so it runs unchanged on a Redis Cluster.
  *
  * Each script that changes what the hosts see (all but touch, get and
- * cat_drop) also bumps its stream's evseq, XADDs an event {h: the writer's
+ * cat_drop; touch has a stream of its own, see there) also bumps its stream's evseq, XADDs an event {h: the writer's
  * host id, n: evseq, k: kind, ...} to its category's (or the global)
  * stream (MAXLEN ~ STREAM_MAXLEN) and PUBLISHes the category's tag on
  * HINT_CHANNEL as a wake-up hint for the watchers (watch.c). The put,
@@ -120,12 +120,12 @@ static const char lua_cat_attr[] =
 const struct redis_script redis_script_cat_attr = { lua_cat_attr, {
 	":cats", ":stream", ":evseq" }, true, false, REDIS_SCRIPT_ID };
 
-/* ARGV tag batch; deletes alive, policy, the quota keys and up to batch
- * entries, and once none is left stream, evseq and next; returns the
- * number of entries left */
+/* ARGV tag batch; deletes alive, policy, the quota keys, the hits stream
+ * and up to batch entries, and once none is left stream, evseq and next;
+ * returns the number of entries left */
 static const char lua_cat_drop[] =
 	"redis.call('DEL', KEYS[1], KEYS[3], KEYS[7], KEYS[8], KEYS[9],"
-	" KEYS[10], KEYS[11])\n"
+	" KEYS[10], KEYS[11], KEYS[12], KEYS[13])\n"
 	"local s = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)\n"
 	"for _, x in ipairs(s) do redis.call('DEL', ARGV[1] .. ':e:' .. x) end\n"
 	"if #s > 0 then redis.call('ZREM', KEYS[2], unpack(s)) end\n"
@@ -134,7 +134,8 @@ static const char lua_cat_drop[] =
 	"return left\n";
 const struct redis_script redis_script_cat_drop = { lua_cat_drop, {
 	":alive", ":ids", ":policy", ":stream", ":evseq", ":next", ":lru",
-	":lfu", ":bytes", ":qok", ":evicted" }, false, false, REDIS_SCRIPT_ID };
+	":lfu", ":bytes", ":qok", ":evicted", ":hstream", ":hseq" }, false, false,
+	REDIS_SCRIPT_ID };
 
 /* ARGV tag op('s' set | 'r' remove) yaml host maxlen rid; returns 1, or
  * -1 for no such category (set) or no policy (remove) */
@@ -209,13 +210,14 @@ const struct redis_script redis_script_put = { lua_put, {
 	true, false, REDIS_SCRIPT_ID };
 
 /*
- * Shared by del and cancel: drop_entry(tag, ids, stream, evseq, lru, lfu,
- * bytes, seq, host, maxlen) removes entry seq with its quota records and
- * streams a 'd' event; 1, or 0 when there is no such entry.
+ * Shared by del, expire and cancel: drop_entry(tag, ids, stream, evseq,
+ * lru, lfu, bytes, seq, host, maxlen, x) removes entry seq with its quota
+ * records and streams a 'd' event (with x = 1 when x is true: an expiry);
+ * 1, or 0 when there is no such entry.
  */
 #define LUA_DROP_ENTRY \
 	"local function drop_entry(tag, ids, stream, evseq, lru, lfu, bytes," \
-	" seq, host, maxlen)\n" \
+	" seq, host, maxlen, x)\n" \
 	"  if redis.call('ZREM', ids, seq) == 0 then return 0 end\n" \
 	"  local k = tag .. ':e:' .. seq\n" \
 	"  local b = u64(redis.call('HGET', k, 'm'), 8)\n" \
@@ -224,8 +226,13 @@ const struct redis_script redis_script_put = { lua_put, {
 	"  redis.call('ZREM', lfu, seq)\n" \
 	"  redis.call('DECRBY', bytes, string.format('%.17g', b))\n" \
 	"  local n = redis.call('INCR', evseq)\n" \
-	"  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', host," \
-	"   'n', n, 'k', 'd', 's', seq)\n" \
+	"  if x then\n" \
+	"    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', host," \
+	"     'n', n, 'k', 'd', 's', seq, 'x', '1')\n" \
+	"  else\n" \
+	"    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'h', host," \
+	"     'n', n, 'k', 'd', 's', seq)\n" \
+	"  end\n" \
 	"  redis.call('PUBLISH', '" HINT_CHANNEL "', tag)\n" \
 	"  return 1\n" \
 	"end\n"
@@ -240,6 +247,31 @@ static const char lua_del[] =
 	" KEYS[6], ARGV[2], ARGV[3], ARGV[4])\n"
 	LUA_ONCE_TAIL;
 const struct redis_script redis_script_del = { lua_del, {
+	":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" },
+	true, false, REDIS_SCRIPT_ID };
+
+/*
+ * ARGV tag seq ttl_ms sliding(0|1) now host maxlen rid. Expiry decided
+ * once, here: entry seq goes (with a 'd' event carrying x = 1) when now is
+ * at least ttl_ms after its creation, or with sliding after its last hit
+ * as the touches of every host left it (t). Returns 1 when it went, 0 when
+ * it has not expired, -1 when there is no such entry.
+ */
+static const char lua_expire[] =
+	LUA_QUOTA_LIB
+	LUA_DROP_ENTRY
+	LUA_ONCE_HEAD
+	"local v = redis.call('HMGET', ARGV[1] .. ':e:' .. ARGV[2], 'm', 't')\n"
+	"if not v[1] then return -1 end\n"
+	"local base, t = u64(v[1], 0), tonumber(v[2]) or 0\n"
+	"if ARGV[4] == '1' and t > base then base = t end\n"
+	"if (tonumber(ARGV[5]) or 0) < base + (tonumber(ARGV[3]) or 0) then"
+	" return 0 end\n"
+	"if drop_entry(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],"
+	" KEYS[6], ARGV[2], ARGV[6], ARGV[7], true) == 0 then return -1 end\n"
+	"return 1\n"
+	LUA_ONCE_TAIL;
+const struct redis_script redis_script_expire = { lua_expire, {
 	":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" },
 	true, false, REDIS_SCRIPT_ID };
 
@@ -276,25 +308,58 @@ const struct redis_script redis_script_cancel = { lua_cancel, {
 	":ids", ":stream", ":evseq", ":lru", ":lfu", ":bytes" },
 	false, true, REDIS_SCRIPT_ID };
 
-/* ARGV tag (seq hits last)...: keeps the maximum and
- * files the entry under it in the lru and lfu orders */
+/*
+ * ARGV tag host maxlen (seq own last)...: hit counts summed over the
+ * hosts. own is host's own count on the entry (it only grows), kept in the
+ * entry's field o:HOST; its growth since that field is added to h, so a
+ * batch run twice, or an own count sent again, adds nothing. t becomes the
+ * latest of all. The entry is filed under the sum in the lfu order (and t
+ * in lru). When anything moved, one 'h' event on the category's hits
+ * stream (not its change stream: they come at every write-back, and a
+ * short history is enough, see watch.c) carries b = "seq h t ..." of the
+ * entries that did, for the other hosts. Returns (h t) per seq in
+ * ARGV's order, h -1 for an entry that is gone.
+ */
 static const char lua_touch[] =
 	LUA_QUOTA_LIB
-	"for i = 2, #ARGV, 3 do\n"
-	"  local k = ARGV[1] .. ':e:' .. ARGV[i]\n"
-	"  local v = redis.call('HMGET', k, 'h', 't', 'm')\n"
-	"  if v[1] then\n"
+	"local tag, host, out, ev = ARGV[1], 'o:' .. ARGV[2], {}, {}\n"
+	"for i = 4, #ARGV, 3 do\n"
+	"  local k = tag .. ':e:' .. ARGV[i]\n"
+	"  local v = redis.call('HMGET', k, 'h', 't', 'm', host)\n"
+	"  if v[3] then\n"
 	"    local h, t = tonumber(v[1]) or 0, tonumber(v[2]) or 0\n"
-	"    local nh, nt = tonumber(ARGV[i+1]) or 0, tonumber(ARGV[i+2]) or 0\n"
-	"    if nh > h then redis.call('HSET', k, 'h', ARGV[i+1]); h = nh end\n"
-	"    if nt > t then redis.call('HSET', k, 't', ARGV[i+2]); t = nt end\n"
-	"    if t == 0 then t = u64(v[3], 0) end\n"
-	"    order_add(KEYS[2], KEYS[3], ARGV[i], h, t)\n"
+	"    local own, nt = tonumber(ARGV[i+1]) or 0, tonumber(ARGV[i+2]) or 0\n"
+	"    local old, moved = tonumber(v[4]) or 0, false\n"
+	"    if own > old then\n"
+	"      if not tonumber(v[1]) then redis.call('HSET', k, 'h', '0') end\n"
+	"      h = redis.call('HINCRBY', k, 'h', own - old)\n"
+	"      redis.call('HSET', k, host, ARGV[i+1])\n"
+	"      moved = true\n"
+	"    end\n"
+	"    if nt > t then redis.call('HSET', k, 't', ARGV[i+2]); t = nt; moved = true end\n"
+	"    local ot = t\n"
+	"    if ot == 0 then ot = u64(v[3], 0) end\n"
+	"    order_add(KEYS[2], KEYS[3], ARGV[i], h, ot)\n"
+	"    out[#out + 1] = h\n"
+	"    out[#out + 1] = t\n"
+	"    if moved then\n"
+	"      ev[#ev + 1] = string.format('%s %d %d', ARGV[i], h, t)\n"
+	"    end\n"
+	"  else\n"
+	"    out[#out + 1] = -1\n"
+	"    out[#out + 1] = 0\n"
 	"  end\n"
 	"end\n"
-	"return 0\n";
+	"if #ev > 0 then\n"
+	"  local n = redis.call('INCR', KEYS[5])\n"
+	"  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'h', ARGV[2],"
+	"   'n', n, 'k', 'h', 'b', table.concat(ev, ' '))\n"
+	"  redis.call('PUBLISH', '" HINT_CHANNEL "', tag)\n"
+	"end\n"
+	"return out\n";
 const struct redis_script redis_script_touch = { lua_touch, {
-	":ids", ":lru", ":lfu" }, false, false, REDIS_SCRIPT_ID };
+	":ids", ":lru", ":lfu", ":hstream", ":hseq" }, false, false,
+	REDIS_SCRIPT_ID };
 
 /*
  * ARGV tag entries bytes order(f|l|u) keep host maxlen limit rid. Evicts at

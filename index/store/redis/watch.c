@@ -28,8 +28,13 @@
  * with a backoff of 100 ms doubling to 2 s, slept in 50 ms slices so that
  * close is never delayed.
  *
- * What not: no blocking XREAD (one key per call across slots), no
- * delivery of touches (they are not streamed).
+ * Each category also has a hits stream, read the same way (hits.c): its
+ * events carry the sums over the hosts of the entries a touch changed,
+ * delivered as STORE_EV_ENTRY_HITS; a gap there costs a read of the
+ * category's counts, not a resync. A delete event with x = 1 is an expiry
+ * (the expire script), delivered with expired set.
+ *
+ * What not: no blocking XREAD (one key per call across slots).
  */
 #include "redis_i.h"
 #include "clock.h"
@@ -42,12 +47,13 @@
 #include <string.h>
 #include <unistd.h>
 
-static int ws_add(struct wstate *w, int64_t cat, const char *last, int64_t n)
+static int ws_add_one(struct wstate *w, int64_t cat, bool hits,
+		      const char *last, int64_t n)
 {
 	struct wstream *x;
 
 	for (size_t i = 0; i < w->n; i++)
-		if (w->v[i].cat_id == cat)
+		if (w->v[i].cat_id == cat && w->v[i].hits == hits)
 			return 0;
 	if (w->n == w->cap) {
 		size_t cap = w->cap ? w->cap * 2 : 16;
@@ -61,9 +67,11 @@ static int ws_add(struct wstate *w, int64_t cat, const char *last, int64_t n)
 	x = &w->v[w->n++];
 	memset(x, 0, sizeof(*x));
 	x->cat_id = cat;
+	x->hits = hits;
 	if (cat) {
 		redis_cat_tag(x->tag, sizeof(x->tag), cat, "");
-		redis_cat_tag(x->key, sizeof(x->key), cat, ":stream");
+		redis_cat_tag(x->key, sizeof(x->key), cat,
+			      hits ? ":hstream" : ":stream");
 	} else {
 		snprintf(x->tag, sizeof(x->tag), "{semcache}");
 		snprintf(x->key, sizeof(x->key), "{semcache}:stream");
@@ -73,13 +81,24 @@ static int ws_add(struct wstate *w, int64_t cat, const char *last, int64_t n)
 	return 0;
 }
 
+/* The streams of category cat (0: the global one) from position last, n
+ * (the hits stream of a category: from its start). */
+static int ws_add(struct wstate *w, int64_t cat, const char *last, int64_t n)
+{
+	int ret = ws_add_one(w, cat, false, last, n);
+
+	if (!ret && cat)
+		ret = ws_add_one(w, cat, true, "0-0", 0);
+	return ret;
+}
+
 static void ws_del(struct wstate *w, int64_t cat)
 {
-	for (size_t i = 0; i < w->n; i++)
-		if (w->v[i].cat_id == cat) {
+	for (size_t i = 0; i < w->n;)
+		if (w->v[i].cat_id == cat)
 			w->v[i] = w->v[--w->n];
-			return;
-		}
+		else
+			i++;
 }
 
 /* A stream entry's field value (a string), or NULL. */
@@ -184,11 +203,10 @@ int redis_ws_snapshot(struct rconn *rc, struct wstate *w)
 		ret = redis_cat_id(rc, r->element[i], "list categories", &id);
 		if (!ret)
 			ret = ws_add(w, id, "0-0", 0);
-		if (!ret)
-			ret = stream_tail(rc, &w->v[w->n - 1],
-					  w->v[w->n - 1].last,
-					  sizeof(w->v[0].last),
-					  &w->v[w->n - 1].n);
+		/* its change stream, then its hits stream */
+		for (size_t k = w->n - 2; !ret && k < w->n; k++)
+			ret = stream_tail(rc, &w->v[k], w->v[k].last,
+					  sizeof(w->v[k].last), &w->v[k].n);
 	}
 	freeReplyObject(r);
 	return ret;
@@ -363,6 +381,7 @@ static int handle(struct watcher *wt, struct wstream *x, const redisReply *f)
 		if (kind == 'p')
 			return deliver_put(wt, cat, seq);
 		ev.kind = STORE_EV_ENTRY_DELETE;
+		ev.expired = field(f, "x") != NULL;
 		ev.entry.id = entry_id(cat, seq);
 		ev.entry.cat_id = cat;
 		ev.category.id = cat;
@@ -409,6 +428,39 @@ static bool xread_ok(const redisReply *r)
 	return true;
 }
 
+/*
+ * The events ents of hits stream i (hits.c): other hosts' sums delivered.
+ * An n that does not follow on (the stream was trimmed past this watcher's
+ * position) costs a read of every count of the category, not a resync.
+ */
+static int hits_batch(struct watcher *wt, size_t i, const redisReply *ents)
+{
+	struct wstream *x = &wt->w->v[i];
+
+	for (size_t j = 0; j < ents->elements; j++) {
+		const redisReply *e = ents->element[j], *f = e->element[1];
+		const redisReply *h = field(f, "h"), *k = field(f, "k");
+		int64_t n = field_i(f, "n", 1, INT64_MAX);
+
+		if (n < 0 || (x->n >= 0 && n != x->n + 1)) {
+			int ret;
+
+			semlog(SEMLOG_INFO, "store: redis watch %s: event %lld "
+			       "follows %lld: reading the category's hit counts",
+			       x->key, (long long)n, (long long)x->n);
+			ret = redis_hits_refresh(wt->s, &wt->rc, x->cat_id);
+			if (ret)
+				return ret;
+		} else if (k && k->str[0] == 'h' &&
+			   !(h && !strcmp(h->str, wt->s->host_id))) {
+			redis_hits_event(wt->s, x->key, x->cat_id, field(f, "b"));
+		}
+		snprintf(x->last, sizeof(x->last), "%s", e->element[0]->str);
+		x->n = n;
+	}
+	return 0;
+}
+
 /* Read one XREAD batch of stream i, delivering; *more when the batch was
  * full (more may follow). */
 static int sweep_batch(struct watcher *wt, size_t i, bool *more)
@@ -444,6 +496,11 @@ static int sweep_batch(struct watcher *wt, size_t i, bool *more)
 	if (r->type == REDIS_REPLY_NIL)
 		goto out;   /* nothing new */
 	ents = r->element[0]->element[1];
+	if (x->hits) {
+		ret = hits_batch(wt, i, ents);
+		*more = !ret && ents->elements >= SCAN_BATCH;
+		goto out;
+	}
 	if (x->cat_id) {
 		ret = prefetch_puts(wt, x->cat_id, ents);
 		if (ret)
