@@ -204,7 +204,8 @@ prom_python() {
 # What .metrics calls each key of .stats (the root's and a category's with
 # llm_cost_ms, auto_disable and adaptation); "-" for a policy value or text
 METRIC_OF=(
-	entries=semcache_entries bytes=semcache_bytes lookups=semcache_lookups_total
+	entries=semcache_entries bytes=semcache_bytes entry_hits=semcache_entry_hits
+	lookups=semcache_lookups_total
 	hits=semcache_hits_total exact_hits=semcache_exact_hits_total
 	semantic_hits=semcache_semantic_hits_total misses=semcache_misses_total
 	fills=semcache_fills_total expired=semcache_expired_total
@@ -261,6 +262,7 @@ METRIC_OF=(
 	assert_line 'counter semcache_fills_total{category="/code"} 1'
 	assert_line 'gauge semcache_entries{category="/code"} 1'
 	assert_line 'gauge semcache_bytes{category="/code"} 12'
+	assert_line 'gauge semcache_entry_hits{category="/code"} 1'
 	assert_line 'gauge semcache_hit_ratio{category="/code"} 0.5'
 	assert_line 'counter semcache_lookups_total{category="/chat"} 1'
 	assert_line 'counter semcache_lookups_without_candidate_total{category="/code"} 1'

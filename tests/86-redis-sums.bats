@@ -77,14 +77,19 @@ three_and_four() {
 
 @test "hits on two hosts add up: 3 on A and 4 on B show 7 on both and in Redis" {
 	three_and_four
-	# hits: in .stats stays the lookups each host answered with a hit
+	# .stats agree: the entries' hits, summed; lookups that hit, per host
+	for m in "$MNT" "$MNT_B"; do
+		run stat_of entry_hits "$m" code
+		assert_output 7
+	done
 	run stat_of hits "$MNT" code
 	assert_output 3
 	run stat_of hits "$MNT_B" code
 	assert_output 4
 	# more on B only: A learns them from the hits stream
 	hit_on "$MNT_B" code 2 "$Q1"
-	nine() { hits_are 9 "$ID" code "$MNT" "$MNT_B"; }
+	nine() { hits_are 9 "$ID" code "$MNT" "$MNT_B" &&
+		[ "$(stat_of entry_hits "$MNT" /)" = 9 ] && [ "$(stat_of entry_hits "$MNT_B" /)" = 9 ]; }
 	wait_until 10 nine
 	run redis_h "$ID"
 	assert_output 9

@@ -190,6 +190,7 @@ struct cat {
 	struct u64map by_id;      /* id -> centry */
 	struct u64map by_key;     /* key[0] -> centry */
 	int64_t bytes;
+	int64_t entry_hits;       /* the hits of the entries in by_id */
 	struct elist fifo, lru;   /* oldest / least recently used first */
 	int64_t *dirty;           /* ids with unsaved hit counters */
 	size_t ndirty, dirty_cap;

@@ -45,6 +45,7 @@ int engine_entry_publish(struct cat *cat, struct centry *e,
 		return rc;
 	}
 	cat->bytes += e->bytes;
+	cat->entry_hits += e->hits;
 	if (e->ctx_hash && !e->ctx_emb)
 		cat->ctx_gen++;   /* its context vector is made later */
 	ELIST_LINK(&cat->fifo, e, fifo_prev, fifo_next);
@@ -52,6 +53,7 @@ int engine_entry_publish(struct cat *cat, struct centry *e,
 	if (old && old != e) {
 		u64map_del(&cat->by_id, (uint64_t)old->id);
 		cat->bytes -= old->bytes;
+		cat->entry_hits -= old->hits;
 		ELIST_UNLINK(&cat->fifo, old, fifo_prev, fifo_next);
 		ELIST_UNLINK(&cat->lru, old, lru_prev, lru_next);
 		*displaced = old;
@@ -66,6 +68,7 @@ void engine_entry_unpublish(struct cat *cat, struct centry *e)
 		u64map_del(&cat->by_key, e->key[0]);
 	if (u64map_del(&cat->by_id, (uint64_t)e->id)) {
 		cat->bytes -= e->bytes;
+		cat->entry_hits -= e->hits;
 		ELIST_UNLINK(&cat->fifo, e, fifo_prev, fifo_next);
 		ELIST_UNLINK(&cat->lru, e, lru_prev, lru_next);
 	}
@@ -209,6 +212,7 @@ void engine_entry_store_hits(struct cat *cat, int64_t id, int64_t total,
 	pthread_mutex_lock(&cat->lock);
 	e = u64map_get(&cat->by_id, (uint64_t)id);
 	if (e) {
+		cat->entry_hits -= e->hits;
 		if (total > e->hits_store)
 			e->hits_store = total;
 		if (own_sent > e->own_sent)
@@ -216,6 +220,7 @@ void engine_entry_store_hits(struct cat *cat, int64_t id, int64_t total,
 		if (last_hit_ms > e->last_hit_ms)
 			e->last_hit_ms = last_hit_ms;
 		e->hits = e->hits_store + e->own - e->own_sent;
+		cat->entry_hits += e->hits;
 	}
 	pthread_mutex_unlock(&cat->lock);
 }

@@ -132,6 +132,7 @@ static bool note_hit(struct cat *cat, int64_t id, int64_t now, int64_t *created)
 	if (e) {
 		e->hits++;
 		e->own++;
+		cat->entry_hits++;
 		e->last_hit_ms = now;
 		*created = e->created_ms;
 		ELIST_UNLINK(&cat->lru, e, lru_prev, lru_next);

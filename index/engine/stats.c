@@ -4,8 +4,10 @@
  * (Prometheus text exposition format, every category labelled).
  *
  * Counters are atomics in struct cat, read without locks (each value is
- * exact, the set of them is not one instant); entry counts and bytes are
- * read under cat.lock. Latencies go into a log-linear histogram: exact
+ * exact, the set of them is not one instant); entry counts, bytes and
+ * entry_hits (the hit counts of the entries, on a shared store summed
+ * over the hosts, against hits: this host's lookups that hit) are read
+ * under cat.lock. Latencies go into a log-linear histogram: exact
  * microseconds below 64, then 8 buckets per power of two, so quantiles
  * are within 1/8 of the true value; .metrics shows it as a Prometheus
  * histogram in seconds with one bucket per power of two (exact: those
@@ -130,7 +132,7 @@ static void buf_add(char *buf, size_t size, int *n, const char *fmt, ...)
 struct counters {
 	uint64_t entries, bytes, lookups, hits, exact_hits, semantic_hits;
 	uint64_t misses, fills, expired, evicted, dropped;
-	uint64_t false_hits, coalesced, not_stored, busy;
+	uint64_t false_hits, coalesced, not_stored, busy, entry_hits;
 	uint64_t lat[LAT_BUCKETS];
 	uint64_t lat_sum;
 	uint64_t best[2][SCORE_BUCKETS];
@@ -142,6 +144,7 @@ static void counters_add(struct counters *t, struct cat *cat)
 	pthread_mutex_lock(&cat->lock);
 	t->entries += cat->by_id.len;
 	t->bytes += (uint64_t)cat->bytes;
+	t->entry_hits += (uint64_t)cat->entry_hits;
 	pthread_mutex_unlock(&cat->lock);
 	t->lookups += cat->lookups;
 	t->hits += cat->hits;
@@ -279,12 +282,14 @@ int cache_stats_text(struct cache *c, const char *path, char **text,
 		     "\ndamaged_dropped: %" PRIu64 "\nhit_rate: %.4f"
 		     "\nlookup_us_p50: %" PRIu64 "\nlookup_us_p99: %" PRIu64 "\n"
 		     "false_hits: %" PRIu64 "\ncoalesced_hits: %" PRIu64
-		     "\nnot_stored: %" PRIu64 "\nbusy: %" PRIu64 "\n",
+		     "\nnot_stored: %" PRIu64 "\nbusy: %" PRIu64
+		     "\nentry_hits: %" PRIu64 "\n",
 		     t->entries, t->bytes, t->lookups, t->hits, t->exact_hits,
 		     t->semantic_hits, t->misses, t->fills, t->expired, t->evicted,
 		     t->dropped, t->lookups ? (double)t->hits / t->lookups : 0.0,
 		     lat_quantile(t->lat, 0.5), lat_quantile(t->lat, 0.99),
-		     t->false_hits, t->coalesced, t->not_stored, t->busy);
+		     t->false_hits, t->coalesced, t->not_stored, t->busy,
+		     t->entry_hits);
 	if (n >= (int)sizeof(buf))
 		n = sizeof(buf) - 1;
 	best_line(buf, sizeof(buf), &n, "best_score_hist_miss", t->best[SCORE_MISS]);
@@ -481,6 +486,7 @@ int cache_metrics_text(struct cache *c, char **text, size_t *len)
 #define M(n, t, h, f) { n, t, h, offsetof(struct counters, f) }
 		M("semcache_entries", "gauge", "Entries stored.", entries),
 		M("semcache_bytes", "gauge", "Bytes of responses stored.", bytes),
+		M("semcache_entry_hits", "gauge", "Hits of the stored entries (on a shared store summed over the hosts).", entry_hits),
 		M("semcache_lookups_total", "counter", "Lookups.", lookups),
 		M("semcache_hits_total", "counter", "Lookups answered from the cache.", hits),
 		M("semcache_exact_hits_total", "counter", "Hits through the exact fast path.", exact_hits),
