@@ -327,6 +327,13 @@ int fs_redis_password(const char *env, const char *file, char *out, size_t len,
 
 /* Drop the kernel's cached attributes of path (if it has any). */
 void fs_kcache_path(const char *path);
+/* the mount's struct fuse for notices from threads that serve no request
+ * (fs_init / fs_destroy) */
+void fs_kcache_start(struct fuse *f);
+void fs_kcache_stop(void);
+/* cache_options.changed: the engine changed the category at path by
+ * itself (another host, expiry, eviction); removed: it is gone */
+void fs_kcache_changed(void *arg, const char *path, bool removed);
 /* ... of session NAME's files of dir, all but except (SF_N: none). */
 void fs_kcache_session(const char *dir, const char *name, enum sfile except);
 /* ... of category dir and its entries/ (their size is its byte count). */

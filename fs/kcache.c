@@ -29,31 +29,69 @@
  * keeps to itself), so a positive entry timeout would let the kernel keep
  * a name the daemon removed (an idle session collected, an entry evicted,
  * a category removed on another host) and answer an open(O_CREAT) of it
- * with ENOENT. Changes the engine makes without a request of this mount
- * (another host's chmod or fills, TTL expiry, evictions by the
- * maintenance thread) reach fs/ through no hook: a root, working
- * directory or open descriptor may show the old mode, owner or size for
- * up to FS_ATTR_TIMEOUT_S.
+ * with ENOENT.
+ *
+ * Changes the engine makes without a request of this mount (another
+ * host's fills, deletes, chmod, policy or removal of a category, a
+ * resync, TTL expiry, evictions by the maintenance thread) arrive through
+ * the engine's changed hook (cache_options.changed) on the engine's own
+ * threads: fs_kcache_changed() drops that category's attributes (and a
+ * removed one's reserved files') through the mount's struct fuse, kept
+ * here between init and destroy under kfuse_lock. Such a notice from a
+ * thread that serves no request is what libfuse documents as always safe.
+ * The kernel may still show the old attributes between the change in the
+ * store and the watcher's reading of it (milliseconds).
+ *
+ * Lock order: kfuse_lock is a leaf (only libfuse's own lock is taken
+ * under it, inside fuse_invalidate_path); requests never take it.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "fs_i.h"
 
-void fs_kcache_path(const char *path)
-{
-	struct fuse_context *ctx = fuse_get_context();
-	int rc;
+static pthread_rwlock_t kfuse_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct fuse *kfuse; /* kfuse_lock: the mount's, init to destroy */
 
-	if (!ctx || !ctx->fuse)
-		return; /* not a FUSE request's thread: nothing to tell */
-	rc = fuse_invalidate_path(ctx->fuse, path);
+void fs_kcache_start(struct fuse *f)
+{
+	pthread_rwlock_wrlock(&kfuse_lock);
+	kfuse = f;
+	pthread_rwlock_unlock(&kfuse_lock);
+}
+
+void fs_kcache_stop(void)
+{
+	pthread_rwlock_wrlock(&kfuse_lock);
+	kfuse = NULL;
+	pthread_rwlock_unlock(&kfuse_lock);
+}
+
+static void invalidate(struct fuse *f, const char *path)
+{
+	int rc = fuse_invalidate_path(f, path);
+
 	if (rc && rc != -ENOENT) /* ENOENT: the kernel caches nothing of it */
 		fs_warn("cannot tell the kernel that '%s' changed: %s (its "
 			"attributes may lag for %g s)", path, strerror(-rc),
 			FS_ATTR_TIMEOUT_S);
+}
+
+void fs_kcache_path(const char *path)
+{
+	struct fuse_context *ctx = fuse_get_context();
+
+	if (ctx && ctx->fuse) {
+		invalidate(ctx->fuse, path); /* a request's thread */
+		return;
+	}
+	pthread_rwlock_rdlock(&kfuse_lock);
+	if (kfuse)
+		invalidate(kfuse, path);
+	pthread_rwlock_unlock(&kfuse_lock);
 }
 
 /* path = dir + "/" + name + suffix, or -ENAMETOOLONG. */
@@ -107,4 +145,22 @@ void fs_kcache_category(const char *dir)
 	fs_kcache_path(dir);
 	if (!join(path, sizeof(path), dir, "entries", ""))
 		fs_kcache_path(path);
+}
+
+void fs_kcache_changed(void *arg, const char *path, bool removed)
+{
+	char parent[4096];
+	const char *slash = strrchr(path, '/');
+
+	(void)arg;
+	fs_kcache_category(path);
+	fs_kcache_removed(path); /* .policy, .stats, ...: sizes and modes */
+	if (removed && slash && slash != path &&
+	    (size_t)(slash - path) < sizeof(parent)) {
+		memcpy(parent, path, (size_t)(slash - path));
+		parent[slash - path] = '\0';
+		fs_kcache_path(parent);
+	} else if (removed) {
+		fs_kcache_path("/");
+	}
 }

@@ -550,6 +550,7 @@ int main(int argc, char *argv[])
 	co.redis_tls_key = opts.redis_tls_key;
 	co.redis_tls_sni = opts.redis_tls_sni;
 	co.redis_pool = opts.redis_pool > 0 ? (unsigned)opts.redis_pool : 0;
+	co.changed = fs_kcache_changed;
 	co.redis_timeout_ms = opts.redis_timeout_ms > 0 ? opts.redis_timeout_ms : 0;
 	co.store_dir = opts.store; /* as given: the check reads its scheme only */
 	if (cache_check_options(&co, err, sizeof(err))) {

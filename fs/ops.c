@@ -137,6 +137,7 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	/* no writeback cache: kcache.c's notices never block on one */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	fs_kcache_start(fuse_get_context()->fuse);
 	if (cache_start(s->cache))
 		semlog(SEMLOG_ERR, "cannot start the maintenance thread");
 	pthread_mutex_init(&s->gc_mu, NULL);
@@ -155,6 +156,7 @@ static void fs_destroy(void *private_data)
 	struct fs_state *s = private_data;
 
 	fs_notify_stopping();
+	fs_kcache_stop();
 	if (s->gc_started) {
 		pthread_mutex_lock(&s->gc_mu);
 		s->gc_stop = true;

@@ -201,6 +201,29 @@ reqs() { sed -n 's/^fuse_requests: //p' "$MNT/.stats"; }
 	assert_output directory
 }
 
+@test "a chmod on another host reaches a descriptor held on the category here before its cached attributes would expire" {
+	HOSTS=1
+	setup_hosts
+	mkdir -m 0755 "$MNT/x"
+	on_b() { [ -d "$MNT_B/x" ]; }
+	wait_until 5 on_b
+	exec 7<"$MNT/x" # held: its fstat uses the kernel's cached attributes
+	mode_held() { stat -L -c %a /proc/$$/fd/7; }
+	[ "$(mode_held)" = 755 ]
+	local t0 t1
+	stat "$MNT/x" >/dev/null # the attributes just cached (a LOOKUP)
+	t0=$(date +%s%N)
+	chmod 0700 "$MNT_B/x"
+	is_700() { [ "$(mode_held)" = 700 ]; }
+	wait_until 5 is_700
+	t1=$(date +%s%N)
+	exec 7<&-
+	echo "# the held descriptor saw 700 $(((t1 - t0) / 1000000)) ms after the cached lookup" >&3
+	# without the notice from the change stream it stays 755 until the
+	# attribute timeout (1 s) runs out
+	(((t1 - t0) / 1000000 < 900))
+}
+
 @test "a purge and an entry's rmdir: the category's size from inside it, and a held entry file, at once" {
 	setup_mount
 	mkdir "$MNT/c"

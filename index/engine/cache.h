@@ -60,6 +60,14 @@ struct cache_options {
 	 * command in ms (store.h's store_options; 0: the defaults) */
 	unsigned redis_pool;
 	int redis_timeout_ms;
+	/* Told when a category changed by itself, not through a call of the
+	 * caller's: another host's fills, deletes, chmod, policy or removal
+	 * of it (removed), a resync ("/" and every category), expiries and
+	 * evictions. Called from the engine's own threads (the store's
+	 * watcher, maintenance) or from the call that evicted, with no engine
+	 * lock held; path is only valid during the call. NULL: not told. */
+	void (*changed)(void *arg, const char *path, bool removed);
+	void *changed_arg;
 };
 
 /*

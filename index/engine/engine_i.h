@@ -310,6 +310,10 @@ struct cache {
 	_Atomic bool backlog;     /* vectors were left unmerged at the last tick */
 };
 
+/* Tell the cache's user that the category at path changed by itself
+ * (cache_options.changed); no engine lock may be held. */
+void engine_changed(struct cache *c, const char *path, bool removed);
+
 /* What an operation on one category holds while it works: references to
  * the category and its core, and a copy of its effective policy (not
  * adapted; sources cleared). Taken by engine_cat_get, given back by

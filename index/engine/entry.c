@@ -195,8 +195,10 @@ int engine_entry_expire(struct cache *c, struct cat *cat,
 	if (rc && rc != -EAGAIN && rc != -ENOENT)
 		semlog(SEMLOG_WARN, "category '%s': expiring entry %" PRId64 " failed: %s (it stays, never served)",
 		       cat->path, id, strerror(-rc));
-	if (!rc && engine_entry_forget(cat, core, id))
+	if (!rc && engine_entry_forget(cat, core, id)) {
 		cat->expired++;
+		engine_changed(c, cat->path, false);
+	}
 	/* gone: a shared store's delete event forgets it here (and counts
 	 * an expiry once); a store only this process uses sends none */
 	if (rc == -ENOENT && !c->store_quotas)

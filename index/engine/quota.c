@@ -118,6 +118,7 @@ static void pick_victims(struct cat *cat, const struct policy *p,
 static void enforce_quota(struct cache *c, struct catref *ref, int64_t keep)
 {
 	struct victims v;
+	size_t gone = 0;
 	int rc = 0;
 
 	do {
@@ -126,10 +127,14 @@ static void enforce_quota(struct cache *c, struct catref *ref, int64_t keep)
 		pthread_mutex_unlock(&ref->cat->lock);
 		for (size_t i = 0; i < v.n && (!rc || rc == -ENOENT); i++) {
 			rc = engine_entry_delete(c, ref->cat, ref->core, v.id[i], "evicted");
-			if (!rc)
+			if (!rc) {
 				ref->cat->evicted++;
+				gone++;
+			}
 		}
 	} while (v.n == VICTIMS && (!rc || rc == -ENOENT));
+	if (gone)
+		engine_changed(c, ref->cat->path, false);
 }
 
 #define QUOTA_BATCH 256   /* evictions per call of a store that keeps quotas */
@@ -187,6 +192,8 @@ void engine_quota_apply(struct cache *c, struct catref *ref, int64_t keep)
 		for (size_t i = 0; i < n; i++)
 			engine_entry_forget(cat, ref->core, victims[i]);
 		cat->evicted += n;
+		if (n)
+			engine_changed(c, cat->path, false);
 		if (keep_gone)
 			engine_entry_forget(cat, ref->core, keep);
 	} while (n == QUOTA_BATCH);

@@ -337,13 +337,35 @@ static void resync(struct cache *c)
 
 	semlog(SEMLOG_WARN, "change stream had a gap: reloading from the store");
 	engine_remote_categories(c);
+	engine_changed(c, "/", false);
 	all = engine_cat_all(c, &n);
 	for (size_t i = 0; all && i < n && !closing(c); i++) {
 		resync_policy(c, all[i]);
 		resync_entries(c, all[i]);
+		engine_changed(c, all[i]->path, false);
 	}
 	if (all)
 		engine_cat_release_all(c, all, n);
+}
+
+void engine_changed(struct cache *c, const char *path, bool removed)
+{
+	if (c->opts.changed && path)
+		c->opts.changed(c->opts.changed_arg, path, removed);
+}
+
+/* A copy of the path of the category with store id id, or NULL. */
+static char *path_of_id(struct cache *c, int64_t id)
+{
+	struct cat *cat;
+	char *p = NULL;
+
+	pthread_rwlock_rdlock(&c->tree);
+	cat = engine_cat_find_id(c, id);
+	if (cat)
+		p = strdup(cat->path);
+	pthread_rwlock_unlock(&c->tree);
+	return p;
 }
 
 /* Runs on the store's watcher thread. */
@@ -351,6 +373,8 @@ static void on_store_event(void *arg, const struct store_event *ev)
 {
 	struct cache *c = arg;
 	struct catref ref;
+	char *path = NULL;     /* the category that changed, told afterwards */
+	bool removed = false;
 
 	if (closing(c))
 		return;
@@ -373,19 +397,27 @@ static void on_store_event(void *arg, const struct store_event *ev)
 		else if (engine_entry_forget(ref.cat, ref.core, ev->entry.id) &&
 			 ev->expired)
 			ref.cat->expired++;
+		if (ev->kind != STORE_EV_ENTRY_HITS)
+			path = strdup(ref.cat->path);
 		engine_cat_put(c, &ref);
 		break;
 	case STORE_EV_CATEGORY_CREATE:
 	case STORE_EV_CATEGORY_ATTR:
 		remote_category(c, &ev->category);
+		path = path_of_id(c, ev->category.id);
 		break;
 	case STORE_EV_CATEGORY_DELETE:
+		path = path_of_id(c, ev->category.id);
+		removed = true;
 		remote_category_delete(c, ev->category.id);
 		break;
 	case STORE_EV_POLICY:
 		remote_policy(c, ev->category.id, ev->yaml, ev->yaml_len);
+		path = path_of_id(c, ev->category.id);
 		break;
 	}
+	engine_changed(c, path, removed);
+	free(path);
 }
 
 void engine_remote_follow(struct cache *c)
