@@ -81,6 +81,13 @@
  *   semcache_bench --inproc STORE -n N --agreement
  *                                        only the HNSW agreement table (top-1,
  *                                        same decision, miss p50 per ef_search)
+ *   semcache_bench --startup STORE [--runs R]
+ *                                        only start-up to the first answered
+ *                                        lookup and the clean stop (unmount
+ *                                        to exit: snapshot write), R times, on
+ *                                        a store filled earlier (e.g. a fill
+ *                                        cut short at 1M), with the entries
+ *                                        and the snapshot size
  *   semcache_bench --drive CATDIR -n N   only miss lookups through a mounted
  *                                        category (to profile a daemon with
  *                                        perf record -p PID)
@@ -132,7 +139,7 @@ static struct {
 	int runs, lookups, warmup;
 	bool ci, unpinned, shell, requests_only, agree_only, persist;
 	int only_kind;             /* --inproc: -1 all kinds, else one */
-	const char *daemon, *nullfs, *corpus, *tmp, *keep, *inproc, *drive;
+	const char *daemon, *nullfs, *corpus, *tmp, *keep, *inproc, *drive, *startup;
 	char cmdline[4096];
 } O = { .runs = 5, .lookups = 1000, .warmup = 200, .unpinned = true,
 	.shell = true, .only_kind = -1 };
@@ -874,6 +881,47 @@ static void bench_n(long n, const struct corpus *c, const char *tmp,
 	bench_rm_rf(copy);
 	bench_loadavg(res->load_after, sizeof(res->load_after), 1);
 	bench_note("N=%ld: done", n);
+}
+
+/* The --startup mode: start-up and clean stop, O.runs times, on store. */
+static int startup_mode(const char *store, const char *tmp)
+{
+	struct fsproc d = { 0 };
+	char dir[PATH_MAX], load[2][64];
+	double up[MAX_RUNS], down[MAX_RUNS], entries = NAN;
+	struct bench_summary su, sd;
+
+	bench_loadavg(load[0], sizeof(load[0]), 3);
+	snprintf(d.mnt, sizeof(d.mnt), "%s/mnt", tmp);
+	snprintf(d.log, sizeof(d.log), "%s/semcachefs.log", tmp);
+	snprintf(dir, sizeof(dir), "%s/" CAT, d.mnt);
+	if (mkdir(d.mnt, 0700))
+		bench_die("mkdir '%s': %s", d.mnt, strerror(errno));
+	for (int r = 0; r < O.runs; r++) {
+		double t1 = bench_now_us();
+
+		semcachefs_start(&d, store);
+		wait_answer(dir, 600);
+		up[r] = (bench_now_us() - t1) / 1e3;
+		entries = bench_stat(dir, "entries");
+		down[r] = bench_fs_stop(&d.pid, d.mnt);
+		bench_note("run %d: start-up %.0f ms, stop %.2f s", r + 1, up[r], down[r]);
+	}
+	rmdir(d.mnt);
+	bench_loadavg(load[1], sizeof(load[1]), 3);
+	su = bench_summarise(up, O.runs);
+	sd = bench_summarise(down, O.runs);
+	printf("\n| metric | '%s' |\n|---|---|\n", store);
+	printf("| entries in '/" CAT "' | %.0f |\n", entries);
+	printf("| start-up to first answered lookup, ms [min–max] | %.0f [%.0f–%.0f] |\n",
+	       su.med, su.min, su.max);
+	printf("| clean stop (unmount to exit: snapshot write), s [min–max] | %.2f [%.2f–%.2f] |\n",
+	       sd.med, sd.min, sd.max);
+	printf("| snapshot index/*.vx, MB / whole store, MB | %.1f / %.1f |\n",
+	       bytes_under(store, "index", ".vx") / 1e6, bytes_under(store, NULL, NULL) / 1e6);
+	printf("| load average at start / end | %s / %s |\n", load[0], load[1]);
+	printf("\nCommand: `%s` (%d runs)\n", O.cmdline, O.runs);
+	return 0;
 }
 
 /* ------------------------------------------------------------- printing */
@@ -1644,7 +1692,7 @@ int main(int argc, char **argv)
 		{ "requests", 0, 0, 'R' }, { "inproc", 1, 0, 'I' },
 		{ "drive", 1, 0, 'V' }, { "kind", 1, 0, 'K' },
 		{ "agreement", 0, 0, 'A' }, { "fuse", 1, 0, 'F' },
-		{ "persist", 0, 0, 'p' },
+		{ "persist", 0, 0, 'p' }, { "startup", 1, 0, 'T' },
 		{ "help", 0, 0, 'h' }, { 0 } };
 	struct result res[MAX_NS];
 	struct corpus c = { 0 };
@@ -1673,6 +1721,7 @@ int main(int argc, char **argv)
 		case 'A': O.agree_only = true; break;
 		case 'F': parse_fuse(optarg); break;
 		case 'p': O.persist = true; break;
+		case 'T': O.startup = optarg; break;
 		case 'K':
 			O.only_kind = !strcmp(optarg, "exact") ? K_EXACT :
 				      !strcmp(optarg, "semantic") ? K_SEM :
@@ -1787,8 +1836,9 @@ int main(int argc, char **argv)
 	bench_note("temp dir %s; daemon %s; nullfs %s; %zu unique questions", tmp,
 		   O.daemon, O.nullfs, c.n);
 
-	if (O.requests_only || nfuse) {
-		int rc = nfuse ? fuse_mode(&c, tmp, maxn) : requests_mode(&c, tmp);
+	if (O.requests_only || nfuse || O.startup) {
+		int rc = nfuse ? fuse_mode(&c, tmp, maxn) :
+			 O.startup ? startup_mode(O.startup, tmp) : requests_mode(&c, tmp);
 
 		bench_rm_rf(tmp);
 		return rc;
