@@ -889,6 +889,7 @@ static int startup_mode(const char *store, const char *tmp)
 	struct fsproc d = { 0 };
 	char dir[PATH_MAX], load[2][64];
 	double up[MAX_RUNS], down[MAX_RUNS], entries = NAN;
+	long rss_kib = 0;
 	struct bench_summary su, sd;
 
 	bench_loadavg(load[0], sizeof(load[0]), 3);
@@ -904,6 +905,7 @@ static int startup_mode(const char *store, const char *tmp)
 		wait_answer(dir, 600);
 		up[r] = (bench_now_us() - t1) / 1e3;
 		entries = bench_stat(dir, "entries");
+		rss_kib = bench_proc_kib(d.pid, "VmRSS");
 		down[r] = bench_fs_stop(&d.pid, d.mnt);
 		bench_note("run %d: start-up %.0f ms, stop %.2f s", r + 1, up[r], down[r]);
 	}
@@ -915,6 +917,8 @@ static int startup_mode(const char *store, const char *tmp)
 	printf("| entries in '/" CAT "' | %.0f |\n", entries);
 	printf("| start-up to first answered lookup, ms [min–max] | %.0f [%.0f–%.0f] |\n",
 	       su.med, su.min, su.max);
+	printf("| daemon RSS after the first answered lookup (last run), MiB (B per entry) | %.1f (%.0f) |\n",
+	       rss_kib / 1024.0, rss_kib * 1024.0 / (entries > 0 ? entries : 1));
 	printf("| clean stop (unmount to exit: snapshot write), s [min–max] | %.2f [%.2f–%.2f] |\n",
 	       sd.med, sd.min, sd.max);
 	printf("| snapshot index/*.vx, MB / whole store, MB | %.1f / %.1f |\n",
