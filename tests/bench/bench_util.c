@@ -378,6 +378,8 @@ void bench_reap(pid_t pid, double secs)
 
 	while (waitpid(pid, &st, WNOHANG) == 0) {
 		if (bench_now_us() - t0 > secs * 1e6) {
+			bench_note("process %d still running after %.0f s: killed (the "
+				   "figures that timed its exit are void)", (int)pid, secs);
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			return;
@@ -430,7 +432,8 @@ double bench_fs_stop(pid_t *pid, const char *mnt)
 	 * SIGTERM makes the daemon unmount and exit cleanly */
 	if (bench_is_fuse_mounted(mnt) && waitpid(*pid, &st, WNOHANG) == 0)
 		kill(*pid, SIGTERM);
-	bench_reap(*pid, 300);
+	/* a clean stop merges the vectors still buffered: minutes at 1M */
+	bench_reap(*pid, 1800);
 	if (bench_is_fuse_mounted(mnt))
 		bench_run(lazy, -1);
 	*pid = 0;

@@ -3,7 +3,11 @@
  *
  * One run prints one Markdown table (and the command line that made it) for
  * each N in a list (default 10000,100000), all entries in one category, with
- * real questions from the QQP corpus. For each N the program:
+ * real questions from the QQP corpus; an N beyond the corpus (after 5000
+ * held-out questions) is made up with corpus-derived variants, two filled
+ * questions joined by a space (bench_question() in bench_corpus.c: each
+ * pair once, never a held-out question; checked distinct under the
+ * engine's normalisation before the run). For each N the program:
  *   1. starts build/fs/semcachefs itself (-f -o store=TMP on a temp
  *      mountpoint), measures the RSS of the empty daemon, fills N questions
  *      through the mount (fast-path lookup, then NAME.response; the durable
@@ -77,6 +81,13 @@
  *   semcache_bench --inproc STORE -n N --agreement
  *                                        only the HNSW agreement table (top-1,
  *                                        same decision, miss p50 per ef_search)
+ *   semcache_bench --startup STORE [--runs R]
+ *                                        only start-up to the first answered
+ *                                        lookup and the clean stop (unmount
+ *                                        to exit: snapshot write), R times, on
+ *                                        a store filled earlier (e.g. a fill
+ *                                        cut short at 1M), with the entries
+ *                                        and the snapshot size
  *   semcache_bench --drive CATDIR -n N   only miss lookups through a mounted
  *                                        category (to profile a daemon with
  *                                        perf record -p PID)
@@ -115,6 +126,7 @@
 #define DIM_BUILTIN 256
 #define HNSW_M 32
 #define AGREE_N 6
+#define AGREE_MAX_N 200000   /* the exact scan takes minutes beyond this */
 
 enum proto { P_3FILE, P_FAST, P_FASTAT, P_N };
 enum kind { K_EXACT, K_SEM, K_MISS, K_N };
@@ -127,7 +139,7 @@ static struct {
 	int runs, lookups, warmup;
 	bool ci, unpinned, shell, requests_only, agree_only, persist;
 	int only_kind;             /* --inproc: -1 all kinds, else one */
-	const char *daemon, *nullfs, *corpus, *tmp, *keep, *inproc, *drive;
+	const char *daemon, *nullfs, *corpus, *tmp, *keep, *inproc, *drive, *startup;
 	char cmdline[4096];
 } O = { .runs = 5, .lookups = 1000, .warmup = 200, .unpinned = true,
 	.shell = true, .only_kind = -1 };
@@ -160,16 +172,24 @@ static size_t corpus_fillable(const struct corpus *c)
  * semantic lookups spread over the N filled questions; misses walk the
  * held-out tail.
  */
+static const char *question_at(const struct corpus *c, size_t i, char *buf,
+			       size_t size)
+{
+	return bench_question(c->q, corpus_fillable(c), i, buf, size);
+}
+
 static const char *query_of(const struct corpus *c, long n, enum kind k,
 			    int r, int i, char *buf, size_t size)
 {
 	size_t idx = ((size_t)(r + 1) * (size_t)O.lookups + (size_t)i);
+	char tmp[8192];
 
 	switch (k) {
 	case K_EXACT:
-		return c->q[(idx * 7919) % (size_t)n];
+		return question_at(c, (idx * 7919) % (size_t)n, buf, size);
 	case K_SEM:
-		bench_paraphrase(c->q[(idx * 7919) % (size_t)n], buf, size);
+		bench_paraphrase(question_at(c, (idx * 7919) % (size_t)n, tmp,
+					     sizeof(tmp)), buf, size);
 		return buf;
 	default:
 		return c->q[c->n - c->held + idx % c->held];
@@ -259,6 +279,10 @@ struct result {
 	double startup_ms[MAX_RUNS];
 	int startup_runs;
 	double stop_s;
+	double stop_loaded_s[MAX_RUNS];       /* stops of restarted daemons */
+	int stop_loaded_runs;
+	long long snap_bytes, store_bytes;    /* after the fill's clean stop */
+	double close_inproc_s;
 	double open_inproc_ms;
 	double shell_ms[MAX_RUNS], shell_null_ms[MAX_RUNS];
 	int shell_runs;
@@ -320,9 +344,7 @@ static void measure_run(struct bench_sess *s, const char *mnt, long long cost,
 
 static const char *corpus_question(size_t i, char *buf, size_t size, void *arg)
 {
-	const struct corpus *c = arg;
-
-	return c->q[i];
+	return question_at(arg, i, buf, size);
 }
 
 /* Fill questions [from, to) with k writers; returns fills per second. */
@@ -521,8 +543,11 @@ static void agreement(struct cache *cache, const struct corpus *c, long n,
 	qs = calloc(nq, sizeof(*qs));
 	if (!base || !qv || !best || !qs)
 		bench_die("out of memory");
-	for (long i = 0; i < n; i++)
-		embedder_embed(e, c->q[i], strlen(c->q[i]), base + (size_t)i * e->dim);
+	for (long i = 0; i < n; i++) {
+		const char *t = question_at(c, (size_t)i, qb, sizeof(qb));
+
+		embedder_embed(e, t, strlen(t), base + (size_t)i * e->dim);
+	}
 	for (int j = 0; j < nq; j++) {
 		float b = -2;
 		const char *q = j % 2 ? query_of(c, n, K_MISS, 7, j, qb, sizeof(qb))
@@ -660,6 +685,29 @@ static void wait_answer(const char *dir, double timeout_s)
 	free(s.buf);
 }
 
+/*
+ * Bytes of the regular files under store/sub (sub NULL: the whole store)
+ * whose names end in suffix (NULL: all).
+ */
+static long long bytes_under(const char *store, const char *sub,
+			     const char *suffix)
+{
+	char path[PATH_MAX], cmd[PATH_MAX * 2 + 64];
+	long long total = 0, v;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s%s%s", store, sub ? "/" : "", sub ? sub : "");
+	snprintf(cmd, sizeof(cmd), "find '%s' -type f -name '*%s' -printf '%%s\\n'",
+		 path, suffix ? suffix : "");
+	f = popen(cmd, "r");
+	if (!f)
+		bench_die("cannot run '%s'", cmd);
+	while (fscanf(f, "%lld", &v) == 1)
+		total += v;
+	pclose(f);
+	return total;
+}
+
 static void bench_n(long n, const struct corpus *c, const char *tmp,
 		    struct result *res)
 {
@@ -716,6 +764,10 @@ static void bench_n(long n, const struct corpus *c, const char *tmp,
 	bench_note("N=%ld: filled in %.1f s; RSS %ld KiB (empty %ld KiB)", n,
 		   res->fill_total_s, res->rss_filled_kib, res->rss_empty_kib);
 	res->stop_s = bench_fs_stop(&d.pid, d.mnt);
+	res->snap_bytes = bytes_under(store, "index", ".vx");
+	res->store_bytes = bytes_under(store, NULL, NULL);
+	bench_note("N=%ld: clean stop %.1f s; snapshot %.1f MB, store %.1f MB", n,
+		   res->stop_s, res->snap_bytes / 1e6, res->store_bytes / 1e6);
 
 	/* 2. start-up to the first answered lookup (a clean stop each time) */
 	for (int r = 0; r < O.runs; r++) {
@@ -727,7 +779,8 @@ static void bench_n(long n, const struct corpus *c, const char *tmp,
 		res->startup_ms[r] = (bench_now_us() - t1) / 1e3;
 		res->startup_runs++;
 		if (r + 1 < O.runs)
-			bench_fs_stop(&d.pid, d.mnt);
+			res->stop_loaded_s[res->stop_loaded_runs++] =
+				bench_fs_stop(&d.pid, d.mnt);
 	}
 	bench_note("N=%ld: start-up %.0f ms (last run)", n,
 		   res->startup_ms[res->startup_runs - 1]);
@@ -808,19 +861,71 @@ static void bench_n(long n, const struct corpus *c, const char *tmp,
 		}
 		res->shell_runs = O.runs;
 	}
-	bench_fs_stop(&d.pid, d.mnt);
+	res->stop_loaded_s[res->stop_loaded_runs++] = bench_fs_stop(&d.pid, d.mnt);
 	bench_fs_stop(&nf.pid, nf.mnt);
 	rmdir(nf.mnt);
 	rmdir(d.mnt);
 
 	/* 5b. HNSW agreement, in-process (nothing else running) */
 	bench_set_cpu(0, -1);
-	agreement(cache, c, n, res);
-	bench_note("N=%ld: HNSW agreement done", n);
-	cache_close(cache);
+	if (n <= AGREE_MAX_N) {
+		agreement(cache, c, n, res);
+		bench_note("N=%ld: HNSW agreement done", n);
+	}
+	{
+		double t1 = bench_now_us();
+
+		cache_close(cache);
+		res->close_inproc_s = (bench_now_us() - t1) / 1e6;
+	}
 	bench_rm_rf(copy);
 	bench_loadavg(res->load_after, sizeof(res->load_after), 1);
 	bench_note("N=%ld: done", n);
+}
+
+/* The --startup mode: start-up and clean stop, O.runs times, on store. */
+static int startup_mode(const char *store, const char *tmp)
+{
+	struct fsproc d = { 0 };
+	char dir[PATH_MAX], load[2][64];
+	double up[MAX_RUNS], down[MAX_RUNS], entries = NAN;
+	long rss_kib = 0;
+	struct bench_summary su, sd;
+
+	bench_loadavg(load[0], sizeof(load[0]), 3);
+	snprintf(d.mnt, sizeof(d.mnt), "%s/mnt", tmp);
+	snprintf(d.log, sizeof(d.log), "%s/semcachefs.log", tmp);
+	snprintf(dir, sizeof(dir), "%s/" CAT, d.mnt);
+	if (mkdir(d.mnt, 0700))
+		bench_die("mkdir '%s': %s", d.mnt, strerror(errno));
+	for (int r = 0; r < O.runs; r++) {
+		double t1 = bench_now_us();
+
+		semcachefs_start(&d, store);
+		wait_answer(dir, 600);
+		up[r] = (bench_now_us() - t1) / 1e3;
+		entries = bench_stat(dir, "entries");
+		rss_kib = bench_proc_kib(d.pid, "VmRSS");
+		down[r] = bench_fs_stop(&d.pid, d.mnt);
+		bench_note("run %d: start-up %.0f ms, stop %.2f s", r + 1, up[r], down[r]);
+	}
+	rmdir(d.mnt);
+	bench_loadavg(load[1], sizeof(load[1]), 3);
+	su = bench_summarise(up, O.runs);
+	sd = bench_summarise(down, O.runs);
+	printf("\n| metric | '%s' |\n|---|---|\n", store);
+	printf("| entries in '/" CAT "' | %.0f |\n", entries);
+	printf("| start-up to first answered lookup, ms [min–max] | %.0f [%.0f–%.0f] |\n",
+	       su.med, su.min, su.max);
+	printf("| daemon RSS after the first answered lookup (last run), MiB (B per entry) | %.1f (%.0f) |\n",
+	       rss_kib / 1024.0, rss_kib * 1024.0 / (entries > 0 ? entries : 1));
+	printf("| clean stop (unmount to exit: snapshot write), s [min–max] | %.2f [%.2f–%.2f] |\n",
+	       sd.med, sd.min, sd.max);
+	printf("| snapshot index/*.vx, MB / whole store, MB | %.1f / %.1f |\n",
+	       bytes_under(store, "index", ".vx") / 1e6, bytes_under(store, NULL, NULL) / 1e6);
+	printf("| load average at start / end | %s / %s |\n", load[0], load[1]);
+	printf("\nCommand: `%s` (%d runs)\n", O.cmdline, O.runs);
+	return 0;
 }
 
 /* ------------------------------------------------------------- printing */
@@ -848,6 +953,7 @@ static void cell(int col, const char *fmt, ...)
 static void agreement_rows(int i, const struct result *r)
 {
 	char efs[64] = "", name[256], v[3][160] = { "", "", "" };
+	bool skipped = r->n > AGREE_MAX_N;
 
 	for (int x = 0; x < AGREE_N; x++) {
 		const char *sep = x ? " / " : "";
@@ -858,10 +964,19 @@ static void agreement_rows(int i, const struct result *r)
 			 r->decide90[x], r->decide80[x]);
 		snprintf(v[2] + strlen(v[2]), sizeof(v[2]) - strlen(v[2]), "%s%.0f", sep, r->agree_us[x]);
 	}
-	snprintf(name, sizeof(name), "HNSW vs exact scan, ef_search %s: top-1 agreement (%d queries)",
-		 efs, r->agree_q);
+	/* the row names are shared by every column (each prints the same
+	 * rows): counts and "skipped" go in the cells */
+	if (skipped)
+		for (int k = 0; k < 3; k++)
+			snprintf(v[k], sizeof(v[k]), "skipped (N > %d: the exact scan takes minutes)",
+				 AGREE_MAX_N);
+	snprintf(name, sizeof(name), "HNSW vs exact scan, ef_search %s: top-1 agreement (queries)",
+		 efs);
 	row(name);
-	cell(i, "%s", v[0]);
+	if (skipped)
+		cell(i, "%s", v[0]);
+	else
+		cell(i, "%s (%d)", v[0], r->agree_q);
 	snprintf(name, sizeof(name), "HNSW vs exact scan, ef_search %s: same hit/miss decision at threshold 0.9·0.8", efs);
 	row(name);
 	cell(i, "%s", v[1]);
@@ -1014,8 +1129,19 @@ static void print_table(struct result *res, int nres)
 
 			row("start-up to first answered lookup, ms [min–max]");
 			cell(i, "%.0f [%.0f–%.0f]", su.med, su.min, su.max);
-			row("clean stop after the fill (merge + snapshot), s / in-process cache_open, ms");
-			cell(i, "%.1f / %.0f", r->stop_s, r->open_inproc_ms);
+			struct bench_summary st = bench_summarise(r->stop_loaded_s,
+								  r->stop_loaded_runs);
+
+			row("clean stop after the fill (unmount to exit: merge + snapshot write), s");
+			cell(i, "%.2f", r->stop_s);
+			row("clean stop of a restarted daemon (unmount to exit: snapshot write, nothing to merge), s [min–max]");
+			cell(i, "%.2f [%.2f–%.2f] (%d stops)", st.med, st.min, st.max,
+			     r->stop_loaded_runs);
+			row("in-process cache_open, ms / cache_close (snapshot write), s");
+			cell(i, "%.0f / %.2f", r->open_inproc_ms, r->close_inproc_s);
+			row("snapshot index/*.vx after the fill, MB (B per entry) / whole store, MB");
+			cell(i, "%.1f (%.0f) / %.1f", r->snap_bytes / 1e6,
+			     (double)r->snap_bytes / r->n, r->store_bytes / 1e6);
 		}
 		if (r->shell_runs) {
 			struct bench_summary a = bench_summarise(r->shell_ms, r->shell_runs);
@@ -1570,7 +1696,7 @@ int main(int argc, char **argv)
 		{ "requests", 0, 0, 'R' }, { "inproc", 1, 0, 'I' },
 		{ "drive", 1, 0, 'V' }, { "kind", 1, 0, 'K' },
 		{ "agreement", 0, 0, 'A' }, { "fuse", 1, 0, 'F' },
-		{ "persist", 0, 0, 'p' },
+		{ "persist", 0, 0, 'p' }, { "startup", 1, 0, 'T' },
 		{ "help", 0, 0, 'h' }, { 0 } };
 	struct result res[MAX_NS];
 	struct corpus c = { 0 };
@@ -1599,6 +1725,7 @@ int main(int argc, char **argv)
 		case 'A': O.agree_only = true; break;
 		case 'F': parse_fuse(optarg); break;
 		case 'p': O.persist = true; break;
+		case 'T': O.startup = optarg; break;
 		case 'K':
 			O.only_kind = !strcmp(optarg, "exact") ? K_EXACT :
 				      !strcmp(optarg, "semantic") ? K_SEM :
@@ -1629,10 +1756,19 @@ int main(int argc, char **argv)
 		if (O.ns[i] > maxn)
 			maxn = O.ns[i];
 	corpus_load(&c, O.corpus, 5000);
-	if ((size_t)maxn > corpus_fillable(&c)) {
-		printf("SKIP: N=%ld needs more than the %zu usable unique questions of '%s' (5000 are held out)\n",
-		       maxn, corpus_fillable(&c), O.corpus);
+	if ((size_t)maxn > bench_variant_capacity(corpus_fillable(&c))) {
+		printf("SKIP: N=%ld needs more than the %zu questions and variants of the %zu "
+		       "usable unique questions of '%s' (5000 are held out)\n",
+		       maxn, bench_variant_capacity(corpus_fillable(&c)),
+		       corpus_fillable(&c), O.corpus);
 		return 77;
+	}
+	if ((size_t)maxn > corpus_fillable(&c)) {
+		bench_variants_check(c.q, corpus_fillable(&c), (size_t)maxn,
+				     c.q + corpus_fillable(&c), c.held);
+		bench_note("N=%ld: %zu corpus questions and %zu variants (pairs of them), "
+			   "all distinct", maxn, corpus_fillable(&c),
+			   (size_t)maxn - corpus_fillable(&c));
 	}
 
 	if (O.inproc) {
@@ -1704,8 +1840,9 @@ int main(int argc, char **argv)
 	bench_note("temp dir %s; daemon %s; nullfs %s; %zu unique questions", tmp,
 		   O.daemon, O.nullfs, c.n);
 
-	if (O.requests_only || nfuse) {
-		int rc = nfuse ? fuse_mode(&c, tmp, maxn) : requests_mode(&c, tmp);
+	if (O.requests_only || nfuse || O.startup) {
+		int rc = nfuse ? fuse_mode(&c, tmp, maxn) :
+			 O.startup ? startup_mode(O.startup, tmp) : requests_mode(&c, tmp);
 
 		bench_rm_rf(tmp);
 		return rc;
