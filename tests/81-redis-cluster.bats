@@ -8,24 +8,7 @@ load redis_hosts
 setup() {
 	command -v redis-cli >/dev/null || skip "needs redis-cli (package redis-tools)"
 	hosts_workdirs
-	# below the kernel's ephemeral ports (32768+), cluster bus ports (+10000) too
-	BASE=$((20000 + RANDOM % 2700))
-	PORTS=("$BASE" "$((BASE + 1))" "$((BASE + 2))")
-	for p in "${PORTS[@]}"; do
-		mkdir -p "$WORK/r$p"
-		redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
-			--cluster-config-file "$WORK/r$p/nodes.conf" --appendonly yes \
-			--save '' --dir "$WORK/r$p" --daemonize yes --logfile "$WORK/r$p/log" >/dev/null
-	done
-	up() { for p in "${PORTS[@]}"; do redis-cli -p "$p" ping 2>/dev/null | grep -q PONG || return 1; done; }
-	if ! wait_until 10 up; then
-		for p in "${PORTS[@]}"; do tail -n 5 "$WORK/r$p/log" >&3; done
-		return 1
-	fi
-	redis-cli --cluster create "${PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 \
-		--cluster-yes >"$WORK/create.log" 2>&1 || skip "redis-cli --cluster create failed here"
-	ok() { redis-cli -p "${PORTS[0]}" cluster info | grep -q 'cluster_state:ok'; }
-	wait_until 20 ok
+	start_cluster
 	URL=redis://127.0.0.1:${PORTS[0]}/0
 	STORE=$URL
 	XDG_DATA_HOME=$WORK/state-a start_daemon

@@ -14,10 +14,10 @@ setup() { setup_hosts; }
 teardown() {
 	local rc=0
 	teardown_hosts || rc=$?
-	for p in "${CPORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
+	for p in "${PORTS[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
 	return "$rc"
 }
-CPORTS=()
+PORTS=() # a cluster's (start_cluster), shut down by teardown
 
 # ask_on MNT DIR NAME QUERY: a lookup on the host mounted at MNT
 ask_on() { printf '%s\n' "$4" >"$1/$2/$3.query" && cat "$1/$2/$3.status"; }
@@ -294,22 +294,9 @@ host_id() { sed -n 's/.*, host id \([0-9a-f]*\),.*/\1/p' "$1" | tail -n 1; }
 
 @test "on a Redis Cluster: hits add up and an expiry counts once on both hosts" {
 	command -v redis-cli >/dev/null || skip "needs redis-cli (package redis-tools)"
-	local base=$((20000 + RANDOM % 2700)) p
-	CPORTS=("$base" "$((base + 1))" "$((base + 2))")
-	for p in "${CPORTS[@]}"; do
-		mkdir -p "$WORK/r$p"
-		redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
-			--cluster-config-file "$WORK/r$p/nodes.conf" --appendonly yes \
-			--save '' --dir "$WORK/r$p" --daemonize yes --logfile "$WORK/r$p/log" >/dev/null
-	done
-	up() { for p in "${CPORTS[@]}"; do redis-cli -p "$p" ping 2>/dev/null | grep -q PONG || return 1; done; }
-	wait_until 10 up
-	redis-cli --cluster create "${CPORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 \
-		--cluster-yes >"$WORK/create.log" 2>&1 || skip "redis-cli --cluster create failed here"
-	ok() { redis-cli -p "${CPORTS[0]}" cluster info | grep -q 'cluster_state:ok'; }
-	wait_until 20 ok
-	start_host c "redis://127.0.0.1:${CPORTS[0]}/0"
-	start_host d "redis://127.0.0.1:${CPORTS[1]}/0"
+	start_cluster
+	start_host c "redis://127.0.0.1:${PORTS[0]}/0"
+	start_host d "redis://127.0.0.1:${PORTS[1]}/0"
 	C=$WORK/c D=$WORK/d
 	mkdir "$C/k1" "$C/k2" "$C/k3"
 	printf 'ttl: 2s\n' >"$C/k3/policy.yaml"

@@ -435,25 +435,6 @@ repl_offset() {
 
 # ---- a live resharding of a Redis Cluster ----
 
-# start_cluster: three masters on ports $PORTS, slots spread by
-# `redis-cli --cluster create` (as 81-redis-cluster.bats runs it)
-start_cluster() {
-	local base=$((20000 + RANDOM % 2700)) p # cluster bus ports: +10000
-	PORTS=("$base" "$((base + 1))" "$((base + 2))")
-	for p in "${PORTS[@]}"; do
-		mkdir -p "$WORK/r$p"
-		redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes --save '' \
-			--cluster-config-file "$WORK/r$p/nodes.conf" --appendonly yes \
-			--dir "$WORK/r$p" --daemonize yes --logfile "$WORK/r$p/log" >/dev/null
-	done
-	all_up() { for p in "${PORTS[@]}"; do redis-cli -p "$p" ping 2>/dev/null | grep -q PONG || return 1; done; }
-	wait_until 10 all_up
-	redis-cli --cluster create "${PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 \
-		--cluster-yes >"$WORK/create.log" 2>&1 || skip "redis-cli --cluster create failed here"
-	cluster_ok() { redis-cli -p "${PORTS[0]}" cluster info | grep -q 'cluster_state:ok'; }
-	wait_until 20 cluster_ok
-}
-
 node_id() { redis-cli -p "$1" cluster myid; }
 
 # slot_port SLOT: the port of the master that owns SLOT now (CLUSTER

@@ -86,3 +86,27 @@ stop_b() { stop_host b; }
 ask_b() {
 	printf '%s\n' "$3" >"$MNT_B/$1/$2.query" && cat "$MNT_B/$1/$2.status"
 }
+
+# start_cluster: three masters on ports $PORTS (below the kernel's
+# ephemeral ports, their cluster bus ports +10000 too), slots spread by
+# `redis-cli --cluster create`; skips where that fails, shows the servers'
+# logs where they do not come up
+start_cluster() {
+	local base=$((20000 + RANDOM % 2700)) p
+	PORTS=("$base" "$((base + 1))" "$((base + 2))")
+	for p in "${PORTS[@]}"; do
+		mkdir -p "$WORK/r$p"
+		redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes --save '' \
+			--cluster-config-file "$WORK/r$p/nodes.conf" --appendonly yes \
+			--dir "$WORK/r$p" --daemonize yes --logfile "$WORK/r$p/log" >/dev/null
+	done
+	all_up() { for p in "${PORTS[@]}"; do redis-cli -p "$p" ping 2>/dev/null | grep -q PONG || return 1; done; }
+	if ! wait_until 10 all_up; then
+		for p in "${PORTS[@]}"; do tail -n 5 "$WORK/r$p/log" >&3; done
+		return 1
+	fi
+	redis-cli --cluster create "${PORTS[@]/#/127.0.0.1:}" --cluster-replicas 0 \
+		--cluster-yes >"$WORK/create.log" 2>&1 || skip "redis-cli --cluster create failed here"
+	cluster_ok() { redis-cli -p "${PORTS[0]}" cluster info | grep -q 'cluster_state:ok'; }
+	wait_until 20 cluster_ok
+}
