@@ -37,7 +37,8 @@
  * the engine's changed hook (cache_options.changed) on the engine's own
  * threads: fs_kcache_changed() drops that category's attributes (and a
  * removed one's reserved files') through the mount's struct fuse, kept
- * here between init and destroy under kfuse_lock. Such a notice from a
+ * here from init until the FUSE loop ends (main.c; libfuse's fuse_destroy
+ * frees its node table before it calls destroy) under kfuse_lock. Such a notice from a
  * thread that serves no request is what libfuse documents as always safe.
  * The kernel may still show the old attributes between the change in the
  * store and the watcher's reading of it (milliseconds).

@@ -654,6 +654,9 @@ int main(int argc, char *argv[])
 	/* libfuse's loops return the number of the signal that stopped them
 	 * (SIGTERM, SIGINT, SIGHUP: a clean stop), 0 after an unmount, or a
 	 * negative errno when reading requests failed */
+	/* no more notices to the kernel from the engine's threads: libfuse
+	 * frees its node table in fuse_destroy before it calls destroy */
+	fs_kcache_stop();
 	if (rc > 0)
 		semlog(SEMLOG_INFO, "stopping: signal %d (%s)", rc, strsignal(rc));
 	else if (rc < 0)
