@@ -182,6 +182,7 @@ struct fs_handle {
 	unsigned fill_gen;
 	unsigned stored_gen;
 	bool stored;
+	bool read_once;          /* a view: read since open (see do_read) */
 };
 
 /* hold.c: a rename of policy.yaml away, held back while an editor saves.

@@ -191,6 +191,65 @@ entry_id() { # entry_id DIR NAME: the entry a session hit or stored
 	assert_line "entries: 0"
 }
 
+@test "a held .stats, .metrics, .policy or .errors read again from offset 0 shows that moment's figures" {
+	run python3 - "$MNT" <<'EOF'
+import os, sys
+mnt = sys.argv[1]
+fds = {n: os.open(mnt + n, os.O_RDONLY) for n in
+       ('/code/.stats', '/.stats', '/.metrics', '/code/.policy', '/code/.errors')}
+def look(n):
+    return os.pread(fds[n], 1 << 20, 0).decode()
+def line(n, key):
+    return [l for l in look(n).splitlines() if l.startswith(key)]
+print('before', line('/code/.stats', 'lookups: '), line('/.metrics', 'semcache_lookups_total{category="/code"}'))
+print('before', line('/code/.policy', 'threshold: '))
+print('errors', len(look('/code/.errors').strip().splitlines()))
+q = os.open(mnt + '/code/a.query', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+os.write(q, b'how do I reverse a list in python')
+os.close(q)
+with open(mnt + '/code/a.status') as f:
+    f.read()
+with open(mnt + '/code/policy.yaml', 'w') as f:
+    f.write('threshold: 0.97\n')
+try:
+    with open(mnt + '/code/policy.yaml', 'w') as f:
+        f.write('treshold: 0.5\n')
+except OSError:
+    pass
+print('after', line('/code/.stats', 'lookups: '), line('/.metrics', 'semcache_lookups_total{category="/code"}'))
+print('after', line('/code/.policy', 'threshold: '))
+print('errors', len(look('/code/.errors').strip().splitlines()))
+# a read that goes on past offset 0 reads the same snapshot
+t = look('/.stats')
+print('continued', t[10:] == os.pread(fds['/.stats'], 1 << 20, 10).decode())
+EOF
+	assert_success
+	assert_line "before ['lookups: 0'] ['semcache_lookups_total{category=\"/code\"} 0']"
+	assert_line "after ['lookups: 1'] ['semcache_lookups_total{category=\"/code\"} 1']"
+	assert_line --regexp "^after \['threshold: 0\.97"
+	assert_line "errors 0"
+	assert_line --regexp '^errors [1-9]'
+	assert_line "continued True"
+}
+
+@test "a held .stats of a removed category reads ESTALE from offset 0" {
+	run python3 - "$MNT" <<'EOF'
+import errno, os, sys
+mnt = sys.argv[1]
+fd = os.open(mnt + '/code/.stats', os.O_RDONLY)
+print('first', os.pread(fd, 1 << 16, 0).decode().splitlines()[0].split(':')[0])
+os.rmdir(mnt + '/code')
+try:
+    os.pread(fd, 1 << 16, 0)
+    print('read')
+except OSError as e:
+    print(errno.errorcode[e.errno])
+EOF
+	assert_success
+	assert_line "first entries"
+	assert_line "ESTALE"
+}
+
 # prom_python: a python3 that has Debian's prometheus_client (the PATH's
 # first, else the system's), or nothing
 prom_python() {
