@@ -240,6 +240,7 @@ int local_entry_scan(struct store *store, int64_t cat_id, int64_t min_id,
 	/* cb runs with mu held (vec points into SQLite's row buffer); a
 	 * store call from cb is a programmer error caught by lock(). */
 	local_lock(s);
+	local_db_mmap(s->db, true);
 	st = s->st[ST_ENT_SCAN];
 	sqlite3_bind_int64(st, 1, cat_id);
 	sqlite3_bind_int64(st, 2, min_id);
@@ -288,6 +289,7 @@ int local_entry_scan(struct store *store, int64_t cat_id, int64_t min_id,
 	if (!ret && rc != SQLITE_DONE && rc != SQLITE_ROW)
 		ret = local_sq_fail(s, rc, "scan entries");
 	local_stmt_done(st);
+	local_db_mmap(s->db, false);
 	local_unlock(s);
 	return ret;
 }

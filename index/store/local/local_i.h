@@ -161,6 +161,11 @@ int local_db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen,
 /* The first column of the first row of sql (0 without rows); returns a
  * SQLite result code. */
 int local_db_int(sqlite3 *db, const char *sql, int64_t *v);
+/* Whole-database passes (the open's check, a category scan) read through
+ * a memory map, on for the pass only: no pread and no copy into SQLite's
+ * page cache per page, and no mapped pages left counting in the daemon's
+ * RSS afterwards. A failure only costs speed: it is ignored. */
+void local_db_mmap(sqlite3 *db, bool on);
 /* Open the database, check it, create the schema, prepare the statements
  * and find the next entry id. On failure s->db may be left open. */
 int local_db_setup(struct store_local *s, const char *dbpath, char *err,
