@@ -503,6 +503,7 @@ void bench_sess_init(struct bench_sess *s, const char *dir, const char *name)
 	snprintf(s->response, sizeof(s->response), "%s/%s.response", dir, name);
 	snprintf(s->name_q, sizeof(s->name_q), "%s.query", name);
 	s->dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+	s->pfd = -1;
 	s->buf = malloc(BENCH_BUF_BYTES);
 	if (s->dirfd < 0 || !s->buf)
 		bench_die("cannot open '%s': %s", dir, strerror(errno));
@@ -513,6 +514,9 @@ void bench_sess_release(struct bench_sess *s)
 	if (s->dirfd >= 0)
 		close(s->dirfd);
 	s->dirfd = -1;
+	if (s->pfd >= 0)
+		close(s->pfd);
+	s->pfd = -1;
 	free(s->buf);
 	s->buf = NULL;
 }
@@ -562,6 +566,18 @@ int bench_lookup_fast(struct bench_sess *s, const char *q, size_t len, bool at)
 	if (close(fd) && rc >= 0)
 		rc = -errno;
 	return rc;
+}
+
+int bench_lookup_persist(struct bench_sess *s, const char *q, size_t len)
+{
+	ssize_t n;
+
+	if (s->pfd < 0 && (s->pfd = open(s->query, O_RDWR | O_CREAT, 0644)) < 0)
+		return -errno;
+	if (pwrite(s->pfd, q, len, 0) != (ssize_t)len)
+		return -errno;
+	n = pread(s->pfd, s->buf, BENCH_BUF_BYTES, 0);
+	return n < 4 ? (n < 0 ? -errno : -EIO) : !memcmp(s->buf, "hit", 3);
 }
 
 int bench_fill(struct bench_sess *s, const char *q, size_t i, bool at)

@@ -141,6 +141,7 @@ struct bench_sess {
 	char query[PATH_MAX], status[PATH_MAX], response[PATH_MAX];
 	char name_q[300];   /* NAME.query, for openat(dirfd) */
 	int dirfd;          /* the category directory, or -1 */
+	int pfd;            /* NAME.query O_RDWR, kept open (persist), or -1 */
 	char *buf;          /* BENCH_BUF_BYTES, owned */
 };
 
@@ -159,6 +160,9 @@ void bench_sess_release(struct bench_sess *s);
 int bench_lookup_3file(struct bench_sess *s, const char *q, size_t len);
 int bench_lookup_fast(struct bench_sess *s, const char *q, size_t len,
 		      bool at);
+/* persist: NAME.query opened O_RDWR once (at the first lookup) and kept;
+ * each lookup is pwrite(q, 0) then pread from 0 (2 FUSE requests). */
+int bench_lookup_persist(struct bench_sess *s, const char *q, size_t len);
 /* A durable fill of question q numbered i: a fast lookup (at as above),
  * then BENCH_RESP_BYTES into NAME.response; 0 once close() returned 0. */
 int bench_fill(struct bench_sess *s, const char *q, size_t i, bool at);

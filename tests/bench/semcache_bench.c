@@ -32,6 +32,8 @@
  *                 from 0 (status line + answer), close
  *        fast-at  the same through openat() on a descriptor of the category
  *                 directory: the kernel does not walk the path from the root
+ *        persist  NAME.query opened O_RDWR once per session and kept:
+ *                 pwrite(query, 0), pread from 0 (2 FUSE requests)
  *      with daemon, nullfs and client pinned together on CPU 0 (the VM's
  *      idle-vCPU wake-up costs tens of µs per round trip otherwise), then
  *      unpinned; and the FUSE requests per lookup (root .stats
@@ -128,9 +130,9 @@
 #define AGREE_N 6
 #define AGREE_MAX_N 200000   /* the exact scan takes minutes beyond this */
 
-enum proto { P_3FILE, P_FAST, P_FASTAT, P_N };
+enum proto { P_3FILE, P_FAST, P_FASTAT, P_PERSIST, P_N };
 enum kind { K_EXACT, K_SEM, K_MISS, K_N };
-static const char *const proto_name[P_N] = { "3file", "fast", "fast-at" };
+static const char *const proto_name[P_N] = { "3file", "fast", "fast-at", "persist" };
 static const char *const kind_name[K_N] = { "exact hit", "semantic", "miss" };
 
 static struct {
@@ -228,6 +230,8 @@ static int lookup(struct bench_sess *s, enum proto p, const char *q)
 {
 	size_t len = strlen(q);
 
+	if (p == P_PERSIST)
+		return bench_lookup_persist(s, q, len);
 	return p == P_3FILE ? bench_lookup_3file(s, q, len)
 			    : bench_lookup_fast(s, q, len, p == P_FASTAT);
 }
@@ -667,7 +671,7 @@ static void mkdir_cat(const char *mnt, char *dir, size_t size)
 
 static void wait_answer(const char *dir, double timeout_s)
 {
-	struct bench_sess s = { .dirfd = -1 };
+	struct bench_sess s = { .dirfd = -1, .pfd = -1 };
 	double t0 = bench_now_us();
 	char path[PATH_MAX];
 
