@@ -85,6 +85,7 @@ static void compact_swap(struct vindex *vi, struct live_set *s,
 	vi->pos_cap = cap;
 	vi->ntotal = s->n;
 	vi->ntomb = ntomb;
+	vi->gen++;
 
 	/* same ids as before, so the table needs no growth */
 	memset(vi->slots, 0, vi->nslots * sizeof(*vi->slots));

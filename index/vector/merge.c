@@ -123,6 +123,7 @@ int vindex_add(struct vindex *vi, int64_t id, const float *vec)
 	vi->slots[s] = (uint32_t)(VINDEX_BUF_BIT | vi->nbuf) + 1;
 	vi->nbuf++;
 	vi->nused++;
+	vi->gen++;
 	if (id > vi->max_id)
 		vi->max_id = id;
 out:
@@ -146,6 +147,7 @@ int vindex_remove(struct vindex *vi, int64_t id)
 	}
 	loc = vi->slots[s] - 1;
 	vindex_map_delete(vi, s);
+	vi->gen++;
 	if (!(loc & VINDEX_BUF_BIT)) {
 		vindex_tomb_set(vi->tomb, loc);
 		vi->ntomb++;
@@ -236,6 +238,7 @@ int vindex_merge(struct vindex *vi, int max)
 		vi->slots[s] = (uint32_t)(before + i) + 1;
 	}
 	vi->ntotal = before + got;
+	vi->gen++;
 	/* after a partial add, close the gap left by the stored ones */
 	for (size_t i = got; i < n; i++)
 		buf_move(vi, first + i, first + i - got);

@@ -164,6 +164,7 @@ void vindex_free(struct vindex *vi)
 	free(vi->slots);
 	free(vi->buf_ids);
 	free(vi->buf_vecs);
+	free(vi->file.path);
 	free(vi);
 }
 

@@ -31,6 +31,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/Index_c.h>
@@ -65,6 +67,17 @@ struct vindex {
 	size_t buf_cap;                 /* lock */
 	int64_t max_id;                 /* lock */
 	bool compacting;                /* lock: merges wait it out */
+	uint64_t gen;                   /* lock: bumped by every change */
+	/* lock: the snapshot file this index was loaded from or last saved
+	 * to, as of generation file_gen (see vindex_save) */
+	struct vindex_file {
+		char *path;             /* NULL: none known */
+		dev_t dev;
+		ino_t ino;
+		off_t size;
+		struct timespec mtime;
+		uint64_t gen;
+	} file;
 };
 
 /* ---- tombstone bitmap and vectors ---- */

@@ -20,11 +20,14 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define DIM 256
 
@@ -423,6 +426,130 @@ static void test_recall_compact_save(const char *dir, size_t n)
 	free(rs.src);
 }
 
+/* A snapshot whose body is past the size checked in two halves at once:
+ * its header's CRC is zlib's over the whole file (crc field zeroed), it
+ * loads back whole, and a flipped bit in either half is refused. */
+static void test_large_crc(const char *dir)
+{
+	struct vindex_params p = { .dim = 256, .m = 8, .ef_construction = 40,
+				   .ef_search = 32 };
+	struct vindex *vi = NULL, *back = NULL;
+	const int n = 70000; /* 70000 buffered vectors of 1 KiB: 68 MiB */
+	unsigned char *file = NULL;
+	char path[512];
+	float v[256];
+	uint32_t want;
+	size_t len = 0;
+	FILE *f;
+
+	CHECK_EQ_INT(vindex_new(&p, &vi), 0);
+	for (int i = 0; i < n; i++) {
+		random_unit(v, 256);
+		CHECK_EQ_INT(vindex_add(vi, i + 1, v), 0);
+	}
+	snprintf(path, sizeof(path), "%s/large.vx", dir);
+	CHECK_EQ_INT(vindex_save(vi, path), 0);
+	f = fopen(path, "rb");
+	CHECK(f != NULL);
+	if (f) {
+		fseek(f, 0, SEEK_END);
+		len = (size_t)ftell(f);
+		rewind(f);
+		file = malloc(len);
+		CHECK(file && fread(file, 1, len, f) == len);
+		fclose(f);
+	}
+	CHECK(len > (64u << 20) + 64);
+	if (file && len > 64) {
+		uint32_t got;
+
+		memcpy(&got, file + 20, 4);
+		memset(file + 20, 0, 4);
+		want = (uint32_t)crc32(crc32(0L, Z_NULL, 0), file, (uInt)len);
+		CHECK_EQ_INT(got, want);
+	}
+	CHECK_EQ_INT(vindex_load(path, &p, &back), 0);
+	CHECK_EQ_INT(vindex_buffered(back), n);
+	vindex_free(back);
+	back = NULL;
+	for (int half = 0; half < 2 && file; half++) {
+		size_t at = half ? len - 100 : 64 + 100;
+		int fd = open(path, O_WRONLY);
+		unsigned char byte = file[at] ^ 0x10; /* one bit flipped */
+
+		CHECK(fd >= 0);
+		CHECK(pwrite(fd, &byte, 1, (off_t)at) == 1);
+		close(fd);
+		CHECK_EQ_INT(vindex_load(path, &p, &back), -EBADMSG);
+		CHECK(back == NULL);
+		CHECK_EQ_INT(vindex_save(vi, path), 0); /* whole again */
+	}
+	free(file);
+	vindex_free(vi);
+	unlink(path);
+}
+
+static ino_t inode_of(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) ? 0 : st.st_ino;
+}
+
+/* A save of an index unchanged since its file was loaded or saved keeps
+ * that file (the same inode: nothing was written); any change, or a file
+ * that is no longer the one it knew, writes it again (temp + rename: a
+ * new inode). */
+static void test_save_unchanged(const char *dir)
+{
+	struct vindex_params p = { .dim = 16, .m = 8, .ef_construction = 40,
+				   .ef_search = 32 };
+	struct vindex *vi = NULL, *back = NULL;
+	struct timespec old[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+	char path[512];
+	ino_t a, b;
+	float v[16];
+
+	CHECK_EQ_INT(vindex_new(&p, &vi), 0);
+	for (int i = 0; i < 100; i++) {
+		random_unit(v, 16);
+		CHECK_EQ_INT(vindex_add(vi, i + 1, v), 0);
+	}
+	CHECK_EQ_INT(vindex_merge(vi, 60), 60);
+	snprintf(path, sizeof(path), "%s/same.vx", dir);
+	CHECK_EQ_INT(vindex_save(vi, path), 0);
+	a = inode_of(path);
+	CHECK_EQ_INT(vindex_save(vi, path), 0);
+	CHECK(inode_of(path) == a);           /* unchanged: kept */
+	CHECK_EQ_INT(vindex_merge(vi, 10), 10);
+	CHECK_EQ_INT(vindex_save(vi, path), 0);
+	CHECK((b = inode_of(path)) != a);     /* a merge: written */
+	CHECK_EQ_INT(vindex_remove(vi, 5), 0);
+	CHECK_EQ_INT(vindex_save(vi, path), 0);
+	CHECK((a = inode_of(path)) != b);     /* a removal: written */
+	random_unit(v, 16);
+	CHECK_EQ_INT(vindex_add(vi, 1000, v), 0);
+	CHECK_EQ_INT(vindex_save(vi, path), 0);
+	CHECK((b = inode_of(path)) != a);     /* an add: written */
+	CHECK_EQ_INT(utimensat(AT_FDCWD, path, old, 0), 0);
+	CHECK_EQ_INT(vindex_save(vi, path), 0);
+	CHECK((a = inode_of(path)) != b);     /* the file changed: written */
+	vindex_free(vi);
+
+	CHECK_EQ_INT(vindex_load(path, &p, &back), 0);
+	CHECK_EQ_INT(vindex_save(back, path), 0);
+	CHECK(inode_of(path) == a);           /* loaded, unchanged: kept */
+	CHECK_EQ_INT(unlink(path), 0);
+	CHECK_EQ_INT(vindex_save(back, path), 0);
+	CHECK(inode_of(path) != 0);           /* removed: written again */
+	vindex_free(back);
+	back = NULL;
+	CHECK_EQ_INT(vindex_load(path, &p, &back), 0);
+	CHECK_EQ_INT(vindex_live(back), 100);
+	vindex_free(back);
+	unlink(path);
+}
+
 static void test_damaged_files(const char *dir)
 {
 	struct vindex_params p = { .dim = 16, .m = 8, .ef_construction = 40,
@@ -663,6 +790,8 @@ int main(void)
 	test_buffer_vs_merged();
 	test_recall_compact_save(dir, n);
 	test_damaged_files(dir);
+	test_large_crc(dir);
+	test_save_unchanged(dir);
 	test_concurrency(n / 4 > 5000 ? 5000 : n / 4);
 	test_hnsw_one();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
