@@ -489,6 +489,23 @@ static void test_large_crc(const char *dir)
 	unlink(path);
 }
 
+/* A 16-dimensional index of n random vectors, ids 1..n, the first
+ * merged of them in HNSW and the rest buffered. */
+static struct vindex *small_index(const struct vindex_params *p, int n,
+				  int merged)
+{
+	struct vindex *vi = NULL;
+	float v[16];
+
+	CHECK_EQ_INT(vindex_new(p, &vi), 0);
+	for (int i = 0; i < n && vi; i++) {
+		random_unit(v, 16);
+		CHECK_EQ_INT(vindex_add(vi, i + 1, v), 0);
+	}
+	CHECK_EQ_INT(vindex_merge(vi, merged), merged);
+	return vi;
+}
+
 static ino_t inode_of(const char *path)
 {
 	struct stat st;
@@ -510,12 +527,7 @@ static void test_save_unchanged(const char *dir)
 	ino_t a, b;
 	float v[16];
 
-	CHECK_EQ_INT(vindex_new(&p, &vi), 0);
-	for (int i = 0; i < 100; i++) {
-		random_unit(v, 16);
-		CHECK_EQ_INT(vindex_add(vi, i + 1, v), 0);
-	}
-	CHECK_EQ_INT(vindex_merge(vi, 60), 60);
+	vi = small_index(&p, 100, 60);
 	snprintf(path, sizeof(path), "%s/same.vx", dir);
 	CHECK_EQ_INT(vindex_save(vi, path), 0);
 	a = inode_of(path);
@@ -561,12 +573,7 @@ static void test_damaged_files(const char *dir)
 	unsigned char byte;
 	int fd;
 
-	CHECK_EQ_INT(vindex_new(&p, &vi), 0);
-	for (int i = 0; i < 300; i++) {
-		random_unit(v, 16);
-		CHECK_EQ_INT(vindex_add(vi, i + 1, v), 0);
-	}
-	CHECK_EQ_INT(vindex_merge(vi, 250), 250);
+	vi = small_index(&p, 300, 250);
 	snprintf(path, sizeof(path), "%s/small.vx", dir);
 	CHECK_EQ_INT(vindex_save(vi, path), 0);
 	vindex_free(vi);
