@@ -35,7 +35,6 @@ struct load_ctx {
 	struct cat *cat;
 	struct catcore *core;
 	int64_t index_max;        /* ids up to this are in the loaded index */
-	float *scratch;           /* one vector, for vindex_get */
 	int64_t loaded, stale;
 	int rc;
 };
@@ -65,8 +64,7 @@ static int load_entry(void *arg, const struct store_entry *se, const float *vec,
 		/* Stored by another embedder: the exact path still serves it;
 		 * its vector never enters this index (dimensions never mix). */
 		lc->stale++;
-	} else if (se->id > lc->index_max ||
-		   vindex_get(core->vi, se->id, lc->scratch) == -ENOENT) {
+	} else if (se->id > lc->index_max || !vindex_contains(core->vi, se->id)) {
 		/* newer than the snapshot, or missing from it (another host's
 		 * fill that was saved before this host's last one) */
 		lc->rc = vindex_add(core->vi, se->id, vec);
@@ -92,11 +90,7 @@ static int cat_load(struct cache *c, struct cat *cat)
 		return rc;
 	lc.core = cat->core;
 	lc.index_max = vindex_max_id(cat->core->vi); /* 0 for a new index */
-	lc.scratch = malloc(sizeof(float) * (size_t)cat->core->vp.dim);
-	if (!lc.scratch)
-		return -ENOMEM;
 	rc = store_entry_scan(c->store, cat->id, 0, load_entry, &lc);
-	free(lc.scratch);
 	if (rc < 0)
 		return rc;
 	if (lc.rc)

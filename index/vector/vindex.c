@@ -224,6 +224,18 @@ int vindex_set_ef_search(struct vindex *vi, int ef_search)
 	return rc;
 }
 
+bool vindex_contains(struct vindex *vi, int64_t id)
+{
+	bool in;
+
+	if (!vi)
+		return false;
+	pthread_rwlock_rdlock(&vi->lock);
+	in = vi->slots[vindex_map_find(vi, id)] != 0;
+	pthread_rwlock_unlock(&vi->lock);
+	return in;
+}
+
 int vindex_get(struct vindex *vi, int64_t id, float *out)
 {
 	uint32_t loc;

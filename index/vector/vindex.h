@@ -68,6 +68,8 @@ int vindex_compact(struct vindex *vi);
 int vindex_set_ef_search(struct vindex *vi, int ef_search);
 /* Copy id's vector into out. -ENOENT if absent. */
 int vindex_get(struct vindex *vi, int64_t id, float *out);
+/* Whether id is in the index (buffered or merged), without its vector. */
+bool vindex_contains(struct vindex *vi, int64_t id);
 /* Highest id ever added (0 if none). */
 int64_t vindex_max_id(struct vindex *vi);
 

@@ -543,6 +543,10 @@ static void test_save_unchanged(const char *dir)
 	CHECK_EQ_INT(vindex_add(vi, 1000, v), 0);
 	CHECK_EQ_INT(vindex_save(vi, path), 0);
 	CHECK((b = inode_of(path)) != a);     /* an add: written */
+	CHECK(vindex_contains(vi, 1) && vindex_contains(vi, 99));   /* merged */
+	CHECK(vindex_contains(vi, 100) && vindex_contains(vi, 1000)); /* buffered */
+	CHECK(!vindex_contains(vi, 5) && !vindex_contains(vi, 101));
+	CHECK(!vindex_contains(NULL, 1));
 	CHECK_EQ_INT(utimensat(AT_FDCWD, path, old, 0), 0);
 	CHECK_EQ_INT(vindex_save(vi, path), 0);
 	CHECK((a = inode_of(path)) != b);     /* the file changed: written */
