@@ -69,7 +69,7 @@ struct vindex {
 	bool compacting;                /* lock: merges wait it out */
 	uint64_t gen;                   /* lock: bumped by every change */
 	/* lock: the snapshot file this index was loaded from or last saved
-	 * to, as of generation file_gen (see vindex_save) */
+	 * to, as of generation file.gen (see vindex_save) */
 	struct vindex_file {
 		char *path;             /* NULL: none known */
 		dev_t dev;
