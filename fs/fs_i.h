@@ -253,6 +253,10 @@ int fs_resolve(const char *path, struct fs_path *fp);
 /* The text of a generated file (a view, policy.yaml, an entry's part) into
  * out (its old content freed); mtime, if given, set for policy.yaml. */
 int fs_view_text(const struct fs_path *fp, struct buf *out, int64_t *mtime);
+/* The same for a reserved row's text in category dir (-EINVAL for a row
+ * without one): what a held view renders again at a read from 0. */
+int fs_res_text(const struct fs_reserved *res, const char *dir, struct buf *out,
+		int64_t *mtime);
 /* Is file name of dir being created (open since create(), not yet
  * closed)? Such a file (policy.yaml, .load/MODEL) exists meanwhile. */
 bool fs_pending(const char *dir, const char *name);

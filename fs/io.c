@@ -259,27 +259,6 @@ static bool fs_kind_is_view(enum fs_kind k)
 	       k == FS_VIEW_METRICS;
 }
 
-/* Render a view handle's text again (h->lock held): its row's text
- * function for its directory, as at open. */
-static int fs_view_reread(struct fs_handle *h)
-{
-	char *text = NULL;
-	size_t len = 0;
-	int rc;
-
-	if (!h->res || !h->res->text)
-		return 0;
-	rc = h->res->text(h->dir, &text, &len, NULL);
-	if (rc == -ENOENT)
-		return -ESTALE; /* its category was removed since the open */
-	if (rc)
-		return rc;
-	free(h->data.data);
-	h->data.data = text;
-	h->data.len = h->data.cap = len;
-	return 0;
-}
-
 /* A read: the fast path's answer, a scratch file, a session file's live
  * content, or the handle's snapshot / write buffer. h->lock held. */
 static int do_read(struct fs_handle *h, char *out, size_t size, off_t off)
@@ -299,16 +278,19 @@ static int do_read(struct fs_handle *h, char *out, size_t size, off_t off)
 		if (h->answered)
 			src = &h->answer;
 	}
-	if (fs_kind_is_view(h->kind) && off == 0 && h->read_once) {
+	if (fs_kind_is_view(h->kind)) {
 		/* a held view read again from 0 shows that moment's figures,
 		 * as /proc does: a monitor polls with pread, no open per look */
-		int rc = fs_view_reread(h);
+		if (off == 0 && h->read_once) {
+			int rc = fs_res_text(h->res, h->dir, &h->data, NULL);
 
-		if (rc)
-			return rc;
-	}
-	if (fs_kind_is_view(h->kind))
+			if (rc == -ENOENT)
+				return -ESTALE; /* its category was removed */
+			if (rc)
+				return rc;
+		}
 		h->read_once = true;
+	}
 	if (h->kind == FS_SCRATCH) {
 		pthread_mutex_lock(&n->lock);
 		src = &n->data;

@@ -360,25 +360,41 @@ int fs_resolve(const char *path, struct fs_path *fp)
 
 /* ---- generated views ---- */
 
+/* out takes text (malloc'd, len bytes) in place of what it held. */
+static void buf_take(struct buf *out, char *text, size_t len)
+{
+	free(out->data);
+	out->data = text;
+	out->len = out->cap = len;
+}
+
+int fs_res_text(const struct fs_reserved *res, const char *dir, struct buf *out,
+		int64_t *mtime)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (!res || !res->text)
+		return -EINVAL;
+	rc = res->text(dir, &text, &len, mtime);
+	if (!rc)
+		buf_take(out, text, len);
+	return rc;
+}
+
 int fs_view_text(const struct fs_path *fp, struct buf *out, int64_t *mtime)
 {
 	char *text = NULL;
 	size_t len = 0;
 	int rc;
 
-	if (fp->kind == FS_ENTRY_FILE)
-		rc = cache_entry_read(fs_st()->cache, fp->dir, fp->entry, fp->part,
-				      &text, &len);
-	else if (fp->res && fp->res->text)
-		rc = fp->res->text(fp->dir, &text, &len, mtime);
-	else
-		return -EINVAL;
-	if (rc)
-		return rc;
-	free(out->data);
-	out->data = text;
-	out->len = out->cap = len;
-	return 0;
+	if (fp->kind != FS_ENTRY_FILE)
+		return fs_res_text(fp->res, fp->dir, out, mtime);
+	rc = cache_entry_read(fs_st()->cache, fp->dir, fp->entry, fp->part, &text, &len);
+	if (!rc)
+		buf_take(out, text, len);
+	return rc;
 }
 
 bool fs_pending(const char *dir, const char *name)
