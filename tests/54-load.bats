@@ -127,3 +127,36 @@ heap_settled() {
 	run cat "$MNT/load/.stats"
 	assert_line --regexp '^entries: [0-9]+$'
 }
+
+# AnonHugePages of the daemon, in kB
+anon_huge_kb() { sed -n 's/^AnonHugePages:[[:space:]]*\([0-9]*\) kB$/\1/p' "/proc/$DAEMON_PID/smaps_rollup"; }
+huge_at_least() { (($(anon_huge_kb) >= $1)); }
+huge_logs() { grep -c "category '/load': [0-9]* MiB of its index put on huge pages" "$LOG"; }
+huge_logged() { (($(huge_logs) >= $1)); }
+
+@test "a category's index is put on huge pages once filled, and again after a restart loads its snapshot" {
+	[ -x "$LOADGEN" ] || skip "needs $LOADGEN (build the tests)"
+	grep -qE '\[(always|madvise)\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null ||
+		skip "transparent huge pages are off here"
+	local n=6000 logs # 6000 vectors of 1 KiB: at least one aligned 2 MiB page inside
+	mkdir "$MNT/load"
+	run "$LOADGEN" prefill "$MNT/load" 0 "$n"
+	assert_success
+	merged() { grep -qx "index_unmerged: 0" "$MNT/load/.stats"; }
+	wait_until 120 merged
+	# the next slow maintenance tick (every second) advises what the merge
+	# made; a compaction may move the index again meanwhile, so wait for it
+	wait_until 20 huge_logged 1
+	wait_until 20 huge_at_least 2048
+	# lookups still hit with their own answers
+	run "$LOADGEN" run "$MNT/load" 2 2 "$n" "$DAEMON_PID"
+	assert_success
+	assert_line --regexp '^ops [0-9]+ lookups [0-9]+ fills [0-9]+ rms [0-9]+ errors 0 stalls 0$'
+	stop_daemon
+	logs=$(huge_logs)
+	start_daemon
+	run cat "$MNT/load/.stats"
+	assert_line "entries: $n"
+	wait_until 20 huge_logged $((logs + 1))
+	wait_until 20 huge_at_least 2048
+}

@@ -13,7 +13,8 @@
  * collection; the store decides each expiry once, for every host that
  * shares it: store_entry_expire), applies quotas, closes
  * break-even windows, prunes pending misses and compacts indexes whose
- * tombstones pass a quarter of them.
+ * tombstones pass a quarter of them, and puts index arrays that are new
+ * since the last look on huge pages (vindex_hugepages).
  *
  * Not here: the quota and adaptation rules themselves (quota.c, adapt.c),
  * snapshots (open.c).
@@ -161,6 +162,18 @@ void engine_maint_merge(struct vindex *vi, int64_t budget_us, int batch)
 			break;
 }
 
+/* Put the category's index arrays on huge pages where they are new (a
+ * load, a moved array, a compaction); a no-op check otherwise. */
+static void hugepages(struct catref *ref)
+{
+	int64_t t0 = clock_mono_us();
+	size_t bytes = vindex_hugepages(ref->core->vi);
+
+	if (bytes)
+		semlog(SEMLOG_INFO, "category '%s': %zu MiB of its index put on huge pages in %.0f ms",
+		       ref->cat->path, bytes >> 20, (clock_mono_us() - t0) / 1e3);
+}
+
 /* The slow tick's work on one category. */
 static bool maintain_slow(struct cache *c, struct catref *ref)
 {
@@ -176,6 +189,7 @@ static bool maintain_slow(struct cache *c, struct catref *ref)
 	pthread_mutex_lock(&ref->cat->lock);
 	engine_pending_prune(ref->cat, clock_mono_ms());
 	pthread_mutex_unlock(&ref->cat->lock);
+	hugepages(ref);
 	tomb = vindex_tombstones(core->vi);
 	live = vindex_live(core->vi);
 	if (tomb >= 64 && tomb * 4 > tomb + live) {

@@ -24,6 +24,7 @@
  * does not handle, and on any exception, it returns 1 and the caller asks
  * faiss_Index_search instead.
  */
+#include <faiss/IndexFlatCodes.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/HNSW.h>
@@ -34,6 +35,7 @@
 
 extern "C" {
 #include <faiss/c_api/Index_c.h>
+#include "vregion.h"
 }
 
 namespace {
@@ -109,5 +111,38 @@ extern "C" int vindex_hnsw_search1(FaissIndex *index, const float *q, idx_t k,
 		return 0;
 	} catch (...) {
 		return 1;
+	}
+}
+
+/* declared in vindex_i.h */
+extern "C" int vindex_hnsw_regions(FaissIndex *index, struct vindex_region *r, int max);
+
+extern "C" int vindex_hnsw_regions(FaissIndex *index, struct vindex_region *r, int max)
+{
+	try {
+		const faiss::IndexHNSW *h = dynamic_cast<const faiss::IndexHNSW *>(
+			reinterpret_cast<faiss::Index *>(index));
+		const faiss::IndexFlatCodes *flat =
+			h ? dynamic_cast<const faiss::IndexFlatCodes *>(h->storage) : nullptr;
+		int n = 0;
+
+		if (!h)
+			return 0;
+		auto put = [&](const auto &v) {
+			if (n < max && v.data()) {
+				r[n].p = (void *)v.data();
+				r[n].len = v.size() * sizeof(v[0]);
+				r[n].cap = v.capacity() * sizeof(v[0]);
+				n++;
+			}
+		};
+		if (flat)
+			put(flat->codes);
+		put(h->hnsw.neighbors);
+		put(h->hnsw.offsets);
+		put(h->hnsw.levels);
+		return n;
+	} catch (...) {
+		return 0;
 	}
 }

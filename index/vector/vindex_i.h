@@ -38,14 +38,19 @@
 #include <faiss/c_api/Index_c.h>
 
 #include "vindex.h"
+#include "vregion.h"
 
 #define VINDEX_BUF_BIT 0x80000000u
 /* FAISS positions and buffer entries stay below VINDEX_LOC_MAX */
 #define VINDEX_LOC_MAX 0x7ffffffeu
+/* FAISS regions a hugepage pass looks at (vector codes, graph arrays) */
+#define VINDEX_THP_REGIONS 4
 
 /*
- * Lock order: compact_mu, then lock. compact_mu only serialises
- * compactions; lock guards everything marked "lock" below.
+ * Lock order: compact_mu, then lock; thp_mu, then lock (never both
+ * compact_mu and thp_mu). compact_mu only serialises compactions, thp_mu
+ * hugepage passes (hugepages.c); lock guards everything marked "lock"
+ * below.
  */
 struct vindex {
 	struct vindex_params p;         /* immutable except ef_search: lock */
@@ -78,6 +83,11 @@ struct vindex {
 		struct timespec mtime;
 		uint64_t gen;
 	} file;
+	/* thp_mu: the FAISS regions last put on huge pages (hugepages.c) */
+	pthread_mutex_t thp_mu;
+	struct vindex_region thp[VINDEX_THP_REGIONS];
+	int nthp;
+	bool thp_off;                   /* thp_mu: the kernel refused */
 };
 
 /* ---- tombstone bitmap and vectors ---- */
@@ -117,6 +127,11 @@ void vindex_omp_one_thread(void);
  * lock held. */
 int vindex_hnsw_search1(FaissIndex *index, const float *q, idx_t k, float *dist,
 			idx_t *ids);
+/* The memory regions of an IndexHNSW (its flat storage's codes, the
+ * graph's neighbors, offsets and levels) into r[0..max): how many (0 for
+ * another kind of index). Read lock held; the regions stay valid only
+ * while it is. */
+int vindex_hnsw_regions(FaissIndex *index, struct vindex_region *r, int max);
 /* Log a failed FAISS call with FAISS's message; returns -EIO. */
 int vindex_faiss_err(const char *what, int rc);
 bool vindex_params_ok(const struct vindex_params *p);

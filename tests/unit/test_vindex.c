@@ -781,7 +781,108 @@ static void test_hnsw_one(void)
 	free(data);
 }
 
-int main(void)
+/* AnonHugePages of the mappings over [addr, addr + len), in bytes (an
+ * advised range is a mapping of its own, split from the allocation's). */
+static long long huge_bytes_in(const void *addr, size_t len)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	uintptr_t lo = (uintptr_t)addr, hi = lo + len;
+	char line[512];
+	bool in = false;
+	long long kb, sum = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long a, b;
+		char *dash = strchr(line, '-'), *sp = strchr(line, ' ');
+
+		if (dash && sp && dash < sp && sscanf(line, "%lx-%lx ", &a, &b) == 2)
+			in = a < hi && b > lo;
+		else if (in && sscanf(line, "AnonHugePages: %lld kB", &kb) == 1)
+			sum += kb * 1024;
+	}
+	fclose(f);
+	return sum;
+}
+
+/* The THP mode in brackets in the kernel's setting ("never" when absent). */
+static bool thp_usable(void)
+{
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+	char line[128] = "";
+
+	if (!f)
+		return false;
+	if (!fgets(line, sizeof(line), f))
+		line[0] = '\0';
+	fclose(f);
+	return strstr(line, "[always]") || strstr(line, "[madvise]");
+}
+
+/* vindex_hugepages puts the vectors and the graph on huge pages once
+ * (a second call finds nothing new), searches answer the same after, and
+ * an array that a merge moved is advised again. */
+static void test_hugepages(void)
+{
+	enum { HP_DIM = 256, HP_N = 6000, HP_NQ = 50 };
+	struct vindex_params p = { .dim = HP_DIM, .m = 16, .ef_construction = 40,
+				   .ef_search = 32 };
+	struct vindex *vi = NULL;
+	struct vindex_region r[VINDEX_THP_REGIONS];
+	static float q[HP_NQ][HP_DIM];
+	int64_t before[HP_NQ], ids[1];
+	float v[HP_DIM], sc[1];
+	size_t got;
+	int n;
+
+	if (!thp_usable()) {
+		CHECK_SKIP("transparent huge pages are off here (/sys/kernel/mm/transparent_hugepage/enabled)");
+		return;
+	}
+	CHECK_EQ_INT(vindex_new(&p, &vi), 0);
+	if (!vi)
+		return;
+	for (int i = 0; i < HP_N; i++) {
+		random_unit(v, HP_DIM);
+		CHECK_EQ_INT(vindex_add(vi, i + 1, v), 0);
+	}
+	CHECK_EQ_INT(vindex_merge(vi, HP_N), HP_N);
+	for (int i = 0; i < HP_NQ; i++) {
+		random_unit(q[i], HP_DIM);
+		CHECK_EQ_INT(vindex_search(vi, q[i], 1, NULL, NULL, ids, sc), 1);
+		before[i] = ids[0];
+	}
+	got = vindex_hugepages(vi);
+	pthread_rwlock_rdlock(&vi->lock);
+	n = vindex_hnsw_regions(vi->hnsw, r, VINDEX_THP_REGIONS);
+	pthread_rwlock_unlock(&vi->lock);
+	CHECK_EQ_INT(n, 4);
+	/* the codes: 6000 x 1 KiB, at least 2 MiB of it aligned inside */
+	CHECK(n > 0 && r[0].len == (size_t)HP_N * HP_DIM * sizeof(float));
+	CHECK(got >= (size_t)2 << 20);
+	CHECK(n > 0 && huge_bytes_in(r[0].p, r[0].len) >= (long long)2 << 20);
+	printf("hugepages: %zu KiB collapsed; the codes' %zu KiB: %lld KiB on huge pages\n",
+	       got >> 10, n > 0 ? r[0].len >> 10 : 0,
+	       n > 0 ? huge_bytes_in(r[0].p, r[0].len) >> 10 : -1);
+	CHECK_EQ_INT(vindex_hugepages(vi), 0);
+	for (int i = 0; i < HP_NQ; i++) {
+		CHECK_EQ_INT(vindex_search(vi, q[i], 1, NULL, NULL, ids, sc), 1);
+		CHECK_EQ_INT(ids[0], before[i]);
+	}
+	/* twice as many vectors: the codes array is moved, advised again */
+	for (int i = HP_N; i < 2 * HP_N + 1; i++) {
+		random_unit(v, HP_DIM);
+		CHECK_EQ_INT(vindex_add(vi, i + 1, v), 0);
+	}
+	CHECK_EQ_INT(vindex_merge(vi, HP_N + 1), HP_N + 1);
+	CHECK(vindex_hugepages(vi) >= (size_t)2 << 20);
+	CHECK_EQ_INT(vindex_hugepages(vi), 0);
+	CHECK_EQ_INT(vindex_hugepages(NULL), 0);
+	vindex_free(vi);
+}
+
+int main(int argc, char **argv)
 {
 	const char *env = getenv("VINDEX_TEST_N");
 	size_t n = env ? strtoul(env, NULL, 10) : 20000;
@@ -791,6 +892,10 @@ int main(void)
 	if (n < 1000)
 		n = 1000;
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && !strcmp(argv[1], "hugepages")) {
+		test_hugepages(); /* may skip: its own meson test */
+		return check_done("vindex hugepages");
+	}
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");
 		return 2;
