@@ -138,6 +138,10 @@ huge_logged() { (($(huge_logs) >= $1)); }
 	[ -x "$LOADGEN" ] || skip "needs $LOADGEN (build the tests)"
 	grep -qE '\[(always|madvise)\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null ||
 		skip "transparent huge pages are off here"
+	local kv kmaj kmin
+	kv=$(uname -r | sed -n 's/^\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+	read -r kmaj kmin <<<"$kv"
+	((kmaj > 6 || (kmaj == 6 && kmin >= 1))) || skip "kernel $(uname -r) has no MADV_COLLAPSE (Linux 6.1+)"
 	local n=6000 logs # 6000 vectors of 1 KiB: at least one aligned 2 MiB page inside
 	mkdir "$MNT/load"
 	run "$LOADGEN" prefill "$MNT/load" 0 "$n"

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -806,7 +807,27 @@ static long long huge_bytes_in(const void *addr, size_t len)
 	return sum;
 }
 
-/* The THP mode in brackets in the kernel's setting ("never" when absent). */
+/* Whether this kernel has MADV_COLLAPSE (Linux 6.1+): collapse 4 MiB of
+ * fresh anonymous memory. */
+static bool collapse_works(void)
+{
+	size_t len = (size_t)4 << 20;
+	char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uintptr_t a;
+	bool ok;
+
+	if (m == MAP_FAILED)
+		return false;
+	memset(m, 1, len);
+	a = ((uintptr_t)m + ((uintptr_t)2 << 20) - 1) & ~(((uintptr_t)2 << 20) - 1);
+	ok = madvise((void *)a, (size_t)2 << 20, MADV_HUGEPAGE) == 0 &&
+	     madvise((void *)a, (size_t)2 << 20, 25 /* MADV_COLLAPSE */) == 0;
+	munmap(m, len);
+	return ok;
+}
+
+/* THP on (the mode in brackets in the kernel's setting is always or madvise)
+ * and MADV_COLLAPSE there. */
 static bool thp_usable(void)
 {
 	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
@@ -817,7 +838,9 @@ static bool thp_usable(void)
 	if (!fgets(line, sizeof(line), f))
 		line[0] = '\0';
 	fclose(f);
-	return strstr(line, "[always]") || strstr(line, "[madvise]");
+	if (!strstr(line, "[always]") && !strstr(line, "[madvise]"))
+		return false;
+	return collapse_works();
 }
 
 /* vindex_hugepages puts the vectors and the graph on huge pages once
@@ -837,7 +860,7 @@ static void test_hugepages(void)
 	int n;
 
 	if (!thp_usable()) {
-		CHECK_SKIP("transparent huge pages are off here (/sys/kernel/mm/transparent_hugepage/enabled)");
+		CHECK_SKIP("transparent huge pages are off here (/sys/kernel/mm/transparent_hugepage/enabled) or the kernel has no MADV_COLLAPSE (Linux 6.1+)");
 		return;
 	}
 	CHECK_EQ_INT(vindex_new(&p, &vi), 0);
