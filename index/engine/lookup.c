@@ -366,7 +366,7 @@ int engine_precision_point(const struct policy *p, const char **model_name,
  * With a precision target: the verifier judges the candidates whose cosine
  * reaches VERIFY_COS_FLOOR on (query, candidate's query), with the index
  * cosine in the category's embedder slot (a use-lite category's cosine is
- * the use-lite one: verify-use-lite-v1; any other: verify-lexical-v1,
+ * the use-lite one: verify-use-lite-v2; any other: verify-lexical-v2,
  * which computes the builtin cosine from the texts). The best one whose
  * score reaches the operating point is served. Candidate texts are read
  * from the store with no lock held; serving re-checks the entry lives.

@@ -7,12 +7,14 @@
  * rules of its own for numbers: a ',' between two digits is dropped and a
  * '.' between two digits kept ("5,000" == "5000", "3.5" stays one word).
  * ASCII letters are lowered; a word keeps its first VERIFY_WORD_MAX bytes.
- * Each word, in this order: holding a digit, it is a number (its key is
- * FNV-1a of its bytes); a negation adds to the negation count; a question
- * word sets its bit; a builtin-v1 stop word is dropped; anything else is a
- * content word, keyed by FNV-1a of its builtin-v1 stem. The side keeps the
- * content keys in order and as a sorted set, the number set, the sum of
- * their quantised IDF, the share of non-ASCII word bytes and the text's
+ * Each word, in this order: one pointing outside the text ("this",
+ * "above") adds to the deixis count and goes on; holding a digit, it is a
+ * number (its key is FNV-1a of its bytes); a negation adds to the
+ * negation count; a question word sets its bit; a builtin-v1 stop word is
+ * dropped; anything else is a content word, keyed by FNV-1a of its
+ * builtin-v1 stem. The side keeps the content keys in order and as a
+ * sorted set, the number set, the sum of their quantised IDF, the deixis
+ * count, the text's length, the share of non-ASCII word bytes and the text's
  * builtin-v1 vector.
  *
  * Words after the VERIFY_MAX_WORDS-th are not read, so any input costs at
@@ -36,6 +38,13 @@ static const char *const neg_words[] = {
 	"hadnt", "hasnt", "havent", "isnt", "neither", "never", "no", "nobody",
 	"none", "nor", "not", "nothing", "nowhere", "shouldnt", "wasnt",
 	"werent", "without", "wont", "wouldnt",
+};
+/* Words that point outside the text: a question about "this photo" or
+ * "the above code" needs what came with it, so two of them asked in the
+ * same words may still be about different things. Sorted for bsearch;
+ * they are still read as stop or content words. */
+static const char *const deixis_words[] = {
+	"above", "attached", "below", "following", "these", "this", "those",
 };
 /* Bit i of the question-word mask is wh_words[i]. */
 static const char *const wh_words[] = {
@@ -92,6 +101,9 @@ static void add_word(struct verify_side *s, struct scratch *sc, struct word *t)
 	sc->bytes += t->bytes;
 	if (t->nonascii)
 		sc->nonascii_bytes += t->bytes;
+	if (bsearch(t->w, deixis_words, NELEM(deixis_words),
+		    sizeof(deixis_words[0]), cmp_str))
+		s->deixis++;
 	if (t->digit) {
 		sc->num[sc->nnum++] = hash_fnv1a(HASH_FNV_INIT, t->w, t->len);
 		return;
@@ -167,6 +179,7 @@ static void read_words(struct verify_side *s, struct scratch *sc,
 		}
 		if (in) {
 			add_word(s, sc, &t);
+			s->whash = hash_fnv1a(s->whash, t.w, t.len + 1);
 			sc->words++;
 			in = false;
 		}
@@ -183,7 +196,10 @@ int verify_side_init_idf(struct verify_side *s, const char *text, size_t len,
 	memset(s, 0, sizeof(*s));
 	sc->n = sc->nnum = sc->words = 0;
 	sc->bytes = sc->nonascii_bytes = 0;
+	s->whash = HASH_FNV_INIT;
 	read_words(s, sc, (const unsigned char *)text, len);
+	if (sc->words >= VERIFY_MAX_WORDS)
+		s->whash = 0;       /* words left unread: never "the same" */
 	if (sc->n + sc->nnum) {
 		buf = malloc((2 * (size_t)sc->n + sc->nnum) * sizeof(*buf));
 		if (!buf) {
@@ -208,6 +224,7 @@ int verify_side_init_idf(struct verify_side *s, const char *text, size_t len,
 		s->idf_sum += idf[s->ukey[i] % VERIFY_IDF_BUCKETS];
 	for (i = 0; i < s->nnum; i++)
 		s->idf_sum += idf[s->num[i] % VERIFY_IDF_BUCKETS];
+	s->bytes = len < UINT32_MAX ? (uint32_t)len : UINT32_MAX;
 	s->nonascii = sc->bytes ? (float)((double)sc->nonascii_bytes /
 					  (double)sc->bytes) : 0.0f;
 	embed_builtin_vector(text, len, s->vec);

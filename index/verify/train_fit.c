@@ -1,15 +1,21 @@
 /*
- * train_fit.c - the trainer's models: features of every pair, an L2
- * logistic regression fitted by Newton steps, the calibration counts and
- * the quality report.
+ * train_fit.c - the trainer's models: features of every pair, gradient-
+ * boosted trees, the calibration counts, the quality report and the
+ * feature dump.
  *
- * Fit: the model's features standardised by the training rows' mean and
- * population standard deviation (+1e-9); weights n / (sets * n_set), so
- * each trained set weighs the same; L2 penalty LAMBDA on the standardised
- * weights, the bias free; ITERS Newton steps from 0, each solving the
- * (features + 1)^2 system by Cholesky, in doubles with sums in row order;
- * then folded back into weights on the raw features. Pairs with nothing to
- * compare (verify_features() -ENODATA) are left out: they score 0.
+ * Fit (Newton boosting of the log-loss, as in XGBoost): each feature's
+ * training values are cut into at most BINS bins at midpoints between
+ * distinct values (at quantiles when there are more); the base log-odds is
+ * the training share of duplicates; each of VERIFY_TREES trees is grown
+ * level by level to VERIFY_TREE_DEPTH, a node split where the gain
+ * GL^2/(HL+L2) + GR^2/(HR+L2) - G^2/(H+L2) of the gradients G and
+ * Hessians H of its rows is largest, with at least MIN_LEAF rows on each
+ * side (a node without such a split sends everything left); a leaf holds
+ * -RATE * G / (H + L2). Every pair weighs the same (the sets in their
+ * natural mix). The lexical model never splits on the use-lite cosine.
+ * Pairs with nothing to compare (verify_features() -ENODATA) are left out:
+ * they score 0. Sums run in row order, ties go to the first feature and
+ * bin: the same rows give the same trees.
  *
  * The report prints markdown rows per set and split: ROC-AUC, recall at
  * precision 0.90 and 0.95 both at the oracle point (the most recall whose
@@ -25,12 +31,13 @@
 #include "train_i.h"
 #include "use_lite.h"
 
-#define LAMBDA 1.0
-#define ITERS 30
-#define NPAR (VERIFY_NFEAT + 1)
+#define BINS 64
+#define RATE 0.05
+#define L2 1.0
+#define MIN_LEAF 40
 
 static const char *const model_names[VERIFY_NMODELS] = {
-	"verify-lexical-v1", "verify-use-lite-v1",
+	"verify-lexical-v2", "verify-use-lite-v2",
 };
 
 static bool uses(enum verify_model m, int f)
@@ -59,96 +66,157 @@ static int features(const struct tdata *d, const struct tpair *p,
 				   VERIFY_NCOS, d->idf, f);
 }
 
-static double model_score(const struct tmodel *t, const double *f, int ok)
+/* verify_score() of pair p, whose features (for t) are f and ok. */
+static double model_score(const struct tdata *d, const struct tpair *p,
+			  const struct tmodel *t, const double *f, int ok)
 {
-	double z = t->bias;
-	int i;
-
+	if (verify_same_words(&d->side[p->a], &d->side[p->b]))
+		return 1;
 	if (ok < 0)
 		return 0;
-	for (i = 0; i < VERIFY_NFEAT; i++)
-		z += t->w[i] * f[i];
-	return 1.0 / (1.0 + exp(-z));
-}
-
-/* Solve H x = g for symmetric positive definite H (n x n) in place. */
-static int cholesky_solve(double *h, double *g, int n)
-{
-	int i, j, k;
-
-	for (j = 0; j < n; j++) {
-		double s = h[j * n + j];
-
-		for (k = 0; k < j; k++)
-			s -= h[j * n + k] * h[j * n + k];
-		if (!(s > 0))
-			return -EDOM;
-		h[j * n + j] = sqrt(s);
-		for (i = j + 1; i < n; i++) {
-			double t = h[i * n + j];
-
-			for (k = 0; k < j; k++)
-				t -= h[i * n + k] * h[j * n + k];
-			h[i * n + j] = t / h[j * n + j];
-		}
-	}
-	for (i = 0; i < n; i++) {          /* L y = g */
-		for (k = 0; k < i; k++)
-			g[i] -= h[i * n + k] * g[k];
-		g[i] /= h[i * n + i];
-	}
-	for (i = n - 1; i >= 0; i--) {     /* L^T x = y */
-		for (k = i + 1; k < n; k++)
-			g[i] -= h[k * n + i] * g[k];
-		g[i] /= h[i * n + i];
-	}
-	return 0;
+	return 1.0 / (1.0 + exp(-verify_trees_logit(t->base, t->tree, f)));
 }
 
 struct rows {
-	double *x;      /* n * NPAR: 1 then the standardised features */
-	double *y, *w;
+	double *x;              /* n * VERIFY_NFEAT raw features */
+	uint8_t *bin;           /* n * VERIFY_NFEAT bin numbers */
+	double *y, *score, *g, *h;
+	uint8_t *node;          /* the node a row is at in the current tree */
 	size_t n;
-	int cols[VERIFY_NFEAT], ncol;
-	double mu[VERIFY_NFEAT], sd[VERIFY_NFEAT];
+	double cut[VERIFY_NFEAT][BINS - 1];  /* bin b holds cut[b-1] <= v < cut[b] */
+	int ncut[VERIFY_NFEAT];
 };
 
-static int irls(const struct rows *r, double *b)
+static int cmp_double(const void *a, const void *b)
 {
-	int np = r->ncol + 1, it, i, j;
-	double h[NPAR * NPAR], g[NPAR];
-	size_t k;
+	double x = *(const double *)a, y = *(const double *)b;
 
-	memset(b, 0, NPAR * sizeof(*b));
-	for (it = 0; it < ITERS; it++) {
-		memset(h, 0, sizeof(h));
-		memset(g, 0, sizeof(g));
-		for (k = 0; k < r->n; k++) {
-			const double *x = r->x + k * NPAR;
-			double z = 0, p, a;
+	return x < y ? -1 : x > y;
+}
 
-			for (i = 0; i < np; i++)
-				z += b[i] * x[i];
-			p = 1.0 / (1.0 + exp(-z));
-			a = r->w[k] * p * (1 - p);
-			for (i = 0; i < np; i++) {
-				g[i] += r->w[k] * (p - r->y[k]) * x[i];
-				for (j = 0; j <= i; j++)
-					h[i * np + j] += a * x[i] * x[j];
+/* The cuts of feature j from its sorted values v[0..n). */
+static void make_cuts(struct rows *r, int j, const double *v, size_t n)
+{
+	size_t distinct = 0, i, q;
+	int c = 0;
+
+	for (i = 0; i < n; i++)
+		distinct += !i || v[i] != v[i - 1];
+	for (i = 1; i < n && distinct <= BINS; i++)
+		if (v[i] != v[i - 1])
+			r->cut[j][c++] = (v[i] + v[i - 1]) / 2;
+	for (q = 1; distinct > BINS && q < BINS; q++) {
+		size_t k = q * n / BINS;
+		double mid;
+
+		while (k > 0 && v[k] == v[k - 1])   /* the first of its value */
+			k--;
+		if (k == 0)
+			continue;
+		mid = (v[k] + v[k - 1]) / 2;
+		if (!c || mid > r->cut[j][c - 1])
+			r->cut[j][c++] = mid;
+	}
+	r->ncut[j] = c;
+}
+
+static uint8_t bin_of(const struct rows *r, int j, double v)
+{
+	int lo = 0, hi = r->ncut[j];    /* the number of cuts <= v */
+
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+
+		if (r->cut[j][mid] <= v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return (uint8_t)lo;
+}
+
+struct hist {
+	double g[VERIFY_NFEAT][BINS], h[VERIFY_NFEAT][BINS];
+	uint32_t n[VERIFY_NFEAT][BINS];
+};
+
+/* Grow one tree on the rows' g and h into tr; each row's node ends at its
+ * leaf (as a node number). */
+static int grow(struct rows *r, enum verify_model m, struct verify_tree *tr)
+{
+	int level, first, nn, k, j, b;
+	struct hist *hs = calloc((size_t)1 << (VERIFY_TREE_DEPTH - 1),
+				 sizeof(*hs));
+	double lg[VERIFY_TREE_LEAVES] = { 0 }, lh[VERIFY_TREE_LEAVES] = { 0 };
+	size_t i;
+
+	if (!hs)
+		return -ENOMEM;
+	memset(r->node, 0, r->n);
+	for (level = 0, first = 0; level < VERIFY_TREE_DEPTH; level++) {
+		nn = 1 << level;
+		memset(hs, 0, (size_t)nn * sizeof(*hs));
+		for (i = 0; i < r->n; i++) {
+			struct hist *hk = &hs[r->node[i] - first];
+			const uint8_t *bi = r->bin + i * VERIFY_NFEAT;
+
+			for (j = 0; j < VERIFY_NFEAT; j++) {
+				hk->g[j][bi[j]] += r->g[i];
+				hk->h[j][bi[j]] += r->h[i];
+				hk->n[j][bi[j]]++;
 			}
 		}
-		for (i = 1; i < np; i++) {
-			g[i] += LAMBDA * b[i];
-			h[i * np + i] += LAMBDA;
+		for (k = 0; k < nn; k++) {
+			const struct hist *hk = &hs[k];
+			double G = 0, H = 0, best = 1e-9;
+			uint32_t N = 0;
+			int bf = -1, bb = 0;
+
+			for (b = 0; b < BINS; b++) {
+				G += hk->g[0][b];
+				H += hk->h[0][b];
+				N += hk->n[0][b];
+			}
+			for (j = 0; j < VERIFY_NFEAT; j++) {
+				double gl = 0, hl = 0, gain;
+				uint32_t nl = 0;
+
+				if (!uses(m, j))
+					continue;
+				for (b = 0; b < r->ncut[j]; b++) {
+					gl += hk->g[j][b];
+					hl += hk->h[j][b];
+					nl += hk->n[j][b];
+					if (nl < MIN_LEAF || N - nl < MIN_LEAF)
+						continue;
+					gain = gl * gl / (hl + L2) +
+					       (G - gl) * (G - gl) / (H - hl + L2) -
+					       G * G / (H + L2);
+					if (gain > best) {
+						best = gain;
+						bf = j;
+						bb = b;
+					}
+				}
+			}
+			tr->feat[first + k] = (uint8_t)(bf < 0 ? 0 : bf);
+			tr->thr[first + k] = bf < 0 ? VERIFY_NO_SPLIT : r->cut[bf][bb];
 		}
-		for (i = 0; i < np; i++)
-			for (j = i + 1; j < np; j++)
-				h[i * np + j] = h[j * np + i];
-		if (cholesky_solve(h, g, np))
-			return -EDOM;
-		for (i = 0; i < np; i++)
-			b[i] -= g[i];
+		for (i = 0; i < r->n; i++) {
+			int at = r->node[i];
+
+			r->node[i] = (uint8_t)(r->x[i * VERIFY_NFEAT + tr->feat[at]] <
+					       tr->thr[at] ? 2 * at + 1 : 2 * at + 2);
+		}
+		first += nn;
 	}
+	for (i = 0; i < r->n; i++) {
+		lg[r->node[i] - VERIFY_TREE_NODES] += r->g[i];
+		lh[r->node[i] - VERIFY_TREE_NODES] += r->h[i];
+	}
+	for (k = 0; k < VERIFY_TREE_LEAVES; k++)
+		tr->leaf[k] = -RATE * lg[k] / (lh[k] + L2);
+	free(hs);
 	return 0;
 }
 
@@ -170,7 +238,7 @@ static void calibrate(const struct tdata *d, struct tmodel *t)
 			continue;
 		c = &t->cal[p->set];
 		ok = features(d, p, t->id, f);
-		sc = model_score(t, f, ok);
+		sc = model_score(d, p, t, f, ok);
 		p->label ? c->pos++ : c->neg++;
 		for (q = 0; q <= VERIFY_CAL_STEPS; q++) {
 			if (!(sc >= (double)q / VERIFY_CAL_STEPS))
@@ -180,24 +248,41 @@ static void calibrate(const struct tdata *d, struct tmodel *t)
 	}
 }
 
+static void rows_free(struct rows *r)
+{
+	free(r->x);
+	free(r->bin);
+	free(r->y);
+	free(r->score);
+	free(r->g);
+	free(r->h);
+	free(r->node);
+	free(r);
+}
+
 int train_fit(const struct tdata *d, enum verify_model id, unsigned mask,
 	      struct tmodel *t)
 {
-	size_t nset[TS_N] = { 0 }, k, n = 0;
-	double f[VERIFY_NFEAT], b[NPAR], sy = 0, sw = 0;
-	struct rows r = { 0 };
-	int i, nsets = 0, ret = -ENOMEM;
+	struct rows *r = calloc(1, sizeof(*r));
+	size_t m = d->npair ? d->npair : 1, k, n = 0;
+	double f[VERIFY_NFEAT], *col = NULL, sy = 0;
+	int j, tr, ret = -ENOMEM;
 
 	memset(t, 0, sizeof(*t));
 	t->id = id;
 	t->name = model_names[id];
-	for (i = 0; i < VERIFY_NFEAT; i++)
-		if (uses(id, i))
-			r.cols[r.ncol++] = i;
-	r.x = malloc((d->npair ? d->npair : 1) * NPAR * sizeof(*r.x));
-	r.y = malloc((d->npair ? d->npair : 1) * sizeof(*r.y));
-	r.w = malloc((d->npair ? d->npair : 1) * sizeof(*r.w));
-	if (!r.x || !r.y || !r.w)
+	if (!r)
+		return -ENOMEM;
+	r->x = malloc(m * VERIFY_NFEAT * sizeof(*r->x));
+	r->bin = malloc(m * VERIFY_NFEAT);
+	r->y = malloc(m * sizeof(*r->y));
+	r->score = malloc(m * sizeof(*r->score));
+	r->g = malloc(m * sizeof(*r->g));
+	r->h = malloc(m * sizeof(*r->h));
+	r->node = malloc(m);
+	col = malloc(m * sizeof(*col));
+	if (!r->x || !r->bin || !r->y || !r->score || !r->g || !r->h ||
+	    !r->node || !col)
 		goto out;
 	for (k = 0; k < d->npair; k++) {
 		const struct tpair *p = &d->pair[k];
@@ -205,51 +290,46 @@ int train_fit(const struct tdata *d, enum verify_model id, unsigned mask,
 		if (!(mask & (1u << p->set)) || p->split != SP_TRAIN ||
 		    features(d, p, id, f) < 0)
 			continue;
-		r.x[n * NPAR] = 1;
-		for (i = 0; i < r.ncol; i++)
-			r.x[n * NPAR + 1 + i] = f[r.cols[i]];
-		r.y[n] = p->label;
-		r.w[n] = p->set;        /* the set, until weights are known */
-		nset[p->set]++;
+		memcpy(r->x + n * VERIFY_NFEAT, f, sizeof(f));
+		r->y[n] = p->label;
+		sy += p->label;
 		n++;
 	}
-	r.n = t->ntrain = n;
-	for (i = 0; i < TS_N; i++)
-		nsets += nset[i] > 0;
-	for (k = 0; k < n; k++)
-		r.w[k] = (double)n / ((double)nsets * nset[(int)r.w[k]]);
-	for (i = 0; i < r.ncol; i++) {
-		double s = 0, v = 0;
-
-		for (k = 0; k < n; k++)
-			s += r.x[k * NPAR + 1 + i];
-		r.mu[i] = n ? s / n : 0;
-		for (k = 0; k < n; k++)
-			v += (r.x[k * NPAR + 1 + i] - r.mu[i]) *
-			     (r.x[k * NPAR + 1 + i] - r.mu[i]);
-		r.sd[i] = (n ? sqrt(v / n) : 0) + 1e-9;
-		for (k = 0; k < n; k++)
-			r.x[k * NPAR + 1 + i] = (r.x[k * NPAR + 1 + i] - r.mu[i]) /
-						r.sd[i];
-	}
-	if (!n || (ret = irls(&r, b)))
+	r->n = t->ntrain = n;
+	ret = -EDOM;
+	if (!n || sy == 0 || sy == (double)n)
 		goto out;
-	t->bias = b[0];
-	for (i = 0; i < r.ncol; i++) {
-		t->w[r.cols[i]] = b[1 + i] / r.sd[i];
-		t->bias -= r.mu[i] * t->w[r.cols[i]];
+	for (j = 0; j < VERIFY_NFEAT; j++) {
+		for (k = 0; k < n; k++)
+			col[k] = r->x[k * VERIFY_NFEAT + j];
+		qsort(col, n, sizeof(*col), cmp_double);
+		make_cuts(r, j, col, n);
+		for (k = 0; k < n; k++)
+			r->bin[k * VERIFY_NFEAT + j] =
+				bin_of(r, j, r->x[k * VERIFY_NFEAT + j]);
 	}
-	for (k = 0; k < n; k++) {
-		sy += r.w[k] * r.y[k];
-		sw += r.w[k];
+	t->prior = sy / (double)n;
+	t->base = log(t->prior / (1 - t->prior));
+	for (k = 0; k < n; k++)
+		r->score[k] = t->base;
+	for (tr = 0; tr < VERIFY_TREES; tr++) {
+		for (k = 0; k < n; k++) {
+			double p = 1.0 / (1.0 + exp(-r->score[k]));
+
+			r->g[k] = p - r->y[k];
+			r->h[k] = p * (1 - p);
+		}
+		if ((ret = grow(r, id, &t->tree[tr])))
+			goto out;
+		for (k = 0; k < n; k++)
+			r->score[k] += t->tree[tr].leaf[r->node[k] -
+							VERIFY_TREE_NODES];
 	}
-	t->prior = sy / sw;
 	calibrate(d, t);
 	ret = 0;
 out:
-	free(r.x);
-	free(r.y);
-	free(r.w);
+	free(col);
+	rows_free(r);
 	return ret;
 }
 
@@ -288,7 +368,7 @@ static size_t collect(const struct tdata *d, const struct tmodel *models,
 			const struct tmodel *t = &models[sig - SIG_MODEL0];
 
 			ok = features(d, p, t->id, f);
-			sc[n] = model_score(t, f, ok);
+			sc[n] = model_score(d, p, t, f, ok);
 		}
 		lab[n++] = p->label;
 	}
@@ -365,5 +445,40 @@ void train_report(const struct tdata *d, const struct tmodel *models,
 				      ~(1u << set), &lo[m]))
 				return;
 		row(d, lo, nmodels, set, -1, false, f);
+	}
+}
+
+
+/* ---- dump ------------------------------------------------------------ */
+
+void train_dump(const struct tdata *d, FILE *f)
+{
+	enum verify_model m = d->use ? VERIFY_USE_LITE : VERIFY_LEXICAL;
+	double x[VERIFY_NFEAT];
+	size_t k;
+	int j, ok;
+
+	fprintf(f, "set\tsplit\tlabel\tgrade\ta\tb\tok");
+	for (j = 0; j < VERIFY_NFEAT; j++)
+		fprintf(f, "\t%s", verify_feature_names[j]);
+	fputc('\n', f);
+	for (k = 0; k < d->npair; k++) {
+		const struct tpair *p = &d->pair[k];
+
+		ok = features(d, p, m, x);
+		fprintf(f, "%s\t%s\t%d\t%.2f\t%u\t%u\t%d", tset_names[p->set],
+			tsplit_names[p->split], p->label, p->grade, p->a, p->b,
+			ok >= 0);
+		for (j = 0; j < VERIFY_NFEAT; j++)
+			fprintf(f, "\t%.9g", x[j]);
+		fputc('\n', f);
+	}
+	for (k = 0; k < d->ntext; k++) {
+		const char *c;
+
+		fprintf(f, "#text\t%zu\t", k);
+		for (c = d->text[k]; *c; c++)
+			fputc(*c == '\t' || *c == '\n' || *c == '\r' ? ' ' : *c, f);
+		fputc('\n', f);
 	}
 }

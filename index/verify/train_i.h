@@ -1,7 +1,7 @@
 /*
  * train_i.h - the verifier's training command (semcachefs-train-verifier),
  * private to its three files: train_data.c (data sets, splits, texts,
- * embeddings, the IDF table), train_fit.c (features, logistic regression,
+ * embeddings, the IDF table), train_fit.c (features, boosted trees,
  * calibration counts, the report) and train_main.c (options, the generated
  * model_data.c).
  *
@@ -62,11 +62,12 @@ int train_load(struct tdata *d, const char *shared, const char *use_spec,
 	       int jobs, char *err, size_t errlen);
 void train_release(struct tdata *d);
 
-/* A fitted model: raw-feature weights and its calibration counts. */
+/* A fitted model: its trees and its calibration counts. */
 struct tmodel {
 	enum verify_model id;
 	const char *name;
-	double bias, w[VERIFY_NFEAT];
+	double base;
+	struct verify_tree tree[VERIFY_TREES];
 	double prior;
 	struct verify_calib_set cal[VERIFY_CAL_SETS];
 	size_t ntrain;
@@ -80,5 +81,7 @@ int train_fit(const struct tdata *d, enum verify_model id, unsigned mask,
  * set out) to f. */
 void train_report(const struct tdata *d, const struct tmodel *models,
 		  int nmodels, FILE *f);
+/* Every pair's features, one tab-separated row each, with a header. */
+void train_dump(const struct tdata *d, FILE *f);
 
 #endif

@@ -4,6 +4,7 @@
  *
  *   semcachefs-train-verifier [--shared DIR] [--out FILE] [--models all|lexical]
  *                             [--use-lite SPEC] [--jobs N] [--no-report]
+ *                             [--dump FILE]
  *
  * Reads DIR/data/pairs/{qqp_val.csv, mrpc_train.txt, stsb/sts-train.csv,
  * stsb/sts-dev.csv, paraphrases_999.json} and DIR/data/corpus/
@@ -15,6 +16,10 @@
  * error when the C file goes there. Exit status 0, 1 on a failure, 2 on
  * bad usage. A lexical-only file ships an untrained use-lite model that
  * never qualifies (for tests and for machines without the model).
+ * --dump FILE also writes every pair's features (of the use-lite model,
+ * or the lexical one with --models lexical) as tab-separated rows with a
+ * header, then one "#text<TAB>ID<TAB>TEXT" line per text (tabs and line
+ * breaks in it as spaces), for looking into what the models see.
  *
  * Nothing in the output depends on time, paths or threads.
  */
@@ -31,7 +36,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage: semcachefs-train-verifier [--shared DIR] [--out FILE] "
 		"[--models all|lexical]\n"
 		"                                 [--use-lite SPEC] [--jobs N] "
-		"[--no-report]\n");
+		"[--no-report]\n"
+		"                                 [--dump FILE]\n");
 }
 
 static void emit_counts(FILE *f, const uint16_t *v)
@@ -45,15 +51,28 @@ static void emit_counts(FILE *f, const uint16_t *v)
 
 static void emit_model(FILE *f, const struct tmodel *t, bool trained)
 {
-	int i, s;
+	int i, s, k;
 
 	fprintf(f, "\t{\n\t\t.name = \"%s\",\n", trained ? t->name :
 		"verify-use-lite-untrained");
-	fprintf(f, "\t\t.bias = %.17g,\n\t\t.w = {", trained ? t->bias : -30.0);
-	for (i = 0; i < VERIFY_NFEAT; i++)
-		fprintf(f, " %.17g,", trained ? t->w[i] : 0.0);
-	fprintf(f, " },\n\t\t/* %s */\n", "cos_b cos_u wjacc num_diff neg_diff "
-		"wh_diff disc");
+	fprintf(f, "\t\t.base = %.17g,\n", trained ? t->base : -30.0);
+	fprintf(f, "\t\t/* feat, thr: f[feat] < thr goes left; leaf log-odds "
+		"*/\n\t\t.tree = {\n");
+	for (i = 0; trained && i < VERIFY_TREES; i++) {
+		const struct verify_tree *tr = &t->tree[i];
+
+		fprintf(f, "\t\t\t{ .feat = {");
+		for (k = 0; k < VERIFY_TREE_NODES; k++)
+			fprintf(f, " %u,", tr->feat[k]);
+		fprintf(f, " },\n\t\t\t  .thr = {");
+		for (k = 0; k < VERIFY_TREE_NODES; k++)
+			fprintf(f, " %.17g,", tr->thr[k]);
+		fprintf(f, " },\n\t\t\t  .leaf = {");
+		for (k = 0; k < VERIFY_TREE_LEAVES; k++)
+			fprintf(f, " %.17g,", tr->leaf[k]);
+		fprintf(f, " } },\n");
+	}
+	fprintf(f, "\t\t},\n");
 	fprintf(f, "\t\t.prior = %.17g,\n\t\t.cal = {\n", trained ? t->prior : 0.5);
 	for (s = 0; s < VERIFY_CAL_SETS; s++) {
 		const struct verify_calib_set *c = &t->cal[s];
@@ -99,10 +118,10 @@ static void emit(FILE *f, const struct tdata *d, const struct tmodel *m,
 	for (s = 0; s < TS_TRAINED; s++)
 		fprintf(f, " *   %s %zu/%zu/%zu\n", tset_names[s], cnt[s][SP_TRAIN],
 			cnt[s][SP_VAL], cnt[s][SP_TEST]);
-	fprintf(f, " *\n * Models (train_fit.c): L2 logistic regression (lambda "
-		"1 on standardised\n * features, bias free), 30 Newton steps from "
-		"0, each set weighing the same;\n * calibration counts on the val "
-		"splits. IDF: %zu lines of the corpus.\n", d->corpus_lines);
+	fprintf(f, " *\n * Models (train_fit.c): %d gradient-boosted trees of depth "
+		"%d over the\n * features of verify.h, every pair weighing the same; "
+		"calibration counts on\n * the val splits. IDF: %zu lines of the "
+		"corpus.\n", VERIFY_TREES, VERIFY_TREE_DEPTH, d->corpus_lines);
 	for (i = 0; i < nmodels; i++)
 		fprintf(f, " *   %s: %zu training pairs, duplicates in the mix "
 			"%.4f\n", m[i].name, m[i].ntrain, m[i].prior);
@@ -129,10 +148,11 @@ int main(int argc, char **argv)
 		{ "use-lite", required_argument, NULL, 'u' },
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "no-report", no_argument, NULL, 'q' },
+		{ "dump", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *shared = "../shared", *out = "-", *use = "use-lite";
+	const char *shared = "../shared", *out = "-", *use = "use-lite", *dump = NULL;
 	struct tmodel models[VERIFY_NMODELS];
 	int c, nmodels = VERIFY_NMODELS, jobs = 2, i, ret = 1;
 	bool report = true;
@@ -140,12 +160,13 @@ int main(int argc, char **argv)
 	char err[512] = "", *end;
 	FILE *f;
 
-	while ((c = getopt_long(argc, argv, "s:o:m:u:j:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:o:m:u:j:qd:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's': shared = optarg; break;
 		case 'o': out = optarg; break;
 		case 'u': use = optarg; break;
 		case 'q': report = false; break;
+		case 'd': dump = optarg; break;
 		case 'm':
 			if (strcmp(optarg, "all") && strcmp(optarg, "lexical")) {
 				fprintf(stderr, "semcachefs-train-verifier: --models "
@@ -176,6 +197,21 @@ int main(int argc, char **argv)
 			"out of memory");
 		train_release(&d);
 		return 1;
+	}
+	if (dump) {
+		FILE *df = fopen(dump, "w");
+
+		if (!df) {
+			fprintf(stderr, "semcachefs-train-verifier: cannot write '%s': "
+				"%s\n", dump, strerror(errno));
+			goto done;
+		}
+		train_dump(&d, df);
+		if (fclose(df)) {
+			fprintf(stderr, "semcachefs-train-verifier: cannot write '%s': "
+				"%s\n", dump, strerror(errno));
+			goto done;
+		}
 	}
 	for (i = 0; i < nmodels; i++)
 		if (train_fit(&d, (enum verify_model)i, (1u << TS_TRAINED) - 1,

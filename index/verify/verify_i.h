@@ -7,6 +7,7 @@
 #ifndef SEMCACHE_VERIFY_I_H
 #define SEMCACHE_VERIFY_I_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "verify.h"
@@ -29,9 +30,27 @@ struct verify_calib_set {
 	uint16_t fp[VERIFY_CAL_STEPS + 1];  /* non-duplicates at or above k */
 };
 
+/* A tree of depth VERIFY_TREE_DEPTH, complete, in heap order: internal
+ * node i (0 is the root) sends features f to node 2i+1 when
+ * f[feat[i]] < thr[i], else to 2i+2; nodes from VERIFY_TREE_NODES on are
+ * leaves, leaf[node - VERIFY_TREE_NODES] their log-odds. A node the fit
+ * did not split has thr VERIFY_NO_SPLIT: everything goes left. */
+#define VERIFY_TREES 200
+#define VERIFY_TREE_DEPTH 3
+#define VERIFY_TREE_NODES 7
+#define VERIFY_TREE_LEAVES 8
+#define VERIFY_NO_SPLIT 1e300
+
+struct verify_tree {
+	uint8_t feat[VERIFY_TREE_NODES];
+	double thr[VERIFY_TREE_NODES];
+	double leaf[VERIFY_TREE_LEAVES];
+};
+
 struct verify_model_data {
 	const char *name;
-	double bias, w[VERIFY_NFEAT];       /* log-odds on raw features */
+	double base;                        /* log-odds before the trees */
+	struct verify_tree tree[VERIFY_TREES];
 	double prior;                       /* duplicates in the training mix */
 	struct verify_calib_set cal[VERIFY_CAL_SETS];
 };
@@ -42,6 +61,14 @@ extern const uint8_t verify_idf[VERIFY_IDF_BUCKETS];
 extern const char verify_use_lite_embedder[];
 extern const struct verify_model_data verify_models[VERIFY_NMODELS];
 
+/* The log-odds of base plus the VERIFY_TREES trees (verify_logit() of a
+ * model; the trainer scores its own). */
+double verify_trees_logit(double base, const struct verify_tree *tree,
+			  const double f[VERIFY_NFEAT]);
+/* Both sides read all their words and they are the same words in order
+ * (verify_score() is then 1). */
+bool verify_same_words(const struct verify_side *a,
+		       const struct verify_side *b);
 /* verify_operating_point() for the model data d (tests build their own). */
 int verify_operating_point_of(const struct verify_model_data *d,
 			      double precision, double prior, double *threshold,

@@ -70,6 +70,7 @@ static void test_sides(void)
 			memcpy(big + i, i / 4 % 2 ? "ab " : "\xff\x01 ", 4);
 		CHECK_EQ_INT(verify_side_init(&s, big, sizeof(big)), 0);
 		CHECK(s.n <= VERIFY_MAX_WORDS && s.nu == 2);
+		CHECK(s.whash == 0);    /* words left unread: never the same */
 		verify_side_release(&s);
 	}
 }
@@ -134,6 +135,63 @@ static void test_pairs(void)
 	/* mostly ASCII keeps the use-lite cosine */
 	feats("learn python", "learn python", use1, 2, f);
 	CHECK(NEAR(f[VF_COS_U], 1));
+	CHECK(f[VF_NONASCII] == 0);
+}
+
+/* The features of the tree models: words on one side only, lengths,
+ * first and last words, question words, deixis, swaps (flat IDF 20 = 1.0
+ * per key). */
+static void test_more_pairs(void)
+{
+	double f[VERIFY_NFEAT];
+	const float none[VERIFY_NCOS] = { NAN, NAN };
+	struct verify_side s;
+
+	/* {learn python} / {learn python fast}: "fast" on one side only */
+	feats("learn python", "learn python fast", none, 0, f);
+	CHECK(NEAR(f[VF_NMIN], 2) && NEAR(f[VF_NMAX], 3));
+	CHECK(NEAR(f[VF_UMAX], 1) && NEAR(f[VF_UMIN], 0));
+	CHECK(NEAR(f[VF_USUM_MAX], 1) && NEAR(f[VF_USUM_MIN], 0));
+	CHECK(NEAR(f[VF_UCNT_MAX], 1) && NEAR(f[VF_UCNT_MIN], 0));
+	CHECK(NEAR(f[VF_LEN_RATIO], 12.0 / 17));
+	CHECK(f[VF_FIRST] == 1 && f[VF_LAST] == 0 && f[VF_UNUM] == 0);
+	/* a word each side lacks: both sides have one */
+	feats("learn java well", "learn python well", none, 0, f);
+	CHECK(NEAR(f[VF_UMIN], 1) && NEAR(f[VF_UCNT_MIN], 1));
+	CHECK(f[VF_FIRST] == 1 && f[VF_LAST] == 1);
+	/* numbers on one side only */
+	feats("I have Rs. 5000", "I have Rs. 4000", none, 0, f);
+	CHECK(NEAR(f[VF_UNUM], 1) && NEAR(f[VF_UMAX], 0));
+	/* the same question words, none on both, or different ones */
+	feats("What is Python?", "what is python", none, 0, f);
+	CHECK(f[VF_WH_SAME] == 1 && NEAR(f[VF_LEN_RATIO], 14.0 / 15));
+	feats("Python?", "python", none, 0, f);
+	CHECK(f[VF_WH_SAME] == 1);
+	feats("What is Python?", "Why is Python?", none, 0, f);
+	CHECK(f[VF_WH_SAME] == 0);
+	/* a question about "this photo" needs what came with it */
+	CHECK_EQ_INT(verify_side_init_idf(&s, "Is THIS photo real? See below.", 30,
+					  flat), 0);
+	CHECK_EQ_INT(s.deixis, 2);
+	CHECK_EQ_INT(s.nu, 3);      /* photo real see: "below" is a content word */
+	CHECK_EQ_INT(s.bytes, 30);
+	verify_side_release(&s);
+	feats("What is this photo?", "What is the photo?", none, 0, f);
+	CHECK(f[VF_DEIXIS_MAX] == 1 && f[VF_DEIXIS_MIN] == 0);
+	feats("What is this photo?", "What are these photos?", none, 0, f);
+	CHECK(f[VF_DEIXIS_MAX] == 1 && f[VF_DEIXIS_MIN] == 1);
+	feats("What is a photo?", "What are photos?", none, 0, f);
+	CHECK(f[VF_DEIXIS_MAX] == 0);
+	/* swapped pairs counted: 2 of 6 (the share is VF_DISC) */
+	feats("How to convert ethanol to ethanoic acid?",
+	      "How to convert ethanoic acid to ethanol?", none, 0, f);
+	CHECK(NEAR(f[VF_SWAPS], 2));
+	feats("alpha beta gamma delta epsilon zeta theta",
+	      "theta zeta epsilon delta gamma beta alpha", none, 0, f);
+	CHECK(NEAR(f[VF_SWAPS], 5) && NEAR(f[VF_DISC], 1));
+	/* Chinese on one side */
+	feats("\xe4\xbb\x80\xe4\xb9\x88", "python", none, 0, f);
+	CHECK(f[VF_NONASCII] == 1);
 }
 
 static void test_slots(void)
@@ -177,8 +235,14 @@ static void test_shipped_score(void)
 	CHECK(same > 0 && same < 1 && other >= 0 && other < 1);
 	if (strcmp(verify_models[VERIFY_LEXICAL].name, "bootstrap"))
 		CHECK(same > other);
+	/* the same words in the same order: the question asked again */
+	CHECK(score("What is love?", "what is LOVE") == 1);
+	CHECK(score("How old is he?", "how old is he") == 1);
+	CHECK(score("How old is he?", "How old was he?") < 1);
+	CHECK(score("How old is he?", "How is he old?") < 1);
 	CHECK(score("", "anything") == 0);
-	CHECK(score("what is it?", "what is it?") == 0);
+	CHECK(score("what is it?", "What is it") == 1);
+	CHECK(score("what is it?", "what was it?") == 0);
 	CHECK(NEAR(score("Rs 5000 loan", "a loan of Rs 4000"),
 		   score("Rs 5000 loan", "a loan of Rs 4000")));
 }
@@ -220,6 +284,47 @@ static void fill(struct verify_calib_set *c, int tp_hi, int fp_hi)
 		c->tp[k] = k < 200 ? 100 : k < 300 ? 38 : (uint16_t)tp_hi;
 		c->fp[k] = k < 200 ? 100 : k < 300 ? 2 : (uint16_t)fp_hi;
 	}
+}
+
+/* A tree walks to one leaf: f[feat] < thr goes left; a node that was not
+ * split sends everything left; the trees' leaves add to the base. */
+static void test_trees(void)
+{
+	static struct verify_tree t[VERIFY_TREES];
+	double f[VERIFY_NFEAT] = { 0 };
+	int k;
+
+	/* tree 0: wjacc < 0.5 ends at node 7 (leaf 0), else at node 11 */
+	t[0].feat[0] = VF_WJACC;
+	t[0].thr[0] = 0.5;
+	for (k = 1; k < VERIFY_TREE_NODES; k++)
+		t[0].thr[k] = VERIFY_NO_SPLIT;
+	t[0].leaf[0] = -1;
+	t[0].leaf[4] = 2;
+	/* tree 1: no number differs: node 7; else a negation: node 13; else
+	 * other question words: node 12, or not: node 11 */
+	t[1].feat[0] = VF_NUM_DIFF;
+	t[1].thr[0] = 0.5;
+	t[1].feat[2] = VF_NEG_DIFF;
+	t[1].thr[2] = 0.5;
+	t[1].feat[5] = VF_WH_DIFF;
+	t[1].thr[5] = 0.5;
+	t[1].thr[1] = t[1].thr[3] = t[1].thr[4] = VERIFY_NO_SPLIT;
+	t[1].thr[6] = VERIFY_NO_SPLIT;
+	t[1].leaf[0] = 0.25;
+	t[1].leaf[4] = -4;
+	t[1].leaf[5] = -8;
+	t[1].leaf[6] = -16;
+	f[VF_WJACC] = 0.2;
+	CHECK(NEAR(verify_trees_logit(0.5, t, f), 0.5 - 1 + 0.25));
+	f[VF_WJACC] = 0.5;
+	CHECK(NEAR(verify_trees_logit(0.5, t, f), 0.5 + 2 + 0.25));
+	f[VF_NUM_DIFF] = 1;
+	CHECK(NEAR(verify_trees_logit(0.5, t, f), 0.5 + 2 - 4));
+	f[VF_WH_DIFF] = 1;
+	CHECK(NEAR(verify_trees_logit(0.5, t, f), 0.5 + 2 - 8));
+	f[VF_NEG_DIFF] = 1;
+	CHECK(NEAR(verify_trees_logit(0.5, t, f), 0.5 + 2 - 16));
 }
 
 static void test_calibration(void)
@@ -284,6 +389,8 @@ int main(void)
 	memset(flat, 20, sizeof(flat));
 	test_sides();
 	test_pairs();
+	test_more_pairs();
+	test_trees();
 	test_slots();
 	test_shipped_score();
 	test_wilson();
