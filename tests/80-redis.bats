@@ -146,10 +146,8 @@ teardown() { teardown_hosts; }
 	[ "$(redis-cli -p "$PORT" get "{c$cat}:evicted")" = 130 ]
 	# fifo: the 50 newest fills stay, the same ids on every host
 	ls "$WORK/filled" | sort -n | tail -n 50 >"$WORK/expected"
-	for m in "${HOSTS[@]}"; do
-		ls "$m/q/entries" | sort -n >"$WORK/listed"
-		cmp "$WORK/expected" "$WORK/listed"
-	done
+	views() { views_are "$WORK/expected" "${HOSTS[@]}"; }
+	wait_until 10 views
 	# every survivor's response is readable on every host with its exact bytes
 	while read -r id; do
 		for m in "${HOSTS[@]}"; do
@@ -188,10 +186,8 @@ teardown() { teardown_hosts; }
 	[ "$(redis-cli -p "$PORT" zcard "{c$cat}:ids")" = 15 ]
 	[ "$(redis-cli -p "$PORT" get "{c$cat}:evicted")" = 25 ]
 	ls "$WORK/filled" | sort -n | tail -n 15 >"$WORK/expected"
-	for m in "$MNT" "$MNT_B"; do
-		ls "$m/q/entries" | sort -n >"$WORK/listed"
-		cmp "$WORK/expected" "$WORK/listed"
-	done
+	views() { views_are "$WORK/expected" "$MNT" "$MNT_B"; }
+	wait_until 10 views
 	while read -r id; do
 		cmp "$WORK/filled/$id" "$MNT_B/q/entries/$id/response"
 	done <"$WORK/expected"

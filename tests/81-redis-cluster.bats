@@ -67,10 +67,8 @@ teardown() {
 	wait_until 10 settled
 	[ "$(stat_sum evicted "$MNT" "$MNT_B")" = 40 ]
 	ls "$WORK/filled" | sort -n | tail -n 20 >"$WORK/expected"
-	for m in "$MNT" "$MNT_B"; do
-		ls "$m/q/entries" | sort -n >"$WORK/listed"
-		cmp "$WORK/expected" "$WORK/listed"
-	done
+	views() { views_are "$WORK/expected" "$MNT" "$MNT_B"; }
+	wait_until 10 views
 	while read -r id; do
 		cmp "$WORK/filled/$id" "$MNT_B/q/entries/$id/response"
 	done <"$WORK/expected"

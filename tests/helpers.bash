@@ -248,6 +248,18 @@ stat_sum() {
 }
 
 # count_is N MNT...: every host lists exactly N entries in q
+# views_are FILE MNT...: every host lists exactly the entries of q whose
+# ids FILE holds (one per line, sorted numerically). A host may briefly
+# still show an entry another host just evicted (its put event arrived
+# before the eviction's), so callers wait for this rather than check once.
+views_are() {
+	local f=$1 m
+	shift
+	for m in "$@"; do
+		ls "$m/q/entries" | sort -n | cmp -s "$f" - || return 1
+	done
+}
+
 count_is() {
 	local n=$1 m
 	shift
