@@ -227,9 +227,8 @@ double verify_trees_logit(double base, const struct verify_tree *tree,
 	for (t = 0; t < VERIFY_TREES; t++) {
 		const struct verify_tree *tr = &tree[t];
 
-		for (k = 0; k < VERIFY_TREE_NODES;)
-			k = f[tr->feat[k] % VERIFY_NFEAT] < tr->thr[k] ? 2 * k + 1 :
-									 2 * k + 2;
+		for (k = 0; k < VERIFY_TREE_NODES;)   /* feat < VERIFY_NFEAT */
+			k = f[tr->feat[k]] < tr->thr[k] ? 2 * k + 1 : 2 * k + 2;
 		z += tr->leaf[k - VERIFY_TREE_NODES];
 	}
 	return z;

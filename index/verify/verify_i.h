@@ -33,7 +33,9 @@ struct verify_calib_set {
 /* A tree of depth VERIFY_TREE_DEPTH, complete, in heap order: internal
  * node i (0 is the root) sends features f to node 2i+1 when
  * f[feat[i]] < thr[i], else to 2i+2; nodes from VERIFY_TREE_NODES on are
- * leaves, leaf[node - VERIFY_TREE_NODES] their log-odds. A node the fit
+ * leaves, leaf[node - VERIFY_TREE_NODES] their log-odds. Every feat is
+ * below VERIFY_NFEAT (the trainer writes no other; test_verify checks the
+ * shipped trees), so the walk does not check it. A node the fit
  * did not split has thr VERIFY_NO_SPLIT: everything goes left. */
 #define VERIFY_TREES 200
 #define VERIFY_TREE_DEPTH 3

@@ -173,7 +173,7 @@ static void test_more_pairs(void)
 	CHECK_EQ_INT(verify_side_init_idf(&s, "Is THIS photo real? See below.", 30,
 					  flat), 0);
 	CHECK_EQ_INT(s.deixis, 2);
-	CHECK_EQ_INT(s.nu, 3);      /* photo real see: "below" is a content word */
+	CHECK_EQ_INT(s.nu, 3);      /* photo real see ("this", "below": stop words) */
 	CHECK_EQ_INT(s.bytes, 30);
 	verify_side_release(&s);
 	feats("What is this photo?", "What is the photo?", none, 0, f);
@@ -325,6 +325,17 @@ static void test_trees(void)
 	CHECK(NEAR(verify_trees_logit(0.5, t, f), 0.5 + 2 - 8));
 	f[VF_NEG_DIFF] = 1;
 	CHECK(NEAR(verify_trees_logit(0.5, t, f), 0.5 + 2 - 16));
+	/* the shipped trees name only features there are (the walk does not
+	 * check) and have finite thresholds and leaves */
+	for (int m = 0; m < VERIFY_NMODELS; m++)
+		for (int i = 0; i < VERIFY_TREES; i++) {
+			const struct verify_tree *tr = &verify_models[m].tree[i];
+
+			for (k = 0; k < VERIFY_TREE_NODES; k++)
+				CHECK(tr->feat[k] < VERIFY_NFEAT && isfinite(tr->thr[k]));
+			for (k = 0; k < VERIFY_TREE_LEAVES; k++)
+				CHECK(isfinite(tr->leaf[k]));
+		}
 }
 
 static void test_calibration(void)
