@@ -40,7 +40,11 @@ setup() {
 	export MALLOC_ARENA_MAX=2
 	setup_mount
 }
-teardown() { teardown_mount; }
+teardown() {
+	# a test that set the kernel's THP setting puts it back, pass or fail
+	[ -z "${THP_WAS:-}" ] || echo "$THP_WAS" >/sys/kernel/mm/transparent_hugepage/enabled
+	teardown_mount
+}
 
 LOADGEN=$BUILD/tests/loadgen
 
@@ -157,10 +161,41 @@ huge_logged() { (($(huge_logs) >= $1)); }
 	assert_success
 	assert_line --regexp '^ops [0-9]+ lookups [0-9]+ fills [0-9]+ rms [0-9]+ errors 0 stalls 0$'
 	stop_daemon
-	logs=$(huge_logs)
+	logs=$(huge_logs || true) # grep -c: 0 lines is status 1
 	start_daemon
 	run cat "$MNT/load/.stats"
 	assert_line "entries: $n"
 	wait_until 20 huge_logged $((logs + 1))
+	wait_until 20 huge_at_least 2048
+}
+
+# MADV_COLLAPSE does not follow the kernel's THP setting (it collapses even
+# under "never"), so the daemon reads the setting itself before advising.
+@test "under the kernel's THP setting 'never' nothing is put on huge pages; once it allows them again, the index is" {
+	[ -x "$LOADGEN" ] || skip "needs $LOADGEN (build the tests)"
+	local thp=/sys/kernel/mm/transparent_hugepage/enabled was
+	was=$(sed -n 's/.*\[\([a-z]*\)\].*/\1/p' "$thp" 2>/dev/null)
+	[[ $was == always || $was == madvise ]] || skip "transparent huge pages are off here"
+	[ -w "$thp" ] || skip "$thp is not writable here (needs root)"
+	local kv kmaj kmin
+	kv=$(uname -r | sed -n 's/^\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+	read -r kmaj kmin <<<"$kv"
+	((kmaj > 6 || (kmaj == 6 && kmin >= 1))) || skip "kernel $(uname -r) has no MADV_COLLAPSE (Linux 6.1+)"
+	THP_WAS=$was
+	echo never >"$thp"
+	local n=6000 huge logs
+	mkdir "$MNT/load"
+	run "$LOADGEN" prefill "$MNT/load" 0 "$n"
+	assert_success
+	merged() { grep -qx "index_unmerged: 0" "$MNT/load/.stats"; }
+	wait_until 120 merged
+	sleep 3 # three slow maintenance ticks, each a chance to advise
+	huge=$(anon_huge_kb)
+	logs=$(huge_logs || true) # grep -c: 0 lines is status 1
+	echo "$was" >"$thp"
+	echo "# under never: AnonHugePages ${huge} kB, ${logs} huge-page log lines" >&3
+	((huge == 0))
+	((logs == 0))
+	wait_until 20 huge_logged 1
 	wait_until 20 huge_at_least 2048
 }

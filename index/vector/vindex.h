@@ -74,8 +74,10 @@ int vindex_compact(struct vindex *vi);
  * compaction) is advised, without vi's lock held, so lookups and fills
  * go on meanwhile; for an array moved meanwhile the hint is harmless.
  * Slow (copies what it collapses): call it from a background thread.
- * Returns the bytes newly collapsed, 0 when nothing was new or the
- * kernel refuses (THP disabled: then it stops trying).
+ * Returns the bytes newly collapsed, 0 when nothing was new, the
+ * kernel's THP setting is "never" (read at each call that has something
+ * new: MADV_COLLAPSE itself ignores it) or the kernel has no THP (then
+ * it stops trying).
  */
 size_t vindex_hugepages(struct vindex *vi);
 /* Change ef_search for later searches. */

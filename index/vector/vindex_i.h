@@ -45,6 +45,9 @@
 #define VINDEX_LOC_MAX 0x7ffffffeu
 /* FAISS regions a hugepage pass looks at (vector codes, graph arrays) */
 #define VINDEX_THP_REGIONS 4
+/* The kernel's THP setting that hugepage passes honour (hugepages.c);
+ * only the unit tests point it elsewhere. */
+extern const char *vindex_thp_setting;
 
 /*
  * Lock order: compact_mu, then lock; thp_mu, then lock (never both

@@ -826,6 +826,10 @@ static bool collapse_works(void)
 	return ok;
 }
 
+/* The kernel's setting is madvise: nothing but MADV_HUGEPAGE and
+ * MADV_COLLAPSE puts this process's memory on huge pages. */
+static bool thp_madvise;
+
 /* THP on (the mode in brackets in the kernel's setting is always or madvise)
  * and MADV_COLLAPSE there. */
 static bool thp_usable(void)
@@ -840,6 +844,7 @@ static bool thp_usable(void)
 	fclose(f);
 	if (!strstr(line, "[always]") && !strstr(line, "[madvise]"))
 		return false;
+	thp_madvise = strstr(line, "[madvise]") != NULL;
 	return collapse_works();
 }
 
@@ -876,10 +881,32 @@ static void test_hugepages(void)
 		CHECK_EQ_INT(vindex_search(vi, q[i], 1, NULL, NULL, ids, sc), 1);
 		before[i] = ids[0];
 	}
-	got = vindex_hugepages(vi);
+	/* MADV_COLLAPSE ignores the kernel's setting: the index reads it, and
+	 * under "never" advises nothing until it allows huge pages again */
 	pthread_rwlock_rdlock(&vi->lock);
 	n = vindex_hnsw_regions(vi->hnsw, r, VINDEX_THP_REGIONS);
 	pthread_rwlock_unlock(&vi->lock);
+	{
+		const char *real = vindex_thp_setting;
+		char path[] = "/tmp/test_vindex_thp.XXXXXX";
+		long long huge0 = n > 0 ? huge_bytes_in(r[0].p, r[0].len) : -1;
+		int fd = mkstemp(path);
+
+		CHECK(fd >= 0);
+		CHECK(fd >= 0 && write(fd, "always madvise [never]\n", 23) == 23);
+		if (fd >= 0)
+			close(fd);
+		vindex_thp_setting = path;
+		CHECK_EQ_INT(vindex_hugepages(vi), 0);
+		CHECK_EQ_INT(vindex_hugepages(vi), 0);
+		if (thp_madvise) /* under always, faults and khugepaged may */
+			CHECK(n > 0 && huge_bytes_in(r[0].p, r[0].len) == huge0);
+		printf("hugepages: under never %lld KiB of the codes on huge pages (%lld before)\n",
+		       n > 0 ? huge_bytes_in(r[0].p, r[0].len) >> 10 : -1, huge0 >> 10);
+		vindex_thp_setting = real;
+		unlink(path);
+	}
+	got = vindex_hugepages(vi);
 	CHECK_EQ_INT(n, 4);
 	/* the codes: 6000 x 1 KiB, at least 2 MiB of it aligned inside */
 	CHECK(n > 0 && r[0].len == (size_t)HP_N * HP_DIM * sizeof(float));
