@@ -6,8 +6,11 @@
  * policy's parameters and entries newer than it (entry ids only grow) are
  * added from the store; otherwise the index is rebuilt from the store.
  * Merging into HNSW at open is bounded in time: the rest is merged in the
- * background, served meanwhile from the index's exact buffer. Nothing else
- * runs while cache_open() works, so it takes no locks. At close
+ * background, served meanwhile from the index's exact buffer. A snapshot
+ * is read by a thread of its own while the store's entries are scanned
+ * (cat_load_overlapped). Nothing else runs while cache_open() works, and
+ * that thread touches only the index it makes, which nothing sees before
+ * it is joined, so open takes no locks. At close
  * maintenance and the store's events are stopped, hit counters written
  * back, indexes merged and saved; by then no request is running (the FUSE
  * loop has ended).
@@ -37,30 +40,46 @@ struct load_ctx {
 	int64_t index_max;        /* ids up to this are in the loaded index */
 	int64_t loaded, stale;
 	int rc;
+	/* cat_load_overlapped: usable entries the snapshot should hold */
+	int64_t *old_ids;
+	size_t nold, cap_old;
+	bool full_pass;           /* the second scan checks every entry */
 };
+
+/* Whether a stored vector (dim floats by embedder) belongs in core's index. */
+static bool usable(const struct catcore *core, int dim, const char *embedder)
+{
+	return core->emb && dim == core->emb->dim && !strcmp(embedder, core->emb->name);
+}
+
+/* Publish a stored entry in cat's maps. */
+static int publish(struct cat *cat, const struct store_entry *se)
+{
+	struct centry *e = engine_entry_from_store(se), *old;
+	int rc;
+
+	if (!e)
+		return -ENOMEM;
+	rc = engine_entry_publish(cat, e, &old);
+	if (rc) {
+		free(e);
+		return rc;
+	}
+	if (old) /* two rows with one key: the newer wins, as in a fill */
+		engine_entry_free(old);
+	return 0;
+}
 
 static int load_entry(void *arg, const struct store_entry *se, const float *vec,
 		      int dim, const char *embedder)
 {
 	struct load_ctx *lc = arg;
 	struct catcore *core = lc->core;
-	struct centry *e, *old;
-	bool usable = core->emb && dim == core->emb->dim &&
-		      !strcmp(embedder, core->emb->name);
 
-	e = engine_entry_from_store(se);
-	if (!e) {
-		lc->rc = -ENOMEM;
+	lc->rc = publish(lc->cat, se);
+	if (lc->rc)
 		return 1;
-	}
-	lc->rc = engine_entry_publish(lc->cat, e, &old);
-	if (lc->rc) {
-		free(e);
-		return 1;
-	}
-	if (old) /* two rows with one key: the newer wins, as in a fill */
-		engine_entry_free(old);
-	if (!usable) {
+	if (!usable(core, dim, embedder)) {
 		/* Stored by another embedder: the exact path still serves it;
 		 * its vector never enters this index (dimensions never mix). */
 		lc->stale++;
@@ -76,25 +95,9 @@ static int load_entry(void *arg, const struct store_entry *se, const float *vec,
 	return 0;
 }
 
-static int cat_load(struct cache *c, struct cat *cat)
+/* After a category's entries are loaded: merge for a bounded time, log. */
+static int cat_load_done(struct cat *cat, int64_t stale)
 {
-	struct load_ctx lc = { .c = c, .cat = cat };
-	struct policy pol;
-	char snap[4096];
-	int rc;
-
-	engine_cat_snapshot_path(c, cat, snap, sizeof(snap));
-	engine_cat_policy(cat, NULL, NULL, &pol);
-	rc = engine_core_make(c, &pol, cat->path, snap, false, &cat->core, NULL, 0);
-	if (rc)
-		return rc;
-	lc.core = cat->core;
-	lc.index_max = vindex_max_id(cat->core->vi); /* 0 for a new index */
-	rc = store_entry_scan(c->store, cat->id, 0, load_entry, &lc);
-	if (rc < 0)
-		return rc;
-	if (lc.rc)
-		return lc.rc;
 	/* Merge for a bounded time only: a host joining a large store (or
 	 * one without a usable snapshot) mounts and answers at once, from
 	 * the brute-force buffer, while maintenance merges the rest. */
@@ -102,10 +105,158 @@ static int cat_load(struct cache *c, struct cat *cat)
 	if (vindex_buffered(cat->core->vi) > 0)
 		semlog(SEMLOG_INFO, "category '%s': %zu vectors left to merge into HNSW in the background",
 		       cat->path, vindex_buffered(cat->core->vi));
-	if (lc.stale)
+	if (stale)
 		semlog(SEMLOG_WARN, "category '%s': %" PRId64 " entries were stored by another embedder: served on exact matches only",
-		       cat->path, lc.stale);
+		       cat->path, stale);
 	return 0;
+}
+
+/* The snapshot load that runs while the store is scanned. */
+struct snap_job {
+	const char *path;
+	struct vindex_params vp;
+	struct vindex *vi;
+	int rc;
+};
+
+static void *snap_run(void *arg)
+{
+	struct snap_job *j = arg;
+
+	j->rc = vindex_load(j->path, &j->vp, &j->vi);
+	return NULL;
+}
+
+/* Scan callback while the snapshot loads: publish every entry; remember
+ * the usable ones the snapshot should hold (id <= index_max), to ask the
+ * index about them once it is loaded. */
+static int publish_entry(void *arg, const struct store_entry *se, const float *vec,
+			 int dim, const char *embedder)
+{
+	struct load_ctx *lc = arg;
+	struct catcore *core = lc->core;
+
+	(void)vec;
+	lc->rc = publish(lc->cat, se);
+	if (lc->rc)
+		return 1;
+	if (!usable(core, dim, embedder)) {
+		lc->stale++;
+	} else if (se->id <= lc->index_max && !lc->full_pass) {
+		if (lc->nold == lc->cap_old) {
+			size_t cap = lc->cap_old ? lc->cap_old * 2 : 4096;
+			int64_t *ids = realloc(lc->old_ids, cap * sizeof(*ids));
+
+			if (ids) {
+				lc->old_ids = ids;
+				lc->cap_old = cap;
+			}
+		}
+		if (lc->nold < lc->cap_old)
+			lc->old_ids[lc->nold++] = se->id;
+		else
+			lc->full_pass = true; /* no memory: check every entry */
+	}
+	lc->loaded++;
+	return 0;
+}
+
+/* Second scan callback: add the usable vectors the index lacks. */
+static int add_entry(void *arg, const struct store_entry *se, const float *vec,
+		     int dim, const char *embedder)
+{
+	struct load_ctx *lc = arg;
+	struct catcore *core = lc->core;
+
+	if (!usable(core, dim, embedder) || vindex_contains(core->vi, se->id))
+		return 0;
+	lc->rc = vindex_add(core->vi, se->id, vec);
+	if (lc->rc && lc->rc != -EEXIST)
+		return 1;
+	lc->rc = 0;
+	return 0;
+}
+
+/*
+ * Load a category whose snapshot's header says it holds ids up to
+ * index_max: the snapshot is read in a thread while this one scans the
+ * store and publishes the entries (the two are independent; at 1M entries
+ * each takes seconds). Then the vectors the index lacks are added in a
+ * second scan: only entries newer than the snapshot when it holds every
+ * older usable one (the usual case), else all of them (no usable
+ * snapshot, or one that lacks entries: another host's fill saved before
+ * this host's last one). The thread touches only its own new index.
+ */
+static int cat_load_overlapped(struct cache *c, struct cat *cat, const char *snap,
+			       int64_t index_max)
+{
+	struct load_ctx lc = { .c = c, .cat = cat, .core = cat->core,
+			       .index_max = index_max };
+	struct snap_job j = { .path = snap, .vp = cat->core->vp };
+	pthread_t t;
+	int rc;
+
+	if (pthread_create(&t, NULL, snap_run, &j)) {
+		j.rc = vindex_load(snap, &j.vp, &j.vi); /* in turn, then */
+		rc = store_entry_scan(c->store, cat->id, 0, publish_entry, &lc);
+	} else {
+		rc = store_entry_scan(c->store, cat->id, 0, publish_entry, &lc);
+		pthread_join(t, NULL);
+	}
+	if (!j.rc && vindex_max_id(j.vi) == index_max) {
+		vindex_free(cat->core->vi); /* the empty one engine_core_make made */
+		cat->core->vi = j.vi;
+	} else {
+		if (j.rc && j.rc != -ENOENT)
+			semlog(SEMLOG_WARN, "index snapshot '%s' unusable (%s): rebuilding from the store",
+			       snap, strerror(-j.rc));
+		else if (!j.rc)
+			semlog(SEMLOG_WARN, "index snapshot '%s' changed while it was read: rebuilding from the store",
+			       snap);
+		vindex_free(j.vi);
+		lc.full_pass = true;
+	}
+	if (rc >= 0 && !lc.rc) {
+		for (size_t i = 0; i < lc.nold && !lc.full_pass; i++)
+			lc.full_pass = !vindex_contains(cat->core->vi, lc.old_ids[i]);
+		rc = store_entry_scan(c->store, cat->id, lc.full_pass ? 0 : index_max,
+				      add_entry, &lc);
+	}
+	free(lc.old_ids);
+	if (rc < 0)
+		return rc;
+	if (lc.rc)
+		return lc.rc;
+	return cat_load_done(cat, lc.stale);
+}
+
+static int cat_load(struct cache *c, struct cat *cat)
+{
+	struct load_ctx lc = { .c = c, .cat = cat };
+	struct policy pol;
+	char snap[4096];
+	int64_t index_max;
+	int rc;
+
+	engine_cat_snapshot_path(c, cat, snap, sizeof(snap));
+	engine_cat_policy(cat, NULL, NULL, &pol);
+	index_max = vindex_snapshot_max_id(snap);
+	/* with a snapshot and an embedder: an empty index now, the snapshot
+	 * read while the store is scanned */
+	rc = engine_core_make(c, &pol, cat->path, index_max >= 0 ? NULL : snap, false,
+			      &cat->core, NULL, 0);
+	if (rc)
+		return rc;
+	if (index_max >= 0)
+		return cat_load_overlapped(c, cat, snap, index_max);
+	lc.core = cat->core;
+	lc.index_max = vindex_max_id(cat->core->vi); /* 0 for a new index */
+	rc = store_entry_scan(c->store, cat->id, 0, load_entry, &lc);
+	if (rc < 0)
+		return rc;
+	if (lc.rc)
+		return lc.rc;
+	return cat_load_done(cat, lc.stale);
 }
 
 static int collect_cat(void *arg, const struct store_category *sc)

@@ -384,6 +384,25 @@ static int body_decode(struct vindex *vi, const struct vx_header *h,
 	return 0;
 }
 
+int64_t vindex_snapshot_max_id(const char *path)
+{
+	unsigned char b[VX_HDR_SIZE];
+	struct vx_header h;
+	ssize_t got;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	got = pread(fd, b, sizeof(b), 0);
+	close(fd);
+	if (got != (ssize_t)sizeof(b) || memcmp(b, VX_MAGIC, 4))
+		return -1;
+	hdr_decode(b, &h);
+	if (h.version != VX_VERSION || h.max_id < 0)
+		return -1;
+	return h.max_id;
+}
+
 int vindex_load(const char *path, const struct vindex_params *p,
 		struct vindex **out)
 {

@@ -97,5 +97,9 @@ int64_t vindex_max_id(struct vindex *vi);
 int vindex_save(struct vindex *vi, const char *path);
 int vindex_load(const char *path, const struct vindex_params *p,
 		struct vindex **out);
+/* The highest id a snapshot file says it holds, read from its header
+ * alone (nothing is verified: vindex_load checks the whole file), or -1
+ * when path is no snapshot. A hint for loading while the store is read. */
+int64_t vindex_snapshot_max_id(const char *path);
 
 #endif
