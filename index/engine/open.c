@@ -38,7 +38,7 @@ struct load_ctx {
 	struct cat *cat;
 	struct catcore *core;
 	int64_t index_max;        /* ids up to this are in the loaded index */
-	int64_t loaded, stale;
+	int64_t stale;
 	int rc;
 	/* cat_load_overlapped: usable entries the snapshot should hold */
 	int64_t *old_ids;
@@ -91,7 +91,6 @@ static int load_entry(void *arg, const struct store_entry *se, const float *vec,
 			return 1;
 		lc->rc = 0;
 	}
-	lc->loaded++;
 	return 0;
 }
 
@@ -157,7 +156,6 @@ static int publish_entry(void *arg, const struct store_entry *se, const float *v
 		else
 			lc->full_pass = true; /* no memory: check every entry */
 	}
-	lc->loaded++;
 	return 0;
 }
 
